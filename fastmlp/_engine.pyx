@@ -1,0 +1,565 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, nonecheck=False
+"""The training engine: forward, backward and optimizer steps over one flat parameter vector.
+
+Design
+------
+Parameters. One flat vector theta holds every W^l (row-major, fan_in x fan_out, as scikit-learn's
+``coefs_``) followed by every b^l; the estimator's ``coefs_``/``intercepts_`` are views into it.
+The gradient and the optimizer's state vectors have the same layout, so finishing the gradient
+and stepping the optimizer is one element-wise pass (csrc/optimizers.c).
+
+Data. Batches are row-major (batch x features). With shuffling, a batch's rows are gathered into
+a scratch block inside the first layer's forward job, while they are being read anyway; without
+it the engine works on the slice of X in place. Every buffer (activations of each layer, two delta
+buffers used in turn, the gather block, per-row losses) is allocated once per fit by ``Trainer``;
+nothing is allocated inside an epoch. The whole epoch runs in one call with the GIL released; it
+takes the GIL back only for a moment after each mini-batch, to let Ctrl-C through.
+
+Layers. For layer l with input a (rows x n_in) and output width n_out:
+    forward   z = a W + b, a' = act(z)              one GEMM, then bias + activation in one pass
+    output    delta = (p - y) * w                   output activation fused with its loss
+    backward  dW = a^T delta, db = sum_rows delta    (the weight gradient)
+              delta_prev = (delta W^T) * act'(a)      (skipped for the first layer: no input grad)
+
+Threads. Every operation is parallel over its own output, cut into blocks whose boundaries depend
+only on the shapes, never on the thread count: forward and delta_prev over blocks of rows, dW over
+blocks of W's rows (fan_in), db as one job beside them. Each output element is therefore computed
+by exactly the same sequence of BLAS calls whatever the number of threads, so a fit is bitwise
+identical with 1 thread or 16, and no per-thread gradient copies or reductions are needed
+(DESIGN.md sketches per-shard gradients summed in a fixed order; blocking the outputs gives the
+same determinism with O(params) instead of O(shards x params) memory and no summation pass).
+BLAS runs single-threaded inside these loops; the caller holds it to one thread (threadpoolctl).
+"""
+from cython cimport floating
+from cython.parallel cimport prange, threadid
+from cpython.exc cimport PyErr_CheckSignals
+from libc.math cimport pow, sqrt
+from libc.string cimport memcpy, memset
+
+import numpy as np
+
+from fastmlp._blas cimport NoTrans, Trans, gemm
+from fastmlp._kernels cimport (
+    FM_EXP, FM_IDENTITY, FM_LOGISTIC, FM_LOSS_BINARY_LOG, FM_LOSS_LOG, FM_LOSS_POISSON,
+    FM_LOSS_SQUARED, FM_RELU, FM_SOFTMAX, FM_TANH, activation_backward, adam_step,
+    bias_activation_forward, finalize_gradient, output_delta, sgd_step, sum_squares,
+)
+
+cdef extern from "fm_openmp.h" nogil:
+    int omp_get_max_threads()
+    int FASTMLP_HAVE_OPENMP
+
+HIDDEN_ACTIVATIONS = {
+    "identity": FM_IDENTITY, "logistic": FM_LOGISTIC, "tanh": FM_TANH, "relu": FM_RELU,
+}
+OUTPUT_LOSSES = {  # out_activation_ -> (activation code, loss code)
+    "softmax": (FM_SOFTMAX, FM_LOSS_LOG),
+    "logistic": (FM_LOGISTIC, FM_LOSS_BINARY_LOG),
+    "identity": (FM_IDENTITY, FM_LOSS_SQUARED),
+    "exp": (FM_EXP, FM_LOSS_POISSON),
+}
+
+cdef enum Solver:
+    SOLVER_SGD = 0
+    SOLVER_ADAM = 1
+
+SOLVERS = {"sgd": SOLVER_SGD, "adam": SOLVER_ADAM}
+OPENMP_ENABLED = bool(FASTMLP_HAVE_OPENMP)
+
+# Block sizes. Rows are cut into an even number (for two cores) of blocks of at least MIN_ROWS
+# rows, at most MAX_BLOCKS of them; a block smaller than that costs more in BLAS call overhead
+# than it gains in parallelism. PARAM_BLOCK elements per job in the optimizer pass.
+DEF MIN_ROWS = 32
+DEF MAX_BLOCKS = 16
+DEF PARAM_BLOCK = 32768
+DEF PREDICT_ROWS = 128
+
+
+def max_threads():
+    """OpenMP's thread count: all cores unless OMP_NUM_THREADS or threadpoolctl limit it."""
+    return omp_get_max_threads()
+
+
+cdef struct Geometry:
+    Py_ssize_t n_layers            # weight layers (scikit-learn's n_layers_ - 1)
+    Py_ssize_t *units              # n_layers + 1 widths, the input first
+    Py_ssize_t *coef_offset        # where W^l starts in theta
+    Py_ssize_t *intercept_offset   # where b^l starts in theta
+    Py_ssize_t *act_prefix         # sum of units[1..l]: where layer l's output starts, per row
+    Py_ssize_t n_coefs             # every W; the intercepts follow
+    Py_ssize_t n_params
+    Py_ssize_t max_width           # widest layer after the input
+    int hidden_activation
+    int output_activation
+    int loss
+    double alpha                   # L2 penalty, as scikit-learn's alpha
+
+
+cdef inline Py_ssize_t n_blocks(Py_ssize_t n) noexcept nogil:
+    """How many blocks n rows are cut into: depends on n only, never on the thread count."""
+    cdef Py_ssize_t k = n // MIN_ROWS
+    if k > MAX_BLOCKS:
+        k = MAX_BLOCKS
+    if k < 2:
+        return 2 if n >= MIN_ROWS // 2 else 1
+    return k - (k % 2)
+
+
+cdef inline Py_ssize_t block_start(Py_ssize_t n, Py_ssize_t blocks, Py_ssize_t b) noexcept nogil:
+    return (n * b) // blocks
+
+
+cdef class Network:
+    """The geometry of a perceptron: widths, activations, loss and where each W and b live."""
+    cdef Geometry g
+    cdef Py_ssize_t[::1] _sizes  # owns the memory the Geometry's pointers point into
+    cdef readonly Py_ssize_t n_coefs, n_params
+
+    def __init__(self, layer_units, hidden_activation, out_activation, double alpha=0.0):
+        units = [int(u) for u in layer_units]
+        cdef Py_ssize_t L = len(units) - 1, l
+        self._sizes = np.zeros(5 * (L + 1), dtype=np.intp)
+        self.g.n_layers = L
+        self.g.units = &self._sizes[0]
+        self.g.coef_offset = &self._sizes[L + 1]
+        self.g.intercept_offset = &self._sizes[2 * (L + 1)]
+        self.g.act_prefix = &self._sizes[3 * (L + 1)]
+        offset = 0
+        for l in range(L + 1):
+            self.g.units[l] = units[l]
+        for l in range(L):
+            self.g.coef_offset[l] = offset
+            offset += units[l] * units[l + 1]
+        self.g.n_coefs = offset
+        for l in range(L):
+            self.g.intercept_offset[l] = offset
+            offset += units[l + 1]
+            self.g.act_prefix[l + 1] = self.g.act_prefix[l] + units[l + 1]
+        self.g.n_params = offset
+        self.g.max_width = max(units[1:])
+        self.g.hidden_activation = HIDDEN_ACTIVATIONS[hidden_activation]
+        self.g.output_activation, self.g.loss = OUTPUT_LOSSES[out_activation]
+        self.g.alpha = alpha
+        self.n_coefs = self.g.n_coefs
+        self.n_params = self.g.n_params
+
+    def views(self, theta):
+        """coefs_ and intercepts_ as numpy views into the flat vector theta."""
+        cdef Py_ssize_t l
+        coefs, intercepts = [], []
+        for l in range(self.g.n_layers):
+            start = self.g.coef_offset[l]
+            n_in, n_out = self.g.units[l], self.g.units[l + 1]
+            coefs.append(theta[start:start + n_in * n_out].reshape(n_in, n_out))
+            start = self.g.intercept_offset[l]
+            intercepts.append(theta[start:start + n_out])
+        return coefs, intercepts
+
+
+# ---------------------------------------------------------------------------------------------
+# One layer: forward and backward side by side. Arguments: outputs first, then inputs, then sizes.
+# ---------------------------------------------------------------------------------------------
+
+cdef void dense_forward(floating *a_out, const floating *a_in, Py_ssize_t ld_in,
+                        const floating *W, const floating *b, Py_ssize_t rows, Py_ssize_t n_in,
+                        Py_ssize_t n_out, int activation) noexcept nogil:
+    """a_out (rows x n_out) = act(a_in (rows x n_in, leading dim ld_in) @ W + b)."""
+    gemm(NoTrans, NoTrans, <int> rows, <int> n_out, <int> n_in, <floating> 1.0,
+         a_in, <int> ld_in, W, <int> n_out, <floating> 0.0, a_out, <int> n_out)
+    bias_activation_forward(a_out, b, rows, n_out, activation)
+
+
+cdef void dense_backward_weights(floating *dW, const floating *a_in, Py_ssize_t ld_in,
+                                 const floating *delta, Py_ssize_t rows, Py_ssize_t n_in_block,
+                                 Py_ssize_t n_out, bint accumulate) noexcept nogil:
+    """dW (n_in_block x n_out) (+)= a_in[:, block]^T @ delta: rows of W's gradient."""
+    gemm(Trans, NoTrans, <int> n_in_block, <int> n_out, <int> rows, <floating> 1.0,
+         a_in, <int> ld_in, delta, <int> n_out, <floating> (1.0 if accumulate else 0.0),
+         dW, <int> n_out)
+
+
+cdef void dense_backward_bias(floating *db, const floating *delta, Py_ssize_t rows,
+                              Py_ssize_t n_out, bint accumulate) noexcept nogil:
+    """db (+)= sum over rows of delta, row after row (numpy's order for sum(axis=0))."""
+    cdef Py_ssize_t r, j
+    cdef const floating *row
+    if not accumulate:
+        memset(db, 0, n_out * sizeof(floating))
+    for r in range(rows):
+        row = delta + r * n_out
+        for j in range(n_out):
+            db[j] += row[j]
+
+
+cdef void dense_backward_input(floating *delta_in, const floating *a_in, const floating *delta,
+                               const floating *W, Py_ssize_t rows, Py_ssize_t n_in,
+                               Py_ssize_t n_out, int activation) noexcept nogil:
+    """delta_in (rows x n_in) = (delta @ W^T) * act'(a_in), for every layer but the first."""
+    gemm(NoTrans, Trans, <int> rows, <int> n_in, <int> n_out, <floating> 1.0,
+         delta, <int> n_out, W, <int> n_out, <floating> 0.0, delta_in, <int> n_in)
+    activation_backward(delta_in, a_in, rows * n_in, activation)
+
+
+# ---------------------------------------------------------------------------------------------
+# A whole network over a set of rows.
+# ---------------------------------------------------------------------------------------------
+
+cdef struct Rows:
+    # The rows a pass works on. Row r of the pass is X[index[r]] (and Y, w likewise) when index is
+    # not NULL; otherwise X, Y and w already point at the first row and rows are consecutive.
+    const void *X
+    Py_ssize_t ldx
+    const void *Y
+    const void *w
+    const Py_ssize_t *index
+    Py_ssize_t n
+
+
+cdef struct Work:
+    void *acts        # each layer's output, layer l at n * act_prefix[l], row-major
+    void *deltas      # two buffers of capacity x max_width, used in turn from the last layer down
+    void *gathered    # capacity x n_features: the shuffled batch's input rows
+    double *row_loss  # capacity
+    double *partial   # one partial sum of squares per optimizer block
+    Py_ssize_t capacity
+
+
+cdef void forward_job(const Geometry *g, Py_ssize_t l, Py_ssize_t job, Py_ssize_t blocks,
+                      const floating *theta, const Rows *rows, const Work *work) noexcept nogil:
+    """Layer l's forward on one block of rows; the last layer also forms the output delta."""
+    cdef Py_ssize_t r0 = block_start(rows.n, blocks, job)
+    cdef Py_ssize_t r1 = block_start(rows.n, blocks, job + 1), r
+    cdef Py_ssize_t n_in = g.units[l], n_out = g.units[l + 1], ld_in = n_in
+    cdef floating *acts = <floating *> work.acts
+    cdef floating *a_out = acts + rows.n * g.act_prefix[l]
+    cdef const floating *a_in
+    cdef const floating *X = <const floating *> rows.X
+    cdef floating *gathered = <floating *> work.gathered
+    cdef const floating *Y = <const floating *> rows.Y
+    cdef int activation = g.hidden_activation
+    if r1 == r0:
+        return
+    if l == 0:
+        if rows.index != NULL:
+            for r in range(r0, r1):
+                memcpy(gathered + r * n_in, X + rows.index[r] * rows.ldx, n_in * sizeof(floating))
+            a_in = gathered
+        else:
+            a_in = X
+            ld_in = rows.ldx
+    else:
+        a_in = acts + rows.n * g.act_prefix[l - 1]
+    if l == g.n_layers - 1:
+        activation = g.output_activation
+    dense_forward(a_out + r0 * n_out, a_in + r0 * ld_in, ld_in,
+                  theta + g.coef_offset[l], theta + g.intercept_offset[l],
+                  r1 - r0, n_in, n_out, activation)
+    if l == g.n_layers - 1:
+        output_delta(<floating *> work.deltas + r0 * n_out, work.row_loss + r0,
+                     a_out + r0 * n_out,
+                     Y if rows.index != NULL else Y + r0 * n_out,
+                     <const floating *> rows.w if (rows.index != NULL or rows.w == NULL)
+                     else <const floating *> rows.w + r0,
+                     rows.index + r0 if rows.index != NULL else NULL,
+                     r1 - r0, n_out, g.loss)
+
+
+cdef void backward_job(const Geometry *g, Py_ssize_t l, Py_ssize_t job, Py_ssize_t w_blocks,
+                       Py_ssize_t r_blocks, const floating *theta, floating *grad,
+                       bint accumulate, const Rows *rows, const Work *work) noexcept nogil:
+    """One job of layer l's backward: a block of W's gradient rows, the bias gradient, or a
+    block of rows of the previous layer's delta."""
+    cdef Py_ssize_t n_in = g.units[l], n_out = g.units[l + 1], ld_in = n_in
+    cdef Py_ssize_t i0, i1
+    cdef floating *acts = <floating *> work.acts
+    cdef floating *delta_buffers = <floating *> work.deltas
+    cdef Py_ssize_t parity = (g.n_layers - 1 - l) % 2
+    cdef floating *delta = delta_buffers + parity * work.capacity * g.max_width
+    cdef floating *delta_prev = delta_buffers + (1 - parity) * work.capacity * g.max_width
+    cdef const floating *a_in
+    if l == 0:
+        if rows.index != NULL:
+            a_in = <const floating *> work.gathered
+        else:
+            a_in = <const floating *> rows.X
+            ld_in = rows.ldx
+    else:
+        a_in = acts + rows.n * g.act_prefix[l - 1]
+    if job < w_blocks:
+        i0 = block_start(n_in, w_blocks, job)
+        i1 = block_start(n_in, w_blocks, job + 1)
+        if i1 > i0:
+            dense_backward_weights(grad + g.coef_offset[l] + i0 * n_out, a_in + i0, ld_in,
+                                   delta, rows.n, i1 - i0, n_out, accumulate)
+    elif job == w_blocks:
+        dense_backward_bias(grad + g.intercept_offset[l], delta, rows.n, n_out, accumulate)
+    else:
+        job -= w_blocks + 1
+        i0 = block_start(rows.n, r_blocks, job)
+        i1 = block_start(rows.n, r_blocks, job + 1)
+        if i1 > i0:
+            dense_backward_input(delta_prev + i0 * n_in, a_in + i0 * n_in, delta + i0 * n_out,
+                                 theta + g.coef_offset[l], i1 - i0, n_in, n_out,
+                                 g.hidden_activation)
+
+
+cdef double backprop(const Geometry *g, const floating *theta, floating *grad, bint accumulate,
+                     const Rows *rows, const Work *work, int n_threads) noexcept nogil:
+    """Forward and backward over rows; (accumulates) the raw gradient sum_rows w_r dLoss_r into
+    grad and returns sum_rows w_r loss_r. The L2 term and the division by sum(w) come later."""
+    cdef Py_ssize_t l, job, r, w_blocks, r_blocks = n_blocks(rows.n)
+    cdef double total = 0.0
+    cdef const floating *w = <const floating *> rows.w
+    for l in range(g.n_layers):
+        for job in prange(r_blocks, schedule='static', num_threads=n_threads):
+            forward_job(g, l, job, r_blocks, theta, rows, work)
+    for l in range(g.n_layers - 1, -1, -1):
+        w_blocks = n_blocks(g.units[l])
+        for job in prange(w_blocks + 1 + (r_blocks if l > 0 else 0),
+                          schedule='dynamic', num_threads=n_threads):
+            backward_job(g, l, job, w_blocks, r_blocks if l > 0 else 0, theta, grad,
+                         accumulate, rows, work)
+    for r in range(rows.n):
+        if w == NULL:
+            total += work.row_loss[r]
+        elif rows.index != NULL:
+            total += w[rows.index[r]] * work.row_loss[r]
+        else:
+            total += w[r] * work.row_loss[r]
+    return total
+
+
+cdef void optimizer_job(const Geometry *g, Py_ssize_t job, floating *theta, floating *grad,
+                        floating *state_1, floating *state_2, double divisor, int solver,
+                        double learning_rate, double momentum, bint nesterov, double beta_1,
+                        double beta_2, double epsilon, bint step, double *partial) noexcept nogil:
+    """One block of the flat vector: note sum(W^2) for the loss, finish the gradient
+    ((g + alpha W) / sum(w), intercepts unpenalised), then take the optimizer's step."""
+    cdef Py_ssize_t lo = job * PARAM_BLOCK, hi = lo + PARAM_BLOCK, mid
+    if hi > g.n_params:
+        hi = g.n_params
+    mid = g.n_coefs if g.n_coefs < hi else hi
+    partial[job] = 0.0
+    if mid > lo:
+        partial[job] = sum_squares(theta + lo, mid - lo)
+        finalize_gradient(grad + lo, theta + lo, mid - lo, g.alpha, divisor)
+    if mid < lo:
+        mid = lo
+    if hi > mid:
+        finalize_gradient(grad + mid, <floating *> NULL, hi - mid, 0.0, divisor)
+    if not step:
+        return
+    if solver == SOLVER_SGD:
+        sgd_step(theta + lo, grad + lo, state_1 + lo, hi - lo, learning_rate, momentum, nesterov)
+    else:
+        adam_step(theta + lo, grad + lo, state_1 + lo, state_2 + lo, hi - lo, learning_rate,
+                  beta_1, beta_2, epsilon)
+
+
+cdef double finish_and_step(const Geometry *g, floating *theta, floating *grad,
+                            floating *state_1, floating *state_2, double divisor, int solver,
+                            double learning_rate, double momentum, bint nesterov, double beta_1,
+                            double beta_2, double epsilon, bint step, double *partial,
+                            int n_threads) noexcept nogil:
+    """Finish the gradient and (if step) update theta, in parallel blocks; returns sum(W^2)."""
+    cdef Py_ssize_t job, blocks = (g.n_params + PARAM_BLOCK - 1) // PARAM_BLOCK
+    cdef double total = 0.0
+    for job in prange(blocks, schedule='static', num_threads=n_threads):
+        optimizer_job(g, job, theta, grad, state_1, state_2, divisor, solver, learning_rate,
+                      momentum, nesterov, beta_1, beta_2, epsilon, step, partial)
+    for job in range(blocks):
+        total = total + partial[job]
+    return total
+
+
+cdef class Trainer:
+    """Every buffer a fit needs, allocated once; runs epochs and full-batch gradients."""
+    cdef Network network
+    cdef readonly object acts, deltas, gathered, row_loss, partial
+    cdef readonly Py_ssize_t capacity
+
+    def __init__(self, Network network, Py_ssize_t capacity, Py_ssize_t n_features, dtype):
+        self.network = network
+        self.capacity = capacity
+        g = &network.g
+        self.acts = np.empty(capacity * g.act_prefix[g.n_layers], dtype=dtype)
+        self.deltas = np.empty(2 * capacity * g.max_width, dtype=dtype)
+        self.gathered = np.empty(capacity * n_features, dtype=dtype)
+        self.row_loss = np.empty(capacity, dtype=np.float64)
+        self.partial = np.empty((g.n_params + PARAM_BLOCK - 1) // PARAM_BLOCK, dtype=np.float64)
+
+    cdef Work _work(self, floating[::1] acts, floating[::1] deltas, floating[::1] gathered):
+        cdef Work work
+        cdef double[::1] row_loss = self.row_loss
+        cdef double[::1] partial = self.partial
+        work.acts = &acts[0]
+        work.deltas = &deltas[0]
+        work.gathered = &gathered[0] if gathered.shape[0] > 0 else NULL
+        work.row_loss = &row_loss[0]
+        work.partial = &partial[0]
+        work.capacity = self.capacity
+        return work
+
+    def epoch(self, floating[::1] theta, floating[::1] grad, floating[::1] state_1,
+              floating[::1] state_2, const floating[:, ::1] X, const floating[:, ::1] Y,
+              const floating[::1] sample_weight, const Py_ssize_t[::1] order,
+              Py_ssize_t batch_size, optimizer, int n_threads):
+        """One epoch of mini-batch training: batches are order[0:b], order[b:2b], ... (or the
+        consecutive rows of X when order is empty). Returns sum over batches of batch loss x
+        batch length, as scikit-learn accumulates it. The optimizer object gives the solver and
+        its hyper-parameters, and keeps its step count t."""
+        cdef Geometry *g = &self.network.g
+        cdef floating[::1] acts = self.acts
+        cdef floating[::1] deltas = self.deltas
+        cdef floating[::1] gathered = self.gathered
+        cdef Work work = self._work(acts, deltas, gathered)
+        cdef Rows rows
+        cdef Py_ssize_t n_samples = X.shape[0], start, stop
+        cdef bint shuffled = order.shape[0] > 0, weighted = sample_weight.shape[0] > 0
+        cdef int solver = optimizer.solver
+        cdef double learning_rate = optimizer.learning_rate, momentum = 0.0
+        cdef double beta_1 = 0.0, beta_2 = 0.0, epsilon = 0.0, step_size = 0.0
+        cdef double divisor, batch_loss, accumulated = 0.0, sum_w2
+        cdef bint nesterov = False
+        cdef long t = optimizer.t
+        cdef Py_ssize_t r
+        if batch_size > self.capacity:
+            raise ValueError("batch_size exceeds the trainer's capacity")
+        if solver == SOLVER_SGD:
+            momentum = optimizer.momentum
+            nesterov = optimizer.nesterov
+        else:
+            beta_1, beta_2, epsilon = optimizer.beta_1, optimizer.beta_2, optimizer.epsilon
+            learning_rate = optimizer.learning_rate_init
+        rows.ldx = X.shape[1]
+        try:
+            with nogil:
+                start = 0
+                while start < n_samples:
+                    stop = start + batch_size
+                    if stop > n_samples:
+                        stop = n_samples
+                    rows.n = stop - start
+                    if shuffled:
+                        rows.X = &X[0, 0]
+                        rows.Y = &Y[0, 0]
+                        rows.w = &sample_weight[0] if weighted else NULL
+                        rows.index = &order[start]
+                    else:
+                        rows.X = &X[start, 0]
+                        rows.Y = &Y[start, 0]
+                        rows.w = &sample_weight[start] if weighted else NULL
+                        rows.index = NULL
+                    batch_loss = backprop(g, &theta[0], &grad[0], False, &rows, &work, n_threads)
+                    divisor = <double> rows.n
+                    if weighted:
+                        divisor = 0.0
+                        for r in range(rows.n):
+                            divisor = divisor + (sample_weight[order[start + r]] if shuffled
+                                                 else sample_weight[start + r])
+                    if solver == SOLVER_ADAM:
+                        t += 1
+                        step_size = (learning_rate * sqrt(1.0 - pow(beta_2, <double> t))
+                                     / (1.0 - pow(beta_1, <double> t)))
+                    sum_w2 = finish_and_step(
+                        g, &theta[0], &grad[0], &state_1[0],
+                        &state_2[0] if state_2.shape[0] > 0 else NULL, divisor, solver,
+                        step_size if solver == SOLVER_ADAM else learning_rate, momentum,
+                        nesterov, beta_1, beta_2, epsilon, True, work.partial, n_threads)
+                    batch_loss = batch_loss / divisor + 0.5 * g.alpha * sum_w2 / divisor
+                    accumulated = accumulated + batch_loss * rows.n
+                    start = stop
+                    with gil:
+                        PyErr_CheckSignals()
+        finally:
+            optimizer.t = t
+        return accumulated
+
+    def loss_gradient(self, floating[::1] theta, floating[::1] grad, const floating[:, ::1] X,
+                      const floating[:, ::1] Y, const floating[::1] sample_weight,
+                      int n_threads):
+        """Full-batch loss and gradient at theta (for L-BFGS), in chunks of `capacity` rows
+        whose gradients accumulate in order. Returns the loss; grad receives the gradient."""
+        cdef Geometry *g = &self.network.g
+        cdef floating[::1] acts = self.acts
+        cdef floating[::1] deltas = self.deltas
+        cdef floating[::1] gathered = self.gathered
+        cdef Work work = self._work(acts, deltas, gathered)
+        cdef Rows rows
+        cdef Py_ssize_t n_samples = X.shape[0], start, r
+        cdef bint weighted = sample_weight.shape[0] > 0
+        cdef double data_loss = 0.0, divisor = <double> n_samples, sum_w2
+        rows.ldx = X.shape[1]
+        rows.index = NULL
+        with nogil:
+            if weighted:
+                divisor = 0.0
+                for r in range(n_samples):
+                    divisor = divisor + sample_weight[r]
+            start = 0
+            while start < n_samples:
+                rows.n = min(self.capacity, n_samples - start)
+                rows.X = &X[start, 0]
+                rows.Y = &Y[start, 0]
+                rows.w = &sample_weight[start] if weighted else NULL
+                data_loss += backprop(g, &theta[0], &grad[0], start > 0, &rows, &work,
+                                      n_threads)
+                start += rows.n
+            sum_w2 = finish_and_step(g, &theta[0], &grad[0], <floating *> NULL,
+                                     <floating *> NULL, divisor, 0, 0.0, 0.0, False, 0.0, 0.0,
+                                     0.0, False, work.partial, n_threads)
+        return data_loss / divisor + 0.5 * g.alpha * sum_w2 / divisor
+
+
+# ---------------------------------------------------------------------------------------------
+# Prediction: rows are independent, so each block of rows runs through every layer on one
+# thread, with that thread's own two scratch buffers; no barrier between layers.
+# ---------------------------------------------------------------------------------------------
+
+cdef void predict_block(const Geometry *g, const floating *theta, const floating *X,
+                        Py_ssize_t ldx, floating *out, Py_ssize_t rows, floating *scratch)\
+        noexcept nogil:
+    cdef Py_ssize_t l, n_out
+    cdef const floating *a_in = X
+    cdef Py_ssize_t ld_in = ldx
+    cdef floating *a_out
+    for l in range(g.n_layers):
+        n_out = g.units[l + 1]
+        if l == g.n_layers - 1:
+            dense_forward(out, a_in, ld_in, theta + g.coef_offset[l],
+                          theta + g.intercept_offset[l], rows, g.units[l], n_out,
+                          g.output_activation)
+        else:
+            a_out = scratch + (l % 2) * PREDICT_ROWS * g.max_width
+            dense_forward(a_out, a_in, ld_in, theta + g.coef_offset[l],
+                          theta + g.intercept_offset[l], rows, g.units[l], n_out,
+                          g.hidden_activation)
+            a_in = a_out
+            ld_in = n_out
+
+
+def predict(Network network, const floating[::1] theta, const floating[:, ::1] X,
+            floating[:, ::1] out, int n_threads):
+    """out = the network's output activation for every row of X."""
+    cdef Geometry *g = &network.g
+    cdef Py_ssize_t n = X.shape[0], blocks = (n + PREDICT_ROWS - 1) // PREDICT_ROWS, b
+    cdef Py_ssize_t scratch_size = 2 * PREDICT_ROWS * g.max_width
+    if n == 0:
+        return
+    if blocks < n_threads:
+        n_threads = <int> blocks
+    # Per-thread scratch, allocated here so that a failure is a MemoryError, not a lost block.
+    cdef floating[::1] scratch = np.empty(n_threads * scratch_size,
+                                          dtype=np.float32 if floating is float else np.float64)
+    if n_threads == 1:
+        with nogil:
+            for b in range(blocks):
+                predict_block(g, &theta[0], &X[b * PREDICT_ROWS, 0], X.shape[1],
+                              &out[b * PREDICT_ROWS, 0], min(PREDICT_ROWS, n - b * PREDICT_ROWS),
+                              &scratch[0])
+        return
+    for b in prange(blocks, nogil=True, schedule='static', num_threads=n_threads):
+        predict_block(g, &theta[0], &X[b * PREDICT_ROWS, 0], X.shape[1],
+                      &out[b * PREDICT_ROWS, 0], min(PREDICT_ROWS, n - b * PREDICT_ROWS),
+                      &scratch[threadid() * scratch_size])

@@ -1,0 +1,778 @@
+"""MLPClassifier and MLPRegressor: scikit-learn's estimators over fastmlp's compiled engine.
+
+Design
+------
+The estimators follow scikit-learn's own (sklearn/neural_network/_multilayer_perceptron.py,
+BSD-3-Clause) line for line wherever behaviour is visible: the constructor signatures, parameter
+validation, input validation, the order in which `random_state` is drawn from (Glorot-uniform
+weights layer by layer, the early-stopping split, one shuffle per epoch), the schedule and
+stopping rules, attributes, warnings and error messages. A base class does the work; the two
+estimators override input validation, prediction, scoring and tags.
+
+What differs is where the numbers are computed. All weights live in one flat vector
+(`_theta`: every W, then every b); `coefs_` and `intercepts_` are numpy views into it. Each epoch
+is one call into the engine (fastmlp/_engine.pyx) that runs every mini-batch with the GIL
+released; Python only does what is per epoch. L-BFGS runs scipy's optimizer directly on the flat
+vector, with the engine computing the full-batch loss and gradient.
+
+Parameter validation uses scikit-learn's constraint objects and `_fit_context` (from modules
+scikit-learn marks private): that is the only way to raise exactly the InvalidParameterError
+scikit-learn raises, which is a promise of this package. Everything else uses public utilities.
+"""
+
+import warnings
+from abc import ABC, abstractmethod
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.optimize
+import scipy.sparse as sp
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    RegressorMixin,
+    _fit_context,
+    is_classifier,
+)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_array, check_random_state, column_or_1d, shuffle
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import type_of_target, unique_labels
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from fastmlp import _engine
+from fastmlp._stochastic_optimizers import AdamOptimizer, SGDOptimizer
+from fastmlp._threads import effective_n_threads, single_threaded_blas
+
+_STOCHASTIC_SOLVERS = ["sgd", "adam"]
+
+# L-BFGS evaluates the full-batch gradient in chunks of this many rows (accumulated in order), so
+# that its scratch memory stays O(chunk x width) however large the data.
+_LBFGS_CHUNK_ROWS = 1024
+
+
+def _check_sample_weight(sample_weight, X, dtype):
+    """scikit-learn's sample_weight checks and messages, returning a C-contiguous `dtype` vector."""
+    n_samples = X.shape[0]
+    if isinstance(sample_weight, Real):
+        return np.full(n_samples, sample_weight, dtype=dtype)
+    sample_weight = check_array(
+        sample_weight, accept_sparse=False, ensure_2d=False, dtype=dtype, order="C",
+        input_name="sample_weight",
+    )
+    if sample_weight.ndim != 1:
+        raise ValueError(
+            f"Sample weights must be 1D array or scalar, got {sample_weight.ndim}D array. "
+            f"Expected either a scalar value or a 1D array of length {n_samples}."
+        )
+    if sample_weight.shape != (n_samples,):
+        raise ValueError(
+            "sample_weight.shape == {}, expected {}!".format(sample_weight.shape, (n_samples,))
+        )
+    if np.all(sample_weight == 0):
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+    return sample_weight
+
+
+def _check_optimize_result(result, max_iter):
+    """L-BFGS's iteration count, and scikit-learn's ConvergenceWarning when it did not converge."""
+    n_iter = min(result.nit, max_iter)
+    if result.status != 0:
+        msg = (
+            f"lbfgs failed to converge after {n_iter} iteration(s) "
+            f"(status={result.status}):\n{result.message}\n"
+        )
+        if n_iter == max_iter:
+            msg += (
+                "\nIncrease the number of iterations to improve the convergence "
+                f"(max_iter={max_iter})."
+            )
+        msg += (
+            "\nYou might also want to scale the data as shown in:\n"
+            "    https://scikit-learn.org/stable/modules/preprocessing.html"
+        )
+        warnings.warn(msg, ConvergenceWarning, stacklevel=3)
+    return n_iter
+
+
+class BaseMultilayerPerceptron(BaseEstimator, ABC):
+    """Base class for MLP classification and regression (not for direct use)."""
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
+        "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    @abstractmethod
+    def __init__(self, hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
+                 learning_rate_init, power_t, max_iter, loss, shuffle, random_state, tol,
+                 verbose, warm_start, momentum, nesterovs_momentum, early_stopping,
+                 validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun):
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.loss = loss
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+
+    # -- the flat parameter vector ---------------------------------------------------------------
+
+    def _network(self):
+        """The engine's description of the fitted network (cached; cheap to rebuild)."""
+        key = (tuple(self._layer_units), self.activation, self.out_activation_, float(self.alpha))
+        cached = getattr(self, "_network_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, _engine.Network(self._layer_units, self.activation,
+                                           self.out_activation_, float(self.alpha)))
+            self._network_cache = cached
+        return cached[1]
+
+    def _packed_parameters(self):
+        """theta, after folding back any coefs_/intercepts_ that were replaced (not edited in
+        place) since the views were made, so that theta always holds the model's weights."""
+        theta = self._theta
+        arrays = list(self.coefs_) + list(self.intercepts_)
+        if all(a.base is theta for a in arrays) and len(arrays) == 2 * len(self._layer_units) - 2:
+            return theta
+        coefs, intercepts = self._network().views(theta)
+        for view, value in zip(coefs + intercepts, arrays):
+            view[...] = value
+        self.coefs_, self.intercepts_ = coefs, intercepts
+        return theta
+
+    def __getstate__(self):
+        # Views do not survive pickling as views: store theta alone, rebuild them on load.
+        state = super().__getstate__()
+        if "_theta" in state:
+            self._packed_parameters()
+            state = dict(state)
+            state.pop("coefs_", None)
+            state.pop("intercepts_", None)
+            state.pop("_network_cache", None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "_theta" in state:
+            self.coefs_, self.intercepts_ = self._network().views(self._theta)
+
+    # -- fitting -------------------------------------------------------------------------------------
+
+    def _initialize(self, y, layer_units, dtype):
+        """Set every attribute a first fit sets and draw the initial weights (Glorot uniform,
+        in scikit-learn's order: W then b, layer by layer)."""
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = y.shape[1]
+        self.n_layers_ = len(layer_units)
+        self._layer_units = list(layer_units)
+
+        if not is_classifier(self):
+            self.out_activation_ = "exp" if self.loss == "poisson" else "identity"
+        elif self._label_binarizer.y_type_ == "multiclass":
+            self.out_activation_ = "softmax"
+        else:
+            self.out_activation_ = "logistic"
+
+        network = self._network()
+        self._theta = np.empty(network.n_params, dtype=dtype)
+        self.coefs_, self.intercepts_ = network.views(self._theta)
+        factor = 2.0 if self.activation == "logistic" else 6.0
+        for coef, intercept in zip(self.coefs_, self.intercepts_):
+            fan_in, fan_out = coef.shape
+            init_bound = np.sqrt(factor / (fan_in + fan_out))
+            coef[...] = self._random_state.uniform(-init_bound, init_bound, (fan_in, fan_out))
+            intercept[...] = self._random_state.uniform(-init_bound, init_bound, fan_out)
+
+        self._best_coefs = [c.copy() for c in self.coefs_]
+        self._best_intercepts = [i.copy() for i in self.intercepts_]
+
+        if self.solver in _STOCHASTIC_SOLVERS:
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            if self.early_stopping:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
+
+    def _fit(self, X, y, sample_weight=None, incremental=False):
+        hidden_layer_sizes = self.hidden_layer_sizes
+        if not hasattr(hidden_layer_sizes, "__iter__"):
+            hidden_layer_sizes = [hidden_layer_sizes]
+        hidden_layer_sizes = list(hidden_layer_sizes)
+        if np.any(np.array(hidden_layer_sizes) <= 0):
+            raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden_layer_sizes)
+        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+
+        X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        if sp.issparse(X):
+            X = X.toarray()  # the engine's sparse first layer is not written yet
+        dtype = X.dtype if first_pass else self._theta.dtype
+        X = np.ascontiguousarray(X, dtype=dtype)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype)
+        if y.ndim == 1:
+            y = y.reshape((-1, 1))
+        self.n_outputs_ = y.shape[1]
+        layer_units = [X.shape[1]] + hidden_layer_sizes + [self.n_outputs_]
+
+        self._random_state = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize(y, layer_units, dtype)
+        elif layer_units != self._layer_units:
+            raise ValueError(
+                f"The network's layer sizes {layer_units} differ from the fitted ones "
+                f"{self._layer_units}; hidden_layer_sizes and the number of outputs cannot "
+                "change with warm_start or partial_fit."
+            )
+        theta = self._packed_parameters()
+
+        if self.solver in _STOCHASTIC_SOLVERS:
+            self._fit_stochastic(X, y, sample_weight, theta, incremental)
+        else:
+            self._fit_lbfgs(X, y, sample_weight, theta)
+
+        if not np.isfinite(theta).all():
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may"
+                " contain large values and need to be preprocessed."
+            )
+        return self
+
+    def _fit_lbfgs(self, X, y, sample_weight, theta):
+        network = self._network()
+        trainer = _engine.Trainer(network, min(X.shape[0], _LBFGS_CHUNK_ROWS), X.shape[1],
+                                  theta.dtype)
+        Y = np.ascontiguousarray(y, dtype=theta.dtype)
+        weights = sample_weight if sample_weight is not None else np.empty(0, theta.dtype)
+        grad = np.empty_like(theta)
+        n_threads = effective_n_threads()
+
+        def loss_and_gradient(packed):
+            theta[...] = packed
+            loss = trainer.loss_gradient(theta, grad, X, Y, weights, n_threads)
+            return loss, grad.astype(np.float64)
+
+        with single_threaded_blas():
+            result = scipy.optimize.minimize(
+                loss_and_gradient,
+                theta.astype(np.float64),
+                method="L-BFGS-B",
+                jac=True,
+                options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
+            )
+        self.n_iter_ = _check_optimize_result(result, self.max_iter)
+        self.loss_ = result.fun
+        theta[...] = result.x
+
+    def _make_optimizer(self, n_params, dtype):
+        if self.solver == "sgd":
+            return SGDOptimizer(n_params, dtype, self.learning_rate_init, self.learning_rate,
+                                self.momentum, self.nesterovs_momentum, self.power_t)
+        return AdamOptimizer(n_params, dtype, self.learning_rate_init, self.beta_1,
+                             self.beta_2, self.epsilon)
+
+    def _fit_stochastic(self, X, y, sample_weight, theta, incremental):
+        if not incremental or not hasattr(self, "_optimizer"):
+            self._optimizer = self._make_optimizer(theta.shape[0], theta.dtype)
+
+        # early_stopping in partial_fit doesn't make sense
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        early_stopping = self.early_stopping
+        if early_stopping:
+            # don't stratify in multilabel classification
+            should_stratify = is_classifier(self) and self.n_outputs_ == 1
+            stratify = y if should_stratify else None
+            if sample_weight is None:
+                X_train, X_val, y_train, y_val = train_test_split(
+                    X, y, random_state=self._random_state, test_size=self.validation_fraction,
+                    stratify=stratify,
+                )
+                sample_weight_train = sample_weight_val = None
+            else:
+                (X_train, X_val, y_train, y_val, sample_weight_train,
+                 sample_weight_val) = train_test_split(
+                    X, y, sample_weight, random_state=self._random_state,
+                    test_size=self.validation_fraction, stratify=stratify,
+                )
+            if X_val.shape[0] < 2:
+                raise ValueError(
+                    "The validation set is too small. Increase 'validation_fraction' "
+                    "or the size of your dataset."
+                )
+            if is_classifier(self):
+                y_val = self._label_binarizer.inverse_transform(y_val)
+        else:
+            X_train, y_train, sample_weight_train = X, y, sample_weight
+            X_val = y_val = sample_weight_val = None
+
+        n_samples = X_train.shape[0]
+        sample_idx = np.arange(n_samples, dtype=np.intp)
+        if self.batch_size == "auto":
+            batch_size = min(200, n_samples)
+        else:
+            if self.batch_size > n_samples:
+                warnings.warn(
+                    "Got `batch_size` less than 1 or larger than "
+                    "sample size. It is going to be clipped"
+                )
+            batch_size = int(np.clip(self.batch_size, 1, n_samples))
+
+        trainer = _engine.Trainer(self._network(), batch_size, X_train.shape[1], theta.dtype)
+        X_train = np.ascontiguousarray(X_train)
+        Y_train = np.ascontiguousarray(y_train, dtype=theta.dtype)
+        no_rows = np.empty(0, dtype=np.intp)
+        weights = (np.ascontiguousarray(sample_weight_train) if sample_weight_train is not None
+                   else np.empty(0, dtype=theta.dtype))
+        grad = np.empty_like(theta)
+        n_threads = effective_n_threads()
+        optimizer = self._optimizer
+
+        try:
+            self.n_iter_ = 0
+            for it in range(self.max_iter):
+                if self.shuffle:
+                    # Only the indices are shuffled; the engine gathers each batch's rows.
+                    sample_idx = shuffle(sample_idx, random_state=self._random_state)
+                state_1, state_2 = optimizer.state
+                with single_threaded_blas():
+                    accumulated_loss = trainer.epoch(
+                        theta, grad, state_1, state_2, X_train, Y_train, weights,
+                        sample_idx if self.shuffle else no_rows, batch_size, optimizer,
+                        n_threads,
+                    )
+                self.n_iter_ += 1
+                self.loss_ = accumulated_loss / X_train.shape[0]
+                self.t_ += n_samples
+                self.loss_curve_.append(self.loss_)
+                if self.verbose:
+                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+
+                # update no_improvement_count based on training loss or
+                # validation score according to early_stopping
+                self._update_no_improvement_count(early_stopping, X_val, y_val,
+                                                  sample_weight_val)
+                # for learning rate that needs to be updated at iteration end
+                optimizer.iteration_ends(self.t_)
+
+                if self._no_improvement_count > self.n_iter_no_change:
+                    # not better than last `n_iter_no_change` iterations by tol
+                    # stop or decrease learning rate
+                    if early_stopping:
+                        msg = (
+                            "Validation score did not improve more than "
+                            "tol=%f for %d consecutive epochs."
+                            % (self.tol, self.n_iter_no_change)
+                        )
+                    else:
+                        msg = (
+                            "Training loss did not improve more than tol=%f"
+                            " for %d consecutive epochs." % (self.tol, self.n_iter_no_change)
+                        )
+                    if optimizer.trigger_stopping(msg, self.verbose):
+                        break
+                    self._no_improvement_count = 0
+
+                if incremental:
+                    break
+
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn(
+                        "Stochastic Optimizer: Maximum iterations (%d) "
+                        "reached and the optimization hasn't converged yet." % self.max_iter,
+                        ConvergenceWarning,
+                    )
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.")
+
+        if early_stopping:
+            # restore best weights
+            for view, best in zip(self.coefs_ + self.intercepts_,
+                                  self._best_coefs + self._best_intercepts):
+                view[...] = best
+
+    def _update_no_improvement_count(self, early_stopping, X, y, sample_weight):
+        if early_stopping:
+            # compute validation score (can be NaN), use that for stopping
+            val_score = self._score(X, y, sample_weight=sample_weight)
+            self.validation_scores_.append(val_score)
+            if self.verbose:
+                print("Validation score: %f" % self.validation_scores_[-1])
+            # update best parameters
+            # use validation_scores_, not loss_curve_
+            last_valid_score = self.validation_scores_[-1]
+            if last_valid_score < (self.best_validation_score_ + self.tol):
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if last_valid_score > self.best_validation_score_:
+                self.best_validation_score_ = last_valid_score
+                self._best_coefs = [c.copy() for c in self.coefs_]
+                self._best_intercepts = [i.copy() for i in self.intercepts_]
+        else:
+            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if self.loss_curve_[-1] < self.best_loss_:
+                self.best_loss_ = self.loss_curve_[-1]
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data matrix X and target(s) y.
+
+        Parameters
+        ----------
+        X : ndarray or sparse matrix of shape (n_samples, n_features)
+            The input data. float32 input trains in float32, anything else in float64.
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            The target values (class labels in classification, real numbers in regression).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        self : object
+            Returns a trained MLP model.
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    def _check_solver(self):
+        if self.solver not in _STOCHASTIC_SOLVERS:
+            raise AttributeError(
+                "partial_fit is only available for stochastic"
+                " optimizers. %s is not stochastic." % self.solver
+            )
+        return True
+
+    # -- prediction ----------------------------------------------------------------------------------
+
+    def _forward_pass_fast(self, X, check_input=True):
+        """The output layer's activations for X (the engine's forward pass, no bookkeeping)."""
+        if check_input:
+            X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+        if sp.issparse(X):
+            X = X.toarray()
+        theta = self._packed_parameters()
+        dtype = np.result_type(X.dtype, theta.dtype)
+        if not np.issubdtype(dtype, np.floating):
+            dtype = np.float64
+        if dtype != theta.dtype:
+            theta = theta.astype(dtype)  # e.g. float64 X on a float32 model, as numpy promotes
+        X = np.ascontiguousarray(X, dtype=dtype)
+        out = np.empty((X.shape[0], self.n_outputs_), dtype=dtype)
+        n_threads = effective_n_threads() if X.shape[0] > 128 else 1
+        if n_threads > 1:
+            with single_threaded_blas():
+                _engine.predict(self._network(), theta, X, out, n_threads)
+        else:
+            _engine.predict(self._network(), theta, X, out, 1)
+        return out
+
+    def _score_with_function(self, X, y, sample_weight, score_function):
+        """Private score method without input validation."""
+        # Input validation would remove feature names, so we disable it
+        y_pred = self._predict(X, check_input=False)
+        if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
+            return np.nan
+        return score_function(y, y_pred, sample_weight=sample_weight)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
+    """Multi-layer Perceptron classifier: scikit-learn's MLPClassifier, trained by fastmlp's engine.
+
+    It optimizes the log-loss function using LBFGS or stochastic gradient descent. Parameters,
+    attributes and behaviour are those of :class:`sklearn.neural_network.MLPClassifier`; see its
+    documentation for each one.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : array-like of shape(n_layers - 2,), default=(100,)
+    activation : {'identity', 'logistic', 'tanh', 'relu'}, default='relu'
+    solver : {'lbfgs', 'sgd', 'adam'}, default='adam'
+    alpha : float, default=0.0001
+    batch_size : int, default='auto'
+    learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
+    learning_rate_init : float, default=0.001
+    power_t : float, default=0.5
+    max_iter : int, default=200
+    shuffle : bool, default=True
+    random_state : int, RandomState instance, default=None
+    tol : float, default=1e-4
+    verbose : bool, default=False
+    warm_start : bool, default=False
+    momentum : float, default=0.9
+    nesterovs_momentum : bool, default=True
+    early_stopping : bool, default=False
+    validation_fraction : float, default=0.1
+    beta_1 : float, default=0.9
+    beta_2 : float, default=0.999
+    epsilon : float, default=1e-8
+    n_iter_no_change : int, default=10
+    max_fun : int, default=15000
+
+    Attributes
+    ----------
+    classes_, loss_, best_loss_, loss_curve_, validation_scores_, best_validation_score_, t_,
+    coefs_, intercepts_, n_features_in_, feature_names_in_, n_iter_, n_layers_, n_outputs_,
+    out_activation_ : as scikit-learn's. `coefs_[i]` has shape (fan_in, fan_out); `coefs_` and
+    `intercepts_` are views into one flat parameter vector.
+    """
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
+            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            loss="log_loss", shuffle=shuffle, random_state=random_state, tol=tol,
+            verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+        )
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(
+            self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+            dtype=(np.float64, np.float32), reset=reset,
+        )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+
+        # incremental warm_start classes_ def  action
+        #    0            0         0        define classes_
+        #    0            1         0        define classes_
+        #    0            0         1        redefine classes_
+        #    0            1         1        check compat warm_start
+        #    1            1         1        check compat warm_start
+        #    1            0         1        check compat last fit
+        if (not hasattr(self, "classes_")) or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError(
+                        "warm_start can only be used where `y` has the same "
+                        "classes as in the previous call to fit. Previously "
+                        f"got {self.classes_}, `y` has {classes}"
+                    )
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(
+                    "`y` has classes not in `self.classes_`. "
+                    f"`self.classes_` has {self.classes_}. 'y' has {classes}."
+                )
+        y = self._label_binarizer.transform(y).astype(bool)
+        return X, y
+
+    def predict(self, X):
+        """Predict using the multi-layer perceptron classifier.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y : ndarray, shape (n_samples,) or (n_samples, n_classes)
+            The predicted classes.
+        """
+        check_is_fitted(self)
+        return self._predict(X)
+
+    def _predict(self, X, check_input=True):
+        y_pred = self._forward_pass_fast(X, check_input=check_input)
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+        return self._label_binarizer.inverse_transform(y_pred)
+
+    def _score(self, X, y, sample_weight=None):
+        return super()._score_with_function(
+            X, y, sample_weight=sample_weight, score_function=accuracy_score
+        )
+
+    @available_if(lambda est: est._check_solver())
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """Update the model with a single iteration over the given data.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+        classes : array of shape (n_classes,), default=None
+            Classes across all calls to partial_fit; required on the first call.
+
+        Returns
+        -------
+        self : object
+        """
+        if self._partial_fit_first_call(classes):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def _partial_fit_first_call(self, classes):
+        """scikit-learn's `classes` rules for partial_fit; True on the first call."""
+        if getattr(self, "classes_", None) is None and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        if classes is not None:
+            if getattr(self, "classes_", None) is not None:
+                if not np.array_equal(self.classes_, unique_labels(classes)):
+                    raise ValueError(
+                        "`classes=%r` is not the same as on last call "
+                        "to partial_fit, was: %r" % (classes, self.classes_)
+                    )
+            else:
+                self.classes_ = unique_labels(classes)
+                return True
+        return False
+
+    def predict_log_proba(self, X):
+        """Return the log of probability estimates, `log(predict_proba(X))`."""
+        y_prob = self.predict_proba(X)
+        return np.log(y_prob, out=y_prob)
+
+    def predict_proba(self, X):
+        """Probability estimates, shape (n_samples, n_classes), classes as in `classes_`."""
+        check_is_fitted(self)
+        y_pred = self._forward_pass_fast(X)
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+        if y_pred.ndim == 1:
+            return np.vstack([1 - y_pred, y_pred]).T
+        return y_pred
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
+    """Multi-layer Perceptron regressor: scikit-learn's MLPRegressor, trained by fastmlp's engine.
+
+    It optimizes the (half) squared error, or the half Poisson deviance with a log link, using
+    LBFGS or stochastic gradient descent. Parameters and attributes are those of
+    :class:`sklearn.neural_network.MLPRegressor`.
+    """
+
+    _parameter_constraints: dict = {
+        **BaseMultilayerPerceptron._parameter_constraints,
+        "loss": [StrOptions({"squared_error", "poisson"})],
+    }
+
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
+            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            loss=loss, shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun,
+        )
+
+    def predict(self, X):
+        """Predict using the multi-layer perceptron model: shape (n_samples,) or
+        (n_samples, n_outputs)."""
+        check_is_fitted(self)
+        return self._predict(X)
+
+    def _predict(self, X, check_input=True):
+        y_pred = self._forward_pass_fast(X, check_input=check_input)
+        if y_pred.shape[1] == 1:
+            return y_pred.ravel()
+        return y_pred
+
+    def _score(self, X, y, sample_weight=None):
+        return super()._score_with_function(
+            X, y, sample_weight=sample_weight, score_function=r2_score
+        )
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(
+            self, X, y, accept_sparse=["csr", "csc"], multi_output=True, y_numeric=True,
+            dtype=(np.float64, np.float32), reset=reset,
+        )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        return X, y
+
+    # scikit-learn's MLPRegressor passes `est._check_solver` uncalled here, so its partial_fit
+    # exists for every solver (and runs L-BFGS to convergence for solver='lbfgs'); kept as is.
+    @available_if(lambda est: est._check_solver)
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """Update the model with a single iteration over the given data."""
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)

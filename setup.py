@@ -1,0 +1,67 @@
+"""Build fastmlp's compiled engine: Cython over scipy's BLAS, C kernels from csrc/, OpenMP.
+
+Flags: -O3 and -ffp-contract=off (no FMA contraction, so element-wise arithmetic rounds as
+numpy's does). The default build is portable: the hot C kernels carry several instruction-set
+versions (csrc/fm_math.h: FASTMLP_CLONES) chosen at load time. FASTMLP_NATIVE=1 adds
+-march=native for a build that only has to run on this machine. Without OpenMP the build warns
+and produces a serial engine.
+"""
+import os
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import warnings
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+CSRC = ["csrc/activations.c", "csrc/losses.c", "csrc/optimizers.c"]
+
+
+def compiler_supports(flags):
+    """Whether the C compiler that builds Python extensions accepts `flags` and links them."""
+    cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as f:
+            f.write("#include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n")
+        result = subprocess.run(
+            cc + flags + [src, "-o", os.path.join(tmp, "probe")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+    return result.returncode == 0
+
+
+compile_args = ["-O3", "-ffp-contract=off", "-std=c99"]
+link_args = []
+if os.environ.get("FASTMLP_NATIVE") == "1":
+    compile_args.append("-march=native")
+if sys.platform != "win32" and compiler_supports(["-fopenmp"]):
+    compile_args.append("-fopenmp")
+    link_args.append("-fopenmp")
+else:
+    warnings.warn(
+        "fastmlp: the C compiler does not support OpenMP; building a SERIAL engine that uses "
+        "one core. Install a compiler with OpenMP (gcc, or clang with libomp) for threads."
+    )
+    compile_args.append("-DFASTMLP_OPENMP_SIMD")
+
+extensions = [
+    Extension(
+        "fastmlp._engine",
+        sources=["fastmlp/_engine.pyx"] + CSRC,
+        include_dirs=["csrc"],
+        depends=["csrc/fastmlp_kernels.h", "csrc/fm_math.h", "csrc/fm_openmp.h",
+                 "fastmlp/_blas.pxd", "fastmlp/_kernels.pxd"],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+    ),
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        compiler_directives={"language_level": 3},
+    ),
+)
