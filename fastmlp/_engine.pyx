@@ -43,6 +43,7 @@ from fastmlp._blas cimport NoTrans, Trans, gemm
 from fastmlp._kernels cimport (
     FM_EXP, FM_IDENTITY, FM_LOGISTIC, FM_LOSS_BINARY_LOG, FM_LOSS_LOG, FM_LOSS_POISSON,
     FM_LOSS_SQUARED, FM_RELU, FM_SOFTMAX, FM_TANH, activation_backward, adam_step,
+    fm_exp_array_d, fm_exp_array_f,
     bias_activation_forward, finalize_gradient, output_delta, sgd_step, sum_squares,
 )
 
@@ -52,6 +53,14 @@ cdef extern from "fm_openmp.h" nogil:
 
 HIDDEN_ACTIVATIONS = {
     "identity": FM_IDENTITY, "logistic": FM_LOGISTIC, "tanh": FM_TANH, "relu": FM_RELU,
+}
+ACTIVATION_CODES = {
+    "identity": FM_IDENTITY, "logistic": FM_LOGISTIC, "tanh": FM_TANH, "relu": FM_RELU,
+    "softmax": FM_SOFTMAX, "exp": FM_EXP,
+}
+LOSS_CODES = {
+    "squared_error": FM_LOSS_SQUARED, "log_loss": FM_LOSS_LOG,
+    "binary_log_loss": FM_LOSS_BINARY_LOG, "poisson": FM_LOSS_POISSON,
 }
 OUTPUT_LOSSES = {  # out_activation_ -> (activation code, loss code)
     "softmax": (FM_SOFTMAX, FM_LOSS_LOG),
@@ -563,3 +572,50 @@ def predict(Network network, const floating[::1] theta, const floating[:, ::1] X
         predict_block(g, &theta[0], &X[b * PREDICT_ROWS, 0], X.shape[1],
                       &out[b * PREDICT_ROWS, 0], min(PREDICT_ROWS, n - b * PREDICT_ROWS),
                       &scratch[threadid() * scratch_size])
+
+
+# ---------------------------------------------------------------------------------------------
+# The kernels one by one, on numpy arrays: entry points for tests/test_kernels.py, which checks
+# each against a plain numpy reference in both dtypes.
+# ---------------------------------------------------------------------------------------------
+
+def kernel_bias_activation(floating[:, ::1] a, const floating[::1] b, int activation):
+    """a = act(a + b) in place, row by row."""
+    bias_activation_forward(&a[0, 0], &b[0], a.shape[0], a.shape[1], activation)
+
+
+def kernel_activation_backward(floating[::1] delta, const floating[::1] a, int activation):
+    """delta *= act'(z), from a = act(z), in place."""
+    activation_backward(&delta[0], &a[0], delta.shape[0], activation)
+
+
+def kernel_output_delta(floating[:, ::1] delta, double[::1] row_loss, const floating[:, ::1] p,
+                        const floating[:, ::1] y, const floating[::1] w, int loss):
+    """delta = (p - y) * w (w empty: unweighted); row_loss = each row's loss."""
+    output_delta(&delta[0, 0], &row_loss[0], &p[0, 0], &y[0, 0],
+                 &w[0] if w.shape[0] > 0 else NULL, NULL, p.shape[0], p.shape[1], loss)
+
+
+def kernel_exp(floating[::1] out, const floating[::1] x):
+    if floating is float:
+        fm_exp_array_f(&out[0], &x[0], x.shape[0])
+    else:
+        fm_exp_array_d(&out[0], &x[0], x.shape[0])
+
+
+def kernel_finalize_gradient(floating[::1] g, const floating[::1] w, double alpha,
+                             double divisor):
+    finalize_gradient(&g[0], &w[0], g.shape[0], alpha, divisor)
+
+
+def kernel_sgd_step(floating[::1] param, const floating[::1] grad, floating[::1] velocity,
+                    double learning_rate, double momentum, bint nesterov):
+    sgd_step(&param[0], &grad[0], &velocity[0], param.shape[0], learning_rate, momentum,
+             nesterov)
+
+
+def kernel_adam_step(floating[::1] param, const floating[::1] grad, floating[::1] m,
+                     floating[::1] v, double step_size, double beta_1, double beta_2,
+                     double epsilon):
+    adam_step(&param[0], &grad[0], &m[0], &v[0], param.shape[0], step_size, beta_1, beta_2,
+              epsilon)

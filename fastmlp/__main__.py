@@ -1,0 +1,5 @@
+import sys
+
+from fastmlp._cli import main
+
+sys.exit(main())

@@ -1,0 +1,160 @@
+"""Each C kernel against a plain numpy reference, in float32 and float64."""
+import numpy as np
+import pytest
+from scipy.special import expit, xlogy
+
+from fastmlp import _engine as E
+
+DTYPES = [np.float32, np.float64]
+RTOL = {np.float32: 2e-6, np.float64: 1e-14}
+
+ACTIVATIONS = {
+    "identity": lambda z: z,
+    "logistic": expit,
+    "tanh": np.tanh,
+    "relu": lambda z: np.maximum(z, 0),
+    "exp": np.exp,
+    "softmax": lambda z: np.exp(z - z.max(1, keepdims=True))
+    / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True),
+}
+DERIVATIVES = {  # as functions of the activation's output a
+    "identity": lambda a: np.ones_like(a),
+    "logistic": lambda a: a * (1 - a),
+    "tanh": lambda a: 1 - a**2,
+    "relu": lambda a: (a != 0).astype(a.dtype),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_exp_matches_numpy_over_its_range(dtype):
+    lo, hi = (-86, 88) if dtype == np.float32 else (-707, 709)
+    x = np.concatenate([np.linspace(lo, hi, 100001), np.linspace(-1, 1, 1001),
+                        [0.0, -0.0, 1e-30, -1e-30]]).astype(dtype)
+    out = np.empty_like(x)
+    E.kernel_exp(out, x)
+    np.testing.assert_allclose(out, np.exp(x), rtol=4 * np.finfo(dtype).eps)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_exp_edges(dtype):
+    x = np.array([np.inf, -np.inf, np.nan, 1e4, -1e4], dtype=dtype)
+    out = np.empty_like(x)
+    E.kernel_exp(out, x)
+    assert out[0] == np.inf and out[1] == 0 and np.isnan(out[2])
+    assert out[3] == np.inf and out[4] == 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", list(ACTIVATIONS))
+def test_bias_activation_forward(name, dtype):
+    rng = np.random.RandomState(0)
+    z = (rng.standard_normal((37, 13)) * 4).astype(dtype)
+    z[0, :3] = [0, 30, -30]
+    b = rng.standard_normal(13).astype(dtype)
+    a = z.copy()
+    E.kernel_bias_activation(a, b, E.ACTIVATION_CODES[name])
+    expected = ACTIVATIONS[name]((z + b).astype(np.float64))
+    np.testing.assert_allclose(a, expected, rtol=RTOL[dtype] * 4, atol=np.finfo(dtype).eps)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tanh_is_accurate_near_zero(dtype):
+    z = np.geomspace(1e-12, 0.7, 2000).astype(dtype)
+    z = np.concatenate([z, -z]).reshape(1, -1).copy()
+    a = z.copy()
+    E.kernel_bias_activation(a, np.zeros(z.shape[1], dtype), E.ACTIVATION_CODES["tanh"])
+    np.testing.assert_allclose(a, np.tanh(z.astype(np.float64)), rtol=4 * np.finfo(dtype).eps)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", list(DERIVATIVES))
+def test_activation_backward(name, dtype):
+    rng = np.random.RandomState(1)
+    a = ACTIVATIONS[name](rng.standard_normal(501)).astype(dtype)
+    delta = rng.standard_normal(501).astype(dtype)
+    out = delta.copy()
+    E.kernel_activation_backward(out, a, E.ACTIVATION_CODES[name])
+    np.testing.assert_allclose(out, delta * DERIVATIVES[name](a), rtol=RTOL[dtype])
+
+
+def reference_loss(name, y, p):
+    eps = np.finfo(p.dtype).eps
+    p = p.astype(np.float64)
+    if name == "squared_error":
+        return 0.5 * ((y - p) ** 2).mean(axis=1)
+    if name == "poisson":
+        return (xlogy(y, y / p) - y + p).sum(axis=1)
+    pc = np.clip(p, eps, 1 - eps)
+    if name == "log_loss":
+        return -xlogy(y, pc).sum(axis=1)
+    return -(xlogy(y, pc) + xlogy(1 - y, 1 - pc)).sum(axis=1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("name", ["squared_error", "log_loss", "binary_log_loss", "poisson"])
+def test_output_delta_and_loss(name, weighted, dtype):
+    rng = np.random.RandomState(2)
+    n, k = 29, 4
+    if name == "log_loss":
+        p = ACTIVATIONS["softmax"](rng.standard_normal((n, k)))
+        y = np.eye(k)[rng.randint(k, size=n)]
+        p[0] = [1, 0, 0, 0]  # a probability clipped at eps
+    elif name == "binary_log_loss":
+        p = expit(rng.standard_normal((n, k)) * 3)
+        y = (rng.rand(n, k) > 0.5).astype(float)
+    else:
+        p = np.exp(rng.standard_normal((n, k)))
+        y = rng.poisson(2.0, size=(n, k)).astype(float) if name == "poisson" else rng.rand(n, k)
+    p, y = p.astype(dtype), y.astype(dtype)
+    w = rng.rand(n).astype(dtype) if weighted else np.empty(0, dtype)
+    delta = np.empty_like(p)
+    row_loss = np.empty(n)
+    E.kernel_output_delta(delta, row_loss, p, y, w, E.LOSS_CODES[name])
+    expected = (p - y) * (w[:, None] if weighted else 1)
+    np.testing.assert_allclose(delta, expected, rtol=RTOL[dtype])
+    np.testing.assert_allclose(row_loss, reference_loss(name, y, p), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_finalize_gradient(dtype):
+    rng = np.random.RandomState(3)
+    g, w = rng.standard_normal(1000).astype(dtype), rng.standard_normal(1000).astype(dtype)
+    out = g.copy()
+    E.kernel_finalize_gradient(out, w, 1e-3, 37.0)
+    np.testing.assert_array_equal(out, (g + dtype(1e-3) * w) / dtype(37.0))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_step_is_scikit_learns_formula(nesterov, dtype):
+    rng = np.random.RandomState(4)
+    param, grad = rng.standard_normal(777).astype(dtype), rng.standard_normal(777).astype(dtype)
+    velocity = rng.standard_normal(777).astype(dtype)
+    p, v = param.copy(), velocity.copy()
+    E.kernel_sgd_step(p, grad, v, 0.05, 0.9, nesterov)
+    # scikit-learn's SGDOptimizer._get_updates, with Python-float hyper-parameters.
+    expected_v = 0.9 * velocity - 0.05 * grad
+    update = 0.9 * expected_v - 0.05 * grad if nesterov else expected_v
+    np.testing.assert_array_equal(v, expected_v)
+    np.testing.assert_array_equal(p, param + update)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_step_is_scikit_learns_formula(dtype):
+    rng = np.random.RandomState(5)
+    param, grad = rng.standard_normal(777).astype(dtype), rng.standard_normal(777).astype(dtype)
+    m, v = rng.standard_normal(777).astype(dtype), rng.rand(777).astype(dtype)
+    p, m2, v2 = param.copy(), m.copy(), v.copy()
+    t, lr, b1, b2, eps = 7, 1e-3, 0.9, 0.999, 1e-8
+    step = lr * np.sqrt(1 - b2**t) / (1 - b1**t)
+    E.kernel_adam_step(p, grad, m2, v2, step, b1, b2, eps)
+    # scikit-learn's AdamOptimizer._get_updates.
+    m_ref = b1 * m + (1 - b1) * grad
+    v_ref = b2 * v + (1 - b2) * grad**2
+    update = -step * m_ref / (np.sqrt(v_ref) + eps)
+    p_ref = param.copy()
+    p_ref += update
+    np.testing.assert_array_equal(m2, m_ref)
+    np.testing.assert_array_equal(v2, v_ref)
+    np.testing.assert_array_equal(p, p_ref)
