@@ -3,9 +3,25 @@
  * Design
  * ------
  * Forward runs once over the GEMM's output while it is still in cache: add the bias, apply the
- * activation in place. Backward needs only the activation's output a (never z): relu' = [a > 0],
- * logistic' = a (1 - a), tanh' = 1 - a^2 — so no pre-activation buffer is kept. The switch on the
- * activation sits outside the loops so that each loop is a plain vectorisable pass.
+ * activation in place. Backward works from the activation's output a where it can: relu' = [a > 0],
+ * logistic' = a (1 - a), tanh' = 1 - a^2, leaky_relu' = [a > 0] + slope [a <= 0],
+ * elu' = [a > 0] + (a + alpha) [a <= 0] — so no pre-activation buffer is kept for them. gelu,
+ * silu, mish and softplus cannot be inverted in closed form: for them the forward pass also
+ * stores z (the engine then keeps one z buffer per hidden layer) and backward reads it. The switch
+ * on the activation sits outside the loops so that each loop is a plain vectorisable pass.
+ *
+ * The new activations follow torch.nn.functional's definitions and defaults, and its derivative
+ * formulas (gelu' = Phi(z) + z phi(z), silu' = s (1 + z (1 - s)), mish' = t + z s (1 - t^2),
+ * softplus' = sigmoid(beta z)), rearranged only where that avoids an overflow or a cancellation:
+ * mish's tanh(log(1 + e^z)) is n / (n + 2) with n = e^z (e^z + 2), so it needs one exp and no log;
+ * softplus is max(x, 0) + log1p(e^-|x|); elu uses expm1. GELU's erf is libm's (the one scalar
+ * loop here): see the measurements in README.md.
+ *
+ * Maxout (Goodfellow et al. 2013) is not element-wise: the layer's GEMM produces k pieces per
+ * unit, stored unit by unit (column j k + p is piece p of unit j), forward keeps the winning
+ * piece's index, and backward routes each unit's delta to that piece. The expansion from
+ * rows x cols to rows x (cols k) is done in place, from the last element down, so the engine
+ * needs no second delta buffer for it.
  *
  * This file includes itself once per dtype: the body below `#else` is compiled with REAL = float
  * (suffix _f) and REAL = double (suffix _d).
@@ -14,26 +30,76 @@
 #include "fastmlp_kernels.h"
 #include "fm_math.h"
 
+/* SplitMix64's output function (Steele, Lea & Flood 2014): a bijection of 64-bit integers with
+ * full avalanche. Output i of the SplitMix64 stream seeded with s is fm_mix64(s + i * gamma). */
+#define FM_GAMMA 0x9E3779B97F4A7C15ULL
+static inline unsigned long long fm_mix64(unsigned long long z)
+{
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* Dropout draws its bits from a counter-based generator: the key is the SplitMix64 output of
+ * (seed, step), the counter is sample * stride + unit, and a unit is dropped when the top 53 bits
+ * of the counter's output fall below p 2^53. No state, no per-thread stream: the mask of a unit is
+ * the same whichever thread computes it, and backward recomputes it instead of storing it. */
+static inline long long fm_dropout_bits(unsigned long long key, unsigned long long counter)
+{
+    return (long long)(fm_mix64(key + counter * FM_GAMMA) >> 11);
+}
+
+unsigned long long fm_dropout_key(unsigned long long seed, long long step)
+{
+    return fm_mix64(seed + (unsigned long long)(step + 1) * FM_GAMMA);
+}
+
+int fm_activation_needs_preactivation(int activation, const fm_activation_params *params)
+{
+    switch (activation) {
+    case FM_GELU:
+    case FM_SILU:
+    case FM_MISH:
+    case FM_SOFTPLUS:
+        return 1;
+    case FM_LEAKY_RELU:
+        return params->negative_slope < 0;
+    case FM_ELU:
+        return params->elu_alpha < 0;
+    default:
+        return 0;
+    }
+}
+
 #define REAL float
 #define SFX(name) name##_f
 #define EXP fm_exp_f
+#define EXPM1 fm_expm1_f
+#define LOG1P_UNIT fm_log1p_unit_f
 #define TANH fm_tanh_f
+#define ERF erff
 #include "activations.c"
 #undef REAL
 #undef SFX
 #undef EXP
+#undef EXPM1
+#undef LOG1P_UNIT
 #undef TANH
+#undef ERF
 
 #define REAL double
 #define SFX(name) name##_d
 #define EXP fm_exp_d
+#define EXPM1 fm_expm1_d
+#define LOG1P_UNIT fm_log1p_unit_d
 #define TANH fm_tanh_d
+#define ERF erf
 #include "activations.c"
 
 #else
 
 /* Softmax of one row in place, as scikit-learn writes it: exp(z - max) / sum. */
-static inline void SFX(softmax_row)(REAL *a, ptrdiff_t cols)
+FM_INLINE void SFX(softmax_row)(REAL *a, ptrdiff_t cols)
 {
     REAL row_max = a[0];
     for (ptrdiff_t j = 1; j < cols; j++)
@@ -49,9 +115,92 @@ static inline void SFX(softmax_row)(REAL *a, ptrdiff_t cols)
         a[j] /= total;
 }
 
+/* mish's tanh(softplus(z)) = n / (n + 2), n = e^z (e^z + 2); 1 past z = 20, where it rounds to 1
+ * in both dtypes and n would overflow. 1 - t^2 = 4 (n + 1) / (n + 2)^2 is formed likewise. */
+FM_INLINE REAL SFX(mish_n)(REAL z)
+{
+    REAL e = EXP(z > (REAL)20 ? (REAL)20 : z);
+    return e * (e + (REAL)2);
+}
+
+FM_INLINE REAL SFX(mish)(REAL z)
+{
+    REAL n = SFX(mish_n)(z);
+    return z * (z > (REAL)20 ? (REAL)1 : n / (n + (REAL)2));
+}
+
+/* softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^-|x|), no overflow and no cancellation. */
+FM_INLINE REAL SFX(softplus_unit)(REAL x)
+{
+    REAL ax = x < 0 ? -x : x;
+    return (x > 0 ? x : (REAL)0) + LOG1P_UNIT(EXP(-ax));
+}
+
+/* One row of the activations added beside scikit-learn's: row = act(row + b), and z_row = row + b
+ * when z_row is not NULL. The loop is written twice (with and without the store of z) so that
+ * neither has a branch inside. */
+#define FM_ROW_LOOP(expression)                                                                   \
+    do {                                                                                          \
+        if (z_row) {                                                                              \
+            FM_SIMD                                                                               \
+            for (ptrdiff_t j = 0; j < cols; j++) {                                                \
+                REAL z = row[j] + b[j];                                                           \
+                z_row[j] = z;                                                                     \
+                row[j] = (expression);                                                            \
+            }                                                                                     \
+        } else {                                                                                  \
+            FM_SIMD                                                                               \
+            for (ptrdiff_t j = 0; j < cols; j++) {                                                \
+                REAL z = row[j] + b[j];                                                           \
+                row[j] = (expression);                                                            \
+            }                                                                                     \
+        }                                                                                         \
+    } while (0)
+
+FM_INLINE void SFX(activation_row)(REAL *row, REAL *z_row, const REAL *b, ptrdiff_t cols,
+                                int activation, const fm_activation_params *params)
+{
+    switch (activation) {
+    case FM_LEAKY_RELU: {
+        const REAL slope = (REAL)params->negative_slope;
+        FM_ROW_LOOP(z > 0 ? z : z * slope);
+        break;
+    }
+    case FM_ELU: {
+        const REAL alpha = (REAL)params->elu_alpha;
+        FM_ROW_LOOP(z > 0 ? z : EXPM1(z) * alpha);
+        break;
+    }
+    case FM_GELU: {
+        /* torch's formula, z * 0.5 * (1 + erf(z / sqrt 2)); libm's erf keeps this loop scalar. */
+        const REAL inv_sqrt2 = (REAL)0.70710678118654752440;
+        for (ptrdiff_t j = 0; j < cols; j++) {
+            REAL z = row[j] + b[j];
+            if (z_row)
+                z_row[j] = z;
+            row[j] = z * (REAL)0.5 * ((REAL)1 + ERF(z * inv_sqrt2));
+        }
+        break;
+    }
+    case FM_SILU:
+        FM_ROW_LOOP(z / ((REAL)1 + EXP(-z)));
+        break;
+    case FM_MISH:
+        FM_ROW_LOOP(SFX(mish)(z));
+        break;
+    case FM_SOFTPLUS: {
+        const REAL beta = (REAL)params->softplus_beta;
+        const REAL threshold = (REAL)params->softplus_threshold;
+        FM_ROW_LOOP(z * beta > threshold ? z : SFX(softplus_unit)(z * beta) / beta);
+        break;
+    }
+    }
+}
+
 FASTMLP_CLONES
-void SFX(fm_bias_activation_forward)(REAL *a, const REAL *b, ptrdiff_t rows, ptrdiff_t cols,
-                                     int activation)
+void SFX(fm_bias_activation_forward)(REAL *a, REAL *z, const REAL *b, ptrdiff_t rows,
+                                     ptrdiff_t cols, int activation,
+                                     const fm_activation_params *params)
 {
     for (ptrdiff_t r = 0; r < rows; r++) {
         REAL *row = a + r * cols;
@@ -89,12 +238,16 @@ void SFX(fm_bias_activation_forward)(REAL *a, const REAL *b, ptrdiff_t rows, ptr
             for (ptrdiff_t j = 0; j < cols; j++)
                 row[j] = EXP(row[j] + b[j]);
             break;
+        default: /* z is kept only for these (fm_activation_needs_preactivation) */
+            SFX(activation_row)(row, z ? z + r * cols : NULL, b, cols, activation, params);
+            break;
         }
     }
 }
 
 FASTMLP_CLONES
-void SFX(fm_activation_backward)(REAL *delta, const REAL *a, ptrdiff_t n, int activation)
+void SFX(fm_activation_backward)(REAL *delta, const REAL *a, const REAL *z, ptrdiff_t n,
+                                 int activation, const fm_activation_params *params)
 {
     switch (activation) {
     case FM_IDENTITY:
@@ -115,7 +268,143 @@ void SFX(fm_activation_backward)(REAL *delta, const REAL *a, ptrdiff_t n, int ac
         for (ptrdiff_t i = 0; i < n; i++)
             delta[i] = a[i] == 0 ? 0 : delta[i];
         break;
+    case FM_LEAKY_RELU: {
+        /* torch: z > 0 ? 1 : slope (so slope at 0). With slope >= 0, a > 0 exactly when z > 0. */
+        const REAL slope = (REAL)params->negative_slope;
+        const REAL *s = z ? z : a;
+        FM_SIMD
+        for (ptrdiff_t i = 0; i < n; i++)
+            delta[i] *= s[i] > 0 ? (REAL)1 : slope;
+        break;
     }
+    case FM_ELU: {
+        /* z <= 0: alpha e^z = a + alpha (torch's backward from the result); from z if alpha < 0. */
+        const REAL alpha = (REAL)params->elu_alpha;
+        if (z) {
+            FM_SIMD
+            for (ptrdiff_t i = 0; i < n; i++)
+                delta[i] *= z[i] > 0 ? (REAL)1 : alpha * EXP(z[i]);
+        } else {
+            FM_SIMD
+            for (ptrdiff_t i = 0; i < n; i++)
+                delta[i] *= a[i] > 0 ? (REAL)1 : a[i] + alpha;
+        }
+        break;
+    }
+    case FM_GELU: {
+        /* Phi(z) + z phi(z), phi(z) = e^(-z^2 / 2) / sqrt(2 pi). */
+        const REAL inv_sqrt2 = (REAL)0.70710678118654752440;
+        const REAL inv_sqrt_2pi = (REAL)0.39894228040143267794;
+        for (ptrdiff_t i = 0; i < n; i++) {
+            REAL x = z[i];
+            REAL cdf = (REAL)0.5 * ((REAL)1 + ERF(x * inv_sqrt2));
+            REAL pdf = EXP((REAL)-0.5 * x * x) * inv_sqrt_2pi;
+            delta[i] *= cdf + x * pdf;
+        }
+        break;
+    }
+    case FM_SILU:
+        FM_SIMD
+        for (ptrdiff_t i = 0; i < n; i++) {
+            REAL s = (REAL)1 / ((REAL)1 + EXP(-z[i]));
+            delta[i] *= s * ((REAL)1 + z[i] * ((REAL)1 - s));
+        }
+        break;
+    case FM_MISH:
+        FM_SIMD
+        for (ptrdiff_t i = 0; i < n; i++) {
+            REAL x = z[i];
+            REAL m = SFX(mish_n)(x), d = m + (REAL)2;
+            REAL t = x > (REAL)20 ? (REAL)1 : m / d;
+            REAL one_minus_t2 = x > (REAL)20 ? (REAL)0 : (REAL)4 * (m + (REAL)1) / (d * d);
+            REAL s = (REAL)1 / ((REAL)1 + EXP(-x));
+            delta[i] *= t + x * s * one_minus_t2;
+        }
+        break;
+    case FM_SOFTPLUS: {
+        const REAL beta = (REAL)params->softplus_beta;
+        const REAL threshold = (REAL)params->softplus_threshold;
+        FM_SIMD
+        for (ptrdiff_t i = 0; i < n; i++) {
+            REAL bz = z[i] * beta;
+            delta[i] *= bz > threshold ? (REAL)1 : (REAL)1 / ((REAL)1 + EXP(-bz));
+        }
+        break;
+    }
+    }
+}
+
+FASTMLP_CLONES
+void SFX(fm_maxout_forward)(REAL *a, int *argmax, const REAL *z, const REAL *b, ptrdiff_t rows,
+                            ptrdiff_t cols, ptrdiff_t pieces)
+{
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const REAL *z_row = z + r * cols * pieces;
+        REAL *a_row = a + r * cols;
+        int *arg_row = argmax ? argmax + r * cols : NULL;
+        for (ptrdiff_t j = 0; j < cols; j++) {
+            const REAL *zj = z_row + j * pieces;
+            const REAL *bj = b + j * pieces;
+            REAL best = zj[0] + bj[0];
+            int best_p = 0;
+            for (ptrdiff_t p = 1; p < pieces; p++) {
+                REAL v = zj[p] + bj[p];
+                if (v > best) {
+                    best = v;
+                    best_p = (int)p;
+                }
+            }
+            a_row[j] = best;
+            if (arg_row)
+                arg_row[j] = best_p;
+        }
+    }
+}
+
+FASTMLP_CLONES
+void SFX(fm_maxout_backward)(REAL *delta, const int *argmax, ptrdiff_t rows, ptrdiff_t cols,
+                             ptrdiff_t pieces)
+{
+    /* Element s = r cols + j moves to s pieces + argmax >= s: going down from the last element,
+     * every write lands on an element already read. */
+    for (ptrdiff_t s = rows * cols - 1; s >= 0; s--) {
+        REAL d = delta[s];
+        REAL *out = delta + s * pieces;
+        for (ptrdiff_t p = 0; p < pieces; p++)
+            out[p] = 0;
+        out[argmax[s]] = d;
+    }
+}
+
+FASTMLP_CLONES
+void SFX(fm_dropout_forward)(REAL *out, const REAL *in, ptrdiff_t rows, ptrdiff_t cols,
+                             unsigned long long key, const ptrdiff_t *sample_ids,
+                             ptrdiff_t first_sample, ptrdiff_t stride, ptrdiff_t offset,
+                             long long threshold, double scale)
+{
+    const REAL keep_scale = (REAL)scale;
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        ptrdiff_t sample = sample_ids ? sample_ids[r] : first_sample + r;
+        unsigned long long base = (unsigned long long)sample * (unsigned long long)stride
+                                  + (unsigned long long)offset;
+        const REAL *in_row = in + r * cols;
+        REAL *out_row = out + r * cols;
+        FM_SIMD
+        for (ptrdiff_t j = 0; j < cols; j++) {
+            int keep = fm_dropout_bits(key, base + (unsigned long long)j) >= threshold;
+            out_row[j] = keep ? in_row[j] * keep_scale : (REAL)0;
+        }
+    }
+}
+
+FASTMLP_CLONES
+void SFX(fm_dropout_backward)(REAL *delta, ptrdiff_t rows, ptrdiff_t cols,
+                              unsigned long long key, const ptrdiff_t *sample_ids,
+                              ptrdiff_t first_sample, ptrdiff_t stride, ptrdiff_t offset,
+                              long long threshold, double scale)
+{
+    SFX(fm_dropout_forward)(delta, delta, rows, cols, key, sample_ids, first_sample, stride,
+                            offset, threshold, scale);
 }
 
 FASTMLP_CLONES
@@ -124,6 +413,22 @@ void SFX(fm_exp_array)(REAL *out, const REAL *x, ptrdiff_t n)
     FM_SIMD
     for (ptrdiff_t i = 0; i < n; i++)
         out[i] = EXP(x[i]);
+}
+
+FASTMLP_CLONES
+void SFX(fm_expm1_array)(REAL *out, const REAL *x, ptrdiff_t n)
+{
+    FM_SIMD
+    for (ptrdiff_t i = 0; i < n; i++)
+        out[i] = EXPM1(x[i]);
+}
+
+FASTMLP_CLONES
+void SFX(fm_log1p_unit_array)(REAL *out, const REAL *x, ptrdiff_t n)
+{
+    FM_SIMD
+    for (ptrdiff_t i = 0; i < n; i++)
+        out[i] = LOG1P_UNIT(x[i]);
 }
 
 #endif

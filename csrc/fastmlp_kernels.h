@@ -1,4 +1,4 @@
-/* fastmlp's element-wise C kernels: activations, output losses, optimizer steps.
+/* fastmlp's element-wise C kernels: activations, output losses, optimizer steps, regularisers.
  *
  * Design
  * ------
@@ -15,6 +15,11 @@
  * an FMA that numpy would not use. With these, a float64 fit can be compared with scikit-learn's to
  * the last few bits.
  *
+ * What scikit-learn does not have (csrc/activations.c's new activations, maxout and dropout; the
+ * torch.optim solvers of csrc/optimizers.c; the losses added to csrc/losses.c) follows PyTorch's
+ * definitions, defaults and order of operations instead, so that a fit can be compared with the
+ * same steps in torch.
+ *
  * Hot kernels are compiled for several instruction sets at once (FASTMLP_CLONES: GCC's function
  * multi-versioning, picked at load time by the CPU), so the default build stays portable and still
  * runs AVX-512 or AVX2 code where the machine has it.
@@ -24,50 +29,149 @@
 
 #include <stddef.h>
 
-/* Activation codes shared with fastmlp/_kernels.pxd. Hidden layers use the first four; the output
- * layer uses IDENTITY, LOGISTIC, SOFTMAX or EXP (the Poisson log link). */
+/* Activation codes shared with fastmlp/_kernels.pxd. Hidden layers use IDENTITY..RELU and
+ * LEAKY_RELU..MAXOUT; the output layer uses IDENTITY, LOGISTIC, SOFTMAX or EXP (the Poisson log
+ * link). MAXOUT is not element-wise: it has its own kernels (fm_maxout_forward / _backward). */
 enum {
     FM_IDENTITY = 0,
     FM_LOGISTIC = 1,
     FM_TANH = 2,
     FM_RELU = 3,
     FM_SOFTMAX = 4,
-    FM_EXP = 5
+    FM_EXP = 5,
+    FM_LEAKY_RELU = 6, /* z > 0 ? z : negative_slope z */
+    FM_ELU = 7,        /* z > 0 ? z : elu_alpha (e^z - 1) */
+    FM_GELU = 8,       /* z Phi(z) = z/2 (1 + erf(z / sqrt 2)): exact, not the tanh form */
+    FM_SILU = 9,       /* z / (1 + e^-z) */
+    FM_MISH = 10,      /* z tanh(softplus(z)) */
+    FM_SOFTPLUS = 11,  /* beta z > threshold ? z : log(1 + e^(beta z)) / beta */
+    FM_MAXOUT = 12     /* max over k linear pieces */
 };
 
-/* Loss codes: each is fused with its canonical output activation so that dLoss/dz = p - y. */
+/* The parameters of the parametrised activations, as torch.nn.functional names them. */
+typedef struct {
+    double negative_slope;     /* leaky_relu (torch: 0.01) */
+    double elu_alpha;          /* elu (torch: 1.0) */
+    double softplus_beta;      /* softplus (torch: 1.0) */
+    double softplus_threshold; /* softplus (torch: 20.0) */
+} fm_activation_params;
+
+/* Whether backward needs the pre-activation z (1) or can work from the output a alone (0):
+ * gelu, silu, mish and softplus are not invertible in closed form; leaky_relu with a negative
+ * slope and elu with a negative alpha do not tell z's sign from a's. */
+int fm_activation_needs_preactivation(int activation, const fm_activation_params *params);
+
+/* Loss codes. The first four are fused with their canonical output activation so that
+ * dLoss/dz = p - y; the others form dLoss/dp and multiply it by the output activation's
+ * Jacobian. "Mean over outputs" is the per-row loss; rows are then averaged with their weights. */
 enum {
     FM_LOSS_SQUARED = 0,    /* identity output, 0.5 * mean over outputs of (y - p)^2 */
     FM_LOSS_LOG = 1,        /* softmax output, -sum_j y_j log p_j */
     FM_LOSS_BINARY_LOG = 2, /* logistic output, -sum_j [y_j log p_j + (1 - y_j) log(1 - p_j)] */
-    FM_LOSS_POISSON = 3     /* exp output, sum_j [y_j log(y_j / p_j) - y_j + p_j] */
+    FM_LOSS_POISSON = 3,    /* exp output, sum_j [y_j log(y_j / p_j) - y_j + p_j] */
+    FM_LOSS_ABSOLUTE = 4,   /* identity output, mean over outputs of |y - p| (torch L1Loss) */
+    FM_LOSS_HUBER = 5,      /* identity output, mean over outputs of huber_delta(y - p) (HuberLoss) */
+    FM_LOSS_SQUARED_SOFTMAX = 6,  /* softmax output, 0.5 * sum_j (p_j - y_j)^2 */
+    FM_LOSS_SQUARED_LOGISTIC = 7  /* logistic output, 0.5 * sum_j (p_j - y_j)^2 */
 };
 
+/* Solver codes: scikit-learn's two stochastic solvers, then torch.optim's. */
+enum {
+    FM_SOLVER_SGD = 0,
+    FM_SOLVER_ADAM = 1,
+    FM_SOLVER_ADAGRAD = 2,
+    FM_SOLVER_RMSPROP = 3,
+    FM_SOLVER_ADADELTA = 4,
+    FM_SOLVER_ADAMAX = 5,
+    FM_SOLVER_NADAM = 6,
+    FM_SOLVER_ADAMW = 7
+};
+
+/* A torch.optim solver: its hyper-parameters (torch's names), the state that is a scalar (the step
+ * count, NAdam's product of momentum coefficients) and the scalars of the current step, which
+ * fm_optim_begin_step computes once per step so that the element loop has none of them. */
+typedef struct {
+    int solver;                  /* FM_SOLVER_ADAGRAD .. FM_SOLVER_ADAMW */
+    double lr, eps, weight_decay;
+    double beta_1, beta_2;       /* adamax, nadam, adamw */
+    double rho;                  /* rmsprop's alpha, adadelta's rho */
+    double momentum;             /* rmsprop */
+    double lr_decay;             /* adagrad */
+    double momentum_decay;       /* nadam */
+    int centered;                /* rmsprop */
+    int amsgrad;                 /* adamw */
+    int decoupled_weight_decay;  /* nadam (adamw always decouples) */
+    long long t;                 /* steps taken */
+    double mu_product;           /* nadam: mu_1 mu_2 ... mu_t */
+    double c0, c1, c2, c3;       /* this step's scalars (see fm_optim_begin_step) */
+} fm_optim;
+
+/* t += 1 and this step's scalars (learning rate after decay / bias correction, ...). */
+void fm_optim_begin_step(fm_optim *o);
+
+/* One step of SplitMix64 (Steele, Lea & Flood 2014) from `seed`: dropout's per-step key. */
+unsigned long long fm_dropout_key(unsigned long long seed, long long step);
+
 #define FASTMLP_DECLARE(REAL, SFX)                                                                 \
-    /* a[r, :] = act(a[r, :] + b) for every row r of the row-major rows x cols block a. */        \
-    void fm_bias_activation_forward##SFX(REAL *a, const REAL *b, ptrdiff_t rows, ptrdiff_t cols,  \
-                                         int activation);                                          \
-    /* delta *= act'(z), computed from the activation's output a = act(z); n elements. */         \
-    void fm_activation_backward##SFX(REAL *delta, const REAL *a, ptrdiff_t n, int activation);    \
+    /* a[r, :] = act(a[r, :] + b) for every row r of the row-major rows x cols block a; z (when    \
+     * not NULL, same shape) receives the pre-activation a + b. params may be NULL for the         \
+     * activations without parameters.                                                           */ \
+    void fm_bias_activation_forward##SFX(REAL *a, REAL *z, const REAL *b, ptrdiff_t rows,         \
+                                         ptrdiff_t cols, int activation,                          \
+                                         const fm_activation_params *params);                     \
+    /* delta *= act'(z), computed from the activation's output a = act(z), or from z where       \
+     * fm_activation_needs_preactivation says so; n elements.                                    */ \
+    void fm_activation_backward##SFX(REAL *delta, const REAL *a, const REAL *z, ptrdiff_t n,      \
+                                     int activation, const fm_activation_params *params);         \
+    /* Maxout: a[r, j] = max_p (z[r, j k + p] + b[j k + p]) for the rows x (cols k) GEMM output z; \
+     * argmax[r, j] = the winning p (the first on ties; argmax may be NULL in prediction).       */ \
+    void fm_maxout_forward##SFX(REAL *a, int *argmax, const REAL *z, const REAL *b,               \
+                                ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t pieces);                \
+    /* Maxout backward, in place: the rows x cols delta at the start of delta becomes the         \
+     * rows x (cols k) delta of the pieces, delta[r, j] at the winning piece and 0 elsewhere.    */ \
+    void fm_maxout_backward##SFX(REAL *delta, const int *argmax, ptrdiff_t rows, ptrdiff_t cols,  \
+                                 ptrdiff_t pieces);                                               \
+    /* Inverted dropout of a rows x cols block of hidden units: out = in * keep / (1 - p). Unit j  \
+     * of row r is dropped when the hash of (key, sample r * stride + offset + j) falls below       \
+     * threshold (p 2^53); sample r is sample_ids[r], or first_sample + r if sample_ids is NULL.   \
+     * backward multiplies delta (in place) by the same mask.                                    */ \
+    void fm_dropout_forward##SFX(REAL *out, const REAL *in, ptrdiff_t rows, ptrdiff_t cols,       \
+                                 unsigned long long key, const ptrdiff_t *sample_ids,             \
+                                 ptrdiff_t first_sample, ptrdiff_t stride, ptrdiff_t offset,      \
+                                 long long threshold, double scale);                              \
+    void fm_dropout_backward##SFX(REAL *delta, ptrdiff_t rows, ptrdiff_t cols,                    \
+                                  unsigned long long key, const ptrdiff_t *sample_ids,            \
+                                  ptrdiff_t first_sample, ptrdiff_t stride, ptrdiff_t offset,     \
+                                  long long threshold, double scale);                             \
     /* Output layer, fused with the loss. Row r reads y row (rows_index ? rows_index[r] : r) and   \
-     * weight w of the same row (w may be NULL). Writes delta = (p - y) * w and                    \
-     * row_loss[r] = loss of row r (unweighted).                                                 */ \
+     * weight w of the same row (w may be NULL). Writes delta = dLoss/dz * w and                   \
+     * row_loss[r] = loss of row r (unweighted). loss_param: huber's delta (else unused).        */ \
     void fm_output_delta##SFX(REAL *delta, double *row_loss, const REAL *p, const REAL *y,        \
                               const REAL *w, const ptrdiff_t *rows_index, ptrdiff_t rows,           \
-                              ptrdiff_t cols, int loss);                                           \
+                              ptrdiff_t cols, int loss, double loss_param);                        \
     /* sum of x_i^2, accumulated in double. */                                                     \
     double fm_sum_squares##SFX(const REAL *x, ptrdiff_t n);                                        \
     /* g = (g + alpha * w) / divisor: scikit-learn's L2-penalised, sample-averaged gradient. */    \
     void fm_finalize_gradient##SFX(REAL *g, const REAL *w, ptrdiff_t n, double alpha,              \
                                    double divisor);                                                \
+    /* g *= scale (the global gradient-norm clip). */                                              \
+    void fm_scale##SFX(REAL *g, ptrdiff_t n, double scale);                                        \
+    /* w = min(max(w, -c), c) (weight clipping). */                                                \
+    void fm_clamp##SFX(REAL *w, ptrdiff_t n, double c);                                            \
     /* SGD with momentum (and Nesterov's look-ahead), scikit-learn's SGDOptimizer. */              \
     void fm_sgd_step##SFX(REAL *param, const REAL *grad, REAL *velocity, ptrdiff_t n,             \
                           double learning_rate, double momentum, int nesterov);                    \
     /* Adam with the bias corrections folded into step_size, scikit-learn's AdamOptimizer. */      \
     void fm_adam_step##SFX(REAL *param, const REAL *grad, REAL *m, REAL *v, ptrdiff_t n,          \
                            double step_size, double beta_1, double beta_2, double epsilon);        \
-    /* Vectorised exp, exposed for the kernel tests. */                                            \
-    void fm_exp_array##SFX(REAL *out, const REAL *x, ptrdiff_t n);
+    /* One step of a torch.optim solver (o after fm_optim_begin_step) over n parameters; s1..s3 \
+     * are its state vectors (see csrc/optimizers.c for which solver uses which).               */ \
+    void fm_optim_step##SFX(const fm_optim *o, REAL *param, const REAL *grad, REAL *s1, REAL *s2, \
+                            REAL *s3, ptrdiff_t n);                                               \
+    /* Vectorised exp, expm1 and log1p (on [0, 1]), exposed for the kernel tests. */               \
+    void fm_exp_array##SFX(REAL *out, const REAL *x, ptrdiff_t n);                                 \
+    void fm_expm1_array##SFX(REAL *out, const REAL *x, ptrdiff_t n);                               \
+    void fm_log1p_unit_array##SFX(REAL *out, const REAL *x, ptrdiff_t n);
 
 FASTMLP_DECLARE(float, _f)
 FASTMLP_DECLARE(double, _d)

@@ -1,12 +1,23 @@
-/* Output layers fused with their losses: delta = dLoss/dz = p - y, and each row's loss.
+/* Output layers fused with their losses: delta = dLoss/dz (p - y for the canonical pairs), and
+ * each row's loss.
  *
  * Design
  * ------
- * Every output activation here is paired with its canonical loss (softmax + cross-entropy,
+ * scikit-learn's output activations come paired with their canonical loss (softmax + cross-entropy,
  * logistic + binary cross-entropy, identity + squared error, exp + Poisson deviance), for which the
  * derivative of the loss with respect to the pre-activation z is simply p - y. The output
- * activation's own derivative is therefore never formed. Per-row losses are returned unweighted
- * and in double; the caller weights and sums them in a fixed order, which keeps the reported loss
+ * activation's own derivative is then never formed. The losses added beside them (K outputs):
+ *   absolute error, identity output: row loss mean_j |e_j|, e = p - y; delta_j = sign(e_j) / K
+ *   huber, identity output: row loss mean_j H(e_j); delta_j = clip(e_j, -d, d) / K, with
+ *     H(e) = e^2 / 2 if |e| < d else d (|e| - d / 2). Averaged over rows these are torch's
+ *     L1Loss / HuberLoss(delta=d) with reduction 'mean' (and |e|' = 0 at 0, as torch's sign);
+ *   squared error on probabilities (the classifier's, the lectures' quadratic cost): row loss
+ *     0.5 sum_j (p_j - y_j)^2; g = p - y goes through the output activation's Jacobian:
+ *     logistic delta_j = g_j p_j (1 - p_j); softmax (not diagonal)
+ *     delta_j = p_j (g_j - sum_i g_i p_i).
+ * The reported loss and delta are each other's exact derivative (tests/test_losses_ext.py).
+ *
+ * Per-row losses are returned unweighted and in double; the caller weights and sums them in a fixed order, which keeps the reported loss
  * independent of the thread count. Probabilities are clipped to [eps, 1 - eps] of the dtype before
  * the log, and 0 log 0 counts as 0, exactly as scikit-learn's log_loss does.
  *
@@ -40,7 +51,8 @@ static inline double SFX(clip_probability)(REAL p)
     return (double)(p < lo ? lo : (p > hi ? hi : p));
 }
 
-static double SFX(row_loss)(const REAL *p, const REAL *y, ptrdiff_t cols, int loss)
+static double SFX(row_loss)(const REAL *p, const REAL *y, ptrdiff_t cols, int loss,
+                            double huber_delta)
 {
     double total = 0.0;
     for (ptrdiff_t j = 0; j < cols; j++) {
@@ -68,25 +80,91 @@ static double SFX(row_loss)(const REAL *p, const REAL *y, ptrdiff_t cols, int lo
                 total += yj * log(yj / (double)p[j]);
             total += (double)p[j] - yj;
             break;
+        case FM_LOSS_ABSOLUTE:
+            total += fabs((double)p[j] - yj);
+            break;
+        case FM_LOSS_HUBER: {
+            double e = fabs((double)p[j] - yj);
+            total += e < huber_delta ? 0.5 * e * e : huber_delta * (e - 0.5 * huber_delta);
+            break;
+        }
+        case FM_LOSS_SQUARED_SOFTMAX:
+        case FM_LOSS_SQUARED_LOGISTIC: {
+            double d = (double)p[j] - yj;
+            total += 0.5 * d * d;
+            break;
+        }
         }
     }
-    return loss == FM_LOSS_SQUARED ? 0.5 * total / (double)cols : total;
+    switch (loss) {
+    case FM_LOSS_SQUARED:
+        return 0.5 * total / (double)cols;
+    case FM_LOSS_ABSOLUTE:
+    case FM_LOSS_HUBER:
+        return total / (double)cols;
+    default:
+        return total;
+    }
+}
+
+/* dLoss/dz of one row for the losses that are not p - y (before the row's weight). */
+FM_INLINE void SFX(row_delta)(REAL *d, const REAL *p, const REAL *y, ptrdiff_t cols, int loss,
+                           double huber_delta)
+{
+    const REAL inv_cols = (REAL)1 / (REAL)cols;
+    switch (loss) {
+    case FM_LOSS_ABSOLUTE:
+        FM_SIMD
+        for (ptrdiff_t j = 0; j < cols; j++) {
+            REAL e = p[j] - y[j];
+            d[j] = (e > 0 ? inv_cols : (e < 0 ? -inv_cols : (REAL)0));
+        }
+        break;
+    case FM_LOSS_HUBER: {
+        const REAL hd = (REAL)huber_delta;
+        FM_SIMD
+        for (ptrdiff_t j = 0; j < cols; j++) {
+            REAL e = p[j] - y[j];
+            d[j] = (e > hd ? hd : (e < -hd ? -hd : e)) * inv_cols;
+        }
+        break;
+    }
+    case FM_LOSS_SQUARED_LOGISTIC:
+        FM_SIMD
+        for (ptrdiff_t j = 0; j < cols; j++)
+            d[j] = (p[j] - y[j]) * (p[j] * ((REAL)1 - p[j]));
+        break;
+    case FM_LOSS_SQUARED_SOFTMAX: {
+        REAL gp = 0;
+        FM_SIMD_SUM(gp)
+        for (ptrdiff_t j = 0; j < cols; j++)
+            gp += (p[j] - y[j]) * p[j];
+        FM_SIMD
+        for (ptrdiff_t j = 0; j < cols; j++)
+            d[j] = p[j] * ((p[j] - y[j]) - gp);
+        break;
+    }
+    }
 }
 
 FASTMLP_CLONES
 void SFX(fm_output_delta)(REAL *delta, double *row_loss, const REAL *p, const REAL *y,
                           const REAL *w, const ptrdiff_t *rows_index, ptrdiff_t rows,
-                          ptrdiff_t cols, int loss)
+                          ptrdiff_t cols, int loss, double loss_param)
 {
     for (ptrdiff_t r = 0; r < rows; r++) {
         ptrdiff_t src = rows_index ? rows_index[r] : r;
         const REAL *p_row = p + r * cols;
         const REAL *y_row = y + src * cols;
         REAL *d_row = delta + r * cols;
-        row_loss[r] = SFX(row_loss)(p_row, y_row, cols, loss);
-        FM_SIMD
-        for (ptrdiff_t j = 0; j < cols; j++)
-            d_row[j] = p_row[j] - y_row[j];
+        row_loss[r] = SFX(row_loss)(p_row, y_row, cols, loss, loss_param);
+        if (loss <= FM_LOSS_POISSON) {
+            FM_SIMD
+            for (ptrdiff_t j = 0; j < cols; j++)
+                d_row[j] = p_row[j] - y_row[j];
+        } else {
+            SFX(row_delta)(d_row, p_row, y_row, cols, loss, loss_param);
+        }
         if (w) {
             REAL wr = w[src];
             FM_SIMD

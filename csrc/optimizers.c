@@ -10,6 +10,23 @@
  * hyper-parameter is first rounded to REAL; Adam's update is formed in double, because numpy
  * promotes it through the float64 learning rate, and rounded back when added to the parameter.
  *
+ * The torch.optim solvers (adagrad, rmsprop, adadelta, adamax, nadam, adamw) follow
+ * torch/optim/<solver>.py single-tensor code operation by operation: the same lerp for first moments
+ * (m + (1 - beta_1) (g - m), torch's lerp for weights below 1/2), the same addcmul/addcdiv
+ * groupings, eps where torch adds it, weight decay added to the gradient (coupled) or multiplied
+ * into the parameters (adamw, nadam's decoupled option) before the moments. Hyper-parameters are
+ * rounded to REAL as torch rounds a Python scalar for a tensor of that dtype; the scalars that
+ * change every step (bias corrections, NAdam's mu products) are computed once per step in double,
+ * as torch computes them in Python floats (fm_optim_begin_step).
+ *
+ * State vectors, per solver (s1, s2, s3; unused ones may be NULL):
+ *   adagrad   sum of squares
+ *   rmsprop   square_avg, momentum_buffer (momentum > 0), grad_avg (centered)
+ *   adadelta  square_avg, acc_delta
+ *   adamax    exp_avg, exp_inf
+ *   nadam     exp_avg, exp_avg_sq
+ *   adamw     exp_avg, exp_avg_sq, max_exp_avg_sq (amsgrad)
+ *
  * This file includes itself once per dtype (see activations.c).
  */
 #ifndef REAL
@@ -17,6 +34,37 @@
 
 #include "fastmlp_kernels.h"
 #include "fm_math.h"
+
+void fm_optim_begin_step(fm_optim *o)
+{
+    double t = (double)++o->t;
+    switch (o->solver) {
+    case FM_SOLVER_ADAGRAD:
+        o->c0 = o->lr / (1.0 + (t - 1.0) * o->lr_decay); /* clr */
+        break;
+    case FM_SOLVER_ADAMAX:
+        o->c0 = o->lr / (1.0 - pow(o->beta_1, t));       /* clr */
+        break;
+    case FM_SOLVER_NADAM: {
+        double mu = o->beta_1 * (1.0 - 0.5 * pow(0.96, t * o->momentum_decay));
+        double mu_next = o->beta_1 * (1.0 - 0.5 * pow(0.96, (t + 1.0) * o->momentum_decay));
+        o->mu_product *= mu;
+        o->c0 = -o->lr * (1.0 - mu) / (1.0 - o->mu_product);                /* on grad */
+        o->c1 = (-o->lr * mu_next) / (1.0 - o->mu_product * mu_next);        /* on exp_avg */
+        o->c2 = 1.0 - pow(o->beta_2, t);                                     /* bias_correction2 */
+        o->c3 = 1.0 - o->lr * o->weight_decay;                               /* decoupled decay */
+        break;
+    }
+    case FM_SOLVER_ADAMW:
+        o->c0 = o->lr / (1.0 - pow(o->beta_1, t));                           /* step_size */
+        o->c1 = pow(1.0 - pow(o->beta_2, t), 0.5);                           /* sqrt(bc2) */
+        o->c2 = 1.0 - o->lr * o->weight_decay;                               /* decay */
+        break;
+    default: /* rmsprop, adadelta: the learning rate alone */
+        o->c0 = o->lr;
+        break;
+    }
+}
 
 #define REAL float
 #define SFX(name) name##_f
@@ -59,6 +107,24 @@ void SFX(fm_finalize_gradient)(REAL *g, const REAL *w, ptrdiff_t n, double alpha
 }
 
 FASTMLP_CLONES
+void SFX(fm_scale)(REAL *g, ptrdiff_t n, double scale)
+{
+    const REAL s = (REAL)scale;
+    FM_SIMD
+    for (ptrdiff_t i = 0; i < n; i++)
+        g[i] *= s;
+}
+
+FASTMLP_CLONES
+void SFX(fm_clamp)(REAL *w, ptrdiff_t n, double c)
+{
+    const REAL hi = (REAL)c, lo = -(REAL)c;
+    FM_SIMD
+    for (ptrdiff_t i = 0; i < n; i++)
+        w[i] = w[i] < lo ? lo : (w[i] > hi ? hi : w[i]);
+}
+
+FASTMLP_CLONES
 void SFX(fm_sgd_step)(REAL *param, const REAL *grad, REAL *velocity, ptrdiff_t n,
                       double learning_rate, double momentum, int nesterov)
 {
@@ -96,6 +162,161 @@ void SFX(fm_adam_step)(REAL *param, const REAL *grad, REAL *m, REAL *v, ptrdiff_
         v[i] = vi;
         double update = (-step_size * (double)mi) / (double)(SQRT(vi) + eps);
         param[i] = (REAL)((double)param[i] + update);
+    }
+}
+
+/* grad + weight_decay * param, torch's coupled weight decay (grad.add(param, alpha=wd)). */
+#define COUPLED_DECAY(g, i) (wd != 0 ? (g) + wd * param[i] : (g))
+
+FM_INLINE void SFX(adagrad)(const fm_optim *o, REAL *param, const REAL *grad, REAL *sum,
+                            ptrdiff_t n)
+{
+    const REAL wd = (REAL)o->weight_decay, eps = (REAL)o->eps, neg_clr = (REAL)-o->c0;
+    FM_SIMD
+    for (ptrdiff_t i = 0; i < n; i++) {
+        REAL g = COUPLED_DECAY(grad[i], i);
+        REAL s = sum[i] + g * g;
+        sum[i] = s;
+        param[i] += neg_clr * (g / (SQRT(s) + eps));
+    }
+}
+
+FM_INLINE void SFX(rmsprop)(const fm_optim *o, REAL *param, const REAL *grad, REAL *square_avg,
+                         REAL *momentum_buffer, REAL *grad_avg, ptrdiff_t n)
+{
+    const REAL wd = (REAL)o->weight_decay, eps = (REAL)o->eps, neg_lr = (REAL)-o->c0;
+    const REAL rho = (REAL)o->rho, one_minus_rho = (REAL)(1.0 - o->rho);
+    const REAL momentum = (REAL)o->momentum;
+    const int centered = o->centered, use_momentum = o->momentum > 0;
+    FM_SIMD
+    for (ptrdiff_t i = 0; i < n; i++) {
+        REAL g = COUPLED_DECAY(grad[i], i);
+        REAL sq = square_avg[i] * rho + one_minus_rho * (g * g);
+        REAL avg;
+        square_avg[i] = sq;
+        if (centered) {
+            REAL ga = grad_avg[i] + one_minus_rho * (g - grad_avg[i]);
+            grad_avg[i] = ga;
+            avg = SQRT(sq - ga * ga) + eps;
+        } else {
+            avg = SQRT(sq) + eps;
+        }
+        if (use_momentum) {
+            REAL buf = momentum_buffer[i] * momentum + g / avg;
+            momentum_buffer[i] = buf;
+            param[i] += neg_lr * buf;
+        } else {
+            param[i] += neg_lr * (g / avg);
+        }
+    }
+}
+
+FM_INLINE void SFX(adadelta)(const fm_optim *o, REAL *param, const REAL *grad, REAL *square_avg,
+                          REAL *acc_delta, ptrdiff_t n)
+{
+    const REAL wd = (REAL)o->weight_decay, eps = (REAL)o->eps, neg_lr = (REAL)-o->c0;
+    const REAL rho = (REAL)o->rho, one_minus_rho = (REAL)(1.0 - o->rho);
+    FM_SIMD
+    for (ptrdiff_t i = 0; i < n; i++) {
+        REAL g = COUPLED_DECAY(grad[i], i);
+        REAL sq = square_avg[i] * rho + one_minus_rho * (g * g);
+        square_avg[i] = sq;
+        REAL delta = SQRT(acc_delta[i] + eps) / SQRT(sq + eps) * g;
+        acc_delta[i] = acc_delta[i] * rho + one_minus_rho * (delta * delta);
+        param[i] += neg_lr * delta;
+    }
+}
+
+FM_INLINE void SFX(adamax)(const fm_optim *o, REAL *param, const REAL *grad, REAL *exp_avg,
+                        REAL *exp_inf, ptrdiff_t n)
+{
+    const REAL wd = (REAL)o->weight_decay, eps = (REAL)o->eps, neg_clr = (REAL)-o->c0;
+    const REAL beta_2 = (REAL)o->beta_2, one_minus_beta_1 = (REAL)(1.0 - o->beta_1);
+    FM_SIMD
+    for (ptrdiff_t i = 0; i < n; i++) {
+        REAL g = COUPLED_DECAY(grad[i], i);
+        REAL m = exp_avg[i] + one_minus_beta_1 * (g - exp_avg[i]);
+        REAL u = exp_inf[i] * beta_2, ag = (g < 0 ? -g : g) + eps;
+        u = u > ag ? u : ag;
+        exp_avg[i] = m;
+        exp_inf[i] = u;
+        param[i] += neg_clr * (m / u);
+    }
+}
+
+FM_INLINE void SFX(nadam)(const fm_optim *o, REAL *param, const REAL *grad, REAL *exp_avg,
+                       REAL *exp_avg_sq, ptrdiff_t n)
+{
+    const int decoupled = o->decoupled_weight_decay;
+    const REAL wd = decoupled ? (REAL)0 : (REAL)o->weight_decay;
+    const REAL decay = (REAL)o->c3, eps = (REAL)o->eps;
+    const REAL on_grad = (REAL)o->c0, on_avg = (REAL)o->c1, bias_correction2 = (REAL)o->c2;
+    const REAL beta_2 = (REAL)o->beta_2, one_minus_beta_2 = (REAL)(1.0 - o->beta_2);
+    const REAL one_minus_beta_1 = (REAL)(1.0 - o->beta_1);
+    const int decay_params = decoupled && o->weight_decay != 0;
+    FM_SIMD
+    for (ptrdiff_t i = 0; i < n; i++) {
+        REAL p = decay_params ? param[i] * decay : param[i];
+        REAL g = wd != 0 ? grad[i] + wd * p : grad[i];
+        REAL m = exp_avg[i] + one_minus_beta_1 * (g - exp_avg[i]);
+        REAL v = exp_avg_sq[i] * beta_2 + one_minus_beta_2 * (g * g);
+        exp_avg[i] = m;
+        exp_avg_sq[i] = v;
+        REAL denom = SQRT(v / bias_correction2) + eps;
+        p += on_grad * (g / denom);
+        param[i] = p + on_avg * (m / denom);
+    }
+}
+
+FM_INLINE void SFX(adamw)(const fm_optim *o, REAL *param, const REAL *grad, REAL *exp_avg,
+                       REAL *exp_avg_sq, REAL *max_exp_avg_sq, ptrdiff_t n)
+{
+    const REAL decay = (REAL)o->c2, eps = (REAL)o->eps;
+    const REAL neg_step_size = (REAL)-o->c0, bias_correction2_sqrt = (REAL)o->c1;
+    const REAL beta_2 = (REAL)o->beta_2, one_minus_beta_2 = (REAL)(1.0 - o->beta_2);
+    const REAL one_minus_beta_1 = (REAL)(1.0 - o->beta_1);
+    const int amsgrad = o->amsgrad, decay_params = o->weight_decay != 0;
+    FM_SIMD
+    for (ptrdiff_t i = 0; i < n; i++) {
+        REAL p = decay_params ? param[i] * decay : param[i];
+        REAL g = grad[i];
+        REAL m = exp_avg[i] + one_minus_beta_1 * (g - exp_avg[i]);
+        REAL v = exp_avg_sq[i] * beta_2 + one_minus_beta_2 * (g * g);
+        exp_avg[i] = m;
+        exp_avg_sq[i] = v;
+        if (amsgrad) {
+            v = max_exp_avg_sq[i] > v ? max_exp_avg_sq[i] : v;
+            max_exp_avg_sq[i] = v;
+        }
+        param[i] = p + neg_step_size * (m / (SQRT(v) / bias_correction2_sqrt + eps));
+    }
+}
+
+#undef COUPLED_DECAY
+
+FASTMLP_CLONES
+void SFX(fm_optim_step)(const fm_optim *o, REAL *param, const REAL *grad, REAL *s1, REAL *s2,
+                        REAL *s3, ptrdiff_t n)
+{
+    switch (o->solver) {
+    case FM_SOLVER_ADAGRAD:
+        SFX(adagrad)(o, param, grad, s1, n);
+        break;
+    case FM_SOLVER_RMSPROP:
+        SFX(rmsprop)(o, param, grad, s1, s2, s3, n);
+        break;
+    case FM_SOLVER_ADADELTA:
+        SFX(adadelta)(o, param, grad, s1, s2, n);
+        break;
+    case FM_SOLVER_ADAMAX:
+        SFX(adamax)(o, param, grad, s1, s2, n);
+        break;
+    case FM_SOLVER_NADAM:
+        SFX(nadam)(o, param, grad, s1, s2, n);
+        break;
+    case FM_SOLVER_ADAMW:
+        SFX(adamw)(o, param, grad, s1, s2, s3, n);
+        break;
     }
 }
 

@@ -1,5 +1,6 @@
-# The C kernels of csrc/ (element-wise activations, output losses, optimizer steps), reached with
-# `cdef extern` and given fused float/double names so Cython code calls one name for both dtypes.
+# The C kernels of csrc/ (element-wise activations, maxout, dropout, output losses, optimizer
+# steps, clipping), reached with `cdef extern` and given fused float/double names so Cython code
+# calls one name for both dtypes.
 from cython cimport floating
 
 cdef extern from "fastmlp_kernels.h" nogil:
@@ -10,18 +11,71 @@ cdef extern from "fastmlp_kernels.h" nogil:
         FM_RELU
         FM_SOFTMAX
         FM_EXP
+        FM_LEAKY_RELU
+        FM_ELU
+        FM_GELU
+        FM_SILU
+        FM_MISH
+        FM_SOFTPLUS
+        FM_MAXOUT
     enum:
         FM_LOSS_SQUARED
         FM_LOSS_LOG
         FM_LOSS_BINARY_LOG
         FM_LOSS_POISSON
+        FM_LOSS_ABSOLUTE
+        FM_LOSS_HUBER
+        FM_LOSS_SQUARED_SOFTMAX
+        FM_LOSS_SQUARED_LOGISTIC
+    enum:
+        FM_SOLVER_SGD
+        FM_SOLVER_ADAM
+        FM_SOLVER_ADAGRAD
+        FM_SOLVER_RMSPROP
+        FM_SOLVER_ADADELTA
+        FM_SOLVER_ADAMAX
+        FM_SOLVER_NADAM
+        FM_SOLVER_ADAMW
 
-    void fm_bias_activation_forward_f(float *a, const float *b, Py_ssize_t rows, Py_ssize_t cols, int activation)
-    void fm_bias_activation_forward_d(double *a, const double *b, Py_ssize_t rows, Py_ssize_t cols, int activation)
-    void fm_activation_backward_f(float *delta, const float *a, Py_ssize_t n, int activation)
-    void fm_activation_backward_d(double *delta, const double *a, Py_ssize_t n, int activation)
-    void fm_output_delta_f(float *delta, double *row_loss, const float *p, const float *y, const float *w, const Py_ssize_t *rows_index, Py_ssize_t rows, Py_ssize_t cols, int loss)
-    void fm_output_delta_d(double *delta, double *row_loss, const double *p, const double *y, const double *w, const Py_ssize_t *rows_index, Py_ssize_t rows, Py_ssize_t cols, int loss)
+    ctypedef struct fm_activation_params:
+        double negative_slope
+        double elu_alpha
+        double softplus_beta
+        double softplus_threshold
+
+    ctypedef struct fm_optim:
+        int solver
+        double lr, eps, weight_decay
+        double beta_1, beta_2
+        double rho
+        double momentum
+        double lr_decay
+        double momentum_decay
+        int centered
+        int amsgrad
+        int decoupled_weight_decay
+        long long t
+        double mu_product
+        double c0, c1, c2, c3
+
+    int fm_activation_needs_preactivation(int activation, const fm_activation_params *params)
+    void fm_optim_begin_step(fm_optim *o)
+    unsigned long long fm_dropout_key(unsigned long long seed, long long step)
+
+    void fm_bias_activation_forward_f(float *a, float *z, const float *b, Py_ssize_t rows, Py_ssize_t cols, int activation, const fm_activation_params *params)
+    void fm_bias_activation_forward_d(double *a, double *z, const double *b, Py_ssize_t rows, Py_ssize_t cols, int activation, const fm_activation_params *params)
+    void fm_activation_backward_f(float *delta, const float *a, const float *z, Py_ssize_t n, int activation, const fm_activation_params *params)
+    void fm_activation_backward_d(double *delta, const double *a, const double *z, Py_ssize_t n, int activation, const fm_activation_params *params)
+    void fm_maxout_forward_f(float *a, int *argmax, const float *z, const float *b, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t pieces)
+    void fm_maxout_forward_d(double *a, int *argmax, const double *z, const double *b, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t pieces)
+    void fm_maxout_backward_f(float *delta, const int *argmax, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t pieces)
+    void fm_maxout_backward_d(double *delta, const int *argmax, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t pieces)
+    void fm_dropout_forward_f(float *out, const float *inp, Py_ssize_t rows, Py_ssize_t cols, unsigned long long key, const Py_ssize_t *sample_ids, Py_ssize_t first_sample, Py_ssize_t stride, Py_ssize_t offset, long long threshold, double scale)
+    void fm_dropout_forward_d(double *out, const double *inp, Py_ssize_t rows, Py_ssize_t cols, unsigned long long key, const Py_ssize_t *sample_ids, Py_ssize_t first_sample, Py_ssize_t stride, Py_ssize_t offset, long long threshold, double scale)
+    void fm_dropout_backward_f(float *delta, Py_ssize_t rows, Py_ssize_t cols, unsigned long long key, const Py_ssize_t *sample_ids, Py_ssize_t first_sample, Py_ssize_t stride, Py_ssize_t offset, long long threshold, double scale)
+    void fm_dropout_backward_d(double *delta, Py_ssize_t rows, Py_ssize_t cols, unsigned long long key, const Py_ssize_t *sample_ids, Py_ssize_t first_sample, Py_ssize_t stride, Py_ssize_t offset, long long threshold, double scale)
+    void fm_output_delta_f(float *delta, double *row_loss, const float *p, const float *y, const float *w, const Py_ssize_t *rows_index, Py_ssize_t rows, Py_ssize_t cols, int loss, double loss_param)
+    void fm_output_delta_d(double *delta, double *row_loss, const double *p, const double *y, const double *w, const Py_ssize_t *rows_index, Py_ssize_t rows, Py_ssize_t cols, int loss, double loss_param)
     double fm_sum_squares_f(const float *x, Py_ssize_t n)
     double fm_sum_squares_d(const double *x, Py_ssize_t n)
     void fm_finalize_gradient_f(float *g, const float *w, Py_ssize_t n, double alpha, double divisor)
@@ -30,34 +84,88 @@ cdef extern from "fastmlp_kernels.h" nogil:
     void fm_sgd_step_d(double *param, const double *grad, double *velocity, Py_ssize_t n, double learning_rate, double momentum, int nesterov)
     void fm_adam_step_f(float *param, const float *grad, float *m, float *v, Py_ssize_t n, double step_size, double beta_1, double beta_2, double epsilon)
     void fm_adam_step_d(double *param, const double *grad, double *m, double *v, Py_ssize_t n, double step_size, double beta_1, double beta_2, double epsilon)
+    void fm_scale_f(float *g, Py_ssize_t n, double scale)
+    void fm_scale_d(double *g, Py_ssize_t n, double scale)
+    void fm_clamp_f(float *w, Py_ssize_t n, double c)
+    void fm_clamp_d(double *w, Py_ssize_t n, double c)
+    void fm_optim_step_f(const fm_optim *o, float *param, const float *grad, float *s1, float *s2, float *s3, Py_ssize_t n)
+    void fm_optim_step_d(const fm_optim *o, double *param, const double *grad, double *s1, double *s2, double *s3, Py_ssize_t n)
     void fm_exp_array_f(float *out, const float *x, Py_ssize_t n)
     void fm_exp_array_d(double *out, const double *x, Py_ssize_t n)
+    void fm_expm1_array_f(float *out, const float *x, Py_ssize_t n)
+    void fm_expm1_array_d(double *out, const double *x, Py_ssize_t n)
+    void fm_log1p_unit_array_f(float *out, const float *x, Py_ssize_t n)
+    void fm_log1p_unit_array_d(double *out, const double *x, Py_ssize_t n)
 
 
-cdef inline void bias_activation_forward(floating *a, const floating *b, Py_ssize_t rows,
-                                         Py_ssize_t cols, int activation) noexcept nogil:
+cdef inline void bias_activation_forward(floating *a, floating *z, const floating *b,
+                                         Py_ssize_t rows, Py_ssize_t cols, int activation,
+                                         const fm_activation_params *params) noexcept nogil:
     if floating is float:
-        fm_bias_activation_forward_f(a, b, rows, cols, activation)
+        fm_bias_activation_forward_f(a, z, b, rows, cols, activation, params)
     else:
-        fm_bias_activation_forward_d(a, b, rows, cols, activation)
+        fm_bias_activation_forward_d(a, z, b, rows, cols, activation, params)
 
 
-cdef inline void activation_backward(floating *delta, const floating *a, Py_ssize_t n,
-                                     int activation) noexcept nogil:
+cdef inline void activation_backward(floating *delta, const floating *a, const floating *z,
+                                     Py_ssize_t n, int activation,
+                                     const fm_activation_params *params) noexcept nogil:
     if floating is float:
-        fm_activation_backward_f(delta, a, n, activation)
+        fm_activation_backward_f(delta, a, z, n, activation, params)
     else:
-        fm_activation_backward_d(delta, a, n, activation)
+        fm_activation_backward_d(delta, a, z, n, activation, params)
+
+
+cdef inline void maxout_forward(floating *a, int *argmax, const floating *z, const floating *b,
+                                Py_ssize_t rows, Py_ssize_t cols,
+                                Py_ssize_t pieces) noexcept nogil:
+    if floating is float:
+        fm_maxout_forward_f(a, argmax, z, b, rows, cols, pieces)
+    else:
+        fm_maxout_forward_d(a, argmax, z, b, rows, cols, pieces)
+
+
+cdef inline void maxout_backward(floating *delta, const int *argmax, Py_ssize_t rows,
+                                 Py_ssize_t cols, Py_ssize_t pieces) noexcept nogil:
+    if floating is float:
+        fm_maxout_backward_f(delta, argmax, rows, cols, pieces)
+    else:
+        fm_maxout_backward_d(delta, argmax, rows, cols, pieces)
+
+
+cdef inline void dropout_forward(floating *out, const floating *inp, Py_ssize_t rows,
+                                 Py_ssize_t cols, unsigned long long key,
+                                 const Py_ssize_t *sample_ids, Py_ssize_t first_sample,
+                                 Py_ssize_t stride, Py_ssize_t offset, long long threshold,
+                                 double scale) noexcept nogil:
+    if floating is float:
+        fm_dropout_forward_f(out, inp, rows, cols, key, sample_ids, first_sample, stride, offset,
+                             threshold, scale)
+    else:
+        fm_dropout_forward_d(out, inp, rows, cols, key, sample_ids, first_sample, stride, offset,
+                             threshold, scale)
+
+
+cdef inline void dropout_backward(floating *delta, Py_ssize_t rows, Py_ssize_t cols,
+                                  unsigned long long key, const Py_ssize_t *sample_ids,
+                                  Py_ssize_t first_sample, Py_ssize_t stride, Py_ssize_t offset,
+                                  long long threshold, double scale) noexcept nogil:
+    if floating is float:
+        fm_dropout_backward_f(delta, rows, cols, key, sample_ids, first_sample, stride, offset,
+                              threshold, scale)
+    else:
+        fm_dropout_backward_d(delta, rows, cols, key, sample_ids, first_sample, stride, offset,
+                              threshold, scale)
 
 
 cdef inline void output_delta(floating *delta, double *row_loss, const floating *p,
                               const floating *y, const floating *w,
                               const Py_ssize_t *rows_index, Py_ssize_t rows, Py_ssize_t cols,
-                              int loss) noexcept nogil:
+                              int loss, double loss_param) noexcept nogil:
     if floating is float:
-        fm_output_delta_f(delta, row_loss, p, y, w, rows_index, rows, cols, loss)
+        fm_output_delta_f(delta, row_loss, p, y, w, rows_index, rows, cols, loss, loss_param)
     else:
-        fm_output_delta_d(delta, row_loss, p, y, w, rows_index, rows, cols, loss)
+        fm_output_delta_d(delta, row_loss, p, y, w, rows_index, rows, cols, loss, loss_param)
 
 
 cdef inline double sum_squares(const floating *x, Py_ssize_t n) noexcept nogil:
@@ -91,3 +199,26 @@ cdef inline void adam_step(floating *param, const floating *grad, floating *m, f
         fm_adam_step_f(param, grad, m, v, n, step_size, beta_1, beta_2, epsilon)
     else:
         fm_adam_step_d(param, grad, m, v, n, step_size, beta_1, beta_2, epsilon)
+
+
+cdef inline void scale(floating *g, Py_ssize_t n, double factor) noexcept nogil:
+    if floating is float:
+        fm_scale_f(g, n, factor)
+    else:
+        fm_scale_d(g, n, factor)
+
+
+cdef inline void clamp(floating *w, Py_ssize_t n, double c) noexcept nogil:
+    if floating is float:
+        fm_clamp_f(w, n, c)
+    else:
+        fm_clamp_d(w, n, c)
+
+
+cdef inline void optim_step(const fm_optim *o, floating *param, const floating *grad,
+                            floating *s1, floating *s2, floating *s3,
+                            Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        fm_optim_step_f(o, param, grad, s1, s2, s3, n)
+    else:
+        fm_optim_step_d(o, param, grad, s1, s2, s3, n)
