@@ -18,6 +18,12 @@ vector, with the engine computing the full-batch loss and gradient.
 Parameter validation uses scikit-learn's constraint objects and `_fit_context` (from modules
 scikit-learn marks private): that is the only way to raise exactly the InvalidParameterError
 scikit-learn raises, which is a promise of this package. Everything else uses public utilities.
+
+Beyond scikit-learn (README.md, "Beyond scikit-learn"): more activations (torch.nn.functional's
+leaky_relu, elu, gelu, silu, mish, softplus, and maxout), the torch.optim solvers (adagrad,
+rmsprop, adadelta, adamax, nadam, adamw), more losses, dropout, gradient-norm and weight
+clipping, class_weight. Their parameters come after scikit-learn's, keyword-only; at their
+defaults nothing of scikit-learn's behaviour changes, bit for bit.
 """
 
 import warnings
@@ -39,16 +45,25 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_array, check_random_state, column_or_1d, shuffle
+from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from fastmlp import _engine
-from fastmlp._stochastic_optimizers import AdamOptimizer, SGDOptimizer
+from fastmlp._stochastic_optimizers import (
+    TORCH_DEFAULTS,
+    AdamOptimizer,
+    SGDOptimizer,
+    TorchOptimizer,
+)
 from fastmlp._threads import effective_n_threads, single_threaded_blas
 
-_STOCHASTIC_SOLVERS = ["sgd", "adam"]
+_TORCH_SOLVERS = list(TORCH_DEFAULTS)  # adagrad, rmsprop, adadelta, adamax, nadam, adamw
+_STOCHASTIC_SOLVERS = ["sgd", "adam"] + _TORCH_SOLVERS
+_ACTIVATIONS = {"identity", "logistic", "tanh", "relu",
+                "leaky_relu", "elu", "gelu", "silu", "mish", "softplus", "maxout"}
 
 # L-BFGS evaluates the full-batch gradient in chunks of this many rows (accumulated in order), so
 # that its scratch memory stays O(chunk x width) however large the data.
@@ -104,8 +119,8 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
 
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
-        "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
+        "activation": [StrOptions(_ACTIVATIONS)],
+        "solver": [StrOptions({"lbfgs", *_STOCHASTIC_SOLVERS})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
@@ -126,13 +141,36 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         "epsilon": [Interval(Real, 0, None, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
         "max_fun": [Interval(Integral, 1, None, closed="left")],
+        # Beyond scikit-learn (torch's bounds where torch checks them):
+        "negative_slope": [Interval(Real, None, None, closed="neither")],
+        "elu_alpha": [Interval(Real, None, None, closed="neither")],
+        "softplus_beta": [Interval(Real, 0, None, closed="neither")],
+        "softplus_threshold": [Interval(Real, None, None, closed="neither")],
+        "maxout_pieces": [Interval(Integral, 1, None, closed="left")],
+        "eps": [Interval(Real, 0, None, closed="left"), None],
+        "rho": [Interval(Real, 0, 1, closed="both"), None],
+        "weight_decay": [Interval(Real, 0, None, closed="left"), None],
+        "lr_decay": [Interval(Real, 0, None, closed="left")],
+        "initial_accumulator_value": [Interval(Real, 0, None, closed="left")],
+        "rmsprop_momentum": [Interval(Real, 0, None, closed="left")],
+        "centered": ["boolean"],
+        "momentum_decay": [Interval(Real, 0, None, closed="left")],
+        "decoupled_weight_decay": ["boolean"],
+        "amsgrad": ["boolean"],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
+        "weight_clip": [Interval(Real, 0, None, closed="neither"), None],
     }
 
     @abstractmethod
     def __init__(self, hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
                  learning_rate_init, power_t, max_iter, loss, shuffle, random_state, tol,
                  verbose, warm_start, momentum, nesterovs_momentum, early_stopping,
-                 validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun):
+                 validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun, *,
+                 negative_slope, elu_alpha, softplus_beta, softplus_threshold, maxout_pieces,
+                 eps, rho, weight_decay, lr_decay, initial_accumulator_value, rmsprop_momentum,
+                 centered, momentum_decay, decoupled_weight_decay, amsgrad, dropout,
+                 max_grad_norm, weight_clip):
         self.activation = activation
         self.solver = solver
         self.alpha = alpha
@@ -157,16 +195,52 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
+        self.negative_slope = negative_slope
+        self.elu_alpha = elu_alpha
+        self.softplus_beta = softplus_beta
+        self.softplus_threshold = softplus_threshold
+        self.maxout_pieces = maxout_pieces
+        self.eps = eps
+        self.rho = rho
+        self.weight_decay = weight_decay
+        self.lr_decay = lr_decay
+        self.initial_accumulator_value = initial_accumulator_value
+        self.rmsprop_momentum = rmsprop_momentum
+        self.centered = centered
+        self.momentum_decay = momentum_decay
+        self.decoupled_weight_decay = decoupled_weight_decay
+        self.amsgrad = amsgrad
+        self.dropout = dropout
+        self.max_grad_norm = max_grad_norm
+        self.weight_clip = weight_clip
 
     # -- the flat parameter vector ---------------------------------------------------------------
 
     def _network(self):
         """The engine's description of the fitted network (cached; cheap to rebuild)."""
-        key = (tuple(self._layer_units), self.activation, self.out_activation_, float(self.alpha))
+        # maxout's k shapes the weights: the fitted one counts, and the activation cannot
+        # switch to or from maxout without a new fit (other activations can, as in scikit-learn).
+        pieces = getattr(self, "_maxout_pieces", 0)
+        if (self.activation == "maxout") != (pieces > 0):
+            raise ValueError(
+                f"activation={self.activation!r} does not fit the weights, which were fitted "
+                f"{'with' if pieces else 'without'} maxout; fit again after changing to or "
+                "from 'maxout'."
+            )
+        options = {
+            "negative_slope": float(self.negative_slope), "elu_alpha": float(self.elu_alpha),
+            "softplus_beta": float(self.softplus_beta),
+            "softplus_threshold": float(self.softplus_threshold),
+            "maxout_pieces": max(pieces, 1), "dropout": float(self.dropout),
+            "huber_delta": float(getattr(self, "huber_delta", 1.0)),
+        }
+        key = (tuple(self._layer_units), self.activation, self.out_activation_, float(self.alpha),
+               self.loss, tuple(sorted(options.items())))
         cached = getattr(self, "_network_cache", None)
         if cached is None or cached[0] != key:
             cached = (key, _engine.Network(self._layer_units, self.activation,
-                                           self.out_activation_, float(self.alpha)))
+                                           self.out_activation_, float(self.alpha), self.loss,
+                                           **options))
             self._network_cache = cached
         return cached[1]
 
@@ -217,15 +291,21 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         else:
             self.out_activation_ = "logistic"
 
+        self._maxout_pieces = self.maxout_pieces if self.activation == "maxout" else 0
         network = self._network()
         self._theta = np.empty(network.n_params, dtype=dtype)
         self.coefs_, self.intercepts_ = network.views(self._theta)
         factor = 2.0 if self.activation == "logistic" else 6.0
-        for coef, intercept in zip(self.coefs_, self.intercepts_):
+        for i, (coef, intercept) in enumerate(zip(self.coefs_, self.intercepts_)):
             fan_in, fan_out = coef.shape
+            if self._maxout_pieces and i < len(self.coefs_) - 1:
+                # A maxout layer: fan_out / k units of k pieces each. Glorot's bound uses the
+                # units: what the next layer sees, and how many deltas reach each input (one
+                # per unit, through its winning piece).
+                fan_out //= self._maxout_pieces
             init_bound = np.sqrt(factor / (fan_in + fan_out))
-            coef[...] = self._random_state.uniform(-init_bound, init_bound, (fan_in, fan_out))
-            intercept[...] = self._random_state.uniform(-init_bound, init_bound, fan_out)
+            coef[...] = self._random_state.uniform(-init_bound, init_bound, coef.shape)
+            intercept[...] = self._random_state.uniform(-init_bound, init_bound, intercept.shape)
 
         self._best_coefs = [c.copy() for c in self.coefs_]
         self._best_intercepts = [i.copy() for i in self.intercepts_]
@@ -250,6 +330,13 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         if np.any(np.array(hidden_layer_sizes) <= 0):
             raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden_layer_sizes)
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        if self.solver == "lbfgs" and (self.dropout > 0 or self.max_grad_norm is not None):
+            raise ValueError(
+                f"dropout={self.dropout} and max_grad_norm={self.max_grad_norm} need a "
+                "stochastic solver: solver='lbfgs' minimises one deterministic full-batch loss "
+                "(weight_clip works with it, as bounds). Use dropout=0.0 and "
+                "max_grad_norm=None, or another solver."
+            )
 
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         if sp.issparse(X):
@@ -258,6 +345,7 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         X = np.ascontiguousarray(X, dtype=dtype)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype)
+        sample_weight = self._weight_classes(y, sample_weight, dtype)
         if y.ndim == 1:
             y = y.reshape((-1, 1))
         self.n_outputs_ = y.shape[1]
@@ -271,6 +359,11 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
                 f"The network's layer sizes {layer_units} differ from the fitted ones "
                 f"{self._layer_units}; hidden_layer_sizes and the number of outputs cannot "
                 "change with warm_start or partial_fit."
+            )
+        elif self.activation == "maxout" and self.maxout_pieces != self._maxout_pieces:
+            raise ValueError(
+                f"maxout_pieces={self.maxout_pieces} differs from the fitted "
+                f"{self._maxout_pieces}; it cannot change with warm_start or partial_fit."
             )
         theta = self._packed_parameters()
 
@@ -286,6 +379,10 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
             )
         return self
 
+    def _weight_classes(self, y, sample_weight, dtype):
+        """sample_weight times the weights of class_weight (classifiers only)."""
+        return sample_weight
+
     def _fit_lbfgs(self, X, y, sample_weight, theta):
         network = self._network()
         trainer = _engine.Trainer(network, min(X.shape[0], _LBFGS_CHUNK_ROWS), X.shape[1],
@@ -300,12 +397,17 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
             loss = trainer.loss_gradient(theta, grad, X, Y, weights, n_threads)
             return loss, grad.astype(np.float64)
 
+        # weight_clip under L-BFGS: the box [-c, c] as L-BFGS-B's bounds, the projected form of
+        # clamping after every step.
+        bounds = (None if self.weight_clip is None
+                  else scipy.optimize.Bounds(-self.weight_clip, self.weight_clip))
         with single_threaded_blas():
             result = scipy.optimize.minimize(
                 loss_and_gradient,
                 theta.astype(np.float64),
                 method="L-BFGS-B",
                 jac=True,
+                bounds=bounds,
                 options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
             )
         self.n_iter_ = _check_optimize_result(result, self.max_iter)
@@ -316,8 +418,17 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         if self.solver == "sgd":
             return SGDOptimizer(n_params, dtype, self.learning_rate_init, self.learning_rate,
                                 self.momentum, self.nesterovs_momentum, self.power_t)
-        return AdamOptimizer(n_params, dtype, self.learning_rate_init, self.beta_1,
-                             self.beta_2, self.epsilon)
+        if self.solver == "adam":
+            return AdamOptimizer(n_params, dtype, self.learning_rate_init, self.beta_1,
+                                 self.beta_2, self.epsilon)
+        return TorchOptimizer(
+            self.solver, n_params, dtype, self.learning_rate_init, eps=self.eps,
+            weight_decay=self.weight_decay, beta_1=self.beta_1, beta_2=self.beta_2,
+            rho=self.rho, momentum=self.rmsprop_momentum, centered=self.centered,
+            lr_decay=self.lr_decay, initial_accumulator_value=self.initial_accumulator_value,
+            momentum_decay=self.momentum_decay,
+            decoupled_weight_decay=self.decoupled_weight_decay, amsgrad=self.amsgrad,
+        )
 
     def _fit_stochastic(self, X, y, sample_weight, theta, incremental):
         if not incremental or not hasattr(self, "_optimizer"):
@@ -366,7 +477,15 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
                 )
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
 
-        trainer = _engine.Trainer(self._network(), batch_size, X_train.shape[1], theta.dtype)
+        # Dropout's seed is drawn only when there is dropout, after the split, so that every
+        # other option leaves scikit-learn's use of random_state untouched.
+        dropout_seed = (int(self._random_state.randint(0, 2**62, dtype=np.int64))
+                        if self.dropout > 0 else 0)
+        trainer = _engine.Trainer(
+            self._network(), batch_size, X_train.shape[1], theta.dtype,
+            dropout_seed=dropout_seed, max_grad_norm=self.max_grad_norm or 0.0,
+            weight_clip=self.weight_clip or 0.0,
+        )
         X_train = np.ascontiguousarray(X_train)
         Y_train = np.ascontiguousarray(y_train, dtype=theta.dtype)
         no_rows = np.empty(0, dtype=np.intp)
@@ -382,12 +501,12 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
                 if self.shuffle:
                     # Only the indices are shuffled; the engine gathers each batch's rows.
                     sample_idx = shuffle(sample_idx, random_state=self._random_state)
-                state_1, state_2 = optimizer.state
+                state_1, state_2, state_3 = optimizer.state
                 with single_threaded_blas():
                     accumulated_loss = trainer.epoch(
                         theta, grad, state_1, state_2, X_train, Y_train, weights,
                         sample_idx if self.shuffle else no_rows, batch_size, optimizer,
-                        n_threads,
+                        n_threads, state_3=state_3,
                     )
                 self.n_iter_ += 1
                 self.loss_ = accumulated_loss / X_train.shape[0]
@@ -564,6 +683,44 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     n_iter_no_change : int, default=10
     max_fun : int, default=15000
 
+    Beyond scikit-learn (keyword-only; README.md's table gives every option; at their defaults
+    nothing changes from scikit-learn's behaviour):
+
+    activation : also 'leaky_relu', 'elu', 'gelu', 'silu', 'mish', 'softplus' (as
+        torch.nn.functional defines them; gelu is the exact erf form) and 'maxout'.
+    negative_slope : float, default=0.01 (leaky_relu)
+    elu_alpha : float, default=1.0 (elu)
+    softplus_beta : float, default=1.0; softplus_threshold : float, default=20.0 (softplus:
+        beta z > threshold gives z)
+    maxout_pieces : int, default=2 (maxout: k linear pieces per unit; a hidden layer's
+        `coefs_[i]` then has shape (fan_in, fan_out * k) and `intercepts_[i]` (fan_out * k,),
+        column j * k + p being piece p of unit j)
+    solver : also 'adagrad', 'rmsprop', 'adadelta', 'adamax', 'nadam', 'adamw' (torch.optim's
+        formulas, learning rate `learning_rate_init`; `alpha` stays the L2 term of the loss).
+    eps : float, default=None (those solvers' eps; None: torch's default for the solver,
+        1e-10 adagrad, 1e-6 adadelta, 1e-8 the others. `epsilon` stays adam's)
+    rho : float, default=None (rmsprop's `alpha` (0.99) or adadelta's `rho` (0.9))
+    weight_decay : float, default=None (torch's weight_decay: coupled, added to the gradient,
+        for adagrad/rmsprop/adadelta/adamax/nadam (default 0); decoupled for adamw (default
+        0.01) and for nadam with decoupled_weight_decay=True)
+    beta_1, beta_2 : also adamax's, nadam's and adamw's betas (torch's defaults are the same)
+    lr_decay : float, default=0.0; initial_accumulator_value : float, default=0.0 (adagrad)
+    rmsprop_momentum : float, default=0.0; centered : bool, default=False (rmsprop)
+    momentum_decay : float, default=0.004; decoupled_weight_decay : bool, default=False (nadam)
+    amsgrad : bool, default=False (adamw)
+    dropout : float, default=0.0 (inverted dropout on every hidden unit while training with a
+        stochastic solver; masks drawn from a seed taken from random_state; none in prediction)
+    max_grad_norm : float, default=None (clip the L2 norm of the whole gradient, L2 term
+        included, to this before each step, as torch.nn.utils.clip_grad_norm_)
+    weight_clip : float, default=None (clamp every parameter, intercepts included, to
+        [-c, c] after each step; with lbfgs, bounds [-c, c])
+    loss : {'log_loss', 'squared_error'}, default='log_loss' ('squared_error': the lectures'
+        cost 0.5 * sum_j (p_j - y_j)^2 per sample on the output probabilities, averaged over
+        samples)
+    class_weight : dict, list of dicts, 'balanced' or None, default=None (multiplied into
+        sample_weight as sklearn.utils.class_weight.compute_sample_weight gives it: a fit with
+        it equals, bit for bit, a fit with that sample_weight)
+
     Attributes
     ----------
     classes_, loss_, best_loss_, loss_curve_, validation_scores_, best_validation_score_, t_,
@@ -572,22 +729,54 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     `intercepts_` are views into one flat parameter vector.
     """
 
+    _parameter_constraints: dict = {
+        **BaseMultilayerPerceptron._parameter_constraints,
+        "loss": [StrOptions({"log_loss", "squared_error"})],
+        "class_weight": [dict, list, StrOptions({"balanced"}), None],
+    }
+
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  alpha=0.0001, batch_size="auto", learning_rate="constant",
                  learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000):
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 negative_slope=0.01, elu_alpha=1.0, softplus_beta=1.0,
+                 softplus_threshold=20.0, maxout_pieces=2, eps=None, rho=None,
+                 weight_decay=None, lr_decay=0.0, initial_accumulator_value=0.0,
+                 rmsprop_momentum=0.0, centered=False, momentum_decay=4e-3,
+                 decoupled_weight_decay=False, amsgrad=False, dropout=0.0, max_grad_norm=None,
+                 weight_clip=None, loss="log_loss",
+                 class_weight=None):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
             learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
-            loss="log_loss", shuffle=shuffle, random_state=random_state, tol=tol,
+            loss=loss, shuffle=shuffle, random_state=random_state, tol=tol,
             verbose=verbose, warm_start=warm_start, momentum=momentum,
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+            negative_slope=negative_slope, elu_alpha=elu_alpha, softplus_beta=softplus_beta,
+            softplus_threshold=softplus_threshold, maxout_pieces=maxout_pieces, eps=eps, rho=rho,
+            weight_decay=weight_decay, lr_decay=lr_decay,
+            initial_accumulator_value=initial_accumulator_value,
+            rmsprop_momentum=rmsprop_momentum, centered=centered, momentum_decay=momentum_decay,
+            decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad, dropout=dropout,
+            max_grad_norm=max_grad_norm, weight_clip=weight_clip,
         )
+        self.class_weight = class_weight
+
+    def _weight_classes(self, y, sample_weight, dtype):
+        if self.class_weight is None:
+            return sample_weight
+        # y is binarized here; compute_sample_weight wants the labels (or, multilabel, the
+        # indicator matrix), which the binarizer gives back exactly.
+        weights = compute_sample_weight(self.class_weight,
+                                        self._label_binarizer.inverse_transform(y))
+        if sample_weight is None:
+            return np.ascontiguousarray(weights, dtype=dtype)
+        return np.ascontiguousarray(sample_weight * weights, dtype=dtype)
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(
@@ -668,6 +857,15 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         -------
         self : object
         """
+        if isinstance(self.class_weight, str) and self.class_weight == "balanced":
+            # as SGDClassifier.partial_fit: one batch cannot tell the classes' frequencies
+            raise ValueError(
+                "class_weight 'balanced' is not supported for partial_fit. In order to use "
+                "'balanced' weights, use compute_class_weight('balanced', classes=classes, "
+                "y=y). In place of y you can use a large enough sample of the full training "
+                "set target to properly estimate the class frequency distributions. Pass the "
+                "resulting weights as the class_weight parameter."
+            )
         if self._partial_fit_first_call(classes):
             self._label_binarizer = LabelBinarizer()
             if type_of_target(y).startswith("multilabel"):
@@ -718,12 +916,18 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
 
     It optimizes the (half) squared error, or the half Poisson deviance with a log link, using
     LBFGS or stochastic gradient descent. Parameters and attributes are those of
-    :class:`sklearn.neural_network.MLPRegressor`.
+    :class:`sklearn.neural_network.MLPRegressor`, and beyond them those of
+    :class:`MLPClassifier` (activations, solvers, regularisers; no class_weight), and:
+
+    loss : also 'absolute_error' (mean |y - p| over samples and outputs, torch's L1Loss) and
+        'huber' (torch's HuberLoss, mean over samples and outputs)
+    huber_delta : float, default=1.0 (huber's delta)
     """
 
     _parameter_constraints: dict = {
         **BaseMultilayerPerceptron._parameter_constraints,
-        "loss": [StrOptions({"squared_error", "poisson"})],
+        "loss": [StrOptions({"squared_error", "poisson", "absolute_error", "huber"})],
+        "huber_delta": [Interval(Real, 0, None, closed="neither")],
     }
 
     def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
@@ -731,7 +935,13 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
                  learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000):
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 negative_slope=0.01, elu_alpha=1.0, softplus_beta=1.0,
+                 softplus_threshold=20.0, maxout_pieces=2, eps=None, rho=None,
+                 weight_decay=None, lr_decay=0.0, initial_accumulator_value=0.0,
+                 rmsprop_momentum=0.0, centered=False, momentum_decay=4e-3,
+                 decoupled_weight_decay=False, amsgrad=False, dropout=0.0, max_grad_norm=None,
+                 weight_clip=None, huber_delta=1.0):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -741,7 +951,15 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
             max_fun=max_fun,
+            negative_slope=negative_slope, elu_alpha=elu_alpha, softplus_beta=softplus_beta,
+            softplus_threshold=softplus_threshold, maxout_pieces=maxout_pieces, eps=eps, rho=rho,
+            weight_decay=weight_decay, lr_decay=lr_decay,
+            initial_accumulator_value=initial_accumulator_value,
+            rmsprop_momentum=rmsprop_momentum, centered=centered, momentum_decay=momentum_decay,
+            decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad, dropout=dropout,
+            max_grad_norm=max_grad_norm, weight_clip=weight_clip,
         )
+        self.huber_delta = huber_delta
 
     def predict(self, X):
         """Predict using the multi-layer perceptron model: shape (n_samples,) or

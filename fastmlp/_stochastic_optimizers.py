@@ -7,6 +7,11 @@ hold lists of per-layer arrays and step in Python. Here each holds its state as 
 the parameter vector's layout, and the step itself is one C loop (csrc/optimizers.c) run by the
 engine after every mini-batch. What stays in Python is what happens once per epoch: the
 learning-rate schedule and the decision to stop, with scikit-learn's messages.
+
+Beyond scikit-learn, TorchOptimizer holds the torch.optim solvers (adagrad, rmsprop, adadelta,
+adamax, nadam, adamw) the same way: hyper-parameters under torch's names and defaults, state
+vectors in theta's layout (initialised as torch initialises them), and the two scalars of state
+(the step count t, NAdam's product of momentum coefficients) that the engine advances.
 """
 
 import numpy as np
@@ -32,7 +37,7 @@ class SGDOptimizer:
 
     @property
     def state(self):
-        return self.velocities, self.velocities[:0]
+        return self.velocities, self.velocities[:0], self.velocities[:0]
 
     def iteration_ends(self, time_step):
         """Per-epoch schedule; time_step is the number of samples seen so far."""
@@ -72,7 +77,7 @@ class AdamOptimizer:
 
     @property
     def state(self):
-        return self.ms, self.vs
+        return self.ms, self.vs, self.vs[:0]
 
     @property
     def learning_rate(self):
@@ -81,6 +86,83 @@ class AdamOptimizer:
             return float(self.learning_rate_init)
         return (self.learning_rate_init * np.sqrt(1 - self.beta_2**self.t)
                 / (1 - self.beta_1**self.t))
+
+    def iteration_ends(self, time_step):
+        pass
+
+    def trigger_stopping(self, msg, verbose):
+        if verbose:
+            print(msg + " Stopping.")
+        return True
+
+
+# torch.optim's defaults for the hyper-parameters whose default depends on the solver (an
+# estimator parameter left at None takes these). The learning rate is always learning_rate_init.
+TORCH_DEFAULTS = {
+    "adagrad": {"eps": 1e-10, "weight_decay": 0.0},
+    "rmsprop": {"eps": 1e-8, "weight_decay": 0.0, "rho": 0.99},
+    "adadelta": {"eps": 1e-6, "weight_decay": 0.0, "rho": 0.9},
+    "adamax": {"eps": 1e-8, "weight_decay": 0.0},
+    "nadam": {"eps": 1e-8, "weight_decay": 0.0},
+    "adamw": {"eps": 1e-8, "weight_decay": 1e-2},
+}
+
+
+class TorchOptimizer:
+    """adagrad, rmsprop, adadelta, adamax, nadam or adamw, as torch.optim defines them.
+
+    Hyper-parameters keep torch's names, except rmsprop's `alpha` (here `rho`, as adadelta's,
+    because `alpha` is scikit-learn's L2 penalty) and its `momentum` (here `rmsprop_momentum` in
+    the estimators, because `momentum` is scikit-learn's SGD momentum). State vectors (see
+    csrc/optimizers.c for each solver's) start as torch starts them: zeros, and adagrad's sum at
+    initial_accumulator_value.
+    """
+
+    def __init__(self, solver, n_params, dtype, learning_rate_init, *, eps=None,
+                 weight_decay=None, beta_1=0.9, beta_2=0.999, rho=None, momentum=0.0,
+                 centered=False, lr_decay=0.0, initial_accumulator_value=0.0,
+                 momentum_decay=4e-3, decoupled_weight_decay=False, amsgrad=False):
+        defaults = TORCH_DEFAULTS[solver]
+        self.name = solver
+        self.solver = SOLVERS[solver]
+        self.learning_rate_init = learning_rate_init
+        self.eps = defaults["eps"] if eps is None else eps
+        self.weight_decay = defaults["weight_decay"] if weight_decay is None else weight_decay
+        self.rho = defaults.get("rho", 0.0) if rho is None else rho
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.momentum = momentum
+        self.centered = centered
+        self.lr_decay = lr_decay
+        self.momentum_decay = momentum_decay
+        self.decoupled_weight_decay = decoupled_weight_decay
+        self.amsgrad = amsgrad
+        self.t = 0
+        self.mu_product = 1.0
+        empty = np.zeros(0, dtype=dtype)
+        first = np.zeros(n_params, dtype=dtype)
+        if solver == "adagrad":
+            first[...] = initial_accumulator_value
+        uses = {
+            "adagrad": (True, False, False),
+            "rmsprop": (True, momentum > 0, centered),
+            "adadelta": (True, True, False),
+            "adamax": (True, True, False),
+            "nadam": (True, True, False),
+            "adamw": (True, True, amsgrad),
+        }[solver]
+        self._state = tuple(
+            (first if i == 0 else np.zeros(n_params, dtype=dtype)) if used else empty
+            for i, used in enumerate(uses)
+        )
+
+    @property
+    def state(self):
+        return self._state
+
+    @property
+    def learning_rate(self):
+        return float(self.learning_rate_init)
 
     def iteration_ends(self, time_step):
         pass
