@@ -45,7 +45,7 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_array, check_random_state, column_or_1d, shuffle
-from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
@@ -717,9 +717,11 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     loss : {'log_loss', 'squared_error'}, default='log_loss' ('squared_error': the lectures'
         cost 0.5 * sum_j (p_j - y_j)^2 per sample on the output probabilities, averaged over
         samples)
-    class_weight : dict, list of dicts, 'balanced' or None, default=None (multiplied into
-        sample_weight as sklearn.utils.class_weight.compute_sample_weight gives it: a fit with
-        it equals, bit for bit, a fit with that sample_weight)
+    class_weight : dict, list of dicts (multilabel), 'balanced' or None, default=None
+        (multiplied into sample_weight: a fit with it equals, bit for bit, a fit with
+        sample_weight=sklearn.utils.class_weight.compute_sample_weight(class_weight, y);
+        'balanced' counts the classes with sample_weight when both are given, as
+        LogisticRegression does; not with partial_fit, as SGDClassifier)
 
     Attributes
     ----------
@@ -770,10 +772,27 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     def _weight_classes(self, y, sample_weight, dtype):
         if self.class_weight is None:
             return sample_weight
-        # y is binarized here; compute_sample_weight wants the labels (or, multilabel, the
-        # indicator matrix), which the binarizer gives back exactly.
-        weights = compute_sample_weight(self.class_weight,
-                                        self._label_binarizer.inverse_transform(y))
+        # y is binarized here; the binarizer gives the labels (or, multilabel, the indicator
+        # matrix) back exactly. 'balanced' counts the classes with sample_weight, as
+        # LogisticRegression does, so that a weight k stays the same as k repeated rows.
+        labels = self._label_binarizer.inverse_transform(y)
+        if sample_weight is None:
+            weights = compute_sample_weight(self.class_weight, labels)
+        elif labels.ndim == 1:
+            weights = compute_class_weight(self.class_weight, classes=self.classes_, y=labels,
+                                           sample_weight=sample_weight)
+            weights = weights[np.searchsorted(self.classes_, labels)]
+        else:
+            # multilabel: one class weight per output, multiplied (compute_sample_weight's rule)
+            compute_sample_weight(self.class_weight, labels)  # scikit-learn's checks and errors
+            per_output = (self.class_weight if isinstance(self.class_weight, list)
+                          else [self.class_weight] * labels.shape[1])
+            weights = np.ones(labels.shape[0])
+            for k, class_weight in enumerate(per_output):
+                classes, column = np.unique(labels[:, k], return_inverse=True)
+                weights = weights * compute_class_weight(
+                    class_weight, classes=classes, y=labels[:, k], sample_weight=sample_weight
+                )[column]
         if sample_weight is None:
             return np.ascontiguousarray(weights, dtype=dtype)
         return np.ascontiguousarray(sample_weight * weights, dtype=dtype)

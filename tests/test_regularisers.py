@@ -303,6 +303,21 @@ def test_class_weight_multiplies_sample_weight():
     np.testing.assert_array_equal(a._theta, b._theta)
 
 
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_balanced_counts_classes_with_sample_weight(multilabel):
+    # as LogisticRegression: weight k is then the same as k repeated rows
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((40, 4))
+    y = (rng.rand(40, 2) < [0.3, 0.6]).astype(int) if multilabel else rng.randint(3, size=40)
+    sw = rng.randint(0, 4, size=40)
+    common = dict(hidden_layer_sizes=(5,), solver="lbfgs", max_iter=30, random_state=0,
+                  class_weight="balanced", tol=0.0)
+    weighted = quiet_fit(MLPClassifier(**common), X, y, sample_weight=sw)
+    repeated = quiet_fit(MLPClassifier(**common), X.repeat(sw, axis=0), y.repeat(sw, axis=0))
+    np.testing.assert_allclose(weighted.predict_proba(X), repeated.predict_proba(X),
+                               rtol=1e-6, atol=1e-9)
+
+
 def test_class_weight_for_binary_strings_and_multilabel():
     rng = np.random.RandomState(0)
     X = rng.standard_normal((120, 5))
