@@ -30,6 +30,17 @@ identical with 1 thread or 16, and no per-thread gradient copies or reductions a
 (DESIGN.md sketches per-shard gradients summed in a fixed order; blocking the outputs gives the
 same determinism with O(params) instead of O(shards x params) memory and no summation pass).
 BLAS runs single-threaded inside these loops; the caller holds it to one thread (threadpoolctl).
+
+Beyond scikit-learn (README.md, "Beyond scikit-learn"). Activations whose derivative needs z
+(gelu, silu, mish, softplus) keep it in one more buffer laid out as the activations, allocated
+only for them. A maxout layer's W has k columns per unit; its GEMM writes the k pieces into the
+first delta buffer (free during forward), the max goes to the activations and the winner's index
+to an int buffer; backward widens each delta row in place to the k pieces (hidden_backward).
+Dropout writes the kept, rescaled outputs to a separate buffer that the next layer reads, so the
+activations stay intact for act'; its mask is a hash of (seed, step, sample, unit), recomputed in
+backward, so it is the same whichever thread computes it. The optimizer pass takes a Step: the
+torch.optim solvers step in C (fm_optim), the gradient's global norm is clipped between two
+passes (block partial sums added in order), and the parameters are clamped after the step.
 """
 from cython cimport floating
 from cython.parallel cimport prange, threadid
