@@ -211,19 +211,83 @@ cdef void dense_backward_input(floating *delta_in, const floating *a_in, const f
 
 
 # ---------------------------------------------------------------------------------------------
-# A whole network over a set of rows.
+# Sparse input (CSR): only the first layer ever sees X, so only its forward and its weight
+# gradient have sparse versions; they visit each row's non-zeros in order, as scipy does.
 # ---------------------------------------------------------------------------------------------
 
 cdef struct Rows:
-    # The rows a pass works on. Row r of the pass is X[index[r]] (and Y, w likewise) when index is
-    # not NULL; otherwise X, Y and w already point at the first row and rows are consecutive.
+    # The rows a pass works on: row r of the pass is source row index[r] when index is not NULL,
+    # else first + r. X (dense, ldx columns) or the CSR triplet, Y and w point at row 0.
     const void *X
     Py_ssize_t ldx
+    const void *sp_data
+    const void *sp_indices   # int32 or int64 (wide_index), like sp_indptr
+    const void *sp_indptr
+    bint sparse
+    bint wide_index
     const void *Y
     const void *w
     const Py_ssize_t *index
+    Py_ssize_t first
     Py_ssize_t n
 
+
+cdef inline Py_ssize_t source_row(const Rows *rows, Py_ssize_t r) noexcept nogil:
+    return rows.index[r] if rows.index != NULL else rows.first + r
+
+
+cdef inline Py_ssize_t csr_at(const Rows *rows, const void *array, Py_ssize_t k) noexcept nogil:
+    if rows.wide_index:
+        return <Py_ssize_t> (<const long long *> array)[k]
+    return <Py_ssize_t> (<const int *> array)[k]
+
+
+cdef void sparse_forward(floating *a_out, const Rows *rows, Py_ssize_t r0, Py_ssize_t r1,
+                         const floating *W, const floating *b, Py_ssize_t n_out,
+                         int activation) noexcept nogil:
+    """a_out (rows r0..r1 x n_out) = act(X[rows] @ W + b), X in CSR."""
+    cdef Py_ssize_t r, k, j, src, col
+    cdef floating value
+    cdef floating *out_row
+    cdef const floating *w_row
+    cdef const floating *data = <const floating *> rows.sp_data
+    for r in range(r0, r1):
+        src = source_row(rows, r)
+        out_row = a_out + (r - r0) * n_out
+        memset(out_row, 0, n_out * sizeof(floating))
+        for k in range(csr_at(rows, rows.sp_indptr, src), csr_at(rows, rows.sp_indptr, src + 1)):
+            value = data[k]
+            w_row = W + csr_at(rows, rows.sp_indices, k) * n_out
+            for j in range(n_out):
+                out_row[j] += value * w_row[j]
+    bias_activation_forward(a_out, b, r1 - r0, n_out, activation)
+
+
+cdef void sparse_backward_weights(floating *dW, const Rows *rows, const floating *delta,
+                                  Py_ssize_t n_in, Py_ssize_t n_out, Py_ssize_t c0,
+                                  Py_ssize_t c1, bint accumulate) noexcept nogil:
+    """dW[:, c0:c1] (+)= X[rows]^T @ delta[:, c0:c1], X in CSR; a block of W's columns."""
+    cdef Py_ssize_t r, k, i, j, src
+    cdef floating value
+    cdef floating *dw_row
+    cdef const floating *d_row
+    cdef const floating *data = <const floating *> rows.sp_data
+    if not accumulate:
+        for i in range(n_in):
+            memset(dW + i * n_out + c0, 0, (c1 - c0) * sizeof(floating))
+    for r in range(rows.n):
+        src = source_row(rows, r)
+        d_row = delta + r * n_out
+        for k in range(csr_at(rows, rows.sp_indptr, src), csr_at(rows, rows.sp_indptr, src + 1)):
+            value = data[k]
+            dw_row = dW + csr_at(rows, rows.sp_indices, k) * n_out
+            for j in range(c0, c1):
+                dw_row[j] += value * d_row[j]
+
+
+# ---------------------------------------------------------------------------------------------
+# A whole network over a set of rows.
+# ---------------------------------------------------------------------------------------------
 
 cdef struct Work:
     void *acts        # each layer's output, layer l at n * act_prefix[l], row-major
@@ -232,6 +296,14 @@ cdef struct Work:
     double *row_loss  # capacity
     double *partial   # one partial sum of squares per optimizer block
     Py_ssize_t capacity
+
+
+cdef const floating *dense_input(const Rows *rows, const floating *gathered) noexcept nogil:
+    """The first layer's dense input for this pass (rows.ldx columns): the gathered rows of a
+    shuffled batch, or X's consecutive rows in place."""
+    if rows.index != NULL:
+        return gathered
+    return <const floating *> rows.X + rows.first * rows.ldx
 
 
 cdef void forward_job(const Geometry *g, Py_ssize_t l, Py_ssize_t job, Py_ssize_t blocks,
@@ -246,39 +318,51 @@ cdef void forward_job(const Geometry *g, Py_ssize_t l, Py_ssize_t job, Py_ssize_
     cdef const floating *X = <const floating *> rows.X
     cdef floating *gathered = <floating *> work.gathered
     cdef const floating *Y = <const floating *> rows.Y
+    cdef const floating *w = <const floating *> rows.w
     cdef int activation = g.hidden_activation
     if r1 == r0:
         return
-    if l == 0:
-        if rows.index != NULL:
-            for r in range(r0, r1):
-                memcpy(gathered + r * n_in, X + rows.index[r] * rows.ldx, n_in * sizeof(floating))
-            a_in = gathered
-        else:
-            a_in = X
-            ld_in = rows.ldx
-    else:
-        a_in = acts + rows.n * g.act_prefix[l - 1]
     if l == g.n_layers - 1:
         activation = g.output_activation
-    dense_forward(a_out + r0 * n_out, a_in + r0 * ld_in, ld_in,
-                  theta + g.coef_offset[l], theta + g.intercept_offset[l],
-                  r1 - r0, n_in, n_out, activation)
+    if l == 0 and rows.sparse:
+        sparse_forward(a_out + r0 * n_out, rows, r0, r1, theta + g.coef_offset[l],
+                       theta + g.intercept_offset[l], n_out, activation)
+    else:
+        if l == 0:
+            if rows.index != NULL:
+                for r in range(r0, r1):
+                    memcpy(gathered + r * n_in, X + rows.index[r] * rows.ldx,
+                           n_in * sizeof(floating))
+            a_in = dense_input(rows, gathered)
+            ld_in = rows.ldx
+        else:
+            a_in = acts + rows.n * g.act_prefix[l - 1]
+        dense_forward(a_out + r0 * n_out, a_in + r0 * ld_in, ld_in,
+                      theta + g.coef_offset[l], theta + g.intercept_offset[l],
+                      r1 - r0, n_in, n_out, activation)
     if l == g.n_layers - 1:
-        output_delta(<floating *> work.deltas + r0 * n_out, work.row_loss + r0,
-                     a_out + r0 * n_out,
-                     Y if rows.index != NULL else Y + r0 * n_out,
-                     <const floating *> rows.w if (rows.index != NULL or rows.w == NULL)
-                     else <const floating *> rows.w + r0,
-                     rows.index + r0 if rows.index != NULL else NULL,
-                     r1 - r0, n_out, g.loss)
+        if rows.index != NULL:
+            output_delta(<floating *> work.deltas + r0 * n_out, work.row_loss + r0,
+                         a_out + r0 * n_out, Y, w, rows.index + r0, r1 - r0, n_out, g.loss)
+        else:
+            output_delta(<floating *> work.deltas + r0 * n_out, work.row_loss + r0,
+                         a_out + r0 * n_out, Y + (rows.first + r0) * n_out,
+                         w + rows.first + r0 if w != NULL else NULL, NULL, r1 - r0, n_out,
+                         g.loss)
+
+
+cdef inline Py_ssize_t weight_blocks(const Geometry *g, Py_ssize_t l, const Rows *rows) noexcept nogil:
+    """Layer l's weight-gradient jobs: blocks of W's rows (dense), or of its columns (sparse)."""
+    if l == 0 and rows.sparse:
+        return n_blocks(g.units[1])
+    return n_blocks(g.units[l])
 
 
 cdef void backward_job(const Geometry *g, Py_ssize_t l, Py_ssize_t job, Py_ssize_t w_blocks,
                        Py_ssize_t r_blocks, const floating *theta, floating *grad,
                        bint accumulate, const Rows *rows, const Work *work) noexcept nogil:
-    """One job of layer l's backward: a block of W's gradient rows, the bias gradient, or a
-    block of rows of the previous layer's delta."""
+    """One job of layer l's backward: a block of W's gradient, the bias gradient, or a block of
+    rows of the previous layer's delta."""
     cdef Py_ssize_t n_in = g.units[l], n_out = g.units[l + 1], ld_in = n_in
     cdef Py_ssize_t i0, i1
     cdef floating *acts = <floating *> work.acts
@@ -287,15 +371,19 @@ cdef void backward_job(const Geometry *g, Py_ssize_t l, Py_ssize_t job, Py_ssize
     cdef floating *delta = delta_buffers + parity * work.capacity * g.max_width
     cdef floating *delta_prev = delta_buffers + (1 - parity) * work.capacity * g.max_width
     cdef const floating *a_in
-    if l == 0:
-        if rows.index != NULL:
-            a_in = <const floating *> work.gathered
-        else:
-            a_in = <const floating *> rows.X
-            ld_in = rows.ldx
-    else:
-        a_in = acts + rows.n * g.act_prefix[l - 1]
     if job < w_blocks:
+        if l == 0 and rows.sparse:
+            i0 = block_start(n_out, w_blocks, job)
+            i1 = block_start(n_out, w_blocks, job + 1)
+            if i1 > i0:
+                sparse_backward_weights(grad + g.coef_offset[0], rows, delta, n_in, n_out,
+                                        i0, i1, accumulate)
+            return
+        if l == 0:
+            a_in = dense_input(rows, <const floating *> work.gathered)
+            ld_in = rows.ldx
+        else:
+            a_in = acts + rows.n * g.act_prefix[l - 1]
         i0 = block_start(n_in, w_blocks, job)
         i1 = block_start(n_in, w_blocks, job + 1)
         if i1 > i0:
@@ -308,6 +396,7 @@ cdef void backward_job(const Geometry *g, Py_ssize_t l, Py_ssize_t job, Py_ssize
         i0 = block_start(rows.n, r_blocks, job)
         i1 = block_start(rows.n, r_blocks, job + 1)
         if i1 > i0:
+            a_in = acts + rows.n * g.act_prefix[l - 1]
             dense_backward_input(delta_prev + i0 * n_in, a_in + i0 * n_in, delta + i0 * n_out,
                                  theta + g.coef_offset[l], i1 - i0, n_in, n_out,
                                  g.hidden_activation)
@@ -324,18 +413,13 @@ cdef double backprop(const Geometry *g, const floating *theta, floating *grad, b
         for job in prange(r_blocks, schedule='static', num_threads=n_threads):
             forward_job(g, l, job, r_blocks, theta, rows, work)
     for l in range(g.n_layers - 1, -1, -1):
-        w_blocks = n_blocks(g.units[l])
+        w_blocks = weight_blocks(g, l, rows)
         for job in prange(w_blocks + 1 + (r_blocks if l > 0 else 0),
                           schedule='dynamic', num_threads=n_threads):
             backward_job(g, l, job, w_blocks, r_blocks if l > 0 else 0, theta, grad,
                          accumulate, rows, work)
     for r in range(rows.n):
-        if w == NULL:
-            total += work.row_loss[r]
-        elif rows.index != NULL:
-            total += w[rows.index[r]] * work.row_loss[r]
-        else:
-            total += w[r] * work.row_loss[r]
+        total += work.row_loss[r] if w == NULL else w[source_row(rows, r)] * work.row_loss[r]
     return total
 
 
@@ -382,19 +466,50 @@ cdef double finish_and_step(const Geometry *g, floating *theta, floating *grad,
     return total
 
 
+cdef int set_input(Rows *rows, object X, const floating *like) except -1:
+    """Point rows at X: a C-contiguous array, or a CSR matrix (of the same dtype as `like`)."""
+    cdef const floating[:, ::1] dense
+    cdef const floating[::1] data
+    cdef const int[::1] indices_32, indptr_32
+    cdef const long long[::1] indices_64, indptr_64
+    rows.X = rows.sp_data = rows.sp_indices = rows.sp_indptr = NULL
+    rows.sparse = hasattr(X, "indptr")
+    rows.wide_index = False
+    rows.ldx = X.shape[1]
+    if not rows.sparse:
+        dense = X
+        rows.X = &dense[0, 0] if dense.shape[0] > 0 else NULL
+        return 0
+    data = X.data
+    rows.sp_data = &data[0] if data.shape[0] > 0 else NULL
+    if X.indices.dtype == np.int32 and X.indptr.dtype == np.int32:
+        indices_32, indptr_32 = X.indices, X.indptr
+        rows.sp_indices = &indices_32[0] if indices_32.shape[0] > 0 else NULL
+        rows.sp_indptr = &indptr_32[0]
+    else:
+        indices_64 = X.indices.astype(np.int64, copy=False)
+        indptr_64 = X.indptr.astype(np.int64, copy=False)
+        rows.wide_index = True
+        rows.sp_indices = &indices_64[0] if indices_64.shape[0] > 0 else NULL
+        rows.sp_indptr = &indptr_64[0]
+    return 0
+
+
 cdef class Trainer:
     """Every buffer a fit needs, allocated once; runs epochs and full-batch gradients."""
     cdef Network network
     cdef readonly object acts, deltas, gathered, row_loss, partial
     cdef readonly Py_ssize_t capacity
 
-    def __init__(self, Network network, Py_ssize_t capacity, Py_ssize_t n_features, dtype):
+    def __init__(self, Network network, Py_ssize_t capacity, Py_ssize_t n_features, dtype,
+                 bint sparse=False):
         self.network = network
         self.capacity = capacity
         g = &network.g
         self.acts = np.empty(capacity * g.act_prefix[g.n_layers], dtype=dtype)
         self.deltas = np.empty(2 * capacity * g.max_width, dtype=dtype)
-        self.gathered = np.empty(capacity * n_features, dtype=dtype)
+        # A sparse X is read in place: nothing to gather.
+        self.gathered = np.empty(0 if sparse else capacity * n_features, dtype=dtype)
         self.row_loss = np.empty(capacity, dtype=np.float64)
         self.partial = np.empty((g.n_params + PARAM_BLOCK - 1) // PARAM_BLOCK, dtype=np.float64)
 
@@ -411,20 +526,21 @@ cdef class Trainer:
         return work
 
     def epoch(self, floating[::1] theta, floating[::1] grad, floating[::1] state_1,
-              floating[::1] state_2, const floating[:, ::1] X, const floating[:, ::1] Y,
+              floating[::1] state_2, X, const floating[:, ::1] Y,
               const floating[::1] sample_weight, const Py_ssize_t[::1] order,
               Py_ssize_t batch_size, optimizer, int n_threads):
         """One epoch of mini-batch training: batches are order[0:b], order[b:2b], ... (or the
-        consecutive rows of X when order is empty). Returns sum over batches of batch loss x
-        batch length, as scikit-learn accumulates it. The optimizer object gives the solver and
-        its hyper-parameters, and keeps its step count t."""
+        consecutive rows of X when order is empty). X is a C-contiguous array or a CSR matrix.
+        Returns sum over batches of batch loss x batch length, as scikit-learn accumulates it.
+        The optimizer object gives the solver and its hyper-parameters, and keeps its step
+        count t."""
         cdef Geometry *g = &self.network.g
         cdef floating[::1] acts = self.acts
         cdef floating[::1] deltas = self.deltas
         cdef floating[::1] gathered = self.gathered
         cdef Work work = self._work(acts, deltas, gathered)
         cdef Rows rows
-        cdef Py_ssize_t n_samples = X.shape[0], start, stop
+        cdef Py_ssize_t n_samples = Y.shape[0], start, stop
         cdef bint shuffled = order.shape[0] > 0, weighted = sample_weight.shape[0] > 0
         cdef int solver = optimizer.solver
         cdef double learning_rate = optimizer.learning_rate, momentum = 0.0
@@ -441,7 +557,9 @@ cdef class Trainer:
         else:
             beta_1, beta_2, epsilon = optimizer.beta_1, optimizer.beta_2, optimizer.epsilon
             learning_rate = optimizer.learning_rate_init
-        rows.ldx = X.shape[1]
+        set_input(&rows, X, &theta[0])
+        rows.Y = &Y[0, 0]
+        rows.w = &sample_weight[0] if weighted else NULL
         try:
             with nogil:
                 start = 0
@@ -450,23 +568,14 @@ cdef class Trainer:
                     if stop > n_samples:
                         stop = n_samples
                     rows.n = stop - start
-                    if shuffled:
-                        rows.X = &X[0, 0]
-                        rows.Y = &Y[0, 0]
-                        rows.w = &sample_weight[0] if weighted else NULL
-                        rows.index = &order[start]
-                    else:
-                        rows.X = &X[start, 0]
-                        rows.Y = &Y[start, 0]
-                        rows.w = &sample_weight[start] if weighted else NULL
-                        rows.index = NULL
+                    rows.first = start
+                    rows.index = &order[start] if shuffled else NULL
                     batch_loss = backprop(g, &theta[0], &grad[0], False, &rows, &work, n_threads)
                     divisor = <double> rows.n
                     if weighted:
                         divisor = 0.0
                         for r in range(rows.n):
-                            divisor = divisor + (sample_weight[order[start + r]] if shuffled
-                                                 else sample_weight[start + r])
+                            divisor = divisor + sample_weight[source_row(&rows, r)]
                     if solver == SOLVER_ADAM:
                         t += 1
                         step_size = (learning_rate * sqrt(1.0 - pow(beta_2, <double> t))
@@ -485,7 +594,7 @@ cdef class Trainer:
             optimizer.t = t
         return accumulated
 
-    def loss_gradient(self, floating[::1] theta, floating[::1] grad, const floating[:, ::1] X,
+    def loss_gradient(self, floating[::1] theta, floating[::1] grad, X,
                       const floating[:, ::1] Y, const floating[::1] sample_weight,
                       int n_threads):
         """Full-batch loss and gradient at theta (for L-BFGS), in chunks of `capacity` rows
@@ -496,10 +605,12 @@ cdef class Trainer:
         cdef floating[::1] gathered = self.gathered
         cdef Work work = self._work(acts, deltas, gathered)
         cdef Rows rows
-        cdef Py_ssize_t n_samples = X.shape[0], start, r
+        cdef Py_ssize_t n_samples = Y.shape[0], start, r
         cdef bint weighted = sample_weight.shape[0] > 0
         cdef double data_loss = 0.0, divisor = <double> n_samples, sum_w2
-        rows.ldx = X.shape[1]
+        set_input(&rows, X, &theta[0])
+        rows.Y = &Y[0, 0]
+        rows.w = &sample_weight[0] if weighted else NULL
         rows.index = NULL
         with nogil:
             if weighted:
@@ -509,9 +620,7 @@ cdef class Trainer:
             start = 0
             while start < n_samples:
                 rows.n = min(self.capacity, n_samples - start)
-                rows.X = &X[start, 0]
-                rows.Y = &Y[start, 0]
-                rows.w = &sample_weight[start] if weighted else NULL
+                rows.first = start
                 data_loss += backprop(g, &theta[0], &grad[0], start > 0, &rows, &work,
                                       n_threads)
                 start += rows.n
@@ -526,36 +635,45 @@ cdef class Trainer:
 # thread, with that thread's own two scratch buffers; no barrier between layers.
 # ---------------------------------------------------------------------------------------------
 
-cdef void predict_block(const Geometry *g, const floating *theta, const floating *X,
-                        Py_ssize_t ldx, floating *out, Py_ssize_t rows, floating *scratch)\
+cdef void predict_block(const Geometry *g, const floating *theta, const Rows *rows,
+                        Py_ssize_t r0, Py_ssize_t r1, floating *out, floating *scratch)\
         noexcept nogil:
-    cdef Py_ssize_t l, n_out
-    cdef const floating *a_in = X
-    cdef Py_ssize_t ld_in = ldx
+    """out rows r0..r1 = the network's output for rows r0..r1 of X."""
+    cdef Py_ssize_t l, n_out, ld_in = rows.ldx
+    cdef const floating *a_in = NULL
     cdef floating *a_out
     for l in range(g.n_layers):
         n_out = g.units[l + 1]
         if l == g.n_layers - 1:
-            dense_forward(out, a_in, ld_in, theta + g.coef_offset[l],
-                          theta + g.intercept_offset[l], rows, g.units[l], n_out,
-                          g.output_activation)
+            a_out = out + r0 * n_out
         else:
             a_out = scratch + (l % 2) * PREDICT_ROWS * g.max_width
+        if l == 0 and rows.sparse:
+            sparse_forward(a_out, rows, r0, r1, theta + g.coef_offset[0],
+                           theta + g.intercept_offset[0], n_out,
+                           g.output_activation if g.n_layers == 1 else g.hidden_activation)
+        else:
+            if l == 0:
+                a_in = <const floating *> rows.X + r0 * rows.ldx
             dense_forward(a_out, a_in, ld_in, theta + g.coef_offset[l],
-                          theta + g.intercept_offset[l], rows, g.units[l], n_out,
-                          g.hidden_activation)
-            a_in = a_out
-            ld_in = n_out
+                          theta + g.intercept_offset[l], r1 - r0, g.units[l], n_out,
+                          g.output_activation if l == g.n_layers - 1 else g.hidden_activation)
+        a_in = a_out
+        ld_in = n_out
 
 
-def predict(Network network, const floating[::1] theta, const floating[:, ::1] X,
-            floating[:, ::1] out, int n_threads):
-    """out = the network's output activation for every row of X."""
+def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
+            int n_threads):
+    """out = the network's output activation for every row of X (C-contiguous array or CSR)."""
     cdef Geometry *g = &network.g
-    cdef Py_ssize_t n = X.shape[0], blocks = (n + PREDICT_ROWS - 1) // PREDICT_ROWS, b
+    cdef Rows rows
+    cdef Py_ssize_t n = out.shape[0], blocks = (n + PREDICT_ROWS - 1) // PREDICT_ROWS, b
     cdef Py_ssize_t scratch_size = 2 * PREDICT_ROWS * g.max_width
     if n == 0:
         return
+    set_input(&rows, X, &theta[0])
+    rows.index = NULL
+    rows.first = 0
     if blocks < n_threads:
         n_threads = <int> blocks
     # Per-thread scratch, allocated here so that a failure is a MemoryError, not a lost block.
@@ -564,14 +682,12 @@ def predict(Network network, const floating[::1] theta, const floating[:, ::1] X
     if n_threads == 1:
         with nogil:
             for b in range(blocks):
-                predict_block(g, &theta[0], &X[b * PREDICT_ROWS, 0], X.shape[1],
-                              &out[b * PREDICT_ROWS, 0], min(PREDICT_ROWS, n - b * PREDICT_ROWS),
-                              &scratch[0])
+                predict_block(g, &theta[0], &rows, b * PREDICT_ROWS,
+                              min(n, (b + 1) * PREDICT_ROWS), &out[0, 0], &scratch[0])
         return
     for b in prange(blocks, nogil=True, schedule='static', num_threads=n_threads):
-        predict_block(g, &theta[0], &X[b * PREDICT_ROWS, 0], X.shape[1],
-                      &out[b * PREDICT_ROWS, 0], min(PREDICT_ROWS, n - b * PREDICT_ROWS),
-                      &scratch[threadid() * scratch_size])
+        predict_block(g, &theta[0], &rows, b * PREDICT_ROWS, min(n, (b + 1) * PREDICT_ROWS),
+                      &out[0, 0], &scratch[threadid() * scratch_size])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -78,6 +78,15 @@ def _check_sample_weight(sample_weight, X, dtype):
     return sample_weight
 
 
+def _engine_input(X, dtype):
+    """X as the engine reads it: C-contiguous, or CSR (a CSC matrix is converted once; sparse
+    input is never densified), in the compute dtype."""
+    if sp.issparse(X):
+        X = X.tocsr()
+        return X.astype(dtype, copy=False) if X.dtype != dtype else X
+    return np.ascontiguousarray(X, dtype=dtype)
+
+
 def _check_optimize_result(result, max_iter):
     """L-BFGS's iteration count, and scikit-learn's ConvergenceWarning when it did not converge."""
     n_iter = min(result.nit, max_iter)
@@ -252,10 +261,8 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
 
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
-        if sp.issparse(X):
-            X = X.toarray()  # the engine's sparse first layer is not written yet
         dtype = X.dtype if first_pass else self._theta.dtype
-        X = np.ascontiguousarray(X, dtype=dtype)
+        X = _engine_input(X, dtype)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype)
         if y.ndim == 1:
@@ -289,7 +296,7 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
     def _fit_lbfgs(self, X, y, sample_weight, theta):
         network = self._network()
         trainer = _engine.Trainer(network, min(X.shape[0], _LBFGS_CHUNK_ROWS), X.shape[1],
-                                  theta.dtype)
+                                  theta.dtype, sp.issparse(X))
         Y = np.ascontiguousarray(y, dtype=theta.dtype)
         weights = sample_weight if sample_weight is not None else np.empty(0, theta.dtype)
         grad = np.empty_like(theta)
@@ -366,8 +373,9 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
                 )
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
 
-        trainer = _engine.Trainer(self._network(), batch_size, X_train.shape[1], theta.dtype)
-        X_train = np.ascontiguousarray(X_train)
+        trainer = _engine.Trainer(self._network(), batch_size, X_train.shape[1], theta.dtype,
+                                  sp.issparse(X_train))
+        X_train = _engine_input(X_train, theta.dtype)
         Y_train = np.ascontiguousarray(y_train, dtype=theta.dtype)
         no_rows = np.empty(0, dtype=np.intp)
         weights = (np.ascontiguousarray(sample_weight_train) if sample_weight_train is not None
@@ -499,15 +507,13 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         """The output layer's activations for X (the engine's forward pass, no bookkeeping)."""
         if check_input:
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
-        if sp.issparse(X):
-            X = X.toarray()
         theta = self._packed_parameters()
         dtype = np.result_type(X.dtype, theta.dtype)
         if not np.issubdtype(dtype, np.floating):
             dtype = np.float64
         if dtype != theta.dtype:
             theta = theta.astype(dtype)  # e.g. float64 X on a float32 model, as numpy promotes
-        X = np.ascontiguousarray(X, dtype=dtype)
+        X = _engine_input(X, dtype)
         out = np.empty((X.shape[0], self.n_outputs_), dtype=dtype)
         n_threads = effective_n_threads() if X.shape[0] > 128 else 1
         if n_threads > 1:
