@@ -505,14 +505,16 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
 
     def _forward_pass_fast(self, X, check_input=True):
         """The output layer's activations for X (the engine's forward pass, no bookkeeping)."""
-        if check_input:
-            X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         theta = self._packed_parameters()
-        dtype = np.result_type(X.dtype, theta.dtype)
-        if not np.issubdtype(dtype, np.floating):
-            dtype = np.float64
-        if dtype != theta.dtype:
-            theta = theta.astype(dtype)  # e.g. float64 X on a float32 model, as numpy promotes
+        if check_input and not self._is_plain_input(X, theta.dtype):
+            X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+        dtype = theta.dtype
+        if X.dtype != dtype:
+            dtype = np.result_type(X.dtype, theta.dtype)
+            if not np.issubdtype(dtype, np.floating):
+                dtype = np.float64
+            if dtype != theta.dtype:
+                theta = theta.astype(dtype)  # float64 X on a float32 model, as numpy promotes
         X = _engine_input(X, dtype)
         out = np.empty((X.shape[0], self.n_outputs_), dtype=dtype)
         n_threads = effective_n_threads() if X.shape[0] > 128 else 1
@@ -522,6 +524,25 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         else:
             _engine.predict(self._network(), theta, X, out, 1)
         return out
+
+    def _is_plain_input(self, X, dtype):
+        """Whether X needs none of validate_data's work: a finite C-ordered array of the model's
+        dtype and width, on a model fitted without feature names. This is what keeps one-row
+        prediction in microseconds; anything else takes scikit-learn's path and its errors."""
+        return (
+            type(X) is np.ndarray
+            and X.dtype == dtype
+            and X.ndim == 2
+            and X.shape[0] > 0
+            and X.shape[1] == self.n_features_in_
+            and X.flags.c_contiguous
+            and not hasattr(self, "feature_names_in_")
+            and bool(np.isfinite(X).all())
+        )
+
+    def _check_is_fitted(self):
+        if "_theta" not in self.__dict__:
+            check_is_fitted(self)
 
     def _score_with_function(self, X, y, sample_weight, score_function):
         """Private score method without input validation."""
@@ -643,7 +664,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         y : ndarray, shape (n_samples,) or (n_samples, n_classes)
             The predicted classes.
         """
-        check_is_fitted(self)
+        self._check_is_fitted()
         return self._predict(X)
 
     def _predict(self, X, check_input=True):
@@ -705,7 +726,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
 
     def predict_proba(self, X):
         """Probability estimates, shape (n_samples, n_classes), classes as in `classes_`."""
-        check_is_fitted(self)
+        self._check_is_fitted()
         y_pred = self._forward_pass_fast(X)
         if self.n_outputs_ == 1:
             y_pred = y_pred.ravel()
@@ -752,7 +773,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
     def predict(self, X):
         """Predict using the multi-layer perceptron model: shape (n_samples,) or
         (n_samples, n_outputs)."""
-        check_is_fitted(self)
+        self._check_is_fitted()
         return self._predict(X)
 
     def _predict(self, X, check_input=True):
