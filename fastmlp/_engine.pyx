@@ -22,14 +22,22 @@ Layers. For layer l with input a (rows x n_in) and output width n_out:
     backward  dW = a^T delta, db = sum_rows delta    (the weight gradient)
               delta_prev = (delta W^T) * act'(a)      (skipped for the first layer: no input grad)
 
-Threads. Every operation is parallel over its own output, cut into blocks whose boundaries depend
-only on the shapes, never on the thread count: forward and delta_prev over blocks of rows, dW over
-blocks of W's rows (fan_in), db as one job beside them. Each output element is therefore computed
-by exactly the same sequence of BLAS calls whatever the number of threads, so a fit is bitwise
-identical with 1 thread or 16, and no per-thread gradient copies or reductions are needed
-(DESIGN.md sketches per-shard gradients summed in a fixed order; blocking the outputs gives the
-same determinism with O(params) instead of O(shards x params) memory and no summation pass).
-BLAS runs single-threaded inside these loops; the caller holds it to one thread (threadpoolctl).
+Threads. A mini-batch is two parallel passes, each over its own outputs, cut into blocks whose
+boundaries depend only on the shapes, never on the thread count:
+  1. row blocks: everything that is row by row — the forward pass through every layer, the
+     output delta, every hidden delta (delta_prev for a row needs only that row's delta);
+  2. weight blocks: each layer's W cut into blocks of rows, and each bias; a job computes its
+     block's gradient over the whole batch (one GEMM), then finishes it and takes the
+     optimizer's step on it while it is in cache.
+So every output element is computed by the same sequence of BLAS calls whatever the number of
+threads (bitwise-identical fits with 1 thread or 16), no per-thread gradient copies or
+reductions are needed, and a mini-batch waits at two barriers whatever the depth. (DESIGN.md
+sketches per-shard gradients summed in a fixed order; blocking the outputs gives the same
+determinism with O(params) instead of O(shards x params) memory and no summation pass.)
+Measured on this 2-core machine under load: one barrier per layer and pass made two threads
+75x slower than one on `small`; two barriers per batch brought that to 2x, and on a quiet machine
+the barriers cost a few microseconds. BLAS runs single-threaded inside these loops; the caller
+holds it to one thread (threadpoolctl).
 """
 from cython cimport floating
 from cython.parallel cimport prange, threadid
@@ -80,11 +88,10 @@ OPENMP_ENABLED = bool(FASTMLP_HAVE_OPENMP)
 # or more, at most MAX_BLOCKS of them: each block's GEMM packs the whole of W again, so a block
 # much below 64 rows spends more on packing than it gains in parallelism (scipy's sgemm, one
 # thread, 784 x 256 weights: 70 GFLOP/s at 16 rows, 93 at 32, 105 at 64). Below GEMV_ROWS rows
-# a product is done row by row with GEMV. PARAM_BLOCK elements per job in the optimizer pass.
+# a product is done row by row with GEMV.
 DEF MIN_ROWS = 64
 DEF GEMV_ROWS = 4
 DEF MAX_BLOCKS = 16
-DEF PARAM_BLOCK = 32768
 DEF PREDICT_ROWS = 128
 
 
@@ -275,24 +282,28 @@ cdef void sparse_forward(floating *a_out, const Rows *rows, Py_ssize_t r0, Py_ss
 
 
 cdef void sparse_backward_weights(floating *dW, const Rows *rows, const floating *delta,
-                                  Py_ssize_t n_in, Py_ssize_t n_out, Py_ssize_t c0,
-                                  Py_ssize_t c1, bint accumulate) noexcept nogil:
-    """dW[:, c0:c1] (+)= X[rows]^T @ delta[:, c0:c1], X in CSR; a block of W's columns."""
-    cdef Py_ssize_t r, k, i, j, src
+                                  Py_ssize_t n_out, Py_ssize_t i0, Py_ssize_t i1,
+                                  bint accumulate) noexcept nogil:
+    """dW[i0:i1] (+)= (X[rows]^T @ delta)[i0:i1], X in CSR: a block of W's rows. Each block
+    scans the batch's non-zeros and keeps those of its columns; for sparse data that scan is
+    small next to the dense rows it writes."""
+    cdef Py_ssize_t r, k, j, src, col
     cdef floating value
     cdef floating *dw_row
     cdef const floating *d_row
     cdef const floating *data = <const floating *> rows.sp_data
     if not accumulate:
-        for i in range(n_in):
-            memset(dW + i * n_out + c0, 0, (c1 - c0) * sizeof(floating))
+        memset(dW + i0 * n_out, 0, (i1 - i0) * n_out * sizeof(floating))
     for r in range(rows.n):
         src = source_row(rows, r)
         d_row = delta + r * n_out
         for k in range(csr_at(rows, rows.sp_indptr, src), csr_at(rows, rows.sp_indptr, src + 1)):
+            col = csr_at(rows, rows.sp_indices, k)
+            if col < i0 or col >= i1:
+                continue
             value = data[k]
-            dw_row = dW + csr_at(rows, rows.sp_indices, k) * n_out
-            for j in range(c0, c1):
+            dw_row = dW + col * n_out
+            for j in range(n_out):
                 dw_row[j] += value * d_row[j]
 
 
@@ -302,11 +313,29 @@ cdef void sparse_backward_weights(floating *dW, const Rows *rows, const floating
 
 cdef struct Work:
     void *acts        # each layer's output, layer l at n * act_prefix[l], row-major
-    void *deltas      # two buffers of capacity x max_width, used in turn from the last layer down
+    void *deltas      # each layer's delta, same layout as acts
     void *gathered    # capacity x n_features: the shuffled batch's input rows
     double *row_loss  # capacity
-    double *partial   # one partial sum of squares per optimizer block
+    double *partial   # one sum(W^2) per weight job
+    const Py_ssize_t *job_layer   # weight job j: layer, and W's rows lo..hi (hi < 0: the bias)
+    const Py_ssize_t *job_lo
+    const Py_ssize_t *job_hi
+    Py_ssize_t n_jobs
     Py_ssize_t capacity
+
+
+cdef struct Step:
+    # What the weight jobs do once a block's gradient is complete.
+    bint finish           # add the L2 term and divide by the batch's weight (else leave it raw)
+    bint take_step        # then update the parameters
+    double divisor        # sum of the batch's sample weights (its size when unweighted)
+    int solver
+    double learning_rate  # SGD's rate, or Adam's bias-corrected step size for this step
+    double momentum
+    bint nesterov
+    double beta_1
+    double beta_2
+    double epsilon
 
 
 cdef const floating *dense_input(const Rows *rows, const floating *gathered) noexcept nogil:
@@ -317,163 +346,155 @@ cdef const floating *dense_input(const Rows *rows, const floating *gathered) noe
     return <const floating *> rows.X + rows.first * rows.ldx
 
 
-cdef void forward_job(const Geometry *g, Py_ssize_t l, Py_ssize_t job, Py_ssize_t blocks,
-                      const floating *theta, const Rows *rows, const Work *work) noexcept nogil:
-    """Layer l's forward on one block of rows; the last layer also forms the output delta."""
+cdef void rows_job(const Geometry *g, Py_ssize_t job, Py_ssize_t blocks,
+                   const floating *theta, const Rows *rows, const Work *work) noexcept nogil:
+    """Everything that is row by row, for one block of rows: the forward pass through every
+    layer, the output delta, and every hidden layer's delta. No other block is waited for."""
     cdef Py_ssize_t r0 = block_start(rows.n, blocks, job)
-    cdef Py_ssize_t r1 = block_start(rows.n, blocks, job + 1), r
-    cdef Py_ssize_t n_in = g.units[l], n_out = g.units[l + 1], ld_in = n_in
+    cdef Py_ssize_t r1 = block_start(rows.n, blocks, job + 1), r, l
+    cdef Py_ssize_t n_in, n_out, ld_in, L = g.n_layers
     cdef floating *acts = <floating *> work.acts
-    cdef floating *a_out = acts + rows.n * g.act_prefix[l]
+    cdef floating *deltas = <floating *> work.deltas
+    cdef floating *a_out
     cdef const floating *a_in
     cdef const floating *X = <const floating *> rows.X
     cdef floating *gathered = <floating *> work.gathered
     cdef const floating *Y = <const floating *> rows.Y
     cdef const floating *w = <const floating *> rows.w
-    cdef int activation = g.hidden_activation
+    cdef floating *delta_out
+    cdef int activation
     if r1 == r0:
         return
-    if l == g.n_layers - 1:
-        activation = g.output_activation
-    if l == 0 and rows.sparse:
-        sparse_forward(a_out + r0 * n_out, rows, r0, r1, theta + g.coef_offset[l],
-                       theta + g.intercept_offset[l], n_out, activation)
-    else:
+    for l in range(L):
+        n_in, n_out = g.units[l], g.units[l + 1]
+        a_out = acts + rows.n * g.act_prefix[l] + r0 * n_out
+        activation = g.output_activation if l == L - 1 else g.hidden_activation
+        if l == 0 and rows.sparse:
+            sparse_forward(a_out, rows, r0, r1, theta + g.coef_offset[0],
+                           theta + g.intercept_offset[0], n_out, activation)
+            continue
         if l == 0:
             if rows.index != NULL:
                 for r in range(r0, r1):
                     memcpy(gathered + r * n_in, X + rows.index[r] * rows.ldx,
                            n_in * sizeof(floating))
-            a_in = dense_input(rows, gathered)
+            a_in = dense_input(rows, gathered) + r0 * rows.ldx
             ld_in = rows.ldx
         else:
-            a_in = acts + rows.n * g.act_prefix[l - 1]
-        dense_forward(a_out + r0 * n_out, a_in + r0 * ld_in, ld_in,
-                      theta + g.coef_offset[l], theta + g.intercept_offset[l],
-                      r1 - r0, n_in, n_out, activation)
-    if l == g.n_layers - 1:
-        if rows.index != NULL:
-            output_delta(<floating *> work.deltas + r0 * n_out, work.row_loss + r0,
-                         a_out + r0 * n_out, Y, w, rows.index + r0, r1 - r0, n_out, g.loss)
-        else:
-            output_delta(<floating *> work.deltas + r0 * n_out, work.row_loss + r0,
-                         a_out + r0 * n_out, Y + (rows.first + r0) * n_out,
-                         w + rows.first + r0 if w != NULL else NULL, NULL, r1 - r0, n_out,
-                         g.loss)
+            a_in = acts + rows.n * g.act_prefix[l - 1] + r0 * n_in
+            ld_in = n_in
+        dense_forward(a_out, a_in, ld_in, theta + g.coef_offset[l],
+                      theta + g.intercept_offset[l], r1 - r0, n_in, n_out, activation)
+    n_out = g.units[L]
+    a_out = acts + rows.n * g.act_prefix[L - 1] + r0 * n_out
+    delta_out = deltas + rows.n * g.act_prefix[L - 1] + r0 * n_out
+    if rows.index != NULL:
+        output_delta(delta_out, work.row_loss + r0, a_out, Y, w, rows.index + r0, r1 - r0,
+                     n_out, g.loss)
+    else:
+        output_delta(delta_out, work.row_loss + r0, a_out, Y + (rows.first + r0) * n_out,
+                     w + rows.first + r0 if w != NULL else NULL, NULL, r1 - r0, n_out, g.loss)
+    for l in range(L - 1, 0, -1):
+        n_in, n_out = g.units[l], g.units[l + 1]
+        dense_backward_input(deltas + rows.n * g.act_prefix[l - 1] + r0 * n_in,
+                             acts + rows.n * g.act_prefix[l - 1] + r0 * n_in,
+                             deltas + rows.n * g.act_prefix[l] + r0 * n_out,
+                             theta + g.coef_offset[l], r1 - r0, n_in, n_out,
+                             g.hidden_activation)
 
 
-cdef inline Py_ssize_t weight_blocks(const Geometry *g, Py_ssize_t l, const Rows *rows) noexcept nogil:
-    """Layer l's weight-gradient jobs: blocks of W's rows (dense), or of its columns (sparse)."""
-    if l == 0 and rows.sparse:
-        return n_blocks(g.units[1])
-    return n_blocks(g.units[l])
+cdef void finish_job(const Geometry *g, Py_ssize_t job, floating *theta, floating *grad,
+                     floating *state_1, floating *state_2, const Step *step,
+                     const Work *work) noexcept nogil:
+    """Weight job j once its gradient is complete: note sum(W^2) for the loss, finish the
+    gradient ((g + alpha W) / sum(w); intercepts unpenalised), take the optimizer's step."""
+    cdef Py_ssize_t l = work.job_layer[job], lo = work.job_lo[job], hi = work.job_hi[job]
+    cdef Py_ssize_t n_out = g.units[l + 1], offset, count
+    work.partial[job] = 0.0
+    if hi < 0:
+        offset, count = g.intercept_offset[l], n_out
+        finalize_gradient(grad + offset, <floating *> NULL, count, 0.0, step.divisor)
+    else:
+        offset, count = g.coef_offset[l] + lo * n_out, (hi - lo) * n_out
+        work.partial[job] = sum_squares(theta + offset, count)
+        finalize_gradient(grad + offset, theta + offset, count, g.alpha, step.divisor)
+    if not step.take_step:
+        return
+    if step.solver == SOLVER_SGD:
+        sgd_step(theta + offset, grad + offset, state_1 + offset, count, step.learning_rate,
+                 step.momentum, step.nesterov)
+    else:
+        adam_step(theta + offset, grad + offset, state_1 + offset, state_2 + offset, count,
+                  step.learning_rate, step.beta_1, step.beta_2, step.epsilon)
 
 
-cdef void backward_job(const Geometry *g, Py_ssize_t l, Py_ssize_t job, Py_ssize_t w_blocks,
-                       Py_ssize_t r_blocks, const floating *theta, floating *grad,
-                       bint accumulate, const Rows *rows, const Work *work) noexcept nogil:
-    """One job of layer l's backward: a block of W's gradient, the bias gradient, or a block of
-    rows of the previous layer's delta."""
+cdef void weights_job(const Geometry *g, Py_ssize_t job, floating *theta, floating *grad,
+                      floating *state_1, floating *state_2, const Step *step, bint accumulate,
+                      const Rows *rows, const Work *work) noexcept nogil:
+    """Weight job j: a block of rows of one layer's W (or its bias) — its gradient over the
+    whole batch, then (step.finish) finished and applied while it is still in cache."""
+    cdef Py_ssize_t l = work.job_layer[job], lo = work.job_lo[job], hi = work.job_hi[job]
     cdef Py_ssize_t n_in = g.units[l], n_out = g.units[l + 1], ld_in = n_in
-    cdef Py_ssize_t i0, i1
-    cdef floating *acts = <floating *> work.acts
-    cdef floating *delta_buffers = <floating *> work.deltas
-    cdef Py_ssize_t parity = (g.n_layers - 1 - l) % 2
-    cdef floating *delta = delta_buffers + parity * work.capacity * g.max_width
-    cdef floating *delta_prev = delta_buffers + (1 - parity) * work.capacity * g.max_width
+    cdef const floating *delta = <const floating *> work.deltas + rows.n * g.act_prefix[l]
     cdef const floating *a_in
-    if job < w_blocks:
-        if l == 0 and rows.sparse:
-            i0 = block_start(n_out, w_blocks, job)
-            i1 = block_start(n_out, w_blocks, job + 1)
-            if i1 > i0:
-                sparse_backward_weights(grad + g.coef_offset[0], rows, delta, n_in, n_out,
-                                        i0, i1, accumulate)
-            return
+    if hi < 0:
+        dense_backward_bias(grad + g.intercept_offset[l], delta, rows.n, n_out, accumulate)
+    elif l == 0 and rows.sparse:
+        sparse_backward_weights(grad + g.coef_offset[0], rows, delta, n_out, lo, hi, accumulate)
+    else:
         if l == 0:
             a_in = dense_input(rows, <const floating *> work.gathered)
             ld_in = rows.ldx
         else:
-            a_in = acts + rows.n * g.act_prefix[l - 1]
-        i0 = block_start(n_in, w_blocks, job)
-        i1 = block_start(n_in, w_blocks, job + 1)
-        if i1 > i0:
-            dense_backward_weights(grad + g.coef_offset[l] + i0 * n_out, a_in + i0, ld_in,
-                                   delta, rows.n, i1 - i0, n_out, accumulate)
-    elif job == w_blocks:
-        dense_backward_bias(grad + g.intercept_offset[l], delta, rows.n, n_out, accumulate)
-    else:
-        job -= w_blocks + 1
-        i0 = block_start(rows.n, r_blocks, job)
-        i1 = block_start(rows.n, r_blocks, job + 1)
-        if i1 > i0:
-            a_in = acts + rows.n * g.act_prefix[l - 1]
-            dense_backward_input(delta_prev + i0 * n_in, a_in + i0 * n_in, delta + i0 * n_out,
-                                 theta + g.coef_offset[l], i1 - i0, n_in, n_out,
-                                 g.hidden_activation)
+            a_in = <const floating *> work.acts + rows.n * g.act_prefix[l - 1]
+        dense_backward_weights(grad + g.coef_offset[l] + lo * n_out, a_in + lo, ld_in, delta,
+                               rows.n, hi - lo, n_out, accumulate)
+    if step.finish:
+        finish_job(g, job, theta, grad, state_1, state_2, step, work)
 
 
-cdef double backprop(const Geometry *g, const floating *theta, floating *grad, bint accumulate,
-                     const Rows *rows, const Work *work, int n_threads) noexcept nogil:
-    """Forward and backward over rows; (accumulates) the raw gradient sum_rows w_r dLoss_r into
-    grad and returns sum_rows w_r loss_r. The L2 term and the division by sum(w) come later."""
-    cdef Py_ssize_t l, job, r, w_blocks, r_blocks = n_blocks(rows.n)
-    cdef double total = 0.0
+cdef double batch_step(const Geometry *g, floating *theta, floating *grad, floating *state_1,
+                       floating *state_2, Step *step, bint accumulate, const Rows *rows,
+                       const Work *work, int n_threads) noexcept nogil:
+    """Backpropagation over rows in two parallel passes, then (step.finish) the update.
+    Pass 1 is row by row (forward, deltas), pass 2 is weight block by weight block (gradient,
+    finish, step): two barriers per mini-batch whatever the depth. Returns sum_rows w_r loss_r;
+    step.divisor is set to sum_rows w_r when step.finish, else left as given."""
+    cdef Py_ssize_t job, r, r_blocks = n_blocks(rows.n)
+    cdef double total = 0.0, divisor = 0.0
     cdef const floating *w = <const floating *> rows.w
-    for l in range(g.n_layers):
-        for job in prange(r_blocks, schedule='static', num_threads=n_threads):
-            forward_job(g, l, job, r_blocks, theta, rows, work)
-    for l in range(g.n_layers - 1, -1, -1):
-        w_blocks = weight_blocks(g, l, rows)
-        for job in prange(w_blocks + 1 + (r_blocks if l > 0 else 0),
-                          schedule='dynamic', num_threads=n_threads):
-            backward_job(g, l, job, w_blocks, r_blocks if l > 0 else 0, theta, grad,
-                         accumulate, rows, work)
+    for job in prange(r_blocks, schedule='static', num_threads=n_threads):
+        rows_job(g, job, r_blocks, theta, rows, work)
     for r in range(rows.n):
-        total += work.row_loss[r] if w == NULL else w[source_row(rows, r)] * work.row_loss[r]
+        if w == NULL:
+            total += work.row_loss[r]
+        else:
+            total += w[source_row(rows, r)] * work.row_loss[r]
+            divisor += w[source_row(rows, r)]
+    if step.finish:
+        step.divisor = divisor if w != NULL else <double> rows.n
+    for job in prange(work.n_jobs, schedule='dynamic', num_threads=n_threads):
+        weights_job(g, job, theta, grad, state_1, state_2, step, accumulate, rows, work)
     return total
 
 
-cdef void optimizer_job(const Geometry *g, Py_ssize_t job, floating *theta, floating *grad,
-                        floating *state_1, floating *state_2, double divisor, int solver,
-                        double learning_rate, double momentum, bint nesterov, double beta_1,
-                        double beta_2, double epsilon, bint step, double *partial) noexcept nogil:
-    """One block of the flat vector: note sum(W^2) for the loss, finish the gradient
-    ((g + alpha W) / sum(w), intercepts unpenalised), then take the optimizer's step."""
-    cdef Py_ssize_t lo = job * PARAM_BLOCK, hi = lo + PARAM_BLOCK, mid
-    if hi > g.n_params:
-        hi = g.n_params
-    mid = g.n_coefs if g.n_coefs < hi else hi
-    partial[job] = 0.0
-    if mid > lo:
-        partial[job] = sum_squares(theta + lo, mid - lo)
-        finalize_gradient(grad + lo, theta + lo, mid - lo, g.alpha, divisor)
-    if mid < lo:
-        mid = lo
-    if hi > mid:
-        finalize_gradient(grad + mid, <floating *> NULL, hi - mid, 0.0, divisor)
-    if not step:
-        return
-    if solver == SOLVER_SGD:
-        sgd_step(theta + lo, grad + lo, state_1 + lo, hi - lo, learning_rate, momentum, nesterov)
-    else:
-        adam_step(theta + lo, grad + lo, state_1 + lo, state_2 + lo, hi - lo, learning_rate,
-                  beta_1, beta_2, epsilon)
-
-
-cdef double finish_and_step(const Geometry *g, floating *theta, floating *grad,
-                            floating *state_1, floating *state_2, double divisor, int solver,
-                            double learning_rate, double momentum, bint nesterov, double beta_1,
-                            double beta_2, double epsilon, bint step, double *partial,
-                            int n_threads) noexcept nogil:
-    """Finish the gradient and (if step) update theta, in parallel blocks; returns sum(W^2)."""
-    cdef Py_ssize_t job, blocks = (g.n_params + PARAM_BLOCK - 1) // PARAM_BLOCK
+cdef double finish_all(const Geometry *g, floating *theta, floating *grad, const Step *step,
+                       const Work *work, int n_threads) noexcept nogil:
+    """Finish an accumulated gradient without stepping (L-BFGS); returns sum(W^2)."""
+    cdef Py_ssize_t job
     cdef double total = 0.0
-    for job in prange(blocks, schedule='static', num_threads=n_threads):
-        optimizer_job(g, job, theta, grad, state_1, state_2, divisor, solver, learning_rate,
-                      momentum, nesterov, beta_1, beta_2, epsilon, step, partial)
-    for job in range(blocks):
-        total = total + partial[job]
+    for job in prange(work.n_jobs, schedule='static', num_threads=n_threads):
+        finish_job(g, job, theta, grad, <floating *> NULL, <floating *> NULL, step, work)
+    for job in range(work.n_jobs):
+        total = total + work.partial[job]
+    return total
+
+
+cdef inline double sum_partials(const Work *work) noexcept nogil:
+    cdef Py_ssize_t job
+    cdef double total = 0.0
+    for job in range(work.n_jobs):
+        total = total + work.partial[job]
     return total
 
 
@@ -509,7 +530,7 @@ cdef int set_input(Rows *rows, object X, const floating *like) except -1:
 cdef class Trainer:
     """Every buffer a fit needs, allocated once; runs epochs and full-batch gradients."""
     cdef Network network
-    cdef readonly object acts, deltas, gathered, row_loss, partial
+    cdef readonly object acts, deltas, gathered, row_loss, partial, jobs
     cdef readonly Py_ssize_t capacity
 
     def __init__(self, Network network, Py_ssize_t capacity, Py_ssize_t n_features, dtype,
@@ -518,21 +539,36 @@ cdef class Trainer:
         self.capacity = capacity
         g = &network.g
         self.acts = np.empty(capacity * g.act_prefix[g.n_layers], dtype=dtype)
-        self.deltas = np.empty(2 * capacity * g.max_width, dtype=dtype)
+        self.deltas = np.empty(capacity * g.act_prefix[g.n_layers], dtype=dtype)
         # A sparse X is read in place: nothing to gather.
         self.gathered = np.empty(0 if sparse else capacity * n_features, dtype=dtype)
         self.row_loss = np.empty(capacity, dtype=np.float64)
-        self.partial = np.empty((g.n_params + PARAM_BLOCK - 1) // PARAM_BLOCK, dtype=np.float64)
+        # The weight jobs: every layer's W cut into blocks of rows (fixed by the shapes, so the
+        # same whatever the thread count), and its bias; the largest layers first.
+        jobs = []
+        for l in range(g.n_layers):
+            blocks = n_blocks(g.units[l])
+            for b in range(blocks):
+                jobs.append((l, block_start(g.units[l], blocks, b),
+                             block_start(g.units[l], blocks, b + 1)))
+            jobs.append((l, 0, -1))
+        self.jobs = np.ascontiguousarray(np.array(jobs, dtype=np.intp).T)
+        self.partial = np.zeros(len(jobs), dtype=np.float64)
 
     cdef Work _work(self, floating[::1] acts, floating[::1] deltas, floating[::1] gathered):
         cdef Work work
         cdef double[::1] row_loss = self.row_loss
         cdef double[::1] partial = self.partial
+        cdef Py_ssize_t[:, ::1] jobs = self.jobs
         work.acts = &acts[0]
         work.deltas = &deltas[0]
         work.gathered = &gathered[0] if gathered.shape[0] > 0 else NULL
         work.row_loss = &row_loss[0]
         work.partial = &partial[0]
+        work.job_layer = &jobs[0, 0]
+        work.job_lo = &jobs[1, 0]
+        work.job_hi = &jobs[2, 0]
+        work.n_jobs = jobs.shape[1]
         work.capacity = self.capacity
         return work
 
@@ -551,23 +587,26 @@ cdef class Trainer:
         cdef floating[::1] gathered = self.gathered
         cdef Work work = self._work(acts, deltas, gathered)
         cdef Rows rows
+        cdef Step step
         cdef Py_ssize_t n_samples = Y.shape[0], start, stop
         cdef bint shuffled = order.shape[0] > 0, weighted = sample_weight.shape[0] > 0
-        cdef int solver = optimizer.solver
-        cdef double learning_rate = optimizer.learning_rate, momentum = 0.0
-        cdef double beta_1 = 0.0, beta_2 = 0.0, epsilon = 0.0, step_size = 0.0
-        cdef double divisor, batch_loss, accumulated = 0.0, sum_w2
-        cdef bint nesterov = False
+        cdef double learning_rate, batch_loss, accumulated = 0.0
         cdef long t = optimizer.t
-        cdef Py_ssize_t r
         if batch_size > self.capacity:
             raise ValueError("batch_size exceeds the trainer's capacity")
-        if solver == SOLVER_SGD:
-            momentum = optimizer.momentum
-            nesterov = optimizer.nesterov
+        step.finish = step.take_step = True
+        step.solver = optimizer.solver
+        step.momentum = step.beta_1 = step.beta_2 = step.epsilon = 0.0
+        step.nesterov = False
+        if step.solver == SOLVER_SGD:
+            learning_rate = optimizer.learning_rate
+            step.momentum = optimizer.momentum
+            step.nesterov = optimizer.nesterov
         else:
-            beta_1, beta_2, epsilon = optimizer.beta_1, optimizer.beta_2, optimizer.epsilon
             learning_rate = optimizer.learning_rate_init
+            step.beta_1, step.beta_2 = optimizer.beta_1, optimizer.beta_2
+            step.epsilon = optimizer.epsilon
+        step.learning_rate = learning_rate
         set_input(&rows, X, &theta[0])
         rows.Y = &Y[0, 0]
         rows.w = &sample_weight[0] if weighted else NULL
@@ -581,22 +620,15 @@ cdef class Trainer:
                     rows.n = stop - start
                     rows.first = start
                     rows.index = &order[start] if shuffled else NULL
-                    batch_loss = backprop(g, &theta[0], &grad[0], False, &rows, &work, n_threads)
-                    divisor = <double> rows.n
-                    if weighted:
-                        divisor = 0.0
-                        for r in range(rows.n):
-                            divisor = divisor + sample_weight[source_row(&rows, r)]
-                    if solver == SOLVER_ADAM:
+                    if step.solver == SOLVER_ADAM:
                         t += 1
-                        step_size = (learning_rate * sqrt(1.0 - pow(beta_2, <double> t))
-                                     / (1.0 - pow(beta_1, <double> t)))
-                    sum_w2 = finish_and_step(
-                        g, &theta[0], &grad[0], &state_1[0],
-                        &state_2[0] if state_2.shape[0] > 0 else NULL, divisor, solver,
-                        step_size if solver == SOLVER_ADAM else learning_rate, momentum,
-                        nesterov, beta_1, beta_2, epsilon, True, work.partial, n_threads)
-                    batch_loss = batch_loss / divisor + 0.5 * g.alpha * sum_w2 / divisor
+                        step.learning_rate = (learning_rate * sqrt(1.0 - pow(step.beta_2, t))
+                                              / (1.0 - pow(step.beta_1, t)))
+                    batch_loss = batch_step(g, &theta[0], &grad[0], &state_1[0],
+                                            &state_2[0] if state_2.shape[0] > 0 else NULL,
+                                            &step, False, &rows, &work, n_threads)
+                    batch_loss = (batch_loss / step.divisor
+                                  + 0.5 * g.alpha * sum_partials(&work) / step.divisor)
                     accumulated = accumulated + batch_loss * rows.n
                     start = stop
                     with gil:
@@ -616,29 +648,32 @@ cdef class Trainer:
         cdef floating[::1] gathered = self.gathered
         cdef Work work = self._work(acts, deltas, gathered)
         cdef Rows rows
+        cdef Step step
         cdef Py_ssize_t n_samples = Y.shape[0], start, r
         cdef bint weighted = sample_weight.shape[0] > 0
-        cdef double data_loss = 0.0, divisor = <double> n_samples, sum_w2
+        cdef double data_loss = 0.0, sum_w2
+        step.finish = step.take_step = False
+        step.divisor = <double> n_samples
         set_input(&rows, X, &theta[0])
         rows.Y = &Y[0, 0]
         rows.w = &sample_weight[0] if weighted else NULL
         rows.index = NULL
         with nogil:
             if weighted:
-                divisor = 0.0
+                step.divisor = 0.0
                 for r in range(n_samples):
-                    divisor = divisor + sample_weight[r]
+                    step.divisor = step.divisor + sample_weight[r]
             start = 0
             while start < n_samples:
                 rows.n = min(self.capacity, n_samples - start)
                 rows.first = start
-                data_loss += backprop(g, &theta[0], &grad[0], start > 0, &rows, &work,
-                                      n_threads)
+                data_loss += batch_step(g, &theta[0], &grad[0], <floating *> NULL,
+                                        <floating *> NULL, &step, start > 0, &rows, &work,
+                                        n_threads)
                 start += rows.n
-            sum_w2 = finish_and_step(g, &theta[0], &grad[0], <floating *> NULL,
-                                     <floating *> NULL, divisor, 0, 0.0, 0.0, False, 0.0, 0.0,
-                                     0.0, False, work.partial, n_threads)
-        return data_loss / divisor + 0.5 * g.alpha * sum_w2 / divisor
+            step.finish = True
+            sum_w2 = finish_all(g, &theta[0], &grad[0], &step, &work, n_threads)
+        return data_loss / step.divisor + 0.5 * g.alpha * sum_w2 / step.divisor
 
 
 # ---------------------------------------------------------------------------------------------
