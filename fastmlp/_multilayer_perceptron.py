@@ -649,8 +649,26 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
                     "`y` has classes not in `self.classes_`. "
                     f"`self.classes_` has {self.classes_}. 'y' has {classes}."
                 )
-        y = self._label_binarizer.transform(y).astype(bool)
-        return X, y
+        return X, self._binarize(y)
+
+    def _binarize(self, y):
+        """LabelBinarizer's transform as a bool indicator matrix. For multiclass and binary
+        targets whose labels are all known this is a searchsorted: LabelBinarizer spends ~1 ms
+        per 1,000 labels checking its input again, which is more than a small epoch's training.
+        Anything else (multilabel, unknown labels and their errors) goes to LabelBinarizer."""
+        binarizer = self._label_binarizer
+        if binarizer.y_type_ in ("multiclass", "binary") and y.ndim == 1 and y.size:
+            classes = binarizer.classes_
+            index = np.searchsorted(classes, y)
+            np.minimum(index, len(classes) - 1, out=index)
+            if np.array_equal(classes[index], y):
+                if len(classes) == 2:
+                    return (index == 1).reshape(-1, 1)
+                if len(classes) > 2:
+                    indicator = np.zeros((y.shape[0], len(classes)), dtype=bool)
+                    indicator[np.arange(y.shape[0]), index] = True
+                    return indicator
+        return binarizer.transform(y).astype(bool)
 
     def predict(self, X):
         """Predict using the multi-layer perceptron classifier.
