@@ -46,6 +46,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from fastmlp import _engine
 from fastmlp._callbacks import CallbackSupportMixin, FitTask
+from fastmlp._persistence import check_loaded_state
 from fastmlp._stochastic_optimizers import AdamOptimizer, SGDOptimizer
 from fastmlp._threads import effective_n_threads, single_threaded_blas
 from fastmlp._version import __version__
@@ -212,6 +213,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 # skops loads arrays as views into its buffers: the weights' views must have
                 # theta itself as base (see _packed_parameters), so theta must own its memory.
                 self._theta = self._theta.copy()
+            check_loaded_state(self)  # a damaged or crafted file fails here, not in the engine
             self.coefs_, self.intercepts_ = self._network().views(self._theta)
 
     # -- fitting -------------------------------------------------------------------------------------
