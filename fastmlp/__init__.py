@@ -2,6 +2,7 @@
 from fastmlp import _persistence
 from fastmlp._callbacks import TrainingProgress
 from fastmlp._multilayer_perceptron import MLPClassifier, MLPRegressor
+from fastmlp._onnx import register_onnx_converters
 from fastmlp._plot import plot_training
 from fastmlp._version import __version__
 
@@ -10,4 +11,4 @@ from fastmlp._version import __version__
 SKOPS_TRUSTED_TYPES = _persistence._trusted_type_names()
 
 __all__ = ["MLPClassifier", "MLPRegressor", "SKOPS_TRUSTED_TYPES", "TrainingProgress",
-           "__version__", "plot_training"]
+           "__version__", "plot_training", "register_onnx_converters"]
