@@ -12,7 +12,8 @@ bounds at predict.
 skops rebuilds objects with `__new__` + `__setstate__`, exactly as pickle does, so the same code
 serves both. The types a fitted fastmlp model holds beyond scikit-learn's and numpy's (which skops
 trusts by default) are the estimators and the solver state kept for `warm_start` and
-`partial_fit`; `SKOPS_TRUSTED_TYPES` lists them by full name.
+`partial_fit` (and fastmlp's TrainingProgress, if set as a callback); `SKOPS_TRUSTED_TYPES` lists
+them by full name.
 """
 
 import inspect
@@ -28,10 +29,11 @@ def _solver_state_types():
 
 
 def _trusted_type_names():
+    from fastmlp._callbacks import TrainingProgress
     from fastmlp._multilayer_perceptron import MLPClassifier, MLPRegressor
 
     return [f"{cls.__module__}.{cls.__qualname__}"
-            for cls in [MLPClassifier, MLPRegressor, *_solver_state_types()]]
+            for cls in [MLPClassifier, MLPRegressor, *_solver_state_types(), TrainingProgress]]
 
 
 def check_loaded_state(estimator):
