@@ -163,7 +163,8 @@ def train(args):
     )
     X = X.astype(args.dtype)
     print(f"data: {args.data}, {X.shape[0]} rows x {X.shape[1]} features; target: {described}")
-    print(f"model: {estimator!r}, {args.dtype}")  # scikit-learn's repr: the non-defaults
+    # scikit-learn's repr shows the parameters that differ from the defaults; on one line
+    print(f"model: {' '.join(repr(estimator).split())}, {args.dtype}")
     sys.stdout.flush()
     if not args.quiet and hasattr(estimator, "set_callbacks"):
         estimator.set_callbacks(TrainingProgress(file=sys.stderr))
