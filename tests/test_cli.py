@@ -268,3 +268,23 @@ def test_bad_options_are_argparse_errors(capsys):
         main(["train", "x.csv", "--out", "m.joblib", "--hidden", "0,3"])
     assert exit_.value.code == 2
     assert "is not a list of layer widths like 256,128" in capsys.readouterr().err
+
+
+def test_train_and_predict_from_parquet(data, tmp_path, capsys):
+    pytest.importorskip("pyarrow")
+    table = tmp_path / "digits.parquet"
+    pd.read_csv(data / "digits.csv").to_parquet(table)
+    model = tmp_path / "m.joblib"
+    status, out, err = run(capsys, "train", table, "--target", "label", "--out", model,
+                           "--epochs", "3", "--quiet")
+    assert status == 0, err
+    assert "300 rows x 64 features; target: 10 classes" in out
+    assert run(capsys, "predict", model, table)[0] == 0
+
+
+def test_a_file_that_is_not_parquet(data, tmp_path, capsys):
+    pytest.importorskip("pyarrow")
+    fake = tmp_path / "fake.parquet"
+    fake.write_text("a,b\n1,2\n")
+    status, _, err = run(capsys, "train", fake, "--target", "a", "--out", tmp_path / "m.joblib")
+    assert_one_line_error(status, err, "not a readable Parquet file")
