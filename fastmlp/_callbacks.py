@@ -1,4 +1,4 @@
-"""scikit-learn's callback API (`sklearn.callback`) on fastmlp's fits, and a plain-text progress line.
+"""scikit-learn's callback API (`sklearn.callback`) on fastmlp's fits; a plain-text progress line.
 
 Design
 ------

@@ -131,7 +131,8 @@ def _check_outputs(args):
 
 
 def _summary(estimator, seconds, X, y):
-    text = f"trained: {estimator.n_iter_} {'epochs' if estimator.solver != 'lbfgs' else 'iterations'}"
+    steps = "iterations" if estimator.solver == "lbfgs" else "epochs"
+    text = f"trained: {estimator.n_iter_} {steps}"
     text += f" in {seconds:.2f} s; final training loss {estimator.loss_:.5g}"
     scores = getattr(estimator, "validation_scores_", None)
     name = "accuracy" if hasattr(estimator, "classes_") else "R²"

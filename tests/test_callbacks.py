@@ -197,7 +197,8 @@ def test_the_callback_bridge_works_without_sklearn_callback():
 
     code = (
         "import importlib.util, sys; sys.modules['sklearn.callback'] = None\n"
-        f"spec = importlib.util.spec_from_file_location('bridge', {fastmlp._callbacks.__file__!r})\n"
+        f"path = {fastmlp._callbacks.__file__!r}\n"
+        "spec = importlib.util.spec_from_file_location('bridge', path)\n"
         "bridge = importlib.util.module_from_spec(spec); spec.loader.exec_module(bridge)\n"
         "CallbackSupportMixin, FitTask = bridge.CallbackSupportMixin, bridge.FitTask\n"
         "assert not hasattr(CallbackSupportMixin, 'set_callbacks')\n"
