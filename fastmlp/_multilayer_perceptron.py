@@ -45,8 +45,12 @@ from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from fastmlp import _engine
+from fastmlp._callbacks import CallbackSupportMixin, FitTask
+from fastmlp._persistence import check_loaded_state
 from fastmlp._stochastic_optimizers import AdamOptimizer, SGDOptimizer
 from fastmlp._threads import effective_n_threads, single_threaded_blas
+from fastmlp._version import __version__
+from fastmlp.exceptions import InconsistentVersionWarning
 
 _STOCHASTIC_SOLVERS = ["sgd", "adam"]
 
@@ -108,7 +112,7 @@ def _check_optimize_result(result, max_iter):
     return n_iter
 
 
-class BaseMultilayerPerceptron(BaseEstimator, ABC):
+class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
     """Base class for MLP classification and regression (not for direct use)."""
 
     _parameter_constraints: dict = {
@@ -201,11 +205,24 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
             state.pop("coefs_", None)
             state.pop("intercepts_", None)
             state.pop("_network_cache", None)
-        return state
+        # scikit-learn stamps only its own estimators with its version; stamp ours with fastmlp's.
+        return dict(state, _fastmlp_version=__version__)
 
     def __setstate__(self, state):
+        state = dict(state)
+        pickled_version = state.pop("_fastmlp_version", "unknown")
+        if pickled_version != __version__:
+            warnings.warn(InconsistentVersionWarning(
+                estimator_name=type(self).__name__, current_fastmlp_version=__version__,
+                original_fastmlp_version=pickled_version,
+            ))
         super().__setstate__(state)
         if "_theta" in state:
+            if self._theta.base is not None:
+                # skops loads arrays as views into its buffers: the weights' views must have
+                # theta itself as base (see _packed_parameters), so theta must own its memory.
+                self._theta = self._theta.copy()
+            check_loaded_state(self)  # a damaged or crafted file fails here, not in the engine
             self.coefs_, self.intercepts_ = self._network().views(self._theta)
 
     # -- fitting -------------------------------------------------------------------------------------
@@ -260,6 +277,11 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
             raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden_layer_sizes)
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
 
+        fit_task = FitTask(  # scikit-learn's callbacks: each epoch (lbfgs: iteration) a sub-task
+            self, X, y, sample_weight, task_name="partial_fit" if incremental else "fit",
+            max_subtasks=(self.max_iter + 1 if self.solver == "lbfgs"  # + scipy's closing one
+                          else 1 if incremental else self.max_iter),
+        )
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         dtype = X.dtype if first_pass else self._theta.dtype
         X = _engine_input(X, dtype)
@@ -282,18 +304,19 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         theta = self._packed_parameters()
 
         if self.solver in _STOCHASTIC_SOLVERS:
-            self._fit_stochastic(X, y, sample_weight, theta, incremental)
+            self._fit_stochastic(X, y, sample_weight, theta, incremental, fit_task)
         else:
-            self._fit_lbfgs(X, y, sample_weight, theta)
+            self._fit_lbfgs(X, y, sample_weight, theta, fit_task)
 
         if not np.isfinite(theta).all():
             raise ValueError(
                 "Solver produced non-finite parameter weights. The input data may"
                 " contain large values and need to be preprocessed."
             )
+        fit_task.end()
         return self
 
-    def _fit_lbfgs(self, X, y, sample_weight, theta):
+    def _fit_lbfgs(self, X, y, sample_weight, theta, fit_task):
         network = self._network()
         trainer = _engine.Trainer(network, min(X.shape[0], _LBFGS_CHUNK_ROWS), X.shape[1],
                                   theta.dtype, sp.issparse(X))
@@ -314,8 +337,12 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
                 method="L-BFGS-B",
                 jac=True,
                 options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
+                callback=fit_task.lbfgs_callback(theta),
             )
-        self.n_iter_ = _check_optimize_result(result, self.max_iter)
+        fit_task.close_lbfgs()
+        # A stop asked by a callback is no failure to converge: no ConvergenceWarning then.
+        self.n_iter_ = (min(result.nit, self.max_iter) if fit_task.stopped
+                        else _check_optimize_result(result, self.max_iter))
         self.loss_ = result.fun
         theta[...] = result.x
 
@@ -326,7 +353,7 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         return AdamOptimizer(n_params, dtype, self.learning_rate_init, self.beta_1,
                              self.beta_2, self.epsilon)
 
-    def _fit_stochastic(self, X, y, sample_weight, theta, incremental):
+    def _fit_stochastic(self, X, y, sample_weight, theta, incremental, fit_task):
         if not incremental or not hasattr(self, "_optimizer"):
             self._optimizer = self._make_optimizer(theta.shape[0], theta.dtype)
 
@@ -387,6 +414,7 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         try:
             self.n_iter_ = 0
             for it in range(self.max_iter):
+                fit_task.begin_iteration(theta)
                 if self.shuffle:
                     # Only the indices are shuffled; the engine gathers each batch's rows.
                     sample_idx = shuffle(sample_idx, random_state=self._random_state)
@@ -410,6 +438,8 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
                                                   sample_weight_val)
                 # for learning rate that needs to be updated at iteration end
                 optimizer.iteration_ends(self.t_)
+                if fit_task.end_iteration(theta):
+                    break  # a callback asked to stop
 
                 if self._no_improvement_count > self.n_iter_no_change:
                     # not better than last `n_iter_no_change` iterations by tol
