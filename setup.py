@@ -1,7 +1,8 @@
 """Build fastmlp's compiled engine: Cython over scipy's BLAS, C kernels from csrc/, OpenMP.
 
-Flags: -O3 and -ffp-contract=off (no FMA contraction, so element-wise arithmetic rounds as
-numpy's does). The default build is portable: the hot C kernels carry several instruction-set
+Flags: -O3; -ffp-contract=off (no FMA contraction, so element-wise arithmetic rounds as
+numpy's does); -fno-math-errno (nothing reads errno, and without it GCC will not vectorise
+sqrt: the Adam pass was scalar). The default build is portable: the hot C kernels carry several instruction-set
 versions (csrc/fm_math.h: FASTMLP_CLONES) chosen at load time. FASTMLP_NATIVE=1 adds
 -march=native for a build that only has to run on this machine. Without OpenMP the build warns
 and produces a serial engine.
@@ -33,7 +34,7 @@ def compiler_supports(flags):
     return result.returncode == 0
 
 
-compile_args = ["-O3", "-ffp-contract=off", "-std=c99"]
+compile_args = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-std=c99"]
 link_args = []
 if os.environ.get("FASTMLP_NATIVE") == "1":
     compile_args.append("-march=native")

@@ -9,9 +9,9 @@
  * Sizes and offsets are ptrdiff_t (64-bit here) so arrays past 2^31 elements index correctly.
  *
  * The arithmetic follows numpy's promotion rules as scikit-learn's MLP meets them, operation for
- * operation: a Python float hyper-parameter is rounded to the array's dtype before it is used, and
- * Adam's step is formed in double then rounded (numpy promotes it through the float64 learning
- * rate). The extension is built with -ffp-contract=off so that the compiler does not fuse a*b+c into
+ * operation: a Python float hyper-parameter is rounded to the array's dtype before it is used
+ * (float32 stays float32 throughout, see optimizers.c for the one place scikit-learn differs). The
+ * extension is built with -ffp-contract=off so that the compiler does not fuse a*b+c into
  * an FMA that numpy would not use. With these, a float64 fit can be compared with scikit-learn's to
  * the last few bits.
  *

@@ -51,65 +51,66 @@ static inline double SFX(clip_probability)(REAL p)
     return (double)(p < lo ? lo : (p > hi ? hi : p));
 }
 
+/* One row's loss. The switch is outside the loops; the logs are libm's, one per non-zero target
+ * (a one-hot row costs one log), which is cheap next to the GEMMs that produced p. */
 static double SFX(row_loss)(const REAL *p, const REAL *y, ptrdiff_t cols, int loss,
                             double huber_delta)
 {
     double total = 0.0;
-    for (ptrdiff_t j = 0; j < cols; j++) {
-        double yj = (double)y[j];
-        switch (loss) {
-        case FM_LOSS_SQUARED: {
-            double d = yj - (double)p[j];
+    ptrdiff_t j;
+    switch (loss) {
+    case FM_LOSS_SQUARED:
+        for (j = 0; j < cols; j++) {
+            double d = (double)y[j] - (double)p[j];
             total += d * d;
-            break;
         }
-        case FM_LOSS_LOG:
-            if (yj != 0.0)
-                total -= yj * log(SFX(clip_probability)(p[j]));
-            break;
-        case FM_LOSS_BINARY_LOG: {
-            double pj = SFX(clip_probability)(p[j]);
+        return 0.5 * total / (double)cols;
+    case FM_LOSS_LOG:
+        for (j = 0; j < cols; j++)
+            if (y[j] != 0)
+                total -= (double)y[j] * log(SFX(clip_probability)(p[j]));
+        return total;
+    case FM_LOSS_BINARY_LOG:
+        for (j = 0; j < cols; j++) {
+            double yj = (double)y[j], pj = SFX(clip_probability)(p[j]);
             if (yj != 0.0)
                 total -= yj * log(pj);
             if (yj != 1.0)
                 total -= (1.0 - yj) * log(1.0 - pj);
-            break;
         }
-        case FM_LOSS_POISSON:
+        return total;
+    case FM_LOSS_POISSON:
+        for (j = 0; j < cols; j++) {
+            double yj = (double)y[j];
             if (yj != 0.0)
                 total += yj * log(yj / (double)p[j]);
             total += (double)p[j] - yj;
-            break;
-        case FM_LOSS_ABSOLUTE:
-            total += fabs((double)p[j] - yj);
-            break;
-        case FM_LOSS_HUBER: {
-            double e = fabs((double)p[j] - yj);
-            total += e < huber_delta ? 0.5 * e * e : huber_delta * (e - 0.5 * huber_delta);
-            break;
         }
-        case FM_LOSS_SQUARED_SOFTMAX:
-        case FM_LOSS_SQUARED_LOGISTIC: {
-            double d = (double)p[j] - yj;
-            total += 0.5 * d * d;
-            break;
-        }
-        }
-    }
-    switch (loss) {
-    case FM_LOSS_SQUARED:
-        return 0.5 * total / (double)cols;
+        return total;
     case FM_LOSS_ABSOLUTE:
-    case FM_LOSS_HUBER:
+        for (j = 0; j < cols; j++)
+            total += fabs((double)p[j] - (double)y[j]);
         return total / (double)cols;
-    default:
+    case FM_LOSS_HUBER:
+        for (j = 0; j < cols; j++) {
+            double e = fabs((double)p[j] - (double)y[j]);
+            total += e < huber_delta ? 0.5 * e * e : huber_delta * (e - 0.5 * huber_delta);
+        }
+        return total / (double)cols;
+    case FM_LOSS_SQUARED_SOFTMAX:
+    case FM_LOSS_SQUARED_LOGISTIC:
+        for (j = 0; j < cols; j++) {
+            double d = (double)p[j] - (double)y[j];
+            total += 0.5 * d * d;
+        }
         return total;
     }
+    return total;
 }
 
 /* dLoss/dz of one row for the losses that are not p - y (before the row's weight). */
 FM_INLINE void SFX(row_delta)(REAL *d, const REAL *p, const REAL *y, ptrdiff_t cols, int loss,
-                           double huber_delta)
+                              double huber_delta)
 {
     const REAL inv_cols = (REAL)1 / (REAL)cols;
     switch (loss) {

@@ -7,8 +7,10 @@
  * nothing is allocated. Scalars that are per step (Adam's bias-corrected step size) are computed
  * once by the caller. The formulas and their order of rounding are scikit-learn's
  * (sklearn/neural_network/_stochastic_optimizers.py) under numpy's promotion rules: a Python float
- * hyper-parameter is first rounded to REAL; Adam's update is formed in double, because numpy
- * promotes it through the float64 learning rate, and rounded back when added to the parameter.
+ * hyper-parameter is first rounded to REAL. One deliberate difference: scikit-learn's float32 Adam
+ * forms its update in float64 (numpy promotes it through the float64 learning rate); here float32
+ * stays float32 end to end, which halves the pass's cost (16-lane float division instead of 8-lane
+ * double) — it was 40% of an epoch at batch 32. The float64 path is scikit-learn's to the bit.
  *
  * The torch.optim solvers (adagrad, rmsprop, adadelta, adamax, nadam, adamw) follow
  * torch/optim/<solver>.py single-tensor code operation by operation: the same lerp for first moments
@@ -152,7 +154,7 @@ void SFX(fm_adam_step)(REAL *param, const REAL *grad, REAL *m, REAL *v, ptrdiff_
 {
     const REAL b1 = (REAL)beta_1, b2 = (REAL)beta_2;
     const REAL one_minus_b1 = (REAL)(1.0 - beta_1), one_minus_b2 = (REAL)(1.0 - beta_2);
-    const REAL eps = (REAL)epsilon;
+    const REAL eps = (REAL)epsilon, minus_step = (REAL)(-step_size);
     FM_SIMD
     for (ptrdiff_t i = 0; i < n; i++) {
         REAL g = grad[i];
@@ -160,8 +162,7 @@ void SFX(fm_adam_step)(REAL *param, const REAL *grad, REAL *m, REAL *v, ptrdiff_
         REAL vi = b2 * v[i] + one_minus_b2 * (g * g);
         m[i] = mi;
         v[i] = vi;
-        double update = (-step_size * (double)mi) / (double)(SQRT(vi) + eps);
-        param[i] = (REAL)((double)param[i] + update);
+        param[i] += (minus_step * mi) / (SQRT(vi) + eps);
     }
 }
 

@@ -8,7 +8,7 @@
 # float/double and `noexcept nogil`, so the engine calls them from OpenMP loops at no cost. Like
 # scikit-learn's sklearn/utils/_cython_blas.pyx, but only what the engine uses.
 from cython cimport floating
-from scipy.linalg.cython_blas cimport sgemm, dgemm, saxpy, daxpy
+from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv, saxpy, daxpy
 
 cdef enum BLAS_Trans:
     NoTrans = 110  # 'n'
@@ -26,6 +26,18 @@ cdef inline void gemm(BLAS_Trans ta, BLAS_Trans tb, int m, int n, int k, floatin
     else:
         dgemm(&tb_, &ta_, &n, &m, &k, &alpha, <double *> B, &ldb, <double *> A, &lda,
               &beta, C, &ldc)
+
+
+cdef inline void gemv(BLAS_Trans ta, int m, int n, floating alpha, const floating *A, int lda,
+                      const floating *x, floating beta, floating *y) noexcept nogil:
+    """y := alpha * op(A).x + beta * y, row-major A (m x n), contiguous x and y."""
+    # Row-major A is column-major A^T: flip the transposition, swap m and n.
+    cdef char ta_ = Trans if ta == NoTrans else NoTrans
+    cdef int one = 1
+    if floating is float:
+        sgemv(&ta_, &n, &m, &alpha, <float *> A, &lda, <float *> x, &one, &beta, y, &one)
+    else:
+        dgemv(&ta_, &n, &m, &alpha, <double *> A, &lda, <double *> x, &one, &beta, y, &one)
 
 
 cdef inline void axpy(int n, floating alpha, const floating *x, floating *y) noexcept nogil:

@@ -22,25 +22,35 @@ Layers. For layer l with input a (rows x n_in) and output width n_out:
     backward  dW = a^T delta, db = sum_rows delta    (the weight gradient)
               delta_prev = (delta W^T) * act'(a)      (skipped for the first layer: no input grad)
 
-Threads. Every operation is parallel over its own output, cut into blocks whose boundaries depend
-only on the shapes, never on the thread count: forward and delta_prev over blocks of rows, dW over
-blocks of W's rows (fan_in), db as one job beside them. Each output element is therefore computed
-by exactly the same sequence of BLAS calls whatever the number of threads, so a fit is bitwise
-identical with 1 thread or 16, and no per-thread gradient copies or reductions are needed
-(DESIGN.md sketches per-shard gradients summed in a fixed order; blocking the outputs gives the
-same determinism with O(params) instead of O(shards x params) memory and no summation pass).
-BLAS runs single-threaded inside these loops; the caller holds it to one thread (threadpoolctl).
+Threads. A mini-batch is two parallel passes, each over its own outputs, cut into blocks whose
+boundaries depend only on the shapes, never on the thread count:
+  1. row blocks: everything that is row by row — the forward pass through every layer, the
+     output delta, every hidden delta (delta_prev for a row needs only that row's delta);
+  2. weight blocks: each layer's W cut into blocks of rows, and each bias; a job computes its
+     block's gradient over the whole batch (one GEMM), then finishes it and takes the
+     optimizer's step on it while it is in cache.
+So every output element is computed by the same sequence of BLAS calls whatever the number of
+threads (bitwise-identical fits with 1 thread or 16), no per-thread gradient copies or
+reductions are needed, and a mini-batch waits at two barriers whatever the depth. (DESIGN.md
+sketches per-shard gradients summed in a fixed order; blocking the outputs gives the same
+determinism with O(params) instead of O(shards x params) memory and no summation pass.)
+Measured on this 2-core machine under load: one barrier per layer and pass made two threads
+75x slower than one on `small`; two barriers per batch brought that to 2x, and on a quiet machine
+the barriers cost a few microseconds. BLAS runs single-threaded inside these loops; the caller
+holds it to one thread (threadpoolctl).
 
 Beyond scikit-learn (README.md, "Beyond scikit-learn"). Activations whose derivative needs z
 (gelu, silu, mish, softplus) keep it in one more buffer laid out as the activations, allocated
-only for them. A maxout layer's W has k columns per unit; its GEMM writes the k pieces into the
-first delta buffer (free during forward), the max goes to the activations and the winner's index
-to an int buffer; backward widens each delta row in place to the k pieces (hidden_backward).
-Dropout writes the kept, rescaled outputs to a separate buffer that the next layer reads, so the
-activations stay intact for act'; its mask is a hash of (seed, step, sample, unit), recomputed in
-backward, so it is the same whichever thread computes it. The optimizer pass takes a Step: the
-torch.optim solvers step in C (fm_optim), the gradient's global norm is clipped between two
-passes (block partial sums added in order), and the parameters are clamped after the step.
+only for them. A maxout layer's W has k columns per unit (cols[l] = k units[l + 1]); its product
+goes to the layer's delta rows (free until backward reaches them), the max to the activations and
+the winner's index to an int buffer; backward widens each delta row in place to the k pieces
+(hidden_backward), so deltas are laid out by cols, not units. Dropout writes the kept, rescaled
+outputs to a separate buffer that the next layer reads, so the activations stay intact for act';
+its mask is a hash of (seed, step, sample, unit), recomputed in backward, the same whichever
+thread computes it. Weight jobs step the torch.optim solvers in C (fm_optim) and clamp the
+parameters after the step; clipping the gradient's global norm needs every block's gradient
+first, so then the step moves to a third pass, after the norm is summed from per-job partial sums
+in job order.
 """
 from cython cimport floating
 from cython.parallel cimport prange, threadid
@@ -50,7 +60,7 @@ from libc.string cimport memcpy, memset
 
 import numpy as np
 
-from fastmlp._blas cimport NoTrans, Trans, gemm
+from fastmlp._blas cimport NoTrans, Trans, gemm, gemv
 from fastmlp._kernels cimport (
     FM_EXP, FM_IDENTITY, FM_LOGISTIC, FM_LOSS_BINARY_LOG, FM_LOSS_LOG, FM_LOSS_POISSON,
     FM_LOSS_SQUARED, FM_RELU, FM_SOFTMAX, FM_TANH, activation_backward, adam_step,
@@ -116,12 +126,14 @@ SOLVERS = {
 }
 OPENMP_ENABLED = bool(FASTMLP_HAVE_OPENMP)
 
-# Block sizes. Rows are cut into an even number (for two cores) of blocks of at least MIN_ROWS
-# rows, at most MAX_BLOCKS of them; a block smaller than that costs more in BLAS call overhead
-# than it gains in parallelism. PARAM_BLOCK elements per job in the optimizer pass.
-DEF MIN_ROWS = 32
+# Block sizes. Rows are cut into an even number (for two cores) of blocks of about MIN_ROWS rows
+# or more, at most MAX_BLOCKS of them: each block's GEMM packs the whole of W again, so a block
+# much below 64 rows spends more on packing than it gains in parallelism (scipy's sgemm, one
+# thread, 784 x 256 weights: 70 GFLOP/s at 16 rows, 93 at 32, 105 at 64). Below GEMV_ROWS rows
+# a product is done row by row with GEMV.
+DEF MIN_ROWS = 64
+DEF GEMV_ROWS = 4
 DEF MAX_BLOCKS = 16
-DEF PARAM_BLOCK = 32768
 DEF PREDICT_ROWS = 128
 
 
@@ -145,6 +157,7 @@ cdef struct Geometry:
     double alpha                   # L2 penalty, as scikit-learn's alpha
     # Beyond scikit-learn:
     Py_ssize_t *cols               # columns of W^l: units[l + 1], times k for a maxout layer
+    Py_ssize_t *col_prefix         # sum of cols[0..l-1]: where layer l's delta starts, per row
     Py_ssize_t maxout_pieces       # k, the linear pieces of a maxout unit (1 if not maxout)
     Py_ssize_t n_hidden            # hidden units per row (act_prefix[n_layers - 1])
     fm_activation_params act_params
@@ -184,13 +197,14 @@ cdef class Network:
                  Py_ssize_t maxout_pieces=2, double huber_delta=1.0, double dropout=0.0):
         units = [int(u) for u in layer_units]
         cdef Py_ssize_t L = len(units) - 1, l
-        self._sizes = np.zeros(5 * (L + 1), dtype=np.intp)
+        self._sizes = np.zeros(6 * (L + 1), dtype=np.intp)
         self.g.n_layers = L
         self.g.units = &self._sizes[0]
         self.g.coef_offset = &self._sizes[L + 1]
         self.g.intercept_offset = &self._sizes[2 * (L + 1)]
         self.g.act_prefix = &self._sizes[3 * (L + 1)]
         self.g.cols = &self._sizes[4 * (L + 1)]
+        self.g.col_prefix = &self._sizes[5 * (L + 1)]
         self.g.hidden_activation = HIDDEN_ACTIVATIONS[hidden_activation]
         self.g.maxout_pieces = maxout_pieces if self.g.hidden_activation == FM_MAXOUT else 1
         if self.g.maxout_pieces < 1:
@@ -207,6 +221,7 @@ cdef class Network:
             self.g.intercept_offset[l] = offset
             offset += self.g.cols[l]
             self.g.act_prefix[l + 1] = self.g.act_prefix[l] + units[l + 1]
+            self.g.col_prefix[l + 1] = self.g.col_prefix[l] + self.g.cols[l]
         self.g.n_params = offset
         self.g.max_width = 0
         for l in range(L):
@@ -249,26 +264,21 @@ cdef class Network:
 # One layer: forward and backward side by side. Arguments: outputs first, then inputs, then sizes.
 # ---------------------------------------------------------------------------------------------
 
-cdef void dense_forward(floating *a_out, floating *z_out, const floating *a_in, Py_ssize_t ld_in,
-                        const floating *W, const floating *b, Py_ssize_t rows, Py_ssize_t n_in,
-                        Py_ssize_t n_out, int activation,
-                        const fm_activation_params *params) noexcept nogil:
-    """a_out (rows x n_out) = act(a_in (rows x n_in, leading dim ld_in) @ W + b); z_out (if not
-    NULL) keeps a_in @ W + b for the activations whose derivative needs it."""
-    gemm(NoTrans, NoTrans, <int> rows, <int> n_out, <int> n_in, <floating> 1.0,
-         a_in, <int> ld_in, W, <int> n_out, <floating> 0.0, a_out, <int> n_out)
-    bias_activation_forward(a_out, z_out, b, rows, n_out, activation, params)
-
-
-cdef void maxout_layer_forward(floating *a_out, int *argmax, floating *pieces_out,
-                               const floating *a_in, Py_ssize_t ld_in, const floating *W,
-                               const floating *b, Py_ssize_t rows, Py_ssize_t n_in,
-                               Py_ssize_t n_out, Py_ssize_t k) noexcept nogil:
-    """a_out (rows x n_out) = max over the k pieces of a_in @ W + b, W being n_in x (n_out k);
-    pieces_out (rows x n_out k) is scratch for the GEMM; argmax (if not NULL) keeps the winners."""
-    gemm(NoTrans, NoTrans, <int> rows, <int> (n_out * k), <int> n_in, <floating> 1.0,
-         a_in, <int> ld_in, W, <int> (n_out * k), <floating> 0.0, pieces_out, <int> (n_out * k))
-    maxout_forward(a_out, argmax, pieces_out, b, rows, n_out, k)
+cdef void dense_product(floating *out, const floating *a_in, Py_ssize_t ld_in,
+                        const floating *W, Py_ssize_t rows, Py_ssize_t n_in,
+                        Py_ssize_t n_out) noexcept nogil:
+    """out (rows x n_out) = a_in (rows x n_in, leading dim ld_in) @ W: a layer's z before the
+    bias (layer_forward adds the bias and the activation)."""
+    cdef Py_ssize_t r
+    if rows < GEMV_ROWS:
+        # GEMM packs all of W before it computes; for a row or two that costs several times
+        # the product itself (one-row prediction), so go row by row: z_r = W^T a_r.
+        for r in range(rows):
+            gemv(Trans, <int> n_in, <int> n_out, <floating> 1.0, W, <int> n_out,
+                 a_in + r * ld_in, <floating> 0.0, out + r * n_out)
+    else:
+        gemm(NoTrans, NoTrans, <int> rows, <int> n_out, <int> n_in, <floating> 1.0,
+             a_in, <int> ld_in, W, <int> n_out, <floating> 0.0, out, <int> n_out)
 
 
 cdef void dense_backward_weights(floating *dW, const floating *a_in, Py_ssize_t ld_in,
@@ -302,43 +312,165 @@ cdef void dense_backward_input(floating *delta_in, const floating *delta, const 
 
 
 # ---------------------------------------------------------------------------------------------
-# A whole network over a set of rows.
+# Sparse input (CSR): only the first layer ever sees X, so only its forward and its weight
+# gradient have sparse versions; they visit each row's non-zeros in order, as scipy does.
 # ---------------------------------------------------------------------------------------------
 
 cdef struct Rows:
-    # The rows a pass works on. Row r of the pass is X[index[r]] (and Y, w likewise) when index is
-    # not NULL; otherwise X, Y and w already point at the first row and rows are consecutive.
+    # The rows a pass works on: row r of the pass is source row index[r] when index is not NULL,
+    # else first + r. X (dense, ldx columns) or the CSR triplet, Y and w point at row 0.
     const void *X
     Py_ssize_t ldx
+    const void *sp_data
+    const void *sp_indices   # int32 or int64 (wide_index), like sp_indptr
+    const void *sp_indptr
+    bint sparse
+    bint wide_index
     const void *Y
     const void *w
     const Py_ssize_t *index
+    Py_ssize_t first
     Py_ssize_t n
-    Py_ssize_t first  # without index: the sample number of the first row (dropout's counter)
 
+
+cdef inline Py_ssize_t source_row(const Rows *rows, Py_ssize_t r) noexcept nogil:
+    return rows.index[r] if rows.index != NULL else rows.first + r
+
+
+cdef inline Py_ssize_t csr_at(const Rows *rows, const void *array, Py_ssize_t k) noexcept nogil:
+    if rows.wide_index:
+        return <Py_ssize_t> (<const long long *> array)[k]
+    return <Py_ssize_t> (<const int *> array)[k]
+
+
+cdef void sparse_product(floating *a_out, const Rows *rows, Py_ssize_t r0, Py_ssize_t r1,
+                         const floating *W, Py_ssize_t n_out) noexcept nogil:
+    """a_out (rows r0..r1 x n_out) = X[rows] @ W, X in CSR (layer_forward adds the bias and the
+    activation)."""
+    cdef Py_ssize_t r, k, j, src, col
+    cdef floating value
+    cdef floating *out_row
+    cdef const floating *w_row
+    cdef const floating *data = <const floating *> rows.sp_data
+    for r in range(r0, r1):
+        src = source_row(rows, r)
+        out_row = a_out + (r - r0) * n_out
+        memset(out_row, 0, n_out * sizeof(floating))
+        for k in range(csr_at(rows, rows.sp_indptr, src), csr_at(rows, rows.sp_indptr, src + 1)):
+            value = data[k]
+            w_row = W + csr_at(rows, rows.sp_indices, k) * n_out
+            for j in range(n_out):
+                out_row[j] += value * w_row[j]
+
+
+cdef void sparse_backward_weights(floating *dW, const Rows *rows, const floating *delta,
+                                  Py_ssize_t n_out, Py_ssize_t i0, Py_ssize_t i1,
+                                  bint accumulate) noexcept nogil:
+    """dW[i0:i1] (+)= (X[rows]^T @ delta)[i0:i1], X in CSR: a block of W's rows. Each block
+    scans the batch's non-zeros and keeps those of its columns; for sparse data that scan is
+    small next to the dense rows it writes."""
+    cdef Py_ssize_t r, k, j, src, col
+    cdef floating value
+    cdef floating *dw_row
+    cdef const floating *d_row
+    cdef const floating *data = <const floating *> rows.sp_data
+    if not accumulate:
+        memset(dW + i0 * n_out, 0, (i1 - i0) * n_out * sizeof(floating))
+    for r in range(rows.n):
+        src = source_row(rows, r)
+        d_row = delta + r * n_out
+        for k in range(csr_at(rows, rows.sp_indptr, src), csr_at(rows, rows.sp_indptr, src + 1)):
+            col = csr_at(rows, rows.sp_indices, k)
+            if col < i0 or col >= i1:
+                continue
+            value = data[k]
+            dw_row = dW + col * n_out
+            for j in range(n_out):
+                dw_row[j] += value * d_row[j]
+
+
+# ---------------------------------------------------------------------------------------------
+# A whole network over a set of rows.
+# ---------------------------------------------------------------------------------------------
 
 cdef struct Work:
     void *acts        # each layer's output, layer l at n * act_prefix[l], row-major
-    void *deltas      # two buffers of capacity x max_width, used in turn from the last layer down
+    void *deltas      # each layer's delta, layer l at n * col_prefix[l] (as acts unless maxout)
     void *gathered    # capacity x n_features: the shuffled batch's input rows
     double *row_loss  # capacity
-    double *partial   # one partial sum of squares per optimizer block
+    double *partial   # one sum(W^2) per weight job
+    const Py_ssize_t *job_layer   # weight job j: layer, and W's rows lo..hi (hi < 0: the bias)
+    const Py_ssize_t *job_lo
+    const Py_ssize_t *job_hi
+    Py_ssize_t n_jobs
     Py_ssize_t capacity
     # Beyond scikit-learn; each NULL unless the network needs it. Hidden layers only, laid out
     # as acts (layer l at n * act_prefix[l]).
     void *pre         # z = a W + b, for activations whose derivative needs z
     void *dropped     # the hidden outputs after dropout: the next layer's input
     int *argmax       # maxout: the winning piece of each unit
-    double *grad_partial       # one partial sum of squared gradients per block (max_grad_norm)
+    double *grad_partial             # one sum(g^2) per weight job (max_grad_norm)
     unsigned long long dropout_key   # this step's key (fm_dropout_key)
     long long dropout_threshold      # p 2^53; 0: no dropout in this pass
     double dropout_scale             # 1 / (1 - p)
+
+
+cdef struct Step:
+    # What the weight jobs do once a block's gradient is complete.
+    bint finish           # add the L2 term and divide by the batch's weight (else leave it raw)
+    bint take_step        # then update the parameters
+    double divisor        # sum of the batch's sample weights (its size when unweighted)
+    int solver
+    double learning_rate  # SGD's rate, or Adam's bias-corrected step size for this step
+    double momentum
+    bint nesterov
+    double beta_1
+    double beta_2
+    double epsilon
+    # Beyond scikit-learn:
+    fm_optim *optim       # the torch.optim solvers: hyper-parameters and this step's scalars
+    double max_grad_norm  # 0: the gradient's norm is not clipped
+    double grad_scale     # this step's clip factor, min(1, max_grad_norm / (|g| + 1e-6))
+    double weight_clip    # 0: the parameters are not clamped
+
+
+cdef const floating *dense_input(const Rows *rows, const floating *gathered) noexcept nogil:
+    """The first layer's dense input for this pass (rows.ldx columns): the gathered rows of a
+    shuffled batch, or X's consecutive rows in place."""
+    if rows.index != NULL:
+        return gathered
+    return <const floating *> rows.X + rows.first * rows.ldx
 
 
 cdef inline const void *hidden_input(const Work *work) noexcept nogil:
     """The buffer of what hidden layers pass on to the next: their output, or that output after
     dropout (laid out as acts)."""
     return work.dropped if work.dropout_threshold > 0 else work.acts
+
+
+cdef void layer_forward(const Geometry *g, Py_ssize_t l, floating *a_out, floating *z_out,
+                        int *argmax, floating *pieces, const floating *a_in, Py_ssize_t ld_in,
+                        const Rows *rows, Py_ssize_t r0, Py_ssize_t r1,
+                        const floating *theta) noexcept nogil:
+    """Layer l's output for rows r0..r1 (a_out: rows x units[l + 1]): its product (the sparse X
+    for the first layer of a sparse pass, else a_in @ W), bias and activation, keeping z in z_out
+    if not NULL. A maxout layer's k pieces per unit go to `pieces` (rows x cols[l]) and the
+    winners to argmax (if not NULL)."""
+    cdef Py_ssize_t n_out = g.units[l + 1], n_cols = g.cols[l]
+    cdef bint maxout = l < g.n_layers - 1 and g.hidden_activation == FM_MAXOUT
+    cdef floating *product = pieces if maxout else a_out
+    cdef const floating *W = theta + g.coef_offset[l]
+    cdef const floating *b = theta + g.intercept_offset[l]
+    if l == 0 and rows.sparse:
+        sparse_product(product, rows, r0, r1, W, n_cols)
+    else:
+        dense_product(product, a_in, ld_in, W, r1 - r0, g.units[l], n_cols)
+    if maxout:
+        maxout_forward(a_out, argmax, pieces, b, r1 - r0, n_out, g.maxout_pieces)
+    else:
+        bias_activation_forward(a_out, z_out, b, r1 - r0, n_out,
+                                g.output_activation if l == g.n_layers - 1
+                                else g.hidden_activation, &g.act_params)
 
 
 cdef void hidden_backward(const Geometry *g, Py_ssize_t l, floating *delta, Py_ssize_t r0,
@@ -361,231 +493,229 @@ cdef void hidden_backward(const Geometry *g, Py_ssize_t l, floating *delta, Py_s
                             (r1 - r0) * n, g.hidden_activation, &g.act_params)
 
 
-cdef void forward_job(const Geometry *g, Py_ssize_t l, Py_ssize_t job, Py_ssize_t blocks,
-                      const floating *theta, const Rows *rows, const Work *work) noexcept nogil:
-    """Layer l's forward on one block of rows; the last layer also forms the output delta."""
+cdef void rows_job(const Geometry *g, Py_ssize_t job, Py_ssize_t blocks,
+                   const floating *theta, const Rows *rows, const Work *work) noexcept nogil:
+    """Everything that is row by row, for one block of rows: the forward pass through every
+    layer, the output delta, and every hidden layer's delta. No other block is waited for."""
     cdef Py_ssize_t r0 = block_start(rows.n, blocks, job)
-    cdef Py_ssize_t r1 = block_start(rows.n, blocks, job + 1), r
-    cdef Py_ssize_t n_in = g.units[l], n_out = g.units[l + 1], ld_in = n_in
+    cdef Py_ssize_t r1 = block_start(rows.n, blocks, job + 1), r, l, slot
+    cdef Py_ssize_t n_in, n_out, ld_in, L = g.n_layers
     cdef floating *acts = <floating *> work.acts
-    cdef floating *a_out = acts + rows.n * g.act_prefix[l]
-    cdef const floating *a_in
+    cdef floating *deltas = <floating *> work.deltas
+    cdef floating *a_out
+    cdef const floating *a_in = NULL
     cdef const floating *X = <const floating *> rows.X
     cdef floating *gathered = <floating *> work.gathered
     cdef const floating *Y = <const floating *> rows.Y
-    cdef int activation = g.hidden_activation
+    cdef const floating *w = <const floating *> rows.w
+    cdef floating *delta_out
     if r1 == r0:
         return
-    if l == 0:
-        if rows.index != NULL:
-            for r in range(r0, r1):
-                memcpy(gathered + r * n_in, X + rows.index[r] * rows.ldx, n_in * sizeof(floating))
-            a_in = gathered
-        else:
-            a_in = X
+    for l in range(L):
+        n_in, n_out = g.units[l], g.units[l + 1]
+        slot = rows.n * g.act_prefix[l] + r0 * n_out
+        ld_in = n_in
+        if l == 0 and not rows.sparse:
+            if rows.index != NULL:
+                for r in range(r0, r1):
+                    memcpy(gathered + r * n_in, X + rows.index[r] * rows.ldx,
+                           n_in * sizeof(floating))
+            a_in = dense_input(rows, gathered) + r0 * rows.ldx
             ld_in = rows.ldx
+        elif l > 0:
+            a_in = <const floating *> hidden_input(work) + rows.n * g.act_prefix[l - 1] + r0 * n_in
+        # A maxout layer's pieces go to its delta rows, not needed before backward reaches them.
+        layer_forward(g, l, acts + slot,
+                      <floating *> work.pre + slot if g.keep_z and l < L - 1 else <floating *> NULL,
+                      work.argmax + slot if work.argmax != NULL else NULL,
+                      deltas + rows.n * g.col_prefix[l] + r0 * g.cols[l], a_in, ld_in, rows, r0,
+                      r1, theta)
+        if l < L - 1 and work.dropout_threshold > 0:
+            dropout_forward(<floating *> work.dropped + slot, acts + slot, r1 - r0, n_out,
+                            work.dropout_key, rows.index + r0 if rows.index != NULL else NULL,
+                            rows.first + r0, g.n_hidden, g.act_prefix[l], work.dropout_threshold,
+                            work.dropout_scale)
+    n_out = g.units[L]
+    a_out = acts + rows.n * g.act_prefix[L - 1] + r0 * n_out
+    delta_out = deltas + rows.n * g.col_prefix[L - 1] + r0 * n_out
+    if rows.index != NULL:
+        output_delta(delta_out, work.row_loss + r0, a_out, Y, w, rows.index + r0, r1 - r0,
+                     n_out, g.loss, g.loss_param)
     else:
-        a_in = <const floating *> hidden_input(work) + rows.n * g.act_prefix[l - 1]
-    if l < g.n_layers - 1:
-        hidden_forward(g, l, r0, r1, a_in + r0 * ld_in, ld_in, theta, rows, work)
+        output_delta(delta_out, work.row_loss + r0, a_out, Y + (rows.first + r0) * n_out,
+                     w + rows.first + r0 if w != NULL else NULL, NULL, r1 - r0, n_out, g.loss,
+                     g.loss_param)
+    for l in range(L - 1, 0, -1):
+        # Rows r0..r1 of layer l - 1's delta start at r0 * cols[l - 1], the layout its weight
+        # jobs read; the product is compact (units[l] wide) until hidden_backward.
+        delta_out = deltas + rows.n * g.col_prefix[l - 1] + r0 * g.cols[l - 1]
+        dense_backward_input(delta_out, deltas + rows.n * g.col_prefix[l] + r0 * g.cols[l],
+                             theta + g.coef_offset[l], r1 - r0, g.units[l], g.cols[l])
+        hidden_backward(g, l - 1, delta_out, r0, r1, rows, work)
+
+
+cdef void step_job(const Geometry *g, Py_ssize_t job, floating *theta, floating *grad,
+                   floating *state_1, floating *state_2, floating *state_3, const Step *step,
+                   const Work *work) noexcept nogil:
+    """Weight job j's step, its gradient finished: scale it (max_grad_norm), update the
+    parameters, clamp them (weight_clip)."""
+    cdef Py_ssize_t l = work.job_layer[job], lo = work.job_lo[job], hi = work.job_hi[job]
+    cdef Py_ssize_t n_out = g.cols[l], offset, count
+    if hi < 0:
+        offset, count = g.intercept_offset[l], n_out
+    else:
+        offset, count = g.coef_offset[l] + lo * n_out, (hi - lo) * n_out
+    if step.grad_scale != 1.0:
+        scale(grad + offset, count, step.grad_scale)
+    if step.solver == SOLVER_SGD:
+        sgd_step(theta + offset, grad + offset, state_1 + offset, count, step.learning_rate,
+                 step.momentum, step.nesterov)
+    elif step.solver == SOLVER_ADAM:
+        adam_step(theta + offset, grad + offset, state_1 + offset, state_2 + offset, count,
+                  step.learning_rate, step.beta_1, step.beta_2, step.epsilon)
+    else:
+        optim_step(step.optim, theta + offset, grad + offset, state_1 + offset,
+                   state_2 + offset if state_2 != NULL else NULL,
+                   state_3 + offset if state_3 != NULL else NULL, count)
+    if step.weight_clip > 0:
+        clamp(theta + offset, count, step.weight_clip)
+
+
+cdef void finish_job(const Geometry *g, Py_ssize_t job, floating *theta, floating *grad,
+                     floating *state_1, floating *state_2, floating *state_3, const Step *step,
+                     const Work *work) noexcept nogil:
+    """Weight job j once its gradient is complete: note sum(W^2) for the loss, finish the
+    gradient ((g + alpha W) / sum(w); intercepts unpenalised), take the optimizer's step (or,
+    with max_grad_norm, note sum(g^2): the step waits for the whole gradient's norm)."""
+    cdef Py_ssize_t l = work.job_layer[job], lo = work.job_lo[job], hi = work.job_hi[job]
+    cdef Py_ssize_t n_out = g.cols[l], offset, count
+    work.partial[job] = 0.0
+    if hi < 0:
+        offset, count = g.intercept_offset[l], n_out
+        finalize_gradient(grad + offset, <floating *> NULL, count, 0.0, step.divisor)
+    else:
+        offset, count = g.coef_offset[l] + lo * n_out, (hi - lo) * n_out
+        work.partial[job] = sum_squares(theta + offset, count)
+        finalize_gradient(grad + offset, theta + offset, count, g.alpha, step.divisor)
+    if not step.take_step:
         return
-    activation = g.output_activation
-    dense_forward(a_out + r0 * n_out, <floating *> NULL, a_in + r0 * ld_in, ld_in,
-                  theta + g.coef_offset[l], theta + g.intercept_offset[l],
-                  r1 - r0, n_in, n_out, activation, &g.act_params)
-    output_delta(<floating *> work.deltas + r0 * n_out, work.row_loss + r0,
-                 a_out + r0 * n_out,
-                 Y if rows.index != NULL else Y + r0 * n_out,
-                 <const floating *> rows.w if (rows.index != NULL or rows.w == NULL)
-                 else <const floating *> rows.w + r0,
-                 rows.index + r0 if rows.index != NULL else NULL,
-                 r1 - r0, n_out, g.loss, g.loss_param)
+    if step.max_grad_norm > 0:
+        work.grad_partial[job] = sum_squares(grad + offset, count)
+        return
+    step_job(g, job, theta, grad, state_1, state_2, state_3, step, work)
 
 
-cdef void hidden_forward(const Geometry *g, Py_ssize_t l, Py_ssize_t r0, Py_ssize_t r1,
-                         const floating *a_in, Py_ssize_t ld_in, const floating *theta,
-                         const Rows *rows, const Work *work) noexcept nogil:
-    """Rows r0..r1 of hidden layer l (a_in points at row r0 of its input): the layer's output,
-    with what backward needs of it (z, maxout's winners) and, under dropout, the next layer's
-    input. Maxout's GEMM of k pieces per unit goes to the first delta buffer, unused in forward."""
-    cdef Py_ssize_t n_in = g.units[l], n_out = g.units[l + 1]
-    cdef Py_ssize_t slot = rows.n * g.act_prefix[l] + r0 * n_out
-    cdef floating *a_out = <floating *> work.acts + slot
-    if g.hidden_activation == FM_MAXOUT:
-        maxout_layer_forward(a_out, work.argmax + slot, <floating *> work.deltas + r0 * g.cols[l],
-                             a_in, ld_in, theta + g.coef_offset[l],
-                             theta + g.intercept_offset[l], r1 - r0, n_in, n_out,
-                             g.maxout_pieces)
-    else:
-        dense_forward(a_out, <floating *> work.pre + slot if g.keep_z else <floating *> NULL,
-                      a_in, ld_in, theta + g.coef_offset[l], theta + g.intercept_offset[l],
-                      r1 - r0, n_in, n_out, g.hidden_activation, &g.act_params)
-    if work.dropout_threshold > 0:
-        dropout_forward(<floating *> work.dropped + slot, a_out, r1 - r0, n_out,
-                        work.dropout_key, rows.index + r0 if rows.index != NULL else NULL,
-                        rows.first + r0, g.n_hidden, g.act_prefix[l], work.dropout_threshold,
-                        work.dropout_scale)
-
-
-cdef void backward_job(const Geometry *g, Py_ssize_t l, Py_ssize_t job, Py_ssize_t w_blocks,
-                       Py_ssize_t r_blocks, const floating *theta, floating *grad,
-                       bint accumulate, const Rows *rows, const Work *work) noexcept nogil:
-    """One job of layer l's backward: a block of W's gradient rows, the bias gradient, or a
-    block of rows of the previous layer's delta."""
+cdef void weights_job(const Geometry *g, Py_ssize_t job, floating *theta, floating *grad,
+                      floating *state_1, floating *state_2, floating *state_3, const Step *step,
+                      bint accumulate, const Rows *rows, const Work *work) noexcept nogil:
+    """Weight job j: a block of rows of one layer's W (or its bias) — its gradient over the
+    whole batch, then (step.finish) finished and applied while it is still in cache."""
+    cdef Py_ssize_t l = work.job_layer[job], lo = work.job_lo[job], hi = work.job_hi[job]
     cdef Py_ssize_t n_in = g.units[l], n_out = g.cols[l], ld_in = n_in
-    cdef Py_ssize_t i0, i1
-    cdef floating *acts = <floating *> work.acts
-    cdef floating *delta_buffers = <floating *> work.deltas
-    cdef Py_ssize_t parity = (g.n_layers - 1 - l) % 2
-    cdef floating *delta = delta_buffers + parity * work.capacity * g.max_width
-    cdef floating *delta_prev = delta_buffers + (1 - parity) * work.capacity * g.max_width
+    cdef const floating *delta = <const floating *> work.deltas + rows.n * g.col_prefix[l]
     cdef const floating *a_in
-    if l == 0:
-        if rows.index != NULL:
-            a_in = <const floating *> work.gathered
-        else:
-            a_in = <const floating *> rows.X
-            ld_in = rows.ldx
-    else:
-        a_in = <const floating *> hidden_input(work) + rows.n * g.act_prefix[l - 1]
-    if job < w_blocks:
-        i0 = block_start(n_in, w_blocks, job)
-        i1 = block_start(n_in, w_blocks, job + 1)
-        if i1 > i0:
-            dense_backward_weights(grad + g.coef_offset[l] + i0 * n_out, a_in + i0, ld_in,
-                                   delta, rows.n, i1 - i0, n_out, accumulate)
-    elif job == w_blocks:
+    if hi < 0:
         dense_backward_bias(grad + g.intercept_offset[l], delta, rows.n, n_out, accumulate)
+    elif l == 0 and rows.sparse:
+        sparse_backward_weights(grad + g.coef_offset[0], rows, delta, n_out, lo, hi, accumulate)
     else:
-        job -= w_blocks + 1
-        i0 = block_start(rows.n, r_blocks, job)
-        i1 = block_start(rows.n, r_blocks, job + 1)
-        if i1 > i0:
-            # Rows i0..i1 of the previous layer's delta start at i0 * cols[l - 1], the layout
-            # its backward reads; the product is compact (n_in wide) until hidden_backward.
-            dense_backward_input(delta_prev + i0 * g.cols[l - 1], delta + i0 * n_out,
-                                 theta + g.coef_offset[l], i1 - i0, n_in, n_out)
-            hidden_backward(g, l - 1, delta_prev + i0 * g.cols[l - 1], i0, i1, rows, work)
+        if l == 0:
+            a_in = dense_input(rows, <const floating *> work.gathered)
+            ld_in = rows.ldx
+        else:
+            a_in = <const floating *> hidden_input(work) + rows.n * g.act_prefix[l - 1]
+        dense_backward_weights(grad + g.coef_offset[l] + lo * n_out, a_in + lo, ld_in, delta,
+                               rows.n, hi - lo, n_out, accumulate)
+    if step.finish:
+        finish_job(g, job, theta, grad, state_1, state_2, state_3, step, work)
 
 
-cdef double backprop(const Geometry *g, const floating *theta, floating *grad, bint accumulate,
-                     const Rows *rows, const Work *work, int n_threads) noexcept nogil:
-    """Forward and backward over rows; (accumulates) the raw gradient sum_rows w_r dLoss_r into
-    grad and returns sum_rows w_r loss_r. The L2 term and the division by sum(w) come later."""
-    cdef Py_ssize_t l, job, r, w_blocks, r_blocks = n_blocks(rows.n)
-    cdef double total = 0.0
+cdef double batch_step(const Geometry *g, floating *theta, floating *grad, floating *state_1,
+                       floating *state_2, floating *state_3, Step *step, bint accumulate,
+                       const Rows *rows, const Work *work, int n_threads) noexcept nogil:
+    """Backpropagation over rows in two parallel passes, then (step.finish) the update.
+    Pass 1 is row by row (forward, deltas), pass 2 is weight block by weight block (gradient,
+    finish, step): two barriers per mini-batch whatever the depth; with max_grad_norm a third
+    pass steps, once the gradient's norm is known. Returns sum_rows w_r loss_r; step.divisor is
+    set to sum_rows w_r when step.finish, else left as given."""
+    cdef Py_ssize_t job, r, r_blocks = n_blocks(rows.n)
+    cdef double total = 0.0, divisor = 0.0, norm = 0.0
     cdef const floating *w = <const floating *> rows.w
-    for l in range(g.n_layers):
-        for job in prange(r_blocks, schedule='static', num_threads=n_threads):
-            forward_job(g, l, job, r_blocks, theta, rows, work)
-    for l in range(g.n_layers - 1, -1, -1):
-        w_blocks = n_blocks(g.units[l])
-        for job in prange(w_blocks + 1 + (r_blocks if l > 0 else 0),
-                          schedule='dynamic', num_threads=n_threads):
-            backward_job(g, l, job, w_blocks, r_blocks if l > 0 else 0, theta, grad,
-                         accumulate, rows, work)
+    for job in prange(r_blocks, schedule='static', num_threads=n_threads):
+        rows_job(g, job, r_blocks, theta, rows, work)
     for r in range(rows.n):
         if w == NULL:
             total += work.row_loss[r]
-        elif rows.index != NULL:
-            total += w[rows.index[r]] * work.row_loss[r]
         else:
-            total += w[r] * work.row_loss[r]
-    return total
-
-
-cdef struct Step:
-    # One optimizer step, as the epoch loop sets it up for each mini-batch.
-    int solver
-    double learning_rate      # sgd: the rate; adam: the bias-corrected step size of this step
-    double momentum
-    bint nesterov
-    double beta_1, beta_2, epsilon
-    fm_optim *optim           # the torch.optim solvers: hyper-parameters and this step's scalars
-    void *state_1             # the optimizer's state vectors (theta's layout), NULL if unused
-    void *state_2
-    void *state_3
-    double max_grad_norm      # 0: the gradient's norm is not clipped
-    double grad_scale         # this step's clip factor, min(1, max_grad_norm / (|g| + 1e-6))
-    double weight_clip        # 0: the parameters are not clamped
-
-
-cdef enum:
-    # What one pass of optimizer_job does to its block.
-    PASS_FINISH = 1    # finish the gradient, note sum(W^2) for the loss
-    PASS_NORM = 2      # note sum(g^2) of the finished gradient (max_grad_norm)
-    PASS_STEP = 4      # scale the gradient (if clipped), step, clamp the parameters
-
-
-cdef void optimizer_job(const Geometry *g, Py_ssize_t job, floating *theta, floating *grad,
-                        double divisor, const Step *s, int passes, double *partial,
-                        double *grad_partial) noexcept nogil:
-    """One block of the flat vector: note sum(W^2) for the loss, finish the gradient
-    ((g + alpha W) / sum(w), intercepts unpenalised), then take the optimizer's step."""
-    cdef Py_ssize_t lo = job * PARAM_BLOCK, hi = lo + PARAM_BLOCK, mid
-    cdef floating *state_1
-    cdef floating *state_2
-    cdef floating *state_3
-    if hi > g.n_params:
-        hi = g.n_params
-    if passes & PASS_FINISH:
-        mid = g.n_coefs if g.n_coefs < hi else hi
-        partial[job] = 0.0
-        if mid > lo:
-            partial[job] = sum_squares(theta + lo, mid - lo)
-            finalize_gradient(grad + lo, theta + lo, mid - lo, g.alpha, divisor)
-        if mid < lo:
-            mid = lo
-        if hi > mid:
-            finalize_gradient(grad + mid, <floating *> NULL, hi - mid, 0.0, divisor)
-    if passes & PASS_NORM:
-        grad_partial[job] = sum_squares(grad + lo, hi - lo)
-    if not (passes & PASS_STEP):
-        return
-    state_1 = <floating *> s.state_1 + lo if s.state_1 != NULL else NULL
-    state_2 = <floating *> s.state_2 + lo if s.state_2 != NULL else NULL
-    state_3 = <floating *> s.state_3 + lo if s.state_3 != NULL else NULL
-    if s.grad_scale != 1.0:
-        scale(grad + lo, hi - lo, s.grad_scale)
-    if s.solver == SOLVER_SGD:
-        sgd_step(theta + lo, grad + lo, state_1, hi - lo, s.learning_rate, s.momentum,
-                 s.nesterov)
-    elif s.solver == SOLVER_ADAM:
-        adam_step(theta + lo, grad + lo, state_1, state_2, hi - lo, s.learning_rate,
-                  s.beta_1, s.beta_2, s.epsilon)
-    else:
-        optim_step(s.optim, theta + lo, grad + lo, state_1, state_2, state_3, hi - lo)
-    if s.weight_clip > 0:
-        clamp(theta + lo, hi - lo, s.weight_clip)
-
-
-cdef double finish_and_step(const Geometry *g, floating *theta, floating *grad, double divisor,
-                            Step *s, double *partial, double *grad_partial,
-                            int n_threads) noexcept nogil:
-    """Finish the gradient and (if s is not NULL) update theta, in parallel blocks; returns
-    sum(W^2). Clipping the gradient's global norm needs that norm before any block steps, so it
-    takes two passes, the norm summed between them from per-block partial sums in block order
-    (the same sum whatever the thread count); without it, one pass does both."""
-    cdef Py_ssize_t job, blocks = (g.n_params + PARAM_BLOCK - 1) // PARAM_BLOCK
-    cdef double total = 0.0, norm = 0.0
-    cdef int first_pass = PASS_FINISH
-    if s != NULL:
-        s.grad_scale = 1.0
-        first_pass = (PASS_FINISH | PASS_NORM) if s.max_grad_norm > 0 else (PASS_FINISH | PASS_STEP)
-    for job in prange(blocks, schedule='static', num_threads=n_threads):
-        optimizer_job(g, job, theta, grad, divisor, s, first_pass, partial, grad_partial)
-    if first_pass & PASS_NORM:
-        # torch.nn.utils.clip_grad_norm_: g *= min(1, max_norm / (|g| + 1e-6)).
-        for job in range(blocks):
-            norm = norm + grad_partial[job]
+            total += w[source_row(rows, r)] * work.row_loss[r]
+            divisor += w[source_row(rows, r)]
+    if step.finish:
+        step.divisor = divisor if w != NULL else <double> rows.n
+    step.grad_scale = 1.0
+    for job in prange(work.n_jobs, schedule='dynamic', num_threads=n_threads):
+        weights_job(g, job, theta, grad, state_1, state_2, state_3, step, accumulate, rows,
+                    work)
+    if step.finish and step.take_step and step.max_grad_norm > 0:
+        # torch.nn.utils.clip_grad_norm_: g *= min(1, max_norm / (|g| + 1e-6)), the norm summed
+        # from the jobs' partial sums in job order (the same whatever the thread count).
+        for job in range(work.n_jobs):
+            norm = norm + work.grad_partial[job]
         norm = sqrt(norm)
-        if s.max_grad_norm / (norm + 1e-6) < 1.0:
-            s.grad_scale = s.max_grad_norm / (norm + 1e-6)
-        for job in prange(blocks, schedule='static', num_threads=n_threads):
-            optimizer_job(g, job, theta, grad, divisor, s, PASS_STEP, partial, grad_partial)
-    for job in range(blocks):
-        total = total + partial[job]
+        if step.max_grad_norm / (norm + 1e-6) < 1.0:
+            step.grad_scale = step.max_grad_norm / (norm + 1e-6)
+        for job in prange(work.n_jobs, schedule='static', num_threads=n_threads):
+            step_job(g, job, theta, grad, state_1, state_2, state_3, step, work)
     return total
+
+
+cdef double finish_all(const Geometry *g, floating *theta, floating *grad, const Step *step,
+                       const Work *work, int n_threads) noexcept nogil:
+    """Finish an accumulated gradient without stepping (L-BFGS); returns sum(W^2)."""
+    cdef Py_ssize_t job
+    cdef double total = 0.0
+    for job in prange(work.n_jobs, schedule='static', num_threads=n_threads):
+        finish_job(g, job, theta, grad, <floating *> NULL, <floating *> NULL, <floating *> NULL,
+                   step, work)
+    for job in range(work.n_jobs):
+        total = total + work.partial[job]
+    return total
+
+
+cdef inline double sum_partials(const Work *work) noexcept nogil:
+    cdef Py_ssize_t job
+    cdef double total = 0.0
+    for job in range(work.n_jobs):
+        total = total + work.partial[job]
+    return total
+
+
+cdef int set_input(Rows *rows, object X, const floating *like) except -1:
+    """Point rows at X: a C-contiguous array, or a CSR matrix (of the same dtype as `like`)."""
+    cdef const floating[:, ::1] dense
+    cdef const floating[::1] data
+    cdef const int[::1] indices_32, indptr_32
+    cdef const long long[::1] indices_64, indptr_64
+    rows.X = rows.sp_data = rows.sp_indices = rows.sp_indptr = NULL
+    rows.sparse = hasattr(X, "indptr")
+    rows.wide_index = False
+    rows.ldx = X.shape[1]
+    if not rows.sparse:
+        dense = X
+        rows.X = &dense[0, 0] if dense.shape[0] > 0 else NULL
+        return 0
+    data = X.data
+    rows.sp_data = &data[0] if data.shape[0] > 0 else NULL
+    if X.indices.dtype == np.int32 and X.indptr.dtype == np.int32:
+        indices_32, indptr_32 = X.indices, X.indptr
+        rows.sp_indices = &indices_32[0] if indices_32.shape[0] > 0 else NULL
+        rows.sp_indptr = &indptr_32[0]
+    else:
+        indices_64 = X.indices.astype(np.int64, copy=False)
+        indptr_64 = X.indptr.astype(np.int64, copy=False)
+        rows.wide_index = True
+        rows.sp_indices = &indices_64[0] if indices_64.shape[0] > 0 else NULL
+        rows.sp_indptr = &indptr_64[0]
+    return 0
 
 
 cdef fm_optim read_optim(optimizer) except *:
@@ -617,24 +747,35 @@ cdef class Trainer:
     derivative needs it, the dropped-out hidden outputs, maxout's winners), dropout's seed, and
     the clipping of the gradient's norm and of the parameters after each step (0: none)."""
     cdef Network network
-    cdef readonly object acts, deltas, gathered, row_loss, partial
+    cdef readonly object acts, deltas, gathered, row_loss, partial, jobs
     cdef readonly object pre, dropped, argmax, grad_partial
     cdef readonly Py_ssize_t capacity
     cdef readonly unsigned long long dropout_seed
     cdef readonly double max_grad_norm, weight_clip
 
-    def __init__(self, Network network, Py_ssize_t capacity, Py_ssize_t n_features, dtype, *,
-                 unsigned long long dropout_seed=0, double max_grad_norm=0.0,
-                 double weight_clip=0.0):
+    def __init__(self, Network network, Py_ssize_t capacity, Py_ssize_t n_features, dtype,
+                 bint sparse=False, *, unsigned long long dropout_seed=0,
+                 double max_grad_norm=0.0, double weight_clip=0.0):
         self.network = network
         self.capacity = capacity
         g = &network.g
         self.acts = np.empty(capacity * g.act_prefix[g.n_layers], dtype=dtype)
-        self.deltas = np.empty(2 * capacity * g.max_width, dtype=dtype)
-        self.gathered = np.empty(capacity * n_features, dtype=dtype)
+        self.deltas = np.empty(capacity * g.col_prefix[g.n_layers], dtype=dtype)
+        # A sparse X is read in place: nothing to gather.
+        self.gathered = np.empty(0 if sparse else capacity * n_features, dtype=dtype)
         self.row_loss = np.empty(capacity, dtype=np.float64)
-        self.partial = np.empty((g.n_params + PARAM_BLOCK - 1) // PARAM_BLOCK, dtype=np.float64)
-        self.grad_partial = np.empty_like(self.partial)
+        # The weight jobs: every layer's W cut into blocks of rows (fixed by the shapes, so the
+        # same whatever the thread count), and its bias; the largest layers first.
+        jobs = []
+        for l in range(g.n_layers):
+            blocks = n_blocks(g.units[l])
+            for b in range(blocks):
+                jobs.append((l, block_start(g.units[l], blocks, b),
+                             block_start(g.units[l], blocks, b + 1)))
+            jobs.append((l, 0, -1))
+        self.jobs = np.ascontiguousarray(np.array(jobs, dtype=np.intp).T)
+        self.partial = np.zeros(len(jobs), dtype=np.float64)
+        self.grad_partial = np.zeros(len(jobs), dtype=np.float64)
         hidden = capacity * g.n_hidden
         self.pre = np.empty(hidden if g.keep_z else 0, dtype=dtype)
         self.dropped = np.empty(hidden if g.dropout > 0 else 0, dtype=dtype)
@@ -648,6 +789,7 @@ cdef class Trainer:
         cdef double[::1] row_loss = self.row_loss
         cdef double[::1] partial = self.partial
         cdef double[::1] grad_partial = self.grad_partial
+        cdef Py_ssize_t[:, ::1] jobs = self.jobs
         cdef floating[::1] pre = self.pre
         cdef floating[::1] dropped = self.dropped
         cdef int[::1] argmax = self.argmax
@@ -656,6 +798,10 @@ cdef class Trainer:
         work.gathered = &gathered[0] if gathered.shape[0] > 0 else NULL
         work.row_loss = &row_loss[0]
         work.partial = &partial[0]
+        work.job_layer = &jobs[0, 0]
+        work.job_lo = &jobs[1, 0]
+        work.job_hi = &jobs[2, 0]
+        work.n_jobs = jobs.shape[1]
         work.capacity = self.capacity
         work.pre = &pre[0] if pre.shape[0] > 0 else NULL
         work.dropped = &dropped[0] if dropped.shape[0] > 0 else NULL
@@ -675,56 +821,57 @@ cdef class Trainer:
             work.dropout_threshold = <long long> (p * 9007199254740992.0)  # p 2^53
 
     def epoch(self, floating[::1] theta, floating[::1] grad, floating[::1] state_1,
-              floating[::1] state_2, const floating[:, ::1] X, const floating[:, ::1] Y,
+              floating[::1] state_2, X, const floating[:, ::1] Y,
               const floating[::1] sample_weight, const Py_ssize_t[::1] order,
               Py_ssize_t batch_size, optimizer, int n_threads, state_3=None):
         """One epoch of mini-batch training: batches are order[0:b], order[b:2b], ... (or the
-        consecutive rows of X when order is empty). Returns sum over batches of batch loss x
-        batch length, as scikit-learn accumulates it. The optimizer object gives the solver and
-        its hyper-parameters, and keeps its step count t (and NAdam's mu_product); state_3 is
-        the third state vector of the torch.optim solvers that have one."""
+        consecutive rows of X when order is empty). X is a C-contiguous array or a CSR matrix.
+        Returns sum over batches of batch loss x batch length, as scikit-learn accumulates it.
+        The optimizer object gives the solver and its hyper-parameters, and keeps its step
+        count t (and NAdam's mu_product); state_3 is the third state vector of the torch.optim
+        solvers that have one."""
         cdef Geometry *g = &self.network.g
         cdef floating[::1] acts = self.acts
         cdef floating[::1] deltas = self.deltas
         cdef floating[::1] gathered = self.gathered
         cdef floating[::1] third_state
+        cdef floating *state_3_ptr = NULL
         cdef Work work = self._work(acts, deltas, gathered)
         cdef Rows rows
         cdef Step step
         cdef fm_optim optim
-        cdef Py_ssize_t n_samples = X.shape[0], start, stop
+        cdef Py_ssize_t n_samples = Y.shape[0], start, stop
         cdef bint shuffled = order.shape[0] > 0, weighted = sample_weight.shape[0] > 0
-        cdef int solver = optimizer.solver
-        cdef double learning_rate = optimizer.learning_rate, momentum = 0.0
-        cdef double beta_1 = 0.0, beta_2 = 0.0, epsilon = 0.0, step_size = 0.0
-        cdef double divisor, batch_loss, accumulated = 0.0, sum_w2
-        cdef bint nesterov = False
+        cdef double learning_rate, batch_loss, accumulated = 0.0
         cdef long t = optimizer.t
-        cdef Py_ssize_t r
         if batch_size > self.capacity:
             raise ValueError("batch_size exceeds the trainer's capacity")
-        if solver == SOLVER_SGD:
-            momentum = optimizer.momentum
-            nesterov = optimizer.nesterov
-        elif solver == SOLVER_ADAM:
-            beta_1, beta_2, epsilon = optimizer.beta_1, optimizer.beta_2, optimizer.epsilon
+        step.finish = step.take_step = True
+        step.solver = optimizer.solver
+        step.momentum = step.beta_1 = step.beta_2 = step.epsilon = 0.0
+        step.nesterov = False
+        if step.solver == SOLVER_SGD:
+            learning_rate = optimizer.learning_rate
+            step.momentum = optimizer.momentum
+            step.nesterov = optimizer.nesterov
+        elif step.solver == SOLVER_ADAM:
             learning_rate = optimizer.learning_rate_init
+            step.beta_1, step.beta_2 = optimizer.beta_1, optimizer.beta_2
+            step.epsilon = optimizer.epsilon
         else:
+            learning_rate = optimizer.learning_rate_init
             optim = read_optim(optimizer)
-        step.solver = solver
-        step.momentum = momentum
-        step.nesterov = nesterov
-        step.beta_1, step.beta_2, step.epsilon = beta_1, beta_2, epsilon
+        step.learning_rate = learning_rate
         step.optim = &optim
-        step.state_1 = &state_1[0] if state_1.shape[0] > 0 else NULL
-        step.state_2 = &state_2[0] if state_2.shape[0] > 0 else NULL
-        step.state_3 = NULL
-        if state_3 is not None and len(state_3) > 0:
-            third_state = state_3
-            step.state_3 = &third_state[0]
         step.max_grad_norm = self.max_grad_norm
         step.weight_clip = self.weight_clip
-        rows.ldx = X.shape[1]
+        step.grad_scale = 1.0
+        if state_3 is not None and len(state_3) > 0:
+            third_state = state_3
+            state_3_ptr = &third_state[0]
+        set_input(&rows, X, &theta[0])
+        rows.Y = &Y[0, 0]
+        rows.w = &sample_weight[0] if weighted else NULL
         try:
             with nogil:
                 start = 0
@@ -734,84 +881,73 @@ cdef class Trainer:
                         stop = n_samples
                     rows.n = stop - start
                     rows.first = start
-                    if shuffled:
-                        rows.X = &X[0, 0]
-                        rows.Y = &Y[0, 0]
-                        rows.w = &sample_weight[0] if weighted else NULL
-                        rows.index = &order[start]
-                    else:
-                        rows.X = &X[start, 0]
-                        rows.Y = &Y[start, 0]
-                        rows.w = &sample_weight[start] if weighted else NULL
-                        rows.index = NULL
-                    # The step's counter and per-step scalars (dropout's mask depends on it).
-                    if solver >= FM_SOLVER_ADAGRAD:
+                    rows.index = &order[start] if shuffled else NULL
+                    # The step's counter and scalars; dropout's mask depends on the counter.
+                    if step.solver >= FM_SOLVER_ADAGRAD:
                         fm_optim_begin_step(&optim)
                         t = optim.t
                     else:
                         t += 1
+                    if step.solver == SOLVER_ADAM:
+                        step.learning_rate = (learning_rate * sqrt(1.0 - pow(step.beta_2, t))
+                                              / (1.0 - pow(step.beta_1, t)))
                     self._dropout_step(&work, t)
-                    batch_loss = backprop(g, &theta[0], &grad[0], False, &rows, &work, n_threads)
-                    divisor = <double> rows.n
-                    if weighted:
-                        divisor = 0.0
-                        for r in range(rows.n):
-                            divisor = divisor + (sample_weight[order[start + r]] if shuffled
-                                                 else sample_weight[start + r])
-                    if solver == SOLVER_ADAM:
-                        step_size = (learning_rate * sqrt(1.0 - pow(beta_2, <double> t))
-                                     / (1.0 - pow(beta_1, <double> t)))
-                    step.learning_rate = step_size if solver == SOLVER_ADAM else learning_rate
-                    sum_w2 = finish_and_step(g, &theta[0], &grad[0], divisor, &step,
-                                             work.partial, work.grad_partial, n_threads)
-                    batch_loss = batch_loss / divisor + 0.5 * g.alpha * sum_w2 / divisor
+                    batch_loss = batch_step(g, &theta[0], &grad[0], &state_1[0],
+                                            &state_2[0] if state_2.shape[0] > 0 else NULL,
+                                            state_3_ptr, &step, False, &rows, &work, n_threads)
+                    batch_loss = (batch_loss / step.divisor
+                                  + 0.5 * g.alpha * sum_partials(&work) / step.divisor)
                     accumulated = accumulated + batch_loss * rows.n
                     start = stop
                     with gil:
                         PyErr_CheckSignals()
         finally:
             optimizer.t = t
-            if solver >= FM_SOLVER_ADAGRAD:
+            if step.solver >= FM_SOLVER_ADAGRAD:
                 optimizer.mu_product = optim.mu_product
         return accumulated
 
-    def loss_gradient(self, floating[::1] theta, floating[::1] grad, const floating[:, ::1] X,
+    def loss_gradient(self, floating[::1] theta, floating[::1] grad, X,
                       const floating[:, ::1] Y, const floating[::1] sample_weight,
                       int n_threads, long long dropout_step=-1):
         """Full-batch loss and gradient at theta (for L-BFGS), in chunks of `capacity` rows
         whose gradients accumulate in order. Returns the loss; grad receives the gradient.
-        dropout_step >= 0 applies the dropout mask of that optimizer step (for gradient checks;
-        the default, like prediction, uses no dropout)."""
+        dropout_step >= 0 applies the dropout masks of that optimizer step (for gradient checks;
+        by default, as in prediction, there is no dropout)."""
         cdef Geometry *g = &self.network.g
         cdef floating[::1] acts = self.acts
         cdef floating[::1] deltas = self.deltas
         cdef floating[::1] gathered = self.gathered
         cdef Work work = self._work(acts, deltas, gathered)
         cdef Rows rows
-        cdef Py_ssize_t n_samples = X.shape[0], start, r
+        cdef Step step
+        cdef Py_ssize_t n_samples = Y.shape[0], start, r
         cdef bint weighted = sample_weight.shape[0] > 0
-        cdef double data_loss = 0.0, divisor = <double> n_samples, sum_w2
-        rows.ldx = X.shape[1]
+        cdef double data_loss = 0.0, sum_w2
+        step.finish = step.take_step = False
+        step.divisor = <double> n_samples
+        step.max_grad_norm = step.weight_clip = 0.0
+        set_input(&rows, X, &theta[0])
+        rows.Y = &Y[0, 0]
+        rows.w = &sample_weight[0] if weighted else NULL
         rows.index = NULL
         with nogil:
             self._dropout_step(&work, dropout_step)
             if weighted:
-                divisor = 0.0
+                step.divisor = 0.0
                 for r in range(n_samples):
-                    divisor = divisor + sample_weight[r]
+                    step.divisor = step.divisor + sample_weight[r]
             start = 0
             while start < n_samples:
                 rows.n = min(self.capacity, n_samples - start)
                 rows.first = start
-                rows.X = &X[start, 0]
-                rows.Y = &Y[start, 0]
-                rows.w = &sample_weight[start] if weighted else NULL
-                data_loss += backprop(g, &theta[0], &grad[0], start > 0, &rows, &work,
-                                      n_threads)
+                data_loss += batch_step(g, &theta[0], &grad[0], <floating *> NULL,
+                                        <floating *> NULL, <floating *> NULL, &step, start > 0,
+                                        &rows, &work, n_threads)
                 start += rows.n
-            sum_w2 = finish_and_step(g, &theta[0], &grad[0], divisor, NULL, work.partial,
-                                     NULL, n_threads)
-        return data_loss / divisor + 0.5 * g.alpha * sum_w2 / divisor
+            step.finish = True
+            sum_w2 = finish_all(g, &theta[0], &grad[0], &step, &work, n_threads)
+        return data_loss / step.divisor + 0.5 * g.alpha * sum_w2 / step.divisor
 
 
 # ---------------------------------------------------------------------------------------------
@@ -819,43 +955,41 @@ cdef class Trainer:
 # thread, with that thread's own two scratch buffers; no barrier between layers.
 # ---------------------------------------------------------------------------------------------
 
-cdef void predict_block(const Geometry *g, const floating *theta, const floating *X,
-                        Py_ssize_t ldx, floating *out, Py_ssize_t rows, floating *scratch)\
+cdef void predict_block(const Geometry *g, const floating *theta, const Rows *rows,
+                        Py_ssize_t r0, Py_ssize_t r1, floating *out, floating *scratch)\
         noexcept nogil:
-    cdef Py_ssize_t l, n_out
-    cdef const floating *a_in = X
-    cdef Py_ssize_t ld_in = ldx
+    """out rows r0..r1 = the network's output for rows r0..r1 of X. A maxout layer's pieces
+    go to a third scratch slot."""
+    cdef Py_ssize_t l, n_out, ld_in = rows.ldx
+    cdef const floating *a_in = NULL
     cdef floating *a_out
     for l in range(g.n_layers):
         n_out = g.units[l + 1]
         if l == g.n_layers - 1:
-            dense_forward(out, <floating *> NULL, a_in, ld_in, theta + g.coef_offset[l],
-                          theta + g.intercept_offset[l], rows, g.units[l], n_out,
-                          g.output_activation, &g.act_params)
+            a_out = out + r0 * n_out
         else:
             a_out = scratch + (l % 2) * PREDICT_ROWS * g.max_width
-            if g.hidden_activation == FM_MAXOUT:  # the k pieces go to a third scratch slot
-                maxout_layer_forward(a_out, NULL, scratch + 2 * PREDICT_ROWS * g.max_width,
-                                     a_in, ld_in, theta + g.coef_offset[l],
-                                     theta + g.intercept_offset[l], rows, g.units[l], n_out,
-                                     g.maxout_pieces)
-            else:
-                dense_forward(a_out, <floating *> NULL, a_in, ld_in, theta + g.coef_offset[l],
-                              theta + g.intercept_offset[l], rows, g.units[l], n_out,
-                              g.hidden_activation, &g.act_params)
-            a_in = a_out
-            ld_in = n_out
+        if l == 0 and not rows.sparse:
+            a_in = <const floating *> rows.X + r0 * rows.ldx
+        layer_forward(g, l, a_out, <floating *> NULL, NULL,
+                      scratch + 2 * PREDICT_ROWS * g.max_width, a_in, ld_in, rows, r0, r1, theta)
+        a_in = a_out
+        ld_in = n_out
 
 
-def predict(Network network, const floating[::1] theta, const floating[:, ::1] X,
-            floating[:, ::1] out, int n_threads):
-    """out = the network's output activation for every row of X."""
+def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
+            int n_threads):
+    """out = the network's output activation for every row of X (C-contiguous array or CSR)."""
     cdef Geometry *g = &network.g
-    cdef Py_ssize_t n = X.shape[0], blocks = (n + PREDICT_ROWS - 1) // PREDICT_ROWS, b
+    cdef Rows rows
+    cdef Py_ssize_t n = out.shape[0], blocks = (n + PREDICT_ROWS - 1) // PREDICT_ROWS, b
     cdef Py_ssize_t scratch_size = ((3 if g.hidden_activation == FM_MAXOUT else 2)
                                     * PREDICT_ROWS * g.max_width)
     if n == 0:
         return
+    set_input(&rows, X, &theta[0])
+    rows.index = NULL
+    rows.first = 0
     if blocks < n_threads:
         n_threads = <int> blocks
     # Per-thread scratch, allocated here so that a failure is a MemoryError, not a lost block.
@@ -864,14 +998,12 @@ def predict(Network network, const floating[::1] theta, const floating[:, ::1] X
     if n_threads == 1:
         with nogil:
             for b in range(blocks):
-                predict_block(g, &theta[0], &X[b * PREDICT_ROWS, 0], X.shape[1],
-                              &out[b * PREDICT_ROWS, 0], min(PREDICT_ROWS, n - b * PREDICT_ROWS),
-                              &scratch[0])
+                predict_block(g, &theta[0], &rows, b * PREDICT_ROWS,
+                              min(n, (b + 1) * PREDICT_ROWS), &out[0, 0], &scratch[0])
         return
     for b in prange(blocks, nogil=True, schedule='static', num_threads=n_threads):
-        predict_block(g, &theta[0], &X[b * PREDICT_ROWS, 0], X.shape[1],
-                      &out[b * PREDICT_ROWS, 0], min(PREDICT_ROWS, n - b * PREDICT_ROWS),
-                      &scratch[threadid() * scratch_size])
+        predict_block(g, &theta[0], &rows, b * PREDICT_ROWS, min(n, (b + 1) * PREDICT_ROWS),
+                      &out[0, 0], &scratch[threadid() * scratch_size])
 
 
 # ---------------------------------------------------------------------------------------------

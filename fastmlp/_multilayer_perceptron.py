@@ -52,6 +52,8 @@ from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from fastmlp import _engine
+from fastmlp._callbacks import CallbackSupportMixin, FitTask
+from fastmlp._persistence import check_loaded_state
 from fastmlp._stochastic_optimizers import (
     TORCH_DEFAULTS,
     AdamOptimizer,
@@ -59,6 +61,8 @@ from fastmlp._stochastic_optimizers import (
     TorchOptimizer,
 )
 from fastmlp._threads import effective_n_threads, single_threaded_blas
+from fastmlp._version import __version__
+from fastmlp.exceptions import InconsistentVersionWarning
 
 _TORCH_SOLVERS = list(TORCH_DEFAULTS)  # adagrad, rmsprop, adadelta, adamax, nadam, adamw
 _STOCHASTIC_SOLVERS = ["sgd", "adam"] + _TORCH_SOLVERS
@@ -93,6 +97,15 @@ def _check_sample_weight(sample_weight, X, dtype):
     return sample_weight
 
 
+def _engine_input(X, dtype):
+    """X as the engine reads it: C-contiguous, or CSR (a CSC matrix is converted once; sparse
+    input is never densified), in the compute dtype."""
+    if sp.issparse(X):
+        X = X.tocsr()
+        return X.astype(dtype, copy=False) if X.dtype != dtype else X
+    return np.ascontiguousarray(X, dtype=dtype)
+
+
 def _check_optimize_result(result, max_iter):
     """L-BFGS's iteration count, and scikit-learn's ConvergenceWarning when it did not converge."""
     n_iter = min(result.nit, max_iter)
@@ -114,7 +127,7 @@ def _check_optimize_result(result, max_iter):
     return n_iter
 
 
-class BaseMultilayerPerceptron(BaseEstimator, ABC):
+class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
     """Base class for MLP classification and regression (not for direct use)."""
 
     _parameter_constraints: dict = {
@@ -266,11 +279,24 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
             state.pop("coefs_", None)
             state.pop("intercepts_", None)
             state.pop("_network_cache", None)
-        return state
+        # scikit-learn stamps only its own estimators with its version; stamp ours with fastmlp's.
+        return dict(state, _fastmlp_version=__version__)
 
     def __setstate__(self, state):
+        state = dict(state)
+        pickled_version = state.pop("_fastmlp_version", "unknown")
+        if pickled_version != __version__:
+            warnings.warn(InconsistentVersionWarning(
+                estimator_name=type(self).__name__, current_fastmlp_version=__version__,
+                original_fastmlp_version=pickled_version,
+            ))
         super().__setstate__(state)
         if "_theta" in state:
+            if self._theta.base is not None:
+                # skops loads arrays as views into its buffers: the weights' views must have
+                # theta itself as base (see _packed_parameters), so theta must own its memory.
+                self._theta = self._theta.copy()
+            check_loaded_state(self)  # a damaged or crafted file fails here, not in the engine
             self.coefs_, self.intercepts_ = self._network().views(self._theta)
 
     # -- fitting -------------------------------------------------------------------------------------
@@ -338,11 +364,14 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
                 "max_grad_norm=None, or another solver."
             )
 
+        fit_task = FitTask(  # scikit-learn's callbacks: each epoch (lbfgs: iteration) a sub-task
+            self, X, y, sample_weight, task_name="partial_fit" if incremental else "fit",
+            max_subtasks=(self.max_iter + 1 if self.solver == "lbfgs"  # + scipy's closing one
+                          else 1 if incremental else self.max_iter),
+        )
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
-        if sp.issparse(X):
-            X = X.toarray()  # the engine's sparse first layer is not written yet
         dtype = X.dtype if first_pass else self._theta.dtype
-        X = np.ascontiguousarray(X, dtype=dtype)
+        X = _engine_input(X, dtype)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype)
         sample_weight = self._weight_classes(y, sample_weight, dtype)
@@ -368,25 +397,26 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         theta = self._packed_parameters()
 
         if self.solver in _STOCHASTIC_SOLVERS:
-            self._fit_stochastic(X, y, sample_weight, theta, incremental)
+            self._fit_stochastic(X, y, sample_weight, theta, incremental, fit_task)
         else:
-            self._fit_lbfgs(X, y, sample_weight, theta)
+            self._fit_lbfgs(X, y, sample_weight, theta, fit_task)
 
         if not np.isfinite(theta).all():
             raise ValueError(
                 "Solver produced non-finite parameter weights. The input data may"
                 " contain large values and need to be preprocessed."
             )
+        fit_task.end()
         return self
 
     def _weight_classes(self, y, sample_weight, dtype):
         """sample_weight times the weights of class_weight (classifiers only)."""
         return sample_weight
 
-    def _fit_lbfgs(self, X, y, sample_weight, theta):
+    def _fit_lbfgs(self, X, y, sample_weight, theta, fit_task):
         network = self._network()
         trainer = _engine.Trainer(network, min(X.shape[0], _LBFGS_CHUNK_ROWS), X.shape[1],
-                                  theta.dtype)
+                                  theta.dtype, sp.issparse(X))
         Y = np.ascontiguousarray(y, dtype=theta.dtype)
         weights = sample_weight if sample_weight is not None else np.empty(0, theta.dtype)
         grad = np.empty_like(theta)
@@ -409,8 +439,12 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
                 jac=True,
                 bounds=bounds,
                 options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
+                callback=fit_task.lbfgs_callback(theta),
             )
-        self.n_iter_ = _check_optimize_result(result, self.max_iter)
+        fit_task.close_lbfgs()
+        # A stop asked by a callback is no failure to converge: no ConvergenceWarning then.
+        self.n_iter_ = (min(result.nit, self.max_iter) if fit_task.stopped
+                        else _check_optimize_result(result, self.max_iter))
         self.loss_ = result.fun
         theta[...] = result.x
 
@@ -430,7 +464,7 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
             decoupled_weight_decay=self.decoupled_weight_decay, amsgrad=self.amsgrad,
         )
 
-    def _fit_stochastic(self, X, y, sample_weight, theta, incremental):
+    def _fit_stochastic(self, X, y, sample_weight, theta, incremental, fit_task):
         if not incremental or not hasattr(self, "_optimizer"):
             self._optimizer = self._make_optimizer(theta.shape[0], theta.dtype)
 
@@ -482,11 +516,11 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         dropout_seed = (int(self._random_state.randint(0, 2**62, dtype=np.int64))
                         if self.dropout > 0 else 0)
         trainer = _engine.Trainer(
-            self._network(), batch_size, X_train.shape[1], theta.dtype,
+            self._network(), batch_size, X_train.shape[1], theta.dtype, sp.issparse(X_train),
             dropout_seed=dropout_seed, max_grad_norm=self.max_grad_norm or 0.0,
             weight_clip=self.weight_clip or 0.0,
         )
-        X_train = np.ascontiguousarray(X_train)
+        X_train = _engine_input(X_train, theta.dtype)
         Y_train = np.ascontiguousarray(y_train, dtype=theta.dtype)
         no_rows = np.empty(0, dtype=np.intp)
         weights = (np.ascontiguousarray(sample_weight_train) if sample_weight_train is not None
@@ -498,6 +532,7 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         try:
             self.n_iter_ = 0
             for it in range(self.max_iter):
+                fit_task.begin_iteration(theta)
                 if self.shuffle:
                     # Only the indices are shuffled; the engine gathers each batch's rows.
                     sample_idx = shuffle(sample_idx, random_state=self._random_state)
@@ -521,6 +556,8 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
                                                   sample_weight_val)
                 # for learning rate that needs to be updated at iteration end
                 optimizer.iteration_ends(self.t_)
+                if fit_task.end_iteration(theta):
+                    break  # a callback asked to stop
 
                 if self._no_improvement_count > self.n_iter_no_change:
                     # not better than last `n_iter_no_change` iterations by tol
@@ -616,17 +653,17 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
 
     def _forward_pass_fast(self, X, check_input=True):
         """The output layer's activations for X (the engine's forward pass, no bookkeeping)."""
-        if check_input:
-            X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
-        if sp.issparse(X):
-            X = X.toarray()
         theta = self._packed_parameters()
-        dtype = np.result_type(X.dtype, theta.dtype)
-        if not np.issubdtype(dtype, np.floating):
-            dtype = np.float64
-        if dtype != theta.dtype:
-            theta = theta.astype(dtype)  # e.g. float64 X on a float32 model, as numpy promotes
-        X = np.ascontiguousarray(X, dtype=dtype)
+        if check_input and not self._is_plain_input(X, theta.dtype):
+            X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+        dtype = theta.dtype
+        if X.dtype != dtype:
+            dtype = np.result_type(X.dtype, theta.dtype)
+            if not np.issubdtype(dtype, np.floating):
+                dtype = np.float64
+            if dtype != theta.dtype:
+                theta = theta.astype(dtype)  # float64 X on a float32 model, as numpy promotes
+        X = _engine_input(X, dtype)
         out = np.empty((X.shape[0], self.n_outputs_), dtype=dtype)
         n_threads = effective_n_threads() if X.shape[0] > 128 else 1
         if n_threads > 1:
@@ -635,6 +672,25 @@ class BaseMultilayerPerceptron(BaseEstimator, ABC):
         else:
             _engine.predict(self._network(), theta, X, out, 1)
         return out
+
+    def _is_plain_input(self, X, dtype):
+        """Whether X needs none of validate_data's work: a finite C-ordered array of the model's
+        dtype and width, on a model fitted without feature names. This is what keeps one-row
+        prediction in microseconds; anything else takes scikit-learn's path and its errors."""
+        return (
+            type(X) is np.ndarray
+            and X.dtype == dtype
+            and X.ndim == 2
+            and X.shape[0] > 0
+            and X.shape[1] == self.n_features_in_
+            and X.flags.c_contiguous
+            and not hasattr(self, "feature_names_in_")
+            and bool(np.isfinite(X).all())
+        )
+
+    def _check_is_fitted(self):
+        if "_theta" not in self.__dict__:
+            check_is_fitted(self)
 
     def _score_with_function(self, X, y, sample_weight, score_function):
         """Private score method without input validation."""
@@ -779,8 +835,9 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         if sample_weight is None:
             weights = compute_sample_weight(self.class_weight, labels)
         elif labels.ndim == 1:
-            weights = compute_class_weight(self.class_weight, classes=self.classes_, y=labels,
-                                           sample_weight=sample_weight)
+            with np.errstate(divide="ignore"):
+                weights = compute_class_weight(self.class_weight, classes=self.classes_,
+                                               y=labels, sample_weight=sample_weight)
             weights = weights[np.searchsorted(self.classes_, labels)]
         else:
             # multilabel: one class weight per output, multiplied (compute_sample_weight's rule)
@@ -790,12 +847,18 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             weights = np.ones(labels.shape[0])
             for k, class_weight in enumerate(per_output):
                 classes, column = np.unique(labels[:, k], return_inverse=True)
-                weights = weights * compute_class_weight(
-                    class_weight, classes=classes, y=labels[:, k], sample_weight=sample_weight
-                )[column]
+                with np.errstate(divide="ignore"):
+                    weights = weights * compute_class_weight(
+                        class_weight, classes=classes, y=labels[:, k],
+                        sample_weight=sample_weight,
+                    )[column]
         if sample_weight is None:
             return np.ascontiguousarray(weights, dtype=dtype)
-        return np.ascontiguousarray(sample_weight * weights, dtype=dtype)
+        # A class whose samples all weigh 0 gets an infinite 'balanced' weight: its samples
+        # still weigh 0 (not 0 * inf).
+        with np.errstate(invalid="ignore"):
+            weighted = np.where(sample_weight == 0, 0.0, sample_weight * weights)
+        return np.ascontiguousarray(weighted, dtype=dtype)
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(
@@ -830,8 +893,26 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
                     "`y` has classes not in `self.classes_`. "
                     f"`self.classes_` has {self.classes_}. 'y' has {classes}."
                 )
-        y = self._label_binarizer.transform(y).astype(bool)
-        return X, y
+        return X, self._binarize(y)
+
+    def _binarize(self, y):
+        """LabelBinarizer's transform as a bool indicator matrix. For multiclass and binary
+        targets whose labels are all known this is a searchsorted: LabelBinarizer spends ~1 ms
+        per 1,000 labels checking its input again, which is more than a small epoch's training.
+        Anything else (multilabel, unknown labels and their errors) goes to LabelBinarizer."""
+        binarizer = self._label_binarizer
+        if binarizer.y_type_ in ("multiclass", "binary") and y.ndim == 1 and y.size:
+            classes = binarizer.classes_
+            index = np.searchsorted(classes, y)
+            np.minimum(index, len(classes) - 1, out=index)
+            if np.array_equal(classes[index], y):
+                if len(classes) == 2:
+                    return (index == 1).reshape(-1, 1)
+                if len(classes) > 2:
+                    indicator = np.zeros((y.shape[0], len(classes)), dtype=bool)
+                    indicator[np.arange(y.shape[0]), index] = True
+                    return indicator
+        return binarizer.transform(y).astype(bool)
 
     def predict(self, X):
         """Predict using the multi-layer perceptron classifier.
@@ -845,7 +926,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         y : ndarray, shape (n_samples,) or (n_samples, n_classes)
             The predicted classes.
         """
-        check_is_fitted(self)
+        self._check_is_fitted()
         return self._predict(X)
 
     def _predict(self, X, check_input=True):
@@ -916,7 +997,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
 
     def predict_proba(self, X):
         """Probability estimates, shape (n_samples, n_classes), classes as in `classes_`."""
-        check_is_fitted(self)
+        self._check_is_fitted()
         y_pred = self._forward_pass_fast(X)
         if self.n_outputs_ == 1:
             y_pred = y_pred.ravel()
@@ -983,7 +1064,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
     def predict(self, X):
         """Predict using the multi-layer perceptron model: shape (n_samples,) or
         (n_samples, n_outputs)."""
-        check_is_fitted(self)
+        self._check_is_fitted()
         return self._predict(X)
 
     def _predict(self, X, check_input=True):

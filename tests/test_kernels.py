@@ -149,10 +149,12 @@ def test_adam_step_is_scikit_learns_formula(dtype):
     t, lr, b1, b2, eps = 7, 1e-3, 0.9, 0.999, 1e-8
     step = lr * np.sqrt(1 - b2**t) / (1 - b1**t)
     E.kernel_adam_step(p, grad, m2, v2, step, b1, b2, eps)
-    # scikit-learn's AdamOptimizer._get_updates.
+    # scikit-learn's AdamOptimizer._get_updates, with the step in the arrays' dtype (in float64
+    # exactly scikit-learn's; in float32 fastmlp stays in float32 where numpy would promote).
     m_ref = b1 * m + (1 - b1) * grad
     v_ref = b2 * v + (1 - b2) * grad**2
-    update = -step * m_ref / (np.sqrt(v_ref) + eps)
+    update = -dtype(step) * m_ref / (np.sqrt(v_ref) + eps)
+    assert update.dtype == dtype
     p_ref = param.copy()
     p_ref += update
     np.testing.assert_array_equal(m2, m_ref)

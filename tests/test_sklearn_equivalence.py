@@ -3,6 +3,7 @@ MLP ends: same weights (to a relative 1e-6), n_iter_, loss_curve_ and prediction
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 import pytest
 import sklearn.neural_network as sk
 from sklearn.datasets import load_digits, make_multilabel_classification, make_regression
@@ -121,3 +122,47 @@ def test_partial_fit_and_warm_start():
             clf.fit(X, y)
         models.append(clf)
     assert_same_model(*models, X)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+@pytest.mark.parametrize("solver", ["adam", "sgd-nesterov", "lbfgs"])
+def test_sparse_input(solver, fmt):
+    X, y = digits(400)
+    X_sparse = sp.random(400, 300, density=0.05, random_state=0, format=fmt)
+    X_sparse = sp.hstack([X_sparse, sp.csr_matrix(X)], format=fmt)
+    ours, theirs = fit_both("MLPClassifier", X_sparse, y, hidden_layer_sizes=(20,),
+                            random_state=0, max_iter=5, **SOLVERS[solver])
+    assert_same_model(ours, theirs, X_sparse)
+    np.testing.assert_allclose(ours.predict_proba(X_sparse), theirs.predict_proba(X_sparse),
+                               rtol=1e-9, atol=1e-15)
+    # dense and sparse input of the same data train the same model
+    dense = fastmlp.MLPClassifier(hidden_layer_sizes=(20,), random_state=0, max_iter=5,
+                                  **SOLVERS[solver])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dense.fit(X_sparse.toarray(), y)
+    np.testing.assert_allclose(dense._theta, ours._theta, rtol=1e-9, atol=1e-12)
+
+
+def test_sparse_input_is_never_densified():
+    import tracemalloc
+
+    rng = np.random.RandomState(0)
+    n_samples, n_features = 300, 2_000_000  # dense float32 would be 2.4 GB
+    nnz_per_row = 40
+    X = sp.csr_matrix(
+        (rng.rand(n_samples * nnz_per_row).astype(np.float32),
+         np.sort(rng.randint(n_features, size=(n_samples, nnz_per_row)), axis=1).ravel(),
+         np.arange(0, n_samples * nnz_per_row + 1, nnz_per_row)),
+        shape=(n_samples, n_features))
+    y = rng.randint(3, size=n_samples)
+    clf = fastmlp.MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0)
+    tracemalloc.start()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X, y)
+    clf.predict_proba(X)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    # the parameters (8M floats), their gradient and Adam's two moments: 4 x 32 MB
+    assert peak < 200e6, peak

@@ -1,0 +1,85 @@
+"""plot_training: a fitted perceptron's loss curve and validation scores, drawn with matplotlib.
+
+Design
+------
+matplotlib is optional (`pip install "fastmlp[plot]"`) and imported only when a plot is drawn, so
+`import fastmlp` stays light. Like scikit-learn's plotting helpers, the function draws on the
+Axes it is given (or a new figure's) and returns them; it reads only the public fitted attributes
+scikit-learn's MLPs have too (`loss_curve_`, `validation_scores_`, `best_validation_score_`), so
+it also draws scikit-learn's MLPClassifier / MLPRegressor.
+"""
+
+from sklearn.base import is_classifier
+from sklearn.utils.validation import check_is_fitted
+
+# Two colours of matplotlib's default cycle, named so that loss and score keep theirs.
+_LOSS_COLOR, _SCORE_COLOR = "tab:blue", "tab:orange"
+
+
+def plot_training(estimator, ax=None):
+    """Plot the training loss per epoch and, with ``early_stopping=True``, the validation score.
+
+    Parameters
+    ----------
+    estimator : fitted MLPClassifier or MLPRegressor
+        Fitted with solver 'sgd' or 'adam' (L-BFGS records no loss curve). scikit-learn's own
+        MLPs work too.
+    ax : matplotlib Axes, default=None
+        Where to draw; None draws on a new figure. The validation score, when there is one,
+        goes on a second y-axis that shares this Axes' x-axis (``ax.right_ax``).
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        The Axes holding the loss curve.
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt                                   # doctest: +SKIP
+    >>> from fastmlp import MLPClassifier, plot_training                  # doctest: +SKIP
+    >>> clf = MLPClassifier(early_stopping=True).fit(X, y)                # doctest: +SKIP
+    >>> plot_training(clf)                                                # doctest: +SKIP
+    >>> plt.show()                                                        # doctest: +SKIP
+    """
+    check_is_fitted(estimator)
+    loss_curve = getattr(estimator, "loss_curve_", None)
+    if not loss_curve:
+        raise ValueError(
+            f"{type(estimator).__name__} has no loss curve to plot: solver="
+            f"{getattr(estimator, 'solver', None)!r} does not record one per epoch (use 'sgd' "
+            "or 'adam')."
+        )
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError(
+            "plot_training needs matplotlib: pip install 'fastmlp[plot]'"
+        ) from exc
+
+    if ax is None:
+        _, ax = plt.subplots()
+    epochs = range(1, len(loss_curve) + 1)
+    ax.plot(epochs, loss_curve, color=_LOSS_COLOR, label="training loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss", color=_LOSS_COLOR)
+    ax.tick_params(axis="y", labelcolor=_LOSS_COLOR)
+    ax.set_title(f"{type(estimator).__name__} ({estimator.solver}): "
+                 f"{len(loss_curve)} epochs, final loss {loss_curve[-1]:.4g}")
+
+    scores = getattr(estimator, "validation_scores_", None)
+    if scores:
+        name = "accuracy" if is_classifier(estimator) else "R²"
+        right = ax.twinx()
+        ax.right_ax = right
+        right.plot(epochs, scores, color=_SCORE_COLOR, label=f"validation {name}")
+        best = max(range(len(scores)), key=lambda i: scores[i])
+        right.plot([best + 1], [scores[best]], "o", color=_SCORE_COLOR,
+                   label=f"best {scores[best]:.4f} (epoch {best + 1}, weights kept)")
+        right.set_ylabel(f"validation {name}", color=_SCORE_COLOR)
+        right.tick_params(axis="y", labelcolor=_SCORE_COLOR)
+        handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+        right.legend(handles=handles, loc="center right")
+    else:
+        ax.legend(loc="upper right")
+    ax.grid(True, alpha=0.3)
+    return ax

@@ -1,0 +1,154 @@
+"""Persistence: pickle and joblib as scikit-learn, skops' secure format with fastmlp's types trusted
+by full name, the version stamp and its warning, and loaded states checked before use."""
+import pickle
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits, make_regression
+
+import fastmlp
+from fastmlp import MLPClassifier, MLPRegressor
+from fastmlp.exceptions import InconsistentVersionWarning
+
+
+def digits(n=300, dtype=np.float64):
+    X, y = load_digits(return_X_y=True)
+    return (X[:n] / 16.0).astype(dtype), y[:n]
+
+
+def fitted(solver="adam", dtype=np.float64, **params):
+    X, y = digits(dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return MLPClassifier(hidden_layer_sizes=(12,), solver=solver, max_iter=5,
+                             random_state=0, **params).fit(X, y), X, y
+
+
+def assert_same_predictions(loaded, model, X):
+    assert type(loaded) is type(model)
+    np.testing.assert_array_equal(loaded._theta, model._theta)
+    assert loaded._theta.dtype == model._theta.dtype
+    # the weights are views into one owned flat vector again, as after fit
+    assert all(a.base is loaded._theta for a in loaded.coefs_ + loaded.intercepts_)
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    if hasattr(model, "predict_proba"):
+        np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pickle_and_joblib_round_trip(tmp_path, dtype):
+    model, X, _ = fitted(dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # same version: no warning
+        assert_same_predictions(pickle.loads(pickle.dumps(model)), model, X)
+        joblib.dump(model, tmp_path / "model.joblib")
+        assert_same_predictions(joblib.load(tmp_path / "model.joblib"), model, X)
+
+
+def test_pickles_carry_fastmlp_version():
+    model, _, _ = fitted()
+    assert model.__getstate__()["_fastmlp_version"] == fastmlp.__version__
+    assert MLPRegressor().__getstate__()["_fastmlp_version"] == fastmlp.__version__
+
+
+@pytest.mark.parametrize("stamp, shown", [("0.0.1", "0.0.1"), (None, "unknown")])
+def test_loading_another_version_warns(stamp, shown):
+    model, X, _ = fitted()
+    state = model.__getstate__()
+    if stamp is None:
+        del state["_fastmlp_version"]
+    else:
+        state["_fastmlp_version"] = stamp
+    loaded = MLPClassifier.__new__(MLPClassifier)
+    with pytest.warns(InconsistentVersionWarning) as record:
+        loaded.__setstate__(state)
+    warning = record[0].message
+    assert warning.original_fastmlp_version == shown
+    assert warning.current_fastmlp_version == fastmlp.__version__
+    assert f"MLPClassifier from fastmlp version {shown} when using version" in str(warning)
+    assert "_fastmlp_version" not in loaded.__dict__
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_unfitted_estimator_round_trips():
+    model = MLPRegressor(hidden_layer_sizes=(3, 4), solver="sgd")
+    loaded = pickle.loads(pickle.dumps(model))
+    assert loaded.get_params() == model.get_params()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda s: s.update(_theta=s["_theta"][:-1]), "do not match its layer sizes"),
+    (lambda s: s.update(n_features_in_=7), "do not match its layer sizes"),
+    (lambda s: s.update(_theta=s["_theta"].astype(np.int64)), "not a 1-D float32 or float64"),
+    (lambda s: s.update(_theta=s["_theta"].reshape(1, -1)), "not a 1-D float32 or float64"),
+    (lambda s: s.update(activation="rot13"), "network cannot be built"),
+])
+def test_an_inconsistent_state_fails_at_load(damage, message):
+    model, _, _ = fitted()
+    state = dict(model.__getstate__())
+    damage(state)
+    with pytest.raises(ValueError, match=message):
+        MLPClassifier.__new__(MLPClassifier).__setstate__(state)
+
+
+# -- skops -------------------------------------------------------------------------------------------
+
+def test_trusted_types_are_full_names_of_fastmlp_types():
+    assert "fastmlp._multilayer_perceptron.MLPClassifier" in fastmlp.SKOPS_TRUSTED_TYPES
+    assert "fastmlp._multilayer_perceptron.MLPRegressor" in fastmlp.SKOPS_TRUSTED_TYPES
+    assert all(name.startswith("fastmlp.") for name in fastmlp.SKOPS_TRUSTED_TYPES)
+
+
+def every_fitted_model():
+    X, y = digits()
+    Xr, yr = make_regression(n_samples=120, n_features=5, n_targets=2, random_state=0)
+    solvers = sorted(MLPClassifier._parameter_constraints["solver"][0].options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for solver in solvers:
+            yield MLPClassifier(hidden_layer_sizes=(8,), solver=solver, max_iter=3,
+                                random_state=0).fit(X, y), X
+            yield MLPRegressor(hidden_layer_sizes=(8,), solver=solver, max_iter=3,
+                               random_state=0).fit(Xr, yr), Xr
+        yield MLPClassifier(hidden_layer_sizes=(8,), early_stopping=True, max_iter=3,
+                            random_state=np.random.RandomState(0)).fit(X, y), X
+        yield MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(
+            X.astype(np.float32), np.array(["odd", "even"])[y % 2]), X.astype(np.float32)
+
+
+def test_skops_round_trip_of_every_solver_and_task(tmp_path):
+    sio = pytest.importorskip("skops.io")
+    for model, X in every_fitted_model():
+        path = tmp_path / "model.skops"
+        sio.dump(model, path)
+        assert set(sio.get_untrusted_types(file=path)) <= set(fastmlp.SKOPS_TRUSTED_TYPES)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            loaded = sio.load(path, trusted=fastmlp.SKOPS_TRUSTED_TYPES)
+        assert_same_predictions(loaded, model, X)
+
+
+def test_skops_refuses_fastmlp_types_unless_trusted(tmp_path):
+    sio = pytest.importorskip("skops.io")
+    model, _, _ = fitted()
+    sio.dump(model, tmp_path / "model.skops")
+    with pytest.raises(Exception, match="Untrusted types found"):
+        sio.load(tmp_path / "model.skops")
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_training_goes_on_after_a_skops_round_trip(tmp_path, solver):
+    """The solver's state survives: partial_fit on the loaded model is bitwise partial_fit on
+    the original."""
+    sio = pytest.importorskip("skops.io")
+    X, y = digits()
+    model = MLPClassifier(hidden_layer_sizes=(8,), solver=solver, random_state=0)
+    model.partial_fit(X, y, classes=np.arange(10))
+    sio.dump(model, tmp_path / "model.skops")
+    loaded = sio.load(tmp_path / "model.skops", trusted=fastmlp.SKOPS_TRUSTED_TYPES)
+    for _ in range(2):
+        model.partial_fit(X, y)
+        loaded.partial_fit(X, y)
+    np.testing.assert_array_equal(loaded._theta, model._theta)

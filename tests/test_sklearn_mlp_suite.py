@@ -1,0 +1,32 @@
+"""scikit-learn's own MLP test suite, run against fastmlp.
+
+The installed scikit-learn's sklearn/neural_network/tests/test_mlp.py is copied with its
+`from sklearn.neural_network import MLPClassifier, MLPRegressor` switched to fastmlp and run in
+a subprocess, with scikit-learn's conftest for its fixtures. Excepted, because they reach into
+scikit-learn's private attributes and methods: test_fit, test_gradient,
+test_learning_rate_warmstart, test_adaptive_learning_rate and test_n_iter_no_change*.
+"""
+import subprocess
+import sys
+from pathlib import Path
+
+import sklearn.neural_network
+
+EXCEPTED = ["test_fit", "test_gradient", "test_learning_rate_warmstart",
+            "test_adaptive_learning_rate"]
+IMPORT = "from sklearn.neural_network import MLPClassifier, MLPRegressor"
+
+
+def test_scikit_learns_mlp_tests_pass_on_fastmlp(tmp_path):
+    source = Path(sklearn.neural_network.__file__).parent / "tests" / "test_mlp.py"
+    text = source.read_text()
+    assert IMPORT in text
+    (tmp_path / "test_mlp.py").write_text(
+        text.replace(IMPORT, "from fastmlp import MLPClassifier, MLPRegressor"))
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+               "-p", "sklearn.conftest", "test_mlp.py", "-k", "not test_n_iter_no_change"]
+    for name in EXCEPTED:
+        command += ["--deselect", f"test_mlp.py::{name}"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and "failed" not in result.stdout
