@@ -360,3 +360,57 @@ def test_invalid_activation_parameters(Estimator, params):
     X, y = np.random.RandomState(0).rand(20, 3), np.arange(20) % 2
     with pytest.raises(InvalidParameterError):
         Estimator(**params).fit(X, y)
+
+
+@pytest.mark.parametrize("hidden, options", [
+    ("maxout", dict(maxout_pieces=3)), ("gelu", {}), ("leaky_relu", dict(dropout=0.3)),
+    ("maxout", dict(dropout=0.3)),
+])
+def test_sparse_input_gradient(hidden, options):
+    # A CSR X goes through the sparse first layer: with maxout its k pieces, with dropout the
+    # masks of the same rows as a dense X would get.
+    import scipy.sparse as sp
+
+    rng = np.random.RandomState(4)
+    X = rng.standard_normal((23, 6)) * (rng.rand(23, 6) < 0.4)
+    Y = np.eye(3)[rng.randint(3, size=23)]
+    network = E.Network([6, 5, 4, 3], hidden, "softmax", 0.01, **options)
+    sparse = E.Trainer(network, 10, 6, np.float64, True, dropout_seed=9)
+    dense = E.Trainer(network, 10, 6, np.float64, dropout_seed=9)
+    theta = rng.uniform(-0.8, 0.8, network.n_params)
+    step = 3 if "dropout" in options else -1
+    grad, dense_grad = np.empty_like(theta), np.empty_like(theta)
+    Xs = sp.csr_matrix(X)
+    loss = sparse.loss_gradient(theta, grad, Xs, Y, np.empty(0), 2, step)
+    dense_loss = dense.loss_gradient(theta, dense_grad, X, Y, np.empty(0), 2, step)
+    assert loss == pytest.approx(dense_loss, rel=1e-12)
+    np.testing.assert_allclose(grad, dense_grad, rtol=1e-10, atol=1e-14)
+    numeric, scratch, h = np.empty_like(theta), np.empty_like(theta), 1e-6
+    for i in range(theta.size):
+        old = theta[i]
+        theta[i] = old + h
+        up = sparse.loss_gradient(theta, scratch, Xs, Y, np.empty(0), 1, step)
+        theta[i] = old - h
+        down = sparse.loss_gradient(theta, scratch, Xs, Y, np.empty(0), 1, step)
+        theta[i] = old
+        numeric[i] = (up - down) / (2 * h)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("activation", ["maxout", "gelu"])
+def test_sparse_and_dense_fits_agree(activation, digits):
+    import scipy.sparse as sp
+
+    X_train, X_test, y_train, _ = digits
+    fit = lambda X: quiet_fit(MLPClassifier(  # noqa: E731
+        (16,), activation=activation, dropout=0.2, max_iter=3, random_state=0), X, y_train)
+    dense, sparse = fit(X_train), fit(sp.csr_matrix(X_train))
+    np.testing.assert_allclose(sparse._theta, dense._theta, rtol=1e-8, atol=1e-11)
+    np.testing.assert_allclose(sparse.predict_proba(sp.csr_matrix(X_test)),
+                               dense.predict_proba(X_test), rtol=1e-8, atol=1e-11)
+
+
+def quiet_fit(estimator, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return estimator.fit(*args, **kwargs)
