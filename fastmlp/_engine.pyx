@@ -14,7 +14,7 @@ a scratch block inside the first layer's forward job, while they are being read 
 it the engine works on the slice of X in place. Every buffer (activations of each layer, two delta
 buffers used in turn, the gather block, per-row losses) is allocated once per fit by ``Trainer``;
 nothing is allocated inside an epoch. The whole epoch runs in one call with the GIL released; it
-takes the GIL back only for a moment after each mini-batch, to let Ctrl-C through.
+takes the GIL back only for a moment now and then, to let Ctrl-C through (see Interrupts below).
 
 Layers. For layer l with input a (rows x n_in) and output width n_out:
     forward   z = a W + b, a' = act(z)              one GEMM, then bias + activation in one pass
@@ -38,10 +38,21 @@ Measured on this 2-core machine under load: one barrier per layer and pass made 
 75x slower than one on `small`; two barriers per batch brought that to 2x, and on a quiet machine
 the barriers cost a few microseconds. BLAS runs single-threaded inside these loops; the caller
 holds it to one thread (threadpoolctl).
+
+Interrupts. Python runs its signal handlers (Ctrl-C's KeyboardInterrupt) only when C code asks,
+with the GIL. The calling thread asks after each mini-batch and, so that one long batch (a
+full-batch step on large data, an L-BFGS gradient) does not hold Ctrl-C back, before each job of
+both passes; at most every INTERRUPT_SECONDS, so the GIL is taken rarely. Once a handler has
+raised, every thread skips its remaining jobs and the exception propagates: a batch stopped in
+pass 1 changes nothing; one stopped in pass 2 leaves each weight block either fully stepped or
+untouched (a block's step is taken only on its complete gradient), so theta stays finite.
+Arrays are indexed with Py_ssize_t / ptrdiff_t throughout (past 2^31 elements); only BLAS sizes
+are int, and each of those is one dimension of one block.
 """
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 from cpython.exc cimport PyErr_CheckSignals
+from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 from libc.math cimport pow, sqrt
 from libc.string cimport memcpy, memset
 
@@ -57,6 +68,9 @@ from fastmlp._kernels cimport (
 
 cdef extern from "fm_openmp.h" nogil:
     int omp_get_max_threads()
+    double omp_get_wtime()
+    int fm_load_flag(const int *flag)
+    void fm_store_flag(int *flag, int value)
     int FASTMLP_HAVE_OPENMP
 
 HIDDEN_ACTIVATIONS = {
@@ -93,6 +107,7 @@ DEF MIN_ROWS = 64
 DEF GEMV_ROWS = 4
 DEF MAX_BLOCKS = 16
 DEF PREDICT_ROWS = 128
+DEF INTERRUPT_SECONDS = 0.02
 
 
 def max_threads():
@@ -174,6 +189,55 @@ cdef class Network:
             start = self.g.intercept_offset[l]
             intercepts.append(theta[start:start + n_out])
         return coefs, intercepts
+
+
+# ---------------------------------------------------------------------------------------------
+# Interrupts: the calling thread runs Python's signal handlers now and then (see Design).
+# ---------------------------------------------------------------------------------------------
+
+cdef struct Interrupt:
+    double next_check      # omp_get_wtime() after which the calling thread asks again
+    int raised             # a handler raised: every thread skips the rest of the batch
+    PyObject *exception    # what it raised (a new reference), re-raised by reraise_interrupt
+
+
+cdef inline void interrupt_init(Interrupt *it) noexcept nogil:
+    it.next_check = 0.0    # ask at the first chance: every engine call checks at least once
+    it.raised = 0
+    it.exception = NULL
+
+
+cdef bint interrupted(Interrupt *it, bint calling_thread) noexcept nogil:
+    """True once a signal handler raised. The calling thread (the only one with a Python thread
+    state) runs the pending handlers if INTERRUPT_SECONDS have passed since it last did."""
+    cdef double now
+    if it == NULL:
+        return False
+    if fm_load_flag(&it.raised) or not calling_thread:
+        return fm_load_flag(&it.raised)
+    now = omp_get_wtime()
+    if now < it.next_check:
+        return False
+    it.next_check = now + INTERRUPT_SECONDS
+    with gil:
+        try:
+            PyErr_CheckSignals()
+        except BaseException as exc:
+            it.exception = <PyObject *> exc
+            Py_INCREF(exc)
+            fm_store_flag(&it.raised, 1)
+    return fm_load_flag(&it.raised)
+
+
+cdef int reraise_interrupt(Interrupt *it) except -1:
+    """Raise what a signal handler raised during the engine call, if anything."""
+    cdef object exc
+    if it.exception == NULL:
+        return 0
+    exc = <object> it.exception
+    Py_XDECREF(it.exception)
+    it.exception = NULL
+    raise exc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,6 +386,7 @@ cdef struct Work:
     const Py_ssize_t *job_hi
     Py_ssize_t n_jobs
     Py_ssize_t capacity
+    Interrupt *interrupt          # NULL: not stoppable
 
 
 cdef struct Step:
@@ -459,12 +524,17 @@ cdef double batch_step(const Geometry *g, floating *theta, floating *grad, float
     """Backpropagation over rows in two parallel passes, then (step.finish) the update.
     Pass 1 is row by row (forward, deltas), pass 2 is weight block by weight block (gradient,
     finish, step): two barriers per mini-batch whatever the depth. Returns sum_rows w_r loss_r;
-    step.divisor is set to sum_rows w_r when step.finish, else left as given."""
+    step.divisor is set to sum_rows w_r when step.finish, else left as given. Once
+    work.interrupt is raised, the remaining jobs are skipped (the caller must check it)."""
     cdef Py_ssize_t job, r, r_blocks = n_blocks(rows.n)
     cdef double total = 0.0, divisor = 0.0
     cdef const floating *w = <const floating *> rows.w
+    cdef Interrupt *it = work.interrupt
     for job in prange(r_blocks, schedule='static', num_threads=n_threads):
-        rows_job(g, job, r_blocks, theta, rows, work)
+        if not interrupted(it, threadid() == 0):
+            rows_job(g, job, r_blocks, theta, rows, work)
+    if it != NULL and it.raised:
+        return 0.0
     for r in range(rows.n):
         if w == NULL:
             total += work.row_loss[r]
@@ -474,7 +544,8 @@ cdef double batch_step(const Geometry *g, floating *theta, floating *grad, float
     if step.finish:
         step.divisor = divisor if w != NULL else <double> rows.n
     for job in prange(work.n_jobs, schedule='dynamic', num_threads=n_threads):
-        weights_job(g, job, theta, grad, state_1, state_2, step, accumulate, rows, work)
+        if not interrupted(it, threadid() == 0):
+            weights_job(g, job, theta, grad, state_1, state_2, step, accumulate, rows, work)
     return total
 
 
@@ -570,6 +641,7 @@ cdef class Trainer:
         work.job_hi = &jobs[2, 0]
         work.n_jobs = jobs.shape[1]
         work.capacity = self.capacity
+        work.interrupt = NULL  # the caller points it at its Interrupt to make batches stoppable
         return work
 
     def epoch(self, floating[::1] theta, floating[::1] grad, floating[::1] state_1,
@@ -586,6 +658,7 @@ cdef class Trainer:
         cdef floating[::1] deltas = self.deltas
         cdef floating[::1] gathered = self.gathered
         cdef Work work = self._work(acts, deltas, gathered)
+        cdef Interrupt interrupt
         cdef Rows rows
         cdef Step step
         cdef Py_ssize_t n_samples = Y.shape[0], start, stop
@@ -610,6 +683,8 @@ cdef class Trainer:
         set_input(&rows, X, &theta[0])
         rows.Y = &Y[0, 0]
         rows.w = &sample_weight[0] if weighted else NULL
+        interrupt_init(&interrupt)
+        work.interrupt = &interrupt
         try:
             with nogil:
                 start = 0
@@ -627,12 +702,15 @@ cdef class Trainer:
                     batch_loss = batch_step(g, &theta[0], &grad[0], &state_1[0],
                                             &state_2[0] if state_2.shape[0] > 0 else NULL,
                                             &step, False, &rows, &work, n_threads)
+                    if interrupt.raised:
+                        break
                     batch_loss = (batch_loss / step.divisor
                                   + 0.5 * g.alpha * sum_partials(&work) / step.divisor)
                     accumulated = accumulated + batch_loss * rows.n
                     start = stop
-                    with gil:
-                        PyErr_CheckSignals()
+                    if interrupted(&interrupt, True):
+                        break
+            reraise_interrupt(&interrupt)
         finally:
             optimizer.t = t
         return accumulated
@@ -647,17 +725,20 @@ cdef class Trainer:
         cdef floating[::1] deltas = self.deltas
         cdef floating[::1] gathered = self.gathered
         cdef Work work = self._work(acts, deltas, gathered)
+        cdef Interrupt interrupt
         cdef Rows rows
         cdef Step step
         cdef Py_ssize_t n_samples = Y.shape[0], start, r
         cdef bint weighted = sample_weight.shape[0] > 0
-        cdef double data_loss = 0.0, sum_w2
+        cdef double data_loss = 0.0, sum_w2 = 0.0
         step.finish = step.take_step = False
         step.divisor = <double> n_samples
         set_input(&rows, X, &theta[0])
         rows.Y = &Y[0, 0]
         rows.w = &sample_weight[0] if weighted else NULL
         rows.index = NULL
+        interrupt_init(&interrupt)
+        work.interrupt = &interrupt
         with nogil:
             if weighted:
                 step.divisor = 0.0
@@ -670,9 +751,13 @@ cdef class Trainer:
                 data_loss += batch_step(g, &theta[0], &grad[0], <floating *> NULL,
                                         <floating *> NULL, &step, start > 0, &rows, &work,
                                         n_threads)
+                if interrupted(&interrupt, True):
+                    break
                 start += rows.n
-            step.finish = True
-            sum_w2 = finish_all(g, &theta[0], &grad[0], &step, &work, n_threads)
+            if not interrupt.raised:
+                step.finish = True
+                sum_w2 = finish_all(g, &theta[0], &grad[0], &step, &work, n_threads)
+        reraise_interrupt(&interrupt)
         return data_loss / step.divisor + 0.5 * g.alpha * sum_w2 / step.divisor
 
 

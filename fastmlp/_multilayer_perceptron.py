@@ -22,6 +22,7 @@ scikit-learn raises, which is a promise of this package. Everything else uses pu
 
 import warnings
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
@@ -53,6 +54,9 @@ from fastmlp._version import __version__
 from fastmlp.exceptions import InconsistentVersionWarning
 
 _STOCHASTIC_SOLVERS = ["sgd", "adam"]
+
+# scikit-learn's callback bookkeeping: set up by fit, torn down by _fit_context however fit ends.
+_CALLBACK_STATE = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
 
 # L-BFGS evaluates the full-batch gradient in chunks of this many rows (accumulated in order), so
 # that its scratch memory stays O(chunk x width) however large the data.
@@ -268,7 +272,40 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 self.validation_scores_ = None
                 self.best_validation_score_ = None
 
+    @contextmanager
+    def _unchanged_on_error(self):
+        """Put every attribute back if the block raises. Validation and initialisation only
+        (re)bind attributes, so a shallow copy of them restores the model exactly: a fit or
+        partial_fit that fails validation leaves a fitted model as it was (scikit-learn's may
+        leave new classes_, feature names or n_outputs_ beside the old weights). Training
+        itself reports only through the solvers' interrupt warning and the finite-weights check,
+        which run outside this block."""
+        saved = self.__dict__.copy()
+        try:
+            yield
+        except BaseException:
+            callbacks = {k: v for k, v in self.__dict__.items() if k in _CALLBACK_STATE}
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            self.__dict__.update(callbacks)
+            raise
+
     def _fit(self, X, y, sample_weight=None, incremental=False):
+        with self._unchanged_on_error():
+            theta, fit_task = self._validate_and_train(X, y, sample_weight, incremental)
+        return self._check_finite_weights(theta, fit_task)
+
+    def _check_finite_weights(self, theta, fit_task):
+        """scikit-learn's report of a diverged fit (the weights are kept, as it keeps them)."""
+        if not np.isfinite(theta).all():
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may"
+                " contain large values and need to be preprocessed."
+            )
+        fit_task.end()
+        return self
+
+    def _validate_and_train(self, X, y, sample_weight, incremental):
         hidden_layer_sizes = self.hidden_layer_sizes
         if not hasattr(hidden_layer_sizes, "__iter__"):
             hidden_layer_sizes = [hidden_layer_sizes]
@@ -307,14 +344,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             self._fit_stochastic(X, y, sample_weight, theta, incremental, fit_task)
         else:
             self._fit_lbfgs(X, y, sample_weight, theta, fit_task)
-
-        if not np.isfinite(theta).all():
-            raise ValueError(
-                "Solver produced non-finite parameter weights. The input data may"
-                " contain large values and need to be preprocessed."
-            )
-        fit_task.end()
-        return self
+        return theta, fit_task
 
     def _fit_lbfgs(self, X, y, sample_weight, theta, fit_task):
         network = self._network()
@@ -325,20 +355,41 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         grad = np.empty_like(theta)
         n_threads = effective_n_threads()
 
+        # The last iterate L-BFGS accepted, kept on Ctrl-C (scikit-learn lets the interrupt
+        # escape, leaving the weights of whichever point was evaluated last): O(params) a step.
+        accepted = {"x": theta.astype(np.float64), "fun": None, "nit": 0}
+        task_callback = fit_task.lbfgs_callback(theta)
+
         def loss_and_gradient(packed):
             theta[...] = packed
             loss = trainer.loss_gradient(theta, grad, X, Y, weights, n_threads)
+            if accepted["fun"] is None:
+                accepted["fun"] = loss  # L-BFGS-B evaluates the starting point first
             return loss, grad.astype(np.float64)
 
-        with single_threaded_blas():
-            result = scipy.optimize.minimize(
-                loss_and_gradient,
-                theta.astype(np.float64),
-                method="L-BFGS-B",
-                jac=True,
-                options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
-                callback=fit_task.lbfgs_callback(theta),
-            )
+        def callback(intermediate_result):
+            accepted.update(x=intermediate_result.x.copy(), fun=intermediate_result.fun,
+                            nit=accepted["nit"] + 1)
+            if task_callback is not None:
+                task_callback(intermediate_result)
+
+        try:
+            with single_threaded_blas():
+                result = scipy.optimize.minimize(
+                    loss_and_gradient,
+                    accepted["x"],
+                    method="L-BFGS-B",
+                    jac=True,
+                    options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
+                    callback=callback,
+                )
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.")
+            fit_task.close_lbfgs()
+            self.n_iter_ = accepted["nit"]
+            self.loss_ = accepted["fun"] if accepted["fun"] is not None else np.nan
+            theta[...] = accepted["x"]
+            return
         fit_task.close_lbfgs()
         # A stop asked by a callback is no failure to converge: no ConvergenceWarning then.
         self.n_iter_ = (min(result.nit, self.max_iter) if fit_task.stopped
@@ -548,11 +599,11 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         X = _engine_input(X, dtype)
         out = np.empty((X.shape[0], self.n_outputs_), dtype=dtype)
         n_threads = effective_n_threads() if X.shape[0] > 128 else 1
-        if n_threads > 1:
-            with single_threaded_blas():
-                _engine.predict(self._network(), theta, X, out, n_threads)
-        else:
-            _engine.predict(self._network(), theta, X, out, 1)
+        # BLAS on one thread even when the engine uses one: OpenBLAS's threaded GEMM and GEMV
+        # round differently from its serial ones, and predictions must not depend on thread
+        # counts (nor on whether another thread happens to hold BLAS to one thread just then).
+        with single_threaded_blas():
+            _engine.predict(self._network(), theta, X, out, n_threads)
         return out
 
     def _is_plain_input(self, X, dtype):
@@ -743,13 +794,15 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         -------
         self : object
         """
-        if self._partial_fit_first_call(classes):
-            self._label_binarizer = LabelBinarizer()
-            if type_of_target(y).startswith("multilabel"):
-                self._label_binarizer.fit(y)
-            else:
-                self._label_binarizer.fit(classes)
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+        with self._unchanged_on_error():  # the first call's classes_ too
+            if self._partial_fit_first_call(classes):
+                self._label_binarizer = LabelBinarizer()
+                if type_of_target(y).startswith("multilabel"):
+                    self._label_binarizer.fit(y)
+                else:
+                    self._label_binarizer.fit(classes)
+            theta, fit_task = self._validate_and_train(X, y, sample_weight, incremental=True)
+        return self._check_finite_weights(theta, fit_task)
 
     def _partial_fit_first_call(self, classes):
         """scikit-learn's `classes` rules for partial_fit; True on the first call."""

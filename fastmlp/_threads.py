@@ -4,14 +4,24 @@ scikit-learn's convention for OpenMP estimators: use every core OpenMP is allowe
 OMP_NUM_THREADS and threadpoolctl's limits on OpenMP are honoured), resolved once in Python and
 passed down as an integer. While the engine runs its own threads, BLAS is held to one thread so
 that the two never oversubscribe the cores.
+
+BLAS thread limits are process-wide, but fits and predictions may run in several Python threads
+at once. One limit per call would break when calls overlap: the first to finish would restore
+threaded BLAS under the feet of the others, and the last would leave BLAS single-threaded for
+good (it "restores" the limit it found, 1). So the limit is shared and reference-counted: the
+first call to enter sets it, the last to leave restores what the first found.
 """
+import threading
 from contextlib import contextmanager
 
 from threadpoolctl import ThreadpoolController
 
 from fastmlp import _engine
 
-_controller = None
+_lock = threading.Lock()
+_controller = None  # made on first use (~ms); later limits then cost ~20 us
+_limiter = None  # the shared limit while _users > 0
+_users = 0
 
 
 def effective_n_threads():
@@ -21,9 +31,19 @@ def effective_n_threads():
 
 @contextmanager
 def single_threaded_blas():
-    """Hold BLAS to one thread inside the block (a ThreadpoolController made once: ~20 us)."""
-    global _controller
-    if _controller is None:
-        _controller = ThreadpoolController()
-    with _controller.limit(limits=1, user_api="blas"):
+    """Hold BLAS to one thread inside the block, for as long as any thread is inside one."""
+    global _controller, _limiter, _users
+    with _lock:
+        if _users == 0:
+            if _controller is None:
+                _controller = ThreadpoolController()
+            _limiter = _controller.limit(limits=1, user_api="blas")
+        _users += 1
+    try:
         yield
+    finally:
+        with _lock:
+            _users -= 1
+            if _users == 0:
+                _limiter.restore_original_limits()
+                _limiter = None
