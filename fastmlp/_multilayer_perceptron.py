@@ -222,10 +222,11 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             ))
         super().__setstate__(state)
         if "_theta" in state:
-            if self._theta.base is not None:
-                # skops loads arrays as views into its buffers: the weights' views must have
-                # theta itself as base (see _packed_parameters), so theta must own its memory.
-                self._theta = self._theta.copy()
+            if self._theta.base is not None or type(self._theta) is not np.ndarray:
+                # skops loads arrays as views into its buffers, joblib's mmap_mode as memmaps:
+                # the weights' views must have theta itself as base (see _packed_parameters),
+                # so theta must be a plain array that owns its memory.
+                self._theta = np.array(self._theta)
             check_loaded_state(self)  # a damaged or crafted file fails here, not in the engine
             self.coefs_, self.intercepts_ = self._network().views(self._theta)
 
