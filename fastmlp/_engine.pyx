@@ -108,6 +108,7 @@ DEF GEMV_ROWS = 4
 DEF MAX_BLOCKS = 16
 DEF PREDICT_ROWS = 128
 DEF INTERRUPT_SECONDS = 0.02
+DEF BLAS_INT_MAX = 2147483647  # BLAS (LP64) takes sizes as int: each dimension must fit
 
 
 def max_threads():
@@ -152,6 +153,9 @@ cdef class Network:
 
     def __init__(self, layer_units, hidden_activation, out_activation, double alpha=0.0):
         units = [int(u) for u in layer_units]
+        if max(units) > BLAS_INT_MAX:
+            raise ValueError(f"Layer widths and the number of features must be at most "
+                             f"{BLAS_INT_MAX} (BLAS takes each dimension as a 32-bit int).")
         cdef Py_ssize_t L = len(units) - 1, l
         self._sizes = np.zeros(5 * (L + 1), dtype=np.intp)
         self.g.n_layers = L
@@ -606,6 +610,8 @@ cdef class Trainer:
 
     def __init__(self, Network network, Py_ssize_t capacity, Py_ssize_t n_features, dtype,
                  bint sparse=False):
+        if capacity > BLAS_INT_MAX:  # a whole batch is the inner size of a gradient's GEMM
+            raise ValueError(f"batch_size must be at most {BLAS_INT_MAX} (a BLAS dimension).")
         self.network = network
         self.capacity = capacity
         g = &network.g
