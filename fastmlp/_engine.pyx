@@ -11,10 +11,12 @@ and stepping the optimizer is one element-wise pass (csrc/optimizers.c).
 
 Data. Batches are row-major (batch x features). With shuffling, a batch's rows are gathered into
 a scratch block inside the first layer's forward job, while they are being read anyway; without
-it the engine works on the slice of X in place. Every buffer (activations of each layer, two delta
-buffers used in turn, the gather block, per-row losses) is allocated once per fit by ``Trainer``;
-nothing is allocated inside an epoch. The whole epoch runs in one call with the GIL released; it
-takes the GIL back only for a moment now and then, to let Ctrl-C through (see Interrupts below).
+it the engine works on the slice of X in place. An X whose rows are not contiguous (a
+DataFrame's values are column-major) is gathered the same way, batch by batch, never copied
+whole. Every buffer (activations of each layer, two delta buffers used in turn, the gather block,
+per-row losses) is allocated once per fit by ``Trainer``; nothing is allocated inside an epoch.
+The whole epoch runs in one call with the GIL released; it takes the GIL back only for a moment
+now and then, to let Ctrl-C through (see Interrupts below).
 
 Layers. For layer l with input a (rows x n_in) and output width n_out:
     forward   z = a W + b, a' = act(z)              one GEMM, then bias + activation in one pass
