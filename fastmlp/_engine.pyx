@@ -11,10 +11,12 @@ and stepping the optimizer is one element-wise pass (csrc/optimizers.c).
 
 Data. Batches are row-major (batch x features). With shuffling, a batch's rows are gathered into
 a scratch block inside the first layer's forward job, while they are being read anyway; without
-it the engine works on the slice of X in place. Every buffer (activations of each layer, two delta
+it the engine works on the slice of X in place. An X whose rows are not contiguous (a
+DataFrame's values are column-major) is gathered the same way, batch by batch, never copied
+whole. Every buffer (activations of each layer, two delta
 buffers used in turn, the gather block, per-row losses) is allocated once per fit by ``Trainer``;
 nothing is allocated inside an epoch. The whole epoch runs in one call with the GIL released; it
-takes the GIL back only for a moment after each mini-batch, to let Ctrl-C through.
+takes the GIL back only for a moment now and then, to let Ctrl-C through (see Interrupts below).
 
 Layers. For layer l with input a (rows x n_in) and output width n_out:
     forward   z = a W + b, a' = act(z)              one GEMM, then bias + activation in one pass
@@ -51,10 +53,21 @@ thread computes it. Weight jobs step the torch.optim solvers in C (fm_optim) and
 parameters after the step; clipping the gradient's global norm needs every block's gradient
 first, so then the step moves to a third pass, after the norm is summed from per-job partial sums
 in job order.
+
+Interrupts. Python runs its signal handlers (Ctrl-C's KeyboardInterrupt) only when C code asks,
+with the GIL. The calling thread asks after each mini-batch and, so that one long batch (a
+full-batch step on large data, an L-BFGS gradient) does not hold Ctrl-C back, before each job of
+every pass; at most every INTERRUPT_SECONDS, so the GIL is taken rarely. Once a handler has
+raised, every thread skips its remaining jobs and the exception propagates: a batch stopped in
+pass 1 changes nothing; one stopped later leaves each weight block either fully stepped or
+untouched (a block's step is taken only on its complete gradient), so theta stays finite.
+Arrays are indexed with Py_ssize_t / ptrdiff_t throughout (past 2^31 elements); only BLAS sizes
+are int, and each of those is one dimension of one block.
 """
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 from cpython.exc cimport PyErr_CheckSignals
+from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 from libc.math cimport pow, sqrt
 from libc.string cimport memcpy, memset
 
@@ -81,6 +94,9 @@ from fastmlp._kernels cimport (
 
 cdef extern from "fm_openmp.h" nogil:
     int omp_get_max_threads()
+    double omp_get_wtime()
+    int fm_load_flag(const int *flag)
+    void fm_store_flag(int *flag, int value)
     int FASTMLP_HAVE_OPENMP
 
 HIDDEN_ACTIVATIONS = {
@@ -135,6 +151,8 @@ DEF MIN_ROWS = 64
 DEF GEMV_ROWS = 4
 DEF MAX_BLOCKS = 16
 DEF PREDICT_ROWS = 128
+DEF INTERRUPT_SECONDS = 0.02
+DEF BLAS_INT_MAX = 2147483647  # BLAS (LP64) takes sizes as int: each dimension must fit
 
 
 def max_threads():
@@ -196,6 +214,9 @@ cdef class Network:
                  double softplus_beta=1.0, double softplus_threshold=20.0,
                  Py_ssize_t maxout_pieces=2, double huber_delta=1.0, double dropout=0.0):
         units = [int(u) for u in layer_units]
+        if max(units) * max(1, maxout_pieces) > BLAS_INT_MAX:
+            raise ValueError(f"Layer widths and the number of features must be at most "
+                             f"{BLAS_INT_MAX} (BLAS takes each dimension as a 32-bit int).")
         cdef Py_ssize_t L = len(units) - 1, l
         self._sizes = np.zeros(6 * (L + 1), dtype=np.intp)
         self.g.n_layers = L
@@ -261,6 +282,55 @@ cdef class Network:
 
 
 # ---------------------------------------------------------------------------------------------
+# Interrupts: the calling thread runs Python's signal handlers now and then (see Design).
+# ---------------------------------------------------------------------------------------------
+
+cdef struct Interrupt:
+    double next_check      # omp_get_wtime() after which the calling thread asks again
+    int raised             # a handler raised: every thread skips the rest of the batch
+    PyObject *exception    # what it raised (a new reference), re-raised by reraise_interrupt
+
+
+cdef inline void interrupt_init(Interrupt *it) noexcept nogil:
+    it.next_check = 0.0    # ask at the first chance: every engine call checks at least once
+    it.raised = 0
+    it.exception = NULL
+
+
+cdef bint interrupted(Interrupt *it, bint calling_thread) noexcept nogil:
+    """True once a signal handler raised. The calling thread (the only one with a Python thread
+    state) runs the pending handlers if INTERRUPT_SECONDS have passed since it last did."""
+    cdef double now
+    if it == NULL:
+        return False
+    if fm_load_flag(&it.raised) or not calling_thread:
+        return fm_load_flag(&it.raised)
+    now = omp_get_wtime()
+    if now < it.next_check:
+        return False
+    it.next_check = now + INTERRUPT_SECONDS
+    with gil:
+        try:
+            PyErr_CheckSignals()
+        except BaseException as exc:
+            it.exception = <PyObject *> exc
+            Py_INCREF(exc)
+            fm_store_flag(&it.raised, 1)
+    return fm_load_flag(&it.raised)
+
+
+cdef int reraise_interrupt(Interrupt *it) except -1:
+    """Raise what a signal handler raised during the engine call, if anything."""
+    cdef object exc
+    if it.exception == NULL:
+        return 0
+    exc = <object> it.exception
+    Py_XDECREF(it.exception)
+    it.exception = NULL
+    raise exc
+
+
+# ---------------------------------------------------------------------------------------------
 # One layer: forward and backward side by side. Arguments: outputs first, then inputs, then sizes.
 # ---------------------------------------------------------------------------------------------
 
@@ -318,9 +388,12 @@ cdef void dense_backward_input(floating *delta_in, const floating *delta, const 
 
 cdef struct Rows:
     # The rows a pass works on: row r of the pass is source row index[r] when index is not NULL,
-    # else first + r. X (dense, ldx columns) or the CSR triplet, Y and w point at row 0.
+    # else first + r. X (dense: element (i, j) at i * ldx + j * col_stride) or the CSR triplet,
+    # Y and w point at row 0.
     const void *X
     Py_ssize_t ldx
+    Py_ssize_t col_stride
+    bint strided             # X's rows are not BLAS operands (see gathers)
     const void *sp_data
     const void *sp_indices   # int32 or int64 (wide_index), like sp_indptr
     const void *sp_indptr
@@ -413,6 +486,7 @@ cdef struct Work:
     unsigned long long dropout_key   # this step's key (fm_dropout_key)
     long long dropout_threshold      # p 2^53; 0: no dropout in this pass
     double dropout_scale             # 1 / (1 - p)
+    Interrupt *interrupt             # NULL: not stoppable
 
 
 cdef struct Step:
@@ -434,10 +508,34 @@ cdef struct Step:
     double weight_clip    # 0: the parameters are not clamped
 
 
+cdef inline bint gathers(const Rows *rows) noexcept nogil:
+    """Whether the first layer reads its rows from the gather block: for a shuffled batch, and
+    for an X whose columns are not contiguous (a DataFrame's column-major values, a strided
+    view), which is read where it lies rather than copied whole into C order."""
+    return rows.index != NULL or rows.strided
+
+
+cdef void gather_rows(floating *dst, Py_ssize_t dst_first, const Rows *rows, Py_ssize_t r0,
+                      Py_ssize_t r1, Py_ssize_t n_in) noexcept nogil:
+    """dst[r - dst_first] = row r of the pass, for r in r0..r1 (dst row-major, n_in columns)."""
+    cdef const floating *X = <const floating *> rows.X
+    cdef const floating *column
+    cdef Py_ssize_t r, j
+    if rows.col_stride == 1:
+        for r in range(r0, r1):
+            memcpy(dst + (r - dst_first) * n_in, X + source_row(rows, r) * rows.ldx,
+                   n_in * sizeof(floating))
+        return
+    for j in range(n_in):  # column by column: a column-major X is read along its columns
+        column = X + j * rows.col_stride
+        for r in range(r0, r1):
+            dst[(r - dst_first) * n_in + j] = column[source_row(rows, r) * rows.ldx]
+
+
 cdef const floating *dense_input(const Rows *rows, const floating *gathered) noexcept nogil:
-    """The first layer's dense input for this pass (rows.ldx columns): the gathered rows of a
-    shuffled batch, or X's consecutive rows in place."""
-    if rows.index != NULL:
+    """The first layer's dense input for this pass: the gather block (n_features columns; see
+    gathers), or X's consecutive rows in place (rows.ldx apart)."""
+    if gathers(rows):
         return gathered
     return <const floating *> rows.X + rows.first * rows.ldx
 
@@ -515,12 +613,11 @@ cdef void rows_job(const Geometry *g, Py_ssize_t job, Py_ssize_t blocks,
         n_in, n_out = g.units[l], g.units[l + 1]
         slot = rows.n * g.act_prefix[l] + r0 * n_out
         ld_in = n_in
-        if l == 0 and not rows.sparse:
-            if rows.index != NULL:
-                for r in range(r0, r1):
-                    memcpy(gathered + r * n_in, X + rows.index[r] * rows.ldx,
-                           n_in * sizeof(floating))
-            a_in = dense_input(rows, gathered) + r0 * rows.ldx
+        if l == 0 and not rows.sparse and gathers(rows):
+            gather_rows(gathered, 0, rows, r0, r1, n_in)
+            a_in = gathered + r0 * n_in
+        elif l == 0 and not rows.sparse:
+            a_in = X + (rows.first + r0) * rows.ldx
             ld_in = rows.ldx
         elif l > 0:
             a_in = <const floating *> hidden_input(work) + rows.n * g.act_prefix[l - 1] + r0 * n_in
@@ -621,7 +718,7 @@ cdef void weights_job(const Geometry *g, Py_ssize_t job, floating *theta, floati
     else:
         if l == 0:
             a_in = dense_input(rows, <const floating *> work.gathered)
-            ld_in = rows.ldx
+            ld_in = n_in if gathers(rows) else rows.ldx
         else:
             a_in = <const floating *> hidden_input(work) + rows.n * g.act_prefix[l - 1]
         dense_backward_weights(grad + g.coef_offset[l] + lo * n_out, a_in + lo, ld_in, delta,
@@ -637,12 +734,17 @@ cdef double batch_step(const Geometry *g, floating *theta, floating *grad, float
     Pass 1 is row by row (forward, deltas), pass 2 is weight block by weight block (gradient,
     finish, step): two barriers per mini-batch whatever the depth; with max_grad_norm a third
     pass steps, once the gradient's norm is known. Returns sum_rows w_r loss_r; step.divisor is
-    set to sum_rows w_r when step.finish, else left as given."""
+    set to sum_rows w_r when step.finish, else left as given. Once work.interrupt is raised, the
+    remaining jobs are skipped (the caller must check it)."""
     cdef Py_ssize_t job, r, r_blocks = n_blocks(rows.n)
     cdef double total = 0.0, divisor = 0.0, norm = 0.0
     cdef const floating *w = <const floating *> rows.w
+    cdef Interrupt *it = work.interrupt
     for job in prange(r_blocks, schedule='static', num_threads=n_threads):
-        rows_job(g, job, r_blocks, theta, rows, work)
+        if not interrupted(it, threadid() == 0):
+            rows_job(g, job, r_blocks, theta, rows, work)
+    if it != NULL and it.raised:
+        return 0.0
     for r in range(rows.n):
         if w == NULL:
             total += work.row_loss[r]
@@ -653,8 +755,11 @@ cdef double batch_step(const Geometry *g, floating *theta, floating *grad, float
         step.divisor = divisor if w != NULL else <double> rows.n
     step.grad_scale = 1.0
     for job in prange(work.n_jobs, schedule='dynamic', num_threads=n_threads):
-        weights_job(g, job, theta, grad, state_1, state_2, state_3, step, accumulate, rows,
-                    work)
+        if not interrupted(it, threadid() == 0):
+            weights_job(g, job, theta, grad, state_1, state_2, state_3, step, accumulate, rows,
+                        work)
+    if it != NULL and it.raised:
+        return total
     if step.finish and step.take_step and step.max_grad_norm > 0:
         # torch.nn.utils.clip_grad_norm_: g *= min(1, max_norm / (|g| + 1e-6)), the norm summed
         # from the jobs' partial sums in job order (the same whatever the thread count).
@@ -664,7 +769,8 @@ cdef double batch_step(const Geometry *g, floating *theta, floating *grad, float
         if step.max_grad_norm / (norm + 1e-6) < 1.0:
             step.grad_scale = step.max_grad_norm / (norm + 1e-6)
         for job in prange(work.n_jobs, schedule='static', num_threads=n_threads):
-            step_job(g, job, theta, grad, state_1, state_2, state_3, step, work)
+            if not interrupted(it, threadid() == 0):
+                step_job(g, job, theta, grad, state_1, state_2, state_3, step, work)
     return total
 
 
@@ -690,8 +796,9 @@ cdef inline double sum_partials(const Work *work) noexcept nogil:
 
 
 cdef int set_input(Rows *rows, object X, const floating *like) except -1:
-    """Point rows at X: a C-contiguous array, or a CSR matrix (of the same dtype as `like`)."""
-    cdef const floating[:, ::1] dense
+    """Point rows at X: a dense array with any strides, or a CSR matrix (of the same dtype as
+    `like`) whose indices and indptr are both int32 or both int64."""
+    cdef const floating[:, :] dense
     cdef const floating[::1] data
     cdef const int[::1] indices_32, indptr_32
     cdef const long long[::1] indices_64, indptr_64
@@ -699,9 +806,16 @@ cdef int set_input(Rows *rows, object X, const floating *like) except -1:
     rows.sparse = hasattr(X, "indptr")
     rows.wide_index = False
     rows.ldx = X.shape[1]
+    rows.col_stride = 1
+    rows.strided = False
     if not rows.sparse:
         dense = X
-        rows.X = &dense[0, 0] if dense.shape[0] > 0 else NULL
+        rows.X = &dense[0, 0] if dense.shape[0] > 0 and dense.shape[1] > 0 else NULL
+        if not X.flags.c_contiguous:
+            rows.ldx = dense.strides[0] // <Py_ssize_t> sizeof(floating)
+            rows.col_stride = dense.strides[1] // <Py_ssize_t> sizeof(floating)
+            # BLAS reads rows in place only at unit column stride and a row stride >= width.
+            rows.strided = rows.col_stride != 1 or rows.ldx < X.shape[1]
         return 0
     data = X.data
     rows.sp_data = &data[0] if data.shape[0] > 0 else NULL
@@ -709,12 +823,14 @@ cdef int set_input(Rows *rows, object X, const floating *like) except -1:
         indices_32, indptr_32 = X.indices, X.indptr
         rows.sp_indices = &indices_32[0] if indices_32.shape[0] > 0 else NULL
         rows.sp_indptr = &indptr_32[0]
-    else:
-        indices_64 = X.indices.astype(np.int64, copy=False)
-        indptr_64 = X.indptr.astype(np.int64, copy=False)
+    elif X.indices.dtype == np.int64 and X.indptr.dtype == np.int64:
+        # (The pointers must outlive this call: X's own arrays, never converted copies.)
+        indices_64, indptr_64 = X.indices, X.indptr
         rows.wide_index = True
         rows.sp_indices = &indices_64[0] if indices_64.shape[0] > 0 else NULL
         rows.sp_indptr = &indptr_64[0]
+    else:
+        raise TypeError("a CSR matrix's indices and indptr must both be int32 or both int64")
     return 0
 
 
@@ -756,6 +872,8 @@ cdef class Trainer:
     def __init__(self, Network network, Py_ssize_t capacity, Py_ssize_t n_features, dtype,
                  bint sparse=False, *, unsigned long long dropout_seed=0,
                  double max_grad_norm=0.0, double weight_clip=0.0):
+        if capacity > BLAS_INT_MAX:  # a whole batch is the inner size of a gradient's GEMM
+            raise ValueError(f"batch_size must be at most {BLAS_INT_MAX} (a BLAS dimension).")
         self.network = network
         self.capacity = capacity
         g = &network.g
@@ -810,6 +928,7 @@ cdef class Trainer:
         work.dropout_key = 0
         work.dropout_threshold = 0
         work.dropout_scale = 1.0 / (1.0 - self.network.g.dropout)
+        work.interrupt = NULL  # the caller points it at its Interrupt to make batches stoppable
         return work
 
     cdef void _dropout_step(self, Work *work, long long step) noexcept nogil:
@@ -837,6 +956,7 @@ cdef class Trainer:
         cdef floating[::1] third_state
         cdef floating *state_3_ptr = NULL
         cdef Work work = self._work(acts, deltas, gathered)
+        cdef Interrupt interrupt
         cdef Rows rows
         cdef Step step
         cdef fm_optim optim
@@ -872,6 +992,8 @@ cdef class Trainer:
         set_input(&rows, X, &theta[0])
         rows.Y = &Y[0, 0]
         rows.w = &sample_weight[0] if weighted else NULL
+        interrupt_init(&interrupt)
+        work.interrupt = &interrupt
         try:
             with nogil:
                 start = 0
@@ -895,12 +1017,15 @@ cdef class Trainer:
                     batch_loss = batch_step(g, &theta[0], &grad[0], &state_1[0],
                                             &state_2[0] if state_2.shape[0] > 0 else NULL,
                                             state_3_ptr, &step, False, &rows, &work, n_threads)
+                    if interrupt.raised:
+                        break
                     batch_loss = (batch_loss / step.divisor
                                   + 0.5 * g.alpha * sum_partials(&work) / step.divisor)
                     accumulated = accumulated + batch_loss * rows.n
                     start = stop
-                    with gil:
-                        PyErr_CheckSignals()
+                    if interrupted(&interrupt, True):
+                        break
+            reraise_interrupt(&interrupt)
         finally:
             optimizer.t = t
             if step.solver >= FM_SOLVER_ADAGRAD:
@@ -919,11 +1044,12 @@ cdef class Trainer:
         cdef floating[::1] deltas = self.deltas
         cdef floating[::1] gathered = self.gathered
         cdef Work work = self._work(acts, deltas, gathered)
+        cdef Interrupt interrupt
         cdef Rows rows
         cdef Step step
         cdef Py_ssize_t n_samples = Y.shape[0], start, r
         cdef bint weighted = sample_weight.shape[0] > 0
-        cdef double data_loss = 0.0, sum_w2
+        cdef double data_loss = 0.0, sum_w2 = 0.0
         step.finish = step.take_step = False
         step.divisor = <double> n_samples
         step.max_grad_norm = step.weight_clip = 0.0
@@ -931,6 +1057,8 @@ cdef class Trainer:
         rows.Y = &Y[0, 0]
         rows.w = &sample_weight[0] if weighted else NULL
         rows.index = NULL
+        interrupt_init(&interrupt)
+        work.interrupt = &interrupt
         with nogil:
             self._dropout_step(&work, dropout_step)
             if weighted:
@@ -944,9 +1072,13 @@ cdef class Trainer:
                 data_loss += batch_step(g, &theta[0], &grad[0], <floating *> NULL,
                                         <floating *> NULL, <floating *> NULL, &step, start > 0,
                                         &rows, &work, n_threads)
+                if interrupted(&interrupt, True):
+                    break
                 start += rows.n
-            step.finish = True
-            sum_w2 = finish_all(g, &theta[0], &grad[0], &step, &work, n_threads)
+            if not interrupt.raised:
+                step.finish = True
+                sum_w2 = finish_all(g, &theta[0], &grad[0], &step, &work, n_threads)
+        reraise_interrupt(&interrupt)
         return data_loss / step.divisor + 0.5 * g.alpha * sum_w2 / step.divisor
 
 
@@ -958,8 +1090,9 @@ cdef class Trainer:
 cdef void predict_block(const Geometry *g, const floating *theta, const Rows *rows,
                         Py_ssize_t r0, Py_ssize_t r1, floating *out, floating *scratch)\
         noexcept nogil:
-    """out rows r0..r1 = the network's output for rows r0..r1 of X. A maxout layer's pieces
-    go to a third scratch slot."""
+    """out rows r0..r1 = the network's output for rows r0..r1 of X. scratch: two blocks of
+    PREDICT_ROWS x max_width, a third for a maxout layer's pieces, then (a strided X) one of
+    PREDICT_ROWS x n_features for its gathered rows."""
     cdef Py_ssize_t l, n_out, ld_in = rows.ldx
     cdef const floating *a_in = NULL
     cdef floating *a_out
@@ -969,7 +1102,11 @@ cdef void predict_block(const Geometry *g, const floating *theta, const Rows *ro
             a_out = out + r0 * n_out
         else:
             a_out = scratch + (l % 2) * PREDICT_ROWS * g.max_width
-        if l == 0 and not rows.sparse:
+        if l == 0 and not rows.sparse and rows.strided:
+            a_in = scratch + 3 * PREDICT_ROWS * g.max_width
+            gather_rows(<floating *> a_in, r0, rows, r0, r1, g.units[0])
+            ld_in = g.units[0]
+        elif l == 0 and not rows.sparse:
             a_in = <const floating *> rows.X + r0 * rows.ldx
         layer_forward(g, l, a_out, <floating *> NULL, NULL,
                       scratch + 2 * PREDICT_ROWS * g.max_width, a_in, ld_in, rows, r0, r1, theta)
@@ -979,17 +1116,19 @@ cdef void predict_block(const Geometry *g, const floating *theta, const Rows *ro
 
 def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
             int n_threads):
-    """out = the network's output activation for every row of X (C-contiguous array or CSR)."""
+    """out = the network's output activation for every row of X (a dense array with any
+    strides, or CSR)."""
     cdef Geometry *g = &network.g
     cdef Rows rows
     cdef Py_ssize_t n = out.shape[0], blocks = (n + PREDICT_ROWS - 1) // PREDICT_ROWS, b
-    cdef Py_ssize_t scratch_size = ((3 if g.hidden_activation == FM_MAXOUT else 2)
-                                    * PREDICT_ROWS * g.max_width)
+    cdef Py_ssize_t scratch_size = 3 * PREDICT_ROWS * g.max_width
     if n == 0:
         return
     set_input(&rows, X, &theta[0])
     rows.index = NULL
     rows.first = 0
+    if rows.strided:
+        scratch_size += PREDICT_ROWS * g.units[0]
     if blocks < n_threads:
         n_threads = <int> blocks
     # Per-thread scratch, allocated here so that a failure is a MemoryError, not a lost block.

@@ -28,6 +28,7 @@ defaults nothing of scikit-learn's behaviour changes, bit for bit.
 
 import warnings
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
@@ -69,6 +70,17 @@ _STOCHASTIC_SOLVERS = ["sgd", "adam"] + _TORCH_SOLVERS
 _ACTIVATIONS = {"identity", "logistic", "tanh", "relu",
                 "leaky_relu", "elu", "gelu", "silu", "mish", "softplus", "maxout"}
 
+# A dense X whose rows are not contiguous (a DataFrame's values are column-major) is read where it
+# lies, each batch gathered by the engine, once it is this large: scikit-learn makes no copy of
+# it either, and a copy would double the memory a large fit needs. Below, one C-ordered copy
+# costs little and makes shuffled batches ~1.8x faster to gather (measured: 60000 x 784 float32,
+# 128 hidden units, 2 epochs, 0.68 s in place vs 0.37 s copied), since a row of a column-major
+# X is scattered across memory.
+_COPY_STRIDED_BELOW = 64 * 2**20
+
+# scikit-learn's callback bookkeeping: set up by fit, torn down by _fit_context however fit ends.
+_CALLBACK_STATE = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
+
 # L-BFGS evaluates the full-batch gradient in chunks of this many rows (accumulated in order), so
 # that its scratch memory stays O(chunk x width) however large the data.
 _LBFGS_CHUNK_ROWS = 1024
@@ -98,11 +110,22 @@ def _check_sample_weight(sample_weight, X, dtype):
 
 
 def _engine_input(X, dtype):
-    """X as the engine reads it: C-contiguous, or CSR (a CSC matrix is converted once; sparse
-    input is never densified), in the compute dtype."""
+    """X as the engine reads it, in the compute dtype: a dense array, in place when its rows
+    are (C order, or a column slice of it), or when it is large (see _COPY_STRIDED_BELOW);
+    or CSR (a CSC matrix is converted once; sparse input is never densified)."""
     if sp.issparse(X):
         X = X.tocsr()
-        return X.astype(dtype, copy=False) if X.dtype != dtype else X
+        X = X.astype(dtype, copy=False) if X.dtype != dtype else X
+        if X.indices.dtype != X.indptr.dtype:  # the engine reads both as int32 or both int64
+            X = sp.csr_matrix((X.data, X.indices.astype(np.int64), X.indptr.astype(np.int64)),
+                              shape=X.shape, copy=False)
+        return X
+    if (isinstance(X, np.ndarray) and X.dtype == dtype and X.ndim == 2
+            and all(stride % X.itemsize == 0 for stride in X.strides)):
+        rows_in_place = (X.strides[1] == X.itemsize
+                         and X.strides[0] >= X.shape[1] * X.itemsize)
+        if X.flags.c_contiguous or rows_in_place or X.nbytes >= _COPY_STRIDED_BELOW:
+            return X
     return np.ascontiguousarray(X, dtype=dtype)
 
 
@@ -292,10 +315,11 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             ))
         super().__setstate__(state)
         if "_theta" in state:
-            if self._theta.base is not None:
-                # skops loads arrays as views into its buffers: the weights' views must have
-                # theta itself as base (see _packed_parameters), so theta must own its memory.
-                self._theta = self._theta.copy()
+            if self._theta.base is not None or type(self._theta) is not np.ndarray:
+                # skops loads arrays as views into its buffers, joblib's mmap_mode as memmaps:
+                # the weights' views must have theta itself as base (see _packed_parameters),
+                # so theta must be a plain array that owns its memory.
+                self._theta = np.array(self._theta)
             check_loaded_state(self)  # a damaged or crafted file fails here, not in the engine
             self.coefs_, self.intercepts_ = self._network().views(self._theta)
 
@@ -348,7 +372,40 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 self.validation_scores_ = None
                 self.best_validation_score_ = None
 
+    @contextmanager
+    def _unchanged_on_error(self):
+        """Put every attribute back if the block raises. Validation and initialisation only
+        (re)bind attributes, so a shallow copy of them restores the model exactly: a fit or
+        partial_fit that fails validation leaves a fitted model as it was (scikit-learn's may
+        leave new classes_, feature names or n_outputs_ beside the old weights). Training
+        itself reports only through the solvers' interrupt warning and the finite-weights check,
+        which run outside this block."""
+        saved = self.__dict__.copy()
+        try:
+            yield
+        except BaseException:
+            callbacks = {k: v for k, v in self.__dict__.items() if k in _CALLBACK_STATE}
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            self.__dict__.update(callbacks)
+            raise
+
     def _fit(self, X, y, sample_weight=None, incremental=False):
+        with self._unchanged_on_error():
+            theta, fit_task = self._validate_and_train(X, y, sample_weight, incremental)
+        return self._check_finite_weights(theta, fit_task)
+
+    def _check_finite_weights(self, theta, fit_task):
+        """scikit-learn's report of a diverged fit (the weights are kept, as it keeps them)."""
+        if not np.isfinite(theta).all():
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may"
+                " contain large values and need to be preprocessed."
+            )
+        fit_task.end()
+        return self
+
+    def _validate_and_train(self, X, y, sample_weight, incremental):
         hidden_layer_sizes = self.hidden_layer_sizes
         if not hasattr(hidden_layer_sizes, "__iter__"):
             hidden_layer_sizes = [hidden_layer_sizes]
@@ -400,14 +457,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             self._fit_stochastic(X, y, sample_weight, theta, incremental, fit_task)
         else:
             self._fit_lbfgs(X, y, sample_weight, theta, fit_task)
-
-        if not np.isfinite(theta).all():
-            raise ValueError(
-                "Solver produced non-finite parameter weights. The input data may"
-                " contain large values and need to be preprocessed."
-            )
-        fit_task.end()
-        return self
+        return theta, fit_task
 
     def _weight_classes(self, y, sample_weight, dtype):
         """sample_weight times the weights of class_weight (classifiers only)."""
@@ -422,25 +472,47 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         grad = np.empty_like(theta)
         n_threads = effective_n_threads()
 
+        # The last iterate L-BFGS accepted, kept on Ctrl-C (scikit-learn lets the interrupt
+        # escape, leaving the weights of whichever point was evaluated last): O(params) a step.
+        accepted = {"x": theta.astype(np.float64), "fun": None, "nit": 0}
+        task_callback = fit_task.lbfgs_callback(theta)
+
         def loss_and_gradient(packed):
             theta[...] = packed
             loss = trainer.loss_gradient(theta, grad, X, Y, weights, n_threads)
+            if accepted["fun"] is None:
+                accepted["fun"] = loss  # L-BFGS-B evaluates the starting point first
             return loss, grad.astype(np.float64)
 
         # weight_clip under L-BFGS: the box [-c, c] as L-BFGS-B's bounds, the projected form of
         # clamping after every step.
         bounds = (None if self.weight_clip is None
                   else scipy.optimize.Bounds(-self.weight_clip, self.weight_clip))
-        with single_threaded_blas():
-            result = scipy.optimize.minimize(
-                loss_and_gradient,
-                theta.astype(np.float64),
-                method="L-BFGS-B",
-                jac=True,
-                bounds=bounds,
-                options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
-                callback=fit_task.lbfgs_callback(theta),
-            )
+
+        def callback(intermediate_result):
+            accepted.update(x=intermediate_result.x.copy(), fun=intermediate_result.fun,
+                            nit=accepted["nit"] + 1)
+            if task_callback is not None:
+                task_callback(intermediate_result)
+
+        try:
+            with single_threaded_blas():
+                result = scipy.optimize.minimize(
+                    loss_and_gradient,
+                    accepted["x"],
+                    method="L-BFGS-B",
+                    jac=True,
+                    bounds=bounds,
+                    options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
+                    callback=callback,
+                )
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.")
+            fit_task.close_lbfgs()
+            self.n_iter_ = accepted["nit"]
+            self.loss_ = accepted["fun"] if accepted["fun"] is not None else np.nan
+            theta[...] = accepted["x"]
+            return
         fit_task.close_lbfgs()
         # A stop asked by a callback is no failure to converge: no ConvergenceWarning then.
         self.n_iter_ = (min(result.nit, self.max_iter) if fit_task.stopped
@@ -666,11 +738,11 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         X = _engine_input(X, dtype)
         out = np.empty((X.shape[0], self.n_outputs_), dtype=dtype)
         n_threads = effective_n_threads() if X.shape[0] > 128 else 1
-        if n_threads > 1:
-            with single_threaded_blas():
-                _engine.predict(self._network(), theta, X, out, n_threads)
-        else:
-            _engine.predict(self._network(), theta, X, out, 1)
+        # BLAS on one thread even when the engine uses one: OpenBLAS's threaded GEMM and GEMV
+        # round differently from its serial ones, and predictions must not depend on thread
+        # counts (nor on whether another thread happens to hold BLAS to one thread just then).
+        with single_threaded_blas():
+            _engine.predict(self._network(), theta, X, out, n_threads)
         return out
 
     def _is_plain_input(self, X, dtype):
@@ -966,13 +1038,15 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
                 "set target to properly estimate the class frequency distributions. Pass the "
                 "resulting weights as the class_weight parameter."
             )
-        if self._partial_fit_first_call(classes):
-            self._label_binarizer = LabelBinarizer()
-            if type_of_target(y).startswith("multilabel"):
-                self._label_binarizer.fit(y)
-            else:
-                self._label_binarizer.fit(classes)
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+        with self._unchanged_on_error():  # the first call's classes_ too
+            if self._partial_fit_first_call(classes):
+                self._label_binarizer = LabelBinarizer()
+                if type_of_target(y).startswith("multilabel"):
+                    self._label_binarizer.fit(y)
+                else:
+                    self._label_binarizer.fit(classes)
+            theta, fit_task = self._validate_and_train(X, y, sample_weight, incremental=True)
+        return self._check_finite_weights(theta, fit_task)
 
     def _partial_fit_first_call(self, classes):
         """scikit-learn's `classes` rules for partial_fit; True on the first call."""

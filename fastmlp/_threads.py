@@ -2,16 +2,37 @@
 
 scikit-learn's convention for OpenMP estimators: use every core OpenMP is allowed (so
 OMP_NUM_THREADS and threadpoolctl's limits on OpenMP are honoured), resolved once in Python and
-passed down as an integer. While the engine runs its own threads, BLAS is held to one thread so
-that the two never oversubscribe the cores.
-"""
-from contextlib import contextmanager
+passed down as an integer. While the engine runs, BLAS is held to one thread: inside OpenMP
+regions so that the two never oversubscribe the cores, and everywhere because OpenBLAS's
+threaded GEMM and GEMV round differently from its serial ones (they cut the product into other
+tiles) — a prediction must not depend on how many threads BLAS happened to have.
 
+BLAS thread counts are process-wide, but fits and predictions may run in several Python threads
+at once. A limit per call would break when calls overlap: the first to finish would restore
+threaded BLAS under the feet of the others, and the last would leave BLAS single-threaded for
+good (it "restores" the 1 it found). So the limit is shared and reference-counted: the first
+call to enter sets it, the last to leave restores what the first found.
+
+threadpoolctl finds the BLAS libraries once; their counts are then read and set through its
+per-library controllers: ~4 us to set and restore both numpy's and scipy's OpenBLAS, where a fresh
+`threadpool_limits` costs ~15 us (this runs around every prediction). threadpoolctl (3.6 and
+later) lets only one "controlling" Python thread change OpenBLAS's process-wide pool through its
+public `set_num_threads` and silently ignores the others, so a limit set from a worker thread
+would do nothing. Our changes are serialised by our own lock, so they go straight to the library
+(the controller's `_real_set_num_threads`); where a threadpoolctl has no such method, the calling
+thread takes control for each change and hands it back at once.
+"""
+import threading
+
+import threadpoolctl
 from threadpoolctl import ThreadpoolController
 
 from fastmlp import _engine
 
-_controller = None
+_lock = threading.Lock()
+_blas = None  # threadpoolctl's controllers of the loaded BLAS libraries, found on first use
+_restore = []  # (library, thread count it had) while the limit is held
+_users = 0
 
 
 def effective_n_threads():
@@ -19,11 +40,55 @@ def effective_n_threads():
     return max(1, _engine.max_threads())
 
 
-@contextmanager
+def _release_blas_control():
+    """Forget threadpoolctl's controlling thread: the next thread to set a limit takes it."""
+    clear = getattr(getattr(threadpoolctl, "OpenBLASController", None),
+                    "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
+
+
+def _set_blas_threads(library, n_threads):
+    direct = getattr(library, "_real_set_num_threads", None)
+    if direct is not None:
+        direct(n_threads)
+    else:
+        _release_blas_control()
+        library.set_num_threads(n_threads)
+        _release_blas_control()
+
+
+class _SingleThreadedBlas:
+    """The shared, reference-counted limit (one stateless instance serves every caller)."""
+
+    def __enter__(self):
+        global _blas, _users
+        with _lock:
+            if _users == 0:
+                if _blas is None:
+                    _blas = ThreadpoolController().select(user_api="blas").lib_controllers
+                for library in _blas:
+                    n_threads = library.get_num_threads()
+                    if n_threads is not None and n_threads != 1:
+                        _set_blas_threads(library, 1)
+                        _restore.append((library, n_threads))
+            _users += 1
+        return self
+
+    def __exit__(self, *exc_info):
+        global _users
+        with _lock:
+            _users -= 1
+            if _users == 0:
+                for library, n_threads in _restore:
+                    _set_blas_threads(library, n_threads)
+                _restore.clear()
+
+
+_SINGLE_THREADED_BLAS = _SingleThreadedBlas()
+
+
 def single_threaded_blas():
-    """Hold BLAS to one thread inside the block (a ThreadpoolController made once: ~20 us)."""
-    global _controller
-    if _controller is None:
-        _controller = ThreadpoolController()
-    with _controller.limit(limits=1, user_api="blas"):
-        yield
+    """Hold BLAS to one thread inside the `with` block, for as long as any thread is inside
+    one."""
+    return _SINGLE_THREADED_BLAS

@@ -1,11 +1,15 @@
 """Persistence: pickle and joblib as scikit-learn, skops' secure format with fastmlp's types trusted
 by full name, the version stamp and its warning, and loaded states checked before use."""
+import copy
 import pickle
+import subprocess
+import sys
 import warnings
 
 import joblib
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.datasets import load_digits, make_regression
 
 import fastmlp
@@ -152,3 +156,133 @@ def test_training_goes_on_after_a_skops_round_trip(tmp_path, solver):
         model.partial_fit(X, y)
         loaded.partial_fit(X, y)
     np.testing.assert_array_equal(loaded._theta, model._theta)
+
+
+# -- pickle / joblib: a fresh process, and training that goes on ---------------------------------
+
+def models_to_persist():
+    """(name, model, X, y): every solver, both dtypes, both tasks, string and multilabel
+    targets, early stopping, a RandomState instance as random_state."""
+    X, y = digits()
+    X32 = X.astype(np.float32)
+    Xr, yr = make_regression(n_samples=150, n_features=6, n_targets=2, random_state=0)
+    multilabel = np.c_[y % 2, y > 4, y == 0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield "adam-float32", MLPClassifier(hidden_layer_sizes=(16,), max_iter=5,
+                                            random_state=0).fit(X32, y), X32, y
+        strings = np.array(list("abc"))[y % 3]
+        yield "sgd-strings-early-stopping", MLPClassifier(
+            hidden_layer_sizes=(16, 8), solver="sgd", early_stopping=True, max_iter=5,
+            random_state=np.random.RandomState(1)).fit(X, strings), X, strings
+        yield "lbfgs-multilabel", MLPClassifier(hidden_layer_sizes=(8,), solver="lbfgs",
+                                                max_iter=5, random_state=0).fit(X, multilabel), \
+            X, multilabel
+        yield "regressor-two-outputs", MLPRegressor(hidden_layer_sizes=(8,), max_iter=5,
+                                                    random_state=0).fit(Xr, yr), Xr, yr
+        counts = np.abs(yr[:, 0])
+        yield "poisson-lbfgs", MLPRegressor(loss="poisson", solver="lbfgs", max_iter=5,
+                                            hidden_layer_sizes=(4,), random_state=0).fit(
+            Xr, counts), Xr, counts
+
+
+def outputs(model, X):
+    if hasattr(model, "predict_proba"):
+        return [model.predict(X), model.predict_proba(X)]
+    return [model.predict(X)]
+
+
+FRESH_PROCESS = """
+import sys, joblib, numpy as np
+for path in sys.argv[1:]:
+    model, X, y = joblib.load(path)
+    result = [model.predict(X)]
+    if hasattr(model, "predict_proba"):
+        result.append(model.predict_proba(X))
+    model.set_params(warm_start=True, max_iter=2)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X, y)
+    result.append(model._theta)
+    joblib.dump(result, path + ".out")
+"""
+
+
+def test_a_fresh_process_predicts_and_trains_on_as_this_one(tmp_path):
+    paths, expected = [], []
+    for name, model, X, y in models_to_persist():
+        path = str(tmp_path / f"{name}.joblib")
+        joblib.dump((model, X, y), path)
+        continued = pickle.loads(pickle.dumps(model)).set_params(warm_start=True, max_iter=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            continued.fit(X, y)
+        paths.append(path)
+        expected.append(outputs(model, X) + [continued._theta])
+    subprocess.run([sys.executable, "-c", FRESH_PROCESS, *paths], check=True)
+    for path, wanted in zip(paths, expected):
+        got = joblib.load(path + ".out")
+        assert len(got) == len(wanted)
+        for a, b in zip(got, wanted):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("how", ["pickle", "joblib", "joblib-mmap", "deepcopy"])
+def test_round_trips_predict_the_same(tmp_path, how):
+    for name, model, X, _ in models_to_persist():
+        if how == "pickle":
+            loaded = pickle.loads(pickle.dumps(model))
+        elif how == "deepcopy":
+            loaded = copy.deepcopy(model)
+        else:
+            joblib.dump(model, tmp_path / "m.joblib")
+            loaded = joblib.load(tmp_path / "m.joblib",
+                                 mmap_mode="r" if how == "joblib-mmap" else None)
+        assert all(a.base is loaded._theta for a in loaded.coefs_ + loaded.intercepts_)
+        for a, b in zip(outputs(loaded, X), outputs(model, X)):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_partial_fit_goes_on_identically_after_pickle(solver, dtype):
+    X, y = digits(dtype=dtype)
+    model = MLPClassifier(hidden_layer_sizes=(8,), solver=solver,
+                          random_state=np.random.RandomState(0))
+    model.partial_fit(X, y, classes=np.arange(10))
+    loaded = pickle.loads(pickle.dumps(model))
+    first_layer = loaded.coefs_[0]
+    before = first_layer.copy()
+    for _ in range(3):
+        model.partial_fit(X, y)
+        loaded.partial_fit(X, y)
+    np.testing.assert_array_equal(loaded._theta, model._theta)
+    # coefs_ are views into the weights again: the array held before training moved with them.
+    assert first_layer is loaded.coefs_[0] and first_layer.base is loaded._theta
+    assert not np.array_equal(first_layer, before)
+    assert loaded.t_ == model.t_ and loaded.loss_curve_ == model.loss_curve_
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+def test_warm_start_goes_on_identically_after_joblib(tmp_path, solver):
+    X, y = digits()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = MLPRegressor(hidden_layer_sizes=(8,), solver=solver, max_iter=4, warm_start=True,
+                             early_stopping=solver != "lbfgs", random_state=0).fit(X, y)
+        joblib.dump(model, tmp_path / "m.joblib")
+        loaded = joblib.load(tmp_path / "m.joblib")
+        model.fit(X, y)
+        loaded.fit(X, y)
+    np.testing.assert_array_equal(loaded._theta, model._theta)
+    assert loaded.n_iter_ == model.n_iter_
+
+
+def test_clone_of_a_fitted_model_is_unfitted_with_the_same_parameters():
+    model, X, y = fitted(solver="sgd", alpha=1e-3)
+    twin = clone(model)
+    assert twin.get_params() == model.get_params() and not hasattr(twin, "coefs_")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        np.testing.assert_array_equal(twin.fit(X, y)._theta, model._theta)
