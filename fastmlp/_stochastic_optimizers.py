@@ -59,7 +59,20 @@ class SGDOptimizer:
         return False
 
 
-class AdamOptimizer:
+class _ConstantSchedule:
+    """The per-epoch part of a solver whose learning rate has no schedule: nothing to do at an
+    epoch's end, and stop when the loss stops improving (scikit-learn's AdamOptimizer)."""
+
+    def iteration_ends(self, time_step):
+        pass
+
+    def trigger_stopping(self, msg, verbose):
+        if verbose:
+            print(msg + " Stopping.")
+        return True
+
+
+class AdamOptimizer(_ConstantSchedule):
     """Adam; the engine folds the bias corrections into the step size of step t:
     lr_t = lr_init sqrt(1 - beta_2^t) / (1 - beta_1^t)."""
 
@@ -87,13 +100,6 @@ class AdamOptimizer:
         return (self.learning_rate_init * np.sqrt(1 - self.beta_2**self.t)
                 / (1 - self.beta_1**self.t))
 
-    def iteration_ends(self, time_step):
-        pass
-
-    def trigger_stopping(self, msg, verbose):
-        if verbose:
-            print(msg + " Stopping.")
-        return True
 
 
 # torch.optim's defaults for the hyper-parameters whose default depends on the solver (an
@@ -108,7 +114,7 @@ TORCH_DEFAULTS = {
 }
 
 
-class TorchOptimizer:
+class TorchOptimizer(_ConstantSchedule):
     """adagrad, rmsprop, adadelta, adamax, nadam or adamw, as torch.optim defines them.
 
     Hyper-parameters keep torch's names, except rmsprop's `alpha` (here `rho`, as adadelta's,
@@ -163,11 +169,3 @@ class TorchOptimizer:
     @property
     def learning_rate(self):
         return float(self.learning_rate_init)
-
-    def iteration_ends(self, time_step):
-        pass
-
-    def trigger_stopping(self, msg, verbose):
-        if verbose:
-            print(msg + " Stopping.")
-        return True
