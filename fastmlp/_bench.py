@@ -692,6 +692,11 @@ def format_report(report):
             lines.append(f"  {system:8s} {reached}; best held-out accuracy "
                          f"{r['best_accuracy']:.4f} in {r['epochs_run']} epochs "
                          f"({r['seconds']:.2f} s)")
+    if results.get("load_average"):
+        lines.append("")
+        lines.append("1-minute load average as each workload started (2 cores; above ~2 other "
+                     "processes were competing): " + ", ".join(
+                         f"{k} {v:.1f}" for k, v in results["load_average"].items()))
     if report.get("targets"):
         lines.append("")
         lines.append("Targets:")
@@ -769,6 +774,7 @@ def run(args, log):
             if name not in workloads and not wants_predict:
                 continue
             workload = workload.scaled(scale)
+            results.setdefault("load_average", {})[name] = round(os.getloadavg()[0], 2)
             log(f"{name}: {workload.n_samples} x {workload.n_features}, hidden "
                 f"{workload.hidden}, batch {workload.batch_size}, {workload.dtype}")
             if name in workloads:
