@@ -138,3 +138,23 @@ def test_main_end_to_end(tmp_path, capsys):
 def test_main_rejects_unknown_names():
     with pytest.raises(SystemExit, match="unknown workload"):
         _bench.main(["--workloads", "small,huge"])
+
+
+def test_time_to_accuracy_on_separable_images(tmp_path):
+    # 10,000 28x28 images whose class is a bright band of rows: learnable in one epoch.
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 10000).astype(np.uint8)
+    images = rng.integers(0, 30, (10000, 28, 28)).astype(np.uint8)
+    for k in range(10):
+        images[labels == k, 2 * k:2 * k + 3, :] = 255
+    write_idx(str(tmp_path / "t10k-images-idx3-ubyte.gz"), images)
+    write_idx(str(tmp_path / "t10k-labels-idx1-ubyte.gz"), labels)
+    result = _bench.bench_accuracy(str(tmp_path), ["fastmlp", "sklearn"], 1, max_epochs=3,
+                                   log=lambda message: None)
+    for record in result["systems"].values():
+        assert record["best_accuracy"] >= 0.97
+        reached = record["reached"]["0.97"]
+        assert reached["epoch"] == record["epochs_run"]  # stops once every threshold is met
+        assert reached["seconds"] == pytest.approx(sum(record["epoch_seconds"]))
+        assert reached["epochs_x_median_s"] == pytest.approx(
+            reached["epoch"] * record["median_epoch_s"])
