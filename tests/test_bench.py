@@ -135,6 +135,14 @@ def test_main_end_to_end(tmp_path, capsys):
     assert report["machine"]["blas"]
 
 
+def test_gemm_ceiling_is_never_below_what_one_core_shows():
+    result = _bench.bench_gemm((128, 256), threads=2, log=lambda message: None, repeats=2)
+    for routine in ("sgemm", "dgemm"):
+        r = result[routine]
+        assert set(r["by_size"]) == {"128", "256"} and r["one_thread_gflops"] > 0
+        assert r["best_gflops"] == max(r["all_threads_gflops"], 2 * r["one_thread_gflops"])
+
+
 def test_main_rejects_unknown_names():
     with pytest.raises(SystemExit, match="unknown workload"):
         _bench.main(["--workloads", "small,huge"])
