@@ -1,0 +1,168 @@
+"""The benchmark harness (fastmlp/_bench.py) on tiny inputs: that it reads MNIST's IDX format,
+makes the data it says, judges the targets right, and runs end to end. Nothing here is timed
+against anything: speed is measured by `fastmlp bench` / benchmarks/, never by tests."""
+import gzip
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from fastmlp import _bench
+
+
+def write_idx(path, array, type_code=0x08):
+    header = bytes([0, 0, type_code, array.ndim]) + b"".join(
+        struct.pack(">I", n) for n in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(array.dtype.newbyteorder(">")).tobytes())
+
+
+def test_read_idx_round_trip(tmp_path):
+    images = np.arange(3 * 4 * 5, dtype=np.uint8).reshape(3, 4, 5)
+    write_idx(str(tmp_path / "images.gz"), images)
+    np.testing.assert_array_equal(_bench.read_idx(str(tmp_path / "images.gz")), images)
+    values = np.array([[1, -2], [300000, 7]], dtype=np.int32)
+    write_idx(str(tmp_path / "values.gz"), values, type_code=0x0C)
+    np.testing.assert_array_equal(_bench.read_idx(str(tmp_path / "values.gz")), values)
+
+
+def test_read_idx_rejects_bad_files(tmp_path):
+    bad = tmp_path / "bad"
+    bad.write_bytes(b"\x01\x02\x08\x01\x00\x00\x00\x02ab")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        _bench.read_idx(str(bad))
+    short = tmp_path / "short"
+    short.write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x05ab")
+    with pytest.raises(ValueError, match="expected 13"):
+        _bench.read_idx(str(short))
+
+
+def test_load_mnist10k_scales_pixels(tmp_path):
+    images = np.array([[[0, 255], [51, 102]]] * 4, dtype=np.uint8)
+    write_idx(str(tmp_path / "t10k-images-idx3-ubyte.gz"), images)
+    write_idx(str(tmp_path / "t10k-labels-idx1-ubyte.gz"), np.array([3, 1, 4, 1], np.uint8))
+    X, y = _bench.load_mnist10k(str(tmp_path))
+    assert X.dtype == np.float32 and X.shape == (4, 4)
+    np.testing.assert_allclose(X[0], [0.0, 1.0, 0.2, 0.4])
+    np.testing.assert_array_equal(y, [3, 1, 4, 1])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_make_blobs(dtype):
+    X, y = _bench.make_blobs(5000, 7, dtype, seed=1)
+    assert X.shape == (5000, 7) and X.dtype == np.dtype(dtype) and X.flags.c_contiguous
+    assert set(np.unique(y)) == set(range(_bench.N_CLASSES))
+    # Each class is a blob: points sit closer to their own class mean than to the others'.
+    means = np.stack([X[y == k].mean(axis=0) for k in range(_bench.N_CLASSES)])
+    nearest = np.argmin(((X[:, None, :] - means[None]) ** 2).sum(axis=2), axis=1)
+    assert np.mean(nearest == y) > 0.5
+    X2, y2 = _bench.make_blobs(5000, 7, dtype, seed=1)
+    np.testing.assert_array_equal(X, X2)
+
+
+def test_workload_weights_and_scaling():
+    mnist = _bench.FIT_WORKLOADS["mnist"]
+    assert mnist.n_weights == 784 * 256 + 256 * 128 + 128 * 10
+    small = mnist.scaled(0.01)
+    assert small.n_samples == 4 * mnist.batch_size  # never fewer than four batches
+    assert mnist.scaled(5).n_samples == mnist.n_samples
+
+
+def _fit_rows(fastmlp_s, sklearn_s, torch_s=None):
+    rows = {"fastmlp": {"median_s": fastmlp_s, "gflops": 1.0},
+            "sklearn": {"median_s": sklearn_s, "gflops": 1.0}}
+    if torch_s is not None:
+        rows["torch"] = {"median_s": torch_s, "gflops": 1.0}
+    return rows
+
+
+def test_check_targets_uses_the_faster_peer():
+    results = {"fit": {"small": _fit_rows(1.0, 10.0, 3.9), "mnist": _fit_rows(1.0, 1.5)}}
+    checks = [(measured, verdict) for _, measured, verdict in _bench.check_targets(results)]
+    assert checks[0] == ("3.90x vs torch", "FAIL")  # small: 4x needed; torch is the faster peer
+    assert checks[1] == ("not measured", "n/a")  # tiny-batch
+    assert checks[2] == ("1.50x vs sklearn", "PASS")  # mnist: 1.5x needed
+    assert checks[4][1] == "n/a"  # wide
+
+
+def test_check_targets_ceiling_latency_threads_memory():
+    results = {
+        "fit": {"wide": {"fastmlp": {"median_s": 1.0, "gflops": 150.0}}},
+        "gemm": {"sgemm": {"best_gflops": 180.0}},
+        "predict": {"predict-one": {"fastmlp": {"median_s": 30e-6},
+                                    "torch": {"median_s": 100e-6}},
+                    "predict-bulk": {"fastmlp": {"median_s": 1.1},
+                                     "sklearn": {"median_s": 1.0}}},
+        "threads": {"fastmlp": {"by_threads": {"1": {}, "2": {}}, "speedup": 1.69}},
+        "memory": {"fastmlp": {"fit_added": 40 * 2 ** 20, "data_bytes": 2 ** 30},
+                   "fastmlp_estimate": {"total": 20 * 2 ** 20}},
+    }
+    verdicts = [verdict for _, _, verdict in _bench.check_targets(results)]
+    # small, tiny-batch, mnist, mnist-f64, wide speed-ups; ceiling; one row; bulk; threads; memory
+    assert verdicts[4:] == ["n/a", "PASS", "PASS", "FAIL", "FAIL", "FAIL"]
+
+
+def test_predict_and_fit_timings_on_a_tiny_workload():
+    workload = _bench.Workload("tiny", 400, 6, (5,), 50, "float32")
+    fit, runners, X = _bench.bench_fit(workload, ["fastmlp", "sklearn"], 1, repeats=2,
+                                       budget=10.0, log=lambda message: None)
+    assert set(fit) == {"fastmlp", "sklearn"}
+    for record in fit.values():
+        assert record["n"] == 2 and record["median_s"] > 0 and record["gflops"] > 0
+    predict = _bench.bench_predict(workload, runners, X, {"predict-bulk", "predict-one"},
+                                   repeats=2, budget=10.0, log=lambda message: None)
+    assert predict["predict-one"]["fastmlp"]["n"] == _bench.PREDICT_ONE_CALLS
+    assert predict["predict-bulk"]["sklearn"]["n"] == 5
+
+
+def test_time_interleaved_respects_the_budget():
+    calls = []
+    times, cpu = _bench.time_interleaved({"a": lambda: calls.append("a"),
+                                          "b": lambda: calls.append("b")}, repeats=4, budget=0)
+    assert calls[:6] == ["a", "b"] * 3  # interleaved; then the budget stops both at 3 samples
+    assert len(times["a"]) == len(cpu["b"]) == 3
+
+
+def test_main_end_to_end(tmp_path, capsys):
+    out = tmp_path / "results.json"
+    assert _bench.main(["--quick", "--workloads", "small", "--systems", "fastmlp,sklearn",
+                        "--repeats", "1", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "small" in text and "sklearn" in text and "Targets:" in text
+    report = json.loads(out.read_text())
+    assert set(report["results"]["fit"]["small"]) == {"fastmlp", "sklearn"}
+    assert report["machine"]["blas"]
+
+
+def test_gemm_ceiling_is_never_below_what_one_core_shows():
+    result = _bench.bench_gemm((128, 256), threads=2, log=lambda message: None, repeats=2)
+    for routine in ("sgemm", "dgemm"):
+        r = result[routine]
+        assert set(r["by_size"]) == {"128", "256"} and r["one_thread_gflops"] > 0
+        assert r["best_gflops"] == max(r["all_threads_gflops"], 2 * r["one_thread_gflops"])
+
+
+def test_main_rejects_unknown_names():
+    with pytest.raises(SystemExit, match="unknown workload"):
+        _bench.main(["--workloads", "small,huge"])
+
+
+def test_time_to_accuracy_on_separable_images(tmp_path):
+    # 10,000 28x28 images whose class is a bright band of rows: learnable in one epoch.
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 10000).astype(np.uint8)
+    images = rng.integers(0, 30, (10000, 28, 28)).astype(np.uint8)
+    for k in range(10):
+        images[labels == k, 2 * k:2 * k + 3, :] = 255
+    write_idx(str(tmp_path / "t10k-images-idx3-ubyte.gz"), images)
+    write_idx(str(tmp_path / "t10k-labels-idx1-ubyte.gz"), labels)
+    result = _bench.bench_accuracy(str(tmp_path), ["fastmlp", "sklearn"], 1, max_epochs=3,
+                                   log=lambda message: None)
+    for record in result["systems"].values():
+        assert record["best_accuracy"] >= 0.97
+        reached = record["reached"]["0.97"]
+        assert reached["epoch"] == record["epochs_run"]  # stops once every threshold is met
+        assert reached["seconds"] == pytest.approx(sum(record["epoch_seconds"]))
+        assert reached["epochs_x_median_s"] == pytest.approx(
+            reached["epoch"] * record["median_epoch_s"])
