@@ -17,7 +17,7 @@ import warnings
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-CSRC = ["csrc/activations.c", "csrc/losses.c", "csrc/optimizers.c"]
+CSRC = ["csrc/activations.c", "csrc/losses.c", "csrc/optimizers.c", "csrc/small_product.c"]
 
 
 def compiler_supports(flags):

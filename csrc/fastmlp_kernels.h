@@ -113,6 +113,9 @@ void fm_optim_begin_step(fm_optim *o);
 unsigned long long fm_dropout_key(unsigned long long seed, long long step);
 
 #define FASTMLP_DECLARE(REAL, SFX)                                                                 \
+    /* out (rows x n_out) = a (rows x n_in, rows lda apart) @ W, for a few rows, without BLAS.  */ \
+    void fm_small_product##SFX(REAL *out, const REAL *a, ptrdiff_t lda, const REAL *W,             \
+                               ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t n_out);                   \
     /* a[r, :] = act(a[r, :] + b) for every row r of the row-major rows x cols block a; z (when    \
      * not NULL, same shape) receives the pre-activation a + b. params may be NULL for the         \
      * activations without parameters.                                                           */ \

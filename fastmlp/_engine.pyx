@@ -73,9 +73,9 @@ from libc.string cimport memcpy, memset
 
 import numpy as np
 
-from fastmlp._blas cimport NoTrans, Trans, gemm, gemv
+from fastmlp._blas cimport NoTrans, Trans, gemm
 from fastmlp._kernels cimport (
-    FM_EXP, FM_IDENTITY, FM_LOGISTIC, FM_LOSS_BINARY_LOG, FM_LOSS_LOG, FM_LOSS_POISSON,
+    small_product, FM_EXP, FM_IDENTITY, FM_LOGISTIC, FM_LOSS_BINARY_LOG, FM_LOSS_LOG, FM_LOSS_POISSON,
     FM_LOSS_SQUARED, FM_RELU, FM_SOFTMAX, FM_TANH, activation_backward, adam_step,
     fm_exp_array_d, fm_exp_array_f,
     bias_activation_forward, finalize_gradient, output_delta, sgd_step, sum_squares,
@@ -145,10 +145,11 @@ OPENMP_ENABLED = bool(FASTMLP_HAVE_OPENMP)
 # Block sizes. Rows are cut into an even number (for two cores) of blocks of about MIN_ROWS rows
 # or more, at most MAX_BLOCKS of them: each block's GEMM packs the whole of W again, so a block
 # much below 64 rows spends more on packing than it gains in parallelism (scipy's sgemm, one
-# thread, 784 x 256 weights: 70 GFLOP/s at 16 rows, 93 at 32, 105 at 64). Below GEMV_ROWS rows
-# a product is done row by row with GEMV.
+# thread, 784 x 256 weights: 70 GFLOP/s at 16 rows, 93 at 32, 105 at 64). Below SMALL_ROWS rows
+# a product is done row by row without BLAS (csrc/small_product.c).
 DEF MIN_ROWS = 64
-DEF GEMV_ROWS = 4
+DEF SMALL_ROWS = 4
+SMALL_PREDICT_ROWS = SMALL_ROWS  # fewer rows than this predict without calling BLAS
 DEF MAX_BLOCKS = 16
 DEF PREDICT_ROWS = 128
 DEF INTERRUPT_SECONDS = 0.02
@@ -339,13 +340,9 @@ cdef void dense_product(floating *out, const floating *a_in, Py_ssize_t ld_in,
                         Py_ssize_t n_out) noexcept nogil:
     """out (rows x n_out) = a_in (rows x n_in, leading dim ld_in) @ W: a layer's z before the
     bias (layer_forward adds the bias and the activation)."""
-    cdef Py_ssize_t r
-    if rows < GEMV_ROWS:
-        # GEMM packs all of W before it computes; for a row or two that costs several times
-        # the product itself (one-row prediction), so go row by row: z_r = W^T a_r.
-        for r in range(rows):
-            gemv(Trans, <int> n_in, <int> n_out, <floating> 1.0, W, <int> n_out,
-                 a_in + r * ld_in, <floating> 0.0, out + r * n_out)
+    if rows < SMALL_ROWS:
+        # A few rows (one-row prediction): no BLAS at all (csrc/small_product.c says why).
+        small_product(out, a_in, ld_in, W, rows, n_in, n_out)
     else:
         gemm(NoTrans, NoTrans, <int> rows, <int> n_out, <int> n_in, <floating> 1.0,
              a_in, <int> ld_in, W, <int> n_out, <floating> 0.0, out, <int> n_out)
@@ -1292,3 +1289,10 @@ def kernel_log1p_unit(floating[::1] out, const floating[::1] x):
         fm_log1p_unit_array_f(&out[0], &x[0], x.shape[0])
     else:
         fm_log1p_unit_array_d(&out[0], &x[0], x.shape[0])
+
+
+def kernel_small_product(floating[:, ::1] out, const floating[:, ::1] a,
+                         const floating[:, ::1] W):
+    """out = a @ W by the few-rows loop (no BLAS)."""
+    small_product(&out[0, 0], &a[0, 0], a.shape[1], &W[0, 0], a.shape[0], a.shape[1],
+                  W.shape[1])

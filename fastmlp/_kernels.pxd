@@ -4,6 +4,8 @@
 from cython cimport floating
 
 cdef extern from "fastmlp_kernels.h" nogil:
+    void fm_small_product_f(float *out, const float *a, Py_ssize_t lda, const float *W, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t n_out)
+    void fm_small_product_d(double *out, const double *a, Py_ssize_t lda, const double *W, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t n_out)
     enum:
         FM_IDENTITY
         FM_LOGISTIC
@@ -222,3 +224,12 @@ cdef inline void optim_step(const fm_optim *o, floating *param, const floating *
         fm_optim_step_f(o, param, grad, s1, s2, s3, n)
     else:
         fm_optim_step_d(o, param, grad, s1, s2, s3, n)
+
+
+cdef inline void small_product(floating *out, const floating *a, Py_ssize_t lda,
+                               const floating *W, Py_ssize_t rows, Py_ssize_t n_in,
+                               Py_ssize_t n_out) noexcept nogil:
+    if floating is float:
+        fm_small_product_f(out, a, lda, W, rows, n_in, n_out)
+    else:
+        fm_small_product_d(out, a, lda, W, rows, n_in, n_out)

@@ -263,6 +263,13 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 f"{'with' if pieces else 'without'} maxout; fit again after changing to or "
                 "from 'maxout'."
             )
+        # Everything the network depends on, as a plain tuple: this runs on every predict.
+        key = (self._layer_units, self.activation, self.out_activation_, self.alpha, self.loss,
+               self.negative_slope, self.elu_alpha, self.softplus_beta, self.softplus_threshold,
+               pieces, self.dropout, getattr(self, "huber_delta", 1.0))
+        cached = getattr(self, "_network_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         options = {
             "negative_slope": float(self.negative_slope), "elu_alpha": float(self.elu_alpha),
             "softplus_beta": float(self.softplus_beta),
@@ -270,15 +277,10 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             "maxout_pieces": max(pieces, 1), "dropout": float(self.dropout),
             "huber_delta": float(getattr(self, "huber_delta", 1.0)),
         }
-        key = (tuple(self._layer_units), self.activation, self.out_activation_, float(self.alpha),
-               self.loss, tuple(sorted(options.items())))
-        cached = getattr(self, "_network_cache", None)
-        if cached is None or cached[0] != key:
-            cached = (key, _engine.Network(self._layer_units, self.activation,
-                                           self.out_activation_, float(self.alpha), self.loss,
-                                           **options))
-            self._network_cache = cached
-        return cached[1]
+        network = _engine.Network(self._layer_units, self.activation, self.out_activation_,
+                                  float(self.alpha), self.loss, **options)
+        self._network_cache = ((list(self._layer_units),) + key[1:], network)
+        return network
 
     def _packed_parameters(self):
         """theta, after folding back any coefs_/intercepts_ that were replaced (not edited in
@@ -737,6 +739,10 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 theta = theta.astype(dtype)  # float64 X on a float32 model, as numpy promotes
         X = _engine_input(X, dtype)
         out = np.empty((X.shape[0], self.n_outputs_), dtype=dtype)
+        if X.shape[0] < _engine.SMALL_PREDICT_ROWS:
+            # A few rows never reach BLAS (csrc/small_product.c): no limit to set (~4 us).
+            _engine.predict(self._network(), theta, X, out, 1)
+            return out
         n_threads = effective_n_threads() if X.shape[0] > 128 else 1
         # BLAS on one thread even when the engine uses one: OpenBLAS's threaded GEMM and GEMV
         # round differently from its serial ones, and predictions must not depend on thread

@@ -160,3 +160,14 @@ def test_adam_step_is_scikit_learns_formula(dtype):
     np.testing.assert_array_equal(m2, m_ref)
     np.testing.assert_array_equal(v2, v_ref)
     np.testing.assert_array_equal(p, p_ref)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows", [1, 3])
+def test_small_product_matches_numpy(rows, dtype):
+    rng = np.random.RandomState(6)
+    a, W = rng.standard_normal((rows, 77)).astype(dtype), rng.standard_normal((77, 45)).astype(dtype)
+    out = np.empty((rows, 45), dtype)
+    E.kernel_small_product(out, a, W)
+    np.testing.assert_allclose(out, a.astype(np.float64) @ W, rtol=RTOL[dtype] * 100,
+                               atol=np.finfo(dtype).eps * 40)
