@@ -142,12 +142,15 @@ SOLVERS = {
 }
 OPENMP_ENABLED = bool(FASTMLP_HAVE_OPENMP)
 
-# Block sizes. Rows are cut into an even number (for two cores) of blocks of about MIN_ROWS rows
-# or more, at most MAX_BLOCKS of them: each block's GEMM packs the whole of W again, so a block
-# much below 64 rows spends more on packing than it gains in parallelism (scipy's sgemm, one
-# thread, 784 x 256 weights: 70 GFLOP/s at 16 rows, 93 at 32, 105 at 64). Below SMALL_ROWS rows
-# a product is done row by row without BLAS (csrc/small_product.c).
-DEF MIN_ROWS = 64
+# Block sizes. n rows (or a W's n rows) are cut into an even number (for two cores) of blocks of
+# MIN_ROWS rows or more, at most MAX_BLOCKS of them, and into two as soon as there are MIN_SPLIT
+# rows. Each block's GEMM packs its whole other operand again (W in the forward pass, the deltas
+# in the weight pass), so few large blocks are best: on the 2-core machine, blocks of >= 64 rows
+# against >= 256 rows took mnist from 0.27 to 0.22-0.24 s per epoch and wide from 1.07 to 0.94 s
+# (scipy's OpenBLAS, SkylakeX kernel); below 16 rows a split costs more than it saves. Below
+# SMALL_ROWS rows a product is done row by row without BLAS (csrc/small_product.c).
+DEF MIN_ROWS = 256
+DEF MIN_SPLIT = 16
 DEF SMALL_ROWS = 4
 SMALL_PREDICT_ROWS = SMALL_ROWS  # fewer rows than this predict without calling BLAS
 DEF MAX_BLOCKS = 16
@@ -191,7 +194,7 @@ cdef inline Py_ssize_t n_blocks(Py_ssize_t n) noexcept nogil:
     if k > MAX_BLOCKS:
         k = MAX_BLOCKS
     if k < 2:
-        return 2 if n >= MIN_ROWS // 2 else 1
+        return 2 if n >= MIN_SPLIT else 1
     return k - (k % 2)
 
 
