@@ -12,8 +12,9 @@ minutes apart means less. Hence:
   batch size and optimizer (Adam, learning rate 1e-3), and is timed as one epoch per call: one
   `partial_fit` for fastmlp and scikit-learn (the first call, with `classes=`, is the warm-up
   epoch and is not timed), one pass of the training loop for PyTorch.
-- Repeats are interleaved (fastmlp, scikit-learn, torch, fastmlp, ...), so a burst of load from
-  another process lands on all systems alike; the median over repeats is reported. A slow system
+- Repeats are interleaved (fastmlp, scikit-learn, torch, fastmlp, ...), with a 0.3 s pause before
+  each so that one system's idle BLAS threads have gone to sleep when the next is timed, and a
+  burst of load from another process lands on all systems alike; the median over repeats is reported. A slow system
   stops repeating once it has spent its time budget (never with fewer than three samples unless
   fewer were asked for); the table says how many epochs each median is over.
 - Throughput uses one convention for everyone: training costs 6 x weights x samples flops per
@@ -238,6 +239,9 @@ def make_system(name, workload, threads, seed=0):
 # Timing
 # ---------------------------------------------------------------------------------------------
 
+SETTLE_SECONDS = 0.3
+
+
 def time_interleaved(tasks, repeats, budget):
     """tasks: {key: callable}. Call each once per round, in turn, for up to `repeats` rounds; a
     task whose calls have taken more than `budget` seconds in all stops after 3 (or `repeats`)
@@ -249,6 +253,12 @@ def time_interleaved(tasks, repeats, budget):
         for key, task in tasks.items():
             if len(times[key]) >= min_samples and sum(times[key]) > budget:
                 continue
+            if len(tasks) > 1:
+                # OpenBLAS's idle threads spin for ~0.1 s after a call before they sleep: left
+                # alone, numpy's (scikit-learn's matmuls) would be timed as part of the next
+                # system's call. Measured: fastmlp's bulk predict 33 ms alone, 55 ms right after
+                # scikit-learn's.
+                time.sleep(SETTLE_SECONDS)
             start, cpu = time.perf_counter(), time.process_time()
             task()
             times[key].append(time.perf_counter() - start)
@@ -288,7 +298,7 @@ def bench_fit(workload, systems, threads, repeats, budget, log):
 
 def bench_predict(workload, runners, X, kinds, repeats, budget, log):
     """predict_proba of PREDICT_BULK_ROWS rows (median over `repeats` calls) and of one row
-    (median over PREDICT_ONE_CALLS calls, a different row each time), interleaved."""
+    (median over PREDICT_ONE_CALLS calls, a different row each time)."""
     results = {}
     if "predict-bulk" in kinds:
         bulk = np.ascontiguousarray(X[:PREDICT_BULK_ROWS])
@@ -304,12 +314,14 @@ def bench_predict(workload, runners, X, kinds, repeats, budget, log):
     if "predict-one" in kinds:
         log(f"  predict-one: {PREDICT_ONE_CALLS} calls of one row")
         rows = [X[i:i + 1] for i in range(PREDICT_ONE_CALLS)]
-        for runner in runners.values():
+        times = {name: [] for name in runners}
+        # Each system's calls back to back, as a serving loop makes them: alternating systems
+        # call by call would have each evict the others' weights (~1 MB each) from the cache.
+        for name, runner in runners.items():
+            time.sleep(SETTLE_SECONDS)
             for row in rows[:20]:
                 runner.predict_proba(row)
-        times = {name: [] for name in runners}
-        for row in rows:
-            for name, runner in runners.items():
+            for row in rows:
                 start = time.perf_counter()
                 runner.predict_proba(row)
                 times[name].append(time.perf_counter() - start)

@@ -154,7 +154,7 @@ DEF MIN_SPLIT = 16
 DEF SMALL_ROWS = 4
 SMALL_PREDICT_ROWS = SMALL_ROWS  # fewer rows than this predict without calling BLAS
 DEF MAX_BLOCKS = 16
-DEF PREDICT_ROWS = 128
+DEF PREDICT_ROWS = 1024
 DEF INTERRUPT_SECONDS = 0.02
 DEF BLAS_INT_MAX = 2147483647  # BLAS (LP64) takes sizes as int: each dimension must fit
 
