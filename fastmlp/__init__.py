@@ -9,8 +9,9 @@ def _load_engine():
     300,000 times at every barrier before sleeping; a mini-batch has two barriers, and when the
     machine is busy the spinning thread steals the core its partner needs. Measured on the 2-core
     machine (`small` workload, 2 threads, ms per epoch): default 11.5 quiet / 388 loaded;
-    2000 spins 7.4 quiet / ~50 loaded; 0 (sleep at once) 20.5 quiet / 18.5 loaded. The variable is
-    set only for the load and removed again, so child processes see the user's environment.
+    1000-3000 spins 7.4-8.2 quiet / 51 loaded (1000); 0 (sleep at once) 20.5 quiet / 18.5
+    loaded. The variable is set only for the load and removed again, so child processes see the
+    user's environment.
     """
     if "OMP_WAIT_POLICY" in _os.environ or "GOMP_SPINCOUNT" in _os.environ:
         from fastmlp import _engine  # noqa: F401
