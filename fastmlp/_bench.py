@@ -480,14 +480,14 @@ def memory_child(system, workload_json, threads):
 def fastmlp_fit_estimate(workload):
     """What a fastmlp fit should add beyond X: theta, gradient and Adam's two moments; the
     one-hot labels (int64 from LabelBinarizer, then a float copy) and the shuffle index; the
-    trainer's per-batch buffers (activations, two delta buffers, the gathered batch)."""
+    trainer's per-batch buffers (each layer's activations and deltas, the gathered batch)."""
     itemsize = np.dtype(workload.dtype).itemsize
     widths = (*workload.hidden, N_CLASSES)
     n_params = workload.n_weights + sum(widths)
     n, b = workload.n_samples, workload.batch_size
     params = 4 * n_params * itemsize
     labels = n * N_CLASSES * (8 + itemsize) + 2 * n * 8
-    batch = b * (sum(widths) + 2 * max(widths) + workload.n_features) * itemsize + b * 8
+    batch = b * (2 * sum(widths) + workload.n_features) * itemsize + b * 8
     return {"params": params, "labels": labels, "batch": batch,
             "total": params + labels + batch}
 

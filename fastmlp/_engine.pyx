@@ -13,9 +13,9 @@ Data. Batches are row-major (batch x features). With shuffling, a batch's rows a
 a scratch block inside the first layer's forward job, while they are being read anyway; without
 it the engine works on the slice of X in place. An X whose rows are not contiguous (a
 DataFrame's values are column-major) is gathered the same way, batch by batch, never copied
-whole. Every buffer (activations of each layer, two delta
-buffers used in turn, the gather block, per-row losses) is allocated once per fit by ``Trainer``;
-nothing is allocated inside an epoch. The whole epoch runs in one call with the GIL released; it
+whole. Every buffer (each layer's activations and deltas, the gather block, per-row losses, and
+what an option needs: z, dropout's outputs, maxout's winners) is allocated once per fit by
+``Trainer``; nothing is allocated inside an epoch. The whole epoch runs in one call with the GIL released; it
 takes the GIL back only for a moment now and then, to let Ctrl-C through (see Interrupts below).
 
 Layers. For layer l with input a (rows x n_in) and output width n_out:
