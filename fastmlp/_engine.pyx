@@ -99,16 +99,16 @@ cdef extern from "fm_openmp.h" nogil:
     void fm_store_flag(int *flag, int value)
     int FASTMLP_HAVE_OPENMP
 
-HIDDEN_ACTIVATIONS = {
-    "identity": FM_IDENTITY, "logistic": FM_LOGISTIC, "tanh": FM_TANH, "relu": FM_RELU,
-    "leaky_relu": FM_LEAKY_RELU, "elu": FM_ELU, "gelu": FM_GELU, "silu": FM_SILU,
-    "mish": FM_MISH, "softplus": FM_SOFTPLUS, "maxout": FM_MAXOUT,
-}
 ACTIVATION_CODES = {
     "identity": FM_IDENTITY, "logistic": FM_LOGISTIC, "tanh": FM_TANH, "relu": FM_RELU,
     "softmax": FM_SOFTMAX, "exp": FM_EXP, "leaky_relu": FM_LEAKY_RELU, "elu": FM_ELU,
     "gelu": FM_GELU, "silu": FM_SILU, "mish": FM_MISH, "softplus": FM_SOFTPLUS,
 }
+# The hidden layers take every activation but the output-only ones, plus maxout (a layer kind
+# of its own, never a kernel code of bias_activation_forward).
+HIDDEN_ACTIVATIONS = {name: code for name, code in ACTIVATION_CODES.items()
+                      if name not in ("softmax", "exp")}
+HIDDEN_ACTIVATIONS["maxout"] = FM_MAXOUT
 LOSS_CODES = {
     "squared_error": FM_LOSS_SQUARED, "log_loss": FM_LOSS_LOG,
     "binary_log_loss": FM_LOSS_BINARY_LOG, "poisson": FM_LOSS_POISSON,
