@@ -135,6 +135,26 @@ def load_mnist10k(directory):
     return X, labels.astype(np.int64)
 
 
+def shifted_copies(X, y, side=28):
+    """X's square images together with four copies moved by one pixel (up, down, left, right;
+    the edge that comes in is zero), and y repeated to match: the classic augmentation of
+    MNIST's training images (LeCun et al. 1998). Trained on 8,000 images alone, an MLP of the
+    `mnist` shape peaks near 95.7 % held out, scikit-learn's and ours alike; on these 40,000 it
+    passes 97 %, so the time-to-97 % target becomes measurable."""
+    images = X.reshape(-1, side, side)
+    copies = [images]
+    for axis in (1, 2):
+        for step in (1, -1):
+            moved = np.zeros_like(images)
+            target = [slice(None)] * 3
+            source = [slice(None)] * 3
+            target[axis] = slice(step, None) if step > 0 else slice(None, step)
+            source[axis] = slice(None, -step) if step > 0 else slice(-step, None)
+            moved[tuple(target)] = images[tuple(source)]
+            copies.append(moved)
+    return np.concatenate(copies).reshape(-1, side * side), np.tile(y, len(copies))
+
+
 # ---------------------------------------------------------------------------------------------
 # The systems: one epoch per call, predict_proba
 # ---------------------------------------------------------------------------------------------
@@ -401,7 +421,9 @@ def bench_gemm(sizes, threads, log, repeats=5):
 def bench_accuracy(directory, systems, threads, max_epochs, log):
     """Seconds of training (partial_fit epochs; the held-out scoring between epochs is not
     counted) until held-out accuracy first reaches each threshold, on the MNIST test set split
-    8,000 / 2,000, with the `mnist` workload's network and batch size. A trajectory is timed
+    8,000 / 2,000, the 8,000 training images with their one-pixel shifts (`shifted_copies`:
+    40,000 rows; the 2,000 held out are scored as they are), with the `mnist` workload's network
+    and batch size. A trajectory is timed
     once, so a burst of load from another process lands on whichever epoch it hits: beside the
     summed seconds, each threshold also gets epochs x the median epoch, which such bursts do not
     move."""
@@ -409,7 +431,8 @@ def bench_accuracy(directory, systems, threads, max_epochs, log):
     X, y = load_mnist10k(directory)
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, train_size=8000, test_size=2000, random_state=0, stratify=y)
-    workload = Workload("accuracy", 8000, X.shape[1], (256, 128), 256, "float32")
+    X_train, y_train = shifted_copies(X_train, y_train)
+    workload = Workload("accuracy", len(X_train), X.shape[1], (256, 128), 256, "float32")
     runners = {name: make_system(name, workload, threads) for name in systems}
     state = {name: {"seconds": 0.0, "curve": [], "reached": {}, "epoch_seconds": []}
              for name in runners}
@@ -714,7 +737,8 @@ def format_report(report):
     if "accuracy" in results:
         acc = results["accuracy"]
         lines.append("")
-        lines.append(f"Time to accuracy, MNIST test set split 8,000 / 2,000, (256, 128), "
+        lines.append(f"Time to accuracy, MNIST test set split 8,000 / 2,000, the 8,000 with "
+                     f"their one-pixel shifts (40,000 rows), (256, 128), "
                      f"batch 256, Adam; training seconds (scoring excluded), at most "
                      f"{acc['max_epochs']} epochs:")
         for system, r in acc["systems"].items():

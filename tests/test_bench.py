@@ -148,6 +148,20 @@ def test_main_rejects_unknown_names():
         _bench.main(["--workloads", "small,huge"])
 
 
+def test_shifted_copies_move_each_image_one_pixel_with_zeros_coming_in():
+    X = np.zeros((2, 16), dtype=np.float32)
+    X[0, 1 * 4 + 2] = 1.0  # image 0: a pixel at row 1, column 2
+    X[1, 0 * 4 + 3] = 2.0  # image 1: a pixel in the top right corner
+    X_all, y_all = _bench.shifted_copies(X, np.array([7, 8]), side=4)
+    assert X_all.shape == (10, 16) and X_all.dtype == X.dtype
+    np.testing.assert_array_equal(y_all, [7, 8] * 5)
+    where = [tuple(map(tuple, np.argwhere(image.reshape(4, 4)))) for image in X_all]
+    # original, down, up, right, left; image 1 falls off the top and the right edge
+    assert where == [((1, 2),), ((0, 3),), ((2, 2),), ((1, 3),), ((0, 2),), (), ((1, 3),), (),
+                     ((1, 1),), ((0, 2),)]
+    assert X_all.sum() == 5 * 1.0 + 3 * 2.0
+
+
 def test_time_to_accuracy_on_separable_images(tmp_path):
     # 10,000 28x28 images whose class is a bright band of rows: learnable in one epoch.
     rng = np.random.default_rng(0)
