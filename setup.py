@@ -17,7 +17,8 @@ import warnings
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-CSRC = ["csrc/activations.c", "csrc/losses.c", "csrc/optimizers.c", "csrc/small_product.c"]
+CSRC = ["csrc/activations.c", "csrc/losses.c", "csrc/optimizers.c", "csrc/small_product.c",
+        "csrc/placement.c"]
 
 
 def compiler_supports(flags):

@@ -13,6 +13,11 @@ static inline int omp_get_max_threads(void) { return 1; }
 static inline double omp_get_wtime(void) { return (double)clock() / CLOCKS_PER_SEC; }
 #endif
 
+/* csrc/placement.c: the CPU the calling thread runs on (-1 where unknown), and a worker's move
+ * off the caller's CPU when the kernel put both on one. */
+int fm_current_cpu(void);
+void fm_leave_cpu(int cpu);
+
 #if defined(__GNUC__) || defined(__clang__)
 static inline int fm_load_flag(const int *flag) { return __atomic_load_n(flag, __ATOMIC_RELAXED); }
 static inline void fm_store_flag(int *flag, int value)

@@ -97,6 +97,8 @@ cdef extern from "fm_openmp.h" nogil:
     double omp_get_wtime()
     int fm_load_flag(const int *flag)
     void fm_store_flag(int *flag, int value)
+    int fm_current_cpu()
+    void fm_leave_cpu(int cpu)
     int FASTMLP_HAVE_OPENMP
 
 ACTIVATION_CODES = {
@@ -743,7 +745,10 @@ cdef double batch_step(const Geometry *g, floating *theta, floating *grad, float
     cdef double total = 0.0, divisor = 0.0, norm = 0.0
     cdef const floating *w = <const floating *> rows.w
     cdef Interrupt *it = work.interrupt
+    cdef int caller_cpu = fm_current_cpu() if n_threads > 1 else -1
     for job in prange(r_blocks, schedule='static', num_threads=n_threads):
+        if threadid() != 0:
+            fm_leave_cpu(caller_cpu)  # csrc/placement.c: why
         if not interrupted(it, threadid() == 0):
             rows_job(g, job, r_blocks, theta, rows, work)
     if it != NULL and it.raised:
@@ -1302,3 +1307,15 @@ def kernel_small_product(floating[:, ::1] out, const floating[:, ::1] a,
     """out = a @ W by the few-rows loop (no BLAS)."""
     small_product(&out[0, 0], &a[0, 0], a.shape[1], &W[0, 0], a.shape[0], a.shape[1],
                   W.shape[1])
+
+
+def current_cpu():
+    """The CPU the calling thread runs on (-1 where the platform does not say)."""
+    return fm_current_cpu()
+
+
+def leave_cpu(int cpu):
+    """What a worker does at a mini-batch's start (csrc/placement.c): if the calling thread runs
+    on `cpu`, move it to another CPU it may use and leave its affinity mask as it was."""
+    with nogil:
+        fm_leave_cpu(cpu)
