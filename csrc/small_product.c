@@ -31,19 +31,33 @@ FASTMLP_CLONES
 void SFX(fm_small_product)(REAL *out, const REAL *a, ptrdiff_t lda, const REAL *W, ptrdiff_t rows,
                            ptrdiff_t n_in, ptrdiff_t n_out)
 {
-    /* (Keeping column chunks' sums in registers over the whole k loop measured no faster: one
+    /* The sums live in a 64-byte aligned buffer on the stack, FM_SMALL_COLS columns at a time,
+     * and are copied to z at the end: numpy's arrays (the scratch, the caller's out, theta)
+     * start at any multiple of 16 bytes, and a z that straddles cache lines splits the loop's
+     * vector loads and stores in two. Measured on one 784 x 256 row, W and z both 16 bytes off
+     * a cache line (as numpy puts them here): 8.2 us with the sums in z, 7.7 with the aligned
+     * buffer (6.2 with W aligned too). Each z[j] still sums a_k W[k, j] over k = 0, 1, ... in
+     * order: the chunking changes no bit.
+     * (Keeping column chunks' sums in registers over the whole k loop measured no faster: one
      * row is bound by reading W, ~1 MB for the mnist network, not by these loads and stores.) */
+    enum { FM_SMALL_COLS = 1024 };
+    REAL acc[FM_SMALL_COLS] __attribute__((aligned(64)));
     for (ptrdiff_t r = 0; r < rows; r++) {
         REAL *z = out + r * n_out;
         const REAL *a_row = a + r * lda;
-        for (ptrdiff_t j = 0; j < n_out; j++)
-            z[j] = 0;
-        for (ptrdiff_t k = 0; k < n_in; k++) {
-            const REAL ak = a_row[k];
-            const REAL *w_row = W + k * n_out;
-            FM_SIMD
-            for (ptrdiff_t j = 0; j < n_out; j++)
-                z[j] += ak * w_row[j];
+        for (ptrdiff_t j0 = 0; j0 < n_out; j0 += FM_SMALL_COLS) {
+            const ptrdiff_t width = n_out - j0 < FM_SMALL_COLS ? n_out - j0 : FM_SMALL_COLS;
+            for (ptrdiff_t j = 0; j < width; j++)
+                acc[j] = 0;
+            for (ptrdiff_t k = 0; k < n_in; k++) {
+                const REAL ak = a_row[k];
+                const REAL *w_row = W + k * n_out + j0;
+                FM_SIMD
+                for (ptrdiff_t j = 0; j < width; j++)
+                    acc[j] += ak * w_row[j];
+            }
+            for (ptrdiff_t j = 0; j < width; j++)
+                z[j0 + j] = acc[j];
         }
     }
 }

@@ -68,7 +68,7 @@ from cython cimport floating
 from cython.parallel cimport prange, threadid
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
-from libc.math cimport pow, sqrt
+from libc.math cimport isfinite, pow, sqrt
 from libc.string cimport memcpy, memset
 
 import numpy as np
@@ -1096,11 +1096,11 @@ cdef class Trainer:
 # ---------------------------------------------------------------------------------------------
 
 cdef void predict_block(const Geometry *g, const floating *theta, const Rows *rows,
-                        Py_ssize_t r0, Py_ssize_t r1, floating *out, floating *scratch)\
-        noexcept nogil:
-    """out rows r0..r1 = the network's output for rows r0..r1 of X. scratch: two blocks of
-    PREDICT_ROWS x max_width, a third for a maxout layer's pieces, then (a strided X) one of
-    PREDICT_ROWS x n_features for its gathered rows."""
+                        Py_ssize_t r0, Py_ssize_t r1, floating *out, floating *scratch,
+                        Py_ssize_t cap) noexcept nogil:
+    """out rows r0..r1 (at most cap rows) = the network's output for rows r0..r1 of X.
+    scratch: two blocks of cap x max_width, a third for a maxout layer's pieces, then (a
+    strided X) one of cap x n_features for its gathered rows."""
     cdef Py_ssize_t l, n_out, ld_in = rows.ldx
     cdef const floating *a_in = NULL
     cdef floating *a_out
@@ -1109,15 +1109,15 @@ cdef void predict_block(const Geometry *g, const floating *theta, const Rows *ro
         if l == g.n_layers - 1:
             a_out = out + r0 * n_out
         else:
-            a_out = scratch + (l % 2) * PREDICT_ROWS * g.max_width
+            a_out = scratch + (l % 2) * cap * g.max_width
         if l == 0 and not rows.sparse and rows.strided:
-            a_in = scratch + 3 * PREDICT_ROWS * g.max_width
+            a_in = scratch + 3 * cap * g.max_width
             gather_rows(<floating *> a_in, r0, rows, r0, r1, g.units[0])
             ld_in = g.units[0]
         elif l == 0 and not rows.sparse:
             a_in = <const floating *> rows.X + r0 * rows.ldx
         layer_forward(g, l, a_out, <floating *> NULL, NULL,
-                      scratch + 2 * PREDICT_ROWS * g.max_width, a_in, ld_in, rows, r0, r1, theta)
+                      scratch + 2 * cap * g.max_width, a_in, ld_in, rows, r0, r1, theta)
         a_in = a_out
         ld_in = n_out
 
@@ -1129,14 +1129,17 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
     cdef Geometry *g = &network.g
     cdef Rows rows
     cdef Py_ssize_t n = out.shape[0], blocks = (n + PREDICT_ROWS - 1) // PREDICT_ROWS, b
-    cdef Py_ssize_t scratch_size = 3 * PREDICT_ROWS * g.max_width
+    # Blocks of PREDICT_ROWS rows, or all of them if fewer: one row must not allocate (and
+    # spread its few values over) scratch for a thousand.
+    cdef Py_ssize_t cap = min(n, PREDICT_ROWS)
+    cdef Py_ssize_t scratch_size = 3 * cap * g.max_width
     if n == 0:
         return
     set_input(&rows, X, &theta[0])
     rows.index = NULL
     rows.first = 0
     if rows.strided:
-        scratch_size += PREDICT_ROWS * g.units[0]
+        scratch_size += cap * g.units[0]
     if blocks < n_threads:
         n_threads = <int> blocks
     # Per-thread scratch, allocated here so that a failure is a MemoryError, not a lost block.
@@ -1146,11 +1149,28 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
         with nogil:
             for b in range(blocks):
                 predict_block(g, &theta[0], &rows, b * PREDICT_ROWS,
-                              min(n, (b + 1) * PREDICT_ROWS), &out[0, 0], &scratch[0])
+                              min(n, (b + 1) * PREDICT_ROWS), &out[0, 0], &scratch[0], cap)
         return
     for b in prange(blocks, nogil=True, schedule='static', num_threads=n_threads):
         predict_block(g, &theta[0], &rows, b * PREDICT_ROWS, min(n, (b + 1) * PREDICT_ROWS),
-                      &out[0, 0], &scratch[threadid() * scratch_size])
+                      &out[0, 0], &scratch[threadid() * scratch_size], cap)
+
+
+def surely_finite(const floating[:, ::1] X):
+    """True when every value of X is finite, by one vectorised pass: the sum of the squares in
+    double is finite then, and NaN or infinite as soon as one value is. False means "not known":
+    a float64 X of values beyond ~1e154 overflows the sum (a float32 X cannot), so the caller
+    runs the full check. Much cheaper than np.isfinite(X).all() on one row (no temporary)."""
+    cdef Py_ssize_t n = X.shape[0] * X.shape[1]
+    cdef double total
+    if n == 0:
+        return True
+    if n < 65536:
+        total = sum_squares(&X[0, 0], n)
+    else:
+        with nogil:
+            total = sum_squares(&X[0, 0], n)
+    return isfinite(total) != 0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -171,3 +171,18 @@ def test_small_product_matches_numpy(rows, dtype):
     E.kernel_small_product(out, a, W)
     np.testing.assert_allclose(out, a.astype(np.float64) @ W, rtol=RTOL[dtype] * 100,
                                atol=np.finfo(dtype).eps * 40)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", [1, 3, 300])  # 300 x 784 takes the GIL-free branch
+def test_surely_finite_is_true_exactly_for_finite_values(dtype, rows):
+    X = np.random.default_rng(0).standard_normal((rows, 784)).astype(dtype)
+    X[0, 0] = np.finfo(dtype).max  # finite extremes stay finite (float32: squared in double)
+    assert E.surely_finite(X) is (dtype is np.float32)  # float64's max overflows: "not known"
+    X[0, 0] = 0.0
+    assert E.surely_finite(X) is True
+    for bad in (np.nan, np.inf, -np.inf):
+        Y = X.copy()
+        Y[-1, -1] = bad
+        assert E.surely_finite(Y) is False
+    assert E.surely_finite(np.empty((0, 5), dtype=dtype)) is True
