@@ -160,6 +160,7 @@ DEF SMALL_ROWS = 4
 SMALL_PREDICT_ROWS = SMALL_ROWS  # fewer rows than this predict without calling BLAS
 DEF MAX_BLOCKS = 16
 DEF PREDICT_ROWS = 1024
+DEF SURE_CHUNKS = 16  # surely_finite's blocks of rows
 DEF INTERRUPT_SECONDS = 0.02
 DEF BLAS_INT_MAX = 2147483647  # BLAS (LP64) takes sizes as int: each dimension must fit
 
@@ -1156,21 +1157,33 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
                       &out[0, 0], &scratch[threadid() * scratch_size], cap)
 
 
-def surely_finite(const floating[:, ::1] X):
+def surely_finite(const floating[:, ::1] X, int n_threads=1):
     """True when every value of X is finite, by one vectorised pass: the sum of the squares in
     double is finite then, and NaN or infinite as soon as one value is. False means "not known":
     a float64 X of values beyond ~1e154 overflows the sum (a float32 X cannot), so the caller
-    runs the full check. Much cheaper than np.isfinite(X).all() on one row (no temporary)."""
-    cdef Py_ssize_t n = X.shape[0] * X.shape[1]
+    runs the full check. Much cheaper than np.isfinite(X).all() on one row (no temporary); a
+    large X is cut into SURE_CHUNKS blocks of rows shared by n_threads threads."""
+    cdef Py_ssize_t rows = X.shape[0], cols = X.shape[1], c, r0, r1
+    cdef double[::1] sums
     cdef double total
-    if n == 0:
+    if rows == 0 or cols == 0:
         return True
-    if n < 65536:
-        total = sum_squares(&X[0, 0], n)
-    else:
+    if rows * cols < 65536:
+        return isfinite(sum_squares(&X[0, 0], rows * cols)) != 0
+    if n_threads <= 1:
         with nogil:
-            total = sum_squares(&X[0, 0], n)
-    return isfinite(total) != 0
+            total = sum_squares(&X[0, 0], rows * cols)
+        return isfinite(total) != 0
+    sums = np.zeros(SURE_CHUNKS, dtype=np.float64)
+    for c in prange(SURE_CHUNKS, nogil=True, schedule='static', num_threads=n_threads):
+        r0 = block_start(rows, SURE_CHUNKS, c)
+        r1 = block_start(rows, SURE_CHUNKS, c + 1)
+        if r1 > r0:
+            sums[c] = sum_squares(&X[r0, 0], (r1 - r0) * cols)
+    for c in range(SURE_CHUNKS):
+        if not isfinite(sums[c]):
+            return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------

@@ -129,6 +129,18 @@ def _engine_input(X, dtype):
     return np.ascontiguousarray(X, dtype=dtype)
 
 
+def _validate_training_data(estimator, X, y, **kwargs):
+    """validate_data for a fit, with the finiteness of a plain float X proven first by the
+    engine on every thread (scikit-learn's check is one serial pass: ~11 ms of a 60,000 x 784
+    float32 epoch, a twentieth of it on two threads). Only a check that passed is skipped:
+    any other X, or one that may hold NaN or infinity, takes scikit-learn's path, its checks in
+    its order and its messages."""
+    if (type(X) is np.ndarray and X.dtype in (np.float32, np.float64) and X.ndim == 2
+            and X.flags.c_contiguous and _engine.surely_finite(X, effective_n_threads())):
+        kwargs["ensure_all_finite"] = False
+    return validate_data(estimator, X, y, **kwargs)
+
+
 def _check_optimize_result(result, max_iter):
     """L-BFGS's iteration count, and scikit-learn's ConvergenceWarning when it did not converge."""
     n_iter = min(result.nit, max_iter)
@@ -942,7 +954,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         return np.ascontiguousarray(weighted, dtype=dtype)
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(
+        X, y = _validate_training_data(
             self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
             dtype=(np.float64, np.float32), reset=reset,
         )
@@ -1162,7 +1174,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         )
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(
+        X, y = _validate_training_data(
             self, X, y, accept_sparse=["csr", "csc"], multi_output=True, y_numeric=True,
             dtype=(np.float64, np.float32), reset=reset,
         )

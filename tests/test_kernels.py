@@ -174,15 +174,18 @@ def test_small_product_matches_numpy(rows, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("rows", [1, 3, 300])  # 300 x 784 takes the GIL-free branch
-def test_surely_finite_is_true_exactly_for_finite_values(dtype, rows):
+@pytest.mark.parametrize("rows", [1, 3, 300])  # 300 x 784: GIL-free, in blocks on 2 threads
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_surely_finite_is_true_exactly_for_finite_values(dtype, rows, n_threads):
     X = np.random.default_rng(0).standard_normal((rows, 784)).astype(dtype)
     X[0, 0] = np.finfo(dtype).max  # finite extremes stay finite (float32: squared in double)
-    assert E.surely_finite(X) is (dtype is np.float32)  # float64's max overflows: "not known"
+    # float64's max overflows the sum: "not known"
+    assert E.surely_finite(X, n_threads) is (dtype is np.float32)
     X[0, 0] = 0.0
-    assert E.surely_finite(X) is True
-    for bad in (np.nan, np.inf, -np.inf):
-        Y = X.copy()
-        Y[-1, -1] = bad
-        assert E.surely_finite(Y) is False
-    assert E.surely_finite(np.empty((0, 5), dtype=dtype)) is True
+    assert E.surely_finite(X, n_threads) is True
+    for where in [(0, 0), (rows // 2, 5), (-1, -1)]:  # first, middle and last block
+        for bad in (np.nan, np.inf, -np.inf):
+            Y = X.copy()
+            Y[where] = bad
+            assert E.surely_finite(Y, n_threads) is False
+    assert E.surely_finite(np.empty((0, 5), dtype=dtype), n_threads) is True

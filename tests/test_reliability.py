@@ -788,3 +788,20 @@ print("ok")
 def test_arrays_past_2_31_elements():
     out = subprocess.run([sys.executable, "-c", BIG], capture_output=True, text=True)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_fit_validation_skips_only_a_finiteness_check_that_passed():
+    from fastmlp._multilayer_perceptron import _validate_training_data
+    y = np.arange(6) % 2
+    clf = MLPClassifier()
+    huge = np.full((6, 3), 1e200)  # finite; its sum of squares overflows: scikit-learn decides
+    X, _ = _validate_training_data(clf, huge, y, reset=True)
+    np.testing.assert_array_equal(X, huge)
+    for bad, message in [(np.nan, "Input X contains NaN"), (np.inf, "Input X contains infinity")]:
+        for dtype in (np.float32, np.float64):
+            X_bad = np.ones((6, 3), dtype=dtype)
+            X_bad[4, 1] = bad
+            with pytest.raises(ValueError, match=message):
+                _validate_training_data(clf, X_bad, y, reset=True)
+            with pytest.raises(ValueError, match=message):
+                MLPClassifier().fit(X_bad, y)
