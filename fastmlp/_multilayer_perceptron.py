@@ -298,9 +298,15 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         """theta, after folding back any coefs_/intercepts_ that were replaced (not edited in
         place) since the views were made, so that theta always holds the model's weights."""
         theta = self._theta
-        arrays = list(self.coefs_) + list(self.intercepts_)
-        if all(a.base is theta for a in arrays) and len(arrays) == 2 * len(self._layer_units) - 2:
+        coefs, intercepts = self.coefs_, self.intercepts_
+        intact = len(coefs) == len(self._layer_units) - 1 == len(intercepts)
+        for a in (*coefs, *intercepts):  # (a plain loop: this runs on every prediction)
+            if a.base is not theta:
+                intact = False
+                break
+        if intact:
             return theta
+        arrays = list(coefs) + list(intercepts)
         coefs, intercepts = self._network().views(theta)
         for view, value in zip(coefs + intercepts, arrays):
             view[...] = value
@@ -777,7 +783,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             and X.shape[0] > 0
             and X.shape[1] == self.n_features_in_
             and X.flags.c_contiguous
-            and not hasattr(self, "feature_names_in_")
+            and "feature_names_in_" not in self.__dict__
             and _engine.surely_finite(X)
         )
 
