@@ -805,3 +805,29 @@ def test_fit_validation_skips_only_a_finiteness_check_that_passed():
                 _validate_training_data(clf, X_bad, y, reset=True)
             with pytest.raises(ValueError, match=message):
                 MLPClassifier().fit(X_bad, y)
+
+
+@pytest.mark.parametrize("y_kind", ["int", "float", "bool"])
+def test_plain_arrays_skip_validation_with_the_same_result(y_kind):
+    # A later partial_fit on plain arrays skips validate_data (_validate_training_data): the
+    # model must end exactly as with inputs that take scikit-learn's path.
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((120, 5))
+    y = {"int": rng.randint(0, 2, 120), "float": rng.randint(0, 2, 120).astype(float),
+         "bool": rng.randint(0, 2, 120).astype(bool)}[y_kind]
+    plain = MLPClassifier((7,), random_state=0)
+    checked = MLPClassifier((7,), random_state=0)
+    classes = np.unique(y)
+    plain.partial_fit(X, y, classes=classes)
+    checked.partial_fit(X.tolist(), y.tolist(), classes=classes)
+    for _ in range(3):
+        plain.partial_fit(X, y)
+        checked.partial_fit(X.tolist(), y.tolist())
+    for a, b in zip(plain.coefs_ + plain.intercepts_, checked.coefs_ + checked.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="X has 4 features"):
+        plain.partial_fit(X[:, :4].copy(), y)
+    y_bad = y.astype(float)
+    y_bad[3] = np.nan
+    with pytest.raises(ValueError, match="Input y contains NaN"):
+        plain.partial_fit(X, y_bad)
