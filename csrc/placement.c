@@ -32,13 +32,18 @@ int fm_current_cpu(void)
 void fm_leave_cpu(int cpu)
 {
 #if defined(__linux__)
-    static int disabled = -1;  /* read once; a benign race: every thread reads the same value */
+    static int disabled = -1;  /* FASTMLP_NO_SPREAD, read once (threads may race to read it:
+                                * they all store the same value, atomically) */
     cpu_set_t allowed, others;
+    int off;
     if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getcpu() != cpu)
         return;
-    if (disabled < 0)
-        disabled = getenv("FASTMLP_NO_SPREAD") != NULL;
-    if (disabled || sched_getaffinity(0, sizeof allowed, &allowed) != 0
+    off = fm_load_flag(&disabled);
+    if (off < 0) {
+        off = getenv("FASTMLP_NO_SPREAD") != NULL;
+        fm_store_flag(&disabled, off);
+    }
+    if (off || sched_getaffinity(0, sizeof allowed, &allowed) != 0
         || !CPU_ISSET(cpu, &allowed) || CPU_COUNT(&allowed) < 2)
         return;
     others = allowed;

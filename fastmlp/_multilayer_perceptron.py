@@ -807,7 +807,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             and X.shape[1] == self.n_features_in_
             and X.flags.c_contiguous
             and "feature_names_in_" not in self.__dict__
-            and _engine.surely_finite(X)
+            and _engine.surely_finite(X, effective_n_threads() if X.size >= 65536 else 1)
         )
 
     def _check_is_fitted(self):
