@@ -1138,6 +1138,7 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
     # spread its few values over) scratch for a thousand.
     cdef Py_ssize_t cap = min(n, PREDICT_ROWS)
     cdef Py_ssize_t scratch_size = 3 * cap * g.max_width
+    cdef int caller_cpu
     if n == 0:
         return
     set_input(&rows, X, &theta[0])
@@ -1159,7 +1160,10 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
                     predict_block(g, &theta[0], &rows, b * PREDICT_ROWS,
                                   min(n, (b + 1) * PREDICT_ROWS), &out[0, 0], scratch, cap)
             return
+        caller_cpu = fm_current_cpu()
         for b in prange(blocks, nogil=True, schedule='static', num_threads=n_threads):
+            if threadid() != 0:
+                fm_leave_cpu(caller_cpu)  # as in batch_step (csrc/placement.c)
             predict_block(g, &theta[0], &rows, b * PREDICT_ROWS, min(n, (b + 1) * PREDICT_ROWS),
                           &out[0, 0], scratch + threadid() * scratch_size, cap)
     finally:
