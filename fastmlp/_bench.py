@@ -550,7 +550,7 @@ def machine_info(threads):
     import scipy
     import sklearn
     import fastmlp
-    from fastmlp import _engine
+    from fastmlp._runtime import OPENMP_ENABLED
     cpu = platform.processor() or "unknown"
     try:
         with open("/proc/cpuinfo") as f:
@@ -593,7 +593,7 @@ def machine_info(threads):
     return {"cpu": cpu, "isa": isa, "logical_cpus": os.cpu_count(),
             "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
             else os.cpu_count(), "threads": threads, "blas": blas,
-            "fastmlp_openmp": bool(_engine.OPENMP_ENABLED), "environment": forced,
+            "fastmlp_openmp": OPENMP_ENABLED, "environment": forced,
             "versions": versions, "load_average_start": list(os.getloadavg())}
 
 

@@ -61,7 +61,7 @@ from fastmlp._stochastic_optimizers import (
     SGDOptimizer,
     TorchOptimizer,
 )
-from fastmlp._threads import effective_n_threads, single_threaded_blas
+from fastmlp._runtime import effective_n_threads, single_threaded_blas
 from fastmlp._version import __version__
 from fastmlp.exceptions import InconsistentVersionWarning
 

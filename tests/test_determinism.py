@@ -14,7 +14,7 @@ import sys, warnings
 import numpy as np
 from sklearn.datasets import load_digits
 from fastmlp import MLPClassifier
-from fastmlp._threads import effective_n_threads
+from fastmlp._runtime import effective_n_threads
 X, y = load_digits(return_X_y=True)
 dtype, solver = sys.argv[1], sys.argv[2]
 X = (X / 16.0).astype(dtype)

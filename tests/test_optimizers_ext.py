@@ -248,7 +248,7 @@ import sys, warnings
 import numpy as np
 from sklearn.datasets import load_digits
 from fastmlp import MLPClassifier
-from fastmlp._threads import effective_n_threads
+from fastmlp._runtime import effective_n_threads
 X, y = load_digits(return_X_y=True)
 X = (X / 16.0).astype(sys.argv[1])
 with warnings.catch_warnings():

@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_info
 
 import fastmlp
 from fastmlp import MLPClassifier, MLPRegressor
-from fastmlp import _threads
+from fastmlp import _runtime
 
 pd = pytest.importorskip("pandas")
 
@@ -530,7 +530,7 @@ def blas_threads():
 
 def test_overlapping_blas_limits_keep_blas_single_threaded_until_the_last_ends():
     original = blas_threads()
-    first, second = _threads.single_threaded_blas(), _threads.single_threaded_blas()
+    first, second = _runtime.single_threaded_blas(), _runtime.single_threaded_blas()
     first.__enter__()
     second.__enter__()
     assert set(blas_threads()) <= {1}
@@ -546,7 +546,7 @@ def test_blas_is_held_to_one_thread_in_worker_threads_too():
     seen = []
 
     def inside():
-        with _threads.single_threaded_blas():
+        with _runtime.single_threaded_blas():
             seen.append(blas_threads())
 
     threading.Thread(target=inside).start()
@@ -581,7 +581,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 from threadpoolctl import threadpool_limits
 from fastmlp import MLPClassifier, MLPRegressor
-from fastmlp._threads import effective_n_threads
+from fastmlp._runtime import effective_n_threads
 warnings.simplefilter("ignore")
 X, y = load_digits(return_X_y=True)
 X = X / 16.0

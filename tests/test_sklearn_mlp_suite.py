@@ -6,6 +6,7 @@ a subprocess, with scikit-learn's conftest for its fixtures. Excepted, because t
 scikit-learn's private attributes and methods: test_fit, test_gradient,
 test_learning_rate_warmstart, test_adaptive_learning_rate and test_n_iter_no_change*.
 """
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,4 +30,5 @@ def test_scikit_learns_mlp_tests_pass_on_fastmlp(tmp_path):
         command += ["--deselect", f"test_mlp.py::{name}"]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
-    assert " passed" in result.stdout and "failed" not in result.stdout
+    # (Warnings in the summary may say "failed to converge": count the failed tests instead.)
+    assert " passed" in result.stdout and not re.search(r"\b\d+ failed\b", result.stdout)
