@@ -7,6 +7,7 @@ versions (csrc/fm_math.h: FASTMLP_CLONES) chosen at load time. FASTMLP_NATIVE=1 
 -march=native for a build that only has to run on this machine. Without OpenMP the build warns
 and produces a serial engine.
 """
+import glob
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import warnings
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 CSRC = ["csrc/activations.c", "csrc/losses.c", "csrc/optimizers.c", "csrc/small_product.c",
         "csrc/placement.c"]
@@ -49,19 +51,39 @@ else:
     )
     compile_args.append("-DFASTMLP_OPENMP_SIMD")
 
+# The C kernels, compiled once into a static library that every engine module links (each
+# takes only the objects it calls).
+kernels = ("fastmlp_kernels", {"sources": CSRC, "include_dirs": ["csrc"], "cflags": compile_args})
+ENGINE_MODULES = ["vocabulary", "_network", "_trainer", "_testing"]
+ENGINE_DEPENDS = ["csrc/fastmlp_kernels.h", "csrc/fm_math.h", "csrc/fm_openmp.h",
+                  *sorted(glob.glob("fastmlp/_engine/*.pxd"))]
+
 extensions = [
     Extension(
-        "fastmlp._engine",
-        sources=["fastmlp/_engine.pyx"] + CSRC,
+        f"fastmlp._engine.{name}",
+        sources=[f"fastmlp/_engine/{name}.pyx"],
         include_dirs=["csrc"],
-        depends=["csrc/fastmlp_kernels.h", "csrc/fm_math.h", "csrc/fm_openmp.h",
-                 "fastmlp/_blas.pxd", "fastmlp/_kernels.pxd"],
+        depends=ENGINE_DEPENDS,
         extra_compile_args=compile_args,
         extra_link_args=link_args,
-    ),
+    )
+    for name in ENGINE_MODULES
 ]
 
+
+
+class BuildExtWithKernels(build_ext):
+    """build_ext that builds the kernels' library first: `pip install` runs build_clib before
+    build_ext, but `build_ext --inplace` alone does not."""
+
+    def run(self):
+        self.run_command("build_clib")
+        super().run()
+
+
 setup(
+    cmdclass={"build_ext": BuildExtWithKernels},
+    libraries=[kernels],
     ext_modules=cythonize(
         extensions,
         compiler_directives={"language_level": 3},

@@ -87,15 +87,19 @@ enum {
     FM_SOLVER_ADAMW = 7
 };
 
-/* A torch.optim solver: its hyper-parameters (torch's names), the state that is a scalar (the step
- * count, NAdam's product of momentum coefficients) and the scalars of the current step, which
- * fm_optim_begin_step computes once per step so that the element loop has none of them. */
+/* A solver, as the engine steps it: its hyper-parameters (scikit-learn's names for sgd and adam,
+ * torch's for the others), the state that is a scalar (the step count, NAdam's product of
+ * momentum coefficients) and the scalars of the current step, which fm_optim_begin_step computes
+ * once per step so that the element loop has none of them. Python fills one of these per epoch
+ * (fastmlp/_stochastic_optimizers.py, `spec`; fastmlp/_engine/_trainer.pyx checks that its numpy
+ * record has this layout) and reads t and mu_product back. */
 typedef struct {
-    int solver;                  /* FM_SOLVER_ADAGRAD .. FM_SOLVER_ADAMW */
-    double lr, eps, weight_decay;
-    double beta_1, beta_2;       /* adamax, nadam, adamw */
+    int solver;                  /* FM_SOLVER_SGD .. FM_SOLVER_ADAMW */
+    double lr, eps, weight_decay; /* lr: sgd's rate for this epoch, every other's initial rate */
+    double beta_1, beta_2;       /* adam, adamax, nadam, adamw */
     double rho;                  /* rmsprop's alpha, adadelta's rho */
-    double momentum;             /* rmsprop */
+    double momentum;             /* sgd, rmsprop */
+    int nesterov;                /* sgd */
     double lr_decay;             /* adagrad */
     double momentum_decay;       /* nadam */
     int centered;                /* rmsprop */
@@ -167,8 +171,8 @@ unsigned long long fm_dropout_key(unsigned long long seed, long long step);
     /* Adam with the bias corrections folded into step_size, scikit-learn's AdamOptimizer. */      \
     void fm_adam_step##SFX(REAL *param, const REAL *grad, REAL *m, REAL *v, ptrdiff_t n,          \
                            double step_size, double beta_1, double beta_2, double epsilon);        \
-    /* One step of a torch.optim solver (o after fm_optim_begin_step) over n parameters; s1..s3 \
-     * are its state vectors (see csrc/optimizers.c for which solver uses which).               */ \
+    /* One step of any solver (o after fm_optim_begin_step) over n parameters; s1..s3 are its    \
+     * state vectors (see csrc/optimizers.c for which solver uses which).                       */ \
     void fm_optim_step##SFX(const fm_optim *o, REAL *param, const REAL *grad, REAL *s1, REAL *s2, \
                             REAL *s3, ptrdiff_t n);                                               \
     /* Vectorised exp, expm1 and log1p (on [0, 1]), exposed for the kernel tests. */               \

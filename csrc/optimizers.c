@@ -5,7 +5,7 @@
  * Parameters, gradients and optimizer state share one layout (every W^l, then every b^l, as
  * scikit-learn packs them), so an optimizer is a single element-wise pass: nothing is per layer,
  * nothing is allocated. Scalars that are per step (Adam's bias-corrected step size) are computed
- * once by the caller. The formulas and their order of rounding are scikit-learn's
+ * once per step, by fm_optim_begin_step. The formulas and their order of rounding are scikit-learn's
  * (sklearn/neural_network/_stochastic_optimizers.py) under numpy's promotion rules: a Python float
  * hyper-parameter is first rounded to REAL. One deliberate difference: scikit-learn's float32 Adam
  * forms its update in float64 (numpy promotes it through the float64 learning rate); here float32
@@ -22,6 +22,8 @@
  * as torch computes them in Python floats (fm_optim_begin_step).
  *
  * State vectors, per solver (s1, s2, s3; unused ones may be NULL):
+ *   sgd       velocity
+ *   adam      m, v
  *   adagrad   sum of squares
  *   rmsprop   square_avg, momentum_buffer (momentum > 0), grad_avg (centered)
  *   adadelta  square_avg, acc_delta
@@ -41,6 +43,11 @@ void fm_optim_begin_step(fm_optim *o)
 {
     double t = (double)++o->t;
     switch (o->solver) {
+    case FM_SOLVER_SGD: /* the rate of the epoch (its schedule is per epoch, in Python) */
+        break;
+    case FM_SOLVER_ADAM:
+        o->c0 = o->lr * sqrt(1.0 - pow(o->beta_2, t)) / (1.0 - pow(o->beta_1, t)); /* step_size */
+        break;
     case FM_SOLVER_ADAGRAD:
         o->c0 = o->lr / (1.0 + (t - 1.0) * o->lr_decay); /* clr */
         break;
@@ -327,6 +334,12 @@ void SFX(fm_optim_step)(const fm_optim *o, REAL *param, const REAL *grad, REAL *
                         REAL *s3, ptrdiff_t n)
 {
     switch (o->solver) {
+    case FM_SOLVER_SGD:
+        SFX(fm_sgd_step)(param, grad, s1, n, o->lr, o->momentum, o->nesterov);
+        break;
+    case FM_SOLVER_ADAM:
+        SFX(fm_adam_step)(param, grad, s1, s2, n, o->c0, o->beta_1, o->beta_2, o->eps);
+        break;
     case FM_SOLVER_ADAGRAD:
         SFX(adagrad)(o, param, grad, s1, n);
         break;

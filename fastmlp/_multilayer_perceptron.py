@@ -652,12 +652,16 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                     # checks and copies (~0.2 ms of a 20,000-row epoch of ~8).
                     self._random_state.shuffle(sample_idx)
                 state_1, state_2, state_3 = optimizer.state
-                with single_threaded_blas():
-                    accumulated_loss = trainer.epoch(
-                        theta, grad, state_1, state_2, X_train, Y_train, weights,
-                        sample_idx if self.shuffle else no_rows, batch_size, optimizer,
-                        n_threads, state_3=state_3,
-                    )
+                spec = optimizer.spec()
+                try:
+                    with single_threaded_blas():
+                        accumulated_loss = trainer.epoch(
+                            theta, grad, state_1, state_2, X_train, Y_train, weights,
+                            sample_idx if self.shuffle else no_rows, batch_size, spec,
+                            n_threads, state_3=state_3,
+                        )
+                finally:  # the steps taken count, also when Ctrl-C stopped the epoch
+                    optimizer.took_steps(spec)
                 self.n_iter_ += 1
                 self.loss_ = accumulated_loss / X_train.shape[0]
                 self.t_ += n_samples

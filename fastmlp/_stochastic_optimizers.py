@@ -12,14 +12,40 @@ Beyond scikit-learn, TorchOptimizer holds the torch.optim solvers (adagrad, rmsp
 adamax, nadam, adamw) the same way: hyper-parameters under torch's names and defaults, state
 vectors in theta's layout (initialised as torch initialises them), and the two scalars of state
 (the step count t, NAdam's product of momentum coefficients) that the engine advances.
+
+The engine reads nothing of these objects by name: each epoch, `spec()` hands it one plain
+record (the engine's OPTIM_SPEC, csrc/fastmlp_kernels.h's fm_optim) with the solver's code, its
+hyper-parameters, the learning rate of the epoch and the scalar state; the engine advances the
+record's step count (and NAdam's mu_product) as it steps, and `took_steps` reads them back.
 """
 
 import numpy as np
 
-from fastmlp._engine import SOLVERS
+from fastmlp._engine import OPTIM_SPEC, SOLVERS
 
 
-class SGDOptimizer:
+class _EngineSolver:
+    """The part every solver shares: the record the engine steps with."""
+
+    def _spec_fields(self):
+        """The solver's fields of OPTIM_SPEC (those it leaves out are 0)."""
+        raise NotImplementedError
+
+    def spec(self):
+        """This epoch's record for the engine: the solver, its hyper-parameters, its state."""
+        spec = np.zeros(1, dtype=OPTIM_SPEC)
+        for name, value in self._spec_fields().items():
+            spec[name] = value
+        spec["solver"] = self.solver
+        spec["t"] = self.t
+        return spec
+
+    def took_steps(self, spec):
+        """Keep the scalar state the engine advanced in `spec`."""
+        self.t = int(spec["t"][0])
+
+
+class SGDOptimizer(_EngineSolver):
     """SGD with momentum: v = momentum v - lr g; theta += v (or momentum v - lr g, Nesterov)."""
 
     solver = SOLVERS["sgd"]
@@ -38,6 +64,9 @@ class SGDOptimizer:
     @property
     def state(self):
         return self.velocities, self.velocities[:0], self.velocities[:0]
+
+    def _spec_fields(self):
+        return {"lr": self.learning_rate, "momentum": self.momentum, "nesterov": self.nesterov}
 
     def iteration_ends(self, time_step):
         """Per-epoch schedule; time_step is the number of samples seen so far."""
@@ -59,7 +88,7 @@ class SGDOptimizer:
         return False
 
 
-class _ConstantSchedule:
+class _ConstantSchedule(_EngineSolver):
     """The per-epoch part of a solver whose learning rate has no schedule: nothing to do at an
     epoch's end, and stop when the loss stops improving (scikit-learn's AdamOptimizer)."""
 
@@ -91,6 +120,10 @@ class AdamOptimizer(_ConstantSchedule):
     @property
     def state(self):
         return self.ms, self.vs, self.vs[:0]
+
+    def _spec_fields(self):
+        return {"lr": self.learning_rate_init, "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "eps": self.epsilon}
 
     @property
     def learning_rate(self):
@@ -169,3 +202,15 @@ class TorchOptimizer(_ConstantSchedule):
     @property
     def learning_rate(self):
         return float(self.learning_rate_init)
+
+    def _spec_fields(self):
+        return {"lr": self.learning_rate_init, "eps": self.eps,
+                "weight_decay": self.weight_decay, "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "rho": self.rho, "momentum": self.momentum, "lr_decay": self.lr_decay,
+                "momentum_decay": self.momentum_decay, "centered": self.centered,
+                "amsgrad": self.amsgrad, "decoupled_weight_decay": self.decoupled_weight_decay,
+                "mu_product": self.mu_product}
+
+    def took_steps(self, spec):
+        super().took_steps(spec)
+        self.mu_product = float(spec["mu_product"][0])

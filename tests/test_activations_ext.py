@@ -13,6 +13,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from fastmlp import MLPClassifier, MLPRegressor
 from fastmlp import _engine as E
+from fastmlp._engine import _testing as K
 
 DTYPES = [np.float32, np.float64]
 PARAMS = dict(negative_slope=0.01, elu_alpha=1.0, softplus_beta=1.0, softplus_threshold=20.0)
@@ -73,7 +74,7 @@ def test_forward_matches_torch_definitions(name, params, dtype):
     z = grid(dtype).reshape(3, -1)
     b = (rng.standard_normal(z.shape[1]) * 0.1).astype(dtype)
     a = z.copy()
-    E.kernel_bias_activation(a, b, E.ACTIVATION_CODES[name], **params)
+    K.kernel_bias_activation(a, b, E.ACTIVATION_CODES[name], **params)
     expected = reference(name, (z + b).astype(np.float64), **params)
     eps = np.finfo(dtype).eps
     # within a few ulps of the value, or of 1 where the value is tiny
@@ -87,10 +88,10 @@ def test_forward_keeps_z_when_asked(name, dtype):
     z = (rng.standard_normal((9, 13)) * 3).astype(dtype)
     b = rng.standard_normal(13).astype(dtype)
     a, kept = z.copy(), np.full_like(z, np.nan)
-    E.kernel_bias_activation(a, b, E.ACTIVATION_CODES[name], z=kept)
+    K.kernel_bias_activation(a, b, E.ACTIVATION_CODES[name], z=kept)
     np.testing.assert_array_equal(kept, z + b)
     a_plain = z.copy()
-    E.kernel_bias_activation(a_plain, b, E.ACTIVATION_CODES[name])
+    K.kernel_bias_activation(a_plain, b, E.ACTIVATION_CODES[name])
     np.testing.assert_array_equal(a, a_plain)
 
 
@@ -104,27 +105,27 @@ def test_backward_matches_derivative(name, params, dtype):
     rng = np.random.RandomState(2)
     z = np.concatenate([(rng.standard_normal(997) * 4), [0.0, 25.0, -25.0]]).astype(dtype)
     a = z.reshape(1, -1).copy()
-    E.kernel_bias_activation(a, np.zeros(z.size, dtype), E.ACTIVATION_CODES[name], **params)
+    K.kernel_bias_activation(a, np.zeros(z.size, dtype), E.ACTIVATION_CODES[name], **params)
     delta = rng.standard_normal(z.size).astype(dtype)
     out = delta.copy()
     code = E.ACTIVATION_CODES[name]
-    needs_z = E.activation_needs_preactivation(code, params.get("negative_slope", 0.01),
+    needs_z = K.activation_needs_preactivation(code, params.get("negative_slope", 0.01),
                                                params.get("elu_alpha", 1.0))
-    E.kernel_activation_backward(out, a.ravel(), code, z=z if needs_z else None, **params)
+    K.kernel_activation_backward(out, a.ravel(), code, z=z if needs_z else None, **params)
     expected = delta * reference_derivative(name, z.astype(np.float64), **params)
     eps = np.finfo(dtype).eps
     np.testing.assert_allclose(out, expected, rtol=32 * eps, atol=32 * eps)
 
 
 def test_which_activations_keep_z():
-    needs = {name: E.activation_needs_preactivation(E.ACTIVATION_CODES[name])
+    needs = {name: K.activation_needs_preactivation(E.ACTIVATION_CODES[name])
              for name in ["identity", "logistic", "tanh", "relu"] + ELEMENTWISE}
     assert needs == {"identity": False, "logistic": False, "tanh": False, "relu": False,
                      "leaky_relu": False, "elu": False, "gelu": True, "silu": True,
                      "mish": True, "softplus": True}
     # a negative slope / alpha makes a's sign ambiguous: z is needed
-    assert E.activation_needs_preactivation(E.ACTIVATION_CODES["leaky_relu"], -0.1)
-    assert E.activation_needs_preactivation(E.ACTIVATION_CODES["elu"], 0.01, -1.0)
+    assert K.activation_needs_preactivation(E.ACTIVATION_CODES["leaky_relu"], -0.1)
+    assert K.activation_needs_preactivation(E.ACTIVATION_CODES["elu"], 0.01, -1.0)
     assert E.Network([3, 4, 2], "gelu", "softmax").keeps_preactivation
     assert not E.Network([3, 4, 2], "elu", "softmax").keeps_preactivation
 
@@ -135,11 +136,11 @@ def test_expm1_and_log1p_are_accurate(dtype):
     x = np.concatenate([np.linspace(-0.5, 0.5, 20001), np.linspace(-40, 5, 4001),
                         [1e-30, -1e-30, 0.0]]).astype(dtype)
     out = np.empty_like(x)
-    E.kernel_expm1(out, x)
+    K.kernel_expm1(out, x)
     np.testing.assert_allclose(out, np.expm1(x.astype(np.float64)), rtol=3 * eps)
     t = np.concatenate([np.linspace(0, 1, 20001), np.geomspace(1e-30, 1, 301)]).astype(dtype)
     out = np.empty_like(t)
-    E.kernel_log1p_unit(out, t)
+    K.kernel_log1p_unit(out, t)
     np.testing.assert_allclose(out, np.log1p(t.astype(np.float64)), rtol=3 * eps)
 
 
@@ -148,7 +149,7 @@ def test_gelu_has_no_cancellation_in_the_left_tail(dtype):
     # torch's z (1 + erf(z / sqrt 2)) / 2 loses every digit here; Phi via erfc keeps them
     z = -np.linspace(4, 9 if dtype == np.float32 else 30, 200).astype(dtype).reshape(1, -1)
     a = z.copy()
-    E.kernel_bias_activation(a, np.zeros(z.shape[1], dtype), E.ACTIVATION_CODES["gelu"])
+    K.kernel_bias_activation(a, np.zeros(z.shape[1], dtype), E.ACTIVATION_CODES["gelu"])
     expected = z * ndtr(z.astype(np.float64))
     ok = np.abs(expected) > np.finfo(dtype).tiny * 1e3
     rtol = 2e-4 if dtype == np.float32 else 1e-12
@@ -170,7 +171,7 @@ def test_maxout_kernels(pieces, dtype):
     b[:pieces] = 0
     a = np.empty((rows, cols), dtype)
     argmax = np.empty((rows, cols), np.intc)
-    E.kernel_maxout_forward(a, argmax, z, b, pieces)
+    K.kernel_maxout_forward(a, argmax, z, b, pieces)
     zb = (z + b).reshape(rows, cols, pieces)
     np.testing.assert_array_equal(a, zb.max(axis=2))
     np.testing.assert_array_equal(argmax, zb.argmax(axis=2))
@@ -179,7 +180,7 @@ def test_maxout_kernels(pieces, dtype):
     delta = rng.standard_normal((rows, cols)).astype(dtype)
     buffer = np.full(rows * cols * pieces, np.nan, dtype)
     buffer[:rows * cols] = delta.ravel()
-    E.kernel_maxout_backward(buffer, argmax, pieces)
+    K.kernel_maxout_backward(buffer, argmax, pieces)
     expected = np.zeros((rows, cols, pieces), dtype)
     np.put_along_axis(expected, argmax[..., None].astype(np.intp), delta[..., None], axis=2)
     np.testing.assert_array_equal(buffer.reshape(rows, cols, pieces), expected)

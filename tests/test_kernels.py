@@ -4,6 +4,7 @@ import pytest
 from scipy.special import expit, xlogy
 
 from fastmlp import _engine as E
+from fastmlp._engine import _testing as K
 
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 2e-6, np.float64: 1e-14}
@@ -31,7 +32,7 @@ def test_exp_matches_numpy_over_its_range(dtype):
     x = np.concatenate([np.linspace(lo, hi, 100001), np.linspace(-1, 1, 1001),
                         [0.0, -0.0, 1e-30, -1e-30]]).astype(dtype)
     out = np.empty_like(x)
-    E.kernel_exp(out, x)
+    K.kernel_exp(out, x)
     np.testing.assert_allclose(out, np.exp(x), rtol=4 * np.finfo(dtype).eps)
 
 
@@ -39,7 +40,7 @@ def test_exp_matches_numpy_over_its_range(dtype):
 def test_exp_edges(dtype):
     x = np.array([np.inf, -np.inf, np.nan, 1e4, -1e4], dtype=dtype)
     out = np.empty_like(x)
-    E.kernel_exp(out, x)
+    K.kernel_exp(out, x)
     assert out[0] == np.inf and out[1] == 0 and np.isnan(out[2])
     assert out[3] == np.inf and out[4] == 0
 
@@ -52,7 +53,7 @@ def test_bias_activation_forward(name, dtype):
     z[0, :3] = [0, 30, -30]
     b = rng.standard_normal(13).astype(dtype)
     a = z.copy()
-    E.kernel_bias_activation(a, b, E.ACTIVATION_CODES[name])
+    K.kernel_bias_activation(a, b, E.ACTIVATION_CODES[name])
     expected = ACTIVATIONS[name]((z + b).astype(np.float64))
     np.testing.assert_allclose(a, expected, rtol=RTOL[dtype] * 4, atol=np.finfo(dtype).eps)
 
@@ -62,7 +63,7 @@ def test_tanh_is_accurate_near_zero(dtype):
     z = np.geomspace(1e-12, 0.7, 2000).astype(dtype)
     z = np.concatenate([z, -z]).reshape(1, -1).copy()
     a = z.copy()
-    E.kernel_bias_activation(a, np.zeros(z.shape[1], dtype), E.ACTIVATION_CODES["tanh"])
+    K.kernel_bias_activation(a, np.zeros(z.shape[1], dtype), E.ACTIVATION_CODES["tanh"])
     np.testing.assert_allclose(a, np.tanh(z.astype(np.float64)), rtol=4 * np.finfo(dtype).eps)
 
 
@@ -73,7 +74,7 @@ def test_activation_backward(name, dtype):
     a = ACTIVATIONS[name](rng.standard_normal(501)).astype(dtype)
     delta = rng.standard_normal(501).astype(dtype)
     out = delta.copy()
-    E.kernel_activation_backward(out, a, E.ACTIVATION_CODES[name])
+    K.kernel_activation_backward(out, a, E.ACTIVATION_CODES[name])
     np.testing.assert_allclose(out, delta * DERIVATIVES[name](a), rtol=RTOL[dtype])
 
 
@@ -110,7 +111,7 @@ def test_output_delta_and_loss(name, weighted, dtype):
     w = rng.rand(n).astype(dtype) if weighted else np.empty(0, dtype)
     delta = np.empty_like(p)
     row_loss = np.empty(n)
-    E.kernel_output_delta(delta, row_loss, p, y, w, E.LOSS_CODES[name])
+    K.kernel_output_delta(delta, row_loss, p, y, w, E.LOSS_CODES[name])
     expected = (p - y) * (w[:, None] if weighted else 1)
     np.testing.assert_allclose(delta, expected, rtol=RTOL[dtype])
     np.testing.assert_allclose(row_loss, reference_loss(name, y, p), rtol=1e-12, atol=1e-12)
@@ -121,7 +122,7 @@ def test_finalize_gradient(dtype):
     rng = np.random.RandomState(3)
     g, w = rng.standard_normal(1000).astype(dtype), rng.standard_normal(1000).astype(dtype)
     out = g.copy()
-    E.kernel_finalize_gradient(out, w, 1e-3, 37.0)
+    K.kernel_finalize_gradient(out, w, 1e-3, 37.0)
     np.testing.assert_array_equal(out, (g + dtype(1e-3) * w) / dtype(37.0))
 
 
@@ -132,7 +133,7 @@ def test_sgd_step_is_scikit_learns_formula(nesterov, dtype):
     param, grad = rng.standard_normal(777).astype(dtype), rng.standard_normal(777).astype(dtype)
     velocity = rng.standard_normal(777).astype(dtype)
     p, v = param.copy(), velocity.copy()
-    E.kernel_sgd_step(p, grad, v, 0.05, 0.9, nesterov)
+    K.kernel_sgd_step(p, grad, v, 0.05, 0.9, nesterov)
     # scikit-learn's SGDOptimizer._get_updates, with Python-float hyper-parameters.
     expected_v = 0.9 * velocity - 0.05 * grad
     update = 0.9 * expected_v - 0.05 * grad if nesterov else expected_v
@@ -148,7 +149,7 @@ def test_adam_step_is_scikit_learns_formula(dtype):
     p, m2, v2 = param.copy(), m.copy(), v.copy()
     t, lr, b1, b2, eps = 7, 1e-3, 0.9, 0.999, 1e-8
     step = lr * np.sqrt(1 - b2**t) / (1 - b1**t)
-    E.kernel_adam_step(p, grad, m2, v2, step, b1, b2, eps)
+    K.kernel_adam_step(p, grad, m2, v2, step, b1, b2, eps)
     # scikit-learn's AdamOptimizer._get_updates, with the step in the arrays' dtype (in float64
     # exactly scikit-learn's; in float32 fastmlp stays in float32 where numpy would promote).
     m_ref = b1 * m + (1 - b1) * grad
@@ -168,7 +169,7 @@ def test_small_product_matches_numpy(rows, dtype):
     rng = np.random.RandomState(6)
     a, W = rng.standard_normal((rows, 77)).astype(dtype), rng.standard_normal((77, 45)).astype(dtype)
     out = np.empty((rows, 45), dtype)
-    E.kernel_small_product(out, a, W)
+    K.kernel_small_product(out, a, W)
     np.testing.assert_allclose(out, a.astype(np.float64) @ W, rtol=RTOL[dtype] * 100,
                                atol=np.finfo(dtype).eps * 40)
 

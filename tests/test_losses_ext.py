@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from fastmlp import MLPClassifier, MLPRegressor
 from fastmlp import _engine as E
+from fastmlp._engine import _testing as K
 
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 1e-5, np.float64: 1e-13}
@@ -56,7 +57,7 @@ def test_output_delta_and_loss(name, huber_delta, weighted, dtype):
     p, y = p.astype(dtype), y.astype(dtype)
     w = (rng.rand(n) + 0.5).astype(dtype) if weighted else np.empty(0, dtype)
     delta, row_loss = np.empty_like(p), np.empty(n)
-    E.kernel_output_delta(delta, row_loss, p, y, w, E.LOSS_CODES[name], huber_delta)
+    K.kernel_output_delta(delta, row_loss, p, y, w, E.LOSS_CODES[name], huber_delta)
     expected_loss, expected_delta = reference(name, p, y, huber_delta)
     if weighted:
         expected_delta = expected_delta * w[:, None]

@@ -13,6 +13,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from fastmlp import MLPClassifier, MLPRegressor
 from fastmlp import _engine as E
+from fastmlp._engine import _testing as K
 from fastmlp._stochastic_optimizers import TORCH_DEFAULTS, TorchOptimizer
 
 DTYPES = [np.float32, np.float64]
@@ -112,6 +113,13 @@ CASES = [(solver, {}) for solver in SOLVERS] + [
 ]
 
 
+def optim_step(opt, param, grad):
+    """One step of the engine's loop for opt's solver, through the record the engine takes."""
+    spec = opt.spec()
+    K.kernel_optim_step(spec, param, grad, *opt.state)
+    opt.took_steps(spec)
+
+
 def run_steps(solver, params, dtype, lr=0.05):
     rng = np.random.RandomState(0)
     param = rng.standard_normal(N).astype(dtype)
@@ -120,7 +128,7 @@ def run_steps(solver, params, dtype, lr=0.05):
     ref = Reference(opt, param)
     ours, theirs = param.copy(), param.copy()
     for g in grads:
-        E.kernel_optim_step(opt, ours, g, *opt.state)
+        optim_step(opt, ours, g)
         theirs = ref.step(theirs, g).astype(dtype)
     return opt, ref, ours, theirs
 
@@ -149,7 +157,7 @@ def test_steps_equal_torch_optim(solver, params, dtype):
     opt = TorchOptimizer(solver, N, dtype, 0.05, **params)
     ours = param.copy()
     for g in grads:
-        E.kernel_optim_step(opt, ours, g, *opt.state)
+        optim_step(opt, ours, g)
 
     tdtype = torch.float64 if dtype == np.float64 else torch.float32
     default = torch.get_default_dtype()

@@ -6,6 +6,7 @@ import threading
 import pytest
 
 from fastmlp import _engine as E
+from fastmlp._engine import _testing as K
 
 linux_with_two_cpus = pytest.mark.skipif(
     not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
@@ -28,9 +29,9 @@ def test_a_thread_on_the_given_cpu_moves_off_it_and_keeps_its_mask():
     def run():
         os.sched_setaffinity(0, {first})        # put the thread on `first`...
         os.sched_setaffinity(0, {first, second})  # ...free to go to `second` too
-        assert E.current_cpu() == first
-        E.leave_cpu(first)
-        return E.current_cpu(), os.sched_getaffinity(0)
+        assert K.current_cpu() == first
+        K.leave_cpu(first)
+        return K.current_cpu(), os.sched_getaffinity(0)
 
     cpu, mask = in_fresh_thread(run)
     assert cpu == second
@@ -44,18 +45,18 @@ def test_a_thread_elsewhere_stays_and_a_single_cpu_mask_is_respected():
     def elsewhere():
         os.sched_setaffinity(0, {second})
         os.sched_setaffinity(0, {first, second})
-        E.leave_cpu(first)  # not on `first`: nothing to do
-        return E.current_cpu()
+        K.leave_cpu(first)  # not on `first`: nothing to do
+        return K.current_cpu()
 
     def pinned():
         os.sched_setaffinity(0, {first})
-        E.leave_cpu(first)  # nowhere else to go: stays
-        return E.current_cpu(), os.sched_getaffinity(0)
+        K.leave_cpu(first)  # nowhere else to go: stays
+        return K.current_cpu(), os.sched_getaffinity(0)
 
     assert in_fresh_thread(elsewhere) == second
     assert in_fresh_thread(pinned) == (first, {first})
 
 
 def test_unknown_cpu_is_ignored():
-    E.leave_cpu(-1)
-    assert E.current_cpu() >= -1
+    K.leave_cpu(-1)
+    assert K.current_cpu() >= -1

@@ -15,6 +15,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from fastmlp import MLPClassifier, MLPRegressor
 from fastmlp import _engine as E
+from fastmlp._engine import _testing as K
 
 DTYPES = [np.float32, np.float64]
 
@@ -41,7 +42,7 @@ def test_dropout_mask_statistics(p, dtype):
     rows, cols = 400, 250
     x = np.random.RandomState(0).uniform(1, 2, (rows, cols)).astype(dtype)
     out = np.empty_like(x)
-    E.kernel_dropout(out, x, 12345, 7, p)
+    K.kernel_dropout(out, x, 12345, 7, p)
     dropped = out == 0
     n = dropped.size
     # the dropped fraction is Binomial(n, p)/n: within 5 standard deviations
@@ -54,28 +55,28 @@ def test_dropout_mask_statistics(p, dtype):
     assert abs((d[:, 1:] * d[:, :-1]).mean()) < 5 * p * (1 - p) / np.sqrt(n)
     assert abs((d[1:] * d[:-1]).mean()) < 5 * p * (1 - p) / np.sqrt(n)
     other = np.empty_like(x)
-    E.kernel_dropout(other, x, 12345, 8, p)
+    K.kernel_dropout(other, x, 12345, 8, p)
     assert abs((((other == 0) - p) * d).mean()) < 5 * p * (1 - p) / np.sqrt(n)
 
 
 def test_dropout_mask_is_a_function_of_seed_step_sample_and_unit():
     x = np.ones((6, 50))
     a, b = np.empty_like(x), np.empty_like(x)
-    E.kernel_dropout(a, x, 99, 3, 0.5)
-    E.kernel_dropout(b, x, 99, 3, 0.5)
+    K.kernel_dropout(a, x, 99, 3, 0.5)
+    K.kernel_dropout(b, x, 99, 3, 0.5)
     np.testing.assert_array_equal(a, b)
-    E.kernel_dropout(b, x, 100, 3, 0.5)  # another seed
+    K.kernel_dropout(b, x, 100, 3, 0.5)  # another seed
     assert (a != b).any()
     # rows 2..5 of the block are samples 2..5: a block starting at sample 2 sees the same bits
     part = np.empty((4, 50))
-    E.kernel_dropout(part, x[2:], 99, 3, 0.5, first_sample=2)
+    K.kernel_dropout(part, x[2:], 99, 3, 0.5, first_sample=2)
     np.testing.assert_array_equal(part, a[2:])
     # backward multiplies by the same mask (and scale)
     delta = np.full_like(x, 3.0)
-    E.kernel_dropout(delta, x, 99, 3, 0.5, backward=True)
+    K.kernel_dropout(delta, x, 99, 3, 0.5, backward=True)
     np.testing.assert_array_equal(delta, 3.0 * a)
     # p = 0 keeps everything unchanged
-    E.kernel_dropout(b, x, 99, 3, 0.0)
+    K.kernel_dropout(b, x, 99, 3, 0.0)
     np.testing.assert_array_equal(b, x)
 
 
@@ -89,7 +90,7 @@ def numpy_loss_with_dropout(network_units, theta, X, Y, seed, step, p, activatio
     for W, b in zip(coefs[:-1], intercepts[:-1]):
         a = np.tanh(a @ W + b)
         dropped = np.empty_like(a)
-        E.kernel_dropout(dropped, np.ascontiguousarray(a), seed, step, p, stride=n_hidden,
+        K.kernel_dropout(dropped, np.ascontiguousarray(a), seed, step, p, stride=n_hidden,
                          offset=offset)
         offset += a.shape[1]
         a = dropped

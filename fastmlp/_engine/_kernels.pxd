@@ -1,6 +1,7 @@
 # The C kernels of csrc/ (element-wise activations, maxout, dropout, output losses, optimizer
-# steps, clipping), reached with `cdef extern` and given fused float/double names so Cython code
-# calls one name for both dtypes.
+# steps, clipping, the few-row product), reached with `cdef extern` and given fused float/double
+# names so Cython code calls one name for both dtypes. The enums are the engine's codes; Python
+# reads them by name through fastmlp/_engine/vocabulary.pyx, never as numbers.
 from cython cimport floating
 
 cdef extern from "fastmlp_kernels.h" nogil:
@@ -51,6 +52,7 @@ cdef extern from "fastmlp_kernels.h" nogil:
         double beta_1, beta_2
         double rho
         double momentum
+        int nesterov
         double lr_decay
         double momentum_decay
         int centered

@@ -1,0 +1,10 @@
+# Threading helpers from csrc/fm_openmp.h: OpenMP's queries (stubs in a serial build), the flag
+# the threads share to abandon a batch, and the worker placement of csrc/placement.c.
+cdef extern from "fm_openmp.h" nogil:
+    int omp_get_max_threads()
+    double omp_get_wtime()
+    int fm_load_flag(const int *flag)
+    void fm_store_flag(int *flag, int value)
+    int fm_current_cpu()
+    void fm_leave_cpu(int cpu)
+    int FASTMLP_HAVE_OPENMP

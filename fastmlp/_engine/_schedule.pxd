@@ -1,0 +1,298 @@
+# The schedule of a mini-batch: which thread computes what, in which order. The determinism of
+# fastmlp lives here.
+#
+# Design
+# ------
+# A mini-batch is two parallel passes, each over its own outputs, cut into blocks whose
+# boundaries depend only on the shapes, never on the thread count:
+#   1. row blocks (rows_job): everything that is row by row — the forward pass through every
+#      layer, the output delta, every hidden delta (delta_prev for a row needs only that row's
+#      delta);
+#   2. weight blocks (weights_job): each layer's W cut into blocks of rows, and each bias; a job
+#      computes its block's gradient over the whole batch (one GEMM), then finishes it and takes
+#      the optimizer's step on it while it is in cache.
+# So every output element is computed by the same sequence of BLAS calls whatever the number of
+# threads (bitwise-identical fits with 1 thread or 16), no per-thread gradient copies or
+# reductions are needed, and a mini-batch waits at two barriers whatever the depth. (DESIGN.md
+# sketches per-shard gradients summed in a fixed order; blocking the outputs gives the same
+# determinism with O(params) instead of O(shards x params) memory and no summation pass.)
+# Measured on this 2-core machine under load: one barrier per layer and pass made two threads
+# 75x slower than one on `small`; two barriers per batch brought that to 2x, and on a quiet
+# machine the barriers cost a few microseconds. BLAS runs single-threaded inside these loops; the
+# caller holds it to one thread (threadpoolctl).
+#
+# A sum over jobs (the L2 term's sum(W^2), the gradient's norm for max_grad_norm) is taken from
+# per-job partial sums in job order, the same whatever thread computed which job. Clipping the
+# gradient's norm needs every block's gradient first, so then the step moves to a third pass.
+#
+# Block sizes. n rows are cut into an even number (for two cores) of blocks of MIN_ROWS rows or
+# more (a W's rows: MIN_WEIGHT_ROWS), at most MAX_BLOCKS of them, and into two as soon as there
+# are MIN_SPLIT rows. Each block's GEMM packs its whole other operand again (W in the forward
+# pass, the deltas in the weight pass), so few large blocks are best: on the 2-core machine, row
+# blocks of >= 64 rows against >= 256 took mnist from 0.27 to 0.22-0.25 s per epoch and wide
+# from 1.07 to 0.94 s (scipy's OpenBLAS, SkylakeX kernel). The weight pass keeps smaller blocks
+# (>= 128 of W's rows): with only two per layer, mnist ran 1.45x faster on 2 threads than on 1;
+# with >= 128, 1.73-1.88x. Below 16 rows a split costs more than it saves.
+from cython cimport floating
+from cython.parallel cimport prange, threadid
+from libc.math cimport sqrt
+
+from fastmlp._engine._geometry cimport Geometry, act_at, delta_at
+from fastmlp._engine._interrupt cimport Interrupt, interrupted
+from fastmlp._engine._kernels cimport (
+    clamp, finalize_gradient, fm_optim, optim_step, output_delta, scale, sum_squares,
+)
+from fastmlp._engine._layer_dense cimport (
+    dense_backward_bias, dense_backward_input, dense_backward_weights,
+)
+from fastmlp._engine._layer_dropout cimport dropout_layer_forward
+from fastmlp._engine._layer_sparse_input cimport sparse_backward_weights
+from fastmlp._engine._layers cimport Kept, hidden_backward, kept_input, layer_forward
+from fastmlp._engine._openmp cimport fm_current_cpu, fm_leave_cpu
+from fastmlp._engine._rows cimport Rows, dense_input, gather_rows, gathers, source_row
+
+cdef enum:
+    MIN_ROWS = 256
+    MIN_WEIGHT_ROWS = 128
+    MIN_SPLIT = 16
+    MAX_BLOCKS = 16
+
+
+cdef inline Py_ssize_t n_blocks(Py_ssize_t n, Py_ssize_t min_rows) noexcept nogil:
+    """How many blocks n rows are cut into: depends on n only, never on the thread count."""
+    cdef Py_ssize_t k = n // min_rows
+    if k > MAX_BLOCKS:
+        k = MAX_BLOCKS
+    if k < 2:
+        return 2 if n >= MIN_SPLIT else 1
+    return k - (k % 2)
+
+
+cdef inline Py_ssize_t block_start(Py_ssize_t n, Py_ssize_t blocks, Py_ssize_t b) noexcept nogil:
+    return (n * b) // blocks
+
+
+cdef struct Work:
+    # Every buffer of a pass, allocated once per fit by the Trainer.
+    Kept kept         # each layer's output and what its kind keeps for backward
+    void *deltas      # each layer's delta, layer l at delta_at(l) (as acts unless maxout)
+    void *gathered    # capacity x n_features: the shuffled batch's input rows
+    double *row_loss  # capacity
+    double *partial   # one sum(W^2) per weight job
+    double *grad_partial          # one sum(g^2) per weight job (max_grad_norm)
+    const Py_ssize_t *job_layer   # weight job j: layer, and W's rows lo..hi (hi < 0: the bias)
+    const Py_ssize_t *job_lo
+    const Py_ssize_t *job_hi
+    Py_ssize_t n_jobs
+    Interrupt *interrupt          # NULL: not stoppable
+
+
+cdef struct Step:
+    # What the weight jobs do once a block's gradient is complete.
+    bint finish           # add the L2 term and divide by the batch's weight (else leave it raw)
+    bint take_step        # then update the parameters
+    double divisor        # sum of the batch's sample weights (its size when unweighted)
+    fm_optim *optim       # the solver: hyper-parameters and this step's scalars
+    double max_grad_norm  # 0: the gradient's norm is not clipped
+    double grad_scale     # this step's clip factor, min(1, max_grad_norm / (|g| + 1e-6))
+    double weight_clip    # 0: the parameters are not clamped
+
+
+cdef inline void rows_job(const Geometry *g, Py_ssize_t job, Py_ssize_t blocks,
+                          const floating *theta, const Rows *rows,
+                          const Work *work) noexcept nogil:
+    """Everything that is row by row, for one block of rows: the forward pass through every
+    layer, the output delta, and every hidden layer's delta. No other block is waited for."""
+    cdef Py_ssize_t r0 = block_start(rows.n, blocks, job)
+    cdef Py_ssize_t r1 = block_start(rows.n, blocks, job + 1), l, slot
+    cdef Py_ssize_t n_in, n_out, ld_in, L = g.n_layers
+    cdef const Kept *kept = &work.kept
+    cdef floating *acts = <floating *> kept.acts
+    cdef floating *deltas = <floating *> work.deltas
+    cdef floating *a_out
+    cdef const floating *a_in = NULL
+    cdef const floating *X = <const floating *> rows.X
+    cdef floating *gathered = <floating *> work.gathered
+    cdef const floating *Y = <const floating *> rows.Y
+    cdef const floating *w = <const floating *> rows.w
+    cdef floating *delta_out
+    if r1 == r0:
+        return
+    for l in range(L):
+        n_in, n_out = g.units[l], g.units[l + 1]
+        slot = act_at(g, rows.n, l, r0)
+        ld_in = n_in
+        if l == 0 and not rows.sparse and gathers(rows):
+            gather_rows(gathered, 0, rows, r0, r1, n_in)
+            a_in = gathered + r0 * n_in
+        elif l == 0 and not rows.sparse:
+            a_in = X + (rows.first + r0) * rows.ldx
+            ld_in = rows.ldx
+        elif l > 0:
+            a_in = <const floating *> kept_input(kept) + act_at(g, rows.n, l - 1, r0)
+        # A maxout layer's pieces go to its delta rows, not needed before backward reaches them.
+        layer_forward(g, l, acts + slot,
+                      <floating *> kept.pre + slot if g.keep_z and l < L - 1 else <floating *> NULL,
+                      kept.argmax + slot if kept.argmax != NULL else NULL,
+                      deltas + delta_at(g, rows.n, l, r0), a_in, ld_in, rows, r0, r1, theta)
+        if l < L - 1 and kept.dropout.threshold > 0:
+            dropout_layer_forward(<floating *> kept.dropout.dropped + slot, acts + slot,
+                                  &kept.dropout, g, l, rows, r0, r1)
+    n_out = g.units[L]
+    a_out = acts + act_at(g, rows.n, L - 1, r0)
+    delta_out = deltas + delta_at(g, rows.n, L - 1, r0)
+    if rows.index != NULL:
+        output_delta(delta_out, work.row_loss + r0, a_out, Y, w, rows.index + r0, r1 - r0,
+                     n_out, g.loss, g.loss_param)
+    else:
+        output_delta(delta_out, work.row_loss + r0, a_out, Y + (rows.first + r0) * n_out,
+                     w + rows.first + r0 if w != NULL else NULL, NULL, r1 - r0, n_out, g.loss,
+                     g.loss_param)
+    for l in range(L - 1, 0, -1):
+        # Rows r0..r1 of layer l - 1's delta start at r0 * cols[l - 1], the layout its weight
+        # jobs read; the product is compact (units[l] wide) until hidden_backward.
+        delta_out = deltas + delta_at(g, rows.n, l - 1, r0)
+        dense_backward_input(delta_out, deltas + delta_at(g, rows.n, l, r0),
+                             theta + g.coef_offset[l], r1 - r0, g.units[l], g.cols[l])
+        hidden_backward(g, l - 1, delta_out, r0, r1, rows, kept)
+
+
+cdef inline void job_span(const Geometry *g, const Work *work, Py_ssize_t job,
+                          Py_ssize_t *offset, Py_ssize_t *count) noexcept nogil:
+    """Where weight job j's parameters are in theta (and its gradient in grad)."""
+    cdef Py_ssize_t l = work.job_layer[job], lo = work.job_lo[job], hi = work.job_hi[job]
+    if hi < 0:
+        offset[0], count[0] = g.intercept_offset[l], g.cols[l]
+    else:
+        offset[0], count[0] = g.coef_offset[l] + lo * g.cols[l], (hi - lo) * g.cols[l]
+
+
+cdef inline void step_job(const Geometry *g, Py_ssize_t job, floating *theta, floating *grad,
+                          floating *state_1, floating *state_2, floating *state_3,
+                          const Step *step, const Work *work) noexcept nogil:
+    """Weight job j's step, its gradient finished: scale it (max_grad_norm), update the
+    parameters, clamp them (weight_clip)."""
+    cdef Py_ssize_t offset, count
+    job_span(g, work, job, &offset, &count)
+    if step.grad_scale != 1.0:
+        scale(grad + offset, count, step.grad_scale)
+    optim_step(step.optim, theta + offset, grad + offset, state_1 + offset,
+               state_2 + offset if state_2 != NULL else NULL,
+               state_3 + offset if state_3 != NULL else NULL, count)
+    if step.weight_clip > 0:
+        clamp(theta + offset, count, step.weight_clip)
+
+
+cdef inline void finish_job(const Geometry *g, Py_ssize_t job, floating *theta, floating *grad,
+                            floating *state_1, floating *state_2, floating *state_3,
+                            const Step *step, const Work *work) noexcept nogil:
+    """Weight job j once its gradient is complete: note sum(W^2) for the loss, finish the
+    gradient ((g + alpha W) / sum(w); intercepts unpenalised), take the optimizer's step (or,
+    with max_grad_norm, note sum(g^2): the step waits for the whole gradient's norm)."""
+    cdef Py_ssize_t offset, count
+    job_span(g, work, job, &offset, &count)
+    work.partial[job] = 0.0
+    if work.job_hi[job] < 0:
+        finalize_gradient(grad + offset, <floating *> NULL, count, 0.0, step.divisor)
+    else:
+        work.partial[job] = sum_squares(theta + offset, count)
+        finalize_gradient(grad + offset, theta + offset, count, g.alpha, step.divisor)
+    if not step.take_step:
+        return
+    if step.max_grad_norm > 0:
+        work.grad_partial[job] = sum_squares(grad + offset, count)
+        return
+    step_job(g, job, theta, grad, state_1, state_2, state_3, step, work)
+
+
+cdef inline void weights_job(const Geometry *g, Py_ssize_t job, floating *theta, floating *grad,
+                             floating *state_1, floating *state_2, floating *state_3,
+                             const Step *step, bint accumulate, const Rows *rows,
+                             const Work *work) noexcept nogil:
+    """Weight job j: a block of rows of one layer's W (or its bias) — its gradient over the
+    whole batch, then (step.finish) finished and applied while it is still in cache."""
+    cdef Py_ssize_t l = work.job_layer[job], lo = work.job_lo[job], hi = work.job_hi[job]
+    cdef Py_ssize_t n_in = g.units[l], n_out = g.cols[l], ld_in = n_in
+    cdef const floating *delta = <const floating *> work.deltas + delta_at(g, rows.n, l, 0)
+    cdef const floating *a_in
+    if hi < 0:
+        dense_backward_bias(grad + g.intercept_offset[l], delta, rows.n, n_out, accumulate)
+    elif l == 0 and rows.sparse:
+        sparse_backward_weights(grad + g.coef_offset[0], rows, delta, n_out, lo, hi, accumulate)
+    else:
+        if l == 0:
+            a_in = dense_input(rows, <const floating *> work.gathered)
+            ld_in = n_in if gathers(rows) else rows.ldx
+        else:
+            a_in = <const floating *> kept_input(&work.kept) + act_at(g, rows.n, l - 1, 0)
+        dense_backward_weights(grad + g.coef_offset[l] + lo * n_out, a_in + lo, ld_in, delta,
+                               rows.n, hi - lo, n_out, accumulate)
+    if step.finish:
+        finish_job(g, job, theta, grad, state_1, state_2, state_3, step, work)
+
+
+cdef inline double sum_partials(const double *partial, Py_ssize_t n_jobs) noexcept nogil:
+    """The jobs' partial sums, added in job order (the same whatever the thread count)."""
+    cdef Py_ssize_t job
+    cdef double total = 0.0
+    for job in range(n_jobs):
+        total = total + partial[job]
+    return total
+
+
+cdef inline double batch_step(const Geometry *g, floating *theta, floating *grad,
+                              floating *state_1, floating *state_2, floating *state_3,
+                              Step *step, bint accumulate, const Rows *rows, const Work *work,
+                              int n_threads) noexcept nogil:
+    """Backpropagation over rows in two parallel passes, then (step.finish) the update.
+    Pass 1 is row by row (forward, deltas), pass 2 is weight block by weight block (gradient,
+    finish, step): two barriers per mini-batch whatever the depth; with max_grad_norm a third
+    pass steps, once the gradient's norm is known. Returns sum_rows w_r loss_r; step.divisor is
+    set to sum_rows w_r when step.finish, else left as given. Once work.interrupt is raised, the
+    remaining jobs are skipped (the caller must check it)."""
+    cdef Py_ssize_t job, r, r_blocks = n_blocks(rows.n, MIN_ROWS)
+    cdef double total = 0.0, divisor = 0.0, norm
+    cdef const floating *w = <const floating *> rows.w
+    cdef Interrupt *it = work.interrupt
+    cdef int caller_cpu = fm_current_cpu() if n_threads > 1 else -1
+    for job in prange(r_blocks, schedule='static', num_threads=n_threads):
+        if threadid() != 0:
+            fm_leave_cpu(caller_cpu)  # csrc/placement.c: why
+        if not interrupted(it, threadid() == 0):
+            rows_job(g, job, r_blocks, theta, rows, work)
+    if it != NULL and it.raised:
+        return 0.0
+    for r in range(rows.n):
+        if w == NULL:
+            total += work.row_loss[r]
+        else:
+            total += w[source_row(rows, r)] * work.row_loss[r]
+            divisor += w[source_row(rows, r)]
+    if step.finish:
+        step.divisor = divisor if w != NULL else <double> rows.n
+    step.grad_scale = 1.0
+    for job in prange(work.n_jobs, schedule='dynamic', num_threads=n_threads):
+        if not interrupted(it, threadid() == 0):
+            weights_job(g, job, theta, grad, state_1, state_2, state_3, step, accumulate, rows,
+                        work)
+    if it != NULL and it.raised:
+        return total
+    if step.finish and step.take_step and step.max_grad_norm > 0:
+        # torch.nn.utils.clip_grad_norm_: g *= min(1, max_norm / (|g| + 1e-6)).
+        norm = sqrt(sum_partials(work.grad_partial, work.n_jobs))
+        if step.max_grad_norm / (norm + 1e-6) < 1.0:
+            step.grad_scale = step.max_grad_norm / (norm + 1e-6)
+        for job in prange(work.n_jobs, schedule='static', num_threads=n_threads):
+            if not interrupted(it, threadid() == 0):
+                step_job(g, job, theta, grad, state_1, state_2, state_3, step, work)
+    return total
+
+
+cdef inline double finish_all(const Geometry *g, floating *theta, floating *grad,
+                              const Step *step, const Work *work, int n_threads) noexcept nogil:
+    """Finish an accumulated gradient without stepping (L-BFGS); returns sum(W^2)."""
+    cdef Py_ssize_t job
+    for job in prange(work.n_jobs, schedule='static', num_threads=n_threads):
+        finish_job(g, job, theta, grad, <floating *> NULL, <floating *> NULL, <floating *> NULL,
+                   step, work)
+    return sum_partials(work.partial, work.n_jobs)

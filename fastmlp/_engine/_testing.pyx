@@ -1,0 +1,176 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The engine's kernels one by one, on numpy arrays: entry points for the tests
+(tests/engine/test_kernels.py and others), which check each against a plain numpy reference in
+both dtypes. Not used by the estimators; a module of its own so that the trainer holds only what
+training and prediction need.
+"""
+from cython cimport floating
+
+from fastmlp._engine._kernels cimport (
+    activation_backward, adam_step, bias_activation_forward, clamp, dropout_backward,
+    dropout_forward, finalize_gradient, fm_activation_needs_preactivation, fm_activation_params,
+    fm_dropout_key, fm_exp_array_d, fm_exp_array_f, fm_expm1_array_d, fm_expm1_array_f,
+    fm_log1p_unit_array_d, fm_log1p_unit_array_f, fm_optim, fm_optim_begin_step,
+    maxout_backward, maxout_forward, optim_step, output_delta, scale, sgd_step, small_product,
+)
+from fastmlp._engine._openmp cimport fm_current_cpu, fm_leave_cpu
+
+
+cdef fm_activation_params activation_params(double negative_slope, double elu_alpha,
+                                             double softplus_beta, double softplus_threshold):
+    cdef fm_activation_params params
+    params.negative_slope = negative_slope
+    params.elu_alpha = elu_alpha
+    params.softplus_beta = softplus_beta
+    params.softplus_threshold = softplus_threshold
+    return params
+
+
+def kernel_bias_activation(floating[:, ::1] a, const floating[::1] b, int activation, z=None,
+                           double negative_slope=0.01, double elu_alpha=1.0,
+                           double softplus_beta=1.0, double softplus_threshold=20.0):
+    """a = act(a + b) in place, row by row; z (if given, a's shape) receives a + b where the
+    activation keeps it."""
+    cdef fm_activation_params params = activation_params(negative_slope, elu_alpha,
+                                                         softplus_beta, softplus_threshold)
+    cdef floating[:, ::1] zv
+    cdef floating *z_ptr = NULL
+    if z is not None:
+        zv = z
+        z_ptr = &zv[0, 0]
+    bias_activation_forward(&a[0, 0], z_ptr, &b[0], a.shape[0], a.shape[1], activation, &params)
+
+
+def kernel_activation_backward(floating[::1] delta, const floating[::1] a, int activation,
+                               z=None, double negative_slope=0.01, double elu_alpha=1.0,
+                               double softplus_beta=1.0, double softplus_threshold=20.0):
+    """delta *= act'(z), from a = act(z) (or from z where given), in place."""
+    cdef fm_activation_params params = activation_params(negative_slope, elu_alpha,
+                                                         softplus_beta, softplus_threshold)
+    cdef const floating[::1] zv
+    cdef const floating *z_ptr = NULL
+    if z is not None:
+        zv = z
+        z_ptr = &zv[0]
+    activation_backward(&delta[0], &a[0], z_ptr, delta.shape[0], activation, &params)
+
+
+def activation_needs_preactivation(int activation, double negative_slope=0.01,
+                                   double elu_alpha=1.0):
+    cdef fm_activation_params params = activation_params(negative_slope, elu_alpha, 1.0, 20.0)
+    return bool(fm_activation_needs_preactivation(activation, &params))
+
+
+def kernel_maxout_forward(floating[:, ::1] a, int[:, ::1] argmax, const floating[:, ::1] z,
+                          const floating[::1] b, Py_ssize_t pieces):
+    """a[r, j] = max_p z[r, j k + p] + b[j k + p]; argmax the winning p."""
+    maxout_forward(&a[0, 0], &argmax[0, 0], &z[0, 0], &b[0], a.shape[0], a.shape[1], pieces)
+
+
+def kernel_maxout_backward(floating[::1] delta, const int[:, ::1] argmax, Py_ssize_t pieces):
+    """delta[:rows * cols] (compact) -> delta[:rows * cols * k] (the pieces'), in place."""
+    maxout_backward(&delta[0], &argmax[0, 0], argmax.shape[0], argmax.shape[1], pieces)
+
+
+def kernel_dropout(floating[:, ::1] out, const floating[:, ::1] inp, unsigned long long seed,
+                   long long step, double p, Py_ssize_t first_sample=0, Py_ssize_t stride=0,
+                   Py_ssize_t offset=0, bint backward=False):
+    """out = inp after inverted dropout of rate p at (seed, step); samples first_sample, ...;
+    unit j of a row is counter sample * stride + offset + j (stride defaults to the width).
+    backward=True applies the mask to out in place (inp unused)."""
+    cdef unsigned long long key = fm_dropout_key(seed, step)
+    cdef long long threshold = <long long> (p * 9007199254740992.0)
+    if stride == 0:
+        stride = out.shape[1]
+    if backward:
+        dropout_backward(&out[0, 0], out.shape[0], out.shape[1], key, NULL, first_sample,
+                         stride, offset, threshold, 1.0 / (1.0 - p))
+    else:
+        dropout_forward(&out[0, 0], &inp[0, 0], out.shape[0], out.shape[1], key, NULL,
+                        first_sample, stride, offset, threshold, 1.0 / (1.0 - p))
+
+
+def kernel_output_delta(floating[:, ::1] delta, double[::1] row_loss, const floating[:, ::1] p,
+                        const floating[:, ::1] y, const floating[::1] w, int loss,
+                        double loss_param=1.0):
+    """delta = dLoss/dz * w (w empty: unweighted); row_loss = each row's loss."""
+    output_delta(&delta[0, 0], &row_loss[0], &p[0, 0], &y[0, 0],
+                 &w[0] if w.shape[0] > 0 else NULL, NULL, p.shape[0], p.shape[1], loss,
+                 loss_param)
+
+
+def kernel_exp(floating[::1] out, const floating[::1] x):
+    if floating is float:
+        fm_exp_array_f(&out[0], &x[0], x.shape[0])
+    else:
+        fm_exp_array_d(&out[0], &x[0], x.shape[0])
+
+
+def kernel_finalize_gradient(floating[::1] g, const floating[::1] w, double alpha,
+                             double divisor):
+    finalize_gradient(&g[0], &w[0], g.shape[0], alpha, divisor)
+
+
+def kernel_sgd_step(floating[::1] param, const floating[::1] grad, floating[::1] velocity,
+                    double learning_rate, double momentum, bint nesterov):
+    sgd_step(&param[0], &grad[0], &velocity[0], param.shape[0], learning_rate, momentum,
+             nesterov)
+
+
+def kernel_adam_step(floating[::1] param, const floating[::1] grad, floating[::1] m,
+                     floating[::1] v, double step_size, double beta_1, double beta_2,
+                     double epsilon):
+    adam_step(&param[0], &grad[0], &m[0], &v[0], param.shape[0], step_size, beta_1, beta_2,
+              epsilon)
+
+
+def kernel_optim_step(fm_optim[::1] spec, floating[::1] param, const floating[::1] grad,
+                      floating[::1] s1, floating[::1] s2, floating[::1] s3):
+    """One step of the solver of `spec` (an OPTIM_SPEC record, whose t and mu_product are
+    advanced); empty state vectors stand for unused ones."""
+    fm_optim_begin_step(&spec[0])
+    optim_step(&spec[0], &param[0], &grad[0], &s1[0] if s1.shape[0] > 0 else NULL,
+               &s2[0] if s2.shape[0] > 0 else NULL, &s3[0] if s3.shape[0] > 0 else NULL,
+               param.shape[0])
+
+
+def kernel_scale(floating[::1] g, double factor):
+    scale(&g[0], g.shape[0], factor)
+
+
+def kernel_clamp(floating[::1] w, double c):
+    clamp(&w[0], w.shape[0], c)
+
+
+def kernel_expm1(floating[::1] out, const floating[::1] x):
+    if floating is float:
+        fm_expm1_array_f(&out[0], &x[0], x.shape[0])
+    else:
+        fm_expm1_array_d(&out[0], &x[0], x.shape[0])
+
+
+def kernel_log1p_unit(floating[::1] out, const floating[::1] x):
+    """log1p(x) for x in [0, 1]."""
+    if floating is float:
+        fm_log1p_unit_array_f(&out[0], &x[0], x.shape[0])
+    else:
+        fm_log1p_unit_array_d(&out[0], &x[0], x.shape[0])
+
+
+def kernel_small_product(floating[:, ::1] out, const floating[:, ::1] a,
+                         const floating[:, ::1] W):
+    """out = a @ W by the few-rows loop (no BLAS)."""
+    small_product(&out[0, 0], &a[0, 0], a.shape[1], &W[0, 0], a.shape[0], a.shape[1],
+                  W.shape[1])
+
+
+def current_cpu():
+    """The CPU the calling thread runs on (-1 where the platform does not say)."""
+    return fm_current_cpu()
+
+
+def leave_cpu(int cpu):
+    """What a worker does at a mini-batch's start (csrc/placement.c): if the calling thread runs
+    on `cpu`, move it to another CPU it may use and leave its affinity mask as it was."""
+    with nogil:
+        fm_leave_cpu(cpu)

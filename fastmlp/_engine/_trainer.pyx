@@ -1,0 +1,408 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, nonecheck=False
+"""The trainer and prediction: the engine's entry points from Python, with the GIL released.
+
+Design
+------
+Every buffer a fit needs (each layer's activations and deltas, the gather block, per-row
+losses, and what a layer kind keeps: z, dropout's outputs, maxout's winners) is allocated once
+per fit by ``Trainer``; nothing is allocated inside an epoch. The whole epoch runs in one call
+with the GIL released (fastmlp/_engine/_schedule.pxd runs each mini-batch); it takes the GIL back
+only for a moment now and then, to let Ctrl-C through (_interrupt.pxd). The solver arrives as
+one plain record (OPTIM_SPEC, csrc/fastmlp_kernels.h's fm_optim): the engine reads no Python
+attribute, and advances the record's step count (and NAdam's mu_product) in place.
+
+Prediction: rows are independent, so each block of rows runs through every layer on one thread,
+with that thread's own scratch; no barrier between layers.
+
+Arrays are indexed with Py_ssize_t / ptrdiff_t throughout (past 2^31 elements); only BLAS sizes
+are int, and each of those is one dimension of one block.
+"""
+from cython cimport floating
+from cython.parallel cimport prange, threadid
+from libc.math cimport isfinite
+from libc.stdlib cimport free, malloc
+
+import numpy as np
+
+from fastmlp._engine._blas cimport BLAS_INT_MAX
+from fastmlp._engine._geometry cimport Geometry
+from fastmlp._engine._interrupt cimport (
+    Interrupt, interrupt_init, interrupted, reraise_interrupt,
+)
+from fastmlp._engine._kernels cimport FM_MAXOUT, fm_optim, fm_optim_begin_step, sum_squares
+from fastmlp._engine._layer_dense cimport SMALL_ROWS
+from fastmlp._engine._layer_dropout cimport dropout_at_step
+from fastmlp._engine._layers cimport layer_forward
+from fastmlp._engine._network cimport Network
+from fastmlp._engine._openmp cimport (
+    FASTMLP_HAVE_OPENMP, fm_current_cpu, fm_leave_cpu, omp_get_max_threads,
+)
+from fastmlp._engine._rows cimport Rows, gather_rows
+from fastmlp._engine._schedule cimport (
+    MIN_WEIGHT_ROWS, Step, Work, batch_step, block_start, finish_all, n_blocks, sum_partials,
+)
+
+OPENMP_ENABLED = bool(FASTMLP_HAVE_OPENMP)
+SMALL_PREDICT_ROWS = SMALL_ROWS  # fewer rows than this predict without calling BLAS
+
+#: The solver's record, field for field csrc/fastmlp_kernels.h's fm_optim (Cython checks the
+#: layout when epoch() takes it: a mismatch is a ValueError, never a misread field).
+OPTIM_SPEC = np.dtype([
+    ("solver", np.intc), ("lr", np.float64), ("eps", np.float64),
+    ("weight_decay", np.float64), ("beta_1", np.float64), ("beta_2", np.float64),
+    ("rho", np.float64), ("momentum", np.float64), ("nesterov", np.intc),
+    ("lr_decay", np.float64), ("momentum_decay", np.float64), ("centered", np.intc),
+    ("amsgrad", np.intc), ("decoupled_weight_decay", np.intc), ("t", np.longlong),
+    ("mu_product", np.float64), ("c0", np.float64), ("c1", np.float64), ("c2", np.float64),
+    ("c3", np.float64),
+], align=True)
+
+cdef enum:
+    PREDICT_ROWS = 1024
+    SURE_CHUNKS = 16  # surely_finite's blocks of rows
+
+
+def max_threads():
+    """OpenMP's thread count: all cores unless OMP_NUM_THREADS or threadpoolctl limit it."""
+    return omp_get_max_threads()
+
+
+cdef int set_input(Rows *rows, object X, const floating *like) except -1:
+    """Point rows at X: a dense array with any strides, or a CSR matrix (of the same dtype as
+    `like`) whose indices and indptr are both int32 or both int64."""
+    cdef const floating[:, :] dense
+    cdef const floating[::1] data
+    cdef const int[::1] indices_32, indptr_32
+    cdef const long long[::1] indices_64, indptr_64
+    rows.X = rows.sp_data = rows.sp_indices = rows.sp_indptr = NULL
+    # (No Python attribute is asked of an ndarray: this runs on every one-row prediction.)
+    rows.sparse = not isinstance(X, np.ndarray) and hasattr(X, "indptr")
+    rows.wide_index = False
+    rows.col_stride = 1
+    rows.strided = False
+    if not rows.sparse:
+        dense = X
+        rows.ldx = dense.shape[1]
+        rows.X = &dense[0, 0] if dense.shape[0] > 0 and dense.shape[1] > 0 else NULL
+        if (dense.shape[0] > 1 and dense.strides[0] != dense.shape[1] * <Py_ssize_t> sizeof(floating)
+                or dense.shape[1] > 1 and dense.strides[1] != <Py_ssize_t> sizeof(floating)):
+            rows.ldx = dense.strides[0] // <Py_ssize_t> sizeof(floating)
+            rows.col_stride = dense.strides[1] // <Py_ssize_t> sizeof(floating)
+            # BLAS reads rows in place only at unit column stride and a row stride >= width.
+            rows.strided = rows.col_stride != 1 or rows.ldx < dense.shape[1]
+        return 0
+    rows.ldx = X.shape[1]
+    data = X.data
+    rows.sp_data = &data[0] if data.shape[0] > 0 else NULL
+    if X.indices.dtype == np.int32 and X.indptr.dtype == np.int32:
+        indices_32, indptr_32 = X.indices, X.indptr
+        rows.sp_indices = &indices_32[0] if indices_32.shape[0] > 0 else NULL
+        rows.sp_indptr = &indptr_32[0]
+    elif X.indices.dtype == np.int64 and X.indptr.dtype == np.int64:
+        # (The pointers must outlive this call: X's own arrays, never converted copies.)
+        indices_64, indptr_64 = X.indices, X.indptr
+        rows.wide_index = True
+        rows.sp_indices = &indices_64[0] if indices_64.shape[0] > 0 else NULL
+        rows.sp_indptr = &indptr_64[0]
+    else:
+        raise TypeError("a CSR matrix's indices and indptr must both be int32 or both int64")
+    return 0
+
+
+cdef class Trainer:
+    """Every buffer a fit needs, allocated once; runs epochs and full-batch gradients.
+
+    Besides the network's own buffers, those its layer kinds keep (z for activations whose
+    derivative needs it, the dropped-out hidden outputs, maxout's winners: see _layers.pxd's
+    Kept), dropout's seed, and the clipping of the gradient's norm and of the parameters after
+    each step (0: none)."""
+    cdef Network network
+    cdef readonly object acts, deltas, gathered, row_loss, partial, jobs
+    cdef readonly object pre, dropped, argmax, grad_partial
+    cdef readonly Py_ssize_t capacity
+    cdef readonly unsigned long long dropout_seed
+    cdef readonly double max_grad_norm, weight_clip
+
+    def __init__(self, Network network, Py_ssize_t capacity, Py_ssize_t n_features, dtype,
+                 bint sparse=False, *, unsigned long long dropout_seed=0,
+                 double max_grad_norm=0.0, double weight_clip=0.0):
+        if capacity > BLAS_INT_MAX:  # a whole batch is the inner size of a gradient's GEMM
+            raise ValueError(f"batch_size must be at most {BLAS_INT_MAX} (a BLAS dimension).")
+        self.network = network
+        self.capacity = capacity
+        g = &network.g
+        self.acts = np.empty(capacity * g.act_prefix[g.n_layers], dtype=dtype)
+        self.deltas = np.empty(capacity * g.col_prefix[g.n_layers], dtype=dtype)
+        # A sparse X is read in place: nothing to gather.
+        self.gathered = np.empty(0 if sparse else capacity * n_features, dtype=dtype)
+        self.row_loss = np.empty(capacity, dtype=np.float64)
+        # The weight jobs: every layer's W cut into blocks of rows (fixed by the shapes, so the
+        # same whatever the thread count), and its bias; the largest layers first.
+        jobs = []
+        for l in range(g.n_layers):
+            blocks = n_blocks(g.units[l], MIN_WEIGHT_ROWS)
+            for b in range(blocks):
+                jobs.append((l, block_start(g.units[l], blocks, b),
+                             block_start(g.units[l], blocks, b + 1)))
+            jobs.append((l, 0, -1))
+        self.jobs = np.ascontiguousarray(np.array(jobs, dtype=np.intp).T)
+        self.partial = np.zeros(len(jobs), dtype=np.float64)
+        self.grad_partial = np.zeros(len(jobs), dtype=np.float64)
+        hidden = capacity * g.n_hidden
+        self.pre = np.empty(hidden if g.keep_z else 0, dtype=dtype)
+        self.dropped = np.empty(hidden if g.dropout > 0 else 0, dtype=dtype)
+        self.argmax = np.empty(hidden if g.hidden_activation == FM_MAXOUT else 0, dtype=np.intc)
+        self.dropout_seed = dropout_seed
+        self.max_grad_norm = max_grad_norm
+        self.weight_clip = weight_clip
+
+    cdef Work _work(self, floating[::1] acts, floating[::1] deltas, floating[::1] gathered):
+        cdef Work work
+        cdef double[::1] row_loss = self.row_loss
+        cdef double[::1] partial = self.partial
+        cdef double[::1] grad_partial = self.grad_partial
+        cdef Py_ssize_t[:, ::1] jobs = self.jobs
+        cdef floating[::1] pre = self.pre
+        cdef floating[::1] dropped = self.dropped
+        cdef int[::1] argmax = self.argmax
+        work.kept.acts = &acts[0]
+        work.kept.pre = &pre[0] if pre.shape[0] > 0 else NULL
+        work.kept.argmax = &argmax[0] if argmax.shape[0] > 0 else NULL
+        work.kept.dropout.dropped = &dropped[0] if dropped.shape[0] > 0 else NULL
+        work.kept.dropout.key = 0
+        work.kept.dropout.threshold = 0
+        work.kept.dropout.scale = 1.0 / (1.0 - self.network.g.dropout)
+        work.deltas = &deltas[0]
+        work.gathered = &gathered[0] if gathered.shape[0] > 0 else NULL
+        work.row_loss = &row_loss[0]
+        work.partial = &partial[0]
+        work.grad_partial = &grad_partial[0]
+        work.job_layer = &jobs[0, 0]
+        work.job_lo = &jobs[1, 0]
+        work.job_hi = &jobs[2, 0]
+        work.n_jobs = jobs.shape[1]
+        work.interrupt = NULL  # the caller points it at its Interrupt to make batches stoppable
+        return work
+
+    def epoch(self, floating[::1] theta, floating[::1] grad, floating[::1] state_1,
+              floating[::1] state_2, X, const floating[:, ::1] Y,
+              const floating[::1] sample_weight, const Py_ssize_t[::1] order,
+              Py_ssize_t batch_size, fm_optim[::1] spec, int n_threads, state_3=None):
+        """One epoch of mini-batch training: batches are order[0:b], order[b:2b], ... (or the
+        consecutive rows of X when order is empty). X is a C-contiguous array or a CSR matrix.
+        Returns sum over batches of batch loss x batch length, as scikit-learn accumulates it.
+        spec (one OPTIM_SPEC record) is the solver; its t (and NAdam's mu_product) advance with
+        every step taken, also when Ctrl-C stops the epoch. state_3 is the third state vector
+        of the solvers that have one."""
+        cdef Geometry *g = &self.network.g
+        cdef floating[::1] acts = self.acts
+        cdef floating[::1] deltas = self.deltas
+        cdef floating[::1] gathered = self.gathered
+        cdef floating[::1] third_state
+        cdef floating *state_3_ptr = NULL
+        cdef Work work = self._work(acts, deltas, gathered)
+        cdef Interrupt interrupt
+        cdef Rows rows
+        cdef Step step
+        cdef fm_optim *optim = &spec[0]
+        cdef Py_ssize_t n_samples = Y.shape[0], start, stop
+        cdef bint shuffled = order.shape[0] > 0, weighted = sample_weight.shape[0] > 0
+        cdef double batch_loss, accumulated = 0.0
+        if batch_size > self.capacity:
+            raise ValueError("batch_size exceeds the trainer's capacity")
+        step.finish = step.take_step = True
+        step.optim = optim
+        step.max_grad_norm = self.max_grad_norm
+        step.weight_clip = self.weight_clip
+        step.grad_scale = 1.0
+        if state_3 is not None and len(state_3) > 0:
+            third_state = state_3
+            state_3_ptr = &third_state[0]
+        set_input(&rows, X, &theta[0])
+        rows.Y = &Y[0, 0]
+        rows.w = &sample_weight[0] if weighted else NULL
+        interrupt_init(&interrupt)
+        work.interrupt = &interrupt
+        with nogil:
+            start = 0
+            while start < n_samples:
+                stop = start + batch_size
+                if stop > n_samples:
+                    stop = n_samples
+                rows.n = stop - start
+                rows.first = start
+                rows.index = &order[start] if shuffled else NULL
+                # The step's counter and scalars; dropout's mask depends on the counter.
+                fm_optim_begin_step(optim)
+                dropout_at_step(&work.kept.dropout, g.dropout, self.dropout_seed, optim.t)
+                batch_loss = batch_step(g, &theta[0], &grad[0], &state_1[0],
+                                        &state_2[0] if state_2.shape[0] > 0 else NULL,
+                                        state_3_ptr, &step, False, &rows, &work, n_threads)
+                if interrupt.raised:
+                    break
+                batch_loss = (batch_loss / step.divisor
+                              + 0.5 * g.alpha * sum_partials(work.partial, work.n_jobs)
+                              / step.divisor)
+                accumulated = accumulated + batch_loss * rows.n
+                start = stop
+                if interrupted(&interrupt, True):
+                    break
+        reraise_interrupt(&interrupt)
+        return accumulated
+
+    def loss_gradient(self, floating[::1] theta, floating[::1] grad, X,
+                      const floating[:, ::1] Y, const floating[::1] sample_weight,
+                      int n_threads, long long dropout_step=-1):
+        """Full-batch loss and gradient at theta (for L-BFGS), in chunks of `capacity` rows
+        whose gradients accumulate in order. Returns the loss; grad receives the gradient.
+        dropout_step >= 0 applies the dropout masks of that optimizer step (for gradient checks;
+        by default, as in prediction, there is no dropout)."""
+        cdef Geometry *g = &self.network.g
+        cdef floating[::1] acts = self.acts
+        cdef floating[::1] deltas = self.deltas
+        cdef floating[::1] gathered = self.gathered
+        cdef Work work = self._work(acts, deltas, gathered)
+        cdef Interrupt interrupt
+        cdef Rows rows
+        cdef Step step
+        cdef Py_ssize_t n_samples = Y.shape[0], start, r
+        cdef bint weighted = sample_weight.shape[0] > 0
+        cdef double data_loss = 0.0, sum_w2 = 0.0
+        step.finish = step.take_step = False
+        step.divisor = <double> n_samples
+        step.optim = NULL
+        step.max_grad_norm = step.weight_clip = 0.0
+        set_input(&rows, X, &theta[0])
+        rows.Y = &Y[0, 0]
+        rows.w = &sample_weight[0] if weighted else NULL
+        rows.index = NULL
+        interrupt_init(&interrupt)
+        work.interrupt = &interrupt
+        with nogil:
+            dropout_at_step(&work.kept.dropout, g.dropout, self.dropout_seed, dropout_step)
+            if weighted:
+                step.divisor = 0.0
+                for r in range(n_samples):
+                    step.divisor = step.divisor + sample_weight[r]
+            start = 0
+            while start < n_samples:
+                rows.n = min(self.capacity, n_samples - start)
+                rows.first = start
+                data_loss += batch_step(g, &theta[0], &grad[0], <floating *> NULL,
+                                        <floating *> NULL, <floating *> NULL, &step, start > 0,
+                                        &rows, &work, n_threads)
+                if interrupted(&interrupt, True):
+                    break
+                start += rows.n
+            if not interrupt.raised:
+                step.finish = True
+                sum_w2 = finish_all(g, &theta[0], &grad[0], &step, &work, n_threads)
+        reraise_interrupt(&interrupt)
+        return data_loss / step.divisor + 0.5 * g.alpha * sum_w2 / step.divisor
+
+
+# ---------------------------------------------------------------------------------------------
+# Prediction: rows are independent, so each block of rows runs through every layer on one
+# thread, with that thread's own two scratch buffers; no barrier between layers.
+# ---------------------------------------------------------------------------------------------
+
+cdef void predict_block(const Geometry *g, const floating *theta, const Rows *rows,
+                        Py_ssize_t r0, Py_ssize_t r1, floating *out, floating *scratch,
+                        Py_ssize_t cap) noexcept nogil:
+    """out rows r0..r1 (at most cap rows) = the network's output for rows r0..r1 of X.
+    scratch: two blocks of cap x max_width, a third for a maxout layer's pieces, then (a
+    strided X) one of cap x n_features for its gathered rows."""
+    cdef Py_ssize_t l, n_out, ld_in = rows.ldx
+    cdef const floating *a_in = NULL
+    cdef floating *a_out
+    for l in range(g.n_layers):
+        n_out = g.units[l + 1]
+        if l == g.n_layers - 1:
+            a_out = out + r0 * n_out
+        else:
+            a_out = scratch + (l % 2) * cap * g.max_width
+        if l == 0 and not rows.sparse and rows.strided:
+            a_in = scratch + 3 * cap * g.max_width
+            gather_rows(<floating *> a_in, r0, rows, r0, r1, g.units[0])
+            ld_in = g.units[0]
+        elif l == 0 and not rows.sparse:
+            a_in = <const floating *> rows.X + r0 * rows.ldx
+        layer_forward(g, l, a_out, <floating *> NULL, NULL,
+                      scratch + 2 * cap * g.max_width, a_in, ld_in, rows, r0, r1, theta)
+        a_in = a_out
+        ld_in = n_out
+
+
+def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
+            int n_threads):
+    """out = the network's output activation for every row of X (a dense array with any
+    strides, or CSR)."""
+    cdef Geometry *g = &network.g
+    cdef Rows rows
+    cdef Py_ssize_t n = out.shape[0], blocks = (n + PREDICT_ROWS - 1) // PREDICT_ROWS, b
+    # Blocks of PREDICT_ROWS rows, or all of them if fewer: one row must not allocate (and
+    # spread its few values over) scratch for a thousand.
+    cdef Py_ssize_t cap = min(n, PREDICT_ROWS)
+    cdef Py_ssize_t scratch_size = 3 * cap * g.max_width
+    cdef int caller_cpu
+    if n == 0:
+        return
+    set_input(&rows, X, &theta[0])
+    rows.index = NULL
+    rows.first = 0
+    if rows.strided:
+        scratch_size += cap * g.units[0]
+    if blocks < n_threads:
+        n_threads = <int> blocks
+    # Per-thread scratch, allocated here so that a failure is a MemoryError, not a lost block
+    # (malloc, not a numpy array: ~0.3 us of a one-row prediction's ~13).
+    cdef floating *scratch = <floating *> malloc(n_threads * scratch_size * sizeof(floating))
+    if scratch == NULL:
+        raise MemoryError()
+    try:
+        if n_threads == 1:
+            with nogil:
+                for b in range(blocks):
+                    predict_block(g, &theta[0], &rows, b * PREDICT_ROWS,
+                                  min(n, (b + 1) * PREDICT_ROWS), &out[0, 0], scratch, cap)
+            return
+        caller_cpu = fm_current_cpu()
+        for b in prange(blocks, nogil=True, schedule='static', num_threads=n_threads):
+            if threadid() != 0:
+                fm_leave_cpu(caller_cpu)  # as in batch_step (csrc/placement.c)
+            predict_block(g, &theta[0], &rows, b * PREDICT_ROWS, min(n, (b + 1) * PREDICT_ROWS),
+                          &out[0, 0], scratch + threadid() * scratch_size, cap)
+    finally:
+        free(scratch)
+
+
+def surely_finite(const floating[:, ::1] X, int n_threads=1):
+    """True when every value of X is finite, by one vectorised pass: the sum of the squares in
+    double is finite then, and NaN or infinite as soon as one value is. False means "not known":
+    a float64 X of values beyond ~1e154 overflows the sum (a float32 X cannot), so the caller
+    runs the full check. Much cheaper than np.isfinite(X).all() on one row (no temporary); a
+    large X is cut into SURE_CHUNKS blocks of rows shared by n_threads threads."""
+    cdef Py_ssize_t rows = X.shape[0], cols = X.shape[1], c, r0, r1
+    cdef double[::1] sums
+    cdef double total
+    if rows == 0 or cols == 0:
+        return True
+    if rows * cols < 65536:
+        return isfinite(sum_squares(&X[0, 0], rows * cols)) != 0
+    if n_threads <= 1:
+        with nogil:
+            total = sum_squares(&X[0, 0], rows * cols)
+        return isfinite(total) != 0
+    sums = np.zeros(SURE_CHUNKS, dtype=np.float64)
+    for c in prange(SURE_CHUNKS, nogil=True, schedule='static', num_threads=n_threads):
+        r0 = block_start(rows, SURE_CHUNKS, c)
+        r1 = block_start(rows, SURE_CHUNKS, c + 1)
+        if r1 > r0:
+            sums[c] = sum_squares(&X[r0, 0], (r1 - r0) * cols)
+    for c in range(SURE_CHUNKS):
+        if not isfinite(sums[c]):
+            return False
+    return True
+
+
