@@ -25,6 +25,21 @@ def digits(n=None, dtype=np.float64, scaled=True):
     return X.astype(dtype), y[:n]
 
 
+def tiny_problem():
+    """40 samples of 3 features, 3 classes and a continuous target: the data of the bad-input
+    and failed-call tables, drawn in this order from RandomState(0)."""
+    rng = np.random.RandomState(0)
+    X = rng.rand(40, 3)
+    return X, np.arange(40) % 3, rng.rand(40)
+
+
+def with_value(array, index, value):
+    """A copy of `array` with `array[index] = value`."""
+    array = array.copy()
+    array[index] = value
+    return array
+
+
 def central_differences(loss, theta, h=1e-6):
     """The numerical gradient of `loss`, a function of θ alone: for every i,
     (loss(θ + h eᵢ) − loss(θ − h eᵢ)) / 2h. θ is moved in place one entry at a time and
