@@ -5,9 +5,11 @@ import warnings
 import numpy as np
 import pytest
 import sklearn.neural_network as sk
-from sklearn.datasets import load_digits, make_regression
+from sklearn.datasets import make_regression
 
 from fastmlp import MLPClassifier, MLPRegressor, plot_training
+
+from _helpers import digits
 
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
@@ -26,13 +28,8 @@ def fit(estimator, X, y):
         return estimator.fit(X, y)
 
 
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return X[:400] / 16.0, y[:400]
-
-
 def test_loss_curve_on_a_new_figure():
-    clf = fit(MLPClassifier(hidden_layer_sizes=(8,), max_iter=7, random_state=0), *digits())
+    clf = fit(MLPClassifier(hidden_layer_sizes=(8,), max_iter=7, random_state=0), *digits(400))
     ax = plot_training(clf)
     (line,) = ax.get_lines()
     np.testing.assert_array_equal(line.get_xdata(), np.arange(1, 8))
@@ -45,7 +42,7 @@ def test_loss_curve_on_a_new_figure():
 def test_validation_scores_on_a_second_axis_of_the_given_axes():
     _, given = plt.subplots()
     clf = fit(MLPClassifier(hidden_layer_sizes=(8,), max_iter=9, early_stopping=True,
-                            random_state=0), *digits())
+                            random_state=0), *digits(400))
     ax = plot_training(clf, ax=given)
     assert ax is given
     scores, best = ax.right_ax.get_lines()
@@ -65,7 +62,7 @@ def test_regressor_scores_are_r2_and_scikit_learns_mlp_plots_too():
 
 
 def test_lbfgs_has_no_curve_to_plot():
-    clf = fit(MLPClassifier(solver="lbfgs", max_iter=5), *digits())
+    clf = fit(MLPClassifier(solver="lbfgs", max_iter=5), *digits(400))
     with pytest.raises(ValueError, match="solver='lbfgs' does not record one per epoch"):
         plot_training(clf)
 
@@ -78,7 +75,7 @@ def test_unfitted_estimator_is_refused():
 
 
 def test_without_matplotlib_the_error_says_how_to_get_it(monkeypatch):
-    clf = fit(MLPClassifier(hidden_layer_sizes=(4,), max_iter=2), *digits())
+    clf = fit(MLPClassifier(hidden_layer_sizes=(4,), max_iter=2), *digits(400))
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     with pytest.raises(ImportError, match=r"pip install 'fastmlp\[plot\]'"):
         plot_training(clf)

@@ -2,20 +2,11 @@
 import warnings
 
 import numpy as np
-import pytest
 import sklearn.neural_network as sk
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
-from fastmlp import MLPClassifier
+import fastmlp
 
 SEEDS = [0, 1, 2]
-
-
-@pytest.fixture(scope="module")
-def digits_split():
-    X, y = load_digits(return_X_y=True)
-    return train_test_split(X / 16.0, y, test_size=0.25, random_state=0, stratify=y)
 
 
 def held_out_accuracies(module, digits_split, dtype):
@@ -34,8 +25,6 @@ def held_out_accuracies(module, digits_split, dtype):
 
 
 def test_digits_float64_accuracy_equals_scikit_learn(digits_split):
-    import fastmlp
-
     ours = held_out_accuracies(fastmlp, digits_split, np.float64)
     theirs = held_out_accuracies(sk, digits_split, np.float64)
     assert ours.min() >= 0.96
@@ -44,8 +33,6 @@ def test_digits_float64_accuracy_equals_scikit_learn(digits_split):
 
 
 def test_digits_float32_accuracy_matches_scikit_learn(digits_split):
-    import fastmlp
-
     ours = held_out_accuracies(fastmlp, digits_split, np.float32)
     theirs = held_out_accuracies(sk, digits_split, np.float32)
     assert ours.min() >= 0.96

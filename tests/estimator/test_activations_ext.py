@@ -7,13 +7,13 @@ import warnings
 import numpy as np
 import pytest
 from scipy.special import expit, ndtr
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import InvalidParameterError
 
 from fastmlp import MLPClassifier, MLPRegressor
 from fastmlp import _engine as E
 from fastmlp._engine import _testing as K
+
+from _helpers import central_differences
 
 DTYPES = [np.float32, np.float64]
 PARAMS = dict(negative_slope=0.01, elu_alpha=1.0, softplus_beta=1.0, softplus_threshold=20.0)
@@ -200,20 +200,6 @@ def test_maxout_geometry_and_views():
 # gradient checks through the engine
 # --------------------------------------------------------------------------------------------
 
-def central_differences(trainer, theta, X, Y, w, dropout_step=-1, h=1e-6):
-    numeric = np.empty_like(theta)
-    scratch = np.empty_like(theta)
-    for i in range(theta.size):
-        old = theta[i]
-        theta[i] = old + h
-        up = trainer.loss_gradient(theta, scratch, X, Y, w, 1, dropout_step)
-        theta[i] = old - h
-        down = trainer.loss_gradient(theta, scratch, X, Y, w, 1, dropout_step)
-        theta[i] = old
-        numeric[i] = (up - down) / (2 * h)
-    return numeric
-
-
 def check_gradient(hidden, output="softmax", weighted=False, dropout_step=-1, seed=0,
                    **network_options):
     rng = np.random.RandomState(seed)
@@ -232,7 +218,9 @@ def check_gradient(hidden, output="softmax", weighted=False, dropout_step=-1, se
     theta = rng.uniform(-0.8, 0.8, network.n_params)
     grad = np.empty_like(theta)
     trainer.loss_gradient(theta, grad, X, Y, w, 2, dropout_step)
-    numeric = central_differences(trainer, theta, X, Y, w, dropout_step)
+    scratch = np.empty_like(theta)
+    numeric = central_differences(
+        lambda t: trainer.loss_gradient(t, scratch, X, Y, w, 1, dropout_step), theta)
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
 
 
@@ -274,15 +262,9 @@ def numpy_predict_proba(clf, X):
                           clf.softplus_beta, clf.softplus_threshold)
 
 
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return train_test_split(X / 16.0, y, test_size=0.25, random_state=0, stratify=y)
-
-
 @pytest.mark.parametrize("activation", ELEMENTWISE + ["maxout"])
-def test_predictions_use_the_activation(activation, digits):
-    X_train, X_test, y_train, _ = digits
+def test_predictions_use_the_activation(activation, digits_split):
+    X_train, X_test, y_train, _ = digits_split
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         clf = MLPClassifier((16, 8), activation=activation, max_iter=5, random_state=0,
@@ -292,8 +274,8 @@ def test_predictions_use_the_activation(activation, digits):
                                rtol=1e-10, atol=1e-13)
 
 
-def test_maxout_coefs_shapes_and_glorot_bound(digits):
-    X_train, _, y_train, _ = digits
+def test_maxout_coefs_shapes_and_glorot_bound(digits_split):
+    X_train, _, y_train, _ = digits_split
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         clf = MLPClassifier((20, 10), activation="maxout", maxout_pieces=3, max_iter=1,
@@ -310,8 +292,8 @@ def test_maxout_coefs_shapes_and_glorot_bound(digits):
         assert np.abs(coef).max() > 0.95 * bound
 
 
-def test_maxout_and_new_activations_learn_digits(digits):
-    X_train, X_test, y_train, y_test = digits
+def test_maxout_and_new_activations_learn_digits(digits_split):
+    X_train, X_test, y_train, y_test = digits_split
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         maxout = MLPClassifier((64,), activation="maxout", random_state=0,
@@ -323,8 +305,8 @@ def test_maxout_and_new_activations_learn_digits(digits):
     assert gelu32.coefs_[0].dtype == np.float32
 
 
-def test_maxout_round_trips_through_pickle(digits):
-    X_train, X_test, y_train, _ = digits
+def test_maxout_round_trips_through_pickle(digits_split):
+    X_train, X_test, y_train, _ = digits_split
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         clf = MLPClassifier((8,), activation="maxout", maxout_pieces=3, max_iter=3,
@@ -333,8 +315,8 @@ def test_maxout_round_trips_through_pickle(digits):
     np.testing.assert_array_equal(clone.predict_proba(X_test), clf.predict_proba(X_test))
 
 
-def test_maxout_cannot_be_switched_after_fit(digits):
-    X_train, X_test, y_train, _ = digits
+def test_maxout_cannot_be_switched_after_fit(digits_split):
+    X_train, X_test, y_train, _ = digits_split
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         clf = MLPClassifier((8,), activation="maxout", max_iter=2, random_state=0).fit(
@@ -386,23 +368,17 @@ def test_sparse_input_gradient(hidden, options):
     dense_loss = dense.loss_gradient(theta, dense_grad, X, Y, np.empty(0), 2, step)
     assert loss == pytest.approx(dense_loss, rel=1e-12)
     np.testing.assert_allclose(grad, dense_grad, rtol=1e-10, atol=1e-14)
-    numeric, scratch, h = np.empty_like(theta), np.empty_like(theta), 1e-6
-    for i in range(theta.size):
-        old = theta[i]
-        theta[i] = old + h
-        up = sparse.loss_gradient(theta, scratch, Xs, Y, np.empty(0), 1, step)
-        theta[i] = old - h
-        down = sparse.loss_gradient(theta, scratch, Xs, Y, np.empty(0), 1, step)
-        theta[i] = old
-        numeric[i] = (up - down) / (2 * h)
+    scratch = np.empty_like(theta)
+    numeric = central_differences(
+        lambda t: sparse.loss_gradient(t, scratch, Xs, Y, np.empty(0), 1, step), theta)
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
 
 
 @pytest.mark.parametrize("activation", ["maxout", "gelu"])
-def test_sparse_and_dense_fits_agree(activation, digits):
+def test_sparse_and_dense_fits_agree(activation, digits_split):
     import scipy.sparse as sp
 
-    X_train, X_test, y_train, _ = digits
+    X_train, X_test, y_train, _ = digits_split
     fit = lambda X: quiet_fit(MLPClassifier(  # noqa: E731
         (16,), activation=activation, dropout=0.2, max_iter=3, random_state=0), X, y_train)
     dense, sparse = fit(X_train), fit(sp.csr_matrix(X_train))

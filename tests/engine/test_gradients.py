@@ -5,6 +5,8 @@ import pytest
 
 from fastmlp import _engine as E
 
+from _helpers import central_differences
+
 HIDDEN = ["identity", "logistic", "tanh", "relu"]
 OUTPUTS = ["softmax", "logistic", "identity", "exp"]
 
@@ -40,16 +42,8 @@ def test_gradient_matches_central_differences(hidden, output, weighted):
     grad = np.empty_like(theta)
     trainer.loss_gradient(theta, grad, X, Y, w, 2)
 
-    numeric = np.empty_like(theta)
-    h = 1e-6
-    for i in range(theta.size):
-        old = theta[i]
-        theta[i] = old + h
-        up = trainer.loss_gradient(theta, np.empty_like(theta), X, Y, w, 1)
-        theta[i] = old - h
-        down = trainer.loss_gradient(theta, np.empty_like(theta), X, Y, w, 1)
-        theta[i] = old
-        numeric[i] = (up - down) / (2 * h)
+    numeric = central_differences(
+        lambda t: trainer.loss_gradient(t, np.empty_like(t), X, Y, w, 1), theta)
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
 
 

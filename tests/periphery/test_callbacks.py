@@ -10,20 +10,18 @@ import numpy as np
 import pytest
 import sklearn.neural_network as sk
 from sklearn.base import clone
-from sklearn.datasets import load_digits, make_regression
+from sklearn.datasets import make_regression
 from sklearn.exceptions import ConvergenceWarning
 
+import fastmlp._callbacks
 from fastmlp import MLPClassifier, MLPRegressor, TrainingProgress
+
+from _helpers import digits
 
 callback_api = pytest.importorskip("sklearn.callback", reason="scikit-learn without callbacks")
 
 SOLVERS = {"adam": dict(solver="adam"), "sgd": dict(solver="sgd", learning_rate_init=0.1),
            "lbfgs": dict(solver="lbfgs")}
-
-
-def digits(n=300):
-    X, y = load_digits(return_X_y=True)
-    return X[:n] / 16.0, y[:n]
 
 
 class Recorder:
@@ -62,7 +60,7 @@ def fit_quietly(est, *args, **kwargs):
 @pytest.mark.parametrize("solver", list(SOLVERS))
 def test_callbacks_do_not_change_the_fit(solver):
     """Hooks read, never write: a fit with callbacks is bitwise the fit without."""
-    X, y = digits()
+    X, y = digits(300)
     params = dict(hidden_layer_sizes=(16,), max_iter=8, random_state=0, **SOLVERS[solver])
     plain = fit_quietly(MLPClassifier(**params), X, y)
     watched = fit_quietly(MLPClassifier(**params).set_callbacks(Recorder()), X, y)
@@ -72,7 +70,7 @@ def test_callbacks_do_not_change_the_fit(solver):
 
 
 def test_epochs_are_subtasks_of_the_fit():
-    X, y = digits()
+    X, y = digits(300)
     weights = np.ones(len(y))
     recorder = Recorder()
     clf = fit_quietly(MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0)
@@ -92,7 +90,7 @@ def test_epochs_are_subtasks_of_the_fit():
 
 
 def test_partial_fit_is_one_task_with_one_epoch():
-    X, y = digits()
+    X, y = digits(300)
     recorder = Recorder()
     clf = MLPClassifier(hidden_layer_sizes=(8,), random_state=0).set_callbacks(recorder)
     clf.partial_fit(X, y, classes=np.arange(10))
@@ -102,7 +100,7 @@ def test_partial_fit_is_one_task_with_one_epoch():
 
 
 def test_lbfgs_iterations_are_subtasks():
-    X, y = digits()
+    X, y = digits(300)
     recorder = Recorder()
     clf = fit_quietly(MLPClassifier(hidden_layer_sizes=(8,), solver="lbfgs", max_iter=6,
                                     random_state=0).set_callbacks(recorder), X, y)
@@ -114,7 +112,7 @@ def test_lbfgs_iterations_are_subtasks():
 
 @pytest.mark.parametrize("solver", list(SOLVERS))
 def test_a_callback_stops_training(solver):
-    X, y = digits()
+    X, y = digits(300)
     params = dict(hidden_layer_sizes=(16,), max_iter=50, random_state=0, **SOLVERS[solver])
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)  # a requested stop is no failure
@@ -126,7 +124,7 @@ def test_a_callback_stops_training(solver):
 
 
 def test_stop_with_early_stopping_keeps_the_best_weights():
-    X, y = digits()
+    X, y = digits(300)
     clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=50, early_stopping=True,
                         random_state=0).set_callbacks(Recorder(stop_at=4)).fit(X, y)
     assert clf.n_iter_ == 4 and len(clf.validation_scores_) == 4
@@ -134,7 +132,7 @@ def test_stop_with_early_stopping_keeps_the_best_weights():
 
 
 def test_scoring_monitor_scores_each_epoch_with_that_epochs_weights():
-    X, y = digits()
+    X, y = digits(300)
     monitor = callback_api.ScoringMonitor(scoring="accuracy")
     clf = fit_quietly(MLPClassifier(hidden_layer_sizes=(16,), max_iter=6, random_state=0)
                       .set_callbacks(monitor), X, y)
@@ -157,14 +155,14 @@ def test_scoring_monitor_on_a_regressor_with_lbfgs():
 
 def test_progress_bar_runs_on_a_fit():
     pytest.importorskip("rich")
-    X, y = digits()
+    X, y = digits(300)
     clf = fit_quietly(MLPClassifier(hidden_layer_sizes=(8,), max_iter=4, random_state=0)
                       .set_callbacks(callback_api.ProgressBar()), X, y)
     assert clf.n_iter_ == 4 and not hasattr(clf, "_callback_fit_ctx")
 
 
 def test_callbacks_survive_clone_and_pickle():
-    X, y = digits()
+    X, y = digits(300)
     recorder = Recorder()
     clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0)
     clf.set_callbacks(recorder)
@@ -182,7 +180,7 @@ def test_set_callbacks_rejects_non_callbacks():
 def test_fit_without_callback_support_runs_no_hooks(monkeypatch):
     """With a scikit-learn lacking the API, the estimator has no _init_callback_context: the
     fit runs, without hooks, and gives the same model."""
-    X, y = digits()
+    X, y = digits(300)
     params = dict(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
     expected = fit_quietly(MLPClassifier(**params), X, y)
     monkeypatch.setattr(MLPClassifier, "_init_callback_context", None, raising=False)
@@ -193,8 +191,6 @@ def test_fit_without_callback_support_runs_no_hooks(monkeypatch):
 def test_the_callback_bridge_works_without_sklearn_callback():
     """Loaded where `import sklearn.callback` fails (scikit-learn 1.9's own modules need it, so
     the module is loaded alone): an empty mixin, and hooks that do nothing."""
-    import fastmlp._callbacks
-
     code = (
         "import importlib.util, sys; sys.modules['sklearn.callback'] = None\n"
         f"path = {fastmlp._callbacks.__file__!r}\n"
@@ -212,7 +208,7 @@ def test_the_callback_bridge_works_without_sklearn_callback():
 # -- fastmlp's plain-text progress line ----------------------------------------------------------
 
 def test_training_progress_writes_epochs_loss_validation_and_time_left():
-    X, y = digits()
+    X, y = digits(300)
     out = io.StringIO()
     clf = fit_quietly(MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, early_stopping=True,
                                     random_state=0)
@@ -227,7 +223,7 @@ def test_training_progress_writes_epochs_loss_validation_and_time_left():
 
 
 def test_training_progress_throttles_but_always_writes_the_last_epoch():
-    X, y = digits()
+    X, y = digits(300)
     out = io.StringIO()
     fit_quietly(MLPClassifier(hidden_layer_sizes=(8,), max_iter=6, random_state=0)
                 .set_callbacks(TrainingProgress(file=out, interval=3600)), X, y)
@@ -236,7 +232,7 @@ def test_training_progress_throttles_but_always_writes_the_last_epoch():
 
 
 def test_training_progress_on_lbfgs_counts_iterations():
-    X, y = digits()
+    X, y = digits(300)
     out = io.StringIO()
     clf = fit_quietly(MLPClassifier(hidden_layer_sizes=(8,), solver="lbfgs", max_iter=4,
                                     random_state=0)
@@ -254,7 +250,7 @@ def test_training_progress_on_lbfgs_counts_iterations():
     dict(solver="lbfgs"),
 ], ids=["adam-early-stopping", "sgd-adaptive", "lbfgs"])
 def test_verbose_prints_what_scikit_learn_prints(params, capsys):
-    X, y = digits()
+    X, y = digits(300)
     params = dict(hidden_layer_sizes=(8,), max_iter=12, random_state=0, verbose=True, **params)
     printed = []
     for module in (sk, sys.modules["fastmlp"]):

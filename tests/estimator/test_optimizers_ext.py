@@ -1,20 +1,18 @@
 """The torch.optim solvers (adagrad, rmsprop, adadelta, adamax, nadam, adamw): their C steps
 against the formulas written out in numpy (both dtypes, several steps, state carried), against
 torch.optim itself when torch is installed, and their estimator parameters."""
-import os
-import subprocess
-import sys
 import warnings
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 from sklearn.utils._param_validation import InvalidParameterError
 
 from fastmlp import MLPClassifier, MLPRegressor
 from fastmlp import _engine as E
 from fastmlp._engine import _testing as K
 from fastmlp._stochastic_optimizers import TORCH_DEFAULTS, TorchOptimizer
+
+from _helpers import assert_bitwise_equal_on_one_and_two_threads
 
 DTYPES = [np.float32, np.float64]
 SOLVERS = ["adagrad", "rmsprop", "adadelta", "adamax", "nadam", "adamw"]
@@ -215,15 +213,9 @@ def test_state_vectors_are_allocated_only_when_used():
     assert all(v.dtype == np.float32 for v in opt.state)
 
 
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return X / 16.0, y
-
-
 @pytest.mark.parametrize("solver", SOLVERS)
-def test_solvers_learn_digits(solver, digits):
-    X, y = digits
+def test_solvers_learn_digits(solver, all_digits):
+    X, y = all_digits
     lr = {"adagrad": 0.05, "adadelta": 1.0, "rmsprop": 0.001, "adamax": 0.01}.get(solver, 0.002)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -234,8 +226,8 @@ def test_solvers_learn_digits(solver, digits):
     assert clf._optimizer.t == clf.n_iter_ * 7  # 7 mini-batches of 200 per epoch
 
 
-def test_partial_fit_carries_the_optimizer_state(digits):
-    X, y = digits
+def test_partial_fit_carries_the_optimizer_state(all_digits):
+    X, y = all_digits
     X, y = X[:400], y[:400]
     full = MLPClassifier((16,), solver="nadam", batch_size=400, shuffle=False, max_iter=3,
                          n_iter_no_change=100, tol=0.0, random_state=0)
@@ -251,34 +243,12 @@ def test_partial_fit_carries_the_optimizer_state(digits):
     np.testing.assert_array_equal(parts._theta, full._theta)
 
 
-DETERMINISM = """
-import sys, warnings
-import numpy as np
-from sklearn.datasets import load_digits
-from fastmlp import MLPClassifier
-from fastmlp._runtime import effective_n_threads
-X, y = load_digits(return_X_y=True)
-X = (X / 16.0).astype(sys.argv[1])
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    clf = MLPClassifier(hidden_layer_sizes=(64, 32), solver=sys.argv[2], random_state=0,
-                        max_iter=2, batch_size=256, max_grad_norm=0.5).fit(X, y)
-sys.stdout.write(str(effective_n_threads()) + " " + clf._theta.tobytes().hex())
-"""
-
-
 @pytest.mark.parametrize("solver", ["nadam", "rmsprop"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_one_and_two_threads_give_bitwise_equal_weights(dtype, solver):
-    outputs = {}
-    for threads in ("1", "2"):
-        env = dict(os.environ, OMP_NUM_THREADS=threads)
-        out = subprocess.run([sys.executable, "-c", DETERMINISM, dtype, solver], env=env,
-                             capture_output=True, text=True, check=True).stdout
-        used, weights = out.split()
-        assert used == threads
-        outputs[threads] = weights
-    assert outputs["1"] == outputs["2"]
+    assert_bitwise_equal_on_one_and_two_threads(
+        dtype, hidden_layer_sizes=(64, 32), solver=solver, random_state=0, max_iter=2,
+        batch_size=256, max_grad_norm=0.5)
 
 
 @pytest.mark.parametrize("Estimator", [MLPClassifier, MLPRegressor])

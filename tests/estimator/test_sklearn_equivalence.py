@@ -6,9 +6,11 @@ import numpy as np
 import scipy.sparse as sp
 import pytest
 import sklearn.neural_network as sk
-from sklearn.datasets import load_digits, make_multilabel_classification, make_regression
+from sklearn.datasets import make_multilabel_classification, make_regression
 
 import fastmlp
+
+from _helpers import digits
 
 SOLVERS = {
     "adam": dict(solver="adam"),
@@ -19,11 +21,6 @@ SOLVERS = {
                                n_iter_no_change=2, tol=1e-2),
     "lbfgs": dict(solver="lbfgs"),
 }
-
-
-def digits(n=400):
-    X, y = load_digits(return_X_y=True)
-    return X[:n] / 16.0, y[:n]
 
 
 def fit_both(name, X, y, **params):
@@ -52,7 +49,7 @@ def assert_same_model(ours, theirs, X):
 @pytest.mark.parametrize("activation", ["identity", "logistic", "tanh", "relu"])
 @pytest.mark.parametrize("solver", list(SOLVERS))
 def test_multiclass_every_solver_and_activation(solver, activation):
-    X, y = digits()
+    X, y = digits(400)
     ours, theirs = fit_both("MLPClassifier", X, y, hidden_layer_sizes=(20, 10),
                             activation=activation, random_state=1, max_iter=6, batch_size=64,
                             **SOLVERS[solver])

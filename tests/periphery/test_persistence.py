@@ -10,20 +10,17 @@ import joblib
 import numpy as np
 import pytest
 from sklearn.base import clone
-from sklearn.datasets import load_digits, make_regression
+from sklearn.datasets import make_regression
 
 import fastmlp
 from fastmlp import MLPClassifier, MLPRegressor
 from fastmlp.exceptions import InconsistentVersionWarning
 
-
-def digits(n=300, dtype=np.float64):
-    X, y = load_digits(return_X_y=True)
-    return (X[:n] / 16.0).astype(dtype), y[:n]
+from _helpers import digits
 
 
 def fitted(solver="adam", dtype=np.float64, **params):
-    X, y = digits(dtype=dtype)
+    X, y = digits(300, dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return MLPClassifier(hidden_layer_sizes=(12,), solver=solver, max_iter=5,
@@ -106,7 +103,7 @@ def test_trusted_types_are_full_names_of_fastmlp_types():
 
 
 def every_fitted_model():
-    X, y = digits()
+    X, y = digits(300)
     Xr, yr = make_regression(n_samples=120, n_features=5, n_targets=2, random_state=0)
     solvers = sorted(MLPClassifier._parameter_constraints["solver"][0].options)
     with warnings.catch_warnings():
@@ -147,7 +144,7 @@ def test_training_goes_on_after_a_skops_round_trip(tmp_path, solver):
     """The solver's state survives: partial_fit on the loaded model is bitwise partial_fit on
     the original."""
     sio = pytest.importorskip("skops.io")
-    X, y = digits()
+    X, y = digits(300)
     model = MLPClassifier(hidden_layer_sizes=(8,), solver=solver, random_state=0)
     model.partial_fit(X, y, classes=np.arange(10))
     sio.dump(model, tmp_path / "model.skops")
@@ -163,7 +160,7 @@ def test_training_goes_on_after_a_skops_round_trip(tmp_path, solver):
 def models_to_persist():
     """(name, model, X, y): every solver, both dtypes, both tasks, string and multilabel
     targets, early stopping, a RandomState instance as random_state."""
-    X, y = digits()
+    X, y = digits(300)
     X32 = X.astype(np.float32)
     Xr, yr = make_regression(n_samples=150, n_features=6, n_targets=2, random_state=0)
     multilabel = np.c_[y % 2, y > 4, y == 0]
@@ -247,7 +244,7 @@ def test_round_trips_predict_the_same(tmp_path, how):
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_partial_fit_goes_on_identically_after_pickle(solver, dtype):
-    X, y = digits(dtype=dtype)
+    X, y = digits(300, dtype)
     model = MLPClassifier(hidden_layer_sizes=(8,), solver=solver,
                           random_state=np.random.RandomState(0))
     model.partial_fit(X, y, classes=np.arange(10))
@@ -266,7 +263,7 @@ def test_partial_fit_goes_on_identically_after_pickle(solver, dtype):
 
 @pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
 def test_warm_start_goes_on_identically_after_joblib(tmp_path, solver):
-    X, y = digits()
+    X, y = digits(300)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = MLPRegressor(hidden_layer_sizes=(8,), solver=solver, max_iter=4, warm_start=True,

@@ -13,6 +13,8 @@ from fastmlp import MLPClassifier, MLPRegressor
 from fastmlp import _engine as E
 from fastmlp._engine import _testing as K
 
+from _helpers import central_differences
+
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 1e-5, np.float64: 1e-13}
 
@@ -82,15 +84,9 @@ def check_gradient(loss, output, n_outputs, hidden="tanh", weighted=False, huber
     theta = rng.uniform(-0.8, 0.8, network.n_params)
     grad = np.empty_like(theta)
     trainer.loss_gradient(theta, grad, X, Y, w, 2)
-    numeric, scratch, h = np.empty_like(theta), np.empty_like(theta), 1e-6
-    for i in range(theta.size):
-        old = theta[i]
-        theta[i] = old + h
-        up = trainer.loss_gradient(theta, scratch, X, Y, w, 1)
-        theta[i] = old - h
-        down = trainer.loss_gradient(theta, scratch, X, Y, w, 1)
-        theta[i] = old
-        numeric[i] = (up - down) / (2 * h)
+    scratch = np.empty_like(theta)
+    numeric = central_differences(
+        lambda t: trainer.loss_gradient(t, scratch, X, Y, w, 1), theta)
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
 
 

@@ -1,15 +1,11 @@
 """Regularisers beyond scikit-learn's alpha: dropout (statistics, wiring, determinism, learning),
 max_grad_norm and weight_clip (exactly what is documented), class_weight (bitwise the
 equivalent sample_weight)."""
-import os
-import subprocess
-import sys
 import warnings
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils._param_validation import InvalidParameterError
 
@@ -17,13 +13,9 @@ from fastmlp import MLPClassifier, MLPRegressor
 from fastmlp import _engine as E
 from fastmlp._engine import _testing as K
 
+from _helpers import assert_bitwise_equal_on_one_and_two_threads, central_differences
+
 DTYPES = [np.float32, np.float64]
-
-
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return train_test_split(X / 16.0, y, test_size=0.25, random_state=0, stratify=y)
 
 
 def quiet_fit(estimator, *args, **kwargs):
@@ -129,20 +121,13 @@ def test_gradient_with_dropout_matches_central_differences(hidden):
     theta = rng.uniform(-0.8, 0.8, network.n_params)
     grad, scratch = np.empty_like(theta), np.empty_like(theta)
     trainer.loss_gradient(theta, grad, X, Y, w, 2, 4)
-    numeric, h = np.empty_like(theta), 1e-6
-    for i in range(theta.size):
-        old = theta[i]
-        theta[i] = old + h
-        up = trainer.loss_gradient(theta, scratch, X, Y, w, 1, 4)
-        theta[i] = old - h
-        down = trainer.loss_gradient(theta, scratch, X, Y, w, 1, 4)
-        theta[i] = old
-        numeric[i] = (up - down) / (2 * h)
+    numeric = central_differences(
+        lambda t: trainer.loss_gradient(t, scratch, X, Y, w, 1, 4), theta)
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
 
 
-def test_dropout_is_off_in_prediction_and_seeded_by_random_state(digits):
-    X_train, X_test, y_train, _ = digits
+def test_dropout_is_off_in_prediction_and_seeded_by_random_state(digits_split):
+    X_train, X_test, y_train, _ = digits_split
     fit = lambda seed, **kw: quiet_fit(MLPClassifier(  # noqa: E731
         (32,), dropout=0.3, max_iter=3, random_state=seed, **kw), X_train, y_train)
     a, b, c = fit(0), fit(0), fit(1)
@@ -159,42 +144,20 @@ def test_dropout_is_off_in_prediction_and_seeded_by_random_state(digits):
     assert (no_dropout._theta != a._theta).any()
 
 
-def test_dropout_models_learn_digits(digits):
-    X_train, X_test, y_train, y_test = digits
+def test_dropout_models_learn_digits(digits_split):
+    X_train, X_test, y_train, y_test = digits_split
     for params in [dict(activation="relu"), dict(activation="maxout")]:
         clf = quiet_fit(MLPClassifier((128,), dropout=0.2, max_iter=150, random_state=0,
                                       **params), X_train, y_train)
         assert clf.score(X_test, y_test) >= 0.96, params
 
 
-DETERMINISM = """
-import sys, warnings
-from sklearn.datasets import load_digits
-from fastmlp import MLPClassifier
-from fastmlp._runtime import effective_n_threads
-X, y = load_digits(return_X_y=True)
-X = (X / 16.0).astype(sys.argv[1])
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    clf = MLPClassifier(hidden_layer_sizes=(64, 32), activation=sys.argv[2], dropout=0.25,
-                        solver="adamw", random_state=0, max_iter=2, batch_size=256,
-                        weight_clip=0.3).fit(X, y)
-sys.stdout.write(str(effective_n_threads()) + " " + clf._theta.tobytes().hex())
-"""
-
-
 @pytest.mark.parametrize("activation", ["relu", "maxout"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_dropout_is_bitwise_equal_with_one_and_two_threads(dtype, activation):
-    outputs = {}
-    for threads in ("1", "2"):
-        env = dict(os.environ, OMP_NUM_THREADS=threads)
-        out = subprocess.run([sys.executable, "-c", DETERMINISM, dtype, activation], env=env,
-                             capture_output=True, text=True, check=True).stdout
-        used, weights = out.split()
-        assert used == threads
-        outputs[threads] = weights
-    assert outputs["1"] == outputs["2"]
+    assert_bitwise_equal_on_one_and_two_threads(
+        dtype, hidden_layer_sizes=(64, 32), activation=activation, dropout=0.25, solver="adamw",
+        random_state=0, max_iter=2, batch_size=256, weight_clip=0.3)
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,8 +197,8 @@ def test_max_grad_norm_clips_the_global_norm():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("solver", ["sgd", "adam", "rmsprop", "adamw"])
-def test_weight_clip_bounds_every_parameter(solver, dtype, digits):
-    X_train, _, y_train, _ = digits
+def test_weight_clip_bounds_every_parameter(solver, dtype, digits_split):
+    X_train, _, y_train, _ = digits_split
     clf = quiet_fit(MLPClassifier((32,), solver=solver, learning_rate_init=0.05, max_iter=5,
                                   weight_clip=0.1, random_state=0), X_train.astype(dtype),
                     y_train)
@@ -246,8 +209,8 @@ def test_weight_clip_bounds_every_parameter(solver, dtype, digits):
     assert all(np.abs(b).max() <= dtype(0.1) for b in clf.intercepts_)  # ... intercepts too
 
 
-def test_weight_clip_is_lbfgs_bounds(digits):
-    X_train, X_test, y_train, y_test = digits
+def test_weight_clip_is_lbfgs_bounds(digits_split):
+    X_train, X_test, y_train, y_test = digits_split
     clf = quiet_fit(MLPClassifier((32,), solver="lbfgs", max_iter=100, weight_clip=0.2,
                                   random_state=0), X_train, y_train)
     assert np.abs(clf._theta).max() <= 0.2
@@ -255,8 +218,8 @@ def test_weight_clip_is_lbfgs_bounds(digits):
     assert clf.score(X_test, y_test) > 0.9
 
 
-def test_clipping_at_its_default_changes_nothing(digits):
-    X_train, _, y_train, _ = digits
+def test_clipping_at_its_default_changes_nothing(digits_split):
+    X_train, _, y_train, _ = digits_split
     base = quiet_fit(MLPClassifier((16,), max_iter=3, random_state=0), X_train, y_train)
     loose = quiet_fit(MLPClassifier((16,), max_iter=3, random_state=0, max_grad_norm=1e300,
                                     weight_clip=1e300), X_train, y_train)

@@ -1,0 +1,95 @@
+"""Helpers the tests import by name: digits as arrays, central differences, a snippet run in a
+fresh Python, and the fit whose weights must be bitwise equal on one and two threads.
+
+Why a module and not conftest.py: these are called from other helpers (a gradient check, a
+fitted model for a persistence test), at module level (a test table) and with arguments, which a
+fixture cannot be; and conftest.py is pytest's to load, not a module to import. The fixtures built
+on them are in conftest.py. pyproject.toml puts tests/ on the path (`pythonpath`), so every test
+file, in whichever folder, imports them as `from _helpers import ...`.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+from sklearn.datasets import load_digits
+
+
+def digits(n=None, dtype=np.float64, scaled=True):
+    """The first `n` of scikit-learn's digits (all by default), scaled to [0, 1] unless
+    `scaled=False` (pixel values 0..16), as `dtype`."""
+    X, y = load_digits(return_X_y=True)
+    X = X[:n]
+    if scaled:
+        X = X / 16.0
+    return X.astype(dtype), y[:n]
+
+
+def tiny_problem():
+    """40 samples of 3 features, 3 classes and a continuous target: the data of the bad-input
+    and failed-call tables, drawn in this order from RandomState(0)."""
+    rng = np.random.RandomState(0)
+    X = rng.rand(40, 3)
+    return X, np.arange(40) % 3, rng.rand(40)
+
+
+def with_value(array, index, value):
+    """A copy of `array` with `array[index] = value`."""
+    array = array.copy()
+    array[index] = value
+    return array
+
+
+def central_differences(loss, theta, h=1e-6):
+    """The numerical gradient of `loss`, a function of θ alone: for every i,
+    (loss(θ + h eᵢ) − loss(θ − h eᵢ)) / 2h. θ is moved in place one entry at a time and
+    restored."""
+    numeric = np.empty_like(theta)
+    for i in range(theta.size):
+        old = theta[i]
+        theta[i] = old + h
+        up = loss(theta)
+        theta[i] = old - h
+        down = loss(theta)
+        theta[i] = old
+        numeric[i] = (up - down) / (2 * h)
+    return numeric
+
+
+def run_python(code, *args, omp_threads=None, env=None):
+    """Run `code` in a fresh Python (`python -c code *args`), with OMP_NUM_THREADS set when
+    `omp_threads` is given; return its standard output. A failing snippet fails the test."""
+    env = dict(os.environ if env is None else env)
+    if omp_threads is not None:
+        env["OMP_NUM_THREADS"] = str(omp_threads)
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env,
+                          capture_output=True, text=True, check=True).stdout
+
+
+# The thread count is fixed when OpenMP starts, so each count needs its own process. The snippet
+# reports the count the engine resolved, so that a test cannot pass on two runs of one thread.
+THREADED_FIT = """
+import ast, sys, warnings
+from sklearn.datasets import load_digits
+from fastmlp import MLPClassifier
+from fastmlp._runtime import effective_n_threads
+X, y = load_digits(return_X_y=True)
+X = (X / 16.0).astype(sys.argv[1])
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    clf = MLPClassifier(**ast.literal_eval(sys.argv[2])).fit(X, y)
+sys.stdout.write(str(effective_n_threads()) + " " + clf._theta.tobytes().hex())
+"""
+
+
+def weights_on_threads(threads, dtype, **params):
+    """The weights (as hex) of MLPClassifier(**params) fitted on all digits scaled to [0, 1] as
+    `dtype`, in a fresh Python on `threads` OpenMP threads."""
+    out = run_python(THREADED_FIT, dtype, repr(params), omp_threads=threads)
+    used, weights = out.split()
+    assert used == str(threads)
+    return weights
+
+
+def assert_bitwise_equal_on_one_and_two_threads(dtype, **params):
+    assert weights_on_threads(1, dtype, **params) == weights_on_threads(2, dtype, **params)

@@ -1,0 +1,140 @@
+"""Threads: the GIL is released while the engine trains and predicts; one model predicts from many
+threads at once, and two models train at once, bitwise as alone; BLAS is held to one thread
+inside the engine's parallel work (overlapping limits, worker threads) and given back after."""
+import threading
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+from fastmlp import MLPClassifier, MLPRegressor
+from fastmlp import _runtime
+
+from _helpers import digits
+
+
+def longest_pause_of_this_thread(work):
+    """Run work() in another thread; the longest time this thread then waited to run Python."""
+    worker = threading.Thread(target=work)
+    worker.start()
+    longest, last = 0.0, time.monotonic()
+    while worker.is_alive():
+        time.sleep(0.001)
+        now = time.monotonic()
+        longest, last = max(longest, now - last), now
+    worker.join()
+    return longest
+
+
+def test_the_gil_is_released_while_training_and_predicting():
+    # One epoch is one engine call of about a second (100000 rows through 256 x 256 units), one
+    # prediction another: were the GIL held during them, this thread would wait that long.
+    rng = np.random.RandomState(0)
+    X_big = rng.rand(100000, 100)
+    y_big = np.arange(100000) % 3
+    clf = MLPClassifier((256, 256), max_iter=1, random_state=0)
+
+    def train():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clf.fit(X_big, y_big)
+
+    X_many = rng.rand(200000, 100)
+    for work in (train, lambda: clf.predict_proba(X_many)):
+        started = time.monotonic()
+        pause = longest_pause_of_this_thread(work)
+        duration = time.monotonic() - started
+        assert duration > 0.25  # the call did take long...
+        assert pause < 0.5 * duration  # ...and this thread ran meanwhile
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_many_threads_predicting_with_one_model_agree(dtype):
+    Xd, yd = digits(1797, dtype, scaled=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = MLPClassifier((64, 32), max_iter=5, random_state=0).fit(Xd, yd)
+    # Large inputs run on OpenMP threads, small ones (<= 128 rows) on the caller's alone.
+    inputs = [Xd, Xd[:100], Xd[5:6]]
+    expected = [clf.predict_proba(x) for x in inputs]
+
+    def predict_many(_):
+        return [[clf.predict_proba(x) for x in inputs] for _ in range(10)]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for results in pool.map(predict_many, range(16)):
+            for probas in results:
+                for proba, reference in zip(probas, expected):
+                    np.testing.assert_array_equal(proba, reference)
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
+def test_two_models_train_at_once_in_two_threads_as_they_would_alone(solver):
+    Xd, yd = digits(1797, scaled=False)
+
+    def train(seed, dtype):
+        est = (MLPClassifier if seed % 2 else MLPRegressor)(
+            hidden_layer_sizes=(64, 32), solver=solver, max_iter=8, random_state=seed, batch_size=300)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(Xd.astype(dtype), yd)
+        return est._theta.copy()
+
+    jobs = [(0, np.float64), (1, np.float32), (2, np.float32), (3, np.float64)]
+    alone = [train(*job) for job in jobs]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        together = list(pool.map(lambda job: train(*job), jobs))
+    for a, b in zip(alone, together):
+        np.testing.assert_array_equal(a, b)
+
+
+def blas_threads():
+    return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+
+def test_overlapping_blas_limits_keep_blas_single_threaded_until_the_last_ends():
+    original = blas_threads()
+    first, second = _runtime.single_threaded_blas(), _runtime.single_threaded_blas()
+    first.__enter__()
+    second.__enter__()
+    assert set(blas_threads()) <= {1}
+    first.__exit__(None, None, None)  # the other is still inside: BLAS stays at one thread
+    assert set(blas_threads()) <= {1}
+    second.__exit__(None, None, None)
+    assert blas_threads() == original
+
+
+def test_blas_is_held_to_one_thread_in_worker_threads_too():
+    # threadpoolctl ignores limits set from any thread but its "controlling" one; a fit in a
+    # worker thread must still run with single-threaded BLAS (else it rounds differently).
+    seen = []
+
+    def inside():
+        with _runtime.single_threaded_blas():
+            seen.append(blas_threads())
+
+    threading.Thread(target=inside).start()
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        list(pool.map(lambda _: inside(), range(6)))
+    while len(seen) < 7:
+        time.sleep(0.01)
+    assert all(set(threads) <= {1} for threads in seen)
+
+
+def test_concurrent_fits_and_predictions_restore_blas_threads():
+    original = blas_threads()
+    Xd, yd = digits(1797, scaled=False)
+
+    def work(seed):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clf = MLPClassifier((32,), max_iter=3, random_state=seed).fit(Xd, yd)
+        for _ in range(5):
+            clf.predict_proba(Xd)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(work, range(8)))
+    assert blas_threads() == original

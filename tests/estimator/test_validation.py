@@ -1,0 +1,221 @@
+"""Bad input: every mistake scikit-learn's MLP refuses, fastmlp refuses with the same exception
+and message (and what scikit-learn accepts, fastmlp accepts the same way), checked side by side;
+a few mistakes that scikit-learn reports poorly, named; and the shortcuts past scikit-learn's
+validation, which must end exactly where its checks would."""
+import re
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import sklearn.neural_network as sk
+
+import fastmlp
+from fastmlp import MLPClassifier, MLPRegressor
+from fastmlp._multilayer_perceptron import _validate_training_data
+
+from _helpers import tiny_problem, with_value
+
+X, Y_CLASS, Y_REG = tiny_problem()
+
+
+def fitted(module, name, **params):
+    """A small model of `module` (fastmlp or scikit-learn), fitted quietly."""
+    params = {"hidden_layer_sizes": (5,), "max_iter": 3, "random_state": 0, **params}
+    y = Y_CLASS if name == "MLPClassifier" else Y_REG
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return getattr(module, name)(**params).fit(X, y)
+
+
+# -- bad input: scikit-learn's exception and message ------------------------------------------------
+# Each case is a call on a module (fastmlp, or scikit-learn's sklearn.neural_network).
+
+BAD_INPUT = {
+    "nan in X": lambda m: m.MLPClassifier(max_iter=2).fit(with_value(X, (0, 0), np.nan), Y_CLASS),
+    "inf in X": lambda m: m.MLPRegressor(max_iter=2).fit(with_value(X, (3, 1), np.inf), Y_REG),
+    "-inf in X, float32": lambda m: m.MLPRegressor(max_iter=2).fit(
+        with_value(X, (3, 1), -np.inf).astype(np.float32), Y_REG),
+    "nan in y (regression)": lambda m: m.MLPRegressor(max_iter=2).fit(
+        X, with_value(Y_REG, 0, np.nan)),
+    "inf in y (regression)": lambda m: m.MLPRegressor(max_iter=2).fit(
+        X, with_value(Y_REG, 0, np.inf)),
+    "nan in y (classification)": lambda m: m.MLPClassifier(max_iter=2).fit(
+        X, with_value(Y_CLASS.astype(float), 0, np.nan)),
+    "nan in sparse X": lambda m: m.MLPClassifier(max_iter=2).fit(
+        sp.csr_matrix(with_value(X, (0, 0), np.nan)), Y_CLASS),
+    "empty X": lambda m: m.MLPClassifier(max_iter=2).fit(np.empty((0, 3)), np.empty(0)),
+    "no features": lambda m: m.MLPRegressor(max_iter=2).fit(np.empty((5, 0)), np.ones(5)),
+    "1-D X": lambda m: m.MLPClassifier(max_iter=2).fit(X[:, 0], Y_CLASS),
+    "3-D X": lambda m: m.MLPRegressor(max_iter=2).fit(X[:, :, None], Y_REG),
+    "1-D X at predict": lambda m: fitted(m, "MLPRegressor").predict(X[0]),
+    "mismatched lengths": lambda m: m.MLPClassifier(max_iter=2).fit(X, Y_CLASS[:-1]),
+    "strings in X": lambda m: m.MLPClassifier(max_iter=2).fit(np.array([["a", "b"], ["c", "d"]]),
+                                                              [0, 1]),
+    "objects in X": lambda m: m.MLPRegressor(max_iter=2).fit(
+        np.array([[1, "b"], [2, "d"]], dtype=object), [0.0, 1.0]),
+    "complex X": lambda m: m.MLPClassifier(max_iter=2).fit(X.astype(complex), Y_CLASS),
+    "ragged X": lambda m: m.MLPClassifier(max_iter=2).fit([[1, 2], [3]], [0, 1]),
+    "continuous y for a classifier": lambda m: m.MLPClassifier(max_iter=2).fit(X, Y_REG),
+    "fewer features at predict": lambda m: fitted(m, "MLPClassifier").predict(X[:, :2]),
+    "more features at predict_proba": lambda m: fitted(m, "MLPClassifier").predict_proba(
+        np.ones((2, 5))),
+    "wrong features at predict (regressor)": lambda m: fitted(m, "MLPRegressor").predict(
+        np.ones((2, 5))),
+    "wrong features at score": lambda m: fitted(m, "MLPClassifier").score(X[:, :2], Y_CLASS),
+    "nan at predict": lambda m: fitted(m, "MLPClassifier").predict(with_value(X, (0, 0), np.nan)),
+    "empty X at predict": lambda m: fitted(m, "MLPRegressor").predict(np.empty((0, 3))),
+    "predict before fit": lambda m: m.MLPClassifier().predict(X),
+    "predict_proba before fit": lambda m: m.MLPClassifier().predict_proba(X),
+    "labels unseen by partial_fit": lambda m: m.MLPClassifier().partial_fit(
+        X, Y_CLASS, classes=[0, 1, 2]).partial_fit(X, Y_CLASS + 1),
+    "partial_fit without classes": lambda m: m.MLPClassifier().partial_fit(X, Y_CLASS),
+    "partial_fit with other classes": lambda m: m.MLPClassifier().partial_fit(
+        X, Y_CLASS, classes=[0, 1, 2]).partial_fit(X, Y_CLASS, classes=[0, 1, 2, 3]),
+    "partial_fit with fewer features": lambda m: m.MLPClassifier().partial_fit(
+        X, Y_CLASS, classes=[0, 1, 2]).partial_fit(X[:, :2], Y_CLASS),
+    "partial_fit with lbfgs": lambda m: m.MLPClassifier(solver="lbfgs").partial_fit(
+        X, Y_CLASS, classes=[0, 1, 2]),
+    "partial_fit with early_stopping": lambda m: m.MLPClassifier(early_stopping=True).partial_fit(
+        X, Y_CLASS, classes=[0, 1, 2]),
+    "warm_start with other classes": lambda m: fitted(m, "MLPClassifier", warm_start=True).fit(
+        X, Y_CLASS % 2),
+    "warm_start with other features": lambda m: fitted(m, "MLPRegressor", warm_start=True).fit(
+        X[:, :2], Y_REG),
+    "validation set too small": lambda m: m.MLPClassifier(
+        early_stopping=True, validation_fraction=0.01).fit(X, Y_CLASS),
+    "early stopping on one sample": lambda m: m.MLPRegressor(early_stopping=True).fit(
+        X[:1], Y_REG[:1]),
+    "sample_weight of the wrong length": lambda m: m.MLPClassifier(max_iter=2).fit(
+        X, Y_CLASS, sample_weight=np.ones(5)),
+    "sample_weight with nan": lambda m: m.MLPRegressor(max_iter=2).fit(
+        X, Y_REG, sample_weight=with_value(np.ones(40), 0, np.nan)),
+    "sample_weight all zero": lambda m: m.MLPClassifier(max_iter=2).fit(
+        X, Y_CLASS, sample_weight=np.zeros(40)),
+    "sample_weight 2-D": lambda m: m.MLPClassifier(max_iter=2).fit(
+        X, Y_CLASS, sample_weight=np.ones((40, 1))),
+    "sample_weight of strings": lambda m: m.MLPClassifier(max_iter=2).fit(
+        X, Y_CLASS, sample_weight=["a"] * 40),
+    "hidden_layer_sizes 0": lambda m: m.MLPClassifier(hidden_layer_sizes=(0,)).fit(X, Y_CLASS),
+    "hidden_layer_sizes negative": lambda m: m.MLPRegressor(hidden_layer_sizes=(3, -1)).fit(
+        X, Y_REG),
+    "hidden_layer_sizes a string": lambda m: m.MLPClassifier(hidden_layer_sizes="abc").fit(
+        X, Y_CLASS),
+    "learning_rate_init negative": lambda m: m.MLPClassifier(learning_rate_init=-1).fit(
+        X, Y_CLASS),
+    "unknown solver": lambda m: m.MLPClassifier(solver="newton").fit(X, Y_CLASS),
+    "unknown activation": lambda m: m.MLPRegressor(activation="no-such").fit(X, Y_REG),
+    "unknown loss": lambda m: m.MLPRegressor(loss="hinge").fit(X, Y_REG),
+    "batch_size 0": lambda m: m.MLPClassifier(batch_size=0).fit(X, Y_CLASS),
+    "max_iter 0": lambda m: m.MLPClassifier(max_iter=0).fit(X, Y_CLASS),
+    "alpha negative": lambda m: m.MLPClassifier(alpha=-1.0).fit(X, Y_CLASS),
+    "momentum above 1": lambda m: m.MLPClassifier(solver="sgd", momentum=1.5).fit(X, Y_CLASS),
+    "beta_2 of 1": lambda m: m.MLPClassifier(beta_2=1.0).fit(X, Y_CLASS),
+    "validation_fraction 1": lambda m: m.MLPClassifier(
+        early_stopping=True, validation_fraction=1.0).fit(X, Y_CLASS),
+    "n_iter_no_change 0": lambda m: m.MLPClassifier(n_iter_no_change=0).fit(X, Y_CLASS),
+    "max_fun 0": lambda m: m.MLPClassifier(solver="lbfgs", max_fun=0).fit(X, Y_CLASS),
+    "shuffle not a bool": lambda m: m.MLPClassifier(shuffle="yes").fit(X, Y_CLASS),
+    # What scikit-learn accepts, fastmlp accepts the same way.
+    "a single class": lambda m: fitted(m, "MLPClassifier").fit(X, np.zeros(40)).predict(X[:3]),
+    "a single class, lbfgs": lambda m: m.MLPClassifier(solver="lbfgs", max_iter=5).fit(
+        X, ["a"] * 40).predict_proba(X[:3]).shape,
+    "one sample": lambda m: m.MLPRegressor(max_iter=2).fit(X[:1], Y_REG[:1]).predict(X).shape,
+    "integer X": lambda m: m.MLPRegressor(max_iter=2).fit((X * 10).astype(int), Y_REG).n_iter_,
+    "boolean y, regression": lambda m: m.MLPRegressor(max_iter=2).fit(X, Y_CLASS == 0).n_iter_,
+    "negative sample_weight": lambda m: m.MLPRegressor(max_iter=2).fit(
+        X, Y_REG, sample_weight=-np.ones(40)).n_iter_,
+}
+
+
+def outcome(call, module):
+    """('raised', type, message) or ('returned', repr of the result)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            result = call(module)
+        except Exception as exc:  # noqa: BLE001 - the exception is what is compared
+            return ("raised", type(exc).__name__, str(exc))
+    if hasattr(result, "get_params"):
+        result = type(result).__name__
+    return ("returned", repr(result))
+
+
+def options_apart(message):
+    """The message with each {option, ...} set taken out, and those sets (whose order of
+    printing is a set's, not a promise)."""
+    sets = [frozenset(re.findall(r"'([^']*)'", found)) for found in re.findall(r"{[^}]*}", message)]
+    return re.sub(r"{[^}]*}", "{...}", message), sets
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_gets_sklearns_exception_and_message(case):
+    ours, theirs = outcome(BAD_INPUT[case], fastmlp), outcome(BAD_INPUT[case], sk)
+    if case in ("a single class", "a single class, lbfgs", "one sample", "integer X",
+                "boolean y, regression", "negative sample_weight"):
+        assert theirs[0] == "returned"
+    else:
+        assert theirs[0] == "raised"
+    if ours[0] == "raised" and "{" in theirs[2]:
+        (our_text, our_sets), (their_text, their_sets) = options_apart(ours[2]), options_apart(
+            theirs[2])
+        assert ours[:2] == theirs[:2] and our_text == their_text
+        # fastmlp may offer more (activations, solvers) than scikit-learn, never fewer.
+        assert all(mine >= its for mine, its in zip(our_sets, their_sets))
+    else:
+        assert ours == theirs
+
+
+def test_string_targets_for_a_regressor_raise_a_clear_error():
+    # scikit-learn fails deep in numpy (UFuncTypeError from its loss); fastmlp says what is wrong.
+    with pytest.raises(ValueError, match="could not convert string to float"):
+        MLPRegressor(max_iter=2).fit(X[:2], ["a", "b"])
+
+
+def test_another_number_of_outputs_in_partial_fit_is_refused():
+    # scikit-learn fails in a matmul; fastmlp names the cause.
+    reg = MLPRegressor(random_state=0).partial_fit(X, Y_REG)
+    with pytest.raises(ValueError, match="number of outputs cannot change"):
+        reg.partial_fit(X, np.c_[Y_REG, Y_REG])
+
+
+def test_fit_validation_skips_only_a_finiteness_check_that_passed():
+    y = np.arange(6) % 2
+    clf = MLPClassifier()
+    huge = np.full((6, 3), 1e200)  # finite; its sum of squares overflows: scikit-learn decides
+    X, _ = _validate_training_data(clf, huge, y, reset=True)
+    np.testing.assert_array_equal(X, huge)
+    for bad, message in [(np.nan, "Input X contains NaN"), (np.inf, "Input X contains infinity")]:
+        for dtype in (np.float32, np.float64):
+            X_bad = np.ones((6, 3), dtype=dtype)
+            X_bad[4, 1] = bad
+            with pytest.raises(ValueError, match=message):
+                _validate_training_data(clf, X_bad, y, reset=True)
+            with pytest.raises(ValueError, match=message):
+                MLPClassifier().fit(X_bad, y)
+
+
+@pytest.mark.parametrize("y_kind", ["int", "float", "bool"])
+def test_plain_arrays_skip_validation_with_the_same_result(y_kind):
+    # A later partial_fit on plain arrays skips validate_data (_validate_training_data): the
+    # model must end exactly as with inputs that take scikit-learn's path.
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((120, 5))
+    y = {"int": rng.randint(0, 2, 120), "float": rng.randint(0, 2, 120).astype(float),
+         "bool": rng.randint(0, 2, 120).astype(bool)}[y_kind]
+    plain = MLPClassifier((7,), random_state=0)
+    checked = MLPClassifier((7,), random_state=0)
+    classes = np.unique(y)
+    plain.partial_fit(X, y, classes=classes)
+    checked.partial_fit(X.tolist(), y.tolist(), classes=classes)
+    for _ in range(3):
+        plain.partial_fit(X, y)
+        checked.partial_fit(X.tolist(), y.tolist())
+    for a, b in zip(plain.coefs_ + plain.intercepts_, checked.coefs_ + checked.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="X has 4 features"):
+        plain.partial_fit(X[:, :4].copy(), y)
+    y_bad = y.astype(float)
+    y_bad[3] = np.nan
+    with pytest.raises(ValueError, match="Input y contains NaN"):
+        plain.partial_fit(X, y_bad)
