@@ -15,13 +15,12 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
 
 CHILD = r"""
 import sys, time, json, warnings
 import numpy as np
 from fastmlp import MLPClassifier
-from fastmlp._bench import FIT_WORKLOADS, make_blobs
+from fastmlp.bench.workloads import FIT_WORKLOADS, make_blobs
 workload, epochs, pause = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 w = FIT_WORKLOADS[workload]
 X, y = make_blobs(w.n_samples, w.n_features, w.dtype)

@@ -20,10 +20,9 @@ import subprocess
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+from fastmlp.bench.workloads import FIT_WORKLOADS
 
-from fastmlp._bench import FIT_WORKLOADS  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 FREQUENCY = 1999  # samples per CPU-second
 

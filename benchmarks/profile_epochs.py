@@ -8,16 +8,17 @@
     OMP_NUM_THREADS=1 valgrind --tool=callgrind --toggle-collect='*Trainer_*epoch*' \
         python benchmarks/profile_epochs.py tiny-batch 1 --scale 0.1
 
-Arguments: workload (from fastmlp/_bench.py), epochs after one warm-up epoch, --scale (a fraction
-of the samples), --perf-ctl (a perf control fifo: recording is enabled for the timed epochs
-only, not for imports, data and the warm-up epoch). Prints the seconds of each epoch. Under
+Arguments: workload (from fastmlp/bench/workloads.py), epochs after one warm-up epoch, --scale
+(a fraction of the samples), --perf-ctl (a perf control fifo: recording is enabled for the timed
+epochs only, not for imports, data and the warm-up epoch). Prints the seconds of each epoch. Under
 valgrind, OpenBLAS and fastmlp's kernels take their AVX2 paths (valgrind has no AVX-512): count
 instructions with it, but split time with perf.
 """
 import argparse
 import time
 
-from fastmlp._bench import FIT_WORKLOADS, make_blobs, make_system
+from fastmlp.bench.systems import make_system
+from fastmlp.bench.workloads import FIT_WORKLOADS, make_blobs
 
 
 def main():

@@ -1,7 +1,8 @@
 """pytest-benchmark suite: one training epoch, bulk and one-row predict_proba, per workload and
-system, on the workloads of fastmlp/_bench.py.
+system, on the workloads of fastmlp/bench/workloads.py.
 
-Not part of the test suite (pyproject's testpaths is ["tests"]); run it on purpose:
+Not part of the test suite (pyproject's testpaths are tests/ and benchmarks/tests/, which hold no
+timings); run it on purpose:
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m pytest benchmarks/ --benchmark-only
 
@@ -15,9 +16,8 @@ import os
 import numpy as np
 import pytest
 
-from fastmlp._bench import (
-    FIT_WORKLOADS, PREDICT_BULK_ROWS, SYSTEMS, make_blobs, make_system, torch_available,
-)
+from fastmlp.bench.systems import SYSTEMS, make_system, torch_available
+from fastmlp.bench.workloads import FIT_WORKLOADS, PREDICT_BULK_ROWS, make_blobs
 
 SCALE = float(os.environ.get("FASTMLP_BENCH_SCALE", "1"))
 ROUNDS = int(os.environ.get("FASTMLP_BENCH_ROUNDS", "3"))

@@ -1,0 +1,114 @@
+"""The systems compared: fastmlp, scikit-learn's MLPClassifier and a plain PyTorch CPU loop.
+
+Design
+------
+Each system is a small runner with one interface — `fit_epoch(X, y)` trains one epoch,
+`predict_proba(X)`, `set_threads(n)` — so the timing code never asks which system it holds.
+All train the same network with the same batch size and optimizer (Adam, learning rate 1e-3):
+for the two estimators an epoch is one `partial_fit` call (the first, with `classes=`, is the
+warm-up epoch the caller does not time); for PyTorch, one pass of the training loop. PyTorch is
+imported only when asked for and is a peer only when installed (`torch_available`).
+"""
+import warnings
+
+import numpy as np
+
+from .workloads import N_CLASSES
+
+SYSTEMS = ("fastmlp", "sklearn", "torch")
+
+
+class EstimatorSystem:
+    """fastmlp's or scikit-learn's MLPClassifier; an epoch is one partial_fit call."""
+
+    def __init__(self, name, workload, seed=0):
+        if name == "fastmlp":
+            from .._multilayer_perceptron import MLPClassifier
+        else:
+            from sklearn.neural_network import MLPClassifier
+        self.name = name
+        self.model = MLPClassifier(hidden_layer_sizes=workload.hidden,
+                                   batch_size=workload.batch_size, random_state=seed)
+        self.started = False
+
+    def fit_epoch(self, X, y):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if self.started:
+                self.model.partial_fit(X, y)
+            else:
+                self.model.partial_fit(X, y, classes=np.arange(N_CLASSES))
+                self.started = True
+
+    def predict_proba(self, X):
+        return self.model.predict_proba(X)
+
+    def set_threads(self, n):
+        pass  # OpenMP and BLAS limits are set by the caller through threadpoolctl
+
+
+class TorchSystem:
+    """The plain PyTorch CPU loop: Linear/ReLU layers, cross-entropy, Adam(lr=1e-3), shuffled
+    mini-batches by torch.randperm indexing (no DataLoader), in the workload's dtype."""
+
+    def __init__(self, workload, seed=0):
+        import torch
+        self.torch = torch
+        torch.manual_seed(seed)
+        dtype = torch.float64 if workload.dtype == "float64" else torch.float32
+        widths = (workload.n_features, *workload.hidden, N_CLASSES)
+        layers = []
+        for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+            layers.append(torch.nn.Linear(fan_in, fan_out, dtype=dtype))
+            if i < len(widths) - 2:
+                layers.append(torch.nn.ReLU())
+        self.name = "torch"
+        self.model = torch.nn.Sequential(*layers)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.loss = torch.nn.CrossEntropyLoss()
+        self.batch_size = workload.batch_size
+        self._tensors = (None, None, None)
+
+    def _as_tensors(self, X, y):
+        # Converted once per dataset, outside the timed epoch: torch.from_numpy shares X's memory.
+        if self._tensors[0] is not X:
+            self._tensors = (X, self.torch.from_numpy(X),
+                             self.torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64)))
+        return self._tensors[1], self._tensors[2]
+
+    def fit_epoch(self, X, y):
+        torch = self.torch
+        Xt, yt = self._as_tensors(X, y)
+        self.model.train()
+        order = torch.randperm(Xt.shape[0])
+        for start in range(0, Xt.shape[0], self.batch_size):
+            index = order[start:start + self.batch_size]
+            loss = self.loss(self.model(Xt[index]), yt[index])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+
+    def predict_proba(self, X):
+        torch = self.torch
+        self.model.eval()
+        with torch.no_grad():
+            return torch.softmax(self.model(torch.from_numpy(X)), dim=1).numpy()
+
+    def set_threads(self, n):
+        self.torch.set_num_threads(n)
+
+
+def torch_available():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def make_system(name, workload, threads, seed=0):
+    if name == "torch":
+        system = TorchSystem(workload, seed)
+        system.set_threads(threads)
+        return system
+    return EstimatorSystem(name, workload, seed)
