@@ -637,7 +637,7 @@ def test_the_layout_of_X_does_not_change_the_fit():
             for name, X_layout in layouts.items():
                 for copy_below in (0, 2**62):  # in place, and copied
                     with pytest.MonkeyPatch.context() as patch:
-                        patch.setattr(fastmlp._multilayer_perceptron, "_COPY_STRIDED_BELOW",
+                        patch.setattr(fastmlp._validation, "_COPY_STRIDED_BELOW",
                                       copy_below)
                         est = MLPClassifier(**params).fit(X_layout, yd)
                         proba = est.predict_proba(X_layout)
@@ -791,7 +791,7 @@ def test_arrays_past_2_31_elements():
 
 
 def test_fit_validation_skips_only_a_finiteness_check_that_passed():
-    from fastmlp._multilayer_perceptron import _validate_training_data
+    from fastmlp._validation import _validate_training_data
     y = np.arange(6) % 2
     clf = MLPClassifier()
     huge = np.full((6, 3), 1e200)  # finite; its sum of squares overflows: scikit-learn decides
