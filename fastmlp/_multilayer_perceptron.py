@@ -55,7 +55,6 @@ from sklearn.utils.validation import check_is_fitted
 
 from fastmlp import _engine
 from fastmlp._callbacks import CallbackSupportMixin, FitTask
-from fastmlp._persistence import check_loaded_state
 from fastmlp._stochastic_optimizers import (
     TORCH_DEFAULTS,
     AdamOptimizer,
@@ -286,8 +285,37 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 # the weights' views must have theta itself as base (see _packed_parameters),
                 # so theta must be a plain array that owns its memory.
                 self._theta = np.array(self._theta)
-            check_loaded_state(self)  # a damaged or crafted file fails here, not in the engine
+            self._check_loaded_state()  # a damaged or crafted file fails here, not in the engine
             self.coefs_, self.intercepts_ = self._network().views(self._theta)
+
+    def _check_loaded_state(self):
+        """Raise ValueError unless a loaded fitted state is one fastmlp could have written.
+
+        skops promises that loading a file runs no code but the trusted types' own, and the
+        engine reads the weights through raw pointers: a damaged or crafted state must fail
+        here, at load, with an error, not read out of bounds at predict. (It lives with the
+        estimators, not in _persistence, because it reads their private state and network.)"""
+        theta = self.__dict__.get("_theta")
+        problem = None
+        if not isinstance(theta, np.ndarray) or theta.ndim != 1 or theta.dtype not in (
+                np.float32, np.float64):
+            problem = "its weights are not a 1-D float32 or float64 array"
+        else:
+            units = list(self.__dict__.get("_layer_units", []))
+            try:
+                n_params = self._network().n_params
+            except Exception as exc:  # unknown activation names, bad sizes
+                problem = f"its network cannot be built ({exc})"
+            else:
+                if (len(units) < 2 or min(units) < 1 or theta.shape[0] != n_params
+                        or units[0] != self.__dict__.get("n_features_in_")
+                        or units[-1] != self.__dict__.get("n_outputs_")):
+                    problem = "its weights do not match its layer sizes"
+        if problem is not None:
+            raise ValueError(
+                f"This {type(self).__name__} cannot be loaded: {problem}. The file is damaged "
+                "or was not written by fastmlp."
+            )
 
     # -- fitting -------------------------------------------------------------------------------------
 

@@ -31,6 +31,8 @@ import numbers
 
 import numpy as np
 
+from fastmlp._multilayer_perceptron import MLPClassifier, MLPRegressor
+
 # ONNX operator for each activation name the estimators use (None: the identity, no node).
 _ACTIVATIONS = {"identity": None, "relu": "Relu", "tanh": "Tanh", "logistic": "Sigmoid",
                 "softmax": "Softmax", "exp": "Exp"}
@@ -54,8 +56,6 @@ def register_onnx_converters():
         raise ImportError(
             "ONNX export needs skl2onnx: pip install 'fastmlp[onnx]'"
         ) from exc
-
-    from fastmlp._multilayer_perceptron import MLPClassifier, MLPRegressor
 
     update_registered_converter(
         MLPClassifier, "FastmlpMLPClassifier", _classifier_shapes, _convert_classifier,
