@@ -258,6 +258,15 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         self.coefs_, self.intercepts_ = coefs, intercepts
         return theta
 
+    def _reconstruction_attributes(self, theta):
+        """The attributes that make a copy of this estimator predict with the flat weights
+        `theta` (a copy of them: fit goes on), as scikit-learn's callbacks ask for at each
+        iteration (FitTask). The layout of the flat vector is the estimator's and its engine's,
+        with no public way to it, so the callbacks get it from here."""
+        theta = np.array(theta, dtype=self._theta.dtype)
+        coefs, intercepts = self._network().views(theta)
+        return {"_theta": theta, "coefs_": coefs, "intercepts_": intercepts}
+
     def __getstate__(self):
         # Views do not survive pickling as views: store theta alone, rebuild them on load.
         state = super().__getstate__()

@@ -101,7 +101,10 @@ def _class_labels(model):
 
 
 def _is_multilabel(model):
-    return model._label_binarizer.y_type_ == "multilabel-indicator"
+    # From public fitted attributes (scikit-learn's MLPClassifier has the same): one logistic
+    # output is binary, a softmax multiclass, several logistic outputs multilabel (a one-column
+    # indicator target is read as binary, so multilabel always has two outputs or more).
+    return model.out_activation_ == "logistic" and model.n_outputs_ > 1
 
 
 def _check_input(operator):
