@@ -11,7 +11,7 @@ import pytest
 from sklearn.datasets import load_digits, make_regression
 
 from fastmlp import MLPClassifier, MLPRegressor
-from fastmlp._cli import main
+from fastmlp.cli import main
 
 pd = pytest.importorskip("pandas")
 
