@@ -1,5 +1,5 @@
 import sys
 
-from fastmlp._cli import main
+from fastmlp.cli import main
 
 sys.exit(main())

@@ -26,8 +26,6 @@ Where the installed scikit-learn has no `sklearn.callback`, the mixin below is e
 import sys
 import time
 
-import numpy as np
-
 try:
     from sklearn.callback import CallbackSupportMixin
 except ImportError:  # scikit-learn < 1.9: no callback API
@@ -42,6 +40,9 @@ class FitTask:
     Parameters
     ----------
     estimator : BaseMultilayerPerceptron
+        Read through its public fitted attributes (`loss_`, `validation_scores_`) and one
+        method, `_reconstruction_attributes(theta)`, which gives a copy of it the weights of an
+        iteration: only the estimator knows how its flat weight vector is laid out.
     X, y, sample_weight : as passed to fit by the caller
     task_name : str
         "fit" or "partial_fit".
@@ -62,19 +63,13 @@ class FitTask:
         if self._context is not None:
             self._context.call_on_fit_task_begin(estimator=estimator, **self._hook_args)
 
-    def _weights_at(self, theta):
-        """The attributes that make a copy of the estimator predict with the weights `theta`."""
-        theta = np.array(theta, dtype=self._estimator._theta.dtype)  # a copy: fit goes on
-        coefs, intercepts = self._estimator._network().views(theta)
-        return {"_theta": theta, "coefs_": coefs, "intercepts_": intercepts}
-
     def begin_iteration(self, theta, task_name="epoch"):
         if self._context is None:
             return
         self._iteration = self._context.subcontext(task_name=task_name)
         self._iteration.call_on_fit_task_begin(
             estimator=self._estimator, **self._hook_args,
-            reconstruction_attributes=lambda: self._weights_at(theta),
+            reconstruction_attributes=lambda: self._estimator._reconstruction_attributes(theta),
         )
 
     def end_iteration(self, theta):
@@ -84,7 +79,7 @@ class FitTask:
         iteration, self._iteration = self._iteration, None
         self.stopped = bool(iteration.call_on_fit_task_end(
             estimator=self._estimator, **self._hook_args,
-            reconstruction_attributes=lambda: self._weights_at(theta),
+            reconstruction_attributes=lambda: self._estimator._reconstruction_attributes(theta),
         ))
         return self.stopped
 

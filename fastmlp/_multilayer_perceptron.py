@@ -17,7 +17,9 @@ vector, with the engine computing the full-batch loss and gradient.
 
 Parameter validation uses scikit-learn's constraint objects and `_fit_context` (from modules
 scikit-learn marks private): that is the only way to raise exactly the InvalidParameterError
-scikit-learn raises, which is a promise of this package. Everything else uses public utilities.
+scikit-learn raises, which is a promise of this package. Everything else uses public utilities;
+the few places that skip them where they cost more than training, and the sample and class
+weights, are in fastmlp/_validation.py, each with the reason it is safe.
 
 Beyond scikit-learn (README.md, "Beyond scikit-learn"): more activations (torch.nn.functional's
 leaky_relu, elu, gelu, silu, mish, softplus, and maxout), the torch.optim solvers (adagrad,
@@ -45,16 +47,14 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils import check_array, check_random_state, column_or_1d
-from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
+from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from fastmlp import _engine
 from fastmlp._callbacks import CallbackSupportMixin, FitTask
-from fastmlp._persistence import check_loaded_state
 from fastmlp._stochastic_optimizers import (
     TORCH_DEFAULTS,
     AdamOptimizer,
@@ -62,6 +62,14 @@ from fastmlp._stochastic_optimizers import (
     TorchOptimizer,
 )
 from fastmlp._runtime import effective_n_threads, single_threaded_blas
+from fastmlp._validation import (
+    _binarize,
+    _check_sample_weight,
+    _class_weighted_sample_weight,
+    _engine_input,
+    _prediction_input,
+    _validate_training_data,
+)
 from fastmlp._version import __version__
 from fastmlp.exceptions import InconsistentVersionWarning
 
@@ -70,94 +78,12 @@ _STOCHASTIC_SOLVERS = ["sgd", "adam"] + _TORCH_SOLVERS
 _ACTIVATIONS = {"identity", "logistic", "tanh", "relu",
                 "leaky_relu", "elu", "gelu", "silu", "mish", "softplus", "maxout"}
 
-# A dense X whose rows are not contiguous (a DataFrame's values are column-major) is read where it
-# lies, each batch gathered by the engine, once it is this large: scikit-learn makes no copy of
-# it either, and a copy would double the memory a large fit needs. Below, one C-ordered copy
-# costs little and makes shuffled batches ~1.8x faster to gather (measured: 60000 x 784 float32,
-# 128 hidden units, 2 epochs, 0.68 s in place vs 0.37 s copied), since a row of a column-major
-# X is scattered across memory.
-_COPY_STRIDED_BELOW = 64 * 2**20
-
 # scikit-learn's callback bookkeeping: set up by fit, torn down by _fit_context however fit ends.
 _CALLBACK_STATE = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
 
 # L-BFGS evaluates the full-batch gradient in chunks of this many rows (accumulated in order), so
 # that its scratch memory stays O(chunk x width) however large the data.
 _LBFGS_CHUNK_ROWS = 1024
-
-
-def _check_sample_weight(sample_weight, X, dtype):
-    """scikit-learn's sample_weight checks and messages, returning a C-contiguous `dtype` vector."""
-    n_samples = X.shape[0]
-    if isinstance(sample_weight, Real):
-        return np.full(n_samples, sample_weight, dtype=dtype)
-    sample_weight = check_array(
-        sample_weight, accept_sparse=False, ensure_2d=False, dtype=dtype, order="C",
-        input_name="sample_weight",
-    )
-    if sample_weight.ndim != 1:
-        raise ValueError(
-            f"Sample weights must be 1D array or scalar, got {sample_weight.ndim}D array. "
-            f"Expected either a scalar value or a 1D array of length {n_samples}."
-        )
-    if sample_weight.shape != (n_samples,):
-        raise ValueError(
-            "sample_weight.shape == {}, expected {}!".format(sample_weight.shape, (n_samples,))
-        )
-    if np.all(sample_weight == 0):
-        raise ValueError("Sample weights must contain at least one non-zero number.")
-    return sample_weight
-
-
-def _engine_input(X, dtype):
-    """X as the engine reads it, in the compute dtype: a dense array, in place when its rows
-    are (C order, or a column slice of it), or when it is large (see _COPY_STRIDED_BELOW);
-    or CSR (a CSC matrix is converted once; sparse input is never densified)."""
-    if sp.issparse(X):
-        X = X.tocsr()
-        X = X.astype(dtype, copy=False) if X.dtype != dtype else X
-        if X.indices.dtype != X.indptr.dtype:  # the engine reads both as int32 or both int64
-            X = sp.csr_matrix((X.data, X.indices.astype(np.int64), X.indptr.astype(np.int64)),
-                              shape=X.shape, copy=False)
-        return X
-    if (isinstance(X, np.ndarray) and X.dtype == dtype and X.ndim == 2
-            and all(stride % X.itemsize == 0 for stride in X.strides)):
-        rows_in_place = (X.strides[1] == X.itemsize
-                         and X.strides[0] >= X.shape[1] * X.itemsize)
-        if X.flags.c_contiguous or rows_in_place or X.nbytes >= _COPY_STRIDED_BELOW:
-            return X
-    return np.ascontiguousarray(X, dtype=dtype)
-
-
-def _validate_training_data(estimator, X, y, **kwargs):
-    """validate_data for a fit, with the finiteness of a plain float X proven first by the
-    engine on every thread (scikit-learn's check is one serial pass: ~11 ms of a 60,000 x 784
-    float32 epoch, a twentieth of it on two threads). Only checks that passed are skipped:
-    any other X or y, or one that may hold NaN or infinity, takes scikit-learn's path, its
-    checks in its order and its messages."""
-    finite = (type(X) is np.ndarray and X.dtype in (np.float32, np.float64) and X.ndim == 2
-              and X.flags.c_contiguous and _engine.surely_finite(X, effective_n_threads()))
-    if (finite and not kwargs["reset"] and X.shape[0] > 0
-            and X.shape[1] == getattr(estimator, "n_features_in_", None)
-            and "feature_names_in_" not in estimator.__dict__ and _plain_target(y, X.shape[0])):
-        # A later partial_fit (or warm fit) on arrays that every check would pass as they
-        # are: validate_data would return them unchanged, without a warning, after ~0.5 ms of
-        # dataframe and feature-name probing per call (6 % of a `small` epoch).
-        return X, y
-    if finite:
-        kwargs["ensure_all_finite"] = False
-    return validate_data(estimator, X, y, **kwargs)
-
-
-def _plain_target(y, n_samples):
-    """Whether y is a 1-D array of n_samples numbers that scikit-learn's checks of a target
-    pass as it is (integers or booleans, or finite floats)."""
-    if type(y) is not np.ndarray or y.ndim != 1 or y.shape[0] != n_samples:
-        return False
-    if y.dtype.kind in "iub":
-        return True
-    return (y.dtype in (np.float32, np.float64) and y.flags.c_contiguous
-            and _engine.surely_finite(y.reshape(1, -1)))
 
 
 def _check_optimize_result(result, max_iter):
@@ -332,6 +258,15 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         self.coefs_, self.intercepts_ = coefs, intercepts
         return theta
 
+    def _reconstruction_attributes(self, theta):
+        """The attributes that make a copy of this estimator predict with the flat weights
+        `theta` (a copy of them: fit goes on), as scikit-learn's callbacks ask for at each
+        iteration (FitTask). The layout of the flat vector is the estimator's and its engine's,
+        with no public way to it, so the callbacks get it from here."""
+        theta = np.array(theta, dtype=self._theta.dtype)
+        coefs, intercepts = self._network().views(theta)
+        return {"_theta": theta, "coefs_": coefs, "intercepts_": intercepts}
+
     def __getstate__(self):
         # Views do not survive pickling as views: store theta alone, rebuild them on load.
         state = super().__getstate__()
@@ -359,8 +294,37 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 # the weights' views must have theta itself as base (see _packed_parameters),
                 # so theta must be a plain array that owns its memory.
                 self._theta = np.array(self._theta)
-            check_loaded_state(self)  # a damaged or crafted file fails here, not in the engine
+            self._check_loaded_state()  # a damaged or crafted file fails here, not in the engine
             self.coefs_, self.intercepts_ = self._network().views(self._theta)
+
+    def _check_loaded_state(self):
+        """Raise ValueError unless a loaded fitted state is one fastmlp could have written.
+
+        skops promises that loading a file runs no code but the trusted types' own, and the
+        engine reads the weights through raw pointers: a damaged or crafted state must fail
+        here, at load, with an error, not read out of bounds at predict. (It lives with the
+        estimators, not in _persistence, because it reads their private state and network.)"""
+        theta = self.__dict__.get("_theta")
+        problem = None
+        if not isinstance(theta, np.ndarray) or theta.ndim != 1 or theta.dtype not in (
+                np.float32, np.float64):
+            problem = "its weights are not a 1-D float32 or float64 array"
+        else:
+            units = list(self.__dict__.get("_layer_units", []))
+            try:
+                n_params = self._network().n_params
+            except Exception as exc:  # unknown activation names, bad sizes
+                problem = f"its network cannot be built ({exc})"
+            else:
+                if (len(units) < 2 or min(units) < 1 or theta.shape[0] != n_params
+                        or units[0] != self.__dict__.get("n_features_in_")
+                        or units[-1] != self.__dict__.get("n_outputs_")):
+                    problem = "its weights do not match its layer sizes"
+        if problem is not None:
+            raise ValueError(
+                f"This {type(self).__name__} cannot be loaded: {problem}. The file is damaged "
+                "or was not written by fastmlp."
+            )
 
     # -- fitting -------------------------------------------------------------------------------------
 
@@ -773,19 +737,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
     def _forward_pass_fast(self, X, check_input=True):
         """The output layer's activations for X (the engine's forward pass, no bookkeeping)."""
         theta = self._packed_parameters()
-        # A plain array (C order, the model's dtype and width, finite) goes to the engine as it
-        # is: with a few rows this whole method takes ~3 us.
-        if not (check_input and self._is_plain_input(X, theta.dtype)):
-            if check_input:
-                X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
-            dtype = theta.dtype
-            if X.dtype != dtype:
-                dtype = np.result_type(X.dtype, theta.dtype)
-                if not np.issubdtype(dtype, np.floating):
-                    dtype = np.float64
-                if dtype != theta.dtype:
-                    theta = theta.astype(dtype)  # float64 X on a float32 model, as numpy promotes
-            X = _engine_input(X, dtype)
+        X, dtype = _prediction_input(self, X, theta.dtype, check_input)
+        if dtype != theta.dtype:
+            theta = theta.astype(dtype)  # float64 X on a float32 model, as numpy promotes
         out = np.empty((X.shape[0], self.n_outputs_), dtype=theta.dtype)
         if X.shape[0] < _engine.SMALL_PREDICT_ROWS:
             # A few rows never reach BLAS (csrc/small_product.c): no limit to set.
@@ -798,21 +752,6 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         with single_threaded_blas():
             _engine.predict(self._network(), theta, X, out, n_threads)
         return out
-
-    def _is_plain_input(self, X, dtype):
-        """Whether X needs none of validate_data's work: a finite C-ordered array of the model's
-        dtype and width, on a model fitted without feature names. This is what keeps one-row
-        prediction in microseconds; anything else takes scikit-learn's path and its errors."""
-        return (
-            type(X) is np.ndarray
-            and X.dtype == dtype
-            and X.ndim == 2
-            and X.shape[0] > 0
-            and X.shape[1] == self.n_features_in_
-            and X.flags.c_contiguous
-            and "feature_names_in_" not in self.__dict__
-            and _engine.surely_finite(X, effective_n_threads() if X.size >= 65536 else 1)
-        )
 
     def _check_is_fitted(self):
         if "_theta" not in self.__dict__:
@@ -955,36 +894,10 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         if self.class_weight is None:
             return sample_weight
         # y is binarized here; the binarizer gives the labels (or, multilabel, the indicator
-        # matrix) back exactly. 'balanced' counts the classes with sample_weight, as
-        # LogisticRegression does, so that a weight k stays the same as k repeated rows.
+        # matrix) back exactly.
         labels = self._label_binarizer.inverse_transform(y)
-        if sample_weight is None:
-            weights = compute_sample_weight(self.class_weight, labels)
-        elif labels.ndim == 1:
-            with np.errstate(divide="ignore"):
-                weights = compute_class_weight(self.class_weight, classes=self.classes_,
-                                               y=labels, sample_weight=sample_weight)
-            weights = weights[np.searchsorted(self.classes_, labels)]
-        else:
-            # multilabel: one class weight per output, multiplied (compute_sample_weight's rule)
-            compute_sample_weight(self.class_weight, labels)  # scikit-learn's checks and errors
-            per_output = (self.class_weight if isinstance(self.class_weight, list)
-                          else [self.class_weight] * labels.shape[1])
-            weights = np.ones(labels.shape[0])
-            for k, class_weight in enumerate(per_output):
-                classes, column = np.unique(labels[:, k], return_inverse=True)
-                with np.errstate(divide="ignore"):
-                    weights = weights * compute_class_weight(
-                        class_weight, classes=classes, y=labels[:, k],
-                        sample_weight=sample_weight,
-                    )[column]
-        if sample_weight is None:
-            return np.ascontiguousarray(weights, dtype=dtype)
-        # A class whose samples all weigh 0 gets an infinite 'balanced' weight: its samples
-        # still weigh 0 (not 0 * inf).
-        with np.errstate(invalid="ignore"):
-            weighted = np.where(sample_weight == 0, 0.0, sample_weight * weights)
-        return np.ascontiguousarray(weighted, dtype=dtype)
+        return _class_weighted_sample_weight(self.class_weight, self.classes_, labels,
+                                             sample_weight, dtype)
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = _validate_training_data(
@@ -1019,26 +932,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
                     "`y` has classes not in `self.classes_`. "
                     f"`self.classes_` has {self.classes_}. 'y' has {classes}."
                 )
-        return X, self._binarize(y)
-
-    def _binarize(self, y):
-        """LabelBinarizer's transform as a bool indicator matrix. For multiclass and binary
-        targets whose labels are all known this is a searchsorted: LabelBinarizer spends ~1 ms
-        per 1,000 labels checking its input again, which is more than a small epoch's training.
-        Anything else (multilabel, unknown labels and their errors) goes to LabelBinarizer."""
-        binarizer = self._label_binarizer
-        if binarizer.y_type_ in ("multiclass", "binary") and y.ndim == 1 and y.size:
-            classes = binarizer.classes_
-            index = np.searchsorted(classes, y)
-            np.minimum(index, len(classes) - 1, out=index)
-            if np.array_equal(classes[index], y):
-                if len(classes) == 2:
-                    return (index == 1).reshape(-1, 1)
-                if len(classes) > 2:
-                    indicator = np.zeros((y.shape[0], len(classes)), dtype=bool)
-                    indicator[np.arange(y.shape[0]), index] = True
-                    return indicator
-        return binarizer.transform(y).astype(bool)
+        return X, _binarize(self._label_binarizer, y)
 
     def predict(self, X):
         """Predict using the multi-layer perceptron classifier.

@@ -31,6 +31,8 @@ import numbers
 
 import numpy as np
 
+from fastmlp._multilayer_perceptron import MLPClassifier, MLPRegressor
+
 # ONNX operator for each activation name the estimators use (None: the identity, no node).
 _ACTIVATIONS = {"identity": None, "relu": "Relu", "tanh": "Tanh", "logistic": "Sigmoid",
                 "softmax": "Softmax", "exp": "Exp"}
@@ -54,8 +56,6 @@ def register_onnx_converters():
         raise ImportError(
             "ONNX export needs skl2onnx: pip install 'fastmlp[onnx]'"
         ) from exc
-
-    from fastmlp._multilayer_perceptron import MLPClassifier, MLPRegressor
 
     update_registered_converter(
         MLPClassifier, "FastmlpMLPClassifier", _classifier_shapes, _convert_classifier,
@@ -101,7 +101,10 @@ def _class_labels(model):
 
 
 def _is_multilabel(model):
-    return model._label_binarizer.y_type_ == "multilabel-indicator"
+    # From public fitted attributes (scikit-learn's MLPClassifier has the same): one logistic
+    # output is binary, a softmax multiclass, several logistic outputs multilabel (a one-column
+    # indicator target is read as binary, so multilabel always has two outputs or more).
+    return model.out_activation_ == "logistic" and model.n_outputs_ > 1
 
 
 def _check_input(operator):

@@ -8,7 +8,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from fastmlp import MLPClassifier
-from fastmlp import _multilayer_perceptron
+from fastmlp import _validation
 
 from _helpers import assert_bitwise_equal_on_one_and_two_threads, digits, run_python
 
@@ -97,7 +97,7 @@ def test_the_layout_of_X_does_not_change_the_fit():
             for name, X_layout in layouts.items():
                 for copy_below in (0, 2**62):  # in place, and copied
                     with pytest.MonkeyPatch.context() as patch:
-                        patch.setattr(_multilayer_perceptron, "_COPY_STRIDED_BELOW",
+                        patch.setattr(_validation, "_COPY_STRIDED_BELOW",
                                       copy_below)
                         est = MLPClassifier(**params).fit(X_layout, yd)
                         proba = est.predict_proba(X_layout)

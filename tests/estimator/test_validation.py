@@ -12,7 +12,7 @@ import sklearn.neural_network as sk
 
 import fastmlp
 from fastmlp import MLPClassifier, MLPRegressor
-from fastmlp._multilayer_perceptron import _validate_training_data
+from fastmlp._validation import _validate_training_data
 
 from _helpers import tiny_problem, with_value
 

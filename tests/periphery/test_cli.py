@@ -11,7 +11,7 @@ import pytest
 from sklearn.datasets import load_digits, make_regression
 
 from fastmlp import MLPClassifier, MLPRegressor
-from fastmlp._cli import main
+from fastmlp.cli import main
 
 pd = pytest.importorskip("pandas")
 
@@ -188,14 +188,21 @@ def test_export_to_onnx(trained, data, tmp_path, capsys):
 
 def test_bench_hands_its_arguments_to_the_benchmark(monkeypatch, capsys):
     seen = []
-    fake = types.SimpleNamespace(main=lambda argv: seen.append(argv) or 0)
-    monkeypatch.setitem(sys.modules, "fastmlp._bench", fake)
+    fake = types.SimpleNamespace(main=lambda argv, prog: seen.append((argv, prog)) or 0)
+    monkeypatch.setitem(sys.modules, "fastmlp.bench", fake)
     assert run(capsys, "bench", "--quick", "--out", "x.json")[0] == 0
-    assert seen == [["--quick", "--out", "x.json"]]
+    assert seen == [(["--quick", "--out", "x.json"], "fastmlp bench")]
+
+
+def test_bench_help_names_the_subcommand(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--help"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: fastmlp bench")
 
 
 def test_bench_missing_is_one_line(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "fastmlp._bench", None)
+    monkeypatch.setitem(sys.modules, "fastmlp.bench", None)
     status, _, err = run(capsys, "bench")
     assert_one_line_error(status, err, "benchmark is not part of this installation")
 

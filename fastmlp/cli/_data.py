@@ -13,12 +13,10 @@ import os
 
 import numpy as np
 
+from fastmlp.cli._messages import UsageError, first_line
+
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet",
                   ".pq": "parquet", ".npz": "npz", ".npy": "npy"}
-
-
-class UsageError(Exception):
-    """A mistake of the user's: printed as one line, exit status 2."""
 
 
 def _pandas(what):
@@ -57,7 +55,7 @@ def read_frame(path):
         except pd.errors.EmptyDataError:
             raise UsageError(f"{path}: the file is empty") from None
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{path}: not a readable CSV file ({_first_line(exc)})") from None
+            raise UsageError(f"{path}: not a readable CSV file ({first_line(exc)})") from None
     if kind == "parquet":
         pd = _pandas("Parquet")
         try:
@@ -67,7 +65,7 @@ def read_frame(path):
                 f"{path}: reading Parquet needs pyarrow: pip install 'fastmlp[cli]'"
             ) from None
         except Exception as exc:  # pyarrow's errors for files that are not Parquet
-            raise UsageError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from None
+            raise UsageError(f"{path}: not a readable Parquet file ({first_line(exc)})") from None
     return None
 
 
@@ -75,12 +73,7 @@ def _load_numpy(path, kind):
     try:
         return np.load(path, allow_pickle=False)
     except Exception as exc:
-        raise UsageError(f"{path}: not a readable .{kind} file ({_first_line(exc)})") from None
-
-
-def _first_line(exc):
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+        raise UsageError(f"{path}: not a readable .{kind} file ({first_line(exc)})") from None
 
 
 def _check_numeric_features(frame, path):
@@ -228,7 +221,7 @@ def load_model_file(path, notes):
                              "'fastmlp[skops]'") from None
         except Exception as exc:
             if type(exc).__name__ == "UntrustedTypesFoundException":  # skops
-                raise UsageError(f"{path}: holds types fastmlp does not trust ({_first_line(exc)}"
+                raise UsageError(f"{path}: holds types fastmlp does not trust ({first_line(exc)}"
                                  "); check them, then load it in Python with skops.io.load(path, "
                                  "trusted=[...])") from None
             # What joblib says of a file that is no pickle ("invalid load key", a stray
