@@ -73,10 +73,11 @@ from fastmlp._validation import (
 from fastmlp._version import __version__
 from fastmlp.exceptions import InconsistentVersionWarning
 
+# The names come from the engine's vocabulary (fastmlp/_engine/vocabulary.pyx), the one place
+# where a name meets the engine's code for it.
 _TORCH_SOLVERS = list(TORCH_DEFAULTS)  # adagrad, rmsprop, adadelta, adamax, nadam, adamw
-_STOCHASTIC_SOLVERS = ["sgd", "adam"] + _TORCH_SOLVERS
-_ACTIVATIONS = {"identity", "logistic", "tanh", "relu",
-                "leaky_relu", "elu", "gelu", "silu", "mish", "softplus", "maxout"}
+_STOCHASTIC_SOLVERS = list(_engine.SOLVERS)  # sgd, adam and the torch.optim ones
+_ACTIVATIONS = set(_engine.HIDDEN_ACTIVATIONS)
 
 # scikit-learn's callback bookkeeping: set up by fit, torn down by _fit_context however fit ends.
 _CALLBACK_STATE = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
