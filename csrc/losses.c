@@ -15,7 +15,7 @@
  *     0.5 sum_j (p_j - y_j)^2; g = p - y goes through the output activation's Jacobian:
  *     logistic delta_j = g_j p_j (1 - p_j); softmax (not diagonal)
  *     delta_j = p_j (g_j - sum_i g_i p_i).
- * The reported loss and delta are each other's exact derivative (tests/test_losses_ext.py).
+ * The reported loss and delta are each other's exact derivative (tests/estimator/test_losses_ext.py).
  *
  * Per-row losses are returned unweighted and in double; the caller weights and sums them in a fixed order, which keeps the reported loss
  * independent of the thread count. Probabilities are clipped to [eps, 1 - eps] of the dtype before

@@ -11,7 +11,7 @@ estimators override input validation, prediction, scoring and tags.
 
 What differs is where the numbers are computed. All weights live in one flat vector
 (`_theta`: every W, then every b); `coefs_` and `intercepts_` are numpy views into it. Each epoch
-is one call into the engine (fastmlp/_engine.pyx) that runs every mini-batch with the GIL
+is one call into the engine (fastmlp/_engine/) that runs every mini-batch with the GIL
 released; Python only does what is per epoch. L-BFGS runs scipy's optimizer directly on the flat
 vector, with the engine computing the full-batch loss and gradient.
 
