@@ -31,7 +31,8 @@
 
 /* Activation codes shared with fastmlp/_engine/_kernels.pxd and named in
  * fastmlp/_engine/vocabulary.pyx. Hidden layers use IDENTITY..RELU and LEAKY_RELU..MAXOUT; the
- * output layer uses IDENTITY, LOGISTIC, SOFTMAX or EXP (the Poisson log link). MAXOUT is not element-wise: it has its own kernels (fm_maxout_forward / _backward). */
+ * output layer uses IDENTITY, LOGISTIC, SOFTMAX or EXP (the Poisson log link). MAXOUT is not
+ * element-wise: it has its own kernels (fm_maxout_forward / _backward). */
 enum {
     FM_IDENTITY = 0,
     FM_LOGISTIC = 1,
