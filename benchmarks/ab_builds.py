@@ -1,0 +1,96 @@
+"""Two builds of fastmlp side by side: is a change (a restructuring, a compiler flag) as fast as
+the code before it?
+
+    python benchmarks/ab_builds.py BEFORE_CHECKOUT AFTER_CHECKOUT [--rounds 5] [--workloads ...]
+
+Each checkout must be built in place (`python setup.py build_ext --inplace`). Every measurement
+runs in a fresh process with that checkout first on PYTHONPATH, and the two builds alternate
+round after round (A B, B A, A B, ...), so that a burst of load on this shared machine falls on
+both alike. Per workload it prints the median over rounds of each build's median epoch (or
+call), and after/before: below 1 is faster. Workloads are those of `fastmlp bench`
+(fastmlp/bench/workloads.py, read from AFTER_CHECKOUT so both builds train on the same arrays),
+timed through the public API only (partial_fit epochs, predict), so any two builds compare.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+CHILD = r"""
+import importlib.util, json, sys, time, warnings
+import numpy as np
+spec = importlib.util.spec_from_file_location("workloads", sys.argv[1])
+workloads = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(workloads)
+import fastmlp
+name, epochs = sys.argv[2], int(sys.argv[3])
+warnings.simplefilter("ignore")
+w = workloads.FIT_WORKLOADS["mnist" if name.startswith("predict") else name]
+if name.startswith("predict"):
+    w = w.scaled(0.2)
+X, y = workloads.make_blobs(w.n_samples, w.n_features, w.dtype)
+clf = fastmlp.MLPClassifier(hidden_layer_sizes=w.hidden, batch_size=w.batch_size,
+                            random_state=0)
+classes = np.unique(y)
+times = []
+if name.startswith("predict"):
+    clf.partial_fit(X, y, classes=classes)
+    rows = X[:1] if name == "predict-one" else X
+    calls = 200 if name == "predict-one" else 1
+    for _ in range(epochs + 1):
+        start = time.perf_counter()
+        for _ in range(calls):
+            clf.predict_proba(rows)
+        times.append((time.perf_counter() - start) / calls)
+else:
+    for _ in range(epochs + 1):  # the first epoch warms up and is not counted
+        start = time.perf_counter()
+        clf.partial_fit(X, y, classes=classes)
+        times.append(time.perf_counter() - start)
+times = sorted(times[1:])
+print(json.dumps({"median": times[len(times) // 2], "file": fastmlp.__file__}))
+"""
+
+WORKLOADS = ("small", "tiny-batch", "mnist", "mnist-f64", "wide", "predict-bulk", "predict-one")
+
+
+def measure(checkout, workloads_file, workload, epochs):
+    env = dict(os.environ, PYTHONPATH=os.path.abspath(checkout))
+    # (cwd: not a checkout, or `python -c` would import the fastmlp of the current folder first)
+    result = subprocess.run([sys.executable, "-c", CHILD, workloads_file, workload, str(epochs)],
+                            env=env, capture_output=True, text=True, check=True,
+                            cwd=tempfile.gettempdir())
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    if not out["file"].startswith(os.path.abspath(checkout)):
+        sys.exit(f"{checkout}: fastmlp came from {out['file']} (build it in place first)")
+    return out["median"]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("before")
+    parser.add_argument("after")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs (calls) per process")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    args = parser.parse_args(argv)
+    workloads_file = os.path.join(os.path.abspath(args.after), "fastmlp", "bench", "workloads.py")
+    print(f"{'workload':<13} {'before':>10} {'after':>10} {'after/before':>13}   (medians of "
+          f"{args.rounds} rounds; s per epoch, s per call for predict)")
+    for workload in args.workloads.split(","):
+        runs = {"before": [], "after": []}
+        for r in range(args.rounds):
+            order = ("before", "after") if r % 2 == 0 else ("after", "before")
+            for which in order:
+                runs[which].append(measure(getattr(args, which), workloads_file, workload,
+                                           args.epochs))
+        before, after = statistics.median(runs["before"]), statistics.median(runs["after"])
+        print(f"{workload:<13} {before:>10.3g} {after:>10.3g} {after / before:>13.3f}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
