@@ -76,7 +76,7 @@ enum {
     FM_LOSS_SQUARED_LOGISTIC = 7  /* logistic output, 0.5 * sum_j (p_j - y_j)^2 */
 };
 
-/* Solver codes: scikit-learn's two stochastic solvers, then torch.optim's. */
+/* Solver codes: scikit-learn's two stochastic solvers, then torch.optim's, then Keras's FTRL. */
 enum {
     FM_SOLVER_SGD = 0,
     FM_SOLVER_ADAM = 1,
@@ -85,7 +85,8 @@ enum {
     FM_SOLVER_ADADELTA = 4,
     FM_SOLVER_ADAMAX = 5,
     FM_SOLVER_NADAM = 6,
-    FM_SOLVER_ADAMW = 7
+    FM_SOLVER_ADAMW = 7,
+    FM_SOLVER_FTRL = 8
 };
 
 /* A solver, as the engine steps it: its hyper-parameters (scikit-learn's names for sgd and adam,
@@ -106,6 +107,9 @@ typedef struct {
     int centered;                /* rmsprop */
     int amsgrad;                 /* adamw */
     int decoupled_weight_decay;  /* nadam (adamw always decouples) */
+    double lr_power;             /* ftrl: learning_rate_power (<= 0) */
+    double l1, l2, l2_shrinkage; /* ftrl: l1_, l2_, l2_shrinkage_regularization_strength */
+    double ftrl_beta;            /* ftrl: Keras's beta */
     long long t;                 /* steps taken */
     double mu_product;           /* nadam: mu_1 mu_2 ... mu_t */
     double c0, c1, c2, c3;       /* this step's scalars (see fm_optim_begin_step) */

@@ -30,6 +30,11 @@
  *   adamax    exp_avg, exp_inf
  *   nadam     exp_avg, exp_avg_sq
  *   adamw     exp_avg, exp_avg_sq, max_exp_avg_sq (amsgrad)
+ *   ftrl      accumulator, linear
+ *
+ * FTRL (McMahan et al. 2013, "Ad Click Prediction: a View from the Trenches") follows Keras 3's
+ * keras.optimizers.Ftrl (keras/src/optimizers/ftrl.py) operation by operation, with its names and
+ * defaults; Keras rounds its Python-float hyper-parameters to the variable's dtype as torch does.
  *
  * This file includes itself once per dtype (see activations.c).
  */
@@ -78,14 +83,17 @@ void fm_optim_begin_step(fm_optim *o)
 #define REAL float
 #define SFX(name) name##_f
 #define SQRT sqrtf
+#define POW powf
 #include "optimizers.c"
 #undef REAL
 #undef SFX
 #undef SQRT
+#undef POW
 
 #define REAL double
 #define SFX(name) name##_d
 #define SQRT sqrt
+#define POW pow
 #include "optimizers.c"
 
 #else
@@ -329,6 +337,42 @@ FM_INLINE void SFX(adamw)(const fm_optim *o, REAL *param, const REAL *grad, REAL
 
 #undef COUPLED_DECAY
 
+/* Keras's FTRL, per element: the accumulator n of squared gradients and the linear term z,
+ *   n' = n + g^2,  z += (g + 2 l2_shrinkage w) - (n'^-p - n^-p) / lr * w,
+ *   w = (clip(z, -l1, l1) - z) / (n'^-p / lr + 2 (l2 + beta / (2 lr))),   p = learning_rate_power.
+ * power is -p; the common p = -0.5 takes SQRT, which vectorises where POW does not (both are
+ * correctly rounded here for the square root, glibc's pow to within its documented ulp). */
+FM_INLINE void SFX(ftrl_variant)(const fm_optim *o, REAL *param, const REAL *grad, REAL *accum,
+                                 REAL *linear, ptrdiff_t n, const int square_root)
+{
+    const REAL lr = (REAL)o->lr, power = (REAL)(-o->lr_power);
+    const REAL l1 = (REAL)o->l1, minus_l1 = -(REAL)o->l1;
+    const REAL two_l2_reg = (REAL)2 * ((REAL)o->l2 + (REAL)o->ftrl_beta / ((REAL)2 * lr));
+    const REAL two_shrinkage = (REAL)(2 * o->l2_shrinkage);
+    FM_SIMD
+    for (ptrdiff_t i = 0; i < n; i++) {
+        REAL g = grad[i], w = param[i], a = accum[i];
+        REAL g_shrunk = g + two_shrinkage * w;
+        REAL a_new = a + g * g;
+        REAL root_new = square_root ? SQRT(a_new) : POW(a_new, power);
+        REAL root_old = square_root ? SQRT(a) : POW(a, power);
+        REAL z = linear[i] + (g_shrunk - ((root_new - root_old) / lr) * w);
+        REAL clipped = z < minus_l1 ? minus_l1 : (z > l1 ? l1 : z);
+        linear[i] = z;
+        accum[i] = a_new;
+        param[i] = (clipped - z) / (root_new / lr + two_l2_reg);
+    }
+}
+
+FM_INLINE void SFX(ftrl)(const fm_optim *o, REAL *param, const REAL *grad, REAL *accum,
+                         REAL *linear, ptrdiff_t n)
+{
+    if (o->lr_power == -0.5)
+        SFX(ftrl_variant)(o, param, grad, accum, linear, n, 1);
+    else
+        SFX(ftrl_variant)(o, param, grad, accum, linear, n, 0);
+}
+
 FASTMLP_CLONES
 void SFX(fm_optim_step)(const fm_optim *o, REAL *param, const REAL *grad, REAL *s1, REAL *s2,
                         REAL *s3, ptrdiff_t n)
@@ -357,6 +401,9 @@ void SFX(fm_optim_step)(const fm_optim *o, REAL *param, const REAL *grad, REAL *
         break;
     case FM_SOLVER_ADAMW:
         SFX(adamw)(o, param, grad, s1, s2, s3, n);
+        break;
+    case FM_SOLVER_FTRL:
+        SFX(ftrl)(o, param, grad, s1, s2, n);
         break;
     }
 }

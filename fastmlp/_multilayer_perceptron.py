@@ -56,8 +56,8 @@ from sklearn.utils.validation import check_is_fitted
 from fastmlp import _engine
 from fastmlp._callbacks import CallbackSupportMixin, FitTask
 from fastmlp._stochastic_optimizers import (
-    TORCH_DEFAULTS,
     AdamOptimizer,
+    FtrlOptimizer,
     SGDOptimizer,
     TorchOptimizer,
 )
@@ -75,7 +75,6 @@ from fastmlp.exceptions import InconsistentVersionWarning
 
 # The names come from the engine's vocabulary (fastmlp/_engine/vocabulary.pyx), the one place
 # where a name meets the engine's code for it.
-_TORCH_SOLVERS = list(TORCH_DEFAULTS)  # adagrad, rmsprop, adadelta, adamax, nadam, adamw
 _STOCHASTIC_SOLVERS = list(_engine.SOLVERS)  # sgd, adam and the torch.optim ones
 _ACTIVATIONS = set(_engine.HIDDEN_ACTIVATIONS)
 
@@ -145,12 +144,17 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         "rho": [Interval(Real, 0, 1, closed="both"), None],
         "weight_decay": [Interval(Real, 0, None, closed="left"), None],
         "lr_decay": [Interval(Real, 0, None, closed="left")],
-        "initial_accumulator_value": [Interval(Real, 0, None, closed="left")],
+        "initial_accumulator_value": [Interval(Real, 0, None, closed="left"), None],
         "rmsprop_momentum": [Interval(Real, 0, None, closed="left")],
         "centered": ["boolean"],
         "momentum_decay": [Interval(Real, 0, None, closed="left")],
         "decoupled_weight_decay": ["boolean"],
         "amsgrad": ["boolean"],
+        "learning_rate_power": [Interval(Real, None, 0, closed="right")],
+        "l1_regularization_strength": [Interval(Real, 0, None, closed="left")],
+        "l2_regularization_strength": [Interval(Real, 0, None, closed="left")],
+        "l2_shrinkage_regularization_strength": [Interval(Real, 0, None, closed="left")],
+        "ftrl_beta": [Interval(Real, 0, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
         "weight_clip": [Interval(Real, 0, None, closed="neither"), None],
@@ -163,8 +167,10 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                  validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun, *,
                  negative_slope, elu_alpha, softplus_beta, softplus_threshold, maxout_pieces,
                  eps, rho, weight_decay, lr_decay, initial_accumulator_value, rmsprop_momentum,
-                 centered, momentum_decay, decoupled_weight_decay, amsgrad, dropout,
-                 max_grad_norm, weight_clip):
+                 centered, momentum_decay, decoupled_weight_decay, amsgrad,
+                 learning_rate_power, l1_regularization_strength, l2_regularization_strength,
+                 l2_shrinkage_regularization_strength, ftrl_beta, dropout, max_grad_norm,
+                 weight_clip):
         self.activation = activation
         self.solver = solver
         self.alpha = alpha
@@ -204,6 +210,11 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         self.momentum_decay = momentum_decay
         self.decoupled_weight_decay = decoupled_weight_decay
         self.amsgrad = amsgrad
+        self.learning_rate_power = learning_rate_power
+        self.l1_regularization_strength = l1_regularization_strength
+        self.l2_regularization_strength = l2_regularization_strength
+        self.l2_shrinkage_regularization_strength = l2_shrinkage_regularization_strength
+        self.ftrl_beta = ftrl_beta
         self.dropout = dropout
         self.max_grad_norm = max_grad_norm
         self.weight_clip = weight_clip
@@ -364,8 +375,12 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         self._best_coefs = [c.copy() for c in self.coefs_]
         self._best_intercepts = [i.copy() for i in self.intercepts_]
 
+        # gradient_norms_ is a stochastic solver's (L-BFGS has no steps of its own to show).
+        self.__dict__.pop("gradient_norms_", None)
+        self._gradient_norm_rows = None
         if self.solver in _STOCHASTIC_SOLVERS:
             self.loss_curve_ = []
+            self._gradient_norm_rows = []
             self._no_improvement_count = 0
             if self.early_stopping:
                 self.validation_scores_ = []
@@ -531,6 +546,17 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         if self.solver == "adam":
             return AdamOptimizer(n_params, dtype, self.learning_rate_init, self.beta_1,
                                  self.beta_2, self.epsilon)
+        if self.solver == "ftrl":
+            return FtrlOptimizer(
+                n_params, dtype, self.learning_rate_init,
+                learning_rate_power=self.learning_rate_power,
+                initial_accumulator_value=(0.1 if self.initial_accumulator_value is None
+                                           else self.initial_accumulator_value),
+                l1_regularization_strength=self.l1_regularization_strength,
+                l2_regularization_strength=self.l2_regularization_strength,
+                l2_shrinkage_regularization_strength=self.l2_shrinkage_regularization_strength,
+                beta=self.ftrl_beta,
+            )
         return TorchOptimizer(
             self.solver, n_params, dtype, self.learning_rate_init, eps=self.eps,
             weight_decay=self.weight_decay, beta_1=self.beta_1, beta_2=self.beta_2,
@@ -604,6 +630,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         grad = np.empty_like(theta)
         n_threads = effective_n_threads()
         optimizer = self._optimizer
+        n_steps = -(-n_samples // batch_size)  # mini-batches per epoch
+        if getattr(self, "_gradient_norm_rows", None) is None:
+            self._gradient_norm_rows = []
 
         try:
             self.n_iter_ = 0
@@ -618,15 +647,17 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                     self._random_state.shuffle(sample_idx)
                 state_1, state_2, state_3 = optimizer.state
                 spec = optimizer.spec()
+                norm_sums = np.zeros(len(self.coefs_))
                 try:
                     with single_threaded_blas():
                         accumulated_loss = trainer.epoch(
                             theta, grad, state_1, state_2, X_train, Y_train, weights,
                             sample_idx if self.shuffle else no_rows, batch_size, spec,
-                            n_threads, state_3=state_3,
+                            n_threads, state_3=state_3, grad_norms=norm_sums,
                         )
                 finally:  # the steps taken count, also when Ctrl-C stopped the epoch
                     optimizer.took_steps(spec)
+                self._gradient_norm_rows.append(norm_sums / n_steps)
                 self.n_iter_ += 1
                 self.loss_ = accumulated_loss / X_train.shape[0]
                 self.t_ += n_samples
@@ -672,6 +703,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                     )
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
+        self.gradient_norms_ = np.array(self._gradient_norm_rows).reshape(-1, len(self.coefs_))
 
         if early_stopping:
             # restore best weights
@@ -826,10 +858,17 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         for adagrad/rmsprop/adadelta/adamax/nadam (default 0); decoupled for adamw (default
         0.01) and for nadam with decoupled_weight_decay=True)
     beta_1, beta_2 : also adamax's, nadam's and adamw's betas (torch's defaults are the same)
-    lr_decay : float, default=0.0; initial_accumulator_value : float, default=0.0 (adagrad)
+    lr_decay : float, default=0.0 (adagrad)
+    initial_accumulator_value : float, default=None (adagrad's, torch's default 0.0; ftrl's,
+        Keras's default 0.1)
     rmsprop_momentum : float, default=0.0; centered : bool, default=False (rmsprop)
     momentum_decay : float, default=0.004; decoupled_weight_decay : bool, default=False (nadam)
     amsgrad : bool, default=False (adamw)
+    solver='ftrl' : Keras 3's keras.optimizers.Ftrl (FTRL-Proximal, McMahan et al. 2013), for
+        wide sparse inputs; its learning rate is `learning_rate_init`, with Keras's
+        learning_rate_power : float, default=-0.5; l1_regularization_strength,
+        l2_regularization_strength, l2_shrinkage_regularization_strength : float, default=0.0;
+        ftrl_beta : float, default=0.0 (Keras's `beta`)
     dropout : float, default=0.0 (inverted dropout on every hidden unit while training with a
         stochastic solver; masks drawn from a seed taken from random_state; none in prediction)
     max_grad_norm : float, default=None (clip the L2 norm of the whole gradient, L2 term
@@ -851,6 +890,11 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     coefs_, intercepts_, n_features_in_, feature_names_in_, n_iter_, n_layers_, n_outputs_,
     out_activation_ : as scikit-learn's. `coefs_[i]` has shape (fan_in, fan_out); `coefs_` and
     `intercepts_` are views into one flat parameter vector.
+    gradient_norms_ : ndarray of shape (n_iter_, n_layers_ - 1), stochastic solvers only: for
+        each epoch and layer, the mean over the epoch's steps of |dLoss/dcoefs_[i]| (L2 norm,
+        the L2 penalty included, before max_grad_norm clipping). Vanishing gradients show as
+        the first layers' norms falling orders of magnitude below the last's
+        (`fastmlp.plot_gradient_norms`).
     """
 
     _parameter_constraints: dict = {
@@ -867,9 +911,12 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  negative_slope=0.01, elu_alpha=1.0, softplus_beta=1.0,
                  softplus_threshold=20.0, maxout_pieces=2, eps=None, rho=None,
-                 weight_decay=None, lr_decay=0.0, initial_accumulator_value=0.0,
+                 weight_decay=None, lr_decay=0.0, initial_accumulator_value=None,
                  rmsprop_momentum=0.0, centered=False, momentum_decay=4e-3,
-                 decoupled_weight_decay=False, amsgrad=False, dropout=0.0, max_grad_norm=None,
+                 decoupled_weight_decay=False, amsgrad=False, learning_rate_power=-0.5,
+                 l1_regularization_strength=0.0, l2_regularization_strength=0.0,
+                 l2_shrinkage_regularization_strength=0.0, ftrl_beta=0.0, dropout=0.0,
+                 max_grad_norm=None,
                  weight_clip=None, loss="log_loss",
                  class_weight=None):
         super().__init__(
@@ -886,7 +933,12 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             weight_decay=weight_decay, lr_decay=lr_decay,
             initial_accumulator_value=initial_accumulator_value,
             rmsprop_momentum=rmsprop_momentum, centered=centered, momentum_decay=momentum_decay,
-            decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad, dropout=dropout,
+            decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad,
+            learning_rate_power=learning_rate_power,
+            l1_regularization_strength=l1_regularization_strength,
+            l2_regularization_strength=l2_regularization_strength,
+            l2_shrinkage_regularization_strength=l2_shrinkage_regularization_strength,
+            ftrl_beta=ftrl_beta, dropout=dropout,
             max_grad_norm=max_grad_norm, weight_clip=weight_clip,
         )
         self.class_weight = class_weight
@@ -1061,9 +1113,12 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  negative_slope=0.01, elu_alpha=1.0, softplus_beta=1.0,
                  softplus_threshold=20.0, maxout_pieces=2, eps=None, rho=None,
-                 weight_decay=None, lr_decay=0.0, initial_accumulator_value=0.0,
+                 weight_decay=None, lr_decay=0.0, initial_accumulator_value=None,
                  rmsprop_momentum=0.0, centered=False, momentum_decay=4e-3,
-                 decoupled_weight_decay=False, amsgrad=False, dropout=0.0, max_grad_norm=None,
+                 decoupled_weight_decay=False, amsgrad=False, learning_rate_power=-0.5,
+                 l1_regularization_strength=0.0, l2_regularization_strength=0.0,
+                 l2_shrinkage_regularization_strength=0.0, ftrl_beta=0.0, dropout=0.0,
+                 max_grad_norm=None,
                  weight_clip=None, huber_delta=1.0):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
@@ -1079,7 +1134,12 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             weight_decay=weight_decay, lr_decay=lr_decay,
             initial_accumulator_value=initial_accumulator_value,
             rmsprop_momentum=rmsprop_momentum, centered=centered, momentum_decay=momentum_decay,
-            decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad, dropout=dropout,
+            decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad,
+            learning_rate_power=learning_rate_power,
+            l1_regularization_strength=l1_regularization_strength,
+            l2_regularization_strength=l2_regularization_strength,
+            l2_shrinkage_regularization_strength=l2_shrinkage_regularization_strength,
+            ftrl_beta=ftrl_beta, dropout=dropout,
             max_grad_norm=max_grad_norm, weight_clip=weight_clip,
         )
         self.huber_delta = huber_delta

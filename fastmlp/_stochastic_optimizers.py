@@ -13,6 +13,9 @@ adamax, nadam, adamw) the same way: hyper-parameters under torch's names and def
 vectors in theta's layout (initialised as torch initialises them), and the two scalars of state
 (the step count t, NAdam's product of momentum coefficients) that the engine advances.
 
+FtrlOptimizer is Keras 3's keras.optimizers.Ftrl (McMahan et al. 2013), the same way: Keras's
+hyper-parameter names and defaults (its `beta` as `ftrl_beta`), its two state vectors.
+
 The engine reads nothing of these objects by name: each epoch, `spec()` hands it one plain
 record (the engine's OPTIM_SPEC, csrc/fastmlp_kernels.h's fm_optim) with the solver's code, its
 hyper-parameters, the learning rate of the epoch and the scalar state; the engine advances the
@@ -162,6 +165,8 @@ class TorchOptimizer(_ConstantSchedule):
                  centered=False, lr_decay=0.0, initial_accumulator_value=0.0,
                  momentum_decay=4e-3, decoupled_weight_decay=False, amsgrad=False):
         defaults = TORCH_DEFAULTS[solver]
+        if initial_accumulator_value is None:  # the estimators' default: torch's 0 for adagrad
+            initial_accumulator_value = 0.0
         self.name = solver
         self.solver = SOLVERS[solver]
         self.learning_rate_init = learning_rate_init
@@ -214,3 +219,39 @@ class TorchOptimizer(_ConstantSchedule):
     def took_steps(self, spec):
         super().took_steps(spec)
         self.mu_product = float(spec["mu_product"][0])
+
+
+class FtrlOptimizer(_ConstantSchedule):
+    """FTRL-Proximal as Keras 3's keras.optimizers.Ftrl: per parameter an accumulator n of
+    squared gradients (starting at initial_accumulator_value) and a linear term z (zeros); see
+    csrc/optimizers.c for the update. `learning_rate_init` is Keras's learning_rate."""
+
+    solver = SOLVERS["ftrl"]
+
+    def __init__(self, n_params, dtype, learning_rate_init, *, learning_rate_power=-0.5,
+                 initial_accumulator_value=0.1, l1_regularization_strength=0.0,
+                 l2_regularization_strength=0.0, l2_shrinkage_regularization_strength=0.0,
+                 beta=0.0):
+        self.learning_rate_init = learning_rate_init
+        self.learning_rate_power = learning_rate_power
+        self.l1_regularization_strength = l1_regularization_strength
+        self.l2_regularization_strength = l2_regularization_strength
+        self.l2_shrinkage_regularization_strength = l2_shrinkage_regularization_strength
+        self.beta = beta
+        self.t = 0
+        self.accumulators = np.full(n_params, initial_accumulator_value, dtype=dtype)
+        self.linears = np.zeros(n_params, dtype=dtype)
+
+    @property
+    def state(self):
+        return self.accumulators, self.linears, self.linears[:0]
+
+    @property
+    def learning_rate(self):
+        return float(self.learning_rate_init)
+
+    def _spec_fields(self):
+        return {"lr": self.learning_rate_init, "lr_power": self.learning_rate_power,
+                "l1": self.l1_regularization_strength, "l2": self.l2_regularization_strength,
+                "l2_shrinkage": self.l2_shrinkage_regularization_strength,
+                "ftrl_beta": self.beta}

@@ -39,6 +39,7 @@ cdef extern from "fastmlp_kernels.h" nogil:
         FM_SOLVER_ADAMAX
         FM_SOLVER_NADAM
         FM_SOLVER_ADAMW
+        FM_SOLVER_FTRL
 
     ctypedef struct fm_activation_params:
         double negative_slope
@@ -58,6 +59,9 @@ cdef extern from "fastmlp_kernels.h" nogil:
         int centered
         int amsgrad
         int decoupled_weight_decay
+        double lr_power
+        double l1, l2, l2_shrinkage
+        double ftrl_beta
         long long t
         double mu_product
         double c0, c1, c2, c3

@@ -199,9 +199,11 @@ cdef inline void finish_job(const Geometry *g, Py_ssize_t job, floating *theta, 
         finalize_gradient(grad + offset, theta + offset, count, g.alpha, step.divisor)
     if not step.take_step:
         return
+    # sum(g^2) of the finished gradient, read while in cache: the global norm for
+    # max_grad_norm, and each layer's norm for the estimators' gradient_norms_ (layer_norms).
+    work.grad_partial[job] = sum_squares(grad + offset, count)
     if step.max_grad_norm > 0:
-        work.grad_partial[job] = sum_squares(grad + offset, count)
-        return
+        return  # the step waits for the whole gradient's norm
     step_job(g, job, theta, grad, state_1, state_2, state_3, step, work)
 
 
@@ -238,6 +240,20 @@ cdef inline double sum_partials(const double *partial, Py_ssize_t n_jobs) noexce
     for job in range(n_jobs):
         total = total + partial[job]
     return total
+
+
+cdef inline void add_layer_norms(const Geometry *g, const Work *work,
+                                 double *sums) noexcept nogil:
+    """sums[l] += |dLoss/dW^l| of the step just taken (before clipping): each layer's coefficient
+    jobs' sum(g^2), added in job order."""
+    cdef Py_ssize_t l, job
+    cdef double squares
+    for l in range(g.n_layers):
+        squares = 0.0
+        for job in range(work.n_jobs):
+            if work.job_layer[job] == l and work.job_hi[job] >= 0:
+                squares = squares + work.grad_partial[job]
+        sums[l] += sqrt(squares)
 
 
 cdef inline double batch_step(const Geometry *g, floating *theta, floating *grad,

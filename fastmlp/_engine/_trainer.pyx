@@ -40,7 +40,8 @@ from fastmlp._engine._openmp cimport (
 )
 from fastmlp._engine._rows cimport Rows, gather_rows
 from fastmlp._engine._schedule cimport (
-    MIN_WEIGHT_ROWS, Step, Work, batch_step, block_start, finish_all, n_blocks, sum_partials,
+    MIN_WEIGHT_ROWS, Step, Work, add_layer_norms, batch_step, block_start, finish_all, n_blocks,
+    sum_partials,
 )
 
 OPENMP_ENABLED = bool(FASTMLP_HAVE_OPENMP)
@@ -53,7 +54,9 @@ OPTIM_SPEC = np.dtype([
     ("weight_decay", np.float64), ("beta_1", np.float64), ("beta_2", np.float64),
     ("rho", np.float64), ("momentum", np.float64), ("nesterov", np.intc),
     ("lr_decay", np.float64), ("momentum_decay", np.float64), ("centered", np.intc),
-    ("amsgrad", np.intc), ("decoupled_weight_decay", np.intc), ("t", np.longlong),
+    ("amsgrad", np.intc), ("decoupled_weight_decay", np.intc), ("lr_power", np.float64),
+    ("l1", np.float64), ("l2", np.float64), ("l2_shrinkage", np.float64),
+    ("ftrl_beta", np.float64), ("t", np.longlong),
     ("mu_product", np.float64), ("c0", np.float64), ("c1", np.float64), ("c2", np.float64),
     ("c3", np.float64),
 ], align=True)
@@ -188,19 +191,23 @@ cdef class Trainer:
     def epoch(self, floating[::1] theta, floating[::1] grad, floating[::1] state_1,
               floating[::1] state_2, X, const floating[:, ::1] Y,
               const floating[::1] sample_weight, const Py_ssize_t[::1] order,
-              Py_ssize_t batch_size, fm_optim[::1] spec, int n_threads, state_3=None):
+              Py_ssize_t batch_size, fm_optim[::1] spec, int n_threads, state_3=None,
+              grad_norms=None):
         """One epoch of mini-batch training: batches are order[0:b], order[b:2b], ... (or the
         consecutive rows of X when order is empty). X is a C-contiguous array or a CSR matrix.
         Returns sum over batches of batch loss x batch length, as scikit-learn accumulates it.
         spec (one OPTIM_SPEC record) is the solver; its t (and NAdam's mu_product) advance with
         every step taken, also when Ctrl-C stops the epoch. state_3 is the third state vector
-        of the solvers that have one."""
+        of the solvers that have one. grad_norms (float64, one per layer), if given, receives
+        the sum over the epoch's steps of each layer's |dLoss/dW| before clipping."""
         cdef Geometry *g = &self.network.g
         cdef floating[::1] acts = self.acts
         cdef floating[::1] deltas = self.deltas
         cdef floating[::1] gathered = self.gathered
         cdef floating[::1] third_state
         cdef floating *state_3_ptr = NULL
+        cdef double[::1] norm_sums
+        cdef double *norm_sums_ptr = NULL
         cdef Work work = self._work(acts, deltas, gathered)
         cdef Interrupt interrupt
         cdef Rows rows
@@ -219,6 +226,11 @@ cdef class Trainer:
         if state_3 is not None and len(state_3) > 0:
             third_state = state_3
             state_3_ptr = &third_state[0]
+        if grad_norms is not None:
+            norm_sums = grad_norms
+            if norm_sums.shape[0] != g.n_layers:
+                raise ValueError("grad_norms must have one element per layer")
+            norm_sums_ptr = &norm_sums[0]
         set_input(&rows, X, &theta[0])
         rows.Y = &Y[0, 0]
         rows.w = &sample_weight[0] if weighted else NULL
@@ -241,6 +253,8 @@ cdef class Trainer:
                                         state_3_ptr, &step, False, &rows, &work, n_threads)
                 if interrupt.raised:
                     break
+                if norm_sums_ptr != NULL:
+                    add_layer_norms(g, &work, norm_sums_ptr)
                 batch_loss = (batch_loss / step.divisor
                               + 0.5 * g.alpha * sum_partials(work.partial, work.n_jobs)
                               / step.divisor)
