@@ -83,3 +83,55 @@ def plot_training(estimator, ax=None):
         ax.legend(loc="upper right")
     ax.grid(True, alpha=0.3)
     return ax
+
+
+def plot_gradient_norms(estimator, ax=None):
+    """Plot each layer's gradient norm per epoch (``gradient_norms_``), on a log scale.
+
+    A deep network of saturating units (logistic, tanh) shows the vanishing gradient of the
+    lectures: every layer multiplies the delta by σ' (≤ 1/4 for the logistic), so the first
+    layers' lines sit orders of magnitude below the last's and their weights barely move.
+
+    Parameters
+    ----------
+    estimator : fitted fastmlp MLPClassifier or MLPRegressor, or a Pipeline ending in one
+        Fitted with a stochastic solver (L-BFGS records no per-step gradients).
+    ax : matplotlib Axes, default=None
+        Where to draw; None draws on a new figure.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+    """
+    steps = getattr(estimator, "steps", None)
+    if steps:  # a Pipeline: its last step is the perceptron
+        estimator = steps[-1][1]
+    check_is_fitted(estimator)
+    norms = getattr(estimator, "gradient_norms_", None)
+    if norms is None:
+        raise ValueError(
+            f"{type(estimator).__name__} has no gradient_norms_ to plot: they are recorded by "
+            f"the stochastic solvers, not by solver={getattr(estimator, 'solver', None)!r}."
+        )
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError(
+            "plot_gradient_norms needs matplotlib: pip install 'fastmlp[plot]'"
+        ) from exc
+
+    if ax is None:
+        _, ax = plt.subplots()
+    epochs = range(1, norms.shape[0] + 1)
+    colors = plt.get_cmap("viridis")
+    for layer in range(norms.shape[1]):
+        ax.plot(epochs, norms[:, layer], label=f"layer {layer + 1}",
+                color=colors(layer / max(1, norms.shape[1] - 1)))
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean |dLoss/dW| per step")
+    ax.set_title(f"{type(estimator).__name__} ({estimator.activation}, {estimator.solver}): "
+                 f"gradient norm per layer")
+    ax.legend(loc="best", fontsize="small", ncol=2)
+    ax.grid(True, which="both", alpha=0.3)
+    return ax
