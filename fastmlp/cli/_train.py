@@ -11,7 +11,12 @@ someone's file) is checked before training starts, not after; the model is writt
 Defaults for the tables people bring, small and unscaled:
 - The features are standardised inside the saved model — a scikit-learn Pipeline of
   StandardScaler and the perceptron — so raw columns of any range train well and `predict`
-  scales new rows the same way (`--no-scale` saves the bare estimator).
+  scales new rows the same way (`--no-scale` saves the bare estimator). A regressor also
+  trains on the standardised target, then its output layer is rescaled (W·sd, b·sd + mean; the
+  output is the identity, so this is exact up to rounding) to predict in the target's units:
+  the saved model stays a plain Pipeline that predicts and exports like any other, and a target
+  in the hundreds no longer needs thousands of steps to reach its scale (diabetes: held-out R²
+  -1.4 with scaled features alone). Its reported loss is the standardised target's.
 - Early stopping scores a hold-out each epoch; on a hold-out of fewer than MIN_HOLD_OUT rows
   that score moves in steps of several points and plateaus by chance, stopping training long
   before the model fits (iris: 15 rows, stopped at 0.64 training accuracy). Unless the user
@@ -160,10 +165,27 @@ def _poor_fit(model, estimator, score, y, args):
     return f"poor fit: {verdict}; try {', '.join(tries)}"
 
 
+def _fit_standardised_target(model, estimator, X, y):
+    """Fit the regressor on (y - mean) / sd, then rescale its output layer (see Design)."""
+    import numpy as np
+
+    y = np.asarray(y, dtype=np.float64)
+    mean, sd = y.mean(axis=0), y.std(axis=0)
+    sd = np.where(sd > 0, sd, 1.0)
+    model.fit(X, (y - mean) / sd)
+    weights, bias = estimator.coefs_[-1], estimator.intercepts_[-1]  # views into the weights
+    weights[...] = weights * sd
+    bias[...] = bias * sd + mean
+
+
 def _summary(model, estimator, seconds, X, y):
+    from sklearn.pipeline import Pipeline
+
     steps = "iterations" if estimator.solver == "lbfgs" else "epochs"
     text = f"trained: {estimator.n_iter_} {steps}"
     text += f" in {seconds:.2f} s; final training loss {estimator.loss_:.5g}"
+    if isinstance(model, Pipeline) and not hasattr(estimator, "classes_"):
+        text += " (of the standardised target)"
     scores = getattr(estimator, "validation_scores_", None)
     name = "accuracy" if hasattr(estimator, "classes_") else "R²"
     if scores:
@@ -229,7 +251,10 @@ def train(args):
         warnings.simplefilter("always")
         start = time.perf_counter()
         try:
-            model.fit(X, y)
+            if args.no_scale or task != "regression":
+                model.fit(X, y)
+            else:
+                _fit_standardised_target(model, estimator, X, y)
         except ValueError as exc:
             raise UsageError(f"{args.data}: cannot train on it: {first_line(exc)}") from None
         seconds = time.perf_counter() - start
