@@ -131,7 +131,8 @@ def test_an_interrupted_prediction_file_leaves_the_old_one(data, model, tmp_path
 
 
 def test_a_pickle_is_loaded_only_when_trusted(data, model, tmp_path, capsys):
-    for command in (["predict", model, data / "digits.csv"], ["export", model, tmp_path / "m.onnx"]):
+    for command in (["predict", model, data / "digits.csv"],
+                    ["export", model, tmp_path / "m.onnx"]):
         status, _, err = run(capsys, *command)
         one_line_error(status, err, "runs any code it holds", "--trust-pickle", ".skops")
     assert not (tmp_path / "m.onnx").exists()
