@@ -12,7 +12,11 @@ for bad options; never a traceback. Results go to stdout, progress and notes to 
 `fastmlp predict m.joblib x.csv > out.csv` works. Heavy imports (pandas, matplotlib, skl2onnx)
 happen inside the command that needs them, and what a command will need at its end (matplotlib
 for --plot, skops for a .skops file, a writable directory) is checked before training starts,
-not after.
+not after. No command writes over its inputs, and every file is written atomically (_files).
+
+The same option has the same spelling in every command: `--epochs` (with scikit-learn's
+`--max-iter` as an alias), `--hidden` as comma-separated widths or several words
+(`--hidden 256,128` or `--hidden 256 128`), `--sep` and `--no-header` for tables.
 """
 
 import argparse
@@ -45,13 +49,40 @@ def bench(argv):
 # -- the parser --------------------------------------------------------------------------------------
 
 def _layer_sizes(text):
-    try:
-        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    try:  # every part a width: "10,,5" is a typo, not two layers
+        sizes = tuple(int(part) for part in text.split(","))
     except ValueError:
         sizes = ()
     if not sizes or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a list of layer widths like 256,128")
     return sizes
+
+
+class _Widths(argparse.Action):
+    """--hidden 256,128 or --hidden 256 128 (or both forms mixed): one tuple of widths."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, tuple(w for part in values for w in part))
+
+
+def _add_network_options(p):
+    p.add_argument("--hidden", type=_layer_sizes, nargs="+", action=_Widths, default=(100,),
+                   metavar="WIDTHS", help="hidden layer widths, e.g. 256,128 (default: 100)")
+    p.add_argument("--epochs", "--max-iter", dest="epochs", type=_positive(int), default=200,
+                   metavar="N", help="most epochs (iterations for lbfgs), default 200; "
+                   "--max-iter is the same option")
+
+
+def _add_table_options(p):
+    p.add_argument("--sep", metavar="CHAR",
+                   help="the CSV file's separator (default ',', a tab for .tsv), e.g. ';'")
+    p.add_argument("--no-header", action="store_true",
+                   help="the CSV file's first line is data: columns are numbered, and the "
+                   "target is a column index (default: the last column)")
+
+
+TRUST_PICKLE_HELP = ("load a joblib/pickle model: loading one runs any code it holds, so only "
+                     "for files you trust (.skops models need no such trust)")
 
 
 def _fraction(text):
@@ -86,9 +117,7 @@ def _parser():
     p = commands.add_parser("demo", help="train on scikit-learn's digits, beside scikit-learn",
                             description=demo.__doc__)
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    p.add_argument("--hidden", type=_layer_sizes, nargs="+", default=[(100,)],
-                   help="hidden layer widths, e.g. 256,128 (default: 100)")
-    p.add_argument("--max-iter", type=int, default=200)
+    _add_network_options(p)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=demo)
 
@@ -96,29 +125,37 @@ def _parser():
         "train", help="train on a CSV, Parquet, NPZ or NPY file and save the model",
         description="Train a perceptron on DATA and save it to MODEL. Classification or "
         "regression is read from the target's values (--task to choose). A progress line per "
-        "epoch goes to stderr.")
+        "epoch goes to stderr. The features are standardised inside the saved model.",
+        epilog="Save models as NAME.skops (pip install 'fastmlp[skops]'): such a file loads "
+        "without running code. Any other name is a joblib file, a pickle, which `predict` loads "
+        "only with --trust-pickle.")
     p.add_argument("data", metavar="DATA",
                    help="a .csv/.tsv, .parquet, .npz (arrays X and y) or .npy (target last) file")
     p.add_argument("--target", metavar="COLUMN",
                    help="the column to predict (several: a,b); for .npz the target array's name "
                    "(default y), for .npy its column index (default -1)")
     p.add_argument("--out", metavar="MODEL", required=True,
-                   help="where to save the model: joblib, or skops' format if it ends in .skops")
+                   help="where to save the model: NAME.skops (recommended: skops' format, loads "
+                   "without running code), or joblib's format (a pickle) for any other name")
+    p.add_argument("--force", action="store_true",
+                   help="replace MODEL even if it exists and is not a fastmlp model")
+    _add_table_options(p)
     p.add_argument("--task", choices=["classification", "regression"])
-    p.add_argument("--hidden", type=_layer_sizes, default=(100,), metavar="WIDTHS",
-                   help="hidden layer widths, e.g. 256,128 (default: 100)")
+    _add_network_options(p)
     p.add_argument("--activation", default="relu",
                    choices=sorted(constraints["activation"][0].options))
     p.add_argument("--solver", default="adam", choices=sorted(constraints["solver"][0].options))
-    p.add_argument("--epochs", type=_positive(int), default=200, metavar="N",
-                   help="most epochs (iterations for lbfgs), default 200")
+    p.add_argument("--no-scale", action="store_true",
+                   help="use the features as they are (default: standardise them inside the "
+                   "saved model, which predict then applies to new rows)")
     p.add_argument("--batch-size", type=_positive(int), metavar="B",
                    help="mini-batch size (default: min(200, rows))")
     p.add_argument("--learning-rate", type=_positive(float), default=0.001, metavar="LR")
     p.add_argument("--alpha", type=float, default=0.0001, help="L2 penalty (default 0.0001)")
-    p.add_argument("--validation-fraction", type=_fraction, default=0.1, metavar="F",
+    p.add_argument("--validation-fraction", type=_fraction, metavar="F",
                    help="rows held out to score each epoch and stop when the score stops "
-                   "improving (default 0.1; 0 trains on all rows until the loss settles)")
+                   "improving (default 0.1, or none when that is under 100 rows; 0 trains on "
+                   "all rows until the loss settles)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                    help="float32 (default) trains faster; float64 matches scikit-learn's results")
     p.add_argument("--plot", metavar="PNG", help="draw the loss and validation curves to PNG")
@@ -134,6 +171,8 @@ def _parser():
     p.add_argument("--out", metavar="FILE",
                    help="a .csv (default: to stdout), .npy or .npz file")
     p.add_argument("--proba", action="store_true", help="add the class probabilities")
+    p.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP)
+    _add_table_options(p)
     p.set_defaults(run=predict)
 
     p = commands.add_parser("export", help="export a saved model to ONNX",
@@ -142,6 +181,7 @@ def _parser():
     p.add_argument("model", metavar="MODEL")
     p.add_argument("onnx", metavar="OUT.onnx")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP)
     p.set_defaults(run=export)
 
     commands.add_parser("bench", add_help=False,

@@ -18,8 +18,8 @@ def demo(args):
     X = (X / 16.0).astype(np.dtype(args.dtype))
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0,
                                                         stratify=y)
-    params = dict(hidden_layer_sizes=tuple(w for part in args.hidden for w in part),
-                  max_iter=args.max_iter, random_state=args.seed)
+    params = dict(hidden_layer_sizes=tuple(args.hidden),
+                  max_iter=args.epochs, random_state=args.seed)
     print(f"digits: {X_train.shape[0]} training and {X_test.shape[0]} held-out images of "
           f"{X.shape[1]} pixels, {args.dtype}; MLPClassifier({params})")
     results = {}
