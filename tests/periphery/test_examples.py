@@ -27,3 +27,14 @@ def test_vanishing_gradients_never_overwrites_a_file(tmp_path):
          "--plot", str(existing)], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode != 0 and "exists" in result.stderr
     assert existing.read_bytes() == b"not ours"
+
+
+def test_fastmlp_demo_vanishing_runs_the_same_experiment(tmp_path, capsys):
+    from fastmlp.cli import main
+    assert main(["demo", "--vanishing", "--hidden", "16,16,16,16,16,16", "--epochs", "5",
+                 "--plot", str(tmp_path / "norms.png")]) == 0
+    rows = {line[:28].strip(): line[28:].split() for line in capsys.readouterr().out.splitlines()}
+    assert float(rows["logistic"][1]) < 1e-2 < float(rows["relu"][1])
+    assert (tmp_path / "norms.png").stat().st_size > 10_000
+    existing = tmp_path / "norms.png"
+    assert main(["demo", "--vanishing", "--epochs", "1", "--plot", str(existing)]) == 2
