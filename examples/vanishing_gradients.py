@@ -8,7 +8,8 @@ most 1/4, so after eight layers the first layer's gradient is orders of magnitud
 the last's (`gradient_norms_` records each layer's |dLoss/dW| per epoch). ReLU's derivative is 1
 where a unit is active, so the product does not shrink layer after layer. Clipping the gradient's
 norm (max_grad_norm) is the cure for the opposite problem, exploding gradients: it is run here to
-show that it does not help a vanishing one.
+show that it does not help a vanishing one. `fastmlp demo --vanishing` runs the same experiment
+(fastmlp/cli/_demo.py); this file is the script a user would write, kept standalone.
 """
 import argparse
 import os
