@@ -21,6 +21,13 @@ What the estimators use is re-exported here; everything else is internal to the 
     _blas.pxd, _kernels.pxd, _openmp.pxd   shims: scipy's BLAS, csrc/'s kernels, OpenMP
     _testing.pyx          the kernels one by one on numpy arrays, for the tests only
 
+A new layer kind: see _layers.pxd. A new solver (ftrl was added this way): its loop and its case
+in csrc/optimizers.c (fm_optim_begin_step for its per-step scalars, fm_optim_step for the loop);
+its hyper-parameters as fields of fm_optim in csrc/fastmlp_kernels.h, mirrored in _kernels.pxd
+and in _trainer.pyx's OPTIM_SPEC (Cython checks the record against the struct at every epoch);
+its name in vocabulary.pyx; its Python class in fastmlp/_stochastic_optimizers.py; and a test
+against the written-out formula (tests/estimator/).
+
 Only the .pyx files are compiled modules; the .pxd units are inlined into the one that uses
 them (_trainer), so the hot path is one translation unit, as it was when it was one file. The
 C kernels (csrc/) are one static library linked into each compiled module.
