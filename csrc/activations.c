@@ -19,11 +19,8 @@
  * branch-free fm_ndtr rather than libm's erfc, so that the loop vectorises (gelu costs 1.6x relu
  * in a 256-wide fit with libm's scalar erfc; see README.md for the measurement with fm_ndtr).
  *
- * Maxout (Goodfellow et al. 2013) is not element-wise: the layer's GEMM produces k pieces per
- * unit, stored unit by unit (column j k + p is piece p of unit j), forward keeps the winning
- * piece's index, and backward routes each unit's delta to that piece. The expansion from
- * rows x cols to rows x (cols k) is done in place, from the last element down, so the engine
- * needs no second delta buffer for it.
+ * Maxout and dropout are not element-wise activations; they have files of their own (maxout.c,
+ * dropout.c).
  *
  * This file includes itself once per dtype: the body below `#else` is compiled with REAL = float
  * (suffix _f) and REAL = double (suffix _d).
@@ -31,30 +28,6 @@
 #ifndef REAL
 #include "fastmlp_kernels.h"
 #include "fm_math.h"
-
-/* SplitMix64's output function (Steele, Lea & Flood 2014): a bijection of 64-bit integers with
- * full avalanche. Output i of the SplitMix64 stream seeded with s is fm_mix64(s + i * gamma). */
-#define FM_GAMMA 0x9E3779B97F4A7C15ULL
-static inline unsigned long long fm_mix64(unsigned long long z)
-{
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-/* Dropout draws its bits from a counter-based generator: the key is the SplitMix64 output of
- * (seed, step), the counter is sample * stride + unit, and a unit is dropped when the top 53 bits
- * of the counter's output fall below p 2^53. No state, no per-thread stream: the mask of a unit is
- * the same whichever thread computes it, and backward recomputes it instead of storing it. */
-static inline long long fm_dropout_bits(unsigned long long key, unsigned long long counter)
-{
-    return (long long)(fm_mix64(key + counter * FM_GAMMA) >> 11);
-}
-
-unsigned long long fm_dropout_key(unsigned long long seed, long long step)
-{
-    return fm_mix64(seed + (unsigned long long)(step + 1) * FM_GAMMA);
-}
 
 int fm_activation_needs_preactivation(int activation, const fm_activation_params *params)
 {
@@ -330,79 +303,6 @@ void SFX(fm_activation_backward)(REAL *delta, const REAL *a, const REAL *z, ptrd
         break;
     }
     }
-}
-
-FASTMLP_CLONES
-void SFX(fm_maxout_forward)(REAL *a, int *argmax, const REAL *z, const REAL *b, ptrdiff_t rows,
-                            ptrdiff_t cols, ptrdiff_t pieces)
-{
-    for (ptrdiff_t r = 0; r < rows; r++) {
-        const REAL *z_row = z + r * cols * pieces;
-        REAL *a_row = a + r * cols;
-        int *arg_row = argmax ? argmax + r * cols : NULL;
-        for (ptrdiff_t j = 0; j < cols; j++) {
-            const REAL *zj = z_row + j * pieces;
-            const REAL *bj = b + j * pieces;
-            REAL best = zj[0] + bj[0];
-            int best_p = 0;
-            for (ptrdiff_t p = 1; p < pieces; p++) {
-                REAL v = zj[p] + bj[p];
-                if (v > best) {
-                    best = v;
-                    best_p = (int)p;
-                }
-            }
-            a_row[j] = best;
-            if (arg_row)
-                arg_row[j] = best_p;
-        }
-    }
-}
-
-FASTMLP_CLONES
-void SFX(fm_maxout_backward)(REAL *delta, const int *argmax, ptrdiff_t rows, ptrdiff_t cols,
-                             ptrdiff_t pieces)
-{
-    /* Element s = r cols + j moves to s pieces + argmax >= s: going down from the last element,
-     * every write lands on an element already read. */
-    for (ptrdiff_t s = rows * cols - 1; s >= 0; s--) {
-        REAL d = delta[s];
-        REAL *out = delta + s * pieces;
-        for (ptrdiff_t p = 0; p < pieces; p++)
-            out[p] = 0;
-        out[argmax[s]] = d;
-    }
-}
-
-FASTMLP_CLONES
-void SFX(fm_dropout_forward)(REAL *out, const REAL *in, ptrdiff_t rows, ptrdiff_t cols,
-                             unsigned long long key, const ptrdiff_t *sample_ids,
-                             ptrdiff_t first_sample, ptrdiff_t stride, ptrdiff_t offset,
-                             long long threshold, double scale)
-{
-    const REAL keep_scale = (REAL)scale;
-    for (ptrdiff_t r = 0; r < rows; r++) {
-        ptrdiff_t sample = sample_ids ? sample_ids[r] : first_sample + r;
-        unsigned long long base = (unsigned long long)sample * (unsigned long long)stride
-                                  + (unsigned long long)offset;
-        const REAL *in_row = in + r * cols;
-        REAL *out_row = out + r * cols;
-        FM_SIMD
-        for (ptrdiff_t j = 0; j < cols; j++) {
-            int keep = fm_dropout_bits(key, base + (unsigned long long)j) >= threshold;
-            out_row[j] = keep ? in_row[j] * keep_scale : (REAL)0;
-        }
-    }
-}
-
-FASTMLP_CLONES
-void SFX(fm_dropout_backward)(REAL *delta, ptrdiff_t rows, ptrdiff_t cols,
-                              unsigned long long key, const ptrdiff_t *sample_ids,
-                              ptrdiff_t first_sample, ptrdiff_t stride, ptrdiff_t offset,
-                              long long threshold, double scale)
-{
-    SFX(fm_dropout_forward)(delta, delta, rows, cols, key, sample_ids, first_sample, stride,
-                            offset, threshold, scale);
 }
 
 FASTMLP_CLONES
