@@ -1,4 +1,5 @@
-/* Activations: forward (fused with the bias add that follows each GEMM) and backward.
+/* Element-wise activations, one section per kind: forward (fused with the bias add that follows
+ * each GEMM) and, right below it, its derivative.
  *
  * Design
  * ------
@@ -7,8 +8,17 @@
  * logistic' = a (1 - a), tanh' = 1 - a^2, leaky_relu' = [a > 0] + slope [a <= 0],
  * elu' = [a > 0] + (a + alpha) [a <= 0] — so no pre-activation buffer is kept for them. gelu,
  * silu, mish and softplus cannot be inverted in closed form: for them the forward pass also
- * stores z (the engine then keeps one z buffer per hidden layer) and backward reads it. The switch
- * on the activation sits outside the loops so that each loop is a plain vectorisable pass.
+ * stores z (the engine then keeps one z buffer per hidden layer) and backward reads it.
+ *
+ * Each kind is a pair of FM_INLINE functions, <kind>_forward_row (one row: row = act(row + b))
+ * and <kind>_backward (delta *= act' over n elements), side by side so that a derivative is read
+ * against the function it differentiates, and a new kind is a new section plus a case in each
+ * switch. The two exported kernels at the end only switch between them; the switch sits outside
+ * the loops so that each loop is a plain vectorisable pass, and always_inline puts every loop into
+ * each FASTMLP_CLONES version of the kernel (an out-of-line helper would run the baseline
+ * instruction set only). Forward switches once per row, because softmax and the kinds that store
+ * z work a row at a time. softmax and exp are output activations only: their derivative is fused
+ * with the loss (losses.c), so they have no _backward here; identity' = 1 has none either.
  *
  * The new activations follow torch.nn.functional's definitions and defaults, and its derivative
  * formulas (gelu' = Phi(z) + z phi(z), silu' = s (1 + z (1 - s)), mish' = t + z s (1 - t^2),
@@ -19,11 +29,8 @@
  * branch-free fm_ndtr rather than libm's erfc, so that the loop vectorises (gelu costs 1.6x relu
  * in a 256-wide fit with libm's scalar erfc; see README.md for the measurement with fm_ndtr).
  *
- * Maxout (Goodfellow et al. 2013) is not element-wise: the layer's GEMM produces k pieces per
- * unit, stored unit by unit (column j k + p is piece p of unit j), forward keeps the winning
- * piece's index, and backward routes each unit's delta to that piece. The expansion from
- * rows x cols to rows x (cols k) is done in place, from the last element down, so the engine
- * needs no second delta buffer for it.
+ * Maxout and dropout are not element-wise activations; they have files of their own (maxout.c,
+ * dropout.c).
  *
  * This file includes itself once per dtype: the body below `#else` is compiled with REAL = float
  * (suffix _f) and REAL = double (suffix _d).
@@ -32,30 +39,7 @@
 #include "fastmlp_kernels.h"
 #include "fm_math.h"
 
-/* SplitMix64's output function (Steele, Lea & Flood 2014): a bijection of 64-bit integers with
- * full avalanche. Output i of the SplitMix64 stream seeded with s is fm_mix64(s + i * gamma). */
-#define FM_GAMMA 0x9E3779B97F4A7C15ULL
-static inline unsigned long long fm_mix64(unsigned long long z)
-{
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-/* Dropout draws its bits from a counter-based generator: the key is the SplitMix64 output of
- * (seed, step), the counter is sample * stride + unit, and a unit is dropped when the top 53 bits
- * of the counter's output fall below p 2^53. No state, no per-thread stream: the mask of a unit is
- * the same whichever thread computes it, and backward recomputes it instead of storing it. */
-static inline long long fm_dropout_bits(unsigned long long key, unsigned long long counter)
-{
-    return (long long)(fm_mix64(key + counter * FM_GAMMA) >> 11);
-}
-
-unsigned long long fm_dropout_key(unsigned long long seed, long long step)
-{
-    return fm_mix64(seed + (unsigned long long)(step + 1) * FM_GAMMA);
-}
-
+/* Must agree with the _backward functions below: 1 exactly where the one used reads z. */
 int fm_activation_needs_preactivation(int activation, const fm_activation_params *params)
 {
     switch (activation) {
@@ -100,55 +84,98 @@ int fm_activation_needs_preactivation(int activation, const fm_activation_params
 
 #else
 
-/* Softmax of one row in place, as scikit-learn writes it: exp(z - max) / sum. */
-FM_INLINE void SFX(softmax_row)(REAL *a, ptrdiff_t cols)
+/* ---- identity: the bias add alone (identity' = 1: backward leaves delta as it is) ---------- */
+
+FM_INLINE void SFX(identity_forward_row)(REAL *row, const REAL *b, ptrdiff_t cols)
 {
-    REAL row_max = a[0];
+    FM_SIMD
+    for (ptrdiff_t j = 0; j < cols; j++)
+        row[j] += b[j];
+}
+
+/* ---- logistic ------------------------------------------------------------------------------ */
+
+FM_INLINE void SFX(logistic_forward_row)(REAL *row, const REAL *b, ptrdiff_t cols)
+{
+    FM_SIMD
+    for (ptrdiff_t j = 0; j < cols; j++)
+        row[j] = (REAL)1 / ((REAL)1 + EXP(-(row[j] + b[j])));
+}
+
+FM_INLINE void SFX(logistic_backward)(REAL *delta, const REAL *a, ptrdiff_t n)
+{
+    /* scikit-learn multiplies by a, then by (1 - a): keep its rounding. */
+    FM_SIMD
+    for (ptrdiff_t i = 0; i < n; i++)
+        delta[i] = (delta[i] * a[i]) * ((REAL)1 - a[i]);
+}
+
+/* ---- tanh ---------------------------------------------------------------------------------- */
+
+FM_INLINE void SFX(tanh_forward_row)(REAL *row, const REAL *b, ptrdiff_t cols)
+{
+    FM_SIMD
+    for (ptrdiff_t j = 0; j < cols; j++)
+        row[j] = TANH(row[j] + b[j]);
+}
+
+FM_INLINE void SFX(tanh_backward)(REAL *delta, const REAL *a, ptrdiff_t n)
+{
+    FM_SIMD
+    for (ptrdiff_t i = 0; i < n; i++)
+        delta[i] *= (REAL)1 - a[i] * a[i];
+}
+
+/* ---- relu ---------------------------------------------------------------------------------- */
+
+FM_INLINE void SFX(relu_forward_row)(REAL *row, const REAL *b, ptrdiff_t cols)
+{
+    FM_SIMD
+    for (ptrdiff_t j = 0; j < cols; j++) {
+        REAL z = row[j] + b[j];
+        row[j] = z < 0 ? 0 : z; /* like np.maximum, lets a NaN through */
+    }
+}
+
+FM_INLINE void SFX(relu_backward)(REAL *delta, const REAL *a, ptrdiff_t n)
+{
+    FM_SIMD
+    for (ptrdiff_t i = 0; i < n; i++)
+        delta[i] = a[i] == 0 ? 0 : delta[i];
+}
+
+/* ---- softmax (output layer only) ----------------------------------------------------------- */
+
+/* As scikit-learn writes it, exp(z - max) / sum. */
+FM_INLINE void SFX(softmax_forward_row)(REAL *row, const REAL *b, ptrdiff_t cols)
+{
+    SFX(identity_forward_row)(row, b, cols);
+    REAL row_max = row[0];
     for (ptrdiff_t j = 1; j < cols; j++)
-        row_max = a[j] > row_max ? a[j] : row_max;
+        row_max = row[j] > row_max ? row[j] : row_max;
     REAL total = 0;
     FM_SIMD_SUM(total)
     for (ptrdiff_t j = 0; j < cols; j++) {
-        a[j] = EXP(a[j] - row_max);
-        total += a[j];
+        row[j] = EXP(row[j] - row_max);
+        total += row[j];
     }
     FM_SIMD
     for (ptrdiff_t j = 0; j < cols; j++)
-        a[j] /= total;
+        row[j] /= total;
 }
 
-/* mish's tanh(softplus(z)) = n / (n + 2), n = e^z (e^z + 2); 1 past z = 20, where it rounds to 1
- * in both dtypes and n would overflow. 1 - t^2 = 4 (n + 1) / (n + 2)^2 is formed likewise. */
-FM_INLINE REAL SFX(mish_n)(REAL z)
+/* ---- exp (output layer only: the Poisson log link) ----------------------------------------- */
+
+FM_INLINE void SFX(exp_forward_row)(REAL *row, const REAL *b, ptrdiff_t cols)
 {
-    REAL e = EXP(z > (REAL)20 ? (REAL)20 : z);
-    return e * (e + (REAL)2);
+    FM_SIMD
+    for (ptrdiff_t j = 0; j < cols; j++)
+        row[j] = EXP(row[j] + b[j]);
 }
 
-FM_INLINE REAL SFX(mish)(REAL z)
-{
-    REAL n = SFX(mish_n)(z);
-    return z * (z > (REAL)20 ? (REAL)1 : n / (n + (REAL)2));
-}
-
-/* gelu(z) = z Phi(z), Phi(z) = erfc(-z / sqrt 2) / 2: torch's z (1 + erf(z / sqrt 2)) / 2 without
- * its cancellation for negative z. */
-FM_INLINE REAL SFX(gelu)(REAL z)
-{
-    REAL density;
-    return z * NDTR(z, &density);
-}
-
-/* softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^-|x|), no overflow and no cancellation. */
-FM_INLINE REAL SFX(softplus_unit)(REAL x)
-{
-    REAL ax = x < 0 ? -x : x;
-    return (x > 0 ? x : (REAL)0) + LOG1P_UNIT(EXP(-ax));
-}
-
-/* One row of the activations added beside scikit-learn's: row = act(row + b), and z_row = row + b
- * when z_row is not NULL. The loop is written twice (with and without the store of z) so that
- * neither has a branch inside. */
+/* The activations added beside scikit-learn's store z = row + b as well when z_row is not NULL.
+ * Their row loop is written twice (with and without the store of z) so that neither has a branch
+ * inside. */
 #define FM_ROW_LOOP(expression)                                                                   \
     do {                                                                                          \
         if (z_row) {                                                                              \
@@ -167,37 +194,156 @@ FM_INLINE REAL SFX(softplus_unit)(REAL x)
         }                                                                                         \
     } while (0)
 
-FM_INLINE void SFX(activation_row)(REAL *row, REAL *z_row, const REAL *b, ptrdiff_t cols,
-                                int activation, const fm_activation_params *params)
+/* ---- leaky_relu ---------------------------------------------------------------------------- */
+
+FM_INLINE void SFX(leaky_relu_forward_row)(REAL *row, REAL *z_row, const REAL *b, ptrdiff_t cols,
+                                           const fm_activation_params *params)
 {
-    switch (activation) {
-    case FM_LEAKY_RELU: {
-        const REAL slope = (REAL)params->negative_slope;
-        FM_ROW_LOOP(z > 0 ? z : z * slope);
-        break;
-    }
-    case FM_ELU: {
-        const REAL alpha = (REAL)params->elu_alpha;
-        FM_ROW_LOOP(z > 0 ? z : EXPM1(z) * alpha);
-        break;
-    }
-    case FM_GELU:
-        FM_ROW_LOOP(SFX(gelu)(z));
-        break;
-    case FM_SILU:
-        FM_ROW_LOOP(z / ((REAL)1 + EXP(-z)));
-        break;
-    case FM_MISH:
-        FM_ROW_LOOP(SFX(mish)(z));
-        break;
-    case FM_SOFTPLUS: {
-        const REAL beta = (REAL)params->softplus_beta;
-        const REAL threshold = (REAL)params->softplus_threshold;
-        FM_ROW_LOOP(z * beta > threshold ? z : SFX(softplus_unit)(z * beta) / beta);
-        break;
-    }
+    const REAL slope = (REAL)params->negative_slope;
+    FM_ROW_LOOP(z > 0 ? z : z * slope);
+}
+
+FM_INLINE void SFX(leaky_relu_backward)(REAL *delta, const REAL *a, const REAL *z, ptrdiff_t n,
+                                        const fm_activation_params *params)
+{
+    /* torch: z > 0 ? 1 : slope (so slope at 0). With slope >= 0, a > 0 exactly when z > 0. */
+    const REAL slope = (REAL)params->negative_slope;
+    const REAL *s = z ? z : a;
+    FM_SIMD
+    for (ptrdiff_t i = 0; i < n; i++)
+        delta[i] *= s[i] > 0 ? (REAL)1 : slope;
+}
+
+/* ---- elu ----------------------------------------------------------------------------------- */
+
+FM_INLINE void SFX(elu_forward_row)(REAL *row, REAL *z_row, const REAL *b, ptrdiff_t cols,
+                                    const fm_activation_params *params)
+{
+    const REAL alpha = (REAL)params->elu_alpha;
+    FM_ROW_LOOP(z > 0 ? z : EXPM1(z) * alpha);
+}
+
+FM_INLINE void SFX(elu_backward)(REAL *delta, const REAL *a, const REAL *z, ptrdiff_t n,
+                                 const fm_activation_params *params)
+{
+    /* z <= 0: alpha e^z = a + alpha (torch's backward from the result); from z if alpha < 0. */
+    const REAL alpha = (REAL)params->elu_alpha;
+    if (z) {
+        FM_SIMD
+        for (ptrdiff_t i = 0; i < n; i++)
+            delta[i] *= z[i] > 0 ? (REAL)1 : alpha * EXP(z[i]);
+    } else {
+        FM_SIMD
+        for (ptrdiff_t i = 0; i < n; i++)
+            delta[i] *= a[i] > 0 ? (REAL)1 : a[i] + alpha;
     }
 }
+
+/* ---- gelu ---------------------------------------------------------------------------------- */
+
+/* gelu(z) = z Phi(z), Phi(z) = erfc(-z / sqrt 2) / 2: torch's z (1 + erf(z / sqrt 2)) / 2 without
+ * its cancellation for negative z. */
+FM_INLINE REAL SFX(gelu)(REAL z)
+{
+    REAL density;
+    return z * NDTR(z, &density);
+}
+
+FM_INLINE void SFX(gelu_forward_row)(REAL *row, REAL *z_row, const REAL *b, ptrdiff_t cols)
+{
+    FM_ROW_LOOP(SFX(gelu)(z));
+}
+
+FM_INLINE void SFX(gelu_backward)(REAL *delta, const REAL *z, ptrdiff_t n)
+{
+    /* Phi(z) + z phi(z) */
+    FM_SIMD
+    for (ptrdiff_t i = 0; i < n; i++) {
+        REAL density, cdf = NDTR(z[i], &density);
+        delta[i] *= cdf + z[i] * density;
+    }
+}
+
+/* ---- silu ---------------------------------------------------------------------------------- */
+
+FM_INLINE void SFX(silu_forward_row)(REAL *row, REAL *z_row, const REAL *b, ptrdiff_t cols)
+{
+    FM_ROW_LOOP(z / ((REAL)1 + EXP(-z)));
+}
+
+FM_INLINE void SFX(silu_backward)(REAL *delta, const REAL *z, ptrdiff_t n)
+{
+    FM_SIMD
+    for (ptrdiff_t i = 0; i < n; i++) {
+        REAL s = (REAL)1 / ((REAL)1 + EXP(-z[i]));
+        delta[i] *= s * ((REAL)1 + z[i] * ((REAL)1 - s));
+    }
+}
+
+/* ---- mish ---------------------------------------------------------------------------------- */
+
+/* mish's tanh(softplus(z)) = n / (n + 2), n = e^z (e^z + 2); 1 past z = 20, where it rounds to 1
+ * in both dtypes and n would overflow. 1 - t^2 = 4 (n + 1) / (n + 2)^2 is formed likewise. */
+FM_INLINE REAL SFX(mish_n)(REAL z)
+{
+    REAL e = EXP(z > (REAL)20 ? (REAL)20 : z);
+    return e * (e + (REAL)2);
+}
+
+FM_INLINE REAL SFX(mish)(REAL z)
+{
+    REAL n = SFX(mish_n)(z);
+    return z * (z > (REAL)20 ? (REAL)1 : n / (n + (REAL)2));
+}
+
+FM_INLINE void SFX(mish_forward_row)(REAL *row, REAL *z_row, const REAL *b, ptrdiff_t cols)
+{
+    FM_ROW_LOOP(SFX(mish)(z));
+}
+
+FM_INLINE void SFX(mish_backward)(REAL *delta, const REAL *z, ptrdiff_t n)
+{
+    FM_SIMD
+    for (ptrdiff_t i = 0; i < n; i++) {
+        REAL x = z[i];
+        REAL m = SFX(mish_n)(x), d = m + (REAL)2;
+        REAL t = x > (REAL)20 ? (REAL)1 : m / d;
+        REAL one_minus_t2 = x > (REAL)20 ? (REAL)0 : (REAL)4 * (m + (REAL)1) / (d * d);
+        REAL s = (REAL)1 / ((REAL)1 + EXP(-x));
+        delta[i] *= t + x * s * one_minus_t2;
+    }
+}
+
+/* ---- softplus ------------------------------------------------------------------------------ */
+
+/* softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^-|x|), no overflow and no cancellation. */
+FM_INLINE REAL SFX(softplus_unit)(REAL x)
+{
+    REAL ax = x < 0 ? -x : x;
+    return (x > 0 ? x : (REAL)0) + LOG1P_UNIT(EXP(-ax));
+}
+
+FM_INLINE void SFX(softplus_forward_row)(REAL *row, REAL *z_row, const REAL *b, ptrdiff_t cols,
+                                         const fm_activation_params *params)
+{
+    const REAL beta = (REAL)params->softplus_beta;
+    const REAL threshold = (REAL)params->softplus_threshold;
+    FM_ROW_LOOP(z * beta > threshold ? z : SFX(softplus_unit)(z * beta) / beta);
+}
+
+FM_INLINE void SFX(softplus_backward)(REAL *delta, const REAL *z, ptrdiff_t n,
+                                      const fm_activation_params *params)
+{
+    const REAL beta = (REAL)params->softplus_beta;
+    const REAL threshold = (REAL)params->softplus_threshold;
+    FM_SIMD
+    for (ptrdiff_t i = 0; i < n; i++) {
+        REAL bz = z[i] * beta;
+        delta[i] *= bz > threshold ? (REAL)1 : (REAL)1 / ((REAL)1 + EXP(-bz));
+    }
+}
+
+/* ---- the exported kernels: a switch between the kinds -------------------------------------- */
 
 FASTMLP_CLONES
 void SFX(fm_bias_activation_forward)(REAL *a, REAL *z, const REAL *b, ptrdiff_t rows,
@@ -206,42 +352,44 @@ void SFX(fm_bias_activation_forward)(REAL *a, REAL *z, const REAL *b, ptrdiff_t 
 {
     for (ptrdiff_t r = 0; r < rows; r++) {
         REAL *row = a + r * cols;
+        /* z is kept only for the kinds that need it (fm_activation_needs_preactivation) */
+        REAL *z_row = z ? z + r * cols : NULL;
         switch (activation) {
         case FM_IDENTITY:
-            FM_SIMD
-            for (ptrdiff_t j = 0; j < cols; j++)
-                row[j] += b[j];
+            SFX(identity_forward_row)(row, b, cols);
             break;
         case FM_LOGISTIC:
-            FM_SIMD
-            for (ptrdiff_t j = 0; j < cols; j++)
-                row[j] = (REAL)1 / ((REAL)1 + EXP(-(row[j] + b[j])));
+            SFX(logistic_forward_row)(row, b, cols);
             break;
         case FM_TANH:
-            FM_SIMD
-            for (ptrdiff_t j = 0; j < cols; j++)
-                row[j] = TANH(row[j] + b[j]);
+            SFX(tanh_forward_row)(row, b, cols);
             break;
         case FM_RELU:
-            FM_SIMD
-            for (ptrdiff_t j = 0; j < cols; j++) {
-                REAL z = row[j] + b[j];
-                row[j] = z < 0 ? 0 : z; /* like np.maximum, lets a NaN through */
-            }
+            SFX(relu_forward_row)(row, b, cols);
             break;
         case FM_SOFTMAX:
-            FM_SIMD
-            for (ptrdiff_t j = 0; j < cols; j++)
-                row[j] += b[j];
-            SFX(softmax_row)(row, cols);
+            SFX(softmax_forward_row)(row, b, cols);
             break;
         case FM_EXP:
-            FM_SIMD
-            for (ptrdiff_t j = 0; j < cols; j++)
-                row[j] = EXP(row[j] + b[j]);
+            SFX(exp_forward_row)(row, b, cols);
             break;
-        default: /* z is kept only for these (fm_activation_needs_preactivation) */
-            SFX(activation_row)(row, z ? z + r * cols : NULL, b, cols, activation, params);
+        case FM_LEAKY_RELU:
+            SFX(leaky_relu_forward_row)(row, z_row, b, cols, params);
+            break;
+        case FM_ELU:
+            SFX(elu_forward_row)(row, z_row, b, cols, params);
+            break;
+        case FM_GELU:
+            SFX(gelu_forward_row)(row, z_row, b, cols);
+            break;
+        case FM_SILU:
+            SFX(silu_forward_row)(row, z_row, b, cols);
+            break;
+        case FM_MISH:
+            SFX(mish_forward_row)(row, z_row, b, cols);
+            break;
+        case FM_SOFTPLUS:
+            SFX(softplus_forward_row)(row, z_row, b, cols, params);
             break;
         }
     }
@@ -252,158 +400,37 @@ void SFX(fm_activation_backward)(REAL *delta, const REAL *a, const REAL *z, ptrd
                                  int activation, const fm_activation_params *params)
 {
     switch (activation) {
-    case FM_IDENTITY:
-        break;
     case FM_LOGISTIC:
-        /* scikit-learn multiplies by a, then by (1 - a): keep its rounding. */
-        FM_SIMD
-        for (ptrdiff_t i = 0; i < n; i++)
-            delta[i] = (delta[i] * a[i]) * ((REAL)1 - a[i]);
+        SFX(logistic_backward)(delta, a, n);
         break;
     case FM_TANH:
-        FM_SIMD
-        for (ptrdiff_t i = 0; i < n; i++)
-            delta[i] *= (REAL)1 - a[i] * a[i];
+        SFX(tanh_backward)(delta, a, n);
         break;
     case FM_RELU:
-        FM_SIMD
-        for (ptrdiff_t i = 0; i < n; i++)
-            delta[i] = a[i] == 0 ? 0 : delta[i];
+        SFX(relu_backward)(delta, a, n);
         break;
-    case FM_LEAKY_RELU: {
-        /* torch: z > 0 ? 1 : slope (so slope at 0). With slope >= 0, a > 0 exactly when z > 0. */
-        const REAL slope = (REAL)params->negative_slope;
-        const REAL *s = z ? z : a;
-        FM_SIMD
-        for (ptrdiff_t i = 0; i < n; i++)
-            delta[i] *= s[i] > 0 ? (REAL)1 : slope;
+    case FM_LEAKY_RELU:
+        SFX(leaky_relu_backward)(delta, a, z, n, params);
         break;
-    }
-    case FM_ELU: {
-        /* z <= 0: alpha e^z = a + alpha (torch's backward from the result); from z if alpha < 0. */
-        const REAL alpha = (REAL)params->elu_alpha;
-        if (z) {
-            FM_SIMD
-            for (ptrdiff_t i = 0; i < n; i++)
-                delta[i] *= z[i] > 0 ? (REAL)1 : alpha * EXP(z[i]);
-        } else {
-            FM_SIMD
-            for (ptrdiff_t i = 0; i < n; i++)
-                delta[i] *= a[i] > 0 ? (REAL)1 : a[i] + alpha;
-        }
+    case FM_ELU:
+        SFX(elu_backward)(delta, a, z, n, params);
         break;
-    }
     case FM_GELU:
-        /* Phi(z) + z phi(z) */
-        FM_SIMD
-        for (ptrdiff_t i = 0; i < n; i++) {
-            REAL density, cdf = NDTR(z[i], &density);
-            delta[i] *= cdf + z[i] * density;
-        }
+        SFX(gelu_backward)(delta, z, n);
         break;
     case FM_SILU:
-        FM_SIMD
-        for (ptrdiff_t i = 0; i < n; i++) {
-            REAL s = (REAL)1 / ((REAL)1 + EXP(-z[i]));
-            delta[i] *= s * ((REAL)1 + z[i] * ((REAL)1 - s));
-        }
+        SFX(silu_backward)(delta, z, n);
         break;
     case FM_MISH:
-        FM_SIMD
-        for (ptrdiff_t i = 0; i < n; i++) {
-            REAL x = z[i];
-            REAL m = SFX(mish_n)(x), d = m + (REAL)2;
-            REAL t = x > (REAL)20 ? (REAL)1 : m / d;
-            REAL one_minus_t2 = x > (REAL)20 ? (REAL)0 : (REAL)4 * (m + (REAL)1) / (d * d);
-            REAL s = (REAL)1 / ((REAL)1 + EXP(-x));
-            delta[i] *= t + x * s * one_minus_t2;
-        }
+        SFX(mish_backward)(delta, z, n);
         break;
-    case FM_SOFTPLUS: {
-        const REAL beta = (REAL)params->softplus_beta;
-        const REAL threshold = (REAL)params->softplus_threshold;
-        FM_SIMD
-        for (ptrdiff_t i = 0; i < n; i++) {
-            REAL bz = z[i] * beta;
-            delta[i] *= bz > threshold ? (REAL)1 : (REAL)1 / ((REAL)1 + EXP(-bz));
-        }
+    case FM_SOFTPLUS:
+        SFX(softplus_backward)(delta, z, n, params);
         break;
     }
-    }
 }
 
-FASTMLP_CLONES
-void SFX(fm_maxout_forward)(REAL *a, int *argmax, const REAL *z, const REAL *b, ptrdiff_t rows,
-                            ptrdiff_t cols, ptrdiff_t pieces)
-{
-    for (ptrdiff_t r = 0; r < rows; r++) {
-        const REAL *z_row = z + r * cols * pieces;
-        REAL *a_row = a + r * cols;
-        int *arg_row = argmax ? argmax + r * cols : NULL;
-        for (ptrdiff_t j = 0; j < cols; j++) {
-            const REAL *zj = z_row + j * pieces;
-            const REAL *bj = b + j * pieces;
-            REAL best = zj[0] + bj[0];
-            int best_p = 0;
-            for (ptrdiff_t p = 1; p < pieces; p++) {
-                REAL v = zj[p] + bj[p];
-                if (v > best) {
-                    best = v;
-                    best_p = (int)p;
-                }
-            }
-            a_row[j] = best;
-            if (arg_row)
-                arg_row[j] = best_p;
-        }
-    }
-}
-
-FASTMLP_CLONES
-void SFX(fm_maxout_backward)(REAL *delta, const int *argmax, ptrdiff_t rows, ptrdiff_t cols,
-                             ptrdiff_t pieces)
-{
-    /* Element s = r cols + j moves to s pieces + argmax >= s: going down from the last element,
-     * every write lands on an element already read. */
-    for (ptrdiff_t s = rows * cols - 1; s >= 0; s--) {
-        REAL d = delta[s];
-        REAL *out = delta + s * pieces;
-        for (ptrdiff_t p = 0; p < pieces; p++)
-            out[p] = 0;
-        out[argmax[s]] = d;
-    }
-}
-
-FASTMLP_CLONES
-void SFX(fm_dropout_forward)(REAL *out, const REAL *in, ptrdiff_t rows, ptrdiff_t cols,
-                             unsigned long long key, const ptrdiff_t *sample_ids,
-                             ptrdiff_t first_sample, ptrdiff_t stride, ptrdiff_t offset,
-                             long long threshold, double scale)
-{
-    const REAL keep_scale = (REAL)scale;
-    for (ptrdiff_t r = 0; r < rows; r++) {
-        ptrdiff_t sample = sample_ids ? sample_ids[r] : first_sample + r;
-        unsigned long long base = (unsigned long long)sample * (unsigned long long)stride
-                                  + (unsigned long long)offset;
-        const REAL *in_row = in + r * cols;
-        REAL *out_row = out + r * cols;
-        FM_SIMD
-        for (ptrdiff_t j = 0; j < cols; j++) {
-            int keep = fm_dropout_bits(key, base + (unsigned long long)j) >= threshold;
-            out_row[j] = keep ? in_row[j] * keep_scale : (REAL)0;
-        }
-    }
-}
-
-FASTMLP_CLONES
-void SFX(fm_dropout_backward)(REAL *delta, ptrdiff_t rows, ptrdiff_t cols,
-                              unsigned long long key, const ptrdiff_t *sample_ids,
-                              ptrdiff_t first_sample, ptrdiff_t stride, ptrdiff_t offset,
-                              long long threshold, double scale)
-{
-    SFX(fm_dropout_forward)(delta, delta, rows, cols, key, sample_ids, first_sample, stride,
-                            offset, threshold, scale);
-}
+/* ---- fm_math.h's vectorised functions as array kernels, for the kernel tests --------------- */
 
 FASTMLP_CLONES
 void SFX(fm_exp_array)(REAL *out, const REAL *x, ptrdiff_t n)

@@ -15,10 +15,10 @@
  * an FMA that numpy would not use. With these, a float64 fit can be compared with scikit-learn's to
  * the last few bits.
  *
- * What scikit-learn does not have (csrc/activations.c's new activations, maxout and dropout; the
- * torch.optim solvers of csrc/optimizers.c; the losses added to csrc/losses.c) follows PyTorch's
- * definitions, defaults and order of operations instead, so that a fit can be compared with the
- * same steps in torch.
+ * What scikit-learn does not have (csrc/activations.c's new activations, csrc/maxout.c,
+ * csrc/dropout.c; the torch.optim solvers of csrc/optimizers.c; the losses added to csrc/losses.c)
+ * follows PyTorch's definitions, defaults and order of operations instead, so that a fit can be
+ * compared with the same steps in torch.
  *
  * Hot kernels are compiled for several instruction sets at once (FASTMLP_CLONES: GCC's function
  * multi-versioning, picked at load time by the CPU), so the default build stays portable and still
