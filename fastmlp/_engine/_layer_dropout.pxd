@@ -5,7 +5,7 @@
 # ------
 # The kept, rescaled outputs go to a buffer of their own (`dropped`, laid out as the
 # activations) that the next layer reads, so the activations stay intact for act'. The mask is a
-# hash of (seed, step, sample, unit) (csrc/activations.c), recomputed in backward rather than
+# hash of (seed, step, sample, unit) (csrc/dropout.c), recomputed in backward rather than
 # stored, and the same whichever thread computes it, so a fit does not depend on the thread
 # count. Unit j of hidden layer l of sample s is counter s n_hidden + act_prefix[l] + j: every
 # hidden unit of every sample has its own.
