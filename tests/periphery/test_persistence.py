@@ -136,8 +136,13 @@ def test_skops_refuses_fastmlp_types_unless_trusted(tmp_path):
     sio = pytest.importorskip("skops.io")
     model, _, _ = fitted()
     sio.dump(model, tmp_path / "model.skops")
-    with pytest.raises(Exception, match="Untrusted types found"):
+    from skops.io.exceptions import UntrustedTypesFoundException
+    with pytest.raises(UntrustedTypesFoundException, match="Untrusted types found") as refused:
         sio.load(tmp_path / "model.skops")
+    # fastmlp's own types are the ones refused, nothing else
+    untrusted = sio.get_untrusted_types(file=tmp_path / "model.skops")
+    assert untrusted and all(name.startswith("fastmlp.") for name in untrusted)
+    assert all(name in str(refused.value) for name in untrusted)
 
 
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
