@@ -35,6 +35,51 @@ def test_one_and_two_threads_give_bitwise_equal_weights(dtype, solver):
         batch_size=256)
 
 
+
+# Every option the engine computes in its own code path (an optimizer's update, an activation's
+# forward and backward, a loss's delta, the sparse product), fitted once per process: one Python
+# on one thread, one on two. A list of (estimator, parameters, sparse X?).
+OPTIONS_ON_THREADS = """
+import ast, hashlib, sys, warnings
+import numpy as np
+import scipy.sparse as sp
+from sklearn.datasets import load_digits
+import fastmlp
+from fastmlp._runtime import effective_n_threads
+warnings.simplefilter("ignore")
+X, y = load_digits(return_X_y=True)
+X = X / 16.0
+print(effective_n_threads())
+for dtype in ("float32", "float64"):
+    for name, params, sparse in ast.literal_eval(sys.argv[1]):
+        Xd = X.astype(dtype)
+        est = getattr(fastmlp, name)(hidden_layer_sizes=(64, 32), random_state=0, max_iter=2,
+                                     batch_size=256, **params)
+        est.fit(sp.csr_matrix(Xd) if sparse else Xd, y if name == "MLPClassifier" else y / 9.0)
+        print(dtype, name, params, sparse, hashlib.sha256(est._theta.tobytes()).hexdigest())
+"""
+
+OPTIONS = (
+    [("MLPClassifier", dict(solver=solver), False) for solver in ("adagrad", "adadelta", "adamax")]
+    + [("MLPClassifier", dict(activation=activation), False)
+       for activation in ("gelu", "silu", "mish", "softplus", "elu")]
+    + [("MLPRegressor", dict(loss="huber"), False),
+       ("MLPRegressor", dict(loss="absolute_error"), False),
+       ("MLPClassifier", dict(loss="squared_error"), False)]
+    + [("MLPClassifier", dict(solver=solver), True) for solver in ("adam", "lbfgs")]
+)
+
+
+def test_every_solver_activation_loss_and_sparse_x_is_bitwise_equal_on_one_and_two_threads():
+    outputs = {}
+    for threads in (1, 2):
+        out = run_python(OPTIONS_ON_THREADS, repr(OPTIONS), omp_threads=threads).splitlines()
+        assert out[0] == str(threads)  # two runs of one thread would prove nothing
+        outputs[threads] = out[1:]
+    assert len(outputs[1]) == 2 * len(OPTIONS)
+    for one, two in zip(outputs[1], outputs[2]):
+        assert one == two
+
 DETERMINISM = """
 import hashlib, sys, warnings
 import numpy as np

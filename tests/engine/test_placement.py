@@ -8,6 +8,8 @@ import pytest
 from fastmlp import _engine as E
 from fastmlp._engine import _testing as K
 
+from _helpers import run_python
+
 linux_with_two_cpus = pytest.mark.skipif(
     not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
     reason="needs Linux and at least two usable CPUs")
@@ -57,6 +59,44 @@ def test_a_thread_elsewhere_stays_and_a_single_cpu_mask_is_respected():
     assert in_fresh_thread(pinned) == (first, {first})
 
 
+@linux_with_two_cpus
 def test_unknown_cpu_is_ignored():
-    K.leave_cpu(-1)
-    assert K.current_cpu() >= -1
+    first, second = sorted(os.sched_getaffinity(0))[:2]
+
+    def run():
+        os.sched_setaffinity(0, {first})
+        os.sched_setaffinity(0, {first, second})
+        K.leave_cpu(-1)  # no CPU to leave: the thread stays where it is
+        K.leave_cpu(1 << 20)  # past any CPU set: ignored too
+        return K.current_cpu(), os.sched_getaffinity(0)
+
+    assert in_fresh_thread(run) == (first, {first, second})
+
+
+def test_current_cpu_is_one_the_thread_may_run_on():
+    cpu = K.current_cpu()
+    if sys.platform.startswith("linux"):
+        assert cpu in os.sched_getaffinity(0)
+    else:
+        assert cpu == -1
+
+
+# FASTMLP_NO_SPREAD is read once per process, so the switched-off engine runs in its own Python.
+STAYS_WHEN_TOLD = """
+import os, sys
+from fastmlp._engine import _testing as K
+first, second = sorted(os.sched_getaffinity(0))[:2]
+os.sched_setaffinity(0, {first})
+os.sched_setaffinity(0, {first, second})
+K.leave_cpu(first)
+print(K.current_cpu() == first, os.sched_getaffinity(0) == {first, second})
+"""
+
+
+@linux_with_two_cpus
+@pytest.mark.parametrize("no_spread, stays", [("1", True), (None, False)])
+def test_fastmlp_no_spread_turns_the_move_off(no_spread, stays):
+    env = {k: v for k, v in os.environ.items() if k != "FASTMLP_NO_SPREAD"}
+    if no_spread is not None:
+        env["FASTMLP_NO_SPREAD"] = no_spread
+    assert run_python(STAYS_WHEN_TOLD, env=env).split() == [str(stays), "True"]

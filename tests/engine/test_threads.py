@@ -1,6 +1,10 @@
 """Threads: the GIL is released while the engine trains and predicts; one model predicts from many
 threads at once, and two models train at once, bitwise as alone; BLAS is held to one thread
 inside the engine's parallel work (overlapping limits, worker threads) and given back after."""
+import os
+import re
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -110,17 +114,23 @@ def test_overlapping_blas_limits_keep_blas_single_threaded_until_the_last_ends()
 def test_blas_is_held_to_one_thread_in_worker_threads_too():
     # threadpoolctl ignores limits set from any thread but its "controlling" one; a fit in a
     # worker thread must still run with single-threaded BLAS (else it rounds differently).
+    # Seven threads, three at a time inside; each is waited for with a deadline, so that a
+    # thread that dies leaves fewer records and one that hangs is reported, not waited for.
     seen = []
+    inside_together = threading.Semaphore(3)
 
     def inside():
-        with _runtime.single_threaded_blas():
+        with inside_together, _runtime.single_threaded_blas():
             seen.append(blas_threads())
 
-    threading.Thread(target=inside).start()
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        list(pool.map(lambda _: inside(), range(6)))
-    while len(seen) < 7:
-        time.sleep(0.01)
+    threads = [threading.Thread(target=inside, daemon=True) for _ in range(7)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 60
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    assert not any(thread.is_alive() for thread in threads), "a thread hangs in the BLAS limit"
+    assert len(seen) == 7, "a thread failed inside the BLAS limit"
     assert all(set(threads) <= {1} for threads in seen)
 
 
@@ -138,3 +148,35 @@ def test_concurrent_fits_and_predictions_restore_blas_threads():
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(work, range(8)))
     assert blas_threads() == original
+
+
+# libgomp reads GOMP_SPINCOUNT once, when it is loaded, and prints what it read when
+# OMP_DISPLAY_ENV=verbose. scikit-learn's own libgomp is loaded first, so that what is printed
+# between the two marks is the engine's libgomp alone.
+SPIN_COUNT_AT_LOAD = """
+import os, subprocess, sys
+import sklearn.neural_network, sklearn.utils._openmp_helpers
+os.write(2, b"engine loads\\n")
+import fastmlp
+os.write(2, b"engine loaded\\n")
+print(os.environ.get("GOMP_SPINCOUNT"))
+print(subprocess.run([sys.executable, "-c", "import os; print(os.environ.get('GOMP_SPINCOUNT'))"],
+                     capture_output=True, text=True, check=True).stdout.strip())
+"""
+
+
+@pytest.mark.skipif(not _runtime.OPENMP_ENABLED, reason="a serial build has no libgomp")
+@pytest.mark.parametrize("users_value", [None, "7"])
+def test_the_engine_loads_with_a_short_spin_count_unless_the_user_set_one(users_value):
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    env["OMP_DISPLAY_ENV"] = "verbose"
+    if users_value is not None:
+        env["GOMP_SPINCOUNT"] = users_value
+    done = subprocess.run([sys.executable, "-c", SPIN_COUNT_AT_LOAD], env=env,
+                          capture_output=True, text=True, check=True)
+    at_load = done.stderr.split("engine loads\n")[1].split("engine loaded\n")[0]
+    if "OPENMP DISPLAY ENVIRONMENT" not in at_load:
+        pytest.skip("the engine shares a libgomp loaded before it")
+    assert re.findall(r"GOMP_SPINCOUNT = '(\d+)'", at_load) == [users_value or "2000"]
+    # The shortened count was set for the load alone: Python and its children see the user's.
+    assert done.stdout.split("\n")[:2] == [str(users_value), str(users_value)]

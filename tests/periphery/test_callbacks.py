@@ -25,11 +25,13 @@ SOLVERS = {"adam": dict(solver="adam"), "sgd": dict(solver="sgd", learning_rate_
 
 
 class Recorder:
-    """Records every hook call: (hook, task_name, task_id, max_subtasks, depth); stops the fit
-    at the end of iteration `stop_at` (1-based) when given."""
+    """Records every hook call: (hook, task_name, task_id, max_subtasks, depth), and the weights
+    at the end of each epoch; stops the fit at the end of iteration `stop_at` (1-based) when
+    given."""
 
     def __init__(self, stop_at=None):
         self.calls = []
+        self.epoch_weights = []
         self.stop_at = stop_at
 
     def setup(self, estimator, context):
@@ -44,6 +46,8 @@ class Recorder:
 
     def on_fit_task_end(self, estimator, context, *, X=None, y=None, metadata=None):
         self.calls.append(("end", context.task_name, context.task_id, context.max_subtasks))
+        if context.task_name == "epoch":
+            self.epoch_weights.append(estimator._theta.copy())
         return (self.stop_at is not None and context.parent is not None and X is not None
                 and context.task_id + 1 == self.stop_at)
 
@@ -125,10 +129,18 @@ def test_a_callback_stops_training(solver):
 
 def test_stop_with_early_stopping_keeps_the_best_weights():
     X, y = digits(300)
-    clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=50, early_stopping=True,
-                        random_state=0).set_callbacks(Recorder(stop_at=4)).fit(X, y)
+    recorder = Recorder(stop_at=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # a requested stop is no failure
+        clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=50, early_stopping=True,
+                            random_state=0).set_callbacks(recorder).fit(X, y)
     assert clf.n_iter_ == 4 and len(clf.validation_scores_) == 4
-    assert clf.score(X, y) >= 0  # the restored weights predict
+    # the weights are those of the best epoch (the first of equals), not the last one's
+    best = int(np.argmax(clf.validation_scores_))
+    assert best < 3, "no restore to check: the last epoch was the best"
+    assert len(recorder.epoch_weights) == 4
+    np.testing.assert_array_equal(clf._theta, recorder.epoch_weights[best])
+    assert clf.best_validation_score_ == clf.validation_scores_[best]
 
 
 def test_scoring_monitor_scores_each_epoch_with_that_epochs_weights():
