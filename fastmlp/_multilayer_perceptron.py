@@ -107,6 +107,18 @@ def _check_optimize_result(result, max_iter):
     return n_iter
 
 
+def _check_layer_sizes(sizes):
+    """Refuse a size that is no integer as scikit-learn's MLP does: it fails where numpy draws
+    the initial weights (RandomState's size argument) or, under warm_start and partial_fit,
+    allocates the gradients, with numpy's TypeError."""
+    from operator import index  # (local: the module's import block is version-specific)
+
+    for size in sizes:
+        if isinstance(size, (bool, np.bool_)):
+            raise TypeError("an integer is required")
+        index(size)  # "'float' object cannot be interpreted as an integer", as numpy says
+
+
 class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
     """Base class for MLP classification and regression (not for direct use)."""
 
@@ -457,13 +469,24 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         layer_units = [X.shape[1]] + hidden_layer_sizes + [self.n_outputs_]
 
         self._random_state = check_random_state(self.random_state)
+        _check_layer_sizes(hidden_layer_sizes)
         if first_pass:
             self._initialize(y, layer_units, dtype)
-        elif layer_units != self._layer_units:
+        elif layer_units[-1] != self._layer_units[-1]:
             raise ValueError(
-                f"The network's layer sizes {layer_units} differ from the fitted ones "
-                f"{self._layer_units}; hidden_layer_sizes and the number of outputs cannot "
-                "change with warm_start or partial_fit."
+                f"y has {layer_units[-1]} outputs where the model was fitted with "
+                f"{self._layer_units[-1]}; the number of outputs cannot change with warm_start "
+                "or partial_fit."
+            )
+        elif layer_units[1:-1] != self._layer_units[1:-1]:
+            # scikit-learn goes on training the fitted layers, silently (or, given another
+            # number of layers, fails with an AttributeError); fastmlp goes on training them
+            # and says so: the continued fit is the one the fitted sizes give.
+            warnings.warn(
+                f"hidden_layer_sizes={self.hidden_layer_sizes!r} is ignored: warm_start and "
+                f"partial_fit continue the fitted network, of hidden layer sizes "
+                f"{tuple(self._layer_units[1:-1])}. Fit with warm_start=False for a new one.",
+                UserWarning,
             )
         elif self.activation == "maxout" and self.maxout_pieces != self._maxout_pieces:
             raise ValueError(

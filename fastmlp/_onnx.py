@@ -8,7 +8,15 @@ gives multi-output regression one column, and probabilities of a two-label multi
 if the problem were binary. The converter here writes the network the way fastmlp's engine runs
 it — per layer MatMul, Add of the bias, the activation; the output activation last — in the
 input's float type (float32 input gives a float32 graph, float64 a float64 one), then the heads
-of `predict_proba` and `predict`:
+of `predict_proba` and `predict`. Every activation of the engine's vocabulary converts (the
+table `_ACTIVATIONS` is held to it by the tests): each is written with the comparisons and the
+formula of csrc/activations.c, so that onnxruntime differs from the engine only by the rounding
+of exp/log and of MatMul's sums. They are built from elementary operators (Where, Exp, Log, Div,
+...), not from ONNX's LeakyRelu, Elu, Softplus, Erf, Mish or Gelu: onnxruntime implements those
+in float only, so a float64 graph made of them would not load; and gelu's normal CDF is the
+engine's erfc series (no cancellation for negative z), not 1 + Erf. Maxout is Reshape to
+(n, units, k) and ReduceMax over k (its axes an input from opset 18, an attribute before).
+The heads:
 
 - multiclass: softmax probabilities; the label is the class at their ArgMax (first on ties, as
   numpy's argmax);
@@ -32,10 +40,6 @@ import numbers
 import numpy as np
 
 from fastmlp._multilayer_perceptron import MLPClassifier, MLPRegressor
-
-# ONNX operator for each activation name the estimators use (None: the identity, no node).
-_ACTIVATIONS = {"identity": None, "relu": "Relu", "tanh": "Tanh", "logistic": "Sigmoid",
-                "softmax": "Softmax", "exp": "Exp"}
 
 _registered = False
 
@@ -146,35 +150,149 @@ def _regressor_shapes(operator):
 def _forward(scope, operator, container):
     """Nodes of the forward pass; returns the name of the output layer's activations."""
     model = operator.raw_operator
+    model._network()  # raises, as predict would, if the activation no longer fits the weights
     _, proto, dtype = _float_types(operator)
-    current = scope.get_unique_variable_name("input")
-    container.add_node("Cast", operator.inputs[0].full_name, current, to=proto,
-                       name=scope.get_unique_operator_name("Cast"))
+    nodes = _Nodes(scope, container, proto, dtype)
+    current = nodes.op("Cast", operator.inputs[0].full_name, to=proto)
     n_layers = len(model.coefs_)
     for i, (coef, intercept) in enumerate(zip(model.coefs_, model.intercepts_)):
-        activation = model.activation if i < n_layers - 1 else model.out_activation_
+        hidden = i < n_layers - 1
+        activation = model.activation if hidden else model.out_activation_
         if activation not in _ACTIVATIONS:
             raise NotImplementedError(
                 f"ONNX export does not know activation {activation!r} yet "
                 f"(known: {sorted(_ACTIVATIONS)})"
             )
-        W = scope.get_unique_variable_name("coefficient")
-        b = scope.get_unique_variable_name("intercept")
-        container.add_initializer(W, proto, list(coef.shape), coef.astype(dtype).ravel())
-        container.add_initializer(b, proto, [len(intercept)], intercept.astype(dtype))
-        product = scope.get_unique_variable_name("product")
-        container.add_node("MatMul", [current, W], product,
-                           name=scope.get_unique_operator_name("MatMul"))
-        current = scope.get_unique_variable_name("preactivation")
-        container.add_node("Add", [product, b], current, name=scope.get_unique_operator_name("Add"))
-        op_type = _ACTIVATIONS[activation]
-        if op_type is not None:
-            activated = scope.get_unique_variable_name(activation)
-            attrs = {"axis": 1} if op_type == "Softmax" else {}
-            container.add_node(op_type, current, activated,
-                               name=scope.get_unique_operator_name(op_type), **attrs)
-            current = activated
+        z = nodes.op("Add", [nodes.op("MatMul", [current, nodes.constant(coef)]),
+                             nodes.constant(intercept)])
+        if activation == "maxout":
+            current = _maxout(nodes, z, coef.shape[1] // model._maxout_pieces,
+                              model._maxout_pieces)
+        else:
+            current = _ACTIVATIONS[activation](nodes, z, model)
     return current
+
+
+class _Nodes:
+    """Adds nodes and constants (in the graph's float type) under unique names."""
+
+    def __init__(self, scope, container, proto, dtype):
+        self.scope, self.container, self.proto, self.dtype = scope, container, proto, dtype
+
+    def op(self, op_type, inputs, **attrs):
+        output = self.scope.get_unique_variable_name(op_type.lower())
+        self.container.add_node(op_type, inputs, output,
+                                name=self.scope.get_unique_operator_name(op_type), **attrs)
+        return output
+
+    def constant(self, value, dtype=None):
+        from skl2onnx.proto import onnx_proto
+
+        value = np.asarray(value, dtype=dtype or self.dtype)
+        proto = onnx_proto.TensorProto.INT64 if value.dtype == np.int64 else self.proto
+        name = self.scope.get_unique_variable_name("constant")
+        self.container.add_initializer(name, proto, list(value.shape), value.ravel())
+        return name
+
+    def where_positive(self, z, threshold, if_above, otherwise):
+        """z > threshold ? if_above : otherwise, element-wise (the engine's comparison)."""
+        above = self.op("Greater", [z, self.constant(threshold)])
+        return self.op("Where", [above, if_above, otherwise])
+
+
+# Each activation as nodes, written as csrc/activations.c writes it (the same comparisons and
+# the same formula, so that only exp, log and the summation order of the products can round
+# differently), from operators onnxruntime implements in float and double alike: its CPU
+# provider has LeakyRelu, Elu, Softplus, Erf, Mish and Gelu in float only, so a float64 graph
+# built from them would not load.
+
+def _leaky_relu(nodes, z, model):  # z > 0 ? z : slope z
+    return nodes.where_positive(z, 0, z, nodes.op("Mul", [z, nodes.constant(model.negative_slope)]))
+
+
+def _elu(nodes, z, model):  # z > 0 ? z : alpha (e^z - 1)   (the engine's expm1: same to 1 ulp of 1)
+    expm1 = nodes.op("Sub", [nodes.op("Exp", z), nodes.constant(1)])
+    return nodes.where_positive(z, 0, z, nodes.op("Mul", [expm1, nodes.constant(model.elu_alpha)]))
+
+
+def _silu(nodes, z, model):  # z / (1 + e^-z)
+    return nodes.op("Div", [z, nodes.op("Add", [nodes.constant(1),
+                                                nodes.op("Exp", nodes.op("Neg", z))])])
+
+
+def _mish(nodes, z, model):
+    # z tanh(softplus(z)) = z n / (n + 2), n = e^z (e^z + 2); z past 20, where it rounds to z.
+    e = nodes.op("Exp", nodes.op("Min", [z, nodes.constant(20)]))
+    n = nodes.op("Mul", [e, nodes.op("Add", [e, nodes.constant(2)])])
+    t = nodes.op("Div", [n, nodes.op("Add", [n, nodes.constant(2)])])
+    return nodes.op("Mul", [z, nodes.where_positive(z, 20, nodes.constant(1), t)])
+
+
+def _softplus(nodes, z, model):
+    # beta z > threshold ? z : (max(x, 0) + log(1 + e^-|x|)) / beta with x = beta z, which
+    # neither overflows nor cancels (ONNX has no log1p: log(1 + u) is off by at most an ulp of 1).
+    x = nodes.op("Mul", [z, nodes.constant(model.softplus_beta)])
+    log_term = nodes.op("Log", nodes.op("Add", [
+        nodes.constant(1), nodes.op("Exp", nodes.op("Neg", nodes.op("Abs", x)))]))
+    unit = nodes.op("Add", [nodes.op("Max", [x, nodes.constant(0)]), log_term])
+    scaled = nodes.op("Div", [unit, nodes.constant(model.softplus_beta)])
+    return nodes.where_positive(x, model.softplus_threshold, z, scaled)
+
+
+# csrc/fm_math.h's Chebyshev series for the normal CDF (fm_ndtr_d, float64 coefficients):
+# 1/2 erfc(u) = 1/2 e^(-u^2) f(y) / (1 + 2u), y = (u - 3) / (u + 3), u = |z| / sqrt 2.
+_NDTR_SERIES = (
+    1.2530080582697296, -0.13562110612458117, -0.0475622943534492, 0.1296451587027594,
+    -0.11927366341538638, 0.0683080273440099, -0.02377051491717134, 0.0025293918156939696,
+    0.0018886903449991718, -0.0007798322696543306, -0.00010515971958448065, 0.0001250993424583729,
+    4.949196649968345e-06, -2.0100542268525612e-05, -7.308281468783614e-07, 3.472370944977168e-06,
+    3.5576086684080595e-07, -6.166011460398726e-07, -1.4047654315428462e-07,
+    1.0183620603842736e-07, 4.1064013667940355e-08, -1.3312919661038687e-08,
+    -8.217595058711455e-09, 9.862533510345587e-10, 8.393734858690877e-10,
+)
+
+
+def _gelu(nodes, z, model):
+    # z Phi(z) with Phi from erfc, as the engine computes it: 1 + erf(z / sqrt 2) would cancel
+    # to nothing for negative z, and onnxruntime has no double Erf.
+    u = nodes.op("Mul", [nodes.op("Abs", z), nodes.constant(0.70710678118654752440)])
+    u = nodes.op("Min", [u, nodes.constant(40)])  # erfc(40) is 0 anyway; y stays finite
+    y = nodes.op("Div", [nodes.op("Sub", [u, nodes.constant(3)]),
+                         nodes.op("Add", [u, nodes.constant(3)])])
+    series = nodes.constant(_NDTR_SERIES[-1])
+    for a in reversed(_NDTR_SERIES[:-1]):  # Horner
+        series = nodes.op("Add", [nodes.op("Mul", [series, y]), nodes.constant(a)])
+    gauss = nodes.op("Exp", nodes.op("Neg", nodes.op("Mul", [u, u])))
+    denominator = nodes.op("Add", [nodes.constant(1), nodes.op("Mul", [u, nodes.constant(2)])])
+    half_erfc = nodes.op("Mul", [nodes.constant(0.5), nodes.op(
+        "Div", [nodes.op("Mul", [gauss, series]), denominator])])
+    negative = nodes.op("Less", [z, nodes.constant(0)])
+    phi = nodes.op("Where", [negative, half_erfc,
+                             nodes.op("Sub", [nodes.constant(1), half_erfc])])
+    return nodes.op("Mul", [z, phi])
+
+
+def _maxout(nodes, z, units, pieces):
+    # The GEMM's columns j k .. j k + k - 1 are unit j's pieces: (n, units, k), max over k.
+    grouped = nodes.op("Reshape", [z, nodes.constant([-1, units, pieces], np.int64)])
+    if nodes.container.target_opset < 18:  # ReduceMax's axes: an attribute before opset 18
+        return nodes.op("ReduceMax", grouped, axes=[2], keepdims=0)
+    return nodes.op("ReduceMax", [grouped, nodes.constant([2], np.int64)], keepdims=0)
+
+
+def _unary(op_type, **attrs):
+    return lambda nodes, z, model: nodes.op(op_type, z, **attrs)
+
+
+# Every activation of the engine's vocabulary (fastmlp/_engine/vocabulary.pyx: the hidden ones,
+# maxout among them, and the output ones), as ONNX nodes; tests/periphery/test_onnx.py holds this
+# table to the vocabulary.
+_ACTIVATIONS = {
+    "identity": lambda nodes, z, model: z, "relu": _unary("Relu"), "tanh": _unary("Tanh"),
+    "logistic": _unary("Sigmoid"), "softmax": _unary("Softmax", axis=1), "exp": _unary("Exp"),
+    "leaky_relu": _leaky_relu, "elu": _elu, "gelu": _gelu, "silu": _silu, "mish": _mish,
+    "softplus": _softplus, "maxout": None,  # a layer kind of its own: _maxout
+}
 
 
 def _convert_regressor(scope, operator, container):

@@ -6,10 +6,12 @@ matplotlib is optional (`pip install "fastmlp[plot]"`) and imported only when a 
 `import fastmlp` stays light. Like scikit-learn's plotting helpers, the function draws on the
 Axes it is given (or a new figure's) and returns them; it reads only the public fitted attributes
 scikit-learn's MLPs have too (`loss_curve_`, `validation_scores_`, `best_validation_score_`), so
-it also draws scikit-learn's MLPClassifier / MLPRegressor.
+it also draws scikit-learn's MLPClassifier / MLPRegressor. A pipeline is drawn by its last step,
+the perceptron (the form `fastmlp train` saves, and the usual one behind a scaler).
 """
 
 from sklearn.base import is_classifier
+from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 # Two colours of matplotlib's default cycle, named so that loss and score keep theirs.
@@ -21,8 +23,8 @@ def plot_training(estimator, ax=None):
 
     Parameters
     ----------
-    estimator : fitted MLPClassifier or MLPRegressor
-        Fitted with solver 'sgd' or 'adam' (L-BFGS records no loss curve). scikit-learn's own
+    estimator : fitted MLPClassifier or MLPRegressor, or a Pipeline ending in one
+        Fitted with a stochastic solver (L-BFGS records no loss curve). scikit-learn's own
         MLPs work too.
     ax : matplotlib Axes, default=None
         Where to draw; None draws on a new figure. The validation score, when there is one,
@@ -41,13 +43,14 @@ def plot_training(estimator, ax=None):
     >>> plot_training(clf)                                                # doctest: +SKIP
     >>> plt.show()                                                        # doctest: +SKIP
     """
+    estimator = _perceptron(estimator)
     check_is_fitted(estimator)
     loss_curve = getattr(estimator, "loss_curve_", None)
     if not loss_curve:
         raise ValueError(
             f"{type(estimator).__name__} has no loss curve to plot: solver="
-            f"{getattr(estimator, 'solver', None)!r} does not record one per epoch (use 'sgd' "
-            "or 'adam')."
+            f"{estimator.solver!r} does not record one per epoch (use a stochastic solver, "
+            "such as 'adam' or 'sgd')."
         )
     try:
         import matplotlib.pyplot as plt
@@ -85,6 +88,26 @@ def plot_training(estimator, ax=None):
     return ax
 
 
+def _perceptron(estimator, function="plot_training"):
+    """The MLP to draw: the estimator itself, or a pipeline's last step; TypeError otherwise."""
+    from sklearn.neural_network import MLPClassifier as SkMLPClassifier
+    from sklearn.neural_network import MLPRegressor as SkMLPRegressor
+
+    from fastmlp._multilayer_perceptron import BaseMultilayerPerceptron
+
+    kinds = (BaseMultilayerPerceptron, SkMLPClassifier, SkMLPRegressor)
+    what = f"{function} draws an MLPClassifier or MLPRegressor"
+    if isinstance(estimator, Pipeline):
+        last = estimator.steps[-1][1]
+        if not isinstance(last, kinds):
+            raise TypeError(f"{what} (or a pipeline ending in one); this pipeline's last step is "
+                            f"{type(last).__name__}")
+        return last
+    if not isinstance(estimator, kinds):
+        raise TypeError(f"{what} (or a pipeline ending in one), not {type(estimator).__name__}")
+    return estimator
+
+
 def plot_gradient_norms(estimator, ax=None):
     """Plot each layer's gradient norm per epoch (``gradient_norms_``), on a log scale.
 
@@ -103,9 +126,7 @@ def plot_gradient_norms(estimator, ax=None):
     -------
     ax : matplotlib Axes
     """
-    steps = getattr(estimator, "steps", None)
-    if steps:  # a Pipeline: its last step is the perceptron
-        estimator = steps[-1][1]
+    estimator = _perceptron(estimator, "plot_gradient_norms")
     check_is_fitted(estimator)
     norms = getattr(estimator, "gradient_norms_", None)
     if norms is None:

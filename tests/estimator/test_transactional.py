@@ -71,9 +71,9 @@ FAILING_CALLS = {
         "MLPRegressor", {"partial_fit": True}, lambda e: e.partial_fit(X, np.c_[Y_REG, Y_REG])),
     "warm start with other classes": (
         "MLPClassifier", {"warm_start": True}, lambda e: e.fit(X, Y_CLASS % 2)),
-    "warm start with a hidden layer changed": (
+    "warm start with a hidden layer size no integer": (  # (another integer size trains on)
         "MLPRegressor", {"warm_start": True},
-        lambda e: e.set_params(hidden_layer_sizes=(6,)).fit(X, Y_REG)),
+        lambda e: e.set_params(hidden_layer_sizes=(6.5,)).fit(X, Y_REG)),
     "warm start with nan y": (
         "MLPRegressor", {"warm_start": True, "solver": "lbfgs"},
         lambda e: e.fit(X, with_value(Y_REG, 2, np.nan))),

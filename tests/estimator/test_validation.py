@@ -101,6 +101,16 @@ BAD_INPUT = {
         X, Y_REG),
     "hidden_layer_sizes a string": lambda m: m.MLPClassifier(hidden_layer_sizes="abc").fit(
         X, Y_CLASS),
+    "hidden_layer_sizes floats": lambda m: m.MLPClassifier(hidden_layer_sizes=(5.9, 2.2)).fit(
+        X, Y_CLASS),
+    "hidden_layer_sizes a float after an int": lambda m: m.MLPRegressor(
+        hidden_layer_sizes=(5, 2.5)).fit(X, Y_REG),
+    "hidden_layer_sizes a whole float": lambda m: m.MLPClassifier(hidden_layer_sizes=[5.0]).fit(
+        X, Y_CLASS),
+    "hidden_layer_sizes a numpy float array": lambda m: m.MLPRegressor(
+        hidden_layer_sizes=np.array([4.0, 2.0])).fit(X, Y_REG),
+    "hidden_layer_sizes a bool": lambda m: m.MLPClassifier(hidden_layer_sizes=(3, True)).fit(
+        X, Y_CLASS),
     "learning_rate_init negative": lambda m: m.MLPClassifier(learning_rate_init=-1).fit(
         X, Y_CLASS),
     "unknown solver": lambda m: m.MLPClassifier(solver="newton").fit(X, Y_CLASS),
@@ -125,6 +135,16 @@ BAD_INPUT = {
     "boolean y, regression": lambda m: m.MLPRegressor(max_iter=2).fit(X, Y_CLASS == 0).n_iter_,
     "negative sample_weight": lambda m: m.MLPRegressor(max_iter=2).fit(
         X, Y_REG, sample_weight=-np.ones(40)).n_iter_,
+    "hidden_layer_sizes of numpy integers": lambda m: [c.shape for c in m.MLPRegressor(
+        hidden_layer_sizes=np.array([4, 2]), max_iter=2).fit(X, Y_REG).coefs_],
+    # warm_start and partial_fit go on with the fitted layers (fastmlp also warns).
+    "hidden_layer_sizes changed under warm_start": lambda m: [c.shape for c in fitted(
+        m, "MLPClassifier", warm_start=True).set_params(hidden_layer_sizes=(7,)).fit(
+        X, Y_CLASS).coefs_],
+    "hidden_layer_sizes changed before partial_fit": lambda m: [c.shape for c in fitted(
+        m, "MLPRegressor").set_params(hidden_layer_sizes=(2,)).partial_fit(X, Y_REG).coefs_],
+    "hidden_layer_sizes a float before partial_fit": lambda m: fitted(m, "MLPRegressor").set_params(
+        hidden_layer_sizes=(2.5,)).partial_fit(X, Y_REG),
 }
 
 
@@ -152,7 +172,10 @@ def options_apart(message):
 def test_bad_input_gets_sklearns_exception_and_message(case):
     ours, theirs = outcome(BAD_INPUT[case], fastmlp), outcome(BAD_INPUT[case], sk)
     if case in ("a single class", "a single class, lbfgs", "one sample", "integer X",
-                "boolean y, regression", "negative sample_weight"):
+                "boolean y, regression", "negative sample_weight",
+                "hidden_layer_sizes of numpy integers",
+                "hidden_layer_sizes changed under warm_start",
+                "hidden_layer_sizes changed before partial_fit"):
         assert theirs[0] == "returned"
     else:
         assert theirs[0] == "raised"

@@ -67,6 +67,31 @@ def test_lbfgs_has_no_curve_to_plot():
         plot_training(clf)
 
 
+def test_a_pipeline_is_drawn_by_its_last_step():
+    """What `fastmlp train` saves: a scaler, then the perceptron."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pipe = fit(make_pipeline(StandardScaler(), MLPClassifier(
+        hidden_layer_sizes=(8,), max_iter=5, early_stopping=True, random_state=0)), *digits(400))
+    ax = plot_training(pipe)
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), pipe[-1].loss_curve_)
+    np.testing.assert_array_equal(ax.right_ax.lines[0].get_ydata(), pipe[-1].validation_scores_)
+
+
+def test_what_is_no_perceptron_is_refused_with_a_type_error():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = digits(400)
+    pipe = fit(make_pipeline(StandardScaler(), LogisticRegression(max_iter=5)), X, y)
+    with pytest.raises(TypeError, match="this pipeline's last step is LogisticRegression"):
+        plot_training(pipe)
+    with pytest.raises(TypeError, match="MLPClassifier or MLPRegressor.*not LogisticRegression"):
+        plot_training(pipe[-1])
+
+
 def test_unfitted_estimator_is_refused():
     from sklearn.exceptions import NotFittedError
 
