@@ -88,14 +88,8 @@ FAILING_CALLS = {
 # exception with scikit-learn's message, checked against scikit-learn's MLP on the same call).
 FASTMLPS_OWN_ERRORS = {
     # scikit-learn fails inside numpy's matmul
-    "more outputs in partial_fit": "The network's layer sizes [3, 5, 2] differ from the fitted "
-                                   "ones [3, 5, 1]; hidden_layer_sizes and the number of outputs "
-                                   "cannot change with warm_start or partial_fit.",
-    # scikit-learn trains the new layer from scratch
-    "warm start with a hidden layer changed": "The network's layer sizes [3, 6, 1] differ from "
-                                              "the fitted ones [3, 5, 1]; hidden_layer_sizes and "
-                                              "the number of outputs cannot change with "
-                                              "warm_start or partial_fit.",
+    "more outputs in partial_fit": "y has 2 outputs where the model was fitted with 1; the number "
+                                   "of outputs cannot change with warm_start or partial_fit.",
 }
 
 

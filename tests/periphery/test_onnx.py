@@ -195,7 +195,7 @@ def test_fastmlp_export_writes_these_models(cls, target, activation, dtype, tmp_
     model = fit(cls, X, y, activation=activation, **params)
     joblib.dump(model, tmp_path / "m.joblib")
     status = main(["export", str(tmp_path / "m.joblib"), str(tmp_path / "m.onnx"),
-                   "--dtype", dtype])
+                   "--dtype", dtype, "--trust-pickle"])
     assert status == 0, capsys.readouterr().err
     session = rt.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     assert_onnx_predicts_as_fastmlp(model, X, session.run(None, {"X": X}), np.dtype(dtype).type)
