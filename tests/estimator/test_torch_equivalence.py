@@ -114,7 +114,7 @@ def torch_optimizer(est, params):
         return torch.optim.SGD(params, lr=lr)
     if est.solver == "adagrad":
         return torch.optim.Adagrad(params, lr=lr, lr_decay=est.lr_decay, weight_decay=wd,
-                                   initial_accumulator_value=est.initial_accumulator_value,
+                                   initial_accumulator_value=est.initial_accumulator_value or 0.0,
                                    eps=eps)
     if est.solver == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, alpha=est.rho if est.rho is not None else 0.99,
