@@ -10,7 +10,7 @@ from sklearn.datasets import make_multilabel_classification, make_regression
 
 import fastmlp
 
-from _helpers import digits
+from _helpers import digits, needs_sklearn_loss, needs_sklearn_sample_weight
 
 SOLVERS = {
     "adam": dict(solver="adam"),
@@ -84,6 +84,7 @@ def test_regression(solver, n_targets, depth):
     assert_same_model(ours, theirs, X)
 
 
+@needs_sklearn_loss
 def test_poisson_regression():
     rng = np.random.RandomState(0)
     X = rng.standard_normal((150, 5))
@@ -92,6 +93,7 @@ def test_poisson_regression():
     assert_same_model(ours, theirs, X)
 
 
+@needs_sklearn_sample_weight
 def test_early_stopping_and_sample_weight():
     X, y = digits(600)
     sw = np.random.RandomState(0).rand(len(y))
