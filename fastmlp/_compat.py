@@ -6,7 +6,8 @@ names the release that needs it; when the minimum passes that release, delete th
 import the name from scikit-learn directly. The newest releases never take a shim's path.
 
 What needs a newer scikit-learn and has no shim degrades instead: `sklearn.callback` (1.9) is
-absent before it, so `set_callbacks` is absent and fits run without callbacks (_callbacks.py).
+absent before it: fits run the same without callbacks, and `set_callbacks` raises an
+AttributeError that says what is missing (_callbacks.py).
 """
 import inspect
 

@@ -22,7 +22,8 @@ from sklearn.utils.fixes import parse_version
 # Equivalence is with the installed scikit-learn. Where it is older than a feature fastmlp has
 # and the test compares, the test is skipped there, with these reasons (.ci/oldest.txt's set).
 SKLEARN_VERSION = parse_version(sklearn.__version__).release  # a tuple: (1, 5, 0)
-SKLEARN_MLP_HAS_SAMPLE_WEIGHT = "sample_weight" in inspect.signature(sk.MLPClassifier.fit).parameters
+SKLEARN_MLP_HAS_SAMPLE_WEIGHT = (
+    "sample_weight" in inspect.signature(sk.MLPClassifier.fit).parameters)
 SKLEARN_MLP_HAS_LOSS = "loss" in sk.MLPRegressor._parameter_constraints
 needs_sklearn_sample_weight = pytest.mark.skipif(
     not SKLEARN_MLP_HAS_SAMPLE_WEIGHT, reason="scikit-learn < 1.7: its MLP takes no sample_weight")
