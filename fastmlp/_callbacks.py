@@ -19,12 +19,14 @@ and feature names a user would), and, only if a hook's signature asks for `fitte
 a copy of the estimator holding a copy of the weights at that point. The hooks never touch the
 random state or the weights: a fit with callbacks is bitwise the fit without.
 
-Where the installed scikit-learn has no `sklearn.callback`, the mixin below is empty (no
-`set_callbacks`) and every hook is a no-op, so fitting works the same.
+Where the installed scikit-learn has no `sklearn.callback`, the mixin below has no
+`set_callbacks` (asking for it says why) and every hook is a no-op, so fitting works the same.
 """
 
 import sys
 import time
+
+import sklearn
 
 try:
     from sklearn.callback import CallbackSupportMixin
@@ -32,6 +34,15 @@ except ImportError:  # scikit-learn < 1.9: no callback API
 
     class CallbackSupportMixin:
         """Stand-in for scikit-learn's mixin where scikit-learn has no callback API."""
+
+        @property
+        def set_callbacks(self):
+            # An AttributeError, so that hasattr(estimator, "set_callbacks") stays False (the
+            # command line asks so before it shows progress), with the reason in it.
+            raise AttributeError(
+                "set_callbacks needs scikit-learn's callback API (sklearn.callback, scikit-learn "
+                f">= 1.9); the installed scikit-learn is {sklearn.__version__}"
+            )
 
 
 class FitTask:

@@ -55,6 +55,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from fastmlp import _engine
 from fastmlp._callbacks import CallbackSupportMixin, FitTask
+from fastmlp._compat import MultilabelTagsMixin
 from fastmlp._stochastic_optimizers import (
     AdamOptimizer,
     FtrlOptimizer,
@@ -827,7 +828,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         return tags
 
 
-class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
+class MLPClassifier(MultilabelTagsMixin, ClassifierMixin, BaseMultilayerPerceptron):
     """Multi-layer Perceptron classifier: scikit-learn's MLPClassifier, trained by fastmlp's engine.
 
     It optimizes the log-loss function using LBFGS or stochastic gradient descent. Parameters,

@@ -36,10 +36,10 @@ from numbers import Real
 import numpy as np
 import scipy.sparse as sp
 from sklearn.utils import check_array
-from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
-from sklearn.utils.validation import validate_data
+from sklearn.utils.class_weight import compute_sample_weight
 
 from fastmlp import _engine
+from fastmlp._compat import compute_class_weight, validate_data
 from fastmlp._runtime import effective_n_threads
 
 # A dense X whose rows are not contiguous (a DataFrame's values are column-major) is read where it

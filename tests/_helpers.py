@@ -7,12 +7,28 @@ fixture cannot be; and conftest.py is pytest's to load, not a module to import. 
 on them are in conftest.py. pyproject.toml puts tests/ on the path (`pythonpath`), so every test
 file, in whichever folder, imports them as `from _helpers import ...`.
 """
+import inspect
 import os
 import subprocess
 import sys
 
 import numpy as np
+import pytest
+import sklearn
+import sklearn.neural_network as sk
 from sklearn.datasets import load_digits
+from sklearn.utils.fixes import parse_version
+
+# Equivalence is with the installed scikit-learn. Where it is older than a feature fastmlp has
+# and the test compares, the test is skipped there, with these reasons (.ci/oldest.txt's set).
+SKLEARN_VERSION = parse_version(sklearn.__version__).release  # a tuple: (1, 5, 0)
+SKLEARN_MLP_HAS_SAMPLE_WEIGHT = (
+    "sample_weight" in inspect.signature(sk.MLPClassifier.fit).parameters)
+SKLEARN_MLP_HAS_LOSS = "loss" in sk.MLPRegressor._parameter_constraints
+needs_sklearn_sample_weight = pytest.mark.skipif(
+    not SKLEARN_MLP_HAS_SAMPLE_WEIGHT, reason="scikit-learn < 1.7: its MLP takes no sample_weight")
+needs_sklearn_loss = pytest.mark.skipif(
+    not SKLEARN_MLP_HAS_LOSS, reason="scikit-learn < 1.7: its MLPRegressor has no `loss`")
 
 
 def digits(n=None, dtype=np.float64, scaled=True):

@@ -4,7 +4,14 @@ several options so that every activation, solver, loss and regulariser is checke
 One expected failure, by design: with dropout, sample_weight=k is not the same fit as repeating a
 row k times. Dropout draws an independent mask for every row it sees, so k copies of a row get k
 masks while one row of weight k gets one; the two fits agree in expectation only. (Without dropout
-the same check passes for every option.)"""
+the same check passes for every option.)
+
+scikit-learn < 1.6 has no `expected_failed_checks` and names the check differently: there the
+zero-weight half of it, check_sample_weights_invariance(kind="zeros"), is marked in the test.
+"""
+import inspect
+
+import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from fastmlp import MLPClassifier, MLPRegressor
@@ -16,6 +23,12 @@ def expected_failed_checks(estimator):
         return {"check_sample_weight_equivalence_on_dense_data": reason,
                 "check_sample_weight_equivalence_on_sparse_data": reason}
     return {}
+
+
+# scikit-learn < 1.6: parametrize_with_checks takes no expected failures.
+EXPECTED = ({"expected_failed_checks": expected_failed_checks}
+            if "expected_failed_checks" in inspect.signature(parametrize_with_checks).parameters
+            else {})
 
 
 @parametrize_with_checks([
@@ -31,6 +44,10 @@ def expected_failed_checks(estimator):
     MLPRegressor(activation="mish", solver="adamax", loss="huber", max_iter=200),
     MLPRegressor(activation="softplus", solver="adadelta", learning_rate_init=1.0,
                  loss="absolute_error", max_iter=200),
-], expected_failed_checks=expected_failed_checks)
+], **EXPECTED)
 def test_sklearn_compatible_estimator(estimator, check):
+    if (not EXPECTED and estimator.dropout > 0
+            and getattr(check, "func", None).__name__ == "check_sample_weights_invariance"
+            and check.keywords.get("kind") == "zeros"):
+        pytest.xfail("dropout draws one mask per row: weight 0 is not a removed row")
     check(estimator)

@@ -11,7 +11,7 @@ from sklearn.datasets import make_multilabel_classification, make_regression
 
 import fastmlp
 
-from _helpers import digits, run_python
+from _helpers import digits, needs_sklearn_loss, needs_sklearn_sample_weight, run_python
 
 SOLVERS = {
     "adam": dict(solver="adam"),
@@ -85,6 +85,7 @@ def test_regression(solver, n_targets, depth):
     assert_same_model(ours, theirs, X)
 
 
+@needs_sklearn_loss
 def test_poisson_regression():
     rng = np.random.RandomState(0)
     X = rng.standard_normal((150, 5))
@@ -93,6 +94,7 @@ def test_poisson_regression():
     assert_same_model(ours, theirs, X)
 
 
+@needs_sklearn_sample_weight
 def test_early_stopping_and_sample_weight():
     X, y = digits(600)
     sw = np.random.RandomState(0).rand(len(y))

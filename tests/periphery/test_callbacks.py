@@ -202,14 +202,18 @@ def test_fit_without_callback_support_runs_no_hooks(monkeypatch):
 
 def test_the_callback_bridge_works_without_sklearn_callback():
     """Loaded where `import sklearn.callback` fails (scikit-learn 1.9's own modules need it, so
-    the module is loaded alone): an empty mixin, and hooks that do nothing."""
+    the module is loaded alone): a mixin without set_callbacks, whose AttributeError says what
+    is missing, and hooks that do nothing."""
     code = (
         "import importlib.util, sys; sys.modules['sklearn.callback'] = None\n"
         f"path = {fastmlp._callbacks.__file__!r}\n"
         "spec = importlib.util.spec_from_file_location('bridge', path)\n"
         "bridge = importlib.util.module_from_spec(spec); spec.loader.exec_module(bridge)\n"
         "CallbackSupportMixin, FitTask = bridge.CallbackSupportMixin, bridge.FitTask\n"
-        "assert not hasattr(CallbackSupportMixin, 'set_callbacks')\n"
+        "assert not hasattr(CallbackSupportMixin(), 'set_callbacks')\n"
+        "try: CallbackSupportMixin().set_callbacks()\n"
+        "except AttributeError as e: assert 'scikit-learn >= 1.9' in str(e), e\n"
+        "else: raise AssertionError('set_callbacks did not raise')\n"
         "task = FitTask(object(), None, None, None, task_name='fit', max_subtasks=1)\n"
         "task.begin_iteration(None); assert task.end_iteration(None) is False\n"
         "assert task.lbfgs_callback(None) is None; task.end()\n"
