@@ -52,7 +52,8 @@ def steadiness(threads, repeats, budget, scale, log, runs=STEADY_RUNS):
 
 def busy_core(repeats, budget, scale, log):
     """{workload: {"1": s, "2": s, "two_over_one": ratio}}: fastmlp's epoch medians with 1 and
-    2 threads while another process keeps one core busy."""
+    2 threads while another process keeps one core busy (`repeats` epochs each; 3 in a full
+    run, which keeps `wide` at ~20 s a thread count)."""
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     results = {}
     try:
@@ -104,7 +105,8 @@ def run_harness(runs, threads, repeats, budget, scale, log):
     if "busy-core" in runs and threads >= 2:
         results["busy-core"] = busy_core(min(repeats, 3), budget, scale, log)
     if "per-call" in runs:
-        results["per-call"] = per_call(threads, log)
+        calls = (("fastmlp", max(20, int(2000 * scale))), ("sklearn", max(10, int(300 * scale))))
+        results["per-call"] = per_call(threads, log, calls)
     return results
 
 
@@ -113,7 +115,8 @@ def format_harness(results):
     if "steadiness" in results:
         lines += ["", f"Steadiness: fastmlp's median s/epoch in {STEADY_RUNS} back-to-back runs:"]
         lines += [f"  {name:11s} " + ", ".join(f"{m:.4f}" for m in r["medians"])
-                  + f"; max/min {r['max_over_min']:.2f}" for name, r in results["steadiness"].items()]
+                  + f"; max/min {r['max_over_min']:.2f}"
+                  for name, r in results["steadiness"].items()]
     if "busy-core" in results:
         lines += ["", "Beside a process spinning on one core: fastmlp's median s/epoch, "
                       "1 vs 2 threads:"]

@@ -1,5 +1,5 @@
-"""The compiled peers — torch.compile, JAX + optax, Keras 3 on JAX, ONNX Runtime — each timed in a
-child process of its own.
+"""The compiled peers — torch.compile, JAX + optax, Keras 3 on JAX, ONNX Runtime — each timed in
+a child process of its own.
 
 Design
 ------
@@ -54,11 +54,13 @@ def unavailable(system):
     return None
 
 
-def _child_env(system, threads):
+def _child_env(system, threads, dtype):
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     env["KERAS_BACKEND"] = "jax"
+    if dtype == "float64":  # without it JAX, and so Keras on JAX, computes float64 in float32
+        env["JAX_ENABLE_X64"] = "1"
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if threads == 1:  # XLA's CPU client otherwise sizes its pool to the machine
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
@@ -71,8 +73,9 @@ def run_child(system, spec, threads, timeout=1800):
     command = [sys.executable, "-m", "fastmlp.bench", "--peer-child", system, json.dumps(spec),
                "--threads", str(threads)]
     try:
-        out = subprocess.run(command, env=_child_env(system, threads), capture_output=True,
-                             text=True, timeout=timeout, check=False)
+        env = _child_env(system, threads, spec["workload"]["dtype"])
+        out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout,
+                             check=False)
     except subprocess.TimeoutExpired:
         return {"error": f"no result within {timeout} s"}
     lines = out.stdout.strip().splitlines()
@@ -152,6 +155,14 @@ def _time_epochs(epoch, repeats, budget):
     return record
 
 
+def _check_dtype(dtype, workload):
+    """A peer must compute in the workload's dtype (JAX without x64 turns float64 into float32
+    silently): fail the peer, and so leave it out of the table, rather than time another
+    problem."""
+    if str(dtype) != workload.dtype:
+        raise RuntimeError(f"computes in {dtype}, not the workload's {workload.dtype}")
+
+
 def _torch_compile_trainer(workload, X, y, threads):
     """The in-process PyTorch loop with the model and the optimizer's step compiled by
     torch.compile (inductor, CPU)."""
@@ -200,6 +211,7 @@ def _jax_trainer(workload, X, y, threads, seed=0):
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss * index.shape[0]
 
+    _check_dtype(params[0][0].dtype, workload)
     step = jax.jit(step, donate_argnums=(0, 1))
     Xd, yd = jax.device_put(X), jax.device_put(y.astype(np.int32))
     rng = np.random.default_rng(seed)
@@ -253,6 +265,7 @@ def _keras_child(workload, X, y, spec, seed=0):
     history = model.fit(X, y, batch_size=workload.batch_size, epochs=1 + repeats, shuffle=True,
                         verbose=0, callbacks=[EpochTimer()])
     record["final_loss"] = float(history.history["loss"][-1])
+    _check_dtype(model.layers[0].kernel.value.dtype, workload)
     return record
 
 
