@@ -130,7 +130,7 @@ def _timing_table(results, machine):
                                f"{r['median_s']:.4g}", f"{r['samples_per_s']:.4g}",
                                f"{r['gflops']:.1f}", ratio,
                                f"{r['cpu_per_wall']:.2f}" if "cpu_per_wall" in r else "-",
-                               f"{r['final_loss']:.4f}" if r.get("final_loss") is not None
+                               f"{r['final_loss']:.3g}" if r.get("final_loss") is not None
                                else "-"),
                               widths))
     return lines
