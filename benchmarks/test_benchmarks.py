@@ -16,7 +16,7 @@ import os
 import numpy as np
 import pytest
 
-from fastmlp.bench.systems import SYSTEMS, make_system, torch_available
+from fastmlp.bench.systems import IN_PROCESS, make_system, torch_available
 from fastmlp.bench.workloads import FIT_WORKLOADS, PREDICT_BULK_ROWS, make_blobs
 
 SCALE = float(os.environ.get("FASTMLP_BENCH_SCALE", "1"))
@@ -25,7 +25,7 @@ THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 
 
 
 def _systems():
-    for name in SYSTEMS:
+    for name in IN_PROCESS:
         marks = ()
         if name == "torch" and not torch_available():
             marks = pytest.mark.skip(reason="torch is not installed (pip install 'fastmlp[bench]')")
@@ -50,7 +50,7 @@ def mnist_models():
     workload = FIT_WORKLOADS["mnist"].scaled(SCALE)
     X, y = _data(workload)
     models = {}
-    for name in SYSTEMS:
+    for name in IN_PROCESS:
         if name == "torch" and not torch_available():
             continue
         models[name] = make_system(name, workload, THREADS)

@@ -1,10 +1,11 @@
-"""`fastmlp bench`: fastmlp, scikit-learn's MLP and a plain PyTorch CPU loop, side by side.
+"""`fastmlp bench`: fastmlp beside scikit-learn's MLP, PyTorch (eager and torch.compile), JAX +
+optax, Keras 3 and ONNX Runtime, side by side.
 
     fastmlp bench --workloads small,mnist --json results.json
     python -m fastmlp.bench --help
 
-Runs the workloads chosen with each system installed (PyTorch is skipped, and said so, when
-absent) and prints a table; `--json` saves every number. `main(argv)` is the command.
+Runs the workloads chosen with each system installed (a peer not installed is skipped, and said
+so in one line) and prints a table; `--json` saves every number. `main(argv)` is the command.
 
 Design
 ------
@@ -15,7 +16,10 @@ profiling) builds on this package through `build_parser`, `run` and `report.publ
 two always time the same code. The concerns, one module each:
 
 - workloads: the training problems and their data (blobs; MNIST from `--mnist-dir`);
-- systems: one runner per system with the same interface (`fit_epoch`, `predict_proba`);
+- systems: one runner per in-process system with the same interface (`fit_epoch`,
+  `predict_proba`): fastmlp, scikit-learn, PyTorch eager, interleaved in this process;
+- peers: torch.compile, JAX + optax, Keras 3 (training) and ONNX Runtime (prediction), each in
+  a child process of its own (`--peer-child`, hidden from --help), after the in-process ones;
 - timing: interleaved repeats and the measurements built on them (why interleaved: there);
 - memory: peak RSS of one epoch in a child process per system (`python -m fastmlp.bench
   --memory-child`, hidden from --help);
@@ -30,24 +34,30 @@ from threadpoolctl import threadpool_limits
 
 from .memory import bench_memory, memory_child
 from .report import format_report, log, machine_info, publish
-from .systems import SYSTEMS, make_system, torch_available
+from .peers import FIT_PEERS, PEERS, PREDICT_PEERS, bench_peer_fit, bench_peer_predict
+from .peers import peer_child, unavailable
+from .systems import IN_PROCESS, make_system, torch_available
 from .timing import bench_accuracy, bench_fit, bench_gemm, bench_predict, bench_threads
 from .workloads import ALL_WORKLOADS, FIT_WORKLOADS, make_blobs
 
 __all__ = ["build_parser", "main", "run"]
+
+SYSTEMS = IN_PROCESS + PEERS
 
 
 def build_parser(prog=None, description=None):
     """The benchmark's options; the project's harness adds its own to the same parser."""
     parser = argparse.ArgumentParser(
         prog=prog, description=description or "Time fastmlp, scikit-learn's MLP and a PyTorch "
-        "loop side by side (one process, same data, interleaved repeats).")
+        "loop side by side (one process, same data, interleaved repeats), and the compiled "
+        "peers that are installed (torch.compile, JAX, Keras, ONNX Runtime), each in its own "
+        "process on the same data.")
     parser.add_argument("--workloads", default=",".join(ALL_WORKLOADS),
                         help="comma-separated, from: " + ", ".join(ALL_WORKLOADS)
                         + " (default: all)")
     parser.add_argument("--systems", default=",".join(SYSTEMS),
-                        help="comma-separated, from: fastmlp, sklearn, torch (torch is skipped "
-                        "when not installed)")
+                        help="comma-separated, from: " + ", ".join(SYSTEMS) + " (default: "
+                        "all; a system not installed is skipped and said so)")
     parser.add_argument("--repeats", type=int, default=5,
                         help="timed epochs per system and workload, after one warm-up epoch")
     parser.add_argument("--budget", type=float, default=30.0,
@@ -85,6 +95,14 @@ def run(args, log=log):
     if "torch" in systems and not torch_available():
         systems.remove("torch")
         skipped.append("torch (not installed: pip install 'fastmlp[bench]')")
+    for peer in [s for s in systems if s in PEERS]:
+        why_not = unavailable(peer)
+        if why_not:
+            systems.remove(peer)
+            skipped.append(why_not)
+    in_process = [s for s in systems if s in IN_PROCESS]
+    fit_peers = [s for s in systems if s in FIT_PEERS]
+    predict_peers = [s for s in systems if s in PREDICT_PEERS]
     scale = 0.1 if args.quick else 1.0
     repeats = min(args.repeats, 3) if args.quick else args.repeats
     budget = args.budget
@@ -106,29 +124,44 @@ def run(args, log=log):
             log(f"{name}: {workload.n_samples} x {workload.n_features}, hidden "
                 f"{workload.hidden}, batch {workload.batch_size}, {workload.dtype}")
             if name in workloads:
-                fit, runners, X = bench_fit(workload, systems, threads, repeats, budget, log)
+                fit, runners, X = bench_fit(workload, in_process, threads, repeats, budget,
+                                            log)
+                for peer in fit_peers:
+                    fit[peer] = bench_peer_fit(workload, peer, threads, repeats, budget, log)
+                    _peer_failed(fit, peer, name, skipped, log)
                 results.setdefault("fit", {})[name] = fit
             else:  # inference alone: train each network one epoch first
                 X, y = make_blobs(workload.n_samples, workload.n_features, workload.dtype)
-                runners = {s: make_system(s, workload, threads) for s in systems}
+                runners = {s: make_system(s, workload, threads) for s in in_process}
                 for runner in runners.values():
                     runner.fit_epoch(X, y)
             if wants_predict:
                 results["predict"] = bench_predict(workload, runners, X, workloads, repeats,
                                                    budget, log)
+                for peer in predict_peers:
+                    record = bench_peer_predict(workload, peer, threads, repeats,
+                                                {"predict-bulk", "predict-one"} & set(workloads),
+                                                log)
+                    if "error" in record:
+                        skipped.append(f"{peer} on predict (failed: {record['error']})")
+                        log(f"skipped: {skipped[-1]}")
+                        continue
+                    for kind, summary in record.items():
+                        results["predict"][kind][peer] = summary
             del runners, X
             gc.collect()
             if name == "mnist" and "threads" in workloads:
-                results["threads"] = bench_threads(mnist, systems, threads, repeats, budget,
+                results["threads"] = bench_threads(mnist, in_process, threads, repeats, budget,
                                                    log)
                 gc.collect()
         if "threads" in workloads and "threads" not in results:
-            results["threads"] = bench_threads(mnist, systems, threads, repeats, budget, log)
+            results["threads"] = bench_threads(mnist, in_process, threads, repeats, budget,
+                                               log)
         if "gemm" in workloads:
             results["gemm"] = bench_gemm((1024, 2048) if args.quick else (2048, 4096), threads,
                                          log)
         if "memory" in workloads:
-            results["memory"] = bench_memory(mnist, systems, threads, log)
+            results["memory"] = bench_memory(mnist, in_process, threads, log)
         if "accuracy" in workloads:
             why_not = _accuracy_unavailable(args.mnist_dir)
             if why_not:
@@ -136,10 +169,17 @@ def run(args, log=log):
                 log(f"skipped: {skipped[-1]}")
             else:
                 results["accuracy"] = bench_accuracy(
-                    args.mnist_dir, systems, threads,
+                    args.mnist_dir, in_process, threads,
                     min(args.accuracy_epochs, 3) if args.quick else args.accuracy_epochs, log)
     report["machine"]["load_average_end"] = list(os.getloadavg())
     return report
+
+
+def _peer_failed(fit, peer, workload, skipped, log):
+    """A peer whose child failed (cannot compile here, crashed) leaves the table, with why."""
+    if "error" in fit[peer]:
+        skipped.append(f"{peer} on {workload} (failed: {fit.pop(peer)['error']})")
+        log(f"skipped: {skipped[-1]}")
 
 
 def _accuracy_unavailable(mnist_dir):
@@ -157,7 +197,12 @@ def main(argv=None, prog=None):
     parser = build_parser(prog)
     parser.add_argument("--memory-child", nargs=2, metavar=("SYSTEM", "WORKLOAD"),
                         help=argparse.SUPPRESS)
+    parser.add_argument("--peer-child", nargs=2, metavar=("SYSTEM", "SPEC"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.peer_child:
+        peer_child(args.peer_child[0], args.peer_child[1], args.threads or 1)
+        return 0
     if args.memory_child:
         memory_child(args.memory_child[0], args.memory_child[1], args.threads or 1)
         return 0

@@ -56,11 +56,12 @@ def machine_info(threads):
     versions = {"python": platform.python_version(), "numpy": np.__version__,
                 "scipy": scipy.__version__, "scikit-learn": sklearn.__version__,
                 "fastmlp": __version__}
-    try:
-        import torch
-        versions["torch"] = torch.__version__
-    except ImportError:
-        versions["torch"] = "absent"
+    from importlib.metadata import PackageNotFoundError, version
+    for package in ("torch", "jax", "jaxlib", "optax", "keras", "onnxruntime", "skl2onnx"):
+        try:  # read from the installed metadata: nothing heavy is imported here
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = "absent"
     forced = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
                                          "OMP_NUM_THREADS") if k in os.environ}
     return {"cpu": cpu, "isa": isa, "logical_cpus": os.cpu_count(),
@@ -108,14 +109,17 @@ def _row(cells, widths):
 def _timing_table(results, machine):
     if not (results.get("fit") or results.get("predict")):
         return []
-    widths = (12, 8, 4, 10, 10, 8, 9, 9)
+    widths = (12, 13, 4, 10, 10, 8, 9, 9, 10)
     header = ("workload", "system", "n", "median s", "samples/s", "GFLOP/s", "x fastmlp",
-              "CPU/wall")
+              "CPU/wall", "loss")
     lines = ["Training: seconds per epoch (median of n epochs after a warm-up epoch); "
              "GFLOP/s = 6 x weights x samples / s. Inference: median seconds per "
              "predict_proba call; GFLOP/s = 2 x weights x rows / s. "
              "'x fastmlp' = system's time / fastmlp's (above 1: fastmlp is faster); "
-             "CPU/wall = the process's CPU seconds per wall second.",
+             "CPU/wall = the process's CPU seconds per wall second; loss = the last timed "
+             "epoch's mean training loss (cross-entropy + L2), the same problem in every "
+             "system. torch-compile, jax, keras and onnxruntime each ran in a process of "
+             "their own after the others.",
              _row(header, widths)]
     sections = list(results.get("fit", {}).items()) + list(results.get("predict", {}).items())
     for name, rows in sections:
@@ -125,7 +129,9 @@ def _timing_table(results, machine):
             lines.append(_row((name if i == 0 else "", system, r["n"],
                                f"{r['median_s']:.4g}", f"{r['samples_per_s']:.4g}",
                                f"{r['gflops']:.1f}", ratio,
-                               f"{r['cpu_per_wall']:.2f}" if "cpu_per_wall" in r else "-"),
+                               f"{r['cpu_per_wall']:.2f}" if "cpu_per_wall" in r else "-",
+                               f"{r['final_loss']:.3g}" if r.get("final_loss") is not None
+                               else "-"),
                               widths))
     return lines
 

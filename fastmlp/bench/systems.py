@@ -1,10 +1,12 @@
-"""The systems compared: fastmlp, scikit-learn's MLPClassifier and a plain PyTorch CPU loop.
+"""The in-process systems: fastmlp, scikit-learn's MLPClassifier and a plain PyTorch CPU loop
+(the compiled peers, each in a child process of its own, are in peers.py).
 
 Design
 ------
 Each system is a small runner with one interface — `fit_epoch(X, y)` trains one epoch,
 `predict_proba(X)`, `set_threads(n)` — so the timing code never asks which system it holds.
-All train the same network with the same batch size and optimizer (Adam, learning rate 1e-3):
+All train the same network with the same batch size, optimizer (Adam, learning rate 1e-3) and
+L2 penalty (scikit-learn's alpha=1e-4), and report the last epoch's mean loss (`final_loss`):
 for the two estimators an epoch is one `partial_fit` call (the first, with `classes=`, is the
 warm-up epoch the caller does not time); for PyTorch, one pass of the training loop. PyTorch is
 imported only when asked for and is a peer only when installed (`torch_available`).
@@ -15,7 +17,8 @@ import numpy as np
 
 from .workloads import N_CLASSES
 
-SYSTEMS = ("fastmlp", "sklearn", "torch")
+IN_PROCESS = ("fastmlp", "sklearn", "torch")
+ALPHA = 1e-4  # scikit-learn's default L2 penalty; the PyTorch loops and the peers add the same
 
 
 class EstimatorSystem:
@@ -40,6 +43,10 @@ class EstimatorSystem:
                 self.model.partial_fit(X, y, classes=np.arange(N_CLASSES))
                 self.started = True
 
+    @property
+    def final_loss(self):
+        return float(self.model.loss_)  # the last epoch's mean, L2 penalty included
+
     def predict_proba(self, X):
         return self.model.predict_proba(X)
 
@@ -48,10 +55,12 @@ class EstimatorSystem:
 
 
 class TorchSystem:
-    """The plain PyTorch CPU loop: Linear/ReLU layers, cross-entropy, Adam(lr=1e-3), shuffled
-    mini-batches by torch.randperm indexing (no DataLoader), in the workload's dtype."""
+    """The plain PyTorch CPU loop: Linear/ReLU layers, cross-entropy plus scikit-learn's L2
+    penalty (0.5 x alpha x sum of squared weights / batch rows), Adam(lr=1e-3), shuffled
+    mini-batches by torch.randperm indexing (no DataLoader), in the workload's dtype.
+    compile=True: the model and the optimizer's step compiled by torch.compile (inductor)."""
 
-    def __init__(self, workload, seed=0):
+    def __init__(self, workload, seed=0, compile=False):
         import torch
         self.torch = torch
         torch.manual_seed(seed)
@@ -62,12 +71,19 @@ class TorchSystem:
             layers.append(torch.nn.Linear(fan_in, fan_out, dtype=dtype))
             if i < len(widths) - 2:
                 layers.append(torch.nn.ReLU())
-        self.name = "torch"
+        self.name = "torch-compile" if compile else "torch"
         self.model = torch.nn.Sequential(*layers)
+        self.weights = [m.weight for m in layers if isinstance(m, torch.nn.Linear)]
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
         self.loss = torch.nn.CrossEntropyLoss()
         self.batch_size = workload.batch_size
+        self.final_loss = float("nan")
         self._tensors = (None, None, None)
+        self.forward, self.step = self.model, self.optimizer.step
+        if compile:
+            # torch's recipe for a compiled optimizer: the step in a function of no arguments
+            self.forward = torch.compile(self.model)
+            self.step = torch.compile(lambda: self.optimizer.step())
 
     def _as_tensors(self, X, y):
         # Converted once per dataset, outside the timed epoch: torch.from_numpy shares X's memory.
@@ -81,18 +97,22 @@ class TorchSystem:
         Xt, yt = self._as_tensors(X, y)
         self.model.train()
         order = torch.randperm(Xt.shape[0])
+        total = 0.0
         for start in range(0, Xt.shape[0], self.batch_size):
             index = order[start:start + self.batch_size]
-            loss = self.loss(self.model(Xt[index]), yt[index])
+            penalty = sum(W.square().sum() for W in self.weights) * (0.5 * ALPHA / len(index))
+            loss = self.loss(self.forward(Xt[index]), yt[index]) + penalty
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            self.optimizer.step()
+            self.step()
+            total = total + loss.detach() * len(index)
+        self.final_loss = float(total) / Xt.shape[0]
 
     def predict_proba(self, X):
         torch = self.torch
         self.model.eval()
         with torch.no_grad():
-            return torch.softmax(self.model(torch.from_numpy(X)), dim=1).numpy()
+            return torch.softmax(self.forward(torch.from_numpy(X)), dim=1).numpy()
 
     def set_threads(self, n):
         self.torch.set_num_threads(n)

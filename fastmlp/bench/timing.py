@@ -78,6 +78,8 @@ def bench_fit(workload, systems, threads, repeats, budget, log):
     flops = 6 * workload.n_weights * workload.n_samples
     results = {name: summarize(t, workload.n_samples, flops, cpu[name])
                for name, t in times.items()}
+    for name, runner in runners.items():
+        results[name]["final_loss"] = runner.final_loss
     return results, runners, X
 
 

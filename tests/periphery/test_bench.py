@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fastmlp import bench
-from fastmlp.bench import memory, timing, workloads
+from fastmlp.bench import memory, peers, systems, timing, workloads
 
 
 def write_idx(path, array, type_code=0x08):
@@ -164,3 +164,68 @@ def test_time_to_accuracy_on_separable_images(tmp_path):
         assert reached["seconds"] == pytest.approx(sum(record["epoch_seconds"]))
         assert reached["epochs_x_median_s"] == pytest.approx(
             reached["epoch"] * record["median_epoch_s"])
+
+
+def _pretend_installed(monkeypatch, absent=()):
+    real = peers.importlib.util.find_spec
+    monkeypatch.setattr(peers.importlib.util, "find_spec",
+                        lambda name: None if name in absent else real(name) or object())
+
+
+def test_a_peer_not_installed_is_skipped_in_one_line(monkeypatch, capsys, tmp_path):
+    _pretend_installed(monkeypatch, absent=("jax",))
+    assert bench.main(["--quick", "--workloads", "small", "--systems", "fastmlp,jax,keras",
+                       "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped: jax (jax not installed: pip install 'fastmlp[bench]'); keras (jax not " \
+           "installed" in out
+    assert bench.main(["--quick", "--workloads", "small", "--systems", "fastmlp,jax",
+                       "--repeats", "1", "--json", str(tmp_path / "r.json")]) == 0
+    assert set(json.loads((tmp_path / "r.json").read_text())["results"]["fit"]["small"]) == {
+        "fastmlp"}
+
+
+def test_torch_compile_needs_a_cpp_compiler(monkeypatch):
+    _pretend_installed(monkeypatch)
+    monkeypatch.setattr(peers.shutil, "which", lambda name: None)
+    assert "needs a C++ compiler" in peers.unavailable("torch-compile")
+
+
+def test_a_peer_that_fails_leaves_the_table_and_says_why(monkeypatch, capsys):
+    _pretend_installed(monkeypatch)
+    monkeypatch.setattr(peers, "run_child", lambda *args, **kwargs: {"error": "no compiler"})
+    assert bench.main(["--quick", "--workloads", "small", "--systems", "fastmlp,jax",
+                       "--repeats", "1"]) == 0
+    assert "skipped: jax on small (failed: no compiler)" in capsys.readouterr().out
+
+
+TINY = workloads.Workload("tiny", 512, 8, (6,), 64, "float32")
+
+
+def test_onnxruntime_child_times_fastmlps_exported_network():
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("skl2onnx")
+    result = peers.bench_peer_predict(TINY, "onnxruntime", 1, 2, {"predict-bulk", "predict-one"},
+                                      log=lambda message: None)
+    assert "error" not in result, result
+    assert result["predict-one"]["n"] == workloads.PREDICT_ONE_CALLS
+    assert result["predict-bulk"]["n"] == 5 and result["predict-bulk"]["samples_per_s"] > 0
+
+
+@pytest.mark.parametrize("system", ["jax", "keras"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_jit_peers_train_the_same_problem_in_a_child(system, dtype):
+    if peers.unavailable(system):
+        pytest.skip(peers.unavailable(system))
+    workload = workloads.Workload("tiny", 2048, 8, (16,), 32, dtype)
+    result = peers.bench_peer_fit(workload, system, 1, repeats=2, budget=60.0,
+                                  log=lambda message: None)
+    assert "error" not in result, result  # a float64 workload computed in float32 is an error
+    assert result["n"] == 2 and result["warmup_s"] > 0
+    # Three epochs of the same problem: the loss lands where fastmlp's does (not digit for
+    # digit: each framework initialises its own way).
+    X, y = workloads.make_blobs(workload.n_samples, workload.n_features, dtype)
+    fastmlp = systems.EstimatorSystem("fastmlp", workload)
+    for _ in range(3):
+        fastmlp.fit_epoch(X, y)
+    assert 0.5 * fastmlp.final_loss < result["final_loss"] < 2 * fastmlp.final_loss

@@ -1,0 +1,130 @@
+"""The harness's own runs beside the side-by-side table: steadiness, two threads beside a busy
+core, and the cost of one small `partial_fit` call (issue 12's "Steady" and "Per call").
+
+Design
+------
+These measure fastmlp against itself, so they are the project's, not `fastmlp bench`'s: a user
+comparing systems has no use for them. Each is built on the package's timing code, so it times
+what the table times:
+
+- steadiness: five back-to-back runs of `tiny-batch` and `small` (each a fresh model, a warm-up
+  epoch and `repeats` timed epochs, as `bench_fit` does); the figure is max/min of the five
+  medians, which a noisy neighbour or an unlucky schedule moves.
+- busy core: a second process spins on one core (a `while True` loop, not pinned) while every
+  training workload runs with 1 and with 2 threads, interleaved (`bench_threads`): two threads
+  must never be slower than one.
+- per call: `partial_fit` of the same 32 rows on a (64 -> 100 -> 10) network, fastmlp and
+  scikit-learn, microseconds per call (median), after the first call that sets the classes.
+"""
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from fastmlp.bench.timing import bench_fit, bench_threads
+from fastmlp.bench.workloads import FIT_WORKLOADS, N_CLASSES, make_blobs
+
+HARNESS_RUNS = ("steadiness", "busy-core", "per-call")
+STEADY_WORKLOADS = ("tiny-batch", "small")
+STEADY_RUNS = 5
+PER_CALL_ROWS, PER_CALL_HIDDEN, PER_CALL_FEATURES = 32, (100,), 64
+
+
+def steadiness(threads, repeats, budget, scale, log, runs=STEADY_RUNS):
+    """{workload: {"medians": [s, ...], "max_over_min": ratio}} of fastmlp's epoch medians."""
+    results = {}
+    with threadpool_limits(threads):
+        for name in STEADY_WORKLOADS:
+            workload = FIT_WORKLOADS[name].scaled(scale)
+            medians = []
+            for run in range(runs):
+                log(f"steadiness: {name}, run {run + 1} of {runs}")
+                fit, _, _ = bench_fit(workload, ["fastmlp"], threads, repeats, budget,
+                                      lambda message: None)
+                medians.append(fit["fastmlp"]["median_s"])
+            results[name] = {"medians": medians, "max_over_min": max(medians) / min(medians)}
+    return results
+
+
+def busy_core(repeats, budget, scale, log):
+    """{workload: {"1": s, "2": s, "two_over_one": ratio}}: fastmlp's epoch medians with 1 and
+    2 threads while another process keeps one core busy (`repeats` epochs each; 3 in a full
+    run, which keeps `wide` at ~20 s a thread count)."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    results = {}
+    try:
+        time.sleep(0.5)  # let the scheduler see it busy
+        with threadpool_limits(2):
+            for name, workload in FIT_WORKLOADS.items():
+                log(f"busy core: {name} with 1 and 2 threads")
+                r = bench_threads(workload.scaled(scale), ["fastmlp"], 2, repeats, budget,
+                                  lambda message: None)["fastmlp"]["by_threads"]
+                results[name] = {"1": r["1"]["median_s"], "2": r["2"]["median_s"],
+                                 "two_over_one": r["2"]["median_s"] / r["1"]["median_s"]}
+    finally:
+        spinner.kill()
+        spinner.wait()
+    return results
+
+
+def per_call(threads, log, calls=(("fastmlp", 2000), ("sklearn", 300))):
+    """{system: {"median_us": ..., "min_us": ..., "calls": n}} of one partial_fit call."""
+    X, y = make_blobs(PER_CALL_ROWS, PER_CALL_FEATURES, "float32", seed=1)
+    results = {}
+    with threadpool_limits(threads), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for system, n in calls:
+            log(f"per call: {n} partial_fit calls of {system}, {PER_CALL_ROWS} rows")
+            if system == "fastmlp":
+                from fastmlp import MLPClassifier
+            else:
+                from sklearn.neural_network import MLPClassifier
+            model = MLPClassifier(hidden_layer_sizes=PER_CALL_HIDDEN, random_state=0)
+            model.partial_fit(X, y, classes=np.arange(N_CLASSES))
+            for _ in range(20):
+                model.partial_fit(X, y)
+            times = []
+            for _ in range(n):
+                start = time.perf_counter()
+                model.partial_fit(X, y)
+                times.append(time.perf_counter() - start)
+            results[system] = {"median_us": statistics.median(times) * 1e6,
+                               "min_us": min(times) * 1e6, "calls": n}
+    return results
+
+
+def run_harness(runs, threads, repeats, budget, scale, log):
+    """The runs named (from HARNESS_RUNS) as {name: result}; busy-core needs 2 usable CPUs."""
+    results = {}
+    if "steadiness" in runs:
+        results["steadiness"] = steadiness(threads, repeats, budget, scale, log)
+    if "busy-core" in runs and threads >= 2:
+        results["busy-core"] = busy_core(min(repeats, 3), budget, scale, log)
+    if "per-call" in runs:
+        calls = (("fastmlp", max(20, int(2000 * scale))), ("sklearn", max(10, int(300 * scale))))
+        results["per-call"] = per_call(threads, log, calls)
+    return results
+
+
+def format_harness(results):
+    lines = []
+    if "steadiness" in results:
+        lines += ["", f"Steadiness: fastmlp's median s/epoch in {STEADY_RUNS} back-to-back runs:"]
+        lines += [f"  {name:11s} " + ", ".join(f"{m:.4f}" for m in r["medians"])
+                  + f"; max/min {r['max_over_min']:.2f}"
+                  for name, r in results["steadiness"].items()]
+    if "busy-core" in results:
+        lines += ["", "Beside a process spinning on one core: fastmlp's median s/epoch, "
+                      "1 vs 2 threads:"]
+        lines += [f"  {name:11s} 1 thread {r['1']:.4f}, 2 threads {r['2']:.4f}: "
+                  f"2/1 = {r['two_over_one']:.2f}" for name, r in results["busy-core"].items()]
+    if "per-call" in results:
+        lines += ["", f"partial_fit of {PER_CALL_ROWS} rows, ({PER_CALL_FEATURES} -> "
+                      f"{PER_CALL_HIDDEN[0]} -> {N_CLASSES}), float32, per call:"]
+        lines += [f"  {system:8s} median {r['median_us']:.0f} us, min {r['min_us']:.0f} us "
+                  f"({r['calls']} calls)" for system, r in results["per-call"].items()]
+    return "\n".join(lines)

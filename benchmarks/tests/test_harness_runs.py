@@ -1,0 +1,39 @@
+"""The harness's own runs (benchmarks/harness_runs.py) on tiny inputs: what each returns and
+prints. Nothing is judged on speed here; the verdicts are targets.py's, tested on made-up
+results in test_targets.py."""
+import harness_runs
+from fastmlp.bench.workloads import Workload
+
+
+def quiet(message):
+    pass
+
+
+def test_steadiness_reports_each_runs_median_and_their_spread():
+    result = harness_runs.steadiness(1, repeats=1, budget=1.0, scale=0.01, log=quiet, runs=2)
+    assert set(result) == {"tiny-batch", "small"}
+    for r in result.values():
+        assert len(r["medians"]) == 2 and min(r["medians"]) > 0
+        assert r["max_over_min"] == max(r["medians"]) / min(r["medians"])
+
+
+def test_busy_core_times_one_and_two_threads_per_workload(monkeypatch):
+    tiny = Workload("tiny", 256, 8, (4,), 32, "float32")
+    monkeypatch.setattr(harness_runs, "FIT_WORKLOADS", {"tiny": tiny})
+    result = harness_runs.busy_core(repeats=1, budget=1.0, scale=1.0, log=quiet)
+    r = result["tiny"]
+    assert r["two_over_one"] == r["2"] / r["1"] and r["1"] > 0
+
+
+def test_per_call_times_each_system():
+    result = harness_runs.per_call(1, quiet, calls=(("fastmlp", 5), ("sklearn", 3)))
+    assert result["fastmlp"]["calls"] == 5 and result["sklearn"]["calls"] == 3
+    assert 0 < result["fastmlp"]["min_us"] <= result["fastmlp"]["median_us"]
+
+
+def test_format_harness_prints_every_run():
+    text = harness_runs.format_harness({
+        "steadiness": {"small": {"medians": [0.01, 0.012], "max_over_min": 1.2}},
+        "busy-core": {"mnist": {"1": 0.4, "2": 0.5, "two_over_one": 1.25}},
+        "per-call": {"fastmlp": {"median_us": 700.0, "min_us": 650.0, "calls": 2000}}})
+    assert "max/min 1.20" in text and "2/1 = 1.25" in text and "median 700 us" in text
