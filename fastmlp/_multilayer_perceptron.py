@@ -437,6 +437,16 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         fit_task.end()
         return self
 
+    def _check_solver_options(self):
+        """The options that need a stochastic solver are refused with L-BFGS."""
+        if self.solver == "lbfgs" and (self.dropout > 0 or self.max_grad_norm is not None):
+            raise ValueError(
+                f"dropout={self.dropout} and max_grad_norm={self.max_grad_norm} need a "
+                "stochastic solver: solver='lbfgs' minimises one deterministic full-batch loss "
+                "(weight_clip works with it, as bounds). Use dropout=0.0 and "
+                "max_grad_norm=None, or another solver."
+            )
+
     def _validate_and_train(self, X, y, sample_weight, incremental):
         hidden_layer_sizes = self.hidden_layer_sizes
         if not hasattr(hidden_layer_sizes, "__iter__"):
@@ -445,13 +455,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         if np.any(np.array(hidden_layer_sizes) <= 0):
             raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden_layer_sizes)
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
-        if self.solver == "lbfgs" and (self.dropout > 0 or self.max_grad_norm is not None):
-            raise ValueError(
-                f"dropout={self.dropout} and max_grad_norm={self.max_grad_norm} need a "
-                "stochastic solver: solver='lbfgs' minimises one deterministic full-batch loss "
-                "(weight_clip works with it, as bounds). Use dropout=0.0 and "
-                "max_grad_norm=None, or another solver."
-            )
+        self._check_solver_options()
 
         fit_task = FitTask(  # scikit-learn's callbacks: each epoch (lbfgs: iteration) a sub-task
             self, X, y, sample_weight, task_name="partial_fit" if incremental else "fit",

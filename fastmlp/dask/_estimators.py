@@ -188,13 +188,7 @@ class _DaskFit:
 
     def _prepare(self, client, X, y, sample_weight):
         """Validate, initialise, and persist the engine's blocks; the per-partition futures."""
-        if self.solver == "lbfgs" and (self.dropout > 0 or self.max_grad_norm is not None):
-            raise ValueError(
-                f"dropout={self.dropout} and max_grad_norm={self.max_grad_norm} need a "
-                "stochastic solver: solver='lbfgs' minimises one deterministic full-batch loss "
-                "(weight_clip works with it, as bounds). Use dropout=0.0 and "
-                "max_grad_norm=None, or another solver."
-            )
+        self._check_solver_options()
         columns = getattr(X, "columns", None)
         X, y = _rows_of(X, "X"), _rows_of(y, "y")
         if X.ndim != 2:
