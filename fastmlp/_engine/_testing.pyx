@@ -128,6 +128,8 @@ def kernel_optim_step(fm_optim[::1] spec, floating[::1] param, const floating[::
                       floating[::1] s1, floating[::1] s2, floating[::1] s3):
     """One step of the solver of `spec` (an OPTIM_SPEC record, whose t and mu_product are
     advanced); empty state vectors stand for unused ones."""
+    if spec.shape[0] != 1 or grad.shape[0] != param.shape[0]:
+        raise ValueError("one OPTIM_SPEC record, and a gradient as long as the parameters")
     fm_optim_begin_step(&spec[0])
     optim_step(&spec[0], &param[0], &grad[0], &s1[0] if s1.shape[0] > 0 else NULL,
                &s2[0] if s2.shape[0] > 0 else NULL, &s3[0] if s3.shape[0] > 0 else NULL,

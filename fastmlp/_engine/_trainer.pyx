@@ -212,12 +212,15 @@ cdef class Trainer:
         cdef Interrupt interrupt
         cdef Rows rows
         cdef Step step
-        cdef fm_optim *optim = &spec[0]
+        cdef fm_optim *optim
         cdef Py_ssize_t n_samples = Y.shape[0], start, stop
         cdef bint shuffled = order.shape[0] > 0, weighted = sample_weight.shape[0] > 0
         cdef double batch_loss, accumulated = 0.0
         if batch_size > self.capacity:
             raise ValueError("batch_size exceeds the trainer's capacity")
+        if spec.shape[0] != 1:  # (no bounds checks here: a wrong record is refused up front)
+            raise ValueError("spec must hold exactly one OPTIM_SPEC record")
+        optim = &spec[0]
         step.finish = step.take_step = True
         step.optim = optim
         step.max_grad_norm = self.max_grad_norm
