@@ -578,8 +578,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             return FtrlOptimizer(
                 n_params, dtype, self.learning_rate_init,
                 learning_rate_power=self.learning_rate_power,
-                initial_accumulator_value=(0.1 if self.initial_accumulator_value is None
-                                           else self.initial_accumulator_value),
+                initial_accumulator_value=self.initial_accumulator_value,
                 l1_regularization_strength=self.l1_regularization_strength,
                 l2_regularization_strength=self.l2_regularization_strength,
                 l2_shrinkage_regularization_strength=self.l2_shrinkage_regularization_strength,

@@ -52,13 +52,7 @@ def plot_training(estimator, ax=None):
             f"{estimator.solver!r} does not record one per epoch (use a stochastic solver, "
             "such as 'adam' or 'sgd')."
         )
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise ImportError(
-            "plot_training needs matplotlib: pip install 'fastmlp[plot]'"
-        ) from exc
-
+    plt = _pyplot("plot_training")
     if ax is None:
         _, ax = plt.subplots()
     epochs = range(1, len(loss_curve) + 1)
@@ -86,6 +80,15 @@ def plot_training(estimator, ax=None):
         ax.legend(loc="upper right")
     ax.grid(True, alpha=0.3)
     return ax
+
+
+def _pyplot(function):
+    """matplotlib.pyplot, imported only when a plot is drawn; ImportError naming the extra."""
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError(f"{function} needs matplotlib: pip install 'fastmlp[plot]'") from exc
+    return plt
 
 
 def _perceptron(estimator, function="plot_training"):
@@ -134,13 +137,7 @@ def plot_gradient_norms(estimator, ax=None):
             f"{type(estimator).__name__} has no gradient_norms_ to plot: they are recorded by "
             f"the stochastic solvers, not by solver={getattr(estimator, 'solver', None)!r}."
         )
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise ImportError(
-            "plot_gradient_norms needs matplotlib: pip install 'fastmlp[plot]'"
-        ) from exc
-
+    plt = _pyplot("plot_gradient_norms")
     if ax is None:
         _, ax = plt.subplots()
     epochs = range(1, norms.shape[0] + 1)

@@ -162,7 +162,7 @@ class TorchOptimizer(_ConstantSchedule):
 
     def __init__(self, solver, n_params, dtype, learning_rate_init, *, eps=None,
                  weight_decay=None, beta_1=0.9, beta_2=0.999, rho=None, momentum=0.0,
-                 centered=False, lr_decay=0.0, initial_accumulator_value=0.0,
+                 centered=False, lr_decay=0.0, initial_accumulator_value=None,
                  momentum_decay=4e-3, decoupled_weight_decay=False, amsgrad=False):
         defaults = TORCH_DEFAULTS[solver]
         if initial_accumulator_value is None:  # the estimators' default: torch's 0 for adagrad
@@ -229,7 +229,7 @@ class FtrlOptimizer(_ConstantSchedule):
     solver = SOLVERS["ftrl"]
 
     def __init__(self, n_params, dtype, learning_rate_init, *, learning_rate_power=-0.5,
-                 initial_accumulator_value=0.1, l1_regularization_strength=0.0,
+                 initial_accumulator_value=None, l1_regularization_strength=0.0,
                  l2_regularization_strength=0.0, l2_shrinkage_regularization_strength=0.0,
                  beta=0.0):
         self.learning_rate_init = learning_rate_init
@@ -238,6 +238,8 @@ class FtrlOptimizer(_ConstantSchedule):
         self.l2_regularization_strength = l2_regularization_strength
         self.l2_shrinkage_regularization_strength = l2_shrinkage_regularization_strength
         self.beta = beta
+        if initial_accumulator_value is None:  # the estimators' default: Keras's 0.1
+            initial_accumulator_value = 0.1
         self.t = 0
         self.accumulators = np.full(n_params, initial_accumulator_value, dtype=dtype)
         self.linears = np.zeros(n_params, dtype=dtype)
