@@ -242,9 +242,19 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
 
     def _network(self):
         """The engine's description of the fitted network (cached; cheap to rebuild)."""
+        pieces = getattr(self, "_maxout_pieces", 0)
+        # Everything the network depends on, as a plain tuple: this runs on every predict.
+        # (batch_norm is the parameter: a cached network passed the checks below with it.)
+        key = (self._layer_units, self.activation, self.out_activation_, self.alpha, self.loss,
+               self.negative_slope, self.elu_alpha, self.softplus_beta, self.softplus_threshold,
+               pieces, self.dropout, getattr(self, "huber_delta", 1.0), self.batch_norm)
+        if self.batch_norm:
+            key += (self.batch_norm_momentum, self.batch_norm_eps)
+        cached = getattr(self, "_network_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         # maxout's k shapes the weights: the fitted one counts, and the activation cannot
         # switch to or from maxout without a new fit (other activations can, as in scikit-learn).
-        pieces = getattr(self, "_maxout_pieces", 0)
         if (self.activation == "maxout") != (pieces > 0):
             raise ValueError(
                 f"activation={self.activation!r} does not fit the weights, which were fitted "
@@ -253,21 +263,13 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             )
         # So does batch normalization (gamma and beta are weights); its eps and momentum may
         # change, as torch's may.
-        normalised = getattr(self, "_batch_norm", False)
+        normalised = self.__dict__.get("_batch_norm", False)
         if bool(self.batch_norm) != normalised:
             raise ValueError(
                 f"batch_norm={self.batch_norm} does not fit the weights, which were fitted "
                 f"{'with' if normalised else 'without'} batch normalization; fit again after "
                 "changing it."
             )
-        # Everything the network depends on, as a plain tuple: this runs on every predict.
-        key = (self._layer_units, self.activation, self.out_activation_, self.alpha, self.loss,
-               self.negative_slope, self.elu_alpha, self.softplus_beta, self.softplus_threshold,
-               pieces, self.dropout, getattr(self, "huber_delta", 1.0), normalised,
-               self.batch_norm_momentum, self.batch_norm_eps)
-        cached = getattr(self, "_network_cache", None)
-        if cached is not None and cached[0] == key:
-            return cached[1]
         options = {
             "negative_slope": float(self.negative_slope), "elu_alpha": float(self.elu_alpha),
             "softplus_beta": float(self.softplus_beta),
@@ -287,17 +289,22 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         place) since the views were made, so that theta always holds the model's weights."""
         theta = self._theta
         coefs, intercepts = self.coefs_, self.intercepts_
-        norms = ((self.batch_norm_weights_, self.batch_norm_biases_)
-                 if getattr(self, "_batch_norm", False) else ())
+        normalised = self.__dict__.get("_batch_norm", False)
         intact = len(coefs) == len(self._layer_units) - 1 == len(intercepts)
-        for a in (*coefs, *intercepts, *(a for arrays in norms for a in arrays)):
-            # (a plain loop: this runs on every prediction)
+        for a in (*coefs, *intercepts):  # (a plain loop: this runs on every prediction)
             if a.base is not theta:
                 intact = False
                 break
+        if normalised:
+            for a in (*self.batch_norm_weights_, *self.batch_norm_biases_):
+                if a.base is not theta:
+                    intact = False
+                    break
         if intact:
             return theta
-        arrays = list(coefs) + list(intercepts) + [a for arrays in norms for a in arrays]
+        arrays = list(coefs) + list(intercepts)
+        if normalised:
+            arrays += list(self.batch_norm_weights_) + list(self.batch_norm_biases_)
         views = self._set_views(self._network(), theta)
         for view, value in zip(views, arrays):
             view[...] = value
@@ -895,8 +902,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             theta = theta.astype(dtype)  # float64 X on a float32 model, as numpy promotes
         out = np.empty((X.shape[0], self.n_outputs_), dtype=theta.dtype)
         network = self._network()
-        fold = (network.batch_norm_fold(theta, self._batch_norm_running) if network.batch_norm
-                else None)
+        fold = (network.batch_norm_fold(theta, self._batch_norm_running)
+                if self.__dict__.get("_batch_norm") else None)
         if X.shape[0] < _engine.SMALL_PREDICT_ROWS:
             # A few rows never reach BLAS (csrc/small_product.c): no limit to set.
             _engine.predict(network, theta, X, out, 1, fold)
