@@ -19,8 +19,8 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-CSRC = ["csrc/activations.c", "csrc/maxout.c", "csrc/dropout.c", "csrc/losses.c",
-        "csrc/optimizers.c", "csrc/small_product.c", "csrc/placement.c"]
+CSRC = ["csrc/activations.c", "csrc/maxout.c", "csrc/dropout.c", "csrc/batchnorm.c",
+        "csrc/losses.c", "csrc/optimizers.c", "csrc/small_product.c", "csrc/placement.c"]
 
 
 def compiler_supports(flags):

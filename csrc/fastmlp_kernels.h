@@ -16,7 +16,7 @@
  * the last few bits.
  *
  * What scikit-learn does not have (csrc/activations.c's new activations, csrc/maxout.c,
- * csrc/dropout.c; the torch.optim solvers of csrc/optimizers.c; the losses added to csrc/losses.c)
+ * csrc/dropout.c, csrc/batchnorm.c; the torch.optim solvers of csrc/optimizers.c; the losses added to csrc/losses.c)
  * follows PyTorch's definitions, defaults and order of operations instead, so that a fit can be
  * compared with the same steps in torch.
  *
@@ -155,6 +155,23 @@ unsigned long long fm_dropout_key(unsigned long long seed, long long step);
                                   unsigned long long key, const ptrdiff_t *sample_ids,            \
                                   ptrdiff_t first_sample, ptrdiff_t stride, ptrdiff_t offset,     \
                                   long long threshold, double scale);                             \
+    /* Batch normalization's training forward over features f0..f1 of the rows x ld block z     \
+     * (z += b, normalised by the batch's weighted mean and biased variance into xhat, then      \
+     * z = gamma xhat + beta; mean and inv_std receive the batch's mean and 1/sigma; the running  \
+     * statistics move by momentum unless running_mean is NULL or unbiased_den <= 0), and its    \
+     * backward (delta: dLoss/dy in, dLoss/dz out; the gradients of gamma and beta (+)=). See    \
+     * csrc/batchnorm.c.                                                                        */ \
+    void fm_batchnorm_forward##SFX(REAL *z, REAL *xhat, double *mean, double *inv_std,            \
+                                   const REAL *b, const REAL *gamma, const REAL *beta,            \
+                                   REAL *running_mean, REAL *running_var, const double *row_w,   \
+                                   double weight_sum, double unbiased_den, ptrdiff_t rows,       \
+                                   ptrdiff_t ld, ptrdiff_t f0, ptrdiff_t f1, double eps,         \
+                                   double momentum);                                              \
+    void fm_batchnorm_backward##SFX(REAL *delta, REAL *grad_gamma, REAL *grad_beta, double *s1,   \
+                                    double *s2, const REAL *xhat, const double *inv_std,          \
+                                    const REAL *gamma, const double *row_w, double weight_sum,   \
+                                    ptrdiff_t rows, ptrdiff_t ld, ptrdiff_t f0, ptrdiff_t f1,    \
+                                    int accumulate);                                              \
     /* Output layer, fused with the loss. Row r reads y row (rows_index ? rows_index[r] : r) and   \
      * weight w of the same row (w may be NULL). Writes delta = dLoss/dz * w and                   \
      * row_loss[r] = loss of row r (unweighted). loss_param: huber's delta (else unused).        */ \

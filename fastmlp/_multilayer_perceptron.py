@@ -171,6 +171,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
         "weight_clip": [Interval(Real, 0, None, closed="neither"), None],
+        "batch_norm": ["boolean"],
+        "batch_norm_momentum": [Interval(Real, 0, 1, closed="both")],
+        "batch_norm_eps": [Interval(Real, 0, None, closed="neither")],
     }
 
     @abstractmethod
@@ -183,7 +186,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                  centered, momentum_decay, decoupled_weight_decay, amsgrad,
                  learning_rate_power, l1_regularization_strength, l2_regularization_strength,
                  l2_shrinkage_regularization_strength, ftrl_beta, dropout, max_grad_norm,
-                 weight_clip):
+                 weight_clip, batch_norm, batch_norm_momentum, batch_norm_eps):
         self.activation = activation
         self.solver = solver
         self.alpha = alpha
@@ -231,33 +234,50 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         self.dropout = dropout
         self.max_grad_norm = max_grad_norm
         self.weight_clip = weight_clip
+        self.batch_norm = batch_norm
+        self.batch_norm_momentum = batch_norm_momentum
+        self.batch_norm_eps = batch_norm_eps
 
     # -- the flat parameter vector ---------------------------------------------------------------
 
     def _network(self):
         """The engine's description of the fitted network (cached; cheap to rebuild)."""
+        pieces = getattr(self, "_maxout_pieces", 0)
+        # Everything the network depends on, as a plain tuple: this runs on every predict.
+        # (batch_norm is the parameter: a cached network passed the checks below with it.)
+        key = (self._layer_units, self.activation, self.out_activation_, self.alpha, self.loss,
+               self.negative_slope, self.elu_alpha, self.softplus_beta, self.softplus_threshold,
+               pieces, self.dropout, getattr(self, "huber_delta", 1.0), self.batch_norm)
+        if self.batch_norm:
+            key += (self.batch_norm_momentum, self.batch_norm_eps)
+        cached = getattr(self, "_network_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         # maxout's k shapes the weights: the fitted one counts, and the activation cannot
         # switch to or from maxout without a new fit (other activations can, as in scikit-learn).
-        pieces = getattr(self, "_maxout_pieces", 0)
         if (self.activation == "maxout") != (pieces > 0):
             raise ValueError(
                 f"activation={self.activation!r} does not fit the weights, which were fitted "
                 f"{'with' if pieces else 'without'} maxout; fit again after changing to or "
                 "from 'maxout'."
             )
-        # Everything the network depends on, as a plain tuple: this runs on every predict.
-        key = (self._layer_units, self.activation, self.out_activation_, self.alpha, self.loss,
-               self.negative_slope, self.elu_alpha, self.softplus_beta, self.softplus_threshold,
-               pieces, self.dropout, getattr(self, "huber_delta", 1.0))
-        cached = getattr(self, "_network_cache", None)
-        if cached is not None and cached[0] == key:
-            return cached[1]
+        # So does batch normalization (gamma and beta are weights); its eps and momentum may
+        # change, as torch's may.
+        normalised = self.__dict__.get("_batch_norm", False)
+        if bool(self.batch_norm) != normalised:
+            raise ValueError(
+                f"batch_norm={self.batch_norm} does not fit the weights, which were fitted "
+                f"{'with' if normalised else 'without'} batch normalization; fit again after "
+                "changing it."
+            )
         options = {
             "negative_slope": float(self.negative_slope), "elu_alpha": float(self.elu_alpha),
             "softplus_beta": float(self.softplus_beta),
             "softplus_threshold": float(self.softplus_threshold),
             "maxout_pieces": max(pieces, 1), "dropout": float(self.dropout),
             "huber_delta": float(getattr(self, "huber_delta", 1.0)),
+            "batch_norm": normalised, "batch_norm_momentum": float(self.batch_norm_momentum),
+            "batch_norm_eps": float(self.batch_norm_eps),
         }
         network = _engine.Network(self._layer_units, self.activation, self.out_activation_,
                                   float(self.alpha), self.loss, **options)
@@ -269,19 +289,39 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         place) since the views were made, so that theta always holds the model's weights."""
         theta = self._theta
         coefs, intercepts = self.coefs_, self.intercepts_
+        normalised = self.__dict__.get("_batch_norm", False)
         intact = len(coefs) == len(self._layer_units) - 1 == len(intercepts)
         for a in (*coefs, *intercepts):  # (a plain loop: this runs on every prediction)
             if a.base is not theta:
                 intact = False
                 break
+        if normalised:
+            for a in (*self.batch_norm_weights_, *self.batch_norm_biases_):
+                if a.base is not theta:
+                    intact = False
+                    break
         if intact:
             return theta
         arrays = list(coefs) + list(intercepts)
-        coefs, intercepts = self._network().views(theta)
-        for view, value in zip(coefs + intercepts, arrays):
+        if normalised:
+            arrays += list(self.batch_norm_weights_) + list(self.batch_norm_biases_)
+        views = self._set_views(self._network(), theta)
+        for view, value in zip(views, arrays):
             view[...] = value
-        self.coefs_, self.intercepts_ = coefs, intercepts
         return theta
+
+    def _set_views(self, network, theta):
+        """Point coefs_, intercepts_ (and batch normalization's gamma and beta) at theta, and
+        the running statistics' lists at _batch_norm_running; returns the parameters' views in
+        theta's order of attributes (coefs, intercepts, gammas, betas)."""
+        self.coefs_, self.intercepts_ = network.views(theta)
+        views = self.coefs_ + self.intercepts_
+        if network.batch_norm:
+            self.batch_norm_weights_, self.batch_norm_biases_ = network.batch_norm_views(theta)
+            (self.batch_norm_running_means_,
+             self.batch_norm_running_vars_) = network.running_views(self._batch_norm_running)
+            views += self.batch_norm_weights_ + self.batch_norm_biases_
+        return views
 
     def _reconstruction_attributes(self, theta):
         """The attributes that make a copy of this estimator predict with the flat weights
@@ -289,8 +329,17 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         iteration (FitTask). The layout of the flat vector is the estimator's and its engine's,
         with no public way to it, so the callbacks get it from here."""
         theta = np.array(theta, dtype=self._theta.dtype)
-        coefs, intercepts = self._network().views(theta)
-        return {"_theta": theta, "coefs_": coefs, "intercepts_": intercepts}
+        network = self._network()
+        coefs, intercepts = network.views(theta)
+        attributes = {"_theta": theta, "coefs_": coefs, "intercepts_": intercepts}
+        if network.batch_norm:
+            running = self._batch_norm_running.copy()
+            gammas, betas = network.batch_norm_views(theta)
+            means, variances = network.running_views(running)
+            attributes.update(_batch_norm_running=running, batch_norm_weights_=gammas,
+                              batch_norm_biases_=betas, batch_norm_running_means_=means,
+                              batch_norm_running_vars_=variances)
+        return attributes
 
     def __getstate__(self):
         # Views do not survive pickling as views: store theta alone, rebuild them on load.
@@ -298,9 +347,10 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         if "_theta" in state:
             self._packed_parameters()
             state = dict(state)
-            state.pop("coefs_", None)
-            state.pop("intercepts_", None)
-            state.pop("_network_cache", None)
+            for name in ("coefs_", "intercepts_", "_network_cache", "batch_norm_weights_",
+                         "batch_norm_biases_", "batch_norm_running_means_",
+                         "batch_norm_running_vars_"):
+                state.pop(name, None)
         # scikit-learn stamps only its own estimators with its version; stamp ours with fastmlp's.
         return dict(state, _fastmlp_version=__version__)
 
@@ -319,8 +369,10 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 # the weights' views must have theta itself as base (see _packed_parameters),
                 # so theta must be a plain array that owns its memory.
                 self._theta = np.array(self._theta)
+            if isinstance(self.__dict__.get("_batch_norm_running"), np.ndarray):
+                self._batch_norm_running = np.array(self._batch_norm_running)
             self._check_loaded_state()  # a damaged or crafted file fails here, not in the engine
-            self.coefs_, self.intercepts_ = self._network().views(self._theta)
+            self._set_views(self._network(), self._theta)
 
     def _check_loaded_state(self):
         """Raise ValueError unless a loaded fitted state is one fastmlp could have written.
@@ -337,11 +389,17 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         else:
             units = list(self.__dict__.get("_layer_units", []))
             try:
-                n_params = self._network().n_params
+                network = self._network()
+                n_params = network.n_params
             except Exception as exc:  # unknown activation names, bad sizes
                 problem = f"its network cannot be built ({exc})"
             else:
-                if (len(units) < 2 or min(units) < 1 or theta.shape[0] != n_params
+                running = self.__dict__.get("_batch_norm_running")
+                if network.batch_norm and not (
+                        isinstance(running, np.ndarray) and running.dtype == theta.dtype
+                        and running.shape == (network.n_running,)):
+                    problem = "its batch normalization statistics do not match its layers"
+                elif (len(units) < 2 or min(units) < 1 or theta.shape[0] != n_params
                         or units[0] != self.__dict__.get("n_features_in_")
                         or units[-1] != self.__dict__.get("n_outputs_")):
                     problem = "its weights do not match its layer sizes"
@@ -370,9 +428,20 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             self.out_activation_ = "logistic"
 
         self._maxout_pieces = self.maxout_pieces if self.activation == "maxout" else 0
+        self._batch_norm = bool(self.batch_norm)
+        for name in ("batch_norm_weights_", "batch_norm_biases_", "batch_norm_running_means_",
+                     "batch_norm_running_vars_", "_batch_norm_running"):
+            self.__dict__.pop(name, None)
         network = self._network()
         self._theta = np.empty(network.n_params, dtype=dtype)
-        self.coefs_, self.intercepts_ = network.views(self._theta)
+        if network.batch_norm:  # torch's start: gamma 1, beta 0, running mean 0 and variance 1
+            self._batch_norm_running = np.zeros(network.n_running, dtype=dtype)
+            self._batch_norm_running[network.n_running // 2:] = 1.0
+        self._set_views(network, self._theta)
+        if network.batch_norm:
+            for gamma, beta in zip(self.batch_norm_weights_, self.batch_norm_biases_):
+                gamma[...] = 1.0
+                beta[...] = 0.0
         factor = 2.0 if self.activation == "logistic" else 6.0
         for i, (coef, intercept) in enumerate(zip(self.coefs_, self.intercepts_)):
             fan_in, fan_out = coef.shape
@@ -387,6 +456,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
 
         self._best_coefs = [c.copy() for c in self.coefs_]
         self._best_intercepts = [i.copy() for i in self.intercepts_]
+        self._best_batch_norm = self._batch_norm_state()
 
         # gradient_norms_ is a stochastic solver's (L-BFGS has no steps of its own to show).
         self.__dict__.pop("gradient_norms_", None)
@@ -493,6 +563,11 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 f"{tuple(self._layer_units[1:-1])}. Fit with warm_start=False for a new one.",
                 UserWarning,
             )
+        elif bool(self.batch_norm) != getattr(self, "_batch_norm", False):
+            raise ValueError(
+                f"batch_norm={self.batch_norm} differs from the fitted model's; it cannot "
+                "change with warm_start or partial_fit."
+            )
         elif self.activation == "maxout" and self.maxout_pieces != self._maxout_pieces:
             raise ValueError(
                 f"maxout_pieces={self.maxout_pieces} differs from the fitted "
@@ -512,8 +587,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
 
     def _fit_lbfgs(self, X, y, sample_weight, theta, fit_task):
         network = self._network()
-        trainer = _engine.Trainer(network, min(X.shape[0], _LBFGS_CHUNK_ROWS), X.shape[1],
-                                  theta.dtype, sp.issparse(X))
+        # Batch normalization's statistics are the whole batch's: one chunk of every row.
+        chunk = X.shape[0] if network.batch_norm else min(X.shape[0], _LBFGS_CHUNK_ROWS)
+        trainer = _engine.Trainer(network, chunk, X.shape[1], theta.dtype, sp.issparse(X))
         Y = np.ascontiguousarray(y, dtype=theta.dtype)
         weights = sample_weight if sample_weight is not None else np.empty(0, theta.dtype)
         grad = np.empty_like(theta)
@@ -559,6 +635,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             self.n_iter_ = accepted["nit"]
             self.loss_ = accepted["fun"] if accepted["fun"] is not None else np.nan
             theta[...] = accepted["x"]
+            self._running_statistics_of(trainer, theta, X, Y, weights, n_threads)
             return
         fit_task.close_lbfgs()
         # A stop asked by a callback is no failure to converge: no ConvergenceWarning then.
@@ -566,6 +643,16 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                         else _check_optimize_result(result, self.max_iter))
         self.loss_ = result.fun
         theta[...] = result.x
+        self._running_statistics_of(trainer, theta, X, Y, weights, n_threads)
+
+    def _running_statistics_of(self, trainer, theta, X, Y, weights, n_threads):
+        """L-BFGS's running statistics: the whole training set's, at the final weights (its
+        one batch; momentum plays no part), so that prediction normalises as training did."""
+        if getattr(self, "_batch_norm", False):
+            grad = np.empty_like(theta)
+            with single_threaded_blas():
+                trainer.loss_gradient(theta, grad, X, Y, weights, n_threads,
+                                      running=self._batch_norm_running)
 
     def _make_optimizer(self, n_params, dtype):
         if self.solver == "sgd":
@@ -681,6 +768,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                             theta, grad, state_1, state_2, X_train, Y_train, weights,
                             sample_idx if self.shuffle else no_rows, batch_size, spec,
                             n_threads, state_3=state_3, grad_norms=norm_sums,
+                            running=getattr(self, "_batch_norm_running", None),
                         )
                 finally:  # the steps taken count, also when Ctrl-C stopped the epoch
                     optimizer.took_steps(spec)
@@ -737,6 +825,10 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             for view, best in zip(self.coefs_ + self.intercepts_,
                                   self._best_coefs + self._best_intercepts):
                 view[...] = best
+            if getattr(self, "_best_batch_norm", None) is not None:
+                best_norm, best_running = self._best_batch_norm
+                theta[theta.shape[0] - best_norm.shape[0]:] = best_norm
+                self._batch_norm_running[...] = best_running
 
     def _update_no_improvement_count(self, early_stopping, X, y, sample_weight):
         if early_stopping:
@@ -756,6 +848,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 self.best_validation_score_ = last_valid_score
                 self._best_coefs = [c.copy() for c in self.coefs_]
                 self._best_intercepts = [i.copy() for i in self.intercepts_]
+                self._best_batch_norm = self._batch_norm_state()
         else:
             if self.loss_curve_[-1] > self.best_loss_ - self.tol:
                 self._no_improvement_count += 1
@@ -763,6 +856,13 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 self._no_improvement_count = 0
             if self.loss_curve_[-1] < self.best_loss_:
                 self.best_loss_ = self.loss_curve_[-1]
+
+    def _batch_norm_state(self):
+        """Copies of gamma and beta (theta's tail) and of the running statistics, or None."""
+        if not getattr(self, "_batch_norm", False):
+            return None
+        n = self._batch_norm_running.shape[0]
+        return (self._theta[self._theta.shape[0] - n:].copy(), self._batch_norm_running.copy())
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -801,16 +901,19 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         if dtype != theta.dtype:
             theta = theta.astype(dtype)  # float64 X on a float32 model, as numpy promotes
         out = np.empty((X.shape[0], self.n_outputs_), dtype=theta.dtype)
+        network = self._network()
+        fold = (network.batch_norm_fold(theta, self._batch_norm_running)
+                if self.__dict__.get("_batch_norm") else None)
         if X.shape[0] < _engine.SMALL_PREDICT_ROWS:
             # A few rows never reach BLAS (csrc/small_product.c): no limit to set.
-            _engine.predict(self._network(), theta, X, out, 1)
+            _engine.predict(network, theta, X, out, 1, fold)
             return out
         n_threads = effective_n_threads() if X.shape[0] > 128 else 1
         # BLAS on one thread even when the engine uses one: OpenBLAS's threaded GEMM and GEMV
         # round differently from its serial ones, and predictions must not depend on thread
         # counts (nor on whether another thread happens to hold BLAS to one thread just then).
         with single_threaded_blas():
-            _engine.predict(self._network(), theta, X, out, n_threads)
+            _engine.predict(network, theta, X, out, n_threads, fold)
         return out
 
     def _check_is_fitted(self):
@@ -902,6 +1005,13 @@ class MLPClassifier(MultilabelTagsMixin, ClassifierMixin, BaseMultilayerPerceptr
         included, to this before each step, as torch.nn.utils.clip_grad_norm_)
     weight_clip : float, default=None (clamp every parameter, intercepts included, to
         [-c, c] after each step; with lbfgs, bounds [-c, c])
+    batch_norm : bool, default=False (every hidden layer computes act(BN(a W + b)), torch's
+        Linear -> BatchNorm1d(affine=True) -> act (-> Dropout); training normalises by each
+        mini-batch's (sample-weighted) mean and biased variance, prediction by the running
+        statistics. maxout is normalised over its pieces. With lbfgs, the whole training set
+        is the batch, and the running statistics end as its statistics at the final weights.)
+    batch_norm_momentum : float, default=0.1; batch_norm_eps : float, default=1e-5 (torch's
+        momentum of the running statistics and eps)
     loss : {'log_loss', 'squared_error'}, default='log_loss' ('squared_error': the lectures'
         cost 0.5 * sum_j (p_j - y_j)^2 per sample on the output probabilities, averaged over
         samples)
@@ -922,6 +1032,11 @@ class MLPClassifier(MultilabelTagsMixin, ClassifierMixin, BaseMultilayerPerceptr
         the L2 penalty included, before max_grad_norm clipping). Vanishing gradients show as
         the first layers' norms falling orders of magnitude below the last's
         (`fastmlp.plot_gradient_norms`).
+    batch_norm_weights_, batch_norm_biases_ : lists of ndarray of shape (fan_out,) (fan_out k
+        for maxout), batch_norm=True only: each hidden layer's gamma and beta, views into the
+        flat parameter vector like `coefs_` (trained by every solver, unpenalised by `alpha`).
+    batch_norm_running_means_, batch_norm_running_vars_ : lists of ndarray, batch_norm=True
+        only: each hidden layer's running mean and (unbiased) running variance.
     """
 
     _parameter_constraints: dict = {
@@ -943,9 +1058,8 @@ class MLPClassifier(MultilabelTagsMixin, ClassifierMixin, BaseMultilayerPerceptr
                  decoupled_weight_decay=False, amsgrad=False, learning_rate_power=-0.5,
                  l1_regularization_strength=0.0, l2_regularization_strength=0.0,
                  l2_shrinkage_regularization_strength=0.0, ftrl_beta=0.0, dropout=0.0,
-                 max_grad_norm=None,
-                 weight_clip=None, loss="log_loss",
-                 class_weight=None):
+                 max_grad_norm=None, weight_clip=None, batch_norm=False, batch_norm_momentum=0.1,
+                 batch_norm_eps=1e-5, loss="log_loss", class_weight=None):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -966,7 +1080,8 @@ class MLPClassifier(MultilabelTagsMixin, ClassifierMixin, BaseMultilayerPerceptr
             l2_regularization_strength=l2_regularization_strength,
             l2_shrinkage_regularization_strength=l2_shrinkage_regularization_strength,
             ftrl_beta=ftrl_beta, dropout=dropout,
-            max_grad_norm=max_grad_norm, weight_clip=weight_clip,
+            max_grad_norm=max_grad_norm, weight_clip=weight_clip, batch_norm=batch_norm,
+            batch_norm_momentum=batch_norm_momentum, batch_norm_eps=batch_norm_eps,
         )
         self.class_weight = class_weight
 
@@ -1145,8 +1260,8 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
                  decoupled_weight_decay=False, amsgrad=False, learning_rate_power=-0.5,
                  l1_regularization_strength=0.0, l2_regularization_strength=0.0,
                  l2_shrinkage_regularization_strength=0.0, ftrl_beta=0.0, dropout=0.0,
-                 max_grad_norm=None,
-                 weight_clip=None, huber_delta=1.0):
+                 max_grad_norm=None, weight_clip=None, batch_norm=False, batch_norm_momentum=0.1,
+                 batch_norm_eps=1e-5, huber_delta=1.0):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -1167,7 +1282,8 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             l2_regularization_strength=l2_regularization_strength,
             l2_shrinkage_regularization_strength=l2_shrinkage_regularization_strength,
             ftrl_beta=ftrl_beta, dropout=dropout,
-            max_grad_norm=max_grad_norm, weight_clip=weight_clip,
+            max_grad_norm=max_grad_norm, weight_clip=weight_clip, batch_norm=batch_norm,
+            batch_norm_momentum=batch_norm_momentum, batch_norm_eps=batch_norm_eps,
         )
         self.huber_delta = huber_delta
 

@@ -163,6 +163,8 @@ def _forward(scope, operator, container):
                 f"ONNX export does not know activation {activation!r} yet "
                 f"(known: {sorted(_ACTIVATIONS)})"
             )
+        if hidden and model.batch_norm:
+            coef, intercept = _fold_batch_norm(model, i, coef, intercept)
         z = nodes.op("Add", [nodes.op("MatMul", [current, nodes.constant(coef)]),
                              nodes.constant(intercept)])
         if activation == "maxout":
@@ -171,6 +173,17 @@ def _forward(scope, operator, container):
         else:
             current = _ACTIVATIONS[activation](nodes, z, model)
     return current
+
+
+def _fold_batch_norm(model, i, coef, intercept):
+    """Hidden layer i's batch normalization, prediction's (running statistics), folded into its
+    Gemm: W scale and (b - mean) scale + beta, scale = gamma / sqrt(var + eps), per column (a
+    maxout layer's pieces included), as the engine folds it for predict."""
+    scale = model.batch_norm_weights_[i] / np.sqrt(model.batch_norm_running_vars_[i]
+                                                   + model.batch_norm_eps)
+    shift = ((intercept - model.batch_norm_running_means_[i]) * scale
+             + model.batch_norm_biases_[i])
+    return coef * scale, shift
 
 
 class _Nodes:

@@ -326,6 +326,18 @@ def _cases():
                             "early_stopping": True}, layout="csc")
     add("reg", "diabetes_large", {"hidden_layer_sizes": [300, 32], "batch_size": 1024,
                                   "max_iter": 3})
+    # batch normalization: every layer kind beside it, the solvers' paths, sparse, weights
+    for p in ({}, {"activation": "maxout", "maxout_pieces": 3}, {"activation": "gelu",
+                                                                  "dropout": 0.2},
+              {"solver": "lbfgs"}, {"solver": "sgd", "max_grad_norm": 0.5, "weight_clip": 1.0},
+              {"hidden_layer_sizes": [16, 12, 8], "batch_norm_momentum": 0.3,
+               "batch_norm_eps": 1e-3}, {"early_stopping": True}):
+        add("clf", "digits", {"batch_norm": True, **p})
+    add("clf", "digits", {"batch_norm": True, "activation": "tanh"}, dtype="float32",
+        layout="csr", sample_weight="uniform")
+    add("clf", "digits", {"batch_norm": True, "solver": "adamw"}, mode="partial_fit")
+    add("reg", "multiout", {"batch_norm": True, "solver": "lbfgs", "activation": "maxout"},
+        dtype="float32", sample_weight="uniform")
     return cases
 
 
@@ -530,6 +542,10 @@ def _fitted(model):
         rec[f"coefs_[{i}]"] = _digest(a)
     for i, a in enumerate(model.intercepts_):
         rec[f"intercepts_[{i}]"] = _digest(a)
+    for name in ("batch_norm_weights_", "batch_norm_biases_", "batch_norm_running_means_",
+                 "batch_norm_running_vars_"):
+        for i, a in enumerate(getattr(model, name, [])):
+            rec[f"{name}[{i}]"] = _digest(a)
     curve = getattr(model, "loss_curve_", None)
     rec["loss_curve_"] = None if curve is None else _digest(np.asarray(curve, dtype=np.float64))
     scores = getattr(model, "validation_scores_", None)

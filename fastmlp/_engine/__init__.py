@@ -15,6 +15,7 @@ What the estimators use is re-exported here; everything else is internal to the 
     _layer_sparse_input.pxd   the first layer's product and weight gradient on CSR input
     _layer_maxout.pxd     maxout units (k pieces each)
     _layer_dropout.pxd    inverted dropout with counter-hash masks
+    _layer_batchnorm.pxd  batch normalization: statistics over the batch, by blocks of features
     _schedule.pxd         the blocks of a mini-batch and who computes them: the determinism
     _interrupt.pxd        Ctrl-C through a call that runs without the GIL
     _trainer.pyx          Trainer (epochs, full-batch gradients), predict, surely_finite
@@ -38,7 +39,7 @@ The math, per layer l with input a (rows x n_in) and output width n_out:
     backward  dW = a^T delta, db = sum_rows delta    (the weight gradient)
               delta_prev = (delta W^T) * act'(a)      (skipped for the first layer: no input grad)
 Parameters: theta holds every W^l (row-major, fan_in x fan_out, as scikit-learn's ``coefs_``)
-followed by every b^l; the estimator's ``coefs_``/``intercepts_`` are views into it. The
+followed by every b^l (and, with batch normalization, every hidden layer's gamma and beta); the estimator's ``coefs_``/``intercepts_`` are views into it. The
 gradient and the optimizer's state vectors have the same layout, so finishing the gradient and
 stepping the optimizer is one element-wise pass (csrc/optimizers.c).
 """

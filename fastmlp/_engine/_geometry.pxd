@@ -3,7 +3,8 @@
 #
 # Design
 # ------
-# theta holds every W^l (row-major, fan_in x cols[l]) and then every b^l (cols[l]). The per-row
+# theta holds every W^l (row-major, fan_in x cols[l]), then every b^l (cols[l]), then, with batch
+# normalization, each hidden layer's gamma^l and beta^l (cols[l] each, at bn_offset[l]). The per-row
 # buffers of a pass over n rows (activations, deltas, and what a layer kind keeps: z, dropout's
 # outputs, maxout's winners) hold layer after layer, each layer's block n rows x its width, so
 # that a block of rows r0.. of layer l starts at n * prefix[l] + r0 * width[l]: act_at for the
@@ -31,6 +32,12 @@ cdef struct Geometry:
     bint keep_z                    # hidden layers keep z = a W + b: their act' needs it
     Py_ssize_t maxout_pieces       # k, the linear pieces of a maxout unit (1 if not maxout)
     double dropout                 # rate on hidden units; 0: none
+    # Batch normalization of every hidden layer's z (fastmlp/_engine/_layer_batchnorm.pxd).
+    bint batch_norm
+    double bn_momentum             # the running statistics' update, torch's momentum
+    double bn_eps
+    Py_ssize_t *bn_offset          # where gamma^l starts in theta; beta^l follows it
+    Py_ssize_t n_bn_features       # normalised features per row (col_prefix[n_layers - 1])
     # The output layer, fused with its loss, and the penalty.
     int output_activation
     int loss

@@ -1,7 +1,7 @@
 # A layer, whatever its kind: the one place that chooses between the kinds, forward and
 # backward side by side. The kinds themselves are _layer_dense.pxd (the affine product and the
-# element-wise activations), _layer_sparse_input.pxd (the first layer on CSR), _layer_maxout.pxd
-# and _layer_dropout.pxd.
+# element-wise activations), _layer_sparse_input.pxd (the first layer on CSR), _layer_maxout.pxd,
+# _layer_dropout.pxd and _layer_batchnorm.pxd.
 #
 # Design
 # ------
@@ -16,11 +16,12 @@
 # allocation in Trainer.__init__), its parameters' place in theta if it has any (Geometry and
 # Network), and a row-order-independent formula (a reduction over rows, as batch normalization's
 # mean, must be summed in a fixed order of row blocks, as the gradient's norm is in
-# _schedule.pxd). It is dispatched here, named in vocabulary.pyx, and tested against a numpy
+# _schedule.pxd; batch normalization's feature passes are the example). It is dispatched here, named in vocabulary.pyx, and tested against a numpy
 # reference (tests) and central differences.
 from cython cimport floating
 
 from fastmlp._engine._geometry cimport Geometry, act_at, is_maxout
+from fastmlp._engine._layer_batchnorm cimport BatchNorm, batchnorm_eval_scale
 from fastmlp._engine._layer_dense cimport activation_delta, activation_forward, dense_product
 from fastmlp._engine._layer_dropout cimport Dropout, dropout_layer_backward
 from fastmlp._engine._layer_maxout cimport maxout_layer_backward, maxout_layer_forward
@@ -34,6 +35,7 @@ cdef struct Kept:
     void *pre         # z = a W + b of the hidden layers, for activations whose act' needs z
     int *argmax       # maxout: the winning piece of each unit
     Dropout dropout   # dropout's outputs and this step's masks
+    BatchNorm bn      # batch normalization: the normalised z, this batch's statistics
 
 
 cdef inline const void *kept_input(const Kept *kept) noexcept nogil:
@@ -42,23 +44,35 @@ cdef inline const void *kept_input(const Kept *kept) noexcept nogil:
     return kept.dropout.dropped if kept.dropout.threshold > 0 else kept.acts
 
 
+cdef inline void layer_product(const Geometry *g, Py_ssize_t l, floating *product,
+                               const floating *a_in, Py_ssize_t ld_in, const Rows *rows,
+                               Py_ssize_t r0, Py_ssize_t r1, const floating *theta) noexcept nogil:
+    """product (rows r0..r1 x cols[l]) = layer l's input @ W: the sparse X for the first layer
+    of a sparse pass, else a_in (ld_in apart)."""
+    cdef const floating *W = theta + g.coef_offset[l]
+    if l == 0 and rows.sparse:
+        sparse_product(product, rows, r0, r1, W, g.cols[l])
+    else:
+        dense_product(product, a_in, ld_in, W, r1 - r0, g.units[l], g.cols[l])
+
+
 cdef inline void layer_forward(const Geometry *g, Py_ssize_t l, floating *a_out, floating *z_out,
                                int *argmax, floating *pieces, const floating *a_in,
                                Py_ssize_t ld_in, const Rows *rows, Py_ssize_t r0, Py_ssize_t r1,
-                               const floating *theta) noexcept nogil:
-    """Layer l's output for rows r0..r1 (a_out: rows x units[l + 1]): its product (the sparse X
-    for the first layer of a sparse pass, else a_in @ W), bias and activation, keeping z in z_out
-    if not NULL. A maxout layer's k pieces per unit go to `pieces` (rows x cols[l]) and the
-    winners to argmax (if not NULL)."""
+                               const floating *theta, const floating *fold) noexcept nogil:
+    """Layer l's output for rows r0..r1 (a_out: rows x units[l + 1]): its product, bias and
+    activation, keeping z in z_out if not NULL. A maxout layer's k pieces per unit go to
+    `pieces` (rows x cols[l]) and the winners to argmax (if not NULL). fold (prediction of a
+    batch-normalised network; NULL otherwise): each hidden layer's normalization folded into a
+    scale of the product and a shift in the bias's place (Network.batch_norm_fold)."""
     cdef Py_ssize_t n_out = g.units[l + 1], n_cols = g.cols[l]
     cdef bint maxout = is_maxout(g, l)
     cdef floating *product = pieces if maxout else a_out
-    cdef const floating *W = theta + g.coef_offset[l]
     cdef const floating *b = theta + g.intercept_offset[l]
-    if l == 0 and rows.sparse:
-        sparse_product(product, rows, r0, r1, W, n_cols)
-    else:
-        dense_product(product, a_in, ld_in, W, r1 - r0, g.units[l], n_cols)
+    layer_product(g, l, product, a_in, ld_in, rows, r0, r1, theta)
+    if fold != NULL and l < g.n_layers - 1:
+        batchnorm_eval_scale(product, fold + 2 * g.col_prefix[l], r1 - r0, n_cols)
+        b = fold + 2 * g.col_prefix[l] + n_cols
     if maxout:
         maxout_layer_forward(a_out, argmax, pieces, b, r1 - r0, n_out, g.maxout_pieces)
     else:

@@ -18,18 +18,21 @@ cdef class Network:
     Beyond scikit-learn's options: `loss` (the estimator's loss name; None or the output's
     canonical loss keep OUTPUT_LOSSES's pairing), the activations' parameters, `maxout_pieces`
     (k: a maxout hidden layer's W^l is fan_in x (fan_out k), column j k + p being piece p of unit
-    j), huber's delta and the dropout rate on hidden units."""
+    j), huber's delta, the dropout rate on hidden units, and batch normalization of the hidden
+    layers (`batch_norm`, with torch's `momentum` and `eps`)."""
 
     def __init__(self, layer_units, hidden_activation, out_activation, double alpha=0.0,
                  loss=None, *, double negative_slope=0.01, double elu_alpha=1.0,
                  double softplus_beta=1.0, double softplus_threshold=20.0,
-                 Py_ssize_t maxout_pieces=2, double huber_delta=1.0, double dropout=0.0):
+                 Py_ssize_t maxout_pieces=2, double huber_delta=1.0, double dropout=0.0,
+                 bint batch_norm=False, double batch_norm_momentum=0.1,
+                 double batch_norm_eps=1e-5):
         units = [int(u) for u in layer_units]
         if max(units) * max(1, maxout_pieces) > BLAS_INT_MAX:
             raise ValueError(f"Layer widths and the number of features must be at most "
                              f"{BLAS_INT_MAX} (BLAS takes each dimension as a 32-bit int).")
         cdef Py_ssize_t L = len(units) - 1, l
-        self._sizes = np.zeros(6 * (L + 1), dtype=np.intp)
+        self._sizes = np.zeros(7 * (L + 1), dtype=np.intp)
         self.g.n_layers = L
         self.g.units = &self._sizes[0]
         self.g.coef_offset = &self._sizes[L + 1]
@@ -37,6 +40,7 @@ cdef class Network:
         self.g.act_prefix = &self._sizes[3 * (L + 1)]
         self.g.cols = &self._sizes[4 * (L + 1)]
         self.g.col_prefix = &self._sizes[5 * (L + 1)]
+        self.g.bn_offset = &self._sizes[6 * (L + 1)]
         self.g.hidden_activation = HIDDEN_ACTIVATIONS[hidden_activation]
         self.g.maxout_pieces = maxout_pieces if self.g.hidden_activation == FM_MAXOUT else 1
         if self.g.maxout_pieces < 1:
@@ -54,6 +58,13 @@ cdef class Network:
             offset += self.g.cols[l]
             self.g.act_prefix[l + 1] = self.g.act_prefix[l] + units[l + 1]
             self.g.col_prefix[l + 1] = self.g.col_prefix[l] + self.g.cols[l]
+        self.g.batch_norm = batch_norm and L > 1
+        self.g.bn_momentum = batch_norm_momentum
+        self.g.bn_eps = batch_norm_eps
+        self.g.n_bn_features = self.g.col_prefix[L - 1] if self.g.batch_norm else 0
+        for l in range(L - 1 if self.g.batch_norm else 0):
+            self.g.bn_offset[l] = offset
+            offset += 2 * self.g.cols[l]
         self.g.n_params = offset
         self.g.max_width = 0
         for l in range(L):
@@ -73,6 +84,12 @@ cdef class Network:
         self.g.dropout = dropout if L > 1 else 0.0
         self.n_coefs = self.g.n_coefs
         self.n_params = self.g.n_params
+        self.n_running = 2 * self.g.n_bn_features
+
+    @property
+    def batch_norm(self):
+        """Whether the hidden layers are batch-normalised (never without hidden layers)."""
+        return bool(self.g.batch_norm)
 
     @property
     def keeps_preactivation(self):
@@ -90,3 +107,47 @@ cdef class Network:
             start = self.g.intercept_offset[l]
             intercepts.append(theta[start:start + n_out])
         return coefs, intercepts
+
+    def batch_norm_views(self, theta):
+        """Each hidden layer's gamma and beta as numpy views into theta (empty lists without
+        batch normalization)."""
+        cdef Py_ssize_t l
+        gammas, betas = [], []
+        for l in range(self.g.n_layers - 1 if self.g.batch_norm else 0):
+            start, n = self.g.bn_offset[l], self.g.cols[l]
+            gammas.append(theta[start:start + n])
+            betas.append(theta[start + n:start + 2 * n])
+        return gammas, betas
+
+    def running_views(self, running):
+        """Each hidden layer's running mean and running variance as views into `running`, the
+        flat vector of n_running values the trainer updates (every mean, then every variance)."""
+        cdef Py_ssize_t l
+        means, variances = [], []
+        for l in range(self.g.n_layers - 1 if self.g.batch_norm else 0):
+            start, n = self.g.col_prefix[l], self.g.cols[l]
+            means.append(running[start:start + n])
+            start += self.g.n_bn_features
+            variances.append(running[start:start + n])
+        return means, variances
+
+    def batch_norm_fold(self, theta, running):
+        """Prediction's batch normalization folded per hidden layer into a scale of z before its
+        bias, gamma / sqrt(running_var + eps), and a shift in the bias's place,
+        (b - running_mean) scale + beta (torch's eval-mode BatchNorm1d after the Linear), flat:
+        each layer's scale, then its shift, in theta's dtype. None without batch normalization."""
+        if not self.g.batch_norm:
+            return None
+        theta = np.asarray(theta)
+        fold = np.empty(self.n_running, dtype=theta.dtype)
+        _, intercepts = self.views(theta)
+        gammas, betas = self.batch_norm_views(theta)
+        means, variances = self.running_views(np.asarray(running, dtype=theta.dtype))
+        start = 0
+        for b, gamma, beta, mean, var in zip(intercepts, gammas, betas, means, variances):
+            n = gamma.shape[0]
+            scale = fold[start:start + n]
+            scale[...] = gamma / np.sqrt(var + self.g.bn_eps)
+            fold[start + n:start + 2 * n] = (b - mean) * scale + beta
+            start += 2 * n
+        return fold

@@ -37,21 +37,28 @@ from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.math cimport sqrt
 
-from fastmlp._engine._geometry cimport Geometry, act_at, delta_at
+from fastmlp._engine._geometry cimport Geometry, act_at, delta_at, is_maxout
 from fastmlp._engine._interrupt cimport Interrupt, interrupted
 from fastmlp._engine._kernels cimport (
     clamp, finalize_gradient, fm_optim, optim_step, output_delta, scale, sum_squares,
 )
+from fastmlp._engine._layer_batchnorm cimport (
+    MIN_NORM_UNITS, BatchNorm, batchnorm_layer_backward, batchnorm_layer_forward, normalized_z,
+)
 from fastmlp._engine._layer_dense cimport (
-    dense_backward_bias, dense_backward_input, dense_backward_weights,
+    activation_forward, dense_backward_bias, dense_backward_input, dense_backward_weights,
 )
 from fastmlp._engine._layer_dropout cimport dropout_layer_forward
+from fastmlp._engine._layer_maxout cimport maxout_layer_forward
 from fastmlp._engine._layer_sparse_input cimport sparse_backward_weights
-from fastmlp._engine._layers cimport Kept, hidden_backward, kept_input, layer_forward
+from fastmlp._engine._layers cimport (
+    Kept, hidden_backward, kept_input, layer_forward, layer_product,
+)
 from fastmlp._engine._openmp cimport fm_current_cpu, fm_leave_cpu
 from fastmlp._engine._rows cimport Rows, dense_input, gather_rows, gathers, source_row
 
 cdef enum:
+    NORM_JOB = -2  # job_hi of a layer's gamma and beta (of its bias: -1)
     MIN_ROWS = 256
     MIN_WEIGHT_ROWS = 128
     MIN_SPLIT = 16
@@ -80,7 +87,8 @@ cdef struct Work:
     double *row_loss  # capacity
     double *partial   # one sum(W^2) per weight job
     double *grad_partial          # one sum(g^2) per weight job (max_grad_norm)
-    const Py_ssize_t *job_layer   # weight job j: layer, and W's rows lo..hi (hi < 0: the bias)
+    const Py_ssize_t *job_layer   # weight job j: layer, and W's rows lo..hi (hi -1: the bias,
+                                  # NORM_JOB: gamma and beta)
     const Py_ssize_t *job_lo
     const Py_ssize_t *job_hi
     Py_ssize_t n_jobs
@@ -98,49 +106,42 @@ cdef struct Step:
     double weight_clip    # 0: the parameters are not clamped
 
 
-cdef inline void rows_job(const Geometry *g, Py_ssize_t job, Py_ssize_t blocks,
-                          const floating *theta, const Rows *rows,
-                          const Work *work) noexcept nogil:
-    """Everything that is row by row, for one block of rows: the forward pass through every
-    layer, the output delta, and every hidden layer's delta. No other block is waited for."""
-    cdef Py_ssize_t r0 = block_start(rows.n, blocks, job)
-    cdef Py_ssize_t r1 = block_start(rows.n, blocks, job + 1), l, slot
-    cdef Py_ssize_t n_in, n_out, ld_in, L = g.n_layers
-    cdef const Kept *kept = &work.kept
-    cdef floating *acts = <floating *> kept.acts
-    cdef floating *deltas = <floating *> work.deltas
-    cdef floating *a_out
-    cdef const floating *a_in = NULL
-    cdef const floating *X = <const floating *> rows.X
-    cdef floating *gathered = <floating *> work.gathered
+cdef inline Py_ssize_t layer_input(const floating **a_in, const Geometry *g, Py_ssize_t l,
+                                   Py_ssize_t r0, Py_ssize_t r1, const Rows *rows,
+                                   const Work *work) noexcept nogil:
+    """a_in = rows r0..r1 of layer l's input in a training pass; returns their distance: X's
+    rows in place or gathered (gathering them here), or the layer below's output after dropout;
+    NULL for the first layer of a sparse pass (the product reads the CSR X itself)."""
+    cdef Py_ssize_t n_in = g.units[l]
+    a_in[0] = NULL
+    if l > 0:
+        a_in[0] = <const floating *> kept_input(&work.kept) + act_at(g, rows.n, l - 1, r0)
+    elif rows.sparse:
+        pass
+    elif gathers(rows):
+        gather_rows(<floating *> work.gathered, 0, rows, r0, r1, n_in)
+        a_in[0] = <const floating *> work.gathered + r0 * n_in
+    else:
+        a_in[0] = <const floating *> rows.X + (rows.first + r0) * rows.ldx
+        return rows.ldx
+    return n_in
+
+
+cdef inline void output_rows(const Geometry *g, Py_ssize_t r0, Py_ssize_t r1,
+                             const floating *theta, const Rows *rows,
+                             const Work *work) noexcept nogil:
+    """Rows r0..r1 of the output layer, its input ready: forward, then the output delta and each
+    row's loss."""
+    cdef Py_ssize_t L = g.n_layers, ld_in, slot = act_at(g, rows.n, L - 1, r0)
+    cdef Py_ssize_t n_out = g.units[L]
+    cdef floating *a_out = <floating *> work.kept.acts + slot
+    cdef floating *delta_out = <floating *> work.deltas + delta_at(g, rows.n, L - 1, r0)
+    cdef const floating *a_in
     cdef const floating *Y = <const floating *> rows.Y
     cdef const floating *w = <const floating *> rows.w
-    cdef floating *delta_out
-    if r1 == r0:
-        return
-    for l in range(L):
-        n_in, n_out = g.units[l], g.units[l + 1]
-        slot = act_at(g, rows.n, l, r0)
-        ld_in = n_in
-        if l == 0 and not rows.sparse and gathers(rows):
-            gather_rows(gathered, 0, rows, r0, r1, n_in)
-            a_in = gathered + r0 * n_in
-        elif l == 0 and not rows.sparse:
-            a_in = X + (rows.first + r0) * rows.ldx
-            ld_in = rows.ldx
-        elif l > 0:
-            a_in = <const floating *> kept_input(kept) + act_at(g, rows.n, l - 1, r0)
-        # A maxout layer's pieces go to its delta rows, not needed before backward reaches them.
-        layer_forward(g, l, acts + slot,
-                      <floating *> kept.pre + slot if g.keep_z and l < L - 1 else <floating *> NULL,
-                      kept.argmax + slot if kept.argmax != NULL else NULL,
-                      deltas + delta_at(g, rows.n, l, r0), a_in, ld_in, rows, r0, r1, theta)
-        if l < L - 1 and kept.dropout.threshold > 0:
-            dropout_layer_forward(<floating *> kept.dropout.dropped + slot, acts + slot,
-                                  &kept.dropout, g, l, rows, r0, r1)
-    n_out = g.units[L]
-    a_out = acts + act_at(g, rows.n, L - 1, r0)
-    delta_out = deltas + delta_at(g, rows.n, L - 1, r0)
+    ld_in = layer_input(&a_in, g, L - 1, r0, r1, rows, work)
+    layer_forward(g, L - 1, a_out, <floating *> NULL, NULL, delta_out, a_in, ld_in, rows, r0, r1,
+                  theta, <const floating *> NULL)
     if rows.index != NULL:
         output_delta(delta_out, work.row_loss + r0, a_out, Y, w, rows.index + r0, r1 - r0,
                      n_out, g.loss, g.loss_param)
@@ -148,20 +149,178 @@ cdef inline void rows_job(const Geometry *g, Py_ssize_t job, Py_ssize_t blocks,
         output_delta(delta_out, work.row_loss + r0, a_out, Y + (rows.first + r0) * n_out,
                      w + rows.first + r0 if w != NULL else NULL, NULL, r1 - r0, n_out, g.loss,
                      g.loss_param)
+
+
+cdef inline void backward_rows(const Geometry *g, Py_ssize_t l, Py_ssize_t r0, Py_ssize_t r1,
+                               const floating *theta, const Rows *rows,
+                               const Work *work) noexcept nogil:
+    """Rows r0..r1: layer l's delta (dLoss/dz) -> hidden layer l - 1's, through W^l^T, dropout's
+    mask and act' (or maxout's routing); with batch normalization, what comes out is dLoss/dy of
+    layer l - 1, which its backward feature pass then turns into dLoss/dz."""
+    cdef floating *deltas = <floating *> work.deltas
+    # Rows r0..r1 of layer l - 1's delta start at r0 * cols[l - 1], the layout its weight jobs
+    # read; the product is compact (units[l] wide) until hidden_backward.
+    cdef floating *delta_out = deltas + delta_at(g, rows.n, l - 1, r0)
+    dense_backward_input(delta_out, deltas + delta_at(g, rows.n, l, r0),
+                         theta + g.coef_offset[l], r1 - r0, g.units[l], g.cols[l])
+    hidden_backward(g, l - 1, delta_out, r0, r1, rows, &work.kept)
+
+
+cdef inline void rows_job(const Geometry *g, Py_ssize_t job, Py_ssize_t blocks,
+                          const floating *theta, const Rows *rows,
+                          const Work *work) noexcept nogil:
+    """Everything that is row by row, for one block of rows: the forward pass through every
+    layer, the output delta, and every hidden layer's delta. No other block is waited for."""
+    cdef Py_ssize_t r0 = block_start(rows.n, blocks, job)
+    cdef Py_ssize_t r1 = block_start(rows.n, blocks, job + 1), l, slot, ld_in, L = g.n_layers
+    cdef const Kept *kept = &work.kept
+    cdef floating *acts = <floating *> kept.acts
+    cdef floating *deltas = <floating *> work.deltas
+    cdef const floating *a_in
+    if r1 == r0:
+        return
+    for l in range(L - 1):
+        slot = act_at(g, rows.n, l, r0)
+        ld_in = layer_input(&a_in, g, l, r0, r1, rows, work)
+        # A maxout layer's pieces go to its delta rows, not needed before backward reaches them.
+        layer_forward(g, l, acts + slot,
+                      <floating *> kept.pre + slot if g.keep_z else <floating *> NULL,
+                      kept.argmax + slot if kept.argmax != NULL else NULL,
+                      deltas + delta_at(g, rows.n, l, r0), a_in, ld_in, rows, r0, r1, theta,
+                      <const floating *> NULL)
+        if kept.dropout.threshold > 0:
+            dropout_layer_forward(<floating *> kept.dropout.dropped + slot, acts + slot,
+                                  &kept.dropout, g, l, rows, r0, r1)
+    output_rows(g, r0, r1, theta, rows, work)
     for l in range(L - 1, 0, -1):
-        # Rows r0..r1 of layer l - 1's delta start at r0 * cols[l - 1], the layout its weight
-        # jobs read; the product is compact (units[l] wide) until hidden_backward.
-        delta_out = deltas + delta_at(g, rows.n, l - 1, r0)
-        dense_backward_input(delta_out, deltas + delta_at(g, rows.n, l, r0),
-                             theta + g.coef_offset[l], r1 - r0, g.units[l], g.cols[l])
-        hidden_backward(g, l - 1, delta_out, r0, r1, rows, kept)
+        backward_rows(g, l, r0, r1, theta, rows, work)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch normalization (fastmlp/_engine/_layer_batchnorm.pxd) needs every row of a hidden layer's
+# z before any row can go on: between a hidden layer's product and its activation comes a pass
+# over blocks of its features, and in backward one between its dLoss/dy and its dLoss/dz. The
+# row blocks are those of rows_job; the feature blocks are cut from the layer's units as rows
+# are (n_blocks), so both depend on the shapes only. 2 (L - 1) more barriers per batch in each
+# direction: the price of statistics over the batch.
+# ---------------------------------------------------------------------------------------------
+
+cdef inline void normalized_forward_rows(const Geometry *g, Py_ssize_t l, Py_ssize_t job,
+                                         Py_ssize_t blocks, const floating *theta,
+                                         const Rows *rows, const Work *work) noexcept nogil:
+    """A block of rows of forward pass l: hidden layer l - 1's activation (its z normalised by
+    now) and dropout; then layer l's product, or the whole output layer and, backward, its
+    delta down to hidden layer l - 1's dLoss/dy."""
+    cdef Py_ssize_t r0 = block_start(rows.n, blocks, job)
+    cdef Py_ssize_t r1 = block_start(rows.n, blocks, job + 1), ld_in, slot, L = g.n_layers
+    cdef const Kept *kept = &work.kept
+    cdef floating *acts = <floating *> kept.acts
+    cdef floating *deltas = <floating *> work.deltas
+    cdef const floating *zeros = <const floating *> kept.bn.zeros
+    cdef const floating *a_in
+    if r1 == r0:
+        return
+    if l > 0:
+        slot = act_at(g, rows.n, l - 1, r0)
+        if is_maxout(g, l - 1):
+            maxout_layer_forward(acts + slot, kept.argmax + slot,
+                                 normalized_z(g, l - 1, acts, deltas, rows.n, r0), zeros,
+                                 r1 - r0, g.units[l], g.maxout_pieces)
+        else:  # y is in place: the activation of y + 0, keeping y where act' needs it
+            activation_forward(acts + slot,
+                               <floating *> kept.pre + slot if g.keep_z else <floating *> NULL,
+                               zeros, r1 - r0, g.units[l], g.hidden_activation, &g.act_params)
+        if kept.dropout.threshold > 0:
+            dropout_layer_forward(<floating *> kept.dropout.dropped + slot, acts + slot,
+                                  &kept.dropout, g, l - 1, rows, r0, r1)
+    if l < L - 1:
+        ld_in = layer_input(&a_in, g, l, r0, r1, rows, work)
+        layer_product(g, l, normalized_z(g, l, acts, deltas, rows.n, r0), a_in, ld_in, rows, r0,
+                      r1, theta)
+        return
+    output_rows(g, r0, r1, theta, rows, work)
+    backward_rows(g, L - 1, r0, r1, theta, rows, work)
+
+
+cdef inline bint normalized_row_passes(const Geometry *g, const floating *theta, floating *grad,
+                                       bint accumulate, const Rows *rows, const Work *work,
+                                       int n_threads, int caller_cpu) noexcept nogil:
+    """What rows_job does, for a batch-normalised network: forward and backward in passes over
+    row blocks and over feature blocks in turn. False if Ctrl-C stopped it."""
+    cdef Py_ssize_t job, l, blocks, r_blocks = n_blocks(rows.n, MIN_ROWS), L = g.n_layers
+    cdef Interrupt *it = work.interrupt
+    cdef const BatchNorm *bn = &work.kept.bn
+    cdef floating *acts = <floating *> work.kept.acts
+    cdef floating *deltas = <floating *> work.deltas
+    for l in range(L):
+        for job in prange(r_blocks, schedule='static', num_threads=n_threads):
+            if l == 0 and threadid() != 0:
+                fm_leave_cpu(caller_cpu)  # csrc/placement.c: why
+            if not interrupted(it, threadid() == 0):
+                normalized_forward_rows(g, l, job, r_blocks, theta, rows, work)
+        if it != NULL and it.raised:
+            return False
+        if l == L - 1:
+            break
+        blocks = n_blocks(g.units[l + 1], MIN_NORM_UNITS)
+        for job in prange(blocks, schedule='static', num_threads=n_threads):
+            if not interrupted(it, threadid() == 0):
+                batchnorm_layer_forward(g, l, block_start(g.units[l + 1], blocks, job),
+                                        block_start(g.units[l + 1], blocks, job + 1),
+                                        normalized_z(g, l, acts, deltas, rows.n, 0), bn,
+                                        rows.n, theta)
+        if it != NULL and it.raised:
+            return False
+    for l in range(L - 2, -1, -1):
+        blocks = n_blocks(g.units[l + 1], MIN_NORM_UNITS)
+        for job in prange(blocks, schedule='static', num_threads=n_threads):
+            if not interrupted(it, threadid() == 0):
+                batchnorm_layer_backward(g, l, block_start(g.units[l + 1], blocks, job),
+                                         block_start(g.units[l + 1], blocks, job + 1),
+                                         deltas + delta_at(g, rows.n, l, 0), grad, accumulate,
+                                         bn, rows.n, theta)
+        if it != NULL and it.raised:
+            return False
+        if l == 0:
+            break
+        for job in prange(r_blocks, schedule='static', num_threads=n_threads):
+            if not interrupted(it, threadid() == 0):
+                backward_rows(g, l, block_start(rows.n, r_blocks, job),
+                              block_start(rows.n, r_blocks, job + 1), theta, rows, work)
+        if it != NULL and it.raised:
+            return False
+    return True
+
+
+cdef inline void batch_weights(const floating *w, const Rows *rows,
+                               const Work *work) noexcept nogil:
+    """Batch normalization's per-batch scalars: the batch's sample weights in batch order, their
+    sum (added as batch_step adds the divisor) and the running variance's denominator
+    (csrc/batchnorm.c)."""
+    cdef BatchNorm *bn = <BatchNorm *> &work.kept.bn
+    cdef double total = 0.0, squares = 0.0, v
+    cdef Py_ssize_t r
+    if w == NULL:
+        bn.row_w = NULL
+        bn.batch[0] = <double> rows.n
+        bn.batch[1] = <double> rows.n - 1.0
+        return
+    for r in range(rows.n):
+        v = w[source_row(rows, r)]
+        bn.row_w[r] = v
+        total += v
+        squares += v * v
+    bn.batch[0] = total
+    bn.batch[1] = total - squares / total if total > 0 else 0.0
 
 
 cdef inline void job_span(const Geometry *g, const Work *work, Py_ssize_t job,
                           Py_ssize_t *offset, Py_ssize_t *count) noexcept nogil:
     """Where weight job j's parameters are in theta (and its gradient in grad)."""
     cdef Py_ssize_t l = work.job_layer[job], lo = work.job_lo[job], hi = work.job_hi[job]
-    if hi < 0:
+    if hi == NORM_JOB:
+        offset[0], count[0] = g.bn_offset[l], 2 * g.cols[l]
+    elif hi < 0:
         offset[0], count[0] = g.intercept_offset[l], g.cols[l]
     else:
         offset[0], count[0] = g.coef_offset[l] + lo * g.cols[l], (hi - lo) * g.cols[l]
@@ -217,7 +376,9 @@ cdef inline void weights_job(const Geometry *g, Py_ssize_t job, floating *theta,
     cdef Py_ssize_t n_in = g.units[l], n_out = g.cols[l], ld_in = n_in
     cdef const floating *delta = <const floating *> work.deltas + delta_at(g, rows.n, l, 0)
     cdef const floating *a_in
-    if hi < 0:
+    if hi == NORM_JOB:
+        pass  # gamma's and beta's gradient: written by the backward feature pass
+    elif hi < 0:
         dense_backward_bias(grad + g.intercept_offset[l], delta, rows.n, n_out, accumulate)
     elif l == 0 and rows.sparse:
         sparse_backward_weights(grad + g.coef_offset[0], rows, delta, n_out, lo, hi, accumulate)
@@ -271,13 +432,19 @@ cdef inline double batch_step(const Geometry *g, floating *theta, floating *grad
     cdef const floating *w = <const floating *> rows.w
     cdef Interrupt *it = work.interrupt
     cdef int caller_cpu = fm_current_cpu() if n_threads > 1 else -1
-    for job in prange(r_blocks, schedule='static', num_threads=n_threads):
-        if threadid() != 0:
-            fm_leave_cpu(caller_cpu)  # csrc/placement.c: why
-        if not interrupted(it, threadid() == 0):
-            rows_job(g, job, r_blocks, theta, rows, work)
-    if it != NULL and it.raised:
-        return 0.0
+    if g.batch_norm:
+        batch_weights(w, rows, work)
+        if not normalized_row_passes(g, theta, grad, accumulate, rows, work, n_threads,
+                                     caller_cpu):
+            return 0.0
+    else:
+        for job in prange(r_blocks, schedule='static', num_threads=n_threads):
+            if threadid() != 0:
+                fm_leave_cpu(caller_cpu)  # csrc/placement.c: why
+            if not interrupted(it, threadid() == 0):
+                rows_job(g, job, r_blocks, theta, rows, work)
+        if it != NULL and it.raised:
+            return 0.0
     for r in range(rows.n):
         if w == NULL:
             total += work.row_loss[r]

@@ -40,8 +40,8 @@ from fastmlp._engine._openmp cimport (
 )
 from fastmlp._engine._rows cimport Rows, gather_rows
 from fastmlp._engine._schedule cimport (
-    MIN_WEIGHT_ROWS, Step, Work, add_layer_norms, batch_step, block_start, finish_all, n_blocks,
-    sum_partials,
+    MIN_WEIGHT_ROWS, NORM_JOB, Step, Work, add_layer_norms, batch_step, block_start, finish_all,
+    n_blocks, sum_partials,
 )
 
 OPENMP_ENABLED = bool(FASTMLP_HAVE_OPENMP)
@@ -119,10 +119,13 @@ cdef class Trainer:
     Besides the network's own buffers, those its layer kinds keep (z for activations whose
     derivative needs it, the dropped-out hidden outputs, maxout's winners: see _layers.pxd's
     Kept), dropout's seed, and the clipping of the gradient's norm and of the parameters after
-    each step (0: none)."""
+    each step (0: none). A batch-normalised network keeps its normalised z and each batch's
+    statistics (_layer_batchnorm.pxd); its running statistics are the caller's (`running`, laid
+    out as Network.running_views says), updated in place by every training step."""
     cdef Network network
     cdef readonly object acts, deltas, gathered, row_loss, partial, jobs
     cdef readonly object pre, dropped, argmax, grad_partial
+    cdef readonly object xhat, bn_stats, row_w, bn_batch, zeros
     cdef readonly Py_ssize_t capacity
     cdef readonly unsigned long long dropout_seed
     cdef readonly double max_grad_norm, weight_clip
@@ -149,6 +152,8 @@ cdef class Trainer:
                 jobs.append((l, block_start(g.units[l], blocks, b),
                              block_start(g.units[l], blocks, b + 1)))
             jobs.append((l, 0, -1))
+        for l in range(g.n_layers - 1 if g.batch_norm else 0):
+            jobs.append((l, 0, NORM_JOB))
         self.jobs = np.ascontiguousarray(np.array(jobs, dtype=np.intp).T)
         self.partial = np.zeros(len(jobs), dtype=np.float64)
         self.grad_partial = np.zeros(len(jobs), dtype=np.float64)
@@ -156,12 +161,24 @@ cdef class Trainer:
         self.pre = np.empty(hidden if g.keep_z else 0, dtype=dtype)
         self.dropped = np.empty(hidden if g.dropout > 0 else 0, dtype=dtype)
         self.argmax = np.empty(hidden if g.hidden_activation == FM_MAXOUT else 0, dtype=np.intc)
+        normalised = capacity * g.n_bn_features
+        self.xhat = np.empty(normalised, dtype=dtype)
+        self.bn_stats = np.zeros(4 * g.n_bn_features, dtype=np.float64)
+        self.row_w = np.empty(capacity if g.batch_norm else 0, dtype=np.float64)
+        self.bn_batch = np.zeros(2, dtype=np.float64)
+        self.zeros = np.zeros(g.max_width if g.batch_norm else 0, dtype=dtype)
         self.dropout_seed = dropout_seed
         self.max_grad_norm = max_grad_norm
         self.weight_clip = weight_clip
 
     cdef Work _work(self, floating[::1] acts, floating[::1] deltas, floating[::1] gathered):
         cdef Work work
+        cdef Py_ssize_t n_bn = self.network.g.n_bn_features
+        cdef floating[::1] xhat = self.xhat
+        cdef floating[::1] zeros = self.zeros
+        cdef double[::1] bn_stats = self.bn_stats
+        cdef double[::1] row_w = self.row_w
+        cdef double[::1] bn_batch = self.bn_batch
         cdef double[::1] row_loss = self.row_loss
         cdef double[::1] partial = self.partial
         cdef double[::1] grad_partial = self.grad_partial
@@ -176,6 +193,16 @@ cdef class Trainer:
         work.kept.dropout.key = 0
         work.kept.dropout.threshold = 0
         work.kept.dropout.scale = 1.0 / (1.0 - self.network.g.dropout)
+        work.kept.bn.xhat = &xhat[0] if n_bn > 0 else NULL
+        work.kept.bn.mean = &bn_stats[0] if n_bn > 0 else NULL
+        work.kept.bn.inv_std = &bn_stats[n_bn] if n_bn > 0 else NULL
+        work.kept.bn.s1 = &bn_stats[2 * n_bn] if n_bn > 0 else NULL
+        work.kept.bn.s2 = &bn_stats[3 * n_bn] if n_bn > 0 else NULL
+        work.kept.bn.row_w = &row_w[0] if row_w.shape[0] > 0 else NULL
+        work.kept.bn.batch = &bn_batch[0]
+        work.kept.bn.running = NULL  # the caller's, when its passes update them
+        work.kept.bn.momentum = self.network.g.bn_momentum
+        work.kept.bn.zeros = &zeros[0] if n_bn > 0 else NULL
         work.deltas = &deltas[0]
         work.gathered = &gathered[0] if gathered.shape[0] > 0 else NULL
         work.row_loss = &row_loss[0]
@@ -192,14 +219,16 @@ cdef class Trainer:
               floating[::1] state_2, X, const floating[:, ::1] Y,
               const floating[::1] sample_weight, const Py_ssize_t[::1] order,
               Py_ssize_t batch_size, fm_optim[::1] spec, int n_threads, state_3=None,
-              grad_norms=None):
+              grad_norms=None, running=None):
         """One epoch of mini-batch training: batches are order[0:b], order[b:2b], ... (or the
         consecutive rows of X when order is empty). X is a C-contiguous array or a CSR matrix.
         Returns sum over batches of batch loss x batch length, as scikit-learn accumulates it.
         spec (one OPTIM_SPEC record) is the solver; its t (and NAdam's mu_product) advance with
         every step taken, also when Ctrl-C stops the epoch. state_3 is the third state vector
         of the solvers that have one. grad_norms (float64, one per layer), if given, receives
-        the sum over the epoch's steps of each layer's |dLoss/dW| before clipping."""
+        the sum over the epoch's steps of each layer's |dLoss/dW| before clipping. running (a
+        batch-normalised network's running statistics, Network.n_running of theta's dtype) is
+        updated by every step."""
         cdef Geometry *g = &self.network.g
         cdef floating[::1] acts = self.acts
         cdef floating[::1] deltas = self.deltas
@@ -229,6 +258,7 @@ cdef class Trainer:
         if state_3 is not None and len(state_3) > 0:
             third_state = state_3
             state_3_ptr = &third_state[0]
+        self._point_running(&work, running, &theta[0], True)
         if grad_norms is not None:
             norm_sums = grad_norms
             if norm_sums.shape[0] != g.n_layers:
@@ -268,13 +298,29 @@ cdef class Trainer:
         reraise_interrupt(&interrupt)
         return accumulated
 
+    cdef int _point_running(self, Work *work, running, const floating *like,
+                            bint required) except -1:
+        """Point work at the caller's running statistics (checked: the engine writes them)."""
+        cdef floating[::1] values
+        if not self.network.g.batch_norm or (running is None and not required):
+            return 0
+        if running is None:
+            raise ValueError("a batch-normalised network's epoch needs its running statistics")
+        values = running
+        if values.shape[0] != 2 * self.network.g.n_bn_features:
+            raise ValueError("running must hold Network.n_running values")
+        work.kept.bn.running = &values[0]
+        return 0
+
     def loss_gradient(self, floating[::1] theta, floating[::1] grad, X,
                       const floating[:, ::1] Y, const floating[::1] sample_weight,
-                      int n_threads, long long dropout_step=-1):
+                      int n_threads, long long dropout_step=-1, running=None):
         """Full-batch loss and gradient at theta (for L-BFGS), in chunks of `capacity` rows
         whose gradients accumulate in order. Returns the loss; grad receives the gradient.
         dropout_step >= 0 applies the dropout masks of that optimizer step (for gradient checks;
-        by default, as in prediction, there is no dropout)."""
+        by default, as in prediction, there is no dropout). A batch-normalised network takes
+        the whole batch in one chunk (its statistics are the batch's): capacity must hold every
+        row. running, if given, receives the whole batch's statistics (momentum 1)."""
         cdef Geometry *g = &self.network.g
         cdef floating[::1] acts = self.acts
         cdef floating[::1] deltas = self.deltas
@@ -290,6 +336,11 @@ cdef class Trainer:
         step.divisor = <double> n_samples
         step.optim = NULL
         step.max_grad_norm = step.weight_clip = 0.0
+        if g.batch_norm and n_samples > self.capacity:
+            raise ValueError("a batch-normalised network's full-batch gradient needs capacity "
+                             "for every row")
+        self._point_running(&work, running, &theta[0], False)
+        work.kept.bn.momentum = 1.0
         set_input(&rows, X, &theta[0])
         rows.Y = &Y[0, 0]
         rows.w = &sample_weight[0] if weighted else NULL
@@ -326,7 +377,7 @@ cdef class Trainer:
 
 cdef void predict_block(const Geometry *g, const floating *theta, const Rows *rows,
                         Py_ssize_t r0, Py_ssize_t r1, floating *out, floating *scratch,
-                        Py_ssize_t cap) noexcept nogil:
+                        Py_ssize_t cap, const floating *fold) noexcept nogil:
     """out rows r0..r1 (at most cap rows) = the network's output for rows r0..r1 of X.
     scratch: two blocks of cap x max_width, a third for a maxout layer's pieces, then (a
     strided X) one of cap x n_features for its gathered rows."""
@@ -346,15 +397,16 @@ cdef void predict_block(const Geometry *g, const floating *theta, const Rows *ro
         elif l == 0 and not rows.sparse:
             a_in = <const floating *> rows.X + r0 * rows.ldx
         layer_forward(g, l, a_out, <floating *> NULL, NULL,
-                      scratch + 2 * cap * g.max_width, a_in, ld_in, rows, r0, r1, theta)
+                      scratch + 2 * cap * g.max_width, a_in, ld_in, rows, r0, r1, theta, fold)
         a_in = a_out
         ld_in = n_out
 
 
 def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
-            int n_threads):
+            int n_threads, fold=None):
     """out = the network's output activation for every row of X (a dense array with any
-    strides, or CSR)."""
+    strides, or CSR). A batch-normalised network needs `fold`, its normalization with the
+    running statistics (Network.batch_norm_fold)."""
     cdef Geometry *g = &network.g
     cdef Rows rows
     cdef Py_ssize_t n = out.shape[0], blocks = (n + PREDICT_ROWS - 1) // PREDICT_ROWS, b
@@ -363,6 +415,15 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
     cdef Py_ssize_t cap = min(n, PREDICT_ROWS)
     cdef Py_ssize_t scratch_size = 3 * cap * g.max_width
     cdef int caller_cpu
+    cdef const floating[::1] folded
+    cdef const floating *fold_ptr = NULL
+    if g.batch_norm:
+        if fold is None:
+            raise ValueError("a batch-normalised network predicts with its folded statistics")
+        folded = fold
+        if folded.shape[0] != 2 * g.n_bn_features:
+            raise ValueError("fold must hold Network.n_running values")
+        fold_ptr = &folded[0]
     if n == 0:
         return
     set_input(&rows, X, &theta[0])
@@ -382,14 +443,15 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
             with nogil:
                 for b in range(blocks):
                     predict_block(g, &theta[0], &rows, b * PREDICT_ROWS,
-                                  min(n, (b + 1) * PREDICT_ROWS), &out[0, 0], scratch, cap)
+                                  min(n, (b + 1) * PREDICT_ROWS), &out[0, 0], scratch, cap,
+                                  fold_ptr)
             return
         caller_cpu = fm_current_cpu()
         for b in prange(blocks, nogil=True, schedule='static', num_threads=n_threads):
             if threadid() != 0:
                 fm_leave_cpu(caller_cpu)  # as in batch_step (csrc/placement.c)
             predict_block(g, &theta[0], &rows, b * PREDICT_ROWS, min(n, (b + 1) * PREDICT_ROWS),
-                          &out[0, 0], scratch + threadid() * scratch_size, cap)
+                          &out[0, 0], scratch + threadid() * scratch_size, cap, fold_ptr)
     finally:
         free(scratch)
 

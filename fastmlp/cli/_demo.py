@@ -50,6 +50,7 @@ VANISHING_RUNS = (
     ("logistic", {"activation": "logistic"}),
     ("logistic, 2 layers", {"activation": "logistic", "layers": 2}),
     ("logistic + max_grad_norm=1", {"activation": "logistic", "max_grad_norm": 1.0}),
+    ("logistic + batch_norm", {"activation": "logistic", "batch_norm": True}),
     ("tanh", {"activation": "tanh"}),
     ("relu", {"activation": "relu"}),
     ("silu (swish)", {"activation": "silu"}),
@@ -96,7 +97,6 @@ def vanishing(args):
 
         from fastmlp._plot import plot_gradient_norms
         fig, axes = plt.subplots(2, 4, figsize=(20, 8), sharey=True)
-        axes[-1, -1].axis("off")
         for ax, (name, clf) in zip(axes.ravel(), fitted):
             plot_gradient_norms(clf, ax=ax)
             ax.set_title(name)

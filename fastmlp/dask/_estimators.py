@@ -34,8 +34,10 @@ partition's. An epoch is every partition's rows once: ceil(max rows / batch / sy
 rounds; a partition whose rows are used up sits out the epoch's last rounds.
 
 What a single-machine fit has and this one has not: early_stopping (its validation split would
-have to be drawn across partitions) and partial_fit (use fit with warm_start, or dask-ml's
-Incremental, README "Past one machine"); both raise a clear error.
+have to be drawn across partitions), partial_fit (use fit with warm_start, or dask-ml's
+Incremental, README "Past one machine") and batch_norm (a batch's statistics would need a round
+trip between the workers in the middle of every forward and backward pass); each raises a clear
+error.
 """
 
 import copy
@@ -170,6 +172,11 @@ class _DaskFit:
             raise ValueError("early_stopping=True is not supported by fastmlp.dask (its "
                              "validation split would cross partitions); use "
                              "early_stopping=False.")
+        if self.batch_norm:
+            raise ValueError("batch_norm=True is not supported by fastmlp.dask (a batch's "
+                             "statistics would cross the workers in the middle of every pass); "
+                             "use batch_norm=False, or fastmlp.MLPClassifier / MLPRegressor on "
+                             "one machine.")
         with self._unchanged_on_error():
             client = self.client if self.client is not None else default_client()
             fit_task = FitTask(self, X, y, sample_weight, task_name="fit",

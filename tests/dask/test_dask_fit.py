@@ -110,6 +110,11 @@ def test_parameters_are_fastmlps_plus_the_clusters():
         MLPClassifier(sync_every=0).fit(*_dask(np.zeros((4, 2)), np.arange(4) % 2, 2))
 
 
+def test_batch_norm_is_refused_clearly():
+    with pytest.raises(ValueError, match="batch_norm=True is not supported by fastmlp.dask"):
+        MLPClassifier(batch_norm=True).fit(*_dask(np.zeros((4, 2)), np.arange(4) % 2, 2))
+
+
 def test_numpy_input_has_a_clear_error(client):
     with pytest.raises(TypeError, match="dask array"):
         MLPClassifier().fit(np.zeros((4, 2)), np.arange(4) % 2)

@@ -13,9 +13,11 @@ def test_vanishing_gradients_shows_the_logistic_networks_first_layer_starved(tmp
          "--epochs", "5", "--plot", str(plot)],
         capture_output=True, text=True, check=True, cwd=tmp_path)
     rows = {line[:28].strip(): line[28:].split() for line in result.stdout.splitlines()
-            if line[:28].strip() in ("logistic", "relu")}
+            if line[:28].strip() in ("logistic", "relu", "logistic + batch_norm")}
     logistic_ratio, relu_ratio = float(rows["logistic"][1]), float(rows["relu"][1])
     assert logistic_ratio < 1e-2 < relu_ratio
+    # batch normalization puts the logistic network's first-layer gradient back
+    assert float(rows["logistic + batch_norm"][1]) > 1e-1
     assert plot.stat().st_size > 10_000
 
 
@@ -35,6 +37,7 @@ def test_fastmlp_demo_vanishing_runs_the_same_experiment(tmp_path, capsys):
                  "--plot", str(tmp_path / "norms.png")]) == 0
     rows = {line[:28].strip(): line[28:].split() for line in capsys.readouterr().out.splitlines()}
     assert float(rows["logistic"][1]) < 1e-2 < float(rows["relu"][1])
+    assert float(rows["logistic + batch_norm"][1]) > 1e-1
     assert (tmp_path / "norms.png").stat().st_size > 10_000
     existing = tmp_path / "norms.png"
     assert main(["demo", "--vanishing", "--epochs", "1", "--plot", str(existing)]) == 2

@@ -132,6 +132,22 @@ def test_every_output_exports(target, dtype):
     assert_onnx_predicts_as_fastmlp(model, X, outputs, dtype)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "maxout"])
+@pytest.mark.parametrize("target", ["multiclass", "multi-output"])
+def test_batch_normalised_models_export(target, activation, dtype):
+    """Batch normalization, folded into each hidden layer's MatMul and Add at export, predicts
+    what fastmlp predicts with the running statistics."""
+    cls, params, y = TARGETS[target]
+    X = (3 * RNG.randn(N, 6) + 1).astype(dtype)
+    model = fit(cls, X, y, activation=activation, batch_norm=True, batch_size=20,
+                batch_norm_eps=1e-3, **params)
+    assert not np.allclose(model.batch_norm_running_means_[0], 0)  # it has statistics
+    options = {"zipmap": False} if cls is MLPClassifier else None
+    outputs = run(skl2onnx.to_onnx(model, X[:1], options=options), X)
+    assert_onnx_predicts_as_fastmlp(model, X, outputs, dtype)
+
+
 def test_a_maxout_model_whose_activation_was_changed_is_refused_as_predict_refuses_it():
     X = RNG.randn(N, 6).astype(np.float32)
     model = fit(MLPClassifier, X, TARGETS["binary"][2], activation="maxout")

@@ -86,9 +86,18 @@ def test_unfitted_estimator_round_trips():
     (lambda s: s.update(_theta=s["_theta"].astype(np.int64)), "not a 1-D float32 or float64"),
     (lambda s: s.update(_theta=s["_theta"].reshape(1, -1)), "not a 1-D float32 or float64"),
     (lambda s: s.update(activation="rot13"), "network cannot be built"),
+    (lambda s: s.update(_batch_norm_running=s["_batch_norm_running"][:-1]),
+     "batch normalization statistics do not match"),
+    (lambda s: s.pop("_batch_norm_running"), "batch normalization statistics do not match"),
 ])
 def test_an_inconsistent_state_fails_at_load(damage, message):
     model, _, _ = fitted()
+    if "_batch_norm_running" in message or "batch normalization" in message:
+        X, y = digits(100)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = MLPClassifier(hidden_layer_sizes=(8,), batch_norm=True, max_iter=2,
+                                  random_state=0).fit(X, y)
     state = dict(model.__getstate__())
     damage(state)
     with pytest.raises(ValueError, match=message):
@@ -116,6 +125,10 @@ def every_fitted_model():
                                random_state=0).fit(Xr, yr), Xr
         yield MLPClassifier(hidden_layer_sizes=(8,), early_stopping=True, max_iter=3,
                             random_state=np.random.RandomState(0)).fit(X, y), X
+        yield MLPClassifier(hidden_layer_sizes=(8, 6), batch_norm=True, max_iter=3,
+                            random_state=0).fit(X, y), X
+        yield MLPRegressor(hidden_layer_sizes=(8,), batch_norm=True, solver="lbfgs",
+                           max_iter=3, random_state=0).fit(Xr, yr), Xr
         yield MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(
             X.astype(np.float32), np.array(["odd", "even"])[y % 2]), X.astype(np.float32)
 
@@ -254,9 +267,10 @@ STOCHASTIC_SOLVERS = list(SOLVERS)
 
 @pytest.mark.parametrize("solver", STOCHASTIC_SOLVERS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_partial_fit_goes_on_identically_after_pickle(solver, dtype):
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_partial_fit_goes_on_identically_after_pickle(solver, dtype, batch_norm):
     X, y = digits(300, dtype)
-    model = MLPClassifier(hidden_layer_sizes=(8,), solver=solver,
+    model = MLPClassifier(hidden_layer_sizes=(8,), solver=solver, batch_norm=batch_norm,
                           random_state=np.random.RandomState(0))
     model.partial_fit(X, y, classes=np.arange(10))
     loaded = pickle.loads(pickle.dumps(model))
@@ -266,6 +280,8 @@ def test_partial_fit_goes_on_identically_after_pickle(solver, dtype):
         model.partial_fit(X, y)
         loaded.partial_fit(X, y)
     np.testing.assert_array_equal(loaded._theta, model._theta)
+    if batch_norm:
+        np.testing.assert_array_equal(loaded._batch_norm_running, model._batch_norm_running)
     # coefs_ are views into the weights again: the array held before training moved with them.
     assert first_layer is loaded.coefs_[0] and first_layer.base is loaded._theta
     assert not np.array_equal(first_layer, before)
