@@ -13,7 +13,8 @@
  * The running variance takes the unbiased variance sum w (z - mean)^2 / (W - sum w^2 / W)
  * (reliability weights' correction: with unit weights W - V2 / W = n - 1 exactly, torch's
  * Bessel correction); `unbiased_den` <= 0 (one row, or one row of non-zero weight) leaves the
- * running statistics as they were.
+ * running statistics as they were. The running statistics move once the whole step is taken
+ * (fm_batchnorm_running), so that Ctrl-C in the middle of a batch leaves them as they were.
  *
  * This file includes itself once per dtype (see activations.c).
  */
@@ -37,11 +38,10 @@
 
 FASTMLP_CLONES
 void SFX(fm_batchnorm_forward)(REAL *z, REAL *xhat, double *mean, double *inv_std,
-                               const REAL *b, const REAL *gamma, const REAL *beta,
-                               REAL *running_mean, REAL *running_var, const double *row_w,
-                               double weight_sum, double unbiased_den, ptrdiff_t rows,
-                               ptrdiff_t ld, ptrdiff_t f0, ptrdiff_t f1, double eps,
-                               double momentum)
+                               double *unbiased_var, const REAL *b, const REAL *gamma,
+                               const REAL *beta, const double *row_w, double weight_sum,
+                               double unbiased_den, ptrdiff_t rows, ptrdiff_t ld, ptrdiff_t f0,
+                               ptrdiff_t f1, double eps)
 {
     ptrdiff_t n = f1 - f0;
     double *sum = mean + f0, *var = inv_std + f0;
@@ -71,13 +71,8 @@ void SFX(fm_batchnorm_forward)(REAL *z, REAL *xhat, double *mean, double *inv_st
     }
     for (ptrdiff_t j = 0; j < n; j++) {
         double var_sum = var[j];
-        if (running_mean && unbiased_den > 0) {
-            /* torch's update: momentum * batch + (1 - momentum) * running. */
-            running_mean[f0 + j] = (REAL)(momentum * sum[j]
-                                          + (1.0 - momentum) * (double)running_mean[f0 + j]);
-            running_var[f0 + j] = (REAL)(momentum * (var_sum / unbiased_den)
-                                         + (1.0 - momentum) * (double)running_var[f0 + j]);
-        }
+        if (unbiased_den > 0)
+            unbiased_var[f0 + j] = var_sum / unbiased_den;
         var[j] = 1.0 / sqrt(var_sum / weight_sum + eps);  /* now 1 / sigma */
     }
     /* xhat = (z - mean) / sigma, kept for backward; y = gamma xhat + beta, over z. */
@@ -133,6 +128,18 @@ void SFX(fm_batchnorm_backward)(REAL *delta, REAL *grad_gamma, REAL *grad_beta, 
         for (ptrdiff_t j = 0; j < n; j++)
             dr[j] = (REAL)((double)g[j] * s[j]
                            * ((double)dr[j] - p * sum_dy[j] - p * (double)xr[j] * sum_dyx[j]));
+    }
+}
+
+FASTMLP_CLONES
+void SFX(fm_batchnorm_running)(REAL *running_mean, REAL *running_var, const double *mean,
+                               const double *unbiased_var, ptrdiff_t n, double momentum)
+{
+    /* torch's update: momentum * batch + (1 - momentum) * running. */
+    for (ptrdiff_t j = 0; j < n; j++) {
+        running_mean[j] = (REAL)(momentum * mean[j] + (1.0 - momentum) * (double)running_mean[j]);
+        running_var[j] = (REAL)(momentum * unbiased_var[j]
+                                + (1.0 - momentum) * (double)running_var[j]);
     }
 }
 

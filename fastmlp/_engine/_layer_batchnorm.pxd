@@ -20,7 +20,7 @@
 from cython cimport floating
 
 from fastmlp._engine._geometry cimport Geometry, act_at, delta_at, is_maxout
-from fastmlp._engine._kernels cimport batchnorm_backward, batchnorm_forward
+from fastmlp._engine._kernels cimport batchnorm_backward, batchnorm_forward, batchnorm_running
 
 cdef enum:
     MIN_NORM_UNITS = 16  # units per feature block (at least; blocks are cut as rows are)
@@ -30,6 +30,7 @@ cdef struct BatchNorm:
     void *xhat          # every hidden layer's normalised z, laid out as the deltas (delta_at)
     double *mean        # this batch's mean and 1/sigma of each normalised feature (col_prefix)
     double *inv_std
+    double *unbiased_var  # this batch's unbiased variance, for the running statistics
     double *s1          # backward's sums over rows, one per feature
     double *s2
     double *row_w       # this batch's sample weights in batch order (NULL: unweighted)
@@ -53,17 +54,25 @@ cdef inline void batchnorm_layer_forward(const Geometry *g, Py_ssize_t l, Py_ssi
                                          Py_ssize_t u1, floating *z, const BatchNorm *bn,
                                          Py_ssize_t n, const floating *theta) noexcept nogil:
     """Units u0..u1 of hidden layer l over the n rows of the batch (z: all of the layer's z):
-    z += b, then z = gamma xhat + beta with xhat kept; the running statistics move."""
+    z += b, then z = gamma xhat + beta with xhat kept, and the batch's statistics noted."""
     cdef Py_ssize_t k = g.maxout_pieces if is_maxout(g, l) else 1
     cdef Py_ssize_t c = g.col_prefix[l], cols = g.cols[l]
-    cdef floating *running = <floating *> bn.running
     batchnorm_forward(z, <floating *> bn.xhat + delta_at(g, n, l, 0), bn.mean + c,
-                      bn.inv_std + c, theta + g.intercept_offset[l], theta + g.bn_offset[l],
-                      theta + g.bn_offset[l] + cols,
-                      running + c if running != NULL else NULL,
-                      running + g.n_bn_features + c if running != NULL else NULL,
-                      bn.row_w, bn.batch[0], bn.batch[1], n, cols, u0 * k, u1 * k, g.bn_eps,
-                      bn.momentum)
+                      bn.inv_std + c, bn.unbiased_var + c, theta + g.intercept_offset[l],
+                      theta + g.bn_offset[l], theta + g.bn_offset[l] + cols, bn.row_w,
+                      bn.batch[0], bn.batch[1], n, cols, u0 * k, u1 * k, g.bn_eps)
+
+
+cdef inline void batchnorm_update_running(const Geometry *g, const BatchNorm *bn,
+                                          const floating *like) noexcept nogil:
+    """The running statistics (if this pass keeps them) move by the momentum toward the
+    batch's, once its step is taken; a batch of one row (or one of non-zero weight) has no
+    variance and leaves them as they were."""
+    cdef floating *running = <floating *> bn.running
+    if running == NULL or bn.batch[1] <= 0:
+        return
+    batchnorm_running(running, running + g.n_bn_features, bn.mean, bn.unbiased_var,
+                      g.n_bn_features, bn.momentum)
 
 
 cdef inline void batchnorm_layer_backward(const Geometry *g, Py_ssize_t l, Py_ssize_t u0,

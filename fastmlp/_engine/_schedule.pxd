@@ -43,7 +43,8 @@ from fastmlp._engine._kernels cimport (
     clamp, finalize_gradient, fm_optim, optim_step, output_delta, scale, sum_squares,
 )
 from fastmlp._engine._layer_batchnorm cimport (
-    MIN_NORM_UNITS, BatchNorm, batchnorm_layer_backward, batchnorm_layer_forward, normalized_z,
+    MIN_NORM_UNITS, BatchNorm, batchnorm_layer_backward, batchnorm_layer_forward,
+    batchnorm_update_running, normalized_z,
 )
 from fastmlp._engine._layer_dense cimport (
     activation_forward, dense_backward_bias, dense_backward_input, dense_backward_weights,
@@ -468,6 +469,10 @@ cdef inline double batch_step(const Geometry *g, floating *theta, floating *grad
         for job in prange(work.n_jobs, schedule='static', num_threads=n_threads):
             if not interrupted(it, threadid() == 0):
                 step_job(g, job, theta, grad, state_1, state_2, state_3, step, work)
+        if it != NULL and it.raised:
+            return total
+    if g.batch_norm:  # the step is taken: the running statistics may move
+        batchnorm_update_running(g, &work.kept.bn, theta)
     return total
 
 

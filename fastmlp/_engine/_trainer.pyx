@@ -163,7 +163,7 @@ cdef class Trainer:
         self.argmax = np.empty(hidden if g.hidden_activation == FM_MAXOUT else 0, dtype=np.intc)
         normalised = capacity * g.n_bn_features
         self.xhat = np.empty(normalised, dtype=dtype)
-        self.bn_stats = np.zeros(4 * g.n_bn_features, dtype=np.float64)
+        self.bn_stats = np.zeros(5 * g.n_bn_features, dtype=np.float64)
         self.row_w = np.empty(capacity if g.batch_norm else 0, dtype=np.float64)
         self.bn_batch = np.zeros(2, dtype=np.float64)
         self.zeros = np.zeros(g.max_width if g.batch_norm else 0, dtype=dtype)
@@ -198,6 +198,7 @@ cdef class Trainer:
         work.kept.bn.inv_std = &bn_stats[n_bn] if n_bn > 0 else NULL
         work.kept.bn.s1 = &bn_stats[2 * n_bn] if n_bn > 0 else NULL
         work.kept.bn.s2 = &bn_stats[3 * n_bn] if n_bn > 0 else NULL
+        work.kept.bn.unbiased_var = &bn_stats[4 * n_bn] if n_bn > 0 else NULL
         work.kept.bn.row_w = &row_w[0] if row_w.shape[0] > 0 else NULL
         work.kept.bn.batch = &bn_batch[0]
         work.kept.bn.running = NULL  # the caller's, when its passes update them

@@ -23,7 +23,8 @@ n, n_features, hidden, solver, batch_size = {n}, {n_features}, {hidden}, "{solve
 X = np.random.RandomState(0).rand(n, n_features)
 y = np.arange(n) % 3
 params = dict(hidden_layer_sizes=hidden, solver=solver, batch_size=batch_size, shuffle=False,
-              tol=0, n_iter_no_change=10**9, max_fun=10**9, random_state=0)
+              tol=0, n_iter_no_change=10**9, max_fun=10**9, random_state=0,
+              batch_norm={batch_norm})
 
 
 class CtrlCInSecondIteration:
@@ -71,8 +72,15 @@ else:
         reference.partial_fit(X[:steps * batch_size], y[:steps * batch_size])
     assert reference._optimizer.t == t - 1
     before = [a.copy() for a in reference.coefs_ + reference.intercepts_]
+    running_before = getattr(reference, "_batch_norm_running", np.empty(0)).copy()
     reference.partial_fit(X[steps * batch_size:(steps + 1) * batch_size],
                           y[steps * batch_size:(steps + 1) * batch_size])
+    if params["batch_norm"]:
+        # batch normalization's running statistics move only with a whole step: those of t - 1
+        # steps, or of t if the t-th step completed
+        running = clf._batch_norm_running
+        assert (np.array_equal(running, running_before)
+                or np.array_equal(running, reference._batch_norm_running)), "a step's half"
     after = reference.coefs_ + reference.intercepts_
     # A block is some rows of one layer's weights, or its whole bias: each such row, each bias,
     # is all of one step or all of the other.
@@ -83,17 +91,19 @@ print("ok", flush=True)
 """
 
 
-@pytest.mark.parametrize("solver, n, n_features, hidden, batch", [
+@pytest.mark.parametrize("solver, n, n_features, hidden, batch, batch_norm", [
     # One mini-batch is the whole data set: the signal comes inside the step.
-    ("sgd", 20000, 300, (256,), 20000),
+    ("sgd", 20000, 300, (256,), 20000, False),
     # Small batches (100 a epoch): the signal comes between two of them, or inside one.
-    ("adam", 20000, 100, (256, 256), 200),
+    ("adam", 20000, 100, (256, 256), 200, False),
     # L-BFGS: the signal comes inside a full-batch gradient.
-    ("lbfgs", 10000, 200, (256,), 200),
-], ids=["one-batch-is-the-data", "small-batches", "lbfgs"])
-def test_ctrl_c_keeps_the_last_completed_step(solver, n, n_features, hidden, batch):
+    ("lbfgs", 10000, 200, (256,), 200, False),
+    # Batch normalization's passes, and its running statistics.
+    ("sgd", 20000, 300, (256, 128), 20000, True),
+], ids=["one-batch-is-the-data", "small-batches", "lbfgs", "batch-norm"])
+def test_ctrl_c_keeps_the_last_completed_step(solver, n, n_features, hidden, batch, batch_norm):
     script = INTERRUPTED_FIT.format(solver=solver, n=n, n_features=n_features, hidden=hidden,
-                                    batch=batch)
+                                    batch=batch, batch_norm=batch_norm)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
