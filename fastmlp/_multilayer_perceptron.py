@@ -63,7 +63,7 @@ from fastmlp._stochastic_optimizers import (
     SGDOptimizer,
     TorchOptimizer,
 )
-from fastmlp._runtime import effective_n_threads, single_threaded_blas
+from fastmlp._runtime import effective_n_threads, single_threaded_blas, threads_for_batch
 from fastmlp._validation import (
     _binarize,
     _binarize_known_integers,
@@ -552,7 +552,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         Y = np.ascontiguousarray(y, dtype=theta.dtype)
         weights = sample_weight if sample_weight is not None else np.empty(0, theta.dtype)
         grad = np.empty_like(theta)
-        n_threads = effective_n_threads()
+        n_threads = threads_for_batch(min(X.shape[0], _LBFGS_CHUNK_ROWS),
+                                      sum(coef.size for coef in self.coefs_))
 
         # The last iterate L-BFGS accepted, kept on Ctrl-C (scikit-learn lets the interrupt
         # escape, leaving the weights of whichever point was evaluated last): O(params) a step.
@@ -690,7 +691,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         weights = (np.ascontiguousarray(sample_weight_train) if sample_weight_train is not None
                    else np.empty(0, dtype=theta.dtype))
         grad = np.empty_like(theta)
-        n_threads = effective_n_threads()
+        n_threads = threads_for_batch(batch_size, sum(coef.size for coef in self.coefs_))
         optimizer = self._optimizer
         n_steps = -(-n_samples // batch_size)  # mini-batches per epoch
 

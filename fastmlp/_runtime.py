@@ -12,7 +12,8 @@ user's environment; a user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT is left to ru
 Threads.
 scikit-learn's convention for OpenMP estimators: use every core OpenMP is allowed (so
 OMP_NUM_THREADS and threadpoolctl's limits on OpenMP are honoured), resolved once in Python and
-passed down as an integer. While the engine runs, BLAS is held to one thread: inside OpenMP
+passed down as an integer; fewer for mini-batches too small to pay for them
+(`threads_for_batch`). While the engine runs, BLAS is held to one thread: inside OpenMP
 regions so that the two never oversubscribe the cores, and everywhere because OpenBLAS's
 threaded GEMM and GEMV round differently from its serial ones (they cut the product into other
 tiles) — a prediction must not depend on how many threads BLAS happened to have.
@@ -65,6 +66,33 @@ _users = 0
 def effective_n_threads():
     """The number of threads the engine uses: OpenMP's maximum (1 in a serial build)."""
     return max(1, _engine.max_threads())
+
+
+# A thread joins a mini-batch only if it gets at least this many multiply-adds of the forward
+# pass (batch rows x the network's weights; the backward pass is twice that, in proportion).
+# Below, its fixed cost per batch (the fork, two barriers, waking a partner that slept in
+# between, sharing a core with another process) outweighs its half of the arithmetic. Measured
+# on the 2-core machine (float32, us per batch over whole epochs, 1 vs 2 threads, the best of
+# 21-31 epochs each, with another session busy on about one core; medians were 1.4-2.5x slower
+# on 2 threads at every size):
+#   (64, 100, 10) x 32 rows     0.24 M:   25 vs   44    (64, 100, 10) x 200    1.48 M: 109 vs 172
+#   (64, 100, 10) x 1024        7.58 M:  556 vs  704    (256, 256, 10) x 64    4.36 M: 274 vs 553
+#   (784, 256, 128, 10) x 32    7.51 M:  608 vs  957 (and 672 vs 606 in another run)
+#   (256, 256, 10) x 128        8.72 M:  378 vs  363    (784, 256, 128, 10) x 48  11.3 M: 707 vs 606
+#   (256, 256, 10) x 256       17.4 M:   661 vs  516    (784, 256, 128, 10) x 128 30.0 M: 1483 vs 1083
+#   (784, 256, 128, 10) x 256  60.1 M:  2564 vs 1682 (mnist; 1.72-1.86x on a quiet machine)
+# so two threads pay from ~8-11 M on: 2**22 per thread. Only the shapes decide (never a
+# timing), and the engine's results are bitwise the same on any number of threads, so the
+# choice changes no result.
+MIN_MULTIPLY_ADDS_PER_THREAD = 2**22
+
+
+def threads_for_batch(batch_rows, n_weights):
+    """The engine's threads for mini-batches of `batch_rows` rows through a network of
+    `n_weights` weights (the sum of fan_in x fan_out): as many as get
+    MIN_MULTIPLY_ADDS_PER_THREAD each, at least 1 and at most effective_n_threads()."""
+    return max(1, min(effective_n_threads(),
+                      batch_rows * n_weights // MIN_MULTIPLY_ADDS_PER_THREAD))
 
 
 def _release_blas_control():
