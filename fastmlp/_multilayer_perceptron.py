@@ -529,7 +529,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         if not isinstance(seed, Integral):
             return check_random_state(seed)
         try:
-            made = _SEEDED_RANDOM_STATES.setdefault(self, [])  # at most two: held and spare
+            made = _SEEDED_RANDOM_STATES.get(self)
+            if made is None:
+                made = _SEEDED_RANDOM_STATES[self] = []  # at most two: held and spare
         except TypeError:  # a subclass that is not hashable
             return check_random_state(seed)
         held = self.__dict__.get("_random_state")
@@ -552,8 +554,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         Y = np.ascontiguousarray(y, dtype=theta.dtype)
         weights = sample_weight if sample_weight is not None else np.empty(0, theta.dtype)
         grad = np.empty_like(theta)
-        n_threads = threads_for_batch(min(X.shape[0], _LBFGS_CHUNK_ROWS),
-                                      sum(coef.size for coef in self.coefs_))
+        n_threads = threads_for_batch(min(X.shape[0], _LBFGS_CHUNK_ROWS), theta.shape[0])
 
         # The last iterate L-BFGS accepted, kept on Ctrl-C (scikit-learn lets the interrupt
         # escape, leaving the weights of whichever point was evaluated last): O(params) a step.
@@ -691,7 +692,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         weights = (np.ascontiguousarray(sample_weight_train) if sample_weight_train is not None
                    else np.empty(0, dtype=theta.dtype))
         grad = np.empty_like(theta)
-        n_threads = threads_for_batch(batch_size, sum(coef.size for coef in self.coefs_))
+        n_threads = threads_for_batch(batch_size, theta.shape[0])
         optimizer = self._optimizer
         n_steps = -(-n_samples // batch_size)  # mini-batches per epoch
 
