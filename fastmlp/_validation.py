@@ -119,7 +119,7 @@ def _binarize_known(binarizer, y):
         classes = binarizer.classes_
         index = classes.searchsorted(y)
         np.minimum(index, len(classes) - 1, out=index)
-        if (classes[index] == y).all():  # (np.array_equal, for arrays of one shape)
+        if np.array_equal(classes[index], y):
             if len(classes) == 2:
                 return (index == 1).reshape(-1, 1)
             if len(classes) > 2:
