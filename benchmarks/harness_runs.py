@@ -15,7 +15,14 @@ what the table times:
   must never be slower than one.
 - per call: `partial_fit` of the same 32 rows on a (64 -> 100 -> 10) network, fastmlp and
   scikit-learn, microseconds per call (median), after the first call that sets the classes.
+
+compare.py runs them after its table; alone (the same runs, without the table):
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/harness_runs.py \
+        --runs busy-core,per-call --threads 2
 """
+import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -128,3 +135,28 @@ def format_harness(results):
         lines += [f"  {system:8s} median {r['median_us']:.0f} us, min {r['min_us']:.0f} us "
                   f"({r['calls']} calls)" for system, r in results["per-call"].items()]
     return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="The harness's own runs, without the table "
+                                     "(compare.py runs them after it).")
+    parser.add_argument("--runs", default=",".join(HARNESS_RUNS),
+                        help="comma-separated, from: " + ", ".join(HARNESS_RUNS))
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="threads for steadiness and per-call (busy-core: 1 and 2)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed epochs per run")
+    parser.add_argument("--budget", type=float, default=30.0, help="seconds per workload")
+    parser.add_argument("--scale", type=float, default=1.0, help="workload size factor")
+    args = parser.parse_args(argv)
+    runs = [r.strip() for r in args.runs.split(",") if r.strip()]
+    unknown = [r for r in runs if r not in HARNESS_RUNS]
+    if unknown:
+        parser.error(f"unknown run: {', '.join(unknown)}")
+    results = run_harness(runs, args.threads, args.repeats, args.budget, args.scale,
+                          lambda message: print(message, file=sys.stderr))
+    print(f"load average {os.getloadavg()[0]:.2f}" + format_harness(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

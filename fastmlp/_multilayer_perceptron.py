@@ -29,6 +29,7 @@ defaults nothing of scikit-learn's behaviour changes, bit for bit.
 """
 
 import warnings
+import weakref
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from numbers import Integral, Real
@@ -62,9 +63,10 @@ from fastmlp._stochastic_optimizers import (
     SGDOptimizer,
     TorchOptimizer,
 )
-from fastmlp._runtime import effective_n_threads, single_threaded_blas
+from fastmlp._runtime import effective_n_threads, single_threaded_blas, threads_for_batch
 from fastmlp._validation import (
     _binarize,
+    _binarize_known_integers,
     _check_sample_weight,
     _class_weighted_sample_weight,
     _engine_input,
@@ -81,6 +83,11 @@ _ACTIVATIONS = set(_engine.HIDDEN_ACTIVATIONS)
 
 # scikit-learn's callback bookkeeping: set up by fit, torn down by _fit_context however fit ends.
 _CALLBACK_STATE = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
+
+# The RandomStates each estimator made for an integer seed, to be seeded again by its later
+# calls (see _seeded_random_state); outside the estimator, so that nothing of them is pickled,
+# copied or compared.
+_SEEDED_RANDOM_STATES = weakref.WeakKeyDictionary()
 
 # L-BFGS evaluates the full-batch gradient in chunks of this many rows (accumulated in order), so
 # that its scratch memory stays O(chunk x width) however large the data.
@@ -522,7 +529,11 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         if not hasattr(hidden_layer_sizes, "__iter__"):
             hidden_layer_sizes = [hidden_layer_sizes]
         hidden_layer_sizes = list(hidden_layer_sizes)
-        if np.any(np.array(hidden_layer_sizes) <= 0):
+        # Sizes that are the fitted ones, as plain ints, passed both checks of sizes before
+        # (~4 us of a partial_fit); any others are checked.
+        sizes_checked = (hidden_layer_sizes == self.__dict__.get("_layer_units", [])[1:-1]
+                         and all(type(size) is int for size in hidden_layer_sizes))
+        if not sizes_checked and np.any(np.array(hidden_layer_sizes) <= 0):
             raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden_layer_sizes)
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         self._check_solver_options()
@@ -543,8 +554,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         self.n_outputs_ = y.shape[1]
         layer_units = [X.shape[1]] + hidden_layer_sizes + [self.n_outputs_]
 
-        self._random_state = check_random_state(self.random_state)
-        _check_layer_sizes(hidden_layer_sizes)
+        self._random_state = self._seeded_random_state()
+        if not sizes_checked:
+            _check_layer_sizes(hidden_layer_sizes)
         if first_pass:
             self._initialize(y, layer_units, dtype)
         elif layer_units[-1] != self._layer_units[-1]:
@@ -581,6 +593,31 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             self._fit_lbfgs(X, y, sample_weight, theta, fit_task)
         return theta, fit_task
 
+    def _seeded_random_state(self):
+        """check_random_state(self.random_state), without a new RandomState per call for an
+        integer seed: one this estimator made before and no longer holds is seeded again
+        (RandomState.seed: the same seeding, the same errors for a bad seed; ~1 us where a new
+        RandomState costs ~80 us of a partial_fit). The one it holds is never touched, so that a
+        call that fails leaves `_random_state` as it was; a RandomState the user passed is used
+        as it is, and advances, as in scikit-learn."""
+        seed = self.random_state
+        if not isinstance(seed, Integral):
+            return check_random_state(seed)
+        try:
+            made = _SEEDED_RANDOM_STATES.get(self)
+            if made is None:
+                made = _SEEDED_RANDOM_STATES[self] = []  # at most two: held and spare
+        except TypeError:  # a subclass that is not hashable
+            return check_random_state(seed)
+        held = self.__dict__.get("_random_state")
+        for random_state in made:
+            if random_state is not held:
+                random_state.seed(seed)
+                return random_state
+        random_state = check_random_state(seed)
+        made.append(random_state)
+        return random_state
+
     def _weight_classes(self, y, sample_weight, dtype):
         """sample_weight times the weights of class_weight (classifiers only)."""
         return sample_weight
@@ -593,7 +630,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         Y = np.ascontiguousarray(y, dtype=theta.dtype)
         weights = sample_weight if sample_weight is not None else np.empty(0, theta.dtype)
         grad = np.empty_like(theta)
-        n_threads = effective_n_threads()
+        n_threads = threads_for_batch(min(X.shape[0], _LBFGS_CHUNK_ROWS), theta.shape[0])
 
         # The last iterate L-BFGS accepted, kept on Ctrl-C (scikit-learn lets the interrupt
         # escape, leaving the weights of whichever point was evaluated last): O(params) a step.
@@ -742,12 +779,11 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         weights = (np.ascontiguousarray(sample_weight_train) if sample_weight_train is not None
                    else np.empty(0, dtype=theta.dtype))
         grad = np.empty_like(theta)
-        n_threads = effective_n_threads()
+        n_threads = threads_for_batch(batch_size, theta.shape[0])
         optimizer = self._optimizer
         n_steps = -(-n_samples // batch_size)  # mini-batches per epoch
-        if getattr(self, "_gradient_norm_rows", None) is None:
-            self._gradient_norm_rows = []
 
+        n_norm_rows = self._gradient_norms_so_far()
         try:
             self.n_iter_ = 0
             for it in range(self.max_iter):
@@ -772,7 +808,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                         )
                 finally:  # the steps taken count, also when Ctrl-C stopped the epoch
                     optimizer.took_steps(spec)
-                self._gradient_norm_rows.append(norm_sums / n_steps)
+                n_norm_rows = self._record_gradient_norms(norm_sums / n_steps, n_norm_rows)
                 self.n_iter_ += 1
                 self.loss_ = accumulated_loss / X_train.shape[0]
                 self.t_ += n_samples
@@ -818,7 +854,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                     )
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
-        self.gradient_norms_ = np.array(self._gradient_norm_rows).reshape(-1, len(self.coefs_))
+        self.gradient_norms_ = self._gradient_norm_rows[:n_norm_rows]
 
         if early_stopping:
             # restore best weights
@@ -829,6 +865,29 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 best_norm, best_running = self._best_batch_norm
                 theta[theta.shape[0] - best_norm.shape[0]:] = best_norm
                 self._batch_norm_running[...] = best_running
+
+    def _gradient_norms_so_far(self):
+        """How many rows gradient_norms_ has, with `_gradient_norm_rows` made the buffer that
+        holds them (a model fitted by L-BFGS or loaded from an older fastmlp has none)."""
+        rows = getattr(self, "_gradient_norm_rows", None)
+        if isinstance(rows, np.ndarray):
+            return len(self.__dict__.get("gradient_norms_", ()))
+        rows = np.array(rows or [], dtype=np.float64).reshape(-1, len(self.coefs_))
+        self._gradient_norm_rows = rows
+        return len(rows)
+
+    def _record_gradient_norms(self, row, n_rows):
+        """Write one epoch's gradient norms after the first `n_rows` of the buffer, and return
+        the new count. The buffer doubles when full, so a call of partial_fit costs the same
+        after a million calls as after one (gradient_norms_ rebuilt from a list of rows cost
+        ~100 us per call after 2,000 calls, and grew with every call)."""
+        rows = self._gradient_norm_rows
+        if n_rows == len(rows):
+            grown = np.zeros((max(2 * n_rows, 16), rows.shape[1]))  # (zeros: pickles repeat)
+            grown[:n_rows] = rows
+            self._gradient_norm_rows = rows = grown
+        rows[n_rows] = row
+        return n_rows + 1
 
     def _update_no_improvement_count(self, early_stopping, X, y, sample_weight):
         if early_stopping:
@@ -919,6 +978,13 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
     def _check_is_fitted(self):
         if "_theta" not in self.__dict__:
             check_is_fitted(self)
+
+    def __sklearn_is_fitted__(self):
+        """scikit-learn's own test (an attribute ending in "_"), answered at once for a fitted
+        model: `_fit_context` asks it on every partial_fit, and scanning the ~75 attributes
+        costs ~5 us of a small one."""
+        return "_theta" in self.__dict__ or any(
+            name.endswith("_") and not name.startswith("__") for name in vars(self))
 
     def _score_with_function(self, X, y, sample_weight, score_function):
         """Private score method without input validation."""
@@ -1114,6 +1180,11 @@ class MLPClassifier(MultilabelTagsMixin, ClassifierMixin, BaseMultilayerPerceptr
             self._label_binarizer.fit(y)
             self.classes_ = self._label_binarizer.classes_
         else:
+            # partial_fit's labels, all known integers, skip unique_labels (see _validation)
+            indicator = (None if self.warm_start
+                         else _binarize_known_integers(self._label_binarizer, y))
+            if indicator is not None:
+                return X, indicator
             classes = unique_labels(y)
             if self.warm_start:
                 if set(classes) != set(self.classes_):

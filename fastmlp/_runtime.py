@@ -12,7 +12,8 @@ user's environment; a user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT is left to ru
 Threads.
 scikit-learn's convention for OpenMP estimators: use every core OpenMP is allowed (so
 OMP_NUM_THREADS and threadpoolctl's limits on OpenMP are honoured), resolved once in Python and
-passed down as an integer. While the engine runs, BLAS is held to one thread: inside OpenMP
+passed down as an integer; fewer for mini-batches too small to pay for them
+(`threads_for_batch`). While the engine runs, BLAS is held to one thread: inside OpenMP
 regions so that the two never oversubscribe the cores, and everywhere because OpenBLAS's
 threaded GEMM and GEMV round differently from its serial ones (they cut the product into other
 tiles) — a prediction must not depend on how many threads BLAS happened to have.
@@ -65,6 +66,42 @@ _users = 0
 def effective_n_threads():
     """The number of threads the engine uses: OpenMP's maximum (1 in a serial build)."""
     return max(1, _engine.max_threads())
+
+
+# A thread joins a mini-batch only if it gets at least this many multiply-adds of the forward
+# pass (batch rows x the network's parameters, a weight's multiply-add or a bias's add for each
+# row; the backward pass is twice that, in proportion). Below, its fixed cost per batch (the
+# fork, two barriers, waking a partner that slept in between) and above all the risk of
+# waiting at each barrier for a thread the OS gave to another process outweigh its half of the
+# arithmetic. Measured on the 2-core machine, shared with other sessions, by
+# `python benchmarks/batch_threads.py --reps 21 [--busy]` (2 threads' time per batch over 1
+# thread's: the best and the median of 21 epochs, a neighbour busy on part of the machine; the
+# median beside a process spinning on one core):
+#   shape x batch rows          M multiply-adds  best   median  busy core
+#   (64, 100, 10) x 32                 0.24      1.82    1.87    3.82   (the per-call partial_fit)
+#   (64, 100, 10) x 200                1.48      0.93    0.93    1.64   (`small`)
+#   (256, 256, 10) x 64                4.36      0.98    1.01    2.16
+#   (784, 256, 128, 10) x 32           7.51      1.23    1.89    1.60   (`tiny-batch`)
+#   (64, 100, 10) x 1024               7.58      0.74    0.73    1.29
+#   (256, 256, 10) x 128               8.72      0.84    0.87    1.96
+#   (784, 256, 128, 10) x 48          11.3       1.35    1.67    1.18
+#   (256, 256, 10) x 256              17.4       0.74    0.74    1.19
+#   (784, 256, 128, 10) x 256         60.1       0.59    0.95    1.08   (`mnist`: 1.72-1.86x
+#                                                                        faster on a quiet one)
+# At its quietest a second thread pays from ~1.5-4 M on (up to 1.35x faster by 8 M); with a
+# process spinning beside it loses 1.3-3.8x below ~10 M and 1.1-1.2x above. 2**22 per thread
+# keeps mnist-sized batches on both cores and gives up at most that quiet 1.35x below 8 M, for
+# not losing the 1.3-3.8x. Only the shapes decide (never a timing), and the engine's
+# results are bitwise the same on any number of threads, so the choice changes no result.
+MIN_MULTIPLY_ADDS_PER_THREAD = 2**22
+
+
+def threads_for_batch(batch_rows, n_params):
+    """The engine's threads for mini-batches of `batch_rows` rows through a network of
+    `n_params` parameters (weights and biases): as many as get MIN_MULTIPLY_ADDS_PER_THREAD
+    each, at least 1 and at most effective_n_threads()."""
+    return max(1, min(effective_n_threads(),
+                      batch_rows * n_params // MIN_MULTIPLY_ADDS_PER_THREAD))
 
 
 def _release_blas_control():

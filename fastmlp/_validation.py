@@ -19,6 +19,9 @@ its order and its messages. Each shortcut is here, with the reason it is safe:
   whose labels are all known: LabelBinarizer spends ~1 ms per 1,000 labels checking its input
   again, more than a small epoch's training. The labels it cannot place exactly (unknown ones,
   and their errors) and multilabel targets go to LabelBinarizer.
+- `_binarize_known_integers`: a partial_fit's 1-D integer labels, all among integer classes,
+  skip `unique_labels` (~300 us a call), which can raise nothing for them and would find no
+  unknown class; any other target takes it, and its errors.
 - `_is_plain_input` / `_prediction_input`: a finite C-ordered array of the model's dtype and
   width, on a model fitted without feature names, goes to the engine as it is: with a few rows
   a whole prediction then takes ~3 us. Anything else goes through validate_data.
@@ -90,9 +93,31 @@ def _binarize(binarizer, y):
     LabelBinarizer spends ~1 ms per 1,000 labels checking its input again, which is more than a
     small epoch's training. Anything else (multilabel, unknown labels and their errors) goes to
     LabelBinarizer."""
+    indicator = _binarize_known(binarizer, y)
+    return binarizer.transform(y).astype(bool) if indicator is None else indicator
+
+
+def _binarize_known_integers(binarizer, y):
+    """The indicator matrix of y (as `_binarize` gives it) when y is a 1-D array of integers
+    that are all among the integer classes of a multiclass or binary binarizer; else None.
+
+    For such a y, scikit-learn's `unique_labels(y)` (~300 us: type_of_target's checks and
+    probes, on every partial_fit) can raise nothing (a 1-D integer array is a binary or
+    multiclass target) and finds no class outside `classes_`, so the check that a partial_fit's
+    labels are known may skip it. Anything else (floats, strings, objects, unknown labels) gets
+    None and takes scikit-learn's path and its errors."""
+    if (type(y) is np.ndarray and y.ndim == 1 and y.dtype.kind in "iu"
+            and np.result_type(y.dtype, binarizer.classes_.dtype).kind in "iu"):
+        return _binarize_known(binarizer, y)
+    return None
+
+
+def _binarize_known(binarizer, y):
+    """_binarize's searchsorted: the indicator, or None when a label is unknown or the target
+    is of another kind."""
     if binarizer.y_type_ in ("multiclass", "binary") and y.ndim == 1 and y.size:
         classes = binarizer.classes_
-        index = np.searchsorted(classes, y)
+        index = classes.searchsorted(y)
         np.minimum(index, len(classes) - 1, out=index)
         if np.array_equal(classes[index], y):
             if len(classes) == 2:
@@ -101,13 +126,16 @@ def _binarize(binarizer, y):
                 indicator = np.zeros((y.shape[0], len(classes)), dtype=bool)
                 indicator[np.arange(y.shape[0]), index] = True
                 return indicator
-    return binarizer.transform(y).astype(bool)
+    return None
 
 
 def _engine_input(X, dtype):
     """X as the engine reads it, in the compute dtype: a dense array, in place when its rows
     are (C order, or a column slice of it), or when it is large (see _COPY_STRIDED_BELOW);
     or CSR (a CSC matrix is converted once; sparse input is never densified)."""
+    if (type(X) is np.ndarray and X.ndim == 2 and X.dtype == dtype and X.flags.c_contiguous
+            and X.strides[0] % X.itemsize == 0 and X.strides[1] % X.itemsize == 0):
+        return X  # the common case, first (it runs twice in every partial_fit)
     if sp.issparse(X):
         X = X.tocsr()
         X = X.astype(dtype, copy=False) if X.dtype != dtype else X

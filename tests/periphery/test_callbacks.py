@@ -93,6 +93,27 @@ def test_epochs_are_subtasks_of_the_fit():
     assert not hasattr(clf, "_skl_callbacks_to_teardown")
 
 
+class PropagatedRecorder(Recorder):
+    """A Recorder that a meta-estimator hands down to its steps (AutoPropagatedCallback)."""
+
+    max_propagation_depth = None
+
+
+def test_a_meta_estimators_callbacks_reach_the_epochs():
+    # An estimator with no callbacks of its own makes no callback context (FitTask); one in a
+    # pipeline whose callbacks propagate to it must still report its epochs.
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = digits(300)
+    recorder = PropagatedRecorder()
+    pipe = make_pipeline(StandardScaler(),
+                         MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0))
+    fit_quietly(pipe.set_callbacks(recorder), X, y)
+    assert recorder.iterations("end") == [("end", "epoch", i, 0) for i in range(3)]
+    assert not hasattr(pipe[-1], "_skl_callbacks")  # the pipeline took its callbacks back
+
+
 def test_partial_fit_is_one_task_with_one_epoch():
     X, y = digits(300)
     recorder = Recorder()
