@@ -1,7 +1,11 @@
 from fastmlp._engine._geometry cimport Geometry
+from fastmlp._engine._threads cimport ThreadChoice
 
 
 cdef class Network:
     cdef Geometry g
     cdef Py_ssize_t[::1] _sizes  # owns the memory the Geometry's pointers point into
+    # One thread or all, per batch (_threads.pxd): what this network's batches cost on this
+    # machine lately, kept across the trainers of a model (partial_fit makes one per call).
+    cdef ThreadChoice choice
     cdef readonly Py_ssize_t n_coefs, n_params, n_running

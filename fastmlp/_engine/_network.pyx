@@ -8,6 +8,7 @@ import numpy as np
 
 from fastmlp._engine._blas cimport BLAS_INT_MAX
 from fastmlp._engine._kernels cimport FM_MAXOUT, fm_activation_needs_preactivation
+from fastmlp._engine._threads cimport choice_init
 
 from fastmlp._engine.vocabulary import HIDDEN_ACTIVATIONS, OTHER_LOSSES, OUTPUT_LOSSES
 
@@ -85,6 +86,7 @@ cdef class Network:
         self.n_coefs = self.g.n_coefs
         self.n_params = self.g.n_params
         self.n_running = 2 * self.g.n_bn_features
+        choice_init(&self.choice, 0)  # the first epoch sets its thread count
 
     @property
     def batch_norm(self):

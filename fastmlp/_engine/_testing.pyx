@@ -14,6 +14,9 @@ from fastmlp._engine._kernels cimport (
     maxout_backward, maxout_forward, optim_step, output_delta, scale, sgd_step, small_product,
 )
 from fastmlp._engine._openmp cimport fm_current_cpu, fm_leave_cpu
+from fastmlp._engine._threads cimport (
+    ThreadChoice, choice_init, choice_next, choice_record, choice_threads,
+)
 
 
 cdef fm_activation_params activation_params(double negative_slope, double elu_alpha,
@@ -176,3 +179,17 @@ def leave_cpu(int cpu):
     on `cpu`, move it to another CPU it may use and leave its affinity mask as it was."""
     with nogil:
         fm_leave_cpu(cpu)
+
+
+def thread_choice_trace(int most, costs):
+    """The thread counts _threads.pxd's choice gives batch after batch, when a batch costs
+    costs[i][0] seconds per row on one thread and costs[i][1] on `most` (batch i)."""
+    cdef ThreadChoice c
+    cdef int which
+    choice_init(&c, most)
+    trace = []
+    for one, many in costs:
+        which = choice_next(&c)
+        trace.append(choice_threads(&c, which))
+        choice_record(&c, which, many if which == 1 else one)
+    return trace

@@ -39,6 +39,9 @@ from fastmlp._engine._openmp cimport (
     FASTMLP_HAVE_OPENMP, fm_current_cpu, fm_leave_cpu, omp_get_max_threads,
 )
 from fastmlp._engine._rows cimport Rows, gather_rows
+from fastmlp._engine._threads cimport (
+    ThreadChoice, choice_init, choice_next, choice_record, choice_threads, seconds_now,
+)
 from fastmlp._engine._schedule cimport (
     MIN_WEIGHT_ROWS, NORM_JOB, Step, Work, add_layer_norms, batch_step, block_start, finish_all,
     n_blocks, sum_partials,
@@ -245,7 +248,8 @@ cdef class Trainer:
         cdef fm_optim *optim
         cdef Py_ssize_t n_samples = Y.shape[0], start, stop
         cdef bint shuffled = order.shape[0] > 0, weighted = sample_weight.shape[0] > 0
-        cdef double batch_loss, accumulated = 0.0
+        cdef double batch_loss, accumulated = 0.0, started
+        cdef int which
         if batch_size > self.capacity:
             raise ValueError("batch_size exceeds the trainer's capacity")
         if spec.shape[0] != 1:  # (no bounds checks here: a wrong record is refused up front)
@@ -270,6 +274,8 @@ cdef class Trainer:
         rows.w = &sample_weight[0] if weighted else NULL
         interrupt_init(&interrupt)
         work.interrupt = &interrupt
+        if self.network.choice.most != n_threads:
+            choice_init(&self.network.choice, n_threads)
         with nogil:
             start = 0
             while start < n_samples:
@@ -282,11 +288,17 @@ cdef class Trainer:
                 # The step's counter and scalars; dropout's mask depends on the counter.
                 fm_optim_begin_step(optim)
                 dropout_at_step(&work.kept.dropout, g.dropout, self.dropout_seed, optim.t)
+                which = choice_next(&self.network.choice)
+                started = seconds_now()
                 batch_loss = batch_step(g, &theta[0], &grad[0], &state_1[0],
                                         &state_2[0] if state_2.shape[0] > 0 else NULL,
-                                        state_3_ptr, &step, False, &rows, &work, n_threads)
+                                        state_3_ptr, &step, False, &rows, &work,
+                                        choice_threads(&self.network.choice, which))
                 if interrupt.raised:
                     break
+                if rows.n == batch_size:  # (a short last batch is not a fair measure)
+                    choice_record(&self.network.choice, which,
+                                  (seconds_now() - started) / rows.n)
                 if norm_sums_ptr != NULL:
                     add_layer_norms(g, &work, norm_sums_ptr)
                 batch_loss = (batch_loss / step.divisor
@@ -312,6 +324,13 @@ cdef class Trainer:
             raise ValueError("running must hold Network.n_running values")
         work.kept.bn.running = &values[0]
         return 0
+
+    @property
+    def thread_choice(self):
+        """(threads of the current choice, seconds per row with one thread and with all, 0 where
+        not measured): the run-time choice of _threads.pxd, for tests and benchmarks."""
+        cdef ThreadChoice *c = &self.network.choice
+        return (choice_threads(c, choice_next(c)) if c.most else 0, c.per_row[0], c.per_row[1])
 
     def loss_gradient(self, floating[::1] theta, floating[::1] grad, X,
                       const floating[:, ::1] Y, const floating[::1] sample_weight,
