@@ -93,7 +93,11 @@ def effective_n_threads():
 # keeps mnist-sized batches on both cores and gives up at most that quiet 1.35x below 8 M, for
 # not losing the 1.3-3.8x. Only the shapes decide (never a timing), and the engine's
 # results are bitwise the same on any number of threads, so the choice changes no result.
-MIN_MULTIPLY_ADDS_PER_THREAD = 2**22
+# Above the threshold the engine itself then picks one thread or all per batch, by what each
+# has just cost (fastmlp/_engine/_threads.pxd): that is what adapts to a busy core, so the
+# threshold is 2**21 rather than 2**22, which keeps `tiny-batch` (7.5 M) on two threads where
+# they pay (0.34 s/epoch against 0.41-0.45 on one, quiet) and leaves the busy case to the engine.
+MIN_MULTIPLY_ADDS_PER_THREAD = 2**21
 
 
 def threads_for_batch(batch_rows, n_params):

@@ -8,7 +8,7 @@ import numpy as np
 
 from fastmlp._engine._blas cimport BLAS_INT_MAX
 from fastmlp._engine._kernels cimport FM_MAXOUT, fm_activation_needs_preactivation
-from fastmlp._engine._threads cimport choice_init
+from fastmlp._engine._threads cimport ThreadChoice, choice_init, choice_next, choice_threads
 
 from fastmlp._engine.vocabulary import HIDDEN_ACTIVATIONS, OTHER_LOSSES, OUTPUT_LOSSES
 
@@ -87,6 +87,14 @@ cdef class Network:
         self.n_params = self.g.n_params
         self.n_running = 2 * self.g.n_bn_features
         choice_init(&self.choice, 0)  # the first epoch sets its thread count
+
+    @property
+    def thread_choice(self):
+        """(threads the next batch gets, seconds per row measured lately with one thread and
+        with all, 0 where not measured): the run-time choice of _threads.pxd, for tests and
+        benchmarks."""
+        cdef ThreadChoice *c = &self.choice
+        return (choice_threads(c, choice_next(c)) if c.most else 0, c.per_row[0], c.per_row[1])
 
     @property
     def batch_norm(self):

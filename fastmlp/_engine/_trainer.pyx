@@ -325,13 +325,6 @@ cdef class Trainer:
         work.kept.bn.running = &values[0]
         return 0
 
-    @property
-    def thread_choice(self):
-        """(threads of the current choice, seconds per row with one thread and with all, 0 where
-        not measured): the run-time choice of _threads.pxd, for tests and benchmarks."""
-        cdef ThreadChoice *c = &self.network.choice
-        return (choice_threads(c, choice_next(c)) if c.most else 0, c.per_row[0], c.per_row[1])
-
     def loss_gradient(self, floating[::1] theta, floating[::1] grad, X,
                       const floating[:, ::1] Y, const floating[::1] sample_weight,
                       int n_threads, long long dropout_step=-1, running=None):

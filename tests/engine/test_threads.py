@@ -180,3 +180,39 @@ def test_the_engine_loads_with_a_short_spin_count_unless_the_user_set_one(users_
     assert re.findall(r"GOMP_SPINCOUNT = '(\d+)'", at_load) == [users_value or "2000"]
     # The shortened count was set for the load alone: Python and its children see the user's.
     assert done.stdout.split("\n")[:2] == [str(users_value), str(users_value)]
+
+
+# -- one thread or all, per batch, chosen at run time (fastmlp/_engine/_threads.pxd) ------------
+
+def _trace(most, costs):
+    from fastmlp._engine._testing import thread_choice_trace
+    return thread_choice_trace(most, costs)
+
+
+def test_a_quiet_machine_keeps_every_thread_and_probes_ever_less_often():
+    trace = _trace(2, [(2.0, 1.0)] * 2000)  # one thread costs twice as much per row
+    probes = [i for i, t in enumerate(trace) if t == 1]
+    assert trace[0] == 2 and len(probes) < 0.01 * len(trace)
+    gaps = [b - a for a, b in zip(probes, probes[1:])]
+    assert gaps == sorted(gaps) and gaps[-1] >= 256
+
+
+def test_a_busy_core_moves_the_batches_to_one_thread_and_back_when_it_frees():
+    quiet, busy = [(1.0, 0.55)] * 300, [(1.0, 1.6)] * 300
+    trace = _trace(4, quiet + busy + quiet)
+    assert trace[:300].count(4) > 290
+    assert trace[300 + 10:600].count(1) > 280  # at once when the threads' batches slow down
+    # back to all threads at the next probe (the one-thread batches do not get faster when
+    # the neighbour stops: only a probe can see it), at most 256 batches later
+    assert trace[600 + 260:].count(4) > 35
+
+
+def test_one_slow_batch_does_not_flip_the_choice():
+    costs = [(2.0, 1.0)] * 50
+    costs[20] = (2.0, 50.0)  # a hiccup on the threads' side
+    trace = _trace(2, costs)
+    assert trace[22:].count(1) <= 2
+
+
+def test_one_thread_allowed_is_one_thread():
+    assert set(_trace(1, [(1.0, 0.5)] * 50)) == {1}

@@ -148,11 +148,12 @@ def test_gradient_norms_of_an_older_pickle_go_on():
 
 @pytest.mark.parametrize("rows, n_weights, available, expected", [
     (32, 64 * 100 + 100 * 10, 2, 1),          # the per-call partial_fit: 0.24 M multiply-adds
-    (32, 784 * 256 + 256 * 128 + 128 * 10, 2, 1),   # tiny-batch: 7.5 M
+    (200, 64 * 100 + 100 * 10, 2, 1),         # small: 1.5 M
+    (32, 784 * 256 + 256 * 128 + 128 * 10, 2, 2),   # tiny-batch: 7.5 M
     (256, 784 * 256 + 256 * 128 + 128 * 10, 2, 2),  # mnist: 60 M
-    (256, 784 * 256 + 256 * 128 + 128 * 10, 16, 14),
-    (1, 2 * 2**22 - 1, 8, 1),
-    (1, 2 * 2**22, 8, 2),
+    (256, 784 * 256 + 256 * 128 + 128 * 10, 16, 16),
+    (1, 2 * 2**21 - 1, 8, 1),
+    (1, 2 * 2**21, 8, 2),
     (512, 784 * 1024 + 1024 * 1024 + 1024 * 10, 1, 1),  # never more than OpenMP allows
 ])
 def test_threads_follow_the_work_of_a_batch(monkeypatch, rows, n_weights, available, expected):
