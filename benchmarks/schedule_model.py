@@ -1,0 +1,547 @@
+"""A model of the engine's mini-batch schedule on many cores (issue 12): how many independent
+jobs each pass offers, how long the longest one is, and what that allows on P = 1..64 cores.
+
+Design
+------
+The engine (fastmlp/_engine/_schedule.pxd) runs a mini-batch as two passes with a barrier after
+each: row blocks (forward through every layer, the output delta, every hidden delta) under
+OpenMP's schedule='static', then weight jobs (a block of one W's rows: its gradient GEMM over
+the whole batch, then the element-wise finish and optimizer step; or one bias) under
+schedule='dynamic', in job order. Block boundaries depend on the shapes only, never on the
+thread count -- that is what makes fits bitwise equal on any number of threads -- so a schedule
+that offers two row blocks leaves fourteen of sixteen cores idle in the row pass, whatever the
+machine. This 2-core machine cannot run sixteen threads at speed, so the passes are simulated:
+
+- Rules. The block rules (n_blocks, block_start, MIN_ROWS, MIN_WEIGHT_ROWS, MIN_SPLIT,
+  MAX_BLOCKS, the weight jobs that Trainer.__init__ builds) are mirrored here; the engine exposes
+  only the weight jobs (Trainer(...).jobs) and keeps the constants in a .pxd, so
+  benchmarks/tests/test_schedule_model.py pins this mirror to both: a change in the engine that
+  is not made here fails that test. A candidate schedule is the same rules with other constants,
+  plus an optional cut of every weight job over W's columns too (``weight_cols``): every
+  boundary stays a function of the shapes.
+- Costs. Each job is a list of GEMMs (m, n, k, which of the engine's three products) and
+  element-wise sweeps (how many elements, which kind). A Calibration turns them into seconds:
+  every distinct GEMM shape is timed on this machine through scipy.linalg.blas (the OpenBLAS the
+  engine calls), one BLAS thread, with the operands transposed as the engine issues them; the
+  element-wise kinds are timed through the engine's own kernels (fastmlp._engine._testing). A
+  smaller block is therefore charged what it really costs here (each GEMM packs its other
+  operand again), not its share of the flops. ``FlopCalibration`` (a fixed rate) is the
+  flops-only model, for the tests and for ``--flops``.
+- Simulation. The row pass: libgomp's static schedule (P contiguous chunks, the first n % P one
+  job longer). The weight pass: dynamic with chunk 1, jobs in order, each to the thread that
+  frees up first. Plus a barrier per pass, charged BARRIER_US x log2(P) (an assumption: a tree
+  barrier of a few microseconds; it cannot be measured at 16 threads on 2 cores). T(1) is the
+  sum of every job; speed-up T(1)/T(P); busy = work / (P x T(P)); the critical path is the
+  longest row job plus the longest weight job (a batch can never be shorter).
+- Not modelled: memory bandwidth shared by many cores, the OS taking a core away, the last
+  partial batch of an epoch, the serial sum of the rows' losses (n additions).
+
+Usage: python benchmarks/schedule_model.py [--search] [--flops] [--long] [--workloads mnist,wide]
+           [--json out.json]; OMP_NUM_THREADS=1 python benchmarks/schedule_model.py --engine
+"""
+import argparse
+import heapq
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from fastmlp.bench.workloads import FIT_WORKLOADS, N_CLASSES
+
+CORES = (1, 2, 4, 8, 16, 32, 64)
+BARRIER_US = 1.0  # x log2(P) per pass: an assumed tree barrier, see Design
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine's block rules, mirrored (fastmlp/_engine/_schedule.pxd; the weight jobs as
+# fastmlp/_engine/_trainer.pyx's Trainer.__init__ builds them).
+
+@dataclass(frozen=True)
+class Rules:
+    """A schedule's constants. weight_cols > 0 also cuts each W's columns into
+    n_blocks(cols, weight_cols) blocks; row_cols > 0 cuts each layer's output in a row block
+    into column tiles the same way (the engine does neither: 0). Tiles are run whole row block
+    by whole row block (today's rows_job, no more barriers) while there are no more threads than
+    row blocks, else stage by stage (each layer a dynamic pass over its tiles, a barrier after
+    each): the tiles, so every BLAS call, are the same either way."""
+    name: str
+    min_rows: int = 256
+    min_weight_rows: int = 128
+    min_split: int = 16
+    max_blocks: int = 16
+    weight_cols: int = 0
+    row_cols: int = 0
+
+
+TODAY = Rules("today")  # the engine's constants, as of this file (the test pins them)
+
+
+def n_blocks(n, min_rows, rules=TODAY):
+    """How many blocks n rows are cut into: _schedule.pxd's n_blocks."""
+    k = min(n // min_rows, rules.max_blocks)
+    if k < 2:
+        return 2 if n >= rules.min_split else 1
+    return k - (k % 2)
+
+
+def block_start(n, blocks, b):
+    return (n * b) // blocks
+
+
+def row_blocks(batch, rules=TODAY):
+    """The row pass's blocks of a batch of `batch` rows: (r0, r1) each."""
+    blocks = n_blocks(batch, rules.min_rows, rules)
+    return [(block_start(batch, blocks, b), block_start(batch, blocks, b + 1))
+            for b in range(blocks)]
+
+
+def weight_jobs(units, rules=TODAY):
+    """The weight pass's jobs in order: (layer, lo, hi, c0, c1), W's rows lo..hi and columns
+    c0..c1 (hi = -1: the layer's bias). With weight_cols = 0, (l, lo, hi) are Trainer.jobs."""
+    jobs = []
+    for l in range(len(units) - 1):
+        n_in, n_out = units[l], units[l + 1]
+        blocks = n_blocks(n_in, rules.min_weight_rows, rules)
+        col_blocks = n_blocks(n_out, rules.weight_cols, rules) if rules.weight_cols else 1
+        for b in range(blocks):
+            for c in range(col_blocks):
+                jobs.append((l, block_start(n_in, blocks, b), block_start(n_in, blocks, b + 1),
+                             block_start(n_out, col_blocks, c),
+                             block_start(n_out, col_blocks, c + 1)))
+        jobs.append((l, 0, -1, 0, n_out))
+    return jobs
+
+
+# ---------------------------------------------------------------------------------------------
+# What each job does: GEMMs ("gemm", product, m, n, k) and element-wise sweeps ("elem", kind,
+# count). Products as the engine names them (row-major): forward out(m x n) = a(m x k) W(k x n);
+# backward_input d_in(m x n) = delta(m x k) W^T; backward_weights dW(m x n) = a^T(m x k)
+# delta(k x n), k being the batch.
+
+def row_stages(units, m, rules):
+    """What rows_job does for a block of m rows, stage by stage (each layer forward, then each
+    hidden delta), each stage cut into column tiles (rules.row_cols; 0: one tile, today's)."""
+    L = len(units) - 1
+
+    def cut(width):
+        blocks = n_blocks(width, rules.row_cols, rules) if rules.row_cols else 1
+        return [block_start(width, blocks, c + 1) - block_start(width, blocks, c)
+                for c in range(blocks)]
+    stages = []
+    for l in range(L):
+        tiles = []
+        for w in cut(units[l + 1]):
+            tile = [("elem", "row", m * units[0] * w / units[1])] if l == 0 else []  # gather
+            tile += [("gemm", "forward", m, w, units[l]),
+                     ("elem", "row", m * w)]  # bias + activation (softmax + loss)
+            tiles.append(tile)
+        stages.append(tiles)
+    for l in range(L - 1, 0, -1):
+        stages.append([[("gemm", "backward_input", m, w, units[l + 1]),
+                        ("elem", "row", m * w)]  # times the activation's derivative
+                       for w in cut(units[l])])
+    return stages
+
+
+def weight_job_pieces(units, batch, job):
+    l, lo, hi, c0, c1 = job
+    if hi < 0:  # the bias: the sum of the batch's deltas, then the step
+        return [("elem", "row", batch * units[l + 1]), ("elem", "step", units[l + 1])]
+    return [("gemm", "backward_weights", hi - lo, c1 - c0, batch),
+            ("elem", "step", (hi - lo) * (c1 - c0))]
+
+
+def gemm_flops(m, n, k):
+    return 2 * m * n * k
+
+
+# ---------------------------------------------------------------------------------------------
+# Costs in seconds.
+
+class FlopCalibration:
+    """Every GEMM at one rate, every element at one cost: the flops-only model."""
+    def __init__(self, gflops=50.0, ns_per_element=0.5):
+        self.gflops, self.ns_per_element = gflops, ns_per_element
+
+    def cost(self, piece, dtype):
+        if piece[0] == "gemm":
+            return gemm_flops(*piece[2:]) / (self.gflops * 1e9)
+        return piece[2] * self.ns_per_element * 1e-9
+
+    def refine(self, rounds):
+        pass
+
+
+def _best_seconds(call, min_seconds=5e-3, samples=3):
+    """The least over `samples` of the mean CPU time of one call, each sample >= min_seconds.
+    The calling thread's CPU time, not the wall clock, and the least, not the median: this is a
+    cost model's constant, what the shape costs on a core of its own, and the five other
+    sessions on this machine only ever add to the wall clock (BLAS runs on this thread)."""
+    call()
+    repeat = 1
+    while True:
+        t0 = time.thread_time()
+        for _ in range(repeat):
+            call()
+        t = time.thread_time() - t0
+        if t >= min_seconds:
+            break
+        repeat *= 2
+    best = t / repeat
+    for _ in range(samples - 1):
+        t0 = time.thread_time()
+        for _ in range(repeat):
+            call()
+        best = min(best, (time.thread_time() - t0) / repeat)
+    return best
+
+
+class MeasuredCalibration:
+    """Each distinct GEMM shape timed through scipy's BLAS on one thread (the column-major call
+    the engine's row-major product becomes), less the cost of a Python call; the element-wise
+    kinds timed through the engine's kernels. Call it inside threadpool_limits(1). Shapes are
+    timed when first asked for; refine() times them all again, round after round, keeping the
+    least, so that a burst of load on the machine cannot favour the shapes timed after it."""
+
+    def __init__(self):
+        self.gemm_seconds, self.elem_ns = {}, {}
+        self._overhead = {}
+
+    def _gemm_call(self, product, m, n, k, dtype):
+        from scipy.linalg import blas
+        gemm = blas.sgemm if dtype == "float32" else blas.dgemm
+        rng = np.random.default_rng(0)
+
+        def f(*shape):
+            return np.asfortranarray(rng.standard_normal(shape).astype(dtype))
+        # Row-major C = A B is column-major C^T = B^T A^T; the engine passes its operands so.
+        if product == "forward":  # gemm(N, N, n, m, k)
+            a, b, c, ta, tb = f(n, k), f(k, m), f(n, m), 0, 0
+        elif product == "backward_input":  # gemm(T, N, n, m, k): W is k x n row-major
+            a, b, c, ta, tb = f(k, n), f(k, m), f(n, m), 1, 0
+        else:  # backward_weights: gemm(N, T, n, m, k)
+            a, b, c, ta, tb = f(n, k), f(m, k), f(n, m), 0, 1
+        return lambda: gemm(1.0, a, b, 0.0, c, ta, tb, 1)
+
+    def _python_overhead(self, dtype):
+        if dtype not in self._overhead:
+            self._overhead[dtype] = _best_seconds(self._gemm_call("forward", 1, 1, 1, dtype))
+        return self._overhead[dtype]
+
+    def _elem(self, kind, dtype):
+        if (kind, dtype) not in self.elem_ns:
+            from fastmlp._engine import _testing, vocabulary
+            rows, cols = 256, 1024
+            count = rows * cols
+            if kind == "row":
+                a = np.ones((rows, cols), dtype=dtype)
+                bias = np.zeros(cols, dtype=dtype)
+                relu = vocabulary.HIDDEN_ACTIVATIONS["relu"]
+                seconds = _best_seconds(lambda: _testing.kernel_bias_activation(a, bias, relu))
+            else:  # the gradient finished ((g + alpha W) / batch), then Adam's step
+                p, g, m1, m2 = (np.full(count, 0.5, dtype=dtype) for _ in range(4))
+
+                def step():
+                    _testing.kernel_finalize_gradient(g, p, 1e-4, 256.0)
+                    _testing.kernel_adam_step(p, g, m1, m2, 1e-3, 0.9, 0.999, 1e-8)
+                seconds = _best_seconds(step)
+            self.elem_ns[kind, dtype] = seconds / count * 1e9
+        return self.elem_ns[kind, dtype]
+
+    def _time_gemm(self, key):
+        product, m, n, k, dtype = key
+        seconds = _best_seconds(self._gemm_call(product, m, n, k, dtype))
+        # Never faster than the shape's flops at 200 GFLOP/s (the overhead is noisy).
+        return max(seconds - self._python_overhead(dtype), gemm_flops(m, n, k) / 200e9)
+
+    def cost(self, piece, dtype):
+        if piece[0] == "elem":
+            return piece[2] * self._elem(piece[1], dtype) * 1e-9
+        key = (piece[1], *piece[2:], dtype)
+        if key not in self.gemm_seconds:
+            self.gemm_seconds[key] = self._time_gemm(key)
+        return self.gemm_seconds[key]
+
+    def refine(self, rounds):
+        for _ in range(rounds):
+            for dtype in list(self._overhead):
+                self._overhead[dtype] = min(self._overhead[dtype], _best_seconds(
+                    self._gemm_call("forward", 1, 1, 1, dtype)))
+            for key in self.gemm_seconds:
+                self.gemm_seconds[key] = min(self.gemm_seconds[key], self._time_gemm(key))
+
+
+# ---------------------------------------------------------------------------------------------
+# The simulation.
+
+def static_pass(costs, P):
+    """libgomp's schedule(static): thread t takes a contiguous chunk of n // P jobs, the first
+    n % P threads one more. Returns the slowest thread's time."""
+    n, start, longest = len(costs), 0, 0.0
+    for t in range(P):
+        size = n // P + (1 if t < n % P else 0)
+        longest = max(longest, sum(costs[start:start + size]))
+        start += size
+    return longest
+
+
+def dynamic_pass(costs, P):
+    """schedule(dynamic) with chunk 1: jobs in order, each to the first thread to free up."""
+    free = [(0.0, t) for t in range(P)]
+    for c in costs:
+        at, t = heapq.heappop(free)
+        heapq.heappush(free, (at + c, t))
+    return max(at for at, _ in free)
+
+
+def barrier_seconds(P):
+    return BARRIER_US * 1e-6 * math.log2(P) if P > 1 else 0.0
+
+
+def job_costs(workload, rules, calibration):
+    """The row pass's tile costs [row block][stage][tile] and the weight jobs' costs, seconds."""
+    units = (workload.n_features, *workload.hidden, N_CLASSES)
+    batch, dtype = workload.batch_size, workload.dtype
+
+    def cost(pieces):
+        return sum(calibration.cost(p, dtype) for p in pieces)
+    rows = [[[cost(tile) for tile in stage] for stage in row_stages(units, r1 - r0, rules)]
+            for r0, r1 in row_blocks(batch, rules)]
+    weights = [cost(weight_job_pieces(units, batch, job)) for job in weight_jobs(units, rules)]
+    return rows, weights
+
+
+def row_pass(rows, rules, P):
+    """The row pass's time on P threads, and whether it ran stage by stage."""
+    if rules.row_cols and P > len(rows):
+        stages = list(zip(*rows))  # stage s: every row block's tiles, block after block
+        return (sum(dynamic_pass([c for tiles in stage for c in tiles], P) for stage in stages)
+                + (len(stages) - 1) * barrier_seconds(P)), True
+    return static_pass([sum(map(sum, block)) for block in rows], P), False
+
+
+def simulate(workload, rules, calibration, cores=CORES):
+    """Per P: the batch's simulated time, speed-up over P = 1, busy fraction, and the jobs."""
+    rows, weights = job_costs(workload, rules, calibration)
+    work = sum(sum(map(sum, block)) for block in rows) + sum(weights)
+    if rules.row_cols:  # with enough threads, the longest tile of each stage, one after another
+        row_critical = sum(max(max(tiles) for tiles in stage) for stage in zip(*rows))
+        row_jobs = max(sum(len(tiles) for tiles in stage) for stage in zip(*rows))
+    else:
+        row_critical = max(sum(map(sum, block)) for block in rows)
+        row_jobs = len(rows)
+    out = []
+    for P in cores:
+        t_rows, staged = row_pass(rows, rules, P)
+        t = t_rows + dynamic_pass(weights, P) + 2 * barrier_seconds(P)
+        out.append(dict(P=P, row_jobs=row_jobs, weight_jobs=len(weights), staged=staged,
+                        critical_us=(row_critical + max(weights)) * 1e6, batch_us=t * 1e6,
+                        speedup=work / t, busy=work / (P * t)))
+    return out
+
+
+# Candidates: every boundary still a function of the shapes only.
+CANDIDATES = (
+    TODAY,
+    Rules("rows-64", min_rows=64),  # more row blocks, nothing else
+    Rules("rows-16/w-32", min_rows=16, min_weight_rows=32),  # the finest row blocks
+    Rules("t128x64/w-64x128", min_rows=128, row_cols=64, min_weight_rows=64, weight_cols=128),
+    # The grid's picks (--search): cheapest on 2 cores for mnist and wide together; for each alone.
+    Rules("r256c16/w64c32", row_cols=16, min_weight_rows=64, weight_cols=32),
+    Rules("r16c64/w64c32", min_rows=16, row_cols=64, min_weight_rows=64, weight_cols=32),
+    Rules("r256c128/w128c128", row_cols=128, weight_cols=128),
+)
+
+
+def search(calibration, cores=16, sizes=(16, 32, 64, 128, 256)):
+    """Every Rules on a grid of block sizes (rows, row tiles' columns, W's rows, W's columns;
+    0: not cut) on mnist and wide: (rules, [(busy at `cores`, T(2) / today's T(2) - 1) for
+    mnist, wide])."""
+    workloads = [FIT_WORKLOADS["mnist"], FIT_WORKLOADS["wide"]]
+    today = [simulate(w, TODAY, calibration, (2,))[0]["batch_us"] for w in workloads]
+    found = []
+    for min_rows in sizes:
+        for row_cols in (0, *sizes):
+            for min_weight_rows in sizes:
+                for weight_cols in (0, *sizes):
+                    rules = Rules(f"r{min_rows}c{row_cols}/w{min_weight_rows}c{weight_cols}",
+                                  min_rows=min_rows, row_cols=row_cols,
+                                  min_weight_rows=min_weight_rows, weight_cols=weight_cols)
+                    runs = [simulate(w, rules, calibration, (2, cores)) for w in workloads]
+                    found.append((rules, [(run[1]["busy"], run[0]["batch_us"] / t - 1)
+                                          for run, t in zip(runs, today)]))
+    return found
+
+
+def format_search(found, busy=0.8):
+    """The cheapest rule sets on 2 cores that keep >= busy at 16 cores: on mnist and wide
+    together, and on each alone."""
+    def line(rules, scores):
+        return (f"  {rules.name:<20} busy at 16: mnist {100 * scores[0][0]:.0f}%, wide "
+                f"{100 * scores[1][0]:.0f}%; 2 cores vs today: mnist {100 * scores[0][1]:+.1f}%, "
+                f"wide {100 * scores[1][1]:+.1f}%")
+    both = sorted((f for f in found if all(b >= busy for b, _ in f[1])),
+                  key=lambda f: max(c for _, c in f[1]))
+    lines = [f"search: {len(found)} rule sets (rN: MIN_ROWS, cN: column tiles or blocks, 0 = "
+             f"none; wN: MIN_WEIGHT_ROWS); {len(both)} keep >= {100 * busy:.0f}% busy at 16 "
+             f"cores on mnist and wide. The cheapest on 2 cores:"]
+    lines += [line(*f) for f in both[:5]]
+    for i, name in enumerate(("mnist", "wide")):
+        alone = sorted((f for f in found if f[1][i][0] >= busy), key=lambda f: f[1][i][1])
+        lines.append(f"{name} alone ({len(alone)} keep >= {100 * busy:.0f}%), the cheapest:")
+        lines += [line(*f) for f in alone[:3]]
+    return "\n".join(lines)
+
+
+def engine_batch_seconds(workload, batches=40):
+    """The engine's CPU seconds per batch on one thread (run with OMP_NUM_THREADS=1): a fit of
+    4 epochs less a fit of 1, over 3 x `batches` batches, the least of 3 tries."""
+    import warnings
+
+    from fastmlp import MLPClassifier
+    from fastmlp.bench.workloads import make_blobs
+    X, y = make_blobs(workload.batch_size * batches, workload.n_features, workload.dtype)
+
+    def fit(epochs):
+        model = MLPClassifier(hidden_layer_sizes=workload.hidden, batch_size=workload.batch_size,
+                              max_iter=epochs, random_state=0, tol=0, n_iter_no_change=epochs)
+        t0 = time.process_time()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # not converged: on purpose
+            model.fit(X, y)
+        return time.process_time() - t0
+    return min((fit(4) - fit(1)) / (3 * batches) for _ in range(3))
+
+
+def host():
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def format_table(results, long=False):
+    """One line per workload and schedule: jobs per pass, critical path, T(1), then speed-up and
+    busy fraction per P (T(P)/T(1) is 1 / speed-up), and T(2) against today's T(2). long: one
+    line per P."""
+    if long:
+        lines = ["workload    schedule             P  jobs r+w  crit us  batch us  T(P)/T1  "
+                 "speed-up  busy"]
+        for name, by_rules in results.items():
+            for rules_name, rows in by_rules.items():
+                lines += [f"{name:<11} {rules_name:<19.19} {r['P']:>2}  {r['row_jobs']:>3}+"
+                          f"{r['weight_jobs']:<4} {r['critical_us']:>8.1f} {r['batch_us']:>9.1f}"
+                          f"  {r['batch_us'] / rows[0]['batch_us']:>7.3f}  {r['speedup']:>8.2f}"
+                          f"  {100 * r['busy']:>3.0f}%" for r in rows]
+        return "\n".join(lines)
+    cores = [r["P"] for r in next(iter(next(iter(results.values())).values()))]
+    lines = [f"{'workload':<10} {'schedule':<18} {'jobs r+w':>8} {'crit us':>8} {'T1 us':>8}  "
+             + " ".join(f"{'P=' + str(P):>10}" for P in cores[1:]) + "  T2/today"]
+    for name, by_rules in results.items():
+        today_2 = next(r for r in by_rules["today"] if r["P"] == 2)["batch_us"]
+        for rules_name, rows in by_rules.items():
+            r1 = rows[0]
+            two = next(r for r in rows if r["P"] == 2)["batch_us"]
+            lines.append(
+                f"{name:<10} {rules_name:<18.18} {r1['row_jobs']:>3}+{r1['weight_jobs']:<4} "
+                f"{r1['critical_us']:>8.0f} {r1['batch_us']:>8.0f}  "
+                + " ".join(f"{r['speedup']:>5.1f} {100 * r['busy']:>3.0f}%" for r in rows[1:])
+                + f"  {100 * (two / today_2 - 1):+7.1f}%")
+    return "\n".join(lines)
+
+
+def verdict(results, cores=16, busy=0.8):
+    """Which candidates keep >= busy at `cores` on mnist and wide, and their 2-core cost."""
+    lines = []
+    for rules in CANDIDATES:
+        ok = all(rules.name in results.get(w, {}) for w in ("mnist", "wide"))
+        if not ok:
+            continue
+        at = {w: next(r for r in results[w][rules.name] if r["P"] == cores)
+              for w in ("mnist", "wide")}
+        two = {w: (next(r for r in results[w][rules.name] if r["P"] == 2)["batch_us"]
+                   / next(r for r in results[w]["today"] if r["P"] == 2)["batch_us"] - 1)
+               for w in ("mnist", "wide")}
+        passed = all(a["busy"] >= busy for a in at.values())
+        lines.append(f"{rules.name:<19.19} busy at {cores}: "
+                     f"mnist {100 * at['mnist']['busy']:.0f}%, "
+                     f"wide {100 * at['wide']['busy']:.0f}% -> {'PASS' if passed else 'fail'}; "
+                     f"2 cores vs today: mnist {100 * two['mnist']:+.1f}%, "
+                     f"wide {100 * two['wide']:+.1f}%")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workloads", default=",".join(FIT_WORKLOADS))
+    parser.add_argument("--flops", action="store_true",
+                        help="cost by flops at a fixed rate instead of timing this machine")
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="time every GEMM shape again this many times, keeping the least")
+    parser.add_argument("--engine", action="store_true",
+                        help="also time the engine's own batch on one core, for comparison")
+    parser.add_argument("--long", action="store_true", help="one line per P")
+    parser.add_argument("--search", action="store_true",
+                        help="also search a grid of block sizes for the cheapest that keeps "
+                             "16 cores >= 80%% busy on mnist and wide")
+    args = parser.parse_args(argv)
+    names = [w for w in args.workloads.split(",") if w]
+    for w in names:
+        if w not in FIT_WORKLOADS:
+            parser.error(f"unknown workload {w!r}; choose from {', '.join(FIT_WORKLOADS)}")
+    if args.flops:
+        calibration = FlopCalibration()
+    else:
+        calibration = MeasuredCalibration()
+    def run():
+        results = {name: {rules.name: simulate(FIT_WORKLOADS[name], rules, calibration)
+                          for rules in CANDIDATES} for name in names}
+        return results, (search(calibration) if args.search else None)
+    with threadpool_limits(1):
+        run()  # times every shape once
+        calibration.refine(args.rounds)
+        results, found = run()
+    print(f"host: {host()}, {os.cpu_count()} CPUs; cost: "
+          f"{'flops at 50 GFLOP/s' if args.flops else 'GEMMs and kernels timed here, 1 thread'}; "
+          f"barrier {BARRIER_US} us x log2(P) per pass")
+    print("jobs r+w: row jobs (with column tiles: the most tiles of one stage) + weight jobs per "
+          "batch; crit: the longest chain of jobs (row pass + weight pass); T1: the batch on one "
+          "core; P=n: speed-up T(1)/T(P) and busy fraction work/(P T(P)); T2/today: T(2) against "
+          "today's T(2)")
+    print(format_table(results, args.long))
+    if "mnist" in results and "wide" in results:
+        print()
+        print(verdict(results))
+    if args.engine:
+        print("\nthe engine's own batch on one core (CPU time; OMP_NUM_THREADS=1) against the "
+              "model's T1:")
+        for name in names:
+            measured = engine_batch_seconds(FIT_WORKLOADS[name]) * 1e6
+            model = results[name]["today"][0]["batch_us"]
+            print(f"  {name:<10} engine {measured:9.0f} us, model {model:9.0f} us "
+                  f"({100 * (model / measured - 1):+.0f}%)")
+    if found is not None:
+        print()
+        print(format_search(found))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(host=host(), results=results,
+                           gemm_seconds={"|".join(map(str, k)): v for k, v in
+                                         getattr(calibration, "gemm_seconds", {}).items()}),
+                      f, indent=1)
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(main() and 0)

@@ -1,0 +1,95 @@
+"""benchmarks/schedule_model.py: its copy of the engine's block rules is the engine's (so the
+model cannot drift from the schedule it models), and its simulation keeps the bounds any
+schedule has. Costs here are flops at a fixed rate: nothing is timed."""
+import os
+import re
+
+import numpy as np
+import pytest
+
+from fastmlp import _engine
+from fastmlp.bench.workloads import FIT_WORKLOADS
+
+import schedule_model as sm
+
+SCHEDULE_PXD = os.path.join(os.path.dirname(_engine.__file__), "_schedule.pxd")
+
+# Widths that take every branch of n_blocks for W's rows: fewer than MIN_SPLIT (one block), fewer
+# than two MIN_WEIGHT_ROWS (two), an odd quotient (rounded down to even), more than MAX_BLOCKS.
+UNITS = [(784, 256, 128, 10), (64, 100, 10), (8, 5, 3), (3000, 17, 300, 10), (640, 384, 15, 1)]
+
+
+def _engine_constants():
+    if not os.path.exists(SCHEDULE_PXD):
+        pytest.skip(f"{SCHEDULE_PXD} is not beside the compiled engine")
+    with open(SCHEDULE_PXD) as f:
+        text = f.read()
+    return text, {name: int(value) for name, value in
+                  re.findall(r"^\s+(MIN_ROWS|MIN_WEIGHT_ROWS|MIN_SPLIT|MAX_BLOCKS) = (\d+)\s*$",
+                             text, re.MULTILINE)}
+
+
+def test_mirrored_constants_are_the_engines():
+    text, constants = _engine_constants()
+    assert constants == {"MIN_ROWS": sm.TODAY.min_rows,
+                         "MIN_WEIGHT_ROWS": sm.TODAY.min_weight_rows,
+                         "MIN_SPLIT": sm.TODAY.min_split, "MAX_BLOCKS": sm.TODAY.max_blocks}
+    # ... and the row pass is cut by n_blocks over the batch's rows with MIN_ROWS, as modelled.
+    assert "r_blocks = n_blocks(rows.n, MIN_ROWS)" in text
+    assert sm.TODAY.row_cols == 0 and sm.TODAY.weight_cols == 0
+
+
+@pytest.mark.parametrize("units", UNITS)
+def test_mirrored_weight_jobs_are_the_trainers(units):
+    network = _engine.Network(list(units), "relu", "softmax")
+    trainer = _engine.Trainer(network, 32, units[0], np.float64)
+    mirrored = [(l, lo, hi) for l, lo, hi, _, _ in sm.weight_jobs(units)]
+    assert mirrored == [tuple(int(v) for v in job) for job in trainer.jobs.T]
+
+
+def test_row_blocks_follow_n_blocks_and_cover_the_batch():
+    for batch in (1, 15, 16, 200, 256, 512, 4096, 10_000):
+        blocks = sm.row_blocks(batch)
+        assert len(blocks) == sm.n_blocks(batch, sm.TODAY.min_rows)
+        assert blocks[0][0] == 0 and blocks[-1][1] == batch
+        assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
+    assert len(sm.row_blocks(256)) == 2  # the issue's example: a 256-row batch, two blocks
+
+
+def test_passes_schedule_like_openmp():
+    # static: contiguous chunks, the first n % P threads one job more
+    assert sm.static_pass([1.0, 1.0, 1.0], 2) == 2.0
+    assert sm.static_pass([5.0, 1.0, 1.0, 1.0], 2) == 6.0
+    # dynamic: in order, each job to the thread that frees up first
+    assert sm.dynamic_pass([5.0, 1.0, 1.0, 1.0], 2) == 5.0
+    assert sm.dynamic_pass([1.0, 1.0, 1.0, 5.0], 2) == 6.0  # the 5 starts at 1
+    assert sm.dynamic_pass([2.0], 8) == 2.0
+
+
+@pytest.mark.parametrize("name", list(FIT_WORKLOADS))
+def test_speedup_is_one_on_one_core_and_never_above_p(name):
+    calibration = sm.FlopCalibration()
+    for rules in sm.CANDIDATES:
+        runs = sm.simulate(FIT_WORKLOADS[name], rules, calibration)
+        assert runs[0]["P"] == 1 and runs[0]["speedup"] == pytest.approx(1.0, rel=1e-12)
+        for run in runs:
+            assert 0 < run["speedup"] <= run["P"] * (1 + 1e-12)
+            assert run["busy"] == pytest.approx(run["speedup"] / run["P"])
+            # no schedule beats its longest chain of jobs
+            assert run["batch_us"] >= run["critical_us"] * (1 - 1e-12)
+
+
+def test_finer_blocks_offer_more_jobs_and_keep_every_row_and_weight():
+    units = (784, 256, 128, 10)
+    for rules in sm.CANDIDATES:
+        jobs = sm.weight_jobs(units, rules)
+        for l in range(3):  # every element of every W in exactly one job, and the bias once
+            covered = np.zeros((units[l], units[l + 1]), dtype=int)
+            for job_l, lo, hi, c0, c1 in jobs:
+                if job_l == l and hi >= 0:
+                    covered[lo:hi, c0:c1] += 1
+            assert (covered == 1).all()
+            assert sum(1 for j in jobs if j[0] == l and j[2] < 0) == 1
+    fine = sm.Rules("fine", min_rows=16, min_weight_rows=32)
+    assert len(sm.row_blocks(256, fine)) == 16 > len(sm.row_blocks(256))
+    assert len(sm.weight_jobs(units, fine)) > len(sm.weight_jobs(units))
