@@ -17,6 +17,7 @@ What the estimators use is re-exported here; everything else is internal to the 
     _layer_dropout.pxd    inverted dropout with counter-hash masks
     _layer_batchnorm.pxd  batch normalization: statistics over the batch, by blocks of features
     _schedule.pxd         the blocks of a mini-batch and who computes them: the determinism
+    _threads.pxd          one thread or all per batch, by what each has just cost
     _interrupt.pxd        Ctrl-C through a call that runs without the GIL
     _trainer.pyx          Trainer (epochs, full-batch gradients), predict, surely_finite
     _blas.pxd, _kernels.pxd, _openmp.pxd   shims: scipy's BLAS, csrc/'s kernels, OpenMP
