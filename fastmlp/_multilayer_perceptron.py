@@ -369,6 +369,11 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 estimator_name=type(self).__name__, current_fastmlp_version=__version__,
                 original_fastmlp_version=pickled_version,
             ))
+        # A model saved before batch normalization existed has none of its parameters: it
+        # was fitted without it.
+        for name, default in (("batch_norm", False), ("batch_norm_momentum", 0.1),
+                              ("batch_norm_eps", 1e-5)):
+            state.setdefault(name, default)
         super().__setstate__(state)
         if "_theta" in state:
             if self._theta.base is not None or type(self._theta) is not np.ndarray:

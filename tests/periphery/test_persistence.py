@@ -55,6 +55,20 @@ def test_pickles_carry_fastmlp_version():
     assert MLPRegressor().__getstate__()["_fastmlp_version"] == fastmlp.__version__
 
 
+def test_a_model_saved_before_batch_norm_existed_loads_and_trains_on():
+    model, X, y = fitted()
+    state = dict(model.__getstate__())
+    for name in ("batch_norm", "batch_norm_momentum", "batch_norm_eps"):
+        del state[name]
+    state["_fastmlp_version"] = "0.0.9"
+    loaded = MLPClassifier.__new__(MLPClassifier)
+    with pytest.warns(InconsistentVersionWarning):
+        loaded.__setstate__(state)
+    assert loaded.get_params()["batch_norm"] is False
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    loaded.partial_fit(X, y)
+
+
 @pytest.mark.parametrize("stamp, shown", [("0.0.1", "0.0.1"), (None, "unknown")])
 def test_loading_another_version_warns(stamp, shown):
     model, X, _ = fitted()
