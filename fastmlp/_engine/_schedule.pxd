@@ -13,13 +13,15 @@
 #      the optimizer's step on it while it is in cache.
 # So every output element is computed by the same sequence of BLAS calls whatever the number of
 # threads (bitwise-identical fits with 1 thread or 16), no per-thread gradient copies or
-# reductions are needed, and a mini-batch waits at two barriers whatever the depth. (DESIGN.md
+# reductions are needed, and a mini-batch waits at two barriers whatever the depth (batch
+# normalization excepted: its statistics need every row mid-pass, see below). (DESIGN.md
 # sketches per-shard gradients summed in a fixed order; blocking the outputs gives the same
 # determinism with O(params) instead of O(shards x params) memory and no summation pass.)
 # Measured on this 2-core machine under load: one barrier per layer and pass made two threads
 # 75x slower than one on `small`; two barriers per batch brought that to 2x, and on a quiet
 # machine the barriers cost a few microseconds. BLAS runs single-threaded inside these loops; the
-# caller holds it to one thread (threadpoolctl).
+# caller holds it to one thread (threadpoolctl). How many threads a batch gets is chosen per
+# batch at run time (_threads.pxd); no block depends on it.
 #
 # A sum over jobs (the L2 term's sum(W^2), the gradient's norm for max_grad_norm) is taken from
 # per-job partial sums in job order, the same whatever thread computed which job. Clipping the

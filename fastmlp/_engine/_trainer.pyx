@@ -39,12 +39,12 @@ from fastmlp._engine._openmp cimport (
     FASTMLP_HAVE_OPENMP, fm_current_cpu, fm_leave_cpu, omp_get_max_threads,
 )
 from fastmlp._engine._rows cimport Rows, gather_rows
-from fastmlp._engine._threads cimport (
-    ThreadChoice, choice_init, choice_next, choice_record, choice_threads, seconds_now,
-)
 from fastmlp._engine._schedule cimport (
     MIN_WEIGHT_ROWS, NORM_JOB, Step, Work, add_layer_norms, batch_step, block_start, finish_all,
     n_blocks, sum_partials,
+)
+from fastmlp._engine._threads cimport (
+    choice_init, choice_next, choice_record, choice_threads, seconds_now,
 )
 
 OPENMP_ENABLED = bool(FASTMLP_HAVE_OPENMP)
