@@ -55,7 +55,9 @@ else:
 # takes only the objects it calls).
 kernels = ("fastmlp_kernels", {"sources": CSRC, "include_dirs": ["csrc"], "cflags": compile_args})
 ENGINE_MODULES = ["vocabulary", "_network", "_trainer", "_testing"]
-ENGINE_DEPENDS = ["csrc/fastmlp_kernels.h", "csrc/fm_math.h", "csrc/fm_openmp.h",
+# The kernels' sources too: the library is rebuilt when one changes, and each module must then be
+# linked again, or an in-place build keeps the old kernel in it.
+ENGINE_DEPENDS = ["csrc/fastmlp_kernels.h", "csrc/fm_math.h", "csrc/fm_openmp.h", *CSRC,
                   *sorted(glob.glob("fastmlp/_engine/*.pxd"))]
 
 extensions = [
