@@ -39,9 +39,9 @@
 FASTMLP_CLONES
 void SFX(fm_batchnorm_forward)(REAL *z, REAL *xhat, double *mean, double *inv_std,
                                double *unbiased_var, const REAL *b, const REAL *gamma,
-                               const REAL *beta, const double *row_w, double weight_sum,
-                               double unbiased_den, ptrdiff_t rows, ptrdiff_t ld, ptrdiff_t f0,
-                               ptrdiff_t f1, double eps)
+                               const double *row_w, double weight_sum, double unbiased_den,
+                               ptrdiff_t rows, ptrdiff_t ld, ptrdiff_t f0, ptrdiff_t f1,
+                               double eps)
 {
     ptrdiff_t n = f1 - f0;
     double *sum = mean + f0, *var = inv_std + f0;
@@ -75,16 +75,17 @@ void SFX(fm_batchnorm_forward)(REAL *z, REAL *xhat, double *mean, double *inv_st
             unbiased_var[f0 + j] = var_sum / unbiased_den;
         var[j] = 1.0 / sqrt(var_sum / weight_sum + eps);  /* now 1 / sigma */
     }
-    /* xhat = (z - mean) / sigma, kept for backward; y = gamma xhat + beta, over z. */
+    /* xhat = (z - mean) / sigma, kept for backward; gamma xhat over z. beta is added by the
+     * activation that follows, in the bias's place (y = gamma xhat + beta, the same rounding). */
     for (ptrdiff_t r = 0; r < rows; r++) {
         REAL *zr = z + r * ld + f0;
         REAL *xr = xhat + r * ld + f0;
-        const REAL *g = gamma + f0, *be = beta + f0;
+        const REAL *g = gamma + f0;
         FM_SIMD
         for (ptrdiff_t j = 0; j < n; j++) {
             REAL x = (REAL)(((double)zr[j] - sum[j]) * var[j]);
             xr[j] = x;
-            zr[j] = g[j] * x + be[j];
+            zr[j] = g[j] * x;
         }
     }
 }

@@ -157,15 +157,16 @@ unsigned long long fm_dropout_key(unsigned long long seed, long long step);
                                   long long threshold, double scale);                             \
     /* Batch normalization's training forward over features f0..f1 of the rows x ld block z     \
      * (z += b, normalised by the batch's weighted mean and biased variance into xhat, then      \
-     * z = gamma xhat + beta; mean, inv_std and unbiased_var (unless unbiased_den <= 0) receive \
+     * z = gamma xhat, beta being the next activation's bias; mean, inv_std and unbiased_var     \
+     * (unless unbiased_den <= 0) receive                                                       \
      * the batch's mean, 1/sigma and unbiased variance), its backward (delta: dLoss/dy in,       \
      * dLoss/dz out; the gradients of gamma and beta (+)=), and the running statistics' update   \
      * by momentum. See csrc/batchnorm.c.                                                       */ \
     void fm_batchnorm_forward##SFX(REAL *z, REAL *xhat, double *mean, double *inv_std,            \
                                    double *unbiased_var, const REAL *b, const REAL *gamma,        \
-                                   const REAL *beta, const double *row_w, double weight_sum,     \
-                                   double unbiased_den, ptrdiff_t rows, ptrdiff_t ld,            \
-                                   ptrdiff_t f0, ptrdiff_t f1, double eps);                       \
+                                   const double *row_w, double weight_sum, double unbiased_den,  \
+                                   ptrdiff_t rows, ptrdiff_t ld, ptrdiff_t f0, ptrdiff_t f1,     \
+                                   double eps);                                                   \
     void fm_batchnorm_running##SFX(REAL *running_mean, REAL *running_var, const double *mean,     \
                                    const double *unbiased_var, ptrdiff_t n, double momentum);    \
     void fm_batchnorm_backward##SFX(REAL *delta, REAL *grad_gamma, REAL *grad_beta, double *s1,   \

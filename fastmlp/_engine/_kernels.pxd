@@ -82,8 +82,8 @@ cdef extern from "fastmlp_kernels.h" nogil:
     void fm_dropout_forward_d(double *out, const double *inp, Py_ssize_t rows, Py_ssize_t cols, unsigned long long key, const Py_ssize_t *sample_ids, Py_ssize_t first_sample, Py_ssize_t stride, Py_ssize_t offset, long long threshold, double scale)
     void fm_dropout_backward_f(float *delta, Py_ssize_t rows, Py_ssize_t cols, unsigned long long key, const Py_ssize_t *sample_ids, Py_ssize_t first_sample, Py_ssize_t stride, Py_ssize_t offset, long long threshold, double scale)
     void fm_dropout_backward_d(double *delta, Py_ssize_t rows, Py_ssize_t cols, unsigned long long key, const Py_ssize_t *sample_ids, Py_ssize_t first_sample, Py_ssize_t stride, Py_ssize_t offset, long long threshold, double scale)
-    void fm_batchnorm_forward_f(float *z, float *xhat, double *mean, double *inv_std, double *unbiased_var, const float *b, const float *gamma, const float *beta, const double *row_w, double weight_sum, double unbiased_den, Py_ssize_t rows, Py_ssize_t ld, Py_ssize_t f0, Py_ssize_t f1, double eps)
-    void fm_batchnorm_forward_d(double *z, double *xhat, double *mean, double *inv_std, double *unbiased_var, const double *b, const double *gamma, const double *beta, const double *row_w, double weight_sum, double unbiased_den, Py_ssize_t rows, Py_ssize_t ld, Py_ssize_t f0, Py_ssize_t f1, double eps)
+    void fm_batchnorm_forward_f(float *z, float *xhat, double *mean, double *inv_std, double *unbiased_var, const float *b, const float *gamma, const double *row_w, double weight_sum, double unbiased_den, Py_ssize_t rows, Py_ssize_t ld, Py_ssize_t f0, Py_ssize_t f1, double eps)
+    void fm_batchnorm_forward_d(double *z, double *xhat, double *mean, double *inv_std, double *unbiased_var, const double *b, const double *gamma, const double *row_w, double weight_sum, double unbiased_den, Py_ssize_t rows, Py_ssize_t ld, Py_ssize_t f0, Py_ssize_t f1, double eps)
     void fm_batchnorm_running_f(float *running_mean, float *running_var, const double *mean, const double *unbiased_var, Py_ssize_t n, double momentum)
     void fm_batchnorm_running_d(double *running_mean, double *running_var, const double *mean, const double *unbiased_var, Py_ssize_t n, double momentum)
     void fm_batchnorm_backward_f(float *delta, float *grad_gamma, float *grad_beta, double *s1, double *s2, const float *xhat, const double *inv_std, const float *gamma, const double *row_w, double weight_sum, Py_ssize_t rows, Py_ssize_t ld, Py_ssize_t f0, Py_ssize_t f1, int accumulate)
@@ -149,15 +149,14 @@ cdef inline void maxout_backward(floating *delta, const int *argmax, Py_ssize_t 
 
 cdef inline void batchnorm_forward(floating *z, floating *xhat, double *mean, double *inv_std,
                                    double *unbiased_var, const floating *b,
-                                   const floating *gamma, const floating *beta,
-                                   const double *row_w, double weight_sum, double unbiased_den,
-                                   Py_ssize_t rows, Py_ssize_t ld, Py_ssize_t f0, Py_ssize_t f1,
-                                   double eps) noexcept nogil:
+                                   const floating *gamma, const double *row_w, double weight_sum,
+                                   double unbiased_den, Py_ssize_t rows, Py_ssize_t ld,
+                                   Py_ssize_t f0, Py_ssize_t f1, double eps) noexcept nogil:
     if floating is float:
-        fm_batchnorm_forward_f(z, xhat, mean, inv_std, unbiased_var, b, gamma, beta, row_w,
+        fm_batchnorm_forward_f(z, xhat, mean, inv_std, unbiased_var, b, gamma, row_w,
                                weight_sum, unbiased_den, rows, ld, f0, f1, eps)
     else:
-        fm_batchnorm_forward_d(z, xhat, mean, inv_std, unbiased_var, b, gamma, beta, row_w,
+        fm_batchnorm_forward_d(z, xhat, mean, inv_std, unbiased_var, b, gamma, row_w,
                                weight_sum, unbiased_den, rows, ld, f0, f1, eps)
 
 

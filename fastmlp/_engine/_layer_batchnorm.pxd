@@ -37,7 +37,6 @@ cdef struct BatchNorm:
     double *batch       # this batch's weight sum and unbiased-variance denominator
     void *running       # running means, then running variances (NULL: not updated)
     double momentum     # of the running statistics' update in this pass
-    void *zeros         # max_width zeros: the bias of an activation whose z already has b
 
 
 cdef inline floating *normalized_z(const Geometry *g, Py_ssize_t l, floating *acts,
@@ -54,13 +53,20 @@ cdef inline void batchnorm_layer_forward(const Geometry *g, Py_ssize_t l, Py_ssi
                                          Py_ssize_t u1, floating *z, const BatchNorm *bn,
                                          Py_ssize_t n, const floating *theta) noexcept nogil:
     """Units u0..u1 of hidden layer l over the n rows of the batch (z: all of the layer's z):
-    z += b, then z = gamma xhat + beta with xhat kept, and the batch's statistics noted."""
+    z += b, then z = gamma xhat with xhat kept, and the batch's statistics noted; beta is added
+    by the activation, in the bias's place (beta_of)."""
     cdef Py_ssize_t k = g.maxout_pieces if is_maxout(g, l) else 1
     cdef Py_ssize_t c = g.col_prefix[l], cols = g.cols[l]
     batchnorm_forward(z, <floating *> bn.xhat + delta_at(g, n, l, 0), bn.mean + c,
                       bn.inv_std + c, bn.unbiased_var + c, theta + g.intercept_offset[l],
-                      theta + g.bn_offset[l], theta + g.bn_offset[l] + cols, bn.row_w,
-                      bn.batch[0], bn.batch[1], n, cols, u0 * k, u1 * k, g.bn_eps)
+                      theta + g.bn_offset[l], bn.row_w, bn.batch[0], bn.batch[1], n, cols,
+                      u0 * k, u1 * k, g.bn_eps)
+
+
+cdef inline const floating *beta_of(const Geometry *g, Py_ssize_t l,
+                                    const floating *theta) noexcept nogil:
+    """Hidden layer l's beta: the bias its activation adds to gamma xhat in training."""
+    return theta + g.bn_offset[l] + g.cols[l]
 
 
 cdef inline void batchnorm_update_running(const Geometry *g, const BatchNorm *bn,

@@ -46,7 +46,7 @@ from fastmlp._engine._kernels cimport (
 )
 from fastmlp._engine._layer_batchnorm cimport (
     MIN_NORM_UNITS, BatchNorm, batchnorm_layer_backward, batchnorm_layer_forward,
-    batchnorm_update_running, normalized_z,
+    batchnorm_update_running, beta_of, normalized_z,
 )
 from fastmlp._engine._layer_dense cimport (
     activation_forward, dense_backward_bias, dense_backward_input, dense_backward_weights,
@@ -219,20 +219,21 @@ cdef inline void normalized_forward_rows(const Geometry *g, Py_ssize_t l, Py_ssi
     cdef const Kept *kept = &work.kept
     cdef floating *acts = <floating *> kept.acts
     cdef floating *deltas = <floating *> work.deltas
-    cdef const floating *zeros = <const floating *> kept.bn.zeros
+    cdef const floating *beta
     cdef const floating *a_in
     if r1 == r0:
         return
     if l > 0:
         slot = act_at(g, rows.n, l - 1, r0)
+        beta = beta_of(g, l - 1, theta)
         if is_maxout(g, l - 1):
             maxout_layer_forward(acts + slot, kept.argmax + slot,
-                                 normalized_z(g, l - 1, acts, deltas, rows.n, r0), zeros,
+                                 normalized_z(g, l - 1, acts, deltas, rows.n, r0), beta,
                                  r1 - r0, g.units[l], g.maxout_pieces)
-        else:  # y is in place: the activation of y + 0, keeping y where act' needs it
+        else:  # gamma xhat is in place: act(gamma xhat + beta), keeping y where act' needs it
             activation_forward(acts + slot,
                                <floating *> kept.pre + slot if g.keep_z else <floating *> NULL,
-                               zeros, r1 - r0, g.units[l], g.hidden_activation, &g.act_params)
+                               beta, r1 - r0, g.units[l], g.hidden_activation, &g.act_params)
         if kept.dropout.threshold > 0:
             dropout_layer_forward(<floating *> kept.dropout.dropped + slot, acts + slot,
                                   &kept.dropout, g, l - 1, rows, r0, r1)

@@ -128,7 +128,7 @@ cdef class Trainer:
     cdef Network network
     cdef readonly object acts, deltas, gathered, row_loss, partial, jobs
     cdef readonly object pre, dropped, argmax, grad_partial
-    cdef readonly object xhat, bn_stats, row_w, bn_batch, zeros
+    cdef readonly object xhat, bn_stats, row_w, bn_batch
     cdef readonly Py_ssize_t capacity
     cdef readonly unsigned long long dropout_seed
     cdef readonly double max_grad_norm, weight_clip
@@ -169,7 +169,6 @@ cdef class Trainer:
         self.bn_stats = np.zeros(5 * g.n_bn_features, dtype=np.float64)
         self.row_w = np.empty(capacity if g.batch_norm else 0, dtype=np.float64)
         self.bn_batch = np.zeros(2, dtype=np.float64)
-        self.zeros = np.zeros(g.max_width if g.batch_norm else 0, dtype=dtype)
         self.dropout_seed = dropout_seed
         self.max_grad_norm = max_grad_norm
         self.weight_clip = weight_clip
@@ -178,7 +177,6 @@ cdef class Trainer:
         cdef Work work
         cdef Py_ssize_t n_bn = self.network.g.n_bn_features
         cdef floating[::1] xhat = self.xhat
-        cdef floating[::1] zeros = self.zeros
         cdef double[::1] bn_stats = self.bn_stats
         cdef double[::1] row_w = self.row_w
         cdef double[::1] bn_batch = self.bn_batch
@@ -206,7 +204,6 @@ cdef class Trainer:
         work.kept.bn.batch = &bn_batch[0]
         work.kept.bn.running = NULL  # the caller's, when its passes update them
         work.kept.bn.momentum = self.network.g.bn_momentum
-        work.kept.bn.zeros = &zeros[0] if n_bn > 0 else NULL
         work.deltas = &deltas[0]
         work.gathered = &gathered[0] if gathered.shape[0] > 0 else NULL
         work.row_loss = &row_loss[0]
