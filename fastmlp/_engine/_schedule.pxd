@@ -23,6 +23,13 @@
 # caller holds it to one thread (threadpoolctl). How many threads a batch gets is chosen per
 # batch at run time (_threads.pxd); no block depends on it.
 #
+# Every pass hands its jobs out as threads come free (OpenMP schedule='dynamic'), in job order:
+# no job belongs to a thread, so a worker that the OS wakes late, or runs on a core it shares
+# with another process, holds back only a job it has started; the caller takes the rest, and a
+# pass is never slower than the caller alone. With the row pass 'static', the caller waited at
+# the barrier for its worker's block (tens of microseconds to wake it on this VM; a time slice,
+# milliseconds, beside a busy process) — on `tiny-batch`, longer than the block itself.
+#
 # A sum over jobs (the L2 term's sum(W^2), the gradient's norm for max_grad_norm) is taken from
 # per-job partial sums in job order, the same whatever thread computed which job. Clipping the
 # gradient's norm needs every block's gradient first, so then the step moves to a third pass.
@@ -257,7 +264,7 @@ cdef inline bint normalized_row_passes(const Geometry *g, const floating *theta,
     cdef floating *acts = <floating *> work.kept.acts
     cdef floating *deltas = <floating *> work.deltas
     for l in range(L):
-        for job in prange(r_blocks, schedule='static', num_threads=n_threads):
+        for job in prange(r_blocks, schedule='dynamic', num_threads=n_threads):
             if l == 0 and threadid() != 0:
                 fm_leave_cpu(caller_cpu)  # csrc/placement.c: why
             if not interrupted(it, threadid() == 0):
@@ -267,7 +274,7 @@ cdef inline bint normalized_row_passes(const Geometry *g, const floating *theta,
         if l == L - 1:
             break
         blocks = n_blocks(g.units[l + 1], MIN_NORM_UNITS)
-        for job in prange(blocks, schedule='static', num_threads=n_threads):
+        for job in prange(blocks, schedule='dynamic', num_threads=n_threads):
             if not interrupted(it, threadid() == 0):
                 batchnorm_layer_forward(g, l, block_start(g.units[l + 1], blocks, job),
                                         block_start(g.units[l + 1], blocks, job + 1),
@@ -277,7 +284,7 @@ cdef inline bint normalized_row_passes(const Geometry *g, const floating *theta,
             return False
     for l in range(L - 2, -1, -1):
         blocks = n_blocks(g.units[l + 1], MIN_NORM_UNITS)
-        for job in prange(blocks, schedule='static', num_threads=n_threads):
+        for job in prange(blocks, schedule='dynamic', num_threads=n_threads):
             if not interrupted(it, threadid() == 0):
                 batchnorm_layer_backward(g, l, block_start(g.units[l + 1], blocks, job),
                                          block_start(g.units[l + 1], blocks, job + 1),
@@ -287,7 +294,7 @@ cdef inline bint normalized_row_passes(const Geometry *g, const floating *theta,
             return False
         if l == 0:
             break
-        for job in prange(r_blocks, schedule='static', num_threads=n_threads):
+        for job in prange(r_blocks, schedule='dynamic', num_threads=n_threads):
             if not interrupted(it, threadid() == 0):
                 backward_rows(g, l, block_start(rows.n, r_blocks, job),
                               block_start(rows.n, r_blocks, job + 1), theta, rows, work)
@@ -442,7 +449,7 @@ cdef inline double batch_step(const Geometry *g, floating *theta, floating *grad
                                      caller_cpu):
             return 0.0
     else:
-        for job in prange(r_blocks, schedule='static', num_threads=n_threads):
+        for job in prange(r_blocks, schedule='dynamic', num_threads=n_threads):
             if threadid() != 0:
                 fm_leave_cpu(caller_cpu)  # csrc/placement.c: why
             if not interrupted(it, threadid() == 0):
@@ -469,7 +476,7 @@ cdef inline double batch_step(const Geometry *g, floating *theta, floating *grad
         norm = sqrt(sum_partials(work.grad_partial, work.n_jobs))
         if step.max_grad_norm / (norm + 1e-6) < 1.0:
             step.grad_scale = step.max_grad_norm / (norm + 1e-6)
-        for job in prange(work.n_jobs, schedule='static', num_threads=n_threads):
+        for job in prange(work.n_jobs, schedule='dynamic', num_threads=n_threads):
             if not interrupted(it, threadid() == 0):
                 step_job(g, job, theta, grad, state_1, state_2, state_3, step, work)
         if it != NULL and it.raised:
@@ -483,7 +490,7 @@ cdef inline double finish_all(const Geometry *g, floating *theta, floating *grad
                               const Step *step, const Work *work, int n_threads) noexcept nogil:
     """Finish an accumulated gradient without stepping (L-BFGS); returns sum(W^2)."""
     cdef Py_ssize_t job
-    for job in prange(work.n_jobs, schedule='static', num_threads=n_threads):
+    for job in prange(work.n_jobs, schedule='dynamic', num_threads=n_threads):
         finish_job(g, job, theta, grad, <floating *> NULL, <floating *> NULL, <floating *> NULL,
                    step, work)
     return sum_partials(work.partial, work.n_jobs)
