@@ -27,8 +27,8 @@
 # no job belongs to a thread, so a worker that the OS wakes late, or runs on a core it shares
 # with another process, holds back only a job it has started; the caller takes the rest, and a
 # pass is never slower than the caller alone. With the row pass 'static', the caller waited at
-# the barrier for its worker's block (tens of microseconds to wake it on this VM; a time slice,
-# milliseconds, beside a busy process) — on `tiny-batch`, longer than the block itself.
+# the barrier for its worker's block however late the worker started (beside a busy process, up
+# to a time slice of the OS scheduler: milliseconds, against ~0.1 ms for a `tiny-batch` block).
 #
 # A sum over jobs (the L2 term's sum(W^2), the gradient's norm for max_grad_norm) is taken from
 # per-job partial sums in job order, the same whatever thread computed which job. Clipping the
