@@ -484,7 +484,10 @@ def surely_finite(const floating[:, ::1] X, int n_threads=1):
             total = sum_squares(&X[0, 0], rows * cols)
         return isfinite(total) != 0
     sums = np.zeros(SURE_CHUNKS, dtype=np.float64)
-    for c in prange(SURE_CHUNKS, nogil=True, schedule='static', num_threads=n_threads):
+    # Blocks handed out as threads come free, as the training passes hand out theirs
+    # (_schedule.pxd): a thread that shares its core with another process takes fewer blocks
+    # instead of leaving the others waiting for its half (on `mnist`, a 188 MB X, each epoch).
+    for c in prange(SURE_CHUNKS, nogil=True, schedule='dynamic', num_threads=n_threads):
         r0 = block_start(rows, SURE_CHUNKS, c)
         r1 = block_start(rows, SURE_CHUNKS, c + 1)
         if r1 > r0:
