@@ -34,6 +34,7 @@ its order and its messages. Each shortcut is here, with the reason it is safe:
   equals, bit for bit, a fit with the sample_weight scikit-learn's `compute_sample_weight` gives.
 """
 
+import functools
 from numbers import Real
 
 import numpy as np
@@ -107,7 +108,8 @@ def _binarize_known_integers(binarizer, y):
     labels are known may skip it. Anything else (floats, strings, objects, unknown labels) gets
     None and takes scikit-learn's path and its errors."""
     if (type(y) is np.ndarray and y.ndim == 1 and y.dtype.kind in "iu"
-            and np.result_type(y.dtype, binarizer.classes_.dtype).kind in "iu"):
+            and (y.dtype == binarizer.classes_.dtype  # (the common case: ~0.4 us less)
+                 or np.result_type(y.dtype, binarizer.classes_.dtype).kind in "iu")):
         return _binarize_known(binarizer, y)
     return None
 
@@ -118,15 +120,32 @@ def _binarize_known(binarizer, y):
     if binarizer.y_type_ in ("multiclass", "binary") and y.ndim == 1 and y.size:
         classes = binarizer.classes_
         index = classes.searchsorted(y)
-        np.minimum(index, len(classes) - 1, out=index)
-        if np.array_equal(classes[index], y):
+        # A label past the last class gets index len(classes): clipped, it meets a class it
+        # differs from, so every index is in range once all labels are found. (np.array_equal,
+        # a clip and the indicator set element by element cost ~3 us of a 32-row partial_fit,
+        # these ~1.5 us.)
+        if (classes.take(index, mode="clip") == y).all():
             if len(classes) == 2:
                 return (index == 1).reshape(-1, 1)
+            if 2 < len(classes) <= _IDENTITY_UP_TO:
+                return _identity(len(classes)).take(index, axis=0)
             if len(classes) > 2:
                 indicator = np.zeros((y.shape[0], len(classes)), dtype=bool)
                 indicator[np.arange(y.shape[0]), index] = True
                 return indicator
     return None
+
+
+# The indicator's rows are taken from a kept identity matrix up to this many classes (64 KiB).
+_IDENTITY_UP_TO = 256
+
+
+@functools.lru_cache(maxsize=8)
+def _identity(n_classes):
+    """The n_classes x n_classes bool identity, read-only: row k is class k's indicator."""
+    identity = np.eye(n_classes, dtype=bool)
+    identity.flags.writeable = False
+    return identity
 
 
 def _engine_input(X, dtype):
