@@ -63,8 +63,11 @@ def _validate_training_data(estimator, X, y, **kwargs):
     float32 epoch, a twentieth of it on two threads). Only checks that passed are skipped:
     any other X or y, or one that may hold NaN or infinity, takes scikit-learn's path, its
     checks in its order and its messages."""
+    # (Below 65536 values surely_finite runs on one thread whatever it is given: the thread
+    # count is not asked for then.)
     finite = (type(X) is np.ndarray and X.dtype in (np.float32, np.float64) and X.ndim == 2
-              and X.flags.c_contiguous and _engine.surely_finite(X, effective_n_threads()))
+              and X.flags.c_contiguous
+              and _engine.surely_finite(X, effective_n_threads() if X.size >= 65536 else 1))
     if (finite and not kwargs["reset"] and X.shape[0] > 0
             and X.shape[1] == getattr(estimator, "n_features_in_", None)
             and "feature_names_in_" not in estimator.__dict__ and _plain_target(y, X.shape[0])):
