@@ -126,8 +126,8 @@ def _binarize_known(binarizer, y):
         # A label past the last class gets index len(classes): clipped, it meets a class it
         # differs from, so every index is in range once all labels are found. (np.array_equal,
         # a clip and the indicator set element by element cost ~3 us of a 32-row partial_fit,
-        # these ~1.5 us.)
-        if (classes.take(index, mode="clip") == y).all():
+        # these ~1 us.)
+        if _equal_labels(classes.take(index, mode="clip"), y):
             if len(classes) == 2:
                 return (index == 1).reshape(-1, 1)
             if 2 < len(classes) <= _IDENTITY_UP_TO:
@@ -137,6 +137,15 @@ def _binarize_known(binarizer, y):
                 indicator[np.arange(y.shape[0]), index] = True
                 return indicator
     return None
+
+
+def _equal_labels(found, y):
+    """Whether two 1-D label arrays of one shape are equal, element for element. Integers of
+    one dtype are equal exactly when their bytes are: a comparison of bytes costs ~0.5 us
+    where `(found == y).all()` costs ~1.6 (a reduction's set-up)."""
+    if found.dtype == y.dtype and y.dtype.kind in "iu":
+        return found.tobytes() == y.tobytes()
+    return bool((found == y).all())
 
 
 # The indicator's rows are taken from a kept identity matrix up to this many classes (64 KiB).
