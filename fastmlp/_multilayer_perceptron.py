@@ -18,9 +18,10 @@ vector, with the engine computing the full-batch loss and gradient.
 Parameter validation uses scikit-learn's constraint objects and `_fit_context` (from modules
 scikit-learn marks private): that is the only way to raise exactly the InvalidParameterError
 scikit-learn raises, which is a promise of this package. (A fitted model's partial_fit, where
-`_fit_context` validates nothing, skips its costly configuration context: _partial_fit_context.) Everything else uses public utilities;
-the few places that skip them where they cost more than training, and the sample and class
-weights, are in fastmlp/_validation.py, each with the reason it is safe.
+`_fit_context` validates nothing, skips its costly configuration context: see
+_partial_fit_context.) Everything else uses public utilities; the few places that skip them
+where they cost more than training, and the sample and class weights, are in
+fastmlp/_validation.py, each with the reason it is safe.
 
 Beyond scikit-learn (README.md, "Beyond scikit-learn"): more activations (torch.nn.functional's
 leaky_relu, elu, gelu, silu, mish, softplus, and maxout), the torch.optim solvers (adagrad,
@@ -423,9 +424,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             self._packed_parameters()
             state = dict(state)
             for name in ("coefs_", "intercepts_", "_network_cache", "_trainer_cache",
-                         "batch_norm_weights_",
-                         "batch_norm_biases_", "batch_norm_running_means_",
-                         "batch_norm_running_vars_"):
+                         "batch_norm_weights_", "batch_norm_biases_",
+                         "batch_norm_running_means_", "batch_norm_running_vars_"):
                 state.pop(name, None)
         # scikit-learn stamps only its own estimators with its version; stamp ours with fastmlp's.
         return dict(state, _fastmlp_version=__version__)
@@ -981,7 +981,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             grown[:n_rows] = rows
             self._gradient_norm_rows = rows = grown
         row = rows[n_rows]
-        row[...] = 0.0  # (a row an interrupted epoch wrote into, or past rows of an old pickle)
+        row[...] = 0.0  # (an epoch that Ctrl-C stopped may have summed into it)
         return row
 
     def _update_no_improvement_count(self, early_stopping, X, y, sample_weight):

@@ -27,12 +27,13 @@ call to enter sets it, the last to leave restores what the first found.
 threadpoolctl finds the BLAS libraries once; their counts are then read and set through the
 functions its per-library controllers call (`_thread_count_calls`): ~1.5 us to set and restore
 both numpy's and scipy's OpenBLAS (~3 us through the controllers' methods), where a fresh
-`threadpool_limits` costs ~15 us (this runs around every prediction and partial_fit). threadpoolctl (3.6 and
-later) lets only one "controlling" Python thread change OpenBLAS's process-wide pool through its
-public `set_num_threads` and silently ignores the others, so a limit set from a worker thread
-would do nothing. Our changes are serialised by our own lock, so they go straight to the library
-(the controller's `_real_set_num_threads`); where a threadpoolctl has no such method, the calling
-thread takes control for each change and hands it back at once.
+`threadpool_limits` costs ~15 us (this runs around every prediction and partial_fit).
+threadpoolctl (3.6 and later) lets only one "controlling" Python thread change OpenBLAS's
+process-wide pool through its public `set_num_threads` and silently ignores the others, so a
+limit set from a worker thread would do nothing. Our changes are serialised by our own lock, so
+they go straight to the library (its own functions, or the controller's `_real_set_num_threads`);
+where a threadpoolctl has neither, the calling thread takes control for each change and hands it
+back at once.
 """
 import importlib
 import os
