@@ -17,9 +17,11 @@ vector, with the engine computing the full-batch loss and gradient.
 
 Parameter validation uses scikit-learn's constraint objects and `_fit_context` (from modules
 scikit-learn marks private): that is the only way to raise exactly the InvalidParameterError
-scikit-learn raises, which is a promise of this package. Everything else uses public utilities;
-the few places that skip them where they cost more than training, and the sample and class
-weights, are in fastmlp/_validation.py, each with the reason it is safe.
+scikit-learn raises, which is a promise of this package. (A fitted model's partial_fit, where
+`_fit_context` validates nothing, skips its costly configuration context: see
+_partial_fit_context.) Everything else uses public utilities; the few places that skip them
+where they cost more than training, and the sample and class weights, are in
+fastmlp/_validation.py, each with the reason it is safe.
 
 Beyond scikit-learn (README.md, "Beyond scikit-learn"): more activations (torch.nn.functional's
 leaky_relu, elu, gelu, silu, mish, softplus, and maxout), the torch.optim solvers (adagrad,
@@ -28,15 +30,16 @@ clipping, class_weight. Their parameters come after scikit-learn's, keyword-only
 defaults nothing of scikit-learn's behaviour changes, bit for bit.
 """
 
+import functools
 import warnings
 import weakref
 from abc import ABC, abstractmethod
-from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
 import scipy.optimize
 import scipy.sparse as sp
+from sklearn import get_config, set_config
 from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,
@@ -89,6 +92,17 @@ _CALLBACK_STATE = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
 # copied or compared.
 _SEEDED_RANDOM_STATES = weakref.WeakKeyDictionary()
 
+
+def _read_only_empty(dtype):
+    empty = np.empty(0, dtype=dtype)
+    empty.flags.writeable = False
+    return empty
+
+
+# The engine's "no order given" and "no sample weights", shared by every fit.
+_NO_ROWS = _read_only_empty(np.intp)
+_NO_WEIGHTS = {dtype: _read_only_empty(dtype) for dtype in (np.float32, np.float64)}
+
 # L-BFGS evaluates the full-batch gradient in chunks of this many rows (accumulated in order), so
 # that its scratch memory stays O(chunk x width) however large the data.
 _LBFGS_CHUNK_ROWS = 1024
@@ -115,6 +129,38 @@ def _check_optimize_result(result, max_iter):
     return n_iter
 
 
+def _partial_fit_context(partial_fit):
+    """scikit-learn's `_fit_context(prefer_skip_nested_validation=True)` around a partial_fit,
+    with the call on a fitted model that has no callbacks made cheap.
+
+    Around a fitted model's partial_fit, `_fit_context` validates no parameter (scikit-learn
+    validates them at the first call only); what it does is skip the parameter validation of
+    the scikit-learn functions called inside, with `config_context`, and tear down the
+    callbacks that the call set up. `config_context` copies the whole configuration and sets
+    every key of it back (one of them, array_api_dispatch, with an import and a check), and
+    the wrapper costs ~10 us of a ~70 us call of 32 rows. A model without callbacks (none of
+    its own, none from a meta-estimator: see FitTask) sets none up, so that call skips nested
+    validation by setting that one key of scikit-learn's configuration (thread-local, as
+    config_context's) and setting it back: ~1 us. Every other call (the first, a model with
+    callbacks) goes through `_fit_context` itself."""
+    in_context = _fit_context(prefer_skip_nested_validation=True)(partial_fit)
+
+    @functools.wraps(partial_fit)
+    def wrapper(estimator, *args, **kwargs):
+        if ("_theta" not in estimator.__dict__ or hasattr(estimator, "_skl_callbacks")
+                or hasattr(estimator, "_parent_callback_ctx")):
+            return in_context(estimator, *args, **kwargs)
+        if get_config()["skip_parameter_validation"]:
+            return partial_fit(estimator, *args, **kwargs)
+        set_config(skip_parameter_validation=True)
+        try:
+            return partial_fit(estimator, *args, **kwargs)
+        finally:
+            set_config(skip_parameter_validation=False)
+
+    return wrapper
+
+
 def _check_layer_sizes(sizes):
     """Refuse a size that is no integer as scikit-learn's MLP does: it fails where numpy draws
     the initial weights (RandomState's size argument) or, under warm_start and partial_fit,
@@ -125,6 +171,29 @@ def _check_layer_sizes(sizes):
         if isinstance(size, (bool, np.bool_)):
             raise TypeError("an integer is required")
         index(size)  # "'float' object cannot be interpreted as an integer", as numpy says
+
+
+class _UnchangedOnError:
+    """BaseMultilayerPerceptron._unchanged_on_error's context (a class: contextlib's generator
+    context cost ~1 us of a small partial_fit, this ~0.3)."""
+
+    __slots__ = ("estimator", "saved")
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+        self.saved = estimator.__dict__.copy()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        if exc_type is not None:
+            attributes = self.estimator.__dict__
+            callbacks = {k: v for k, v in attributes.items() if k in _CALLBACK_STATE}
+            attributes.clear()
+            attributes.update(self.saved)
+            attributes.update(callbacks)
+        return False
 
 
 class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
@@ -354,9 +423,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         if "_theta" in state:
             self._packed_parameters()
             state = dict(state)
-            for name in ("coefs_", "intercepts_", "_network_cache", "batch_norm_weights_",
-                         "batch_norm_biases_", "batch_norm_running_means_",
-                         "batch_norm_running_vars_"):
+            for name in ("coefs_", "intercepts_", "_network_cache", "_trainer_cache",
+                         "batch_norm_weights_", "batch_norm_biases_",
+                         "batch_norm_running_means_", "batch_norm_running_vars_"):
                 state.pop(name, None)
         # scikit-learn stamps only its own estimators with its version; stamp ours with fastmlp's.
         return dict(state, _fastmlp_version=__version__)
@@ -486,23 +555,14 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 self.validation_scores_ = None
                 self.best_validation_score_ = None
 
-    @contextmanager
     def _unchanged_on_error(self):
-        """Put every attribute back if the block raises. Validation and initialisation only
-        (re)bind attributes, so a shallow copy of them restores the model exactly: a fit or
-        partial_fit that fails validation leaves a fitted model as it was (scikit-learn's may
-        leave new classes_, feature names or n_outputs_ beside the old weights). Training
-        itself reports only through the solvers' interrupt warning and the finite-weights check,
-        which run outside this block."""
-        saved = self.__dict__.copy()
-        try:
-            yield
-        except BaseException:
-            callbacks = {k: v for k, v in self.__dict__.items() if k in _CALLBACK_STATE}
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            self.__dict__.update(callbacks)
-            raise
+        """A context that puts every attribute back if its block raises. Validation and
+        initialisation only (re)bind attributes, so a shallow copy of them restores the model
+        exactly: a fit or partial_fit that fails validation leaves a fitted model as it was
+        (scikit-learn's may leave new classes_, feature names or n_outputs_ beside the old
+        weights). Training itself reports only through the solvers' interrupt warning and the
+        finite-weights check, which run outside this block."""
+        return _UnchangedOnError(self)
 
     def _fit(self, X, y, sample_weight=None, incremental=False):
         with self._unchanged_on_error():
@@ -511,7 +571,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
 
     def _check_finite_weights(self, theta, fit_task):
         """scikit-learn's report of a diverged fit (the weights are kept, as it keeps them)."""
-        if not np.isfinite(theta).all():
+        # (The engine's vectorised pass first: np.isfinite(theta).all() makes a temporary.)
+        if not (_engine.surely_finite(theta.reshape(1, -1)) or np.isfinite(theta).all()):
             raise ValueError(
                 "Solver produced non-finite parameter weights. The input data may"
                 " contain large values and need to be preprocessed."
@@ -542,6 +603,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden_layer_sizes)
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         self._check_solver_options()
+        if not incremental:
+            self.__dict__.pop("_trainer_cache", None)  # partial_fit's (_stochastic_trainer)
 
         fit_task = FitTask(  # scikit-learn's callbacks: each epoch (lbfgs: iteration) a sub-task
             self, X, y, sample_weight, task_name="partial_fit" if incremental else "fit",
@@ -606,7 +669,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         call that fails leaves `_random_state` as it was; a RandomState the user passed is used
         as it is, and advances, as in scikit-learn."""
         seed = self.random_state
-        if not isinstance(seed, Integral):
+        if type(seed) is not int and not isinstance(seed, Integral):  # (an ABC's check: ~0.3 us)
             return check_random_state(seed)
         try:
             made = _SEEDED_RANDOM_STATES.get(self)
@@ -758,7 +821,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             X_val = y_val = sample_weight_val = None
 
         n_samples = X_train.shape[0]
-        sample_idx = np.arange(n_samples, dtype=np.intp)
+        sample_idx = np.arange(n_samples, dtype=np.intp) if self.shuffle else _NO_ROWS
         if self.batch_size == "auto":
             batch_size = min(200, n_samples)
         else:
@@ -773,17 +836,15 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         # other option leaves scikit-learn's use of random_state untouched.
         dropout_seed = (int(self._random_state.randint(0, 2**62, dtype=np.int64))
                         if self.dropout > 0 else 0)
-        trainer = _engine.Trainer(
-            self._network(), batch_size, X_train.shape[1], theta.dtype, sp.issparse(X_train),
-            dropout_seed=dropout_seed, max_grad_norm=self.max_grad_norm or 0.0,
-            weight_clip=self.weight_clip or 0.0,
-        )
-        X_train = _engine_input(X_train, theta.dtype)
+        if early_stopping:
+            X_train = _engine_input(X_train, theta.dtype)
+        trainer, grad = self._stochastic_trainer(batch_size, X_train, theta, incremental)
+        trainer.dropout_seed = dropout_seed
+        trainer.max_grad_norm = self.max_grad_norm or 0.0
+        trainer.weight_clip = self.weight_clip or 0.0
         Y_train = np.ascontiguousarray(y_train, dtype=theta.dtype)
-        no_rows = np.empty(0, dtype=np.intp)
         weights = (np.ascontiguousarray(sample_weight_train) if sample_weight_train is not None
-                   else np.empty(0, dtype=theta.dtype))
-        grad = np.empty_like(theta)
+                   else _NO_WEIGHTS[theta.dtype.type])
         n_threads = threads_for_batch(batch_size, theta.shape[0])
         optimizer = self._optimizer
         n_steps = -(-n_samples // batch_size)  # mini-batches per epoch
@@ -802,18 +863,20 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                     self._random_state.shuffle(sample_idx)
                 state_1, state_2, state_3 = optimizer.state
                 spec = optimizer.spec()
-                norm_sums = np.zeros(len(self.coefs_))
+                norm_sums = self._gradient_norm_row(n_norm_rows)
                 try:
                     with single_threaded_blas():
                         accumulated_loss = trainer.epoch(
                             theta, grad, state_1, state_2, X_train, Y_train, weights,
-                            sample_idx if self.shuffle else no_rows, batch_size, spec,
+                            sample_idx, batch_size, spec,
                             n_threads, state_3=state_3, grad_norms=norm_sums,
                             running=getattr(self, "_batch_norm_running", None),
                         )
                 finally:  # the steps taken count, also when Ctrl-C stopped the epoch
                     optimizer.took_steps(spec)
-                n_norm_rows = self._record_gradient_norms(norm_sums / n_steps, n_norm_rows)
+                if n_steps > 1:  # (x / 1 is x, bit for bit)
+                    norm_sums /= n_steps
+                n_norm_rows += 1
                 self.n_iter_ += 1
                 self.loss_ = accumulated_loss / X_train.shape[0]
                 self.t_ += n_samples
@@ -832,8 +895,11 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
 
                 if self._no_improvement_count > self.n_iter_no_change:
                     # not better than last `n_iter_no_change` iterations by tol
-                    # stop or decrease learning rate
-                    if early_stopping:
+                    # stop or decrease learning rate (the message is printed only when
+                    # verbose: a steady partial_fit meets this at every call)
+                    if not self.verbose:
+                        msg = ""
+                    elif early_stopping:
                         msg = (
                             "Validation score did not improve more than "
                             "tol=%f for %d consecutive epochs."
@@ -871,6 +937,28 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 theta[theta.shape[0] - best_norm.shape[0]:] = best_norm
                 self._batch_norm_running[...] = best_running
 
+    def _stochastic_trainer(self, batch_size, X, theta, incremental):
+        """The engine's Trainer for mini-batches of `batch_size` rows of X, and a gradient
+        buffer for theta. partial_fit keeps both for its next call (`_trainer_cache`): making
+        them cost ~5 us of a ~90 us call of 32 rows. They hold no state of the fit, only
+        scratch that every step writes before it reads, so a kept one trains to the same bits
+        as a new one; they are kept for as long as what they are made from is the same (the
+        network, which is made again when a parameter it depends on changes; the batch size;
+        the width, dtype and sparsity of X). fit keeps none (its buffers would outlive it), and
+        nothing of it is pickled (__getstate__)."""
+        network = self._network()
+        shape = (batch_size, X.shape[1], theta.dtype, sp.issparse(X), theta.shape[0])
+        cached = self.__dict__.pop("_trainer_cache", None)
+        if cached is not None and cached[0] is network and cached[1] == shape:
+            trainer, grad = cached[2], cached[3]
+        else:
+            trainer = _engine.Trainer(network, batch_size, X.shape[1], theta.dtype,
+                                      sp.issparse(X))
+            grad = np.empty_like(theta)
+        if incremental:
+            self._trainer_cache = (network, shape, trainer, grad)
+        return trainer, grad
+
     def _gradient_norms_so_far(self):
         """How many rows gradient_norms_ has, with `_gradient_norm_rows` made the buffer that
         holds them (a model fitted by L-BFGS or loaded from an older fastmlp has none)."""
@@ -881,18 +969,20 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         self._gradient_norm_rows = rows
         return len(rows)
 
-    def _record_gradient_norms(self, row, n_rows):
-        """Write one epoch's gradient norms after the first `n_rows` of the buffer, and return
-        the new count. The buffer doubles when full, so a call of partial_fit costs the same
-        after a million calls as after one (gradient_norms_ rebuilt from a list of rows cost
-        ~100 us per call after 2,000 calls, and grew with every call)."""
+    def _gradient_norm_row(self, n_rows):
+        """Row `n_rows` of the buffer, zeroed, for the engine to sum an epoch's gradient norms
+        into (the epoch then divides it by its number of steps). The buffer doubles when full,
+        so a call of partial_fit costs the same after a million calls as after one
+        (gradient_norms_ rebuilt from a list of rows cost ~100 us per call after 2,000 calls,
+        and grew with every call)."""
         rows = self._gradient_norm_rows
         if n_rows == len(rows):
             grown = np.zeros((max(2 * n_rows, 16), rows.shape[1]))  # (zeros: pickles repeat)
             grown[:n_rows] = rows
             self._gradient_norm_rows = rows = grown
-        rows[n_rows] = row
-        return n_rows + 1
+        row = rows[n_rows]
+        row[...] = 0.0  # (an epoch that Ctrl-C stopped may have summed into it)
+        return row
 
     def _update_no_improvement_count(self, early_stopping, X, y, sample_weight):
         if early_stopping:
@@ -1232,7 +1322,7 @@ class MLPClassifier(MultilabelTagsMixin, ClassifierMixin, BaseMultilayerPerceptr
         )
 
     @available_if(lambda est: est._check_solver())
-    @_fit_context(prefer_skip_nested_validation=True)
+    @_partial_fit_context
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """Update the model with a single iteration over the given data.
 
@@ -1392,7 +1482,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
     # scikit-learn's MLPRegressor passes `est._check_solver` uncalled here, so its partial_fit
     # exists for every solver (and runs L-BFGS to convergence for solver='lbfgs'); kept as is.
     @available_if(lambda est: est._check_solver)
-    @_fit_context(prefer_skip_nested_validation=True)
+    @_partial_fit_context
     def partial_fit(self, X, y, sample_weight=None):
         """Update the model with a single iteration over the given data."""
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)

@@ -24,14 +24,16 @@ threaded BLAS under the feet of the others, and the last would leave BLAS single
 good (it "restores" the 1 it found). So the limit is shared and reference-counted: the first
 call to enter sets it, the last to leave restores what the first found.
 
-threadpoolctl finds the BLAS libraries once; their counts are then read and set through its
-per-library controllers: ~4 us to set and restore both numpy's and scipy's OpenBLAS, where a fresh
-`threadpool_limits` costs ~15 us (this runs around every prediction). threadpoolctl (3.6 and
-later) lets only one "controlling" Python thread change OpenBLAS's process-wide pool through its
-public `set_num_threads` and silently ignores the others, so a limit set from a worker thread
-would do nothing. Our changes are serialised by our own lock, so they go straight to the library
-(the controller's `_real_set_num_threads`); where a threadpoolctl has no such method, the calling
-thread takes control for each change and hands it back at once.
+threadpoolctl finds the BLAS libraries once; their counts are then read and set through the
+functions its per-library controllers call (`_thread_count_calls`): ~1.5 us to set and restore
+both numpy's and scipy's OpenBLAS (~3 us through the controllers' methods), where a fresh
+`threadpool_limits` costs ~15 us (this runs around every prediction and partial_fit).
+threadpoolctl (3.6 and later) lets only one "controlling" Python thread change OpenBLAS's
+process-wide pool through its public `set_num_threads` and silently ignores the others, so a
+limit set from a worker thread would do nothing. Our changes are serialised by our own lock, so
+they go straight to the library (its own functions, or the controller's `_real_set_num_threads`);
+where a threadpoolctl has neither, the calling thread takes control for each change and hands it
+back at once.
 """
 import importlib
 import os
@@ -58,8 +60,8 @@ _engine = _load_engine()
 OPENMP_ENABLED = bool(_engine.OPENMP_ENABLED)
 
 _lock = threading.Lock()
-_blas = None  # threadpoolctl's controllers of the loaded BLAS libraries, found on first use
-_restore = []  # (library, thread count it had) while the limit is held
+_blas = None  # (get, set) of each loaded BLAS library's thread count, found on first use
+_restore = []  # (set, thread count it had) of each library while the limit is held
 _users = 0
 
 
@@ -126,6 +128,27 @@ def _set_blas_threads(library, n_threads):
         _release_blas_control()
 
 
+def _thread_count_calls(library):
+    """(get, set) of a BLAS library's thread count. For OpenBLAS they are the library's own
+    functions, called directly: the ones threadpoolctl's controller calls (omp_get_max_threads
+    and omp_set_num_threads under its OpenMP threading layer, openblas_get_num_threads and
+    openblas_set_num_threads otherwise, with the library's symbol affixes), without the
+    controller's Python around each call (~1 us of ~3 for the limit and its release around a
+    small partial_fit's epoch). Any other library, or a threadpoolctl without those methods,
+    goes through the controller."""
+    get_symbol = getattr(library, "_get_symbol", None)
+    if (getattr(library, "internal_api", None) == "openblas" and get_symbol is not None
+            and hasattr(library, "_real_set_num_threads")):
+        if getattr(library, "threading_layer", None) == "openmp":
+            get, set_ = get_symbol("omp_get_max_threads"), get_symbol("omp_set_num_threads")
+        else:
+            get, set_ = (get_symbol("openblas_get_num_threads"),
+                         get_symbol("openblas_set_num_threads"))
+        if get is not None and set_ is not None:
+            return get, set_
+    return library.get_num_threads, lambda n_threads: _set_blas_threads(library, n_threads)
+
+
 class _SingleThreadedBlas:
     """The shared, reference-counted limit (one stateless instance serves every caller)."""
 
@@ -134,12 +157,13 @@ class _SingleThreadedBlas:
         with _lock:
             if _users == 0:
                 if _blas is None:
-                    _blas = ThreadpoolController().select(user_api="blas").lib_controllers
-                for library in _blas:
-                    n_threads = library.get_num_threads()
+                    _blas = [_thread_count_calls(library) for library in
+                             ThreadpoolController().select(user_api="blas").lib_controllers]
+                for get_threads, set_threads in _blas:
+                    n_threads = get_threads()
                     if n_threads is not None and n_threads != 1:
-                        _set_blas_threads(library, 1)
-                        _restore.append((library, n_threads))
+                        set_threads(1)
+                        _restore.append((set_threads, n_threads))
             _users += 1
         return self
 
@@ -148,8 +172,8 @@ class _SingleThreadedBlas:
         with _lock:
             _users -= 1
             if _users == 0:
-                for library, n_threads in _restore:
-                    _set_blas_threads(library, n_threads)
+                for set_threads, n_threads in _restore:
+                    set_threads(n_threads)
                 _restore.clear()
 
 

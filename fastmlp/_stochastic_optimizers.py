@@ -35,17 +35,38 @@ class _EngineSolver:
         raise NotImplementedError
 
     def spec(self):
-        """This epoch's record for the engine: the solver, its hyper-parameters, its state."""
-        spec = np.zeros(1, dtype=OPTIM_SPEC)
-        for name, value in self._spec_fields().items():
-            spec[name] = value
-        spec["solver"] = self.solver
-        spec["t"] = self.t
-        return spec
+        """This epoch's record for the engine: the solver, its hyper-parameters, its state.
+
+        The record is kept from one epoch to the next and rewritten only when a field changed
+        (a learning-rate schedule, state set from outside): filling a fresh one field by field
+        cost ~2.3 us of a small partial_fit call, and the engine parses the layout of a new
+        array's buffer again (~0.5 us). Nothing of it is pickled (__getstate__)."""
+        fields = self._spec_fields()
+        fields["solver"] = self.solver
+        fields["t"] = self.t
+        record = self.__dict__.get("_record")
+        if record is None or fields != self._record_fields:
+            record = np.zeros(1, dtype=OPTIM_SPEC)
+            for name, value in fields.items():
+                record[name] = value
+            self._record, self._record_fields = record, fields
+        return record
 
     def took_steps(self, spec):
         """Keep the scalar state the engine advanced in `spec`."""
         self.t = int(spec["t"][0])
+        self._note_taken(spec)
+
+    def _note_taken(self, spec):
+        """What the kept record now holds (the engine advanced it): the next epoch's fields."""
+        if spec is self.__dict__.get("_record"):
+            self._record_fields["t"] = self.t
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_record", None)
+        state.pop("_record_fields", None)
+        return state
 
 
 class SGDOptimizer(_EngineSolver):
@@ -217,8 +238,13 @@ class TorchOptimizer(_ConstantSchedule):
                 "mu_product": self.mu_product}
 
     def took_steps(self, spec):
-        super().took_steps(spec)
         self.mu_product = float(spec["mu_product"][0])
+        super().took_steps(spec)
+
+    def _note_taken(self, spec):
+        super()._note_taken(spec)
+        if spec is self.__dict__.get("_record"):
+            self._record_fields["mu_product"] = self.mu_product
 
 
 class FtrlOptimizer(_ConstantSchedule):

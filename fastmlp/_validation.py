@@ -34,6 +34,7 @@ its order and its messages. Each shortcut is here, with the reason it is safe:
   equals, bit for bit, a fit with the sample_weight scikit-learn's `compute_sample_weight` gives.
 """
 
+import functools
 from numbers import Real
 
 import numpy as np
@@ -62,8 +63,11 @@ def _validate_training_data(estimator, X, y, **kwargs):
     float32 epoch, a twentieth of it on two threads). Only checks that passed are skipped:
     any other X or y, or one that may hold NaN or infinity, takes scikit-learn's path, its
     checks in its order and its messages."""
+    # (Below 65536 values surely_finite runs on one thread whatever it is given: the thread
+    # count is not asked for then.)
     finite = (type(X) is np.ndarray and X.dtype in (np.float32, np.float64) and X.ndim == 2
-              and X.flags.c_contiguous and _engine.surely_finite(X, effective_n_threads()))
+              and X.flags.c_contiguous
+              and _engine.surely_finite(X, effective_n_threads() if X.size >= 65536 else 1))
     if (finite and not kwargs["reset"] and X.shape[0] > 0
             and X.shape[1] == getattr(estimator, "n_features_in_", None)
             and "feature_names_in_" not in estimator.__dict__ and _plain_target(y, X.shape[0])):
@@ -107,7 +111,8 @@ def _binarize_known_integers(binarizer, y):
     labels are known may skip it. Anything else (floats, strings, objects, unknown labels) gets
     None and takes scikit-learn's path and its errors."""
     if (type(y) is np.ndarray and y.ndim == 1 and y.dtype.kind in "iu"
-            and np.result_type(y.dtype, binarizer.classes_.dtype).kind in "iu"):
+            and (y.dtype == binarizer.classes_.dtype  # (the common case: ~0.4 us less)
+                 or np.result_type(y.dtype, binarizer.classes_.dtype).kind in "iu")):
         return _binarize_known(binarizer, y)
     return None
 
@@ -118,15 +123,41 @@ def _binarize_known(binarizer, y):
     if binarizer.y_type_ in ("multiclass", "binary") and y.ndim == 1 and y.size:
         classes = binarizer.classes_
         index = classes.searchsorted(y)
-        np.minimum(index, len(classes) - 1, out=index)
-        if np.array_equal(classes[index], y):
+        # A label past the last class gets index len(classes): clipped, it meets a class it
+        # differs from, so every index is in range once all labels are found. (np.array_equal,
+        # a clip and the indicator set element by element cost ~3 us of a 32-row partial_fit,
+        # these ~1 us.)
+        if _equal_labels(classes.take(index, mode="clip"), y):
             if len(classes) == 2:
                 return (index == 1).reshape(-1, 1)
+            if 2 < len(classes) <= _IDENTITY_UP_TO:
+                return _identity(len(classes)).take(index, axis=0)
             if len(classes) > 2:
                 indicator = np.zeros((y.shape[0], len(classes)), dtype=bool)
                 indicator[np.arange(y.shape[0]), index] = True
                 return indicator
     return None
+
+
+def _equal_labels(found, y):
+    """Whether two 1-D label arrays of one shape are equal, element for element. Integers of
+    one dtype are equal exactly when their bytes are: a comparison of bytes costs ~0.5 us
+    where `(found == y).all()` costs ~1.6 (a reduction's set-up)."""
+    if found.dtype == y.dtype and y.dtype.kind in "iu":
+        return found.tobytes() == y.tobytes()
+    return bool((found == y).all())
+
+
+# The indicator's rows are taken from a kept identity matrix up to this many classes (64 KiB).
+_IDENTITY_UP_TO = 256
+
+
+@functools.lru_cache(maxsize=8)
+def _identity(n_classes):
+    """The n_classes x n_classes bool identity, read-only: row k is class k's indicator."""
+    identity = np.eye(n_classes, dtype=bool)
+    identity.flags.writeable = False
+    return identity
 
 
 def _engine_input(X, dtype):

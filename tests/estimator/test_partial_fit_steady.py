@@ -1,6 +1,7 @@
 """partial_fit in its steady state: what a call no longer redoes once the model is fitted (labels
-known to be known, the seeded RandomState, the checked layer sizes, the gradient norms so far)
-must leave every error of scikit-learn's MLP in place and every result bit as it was."""
+known to be known, the seeded RandomState, the checked layer sizes, the gradient norms so far,
+the engine's trainer and the optimizer's record it keeps, scikit-learn's fit context) must leave
+every error of scikit-learn's MLP in place and every result bit as it was."""
 import pickle
 import warnings
 
@@ -181,3 +182,141 @@ def test_partial_fit_is_not_refused_by_a_meta_estimator_context():
     assert model.__sklearn_is_fitted__()
     assert not MLPClassifier().__sklearn_is_fitted__()
     assert "_callback_fit_ctx" not in vars(model)
+
+
+# -- what a steady partial_fit keeps between calls: the trainer, the optimizer's record ----------
+
+def kept_trainer(model):
+    return vars(model)["_trainer_cache"][2]
+
+
+def test_the_trainer_is_kept_while_what_it_is_made_from_stays():
+    model = steady(fastmlp)
+    trainer = kept_trainer(model)
+    model.partial_fit(X, Y)
+    assert kept_trainer(model) is trainer
+    model.set_params(tol=1e-3, max_grad_norm=0.5, weight_clip=2.0).partial_fit(X, Y)
+    assert kept_trainer(model) is trainer  # read at each epoch, sizes no buffer
+    assert (trainer.max_grad_norm, trainer.weight_clip) == (0.5, 2.0)
+    changes = [{"batch_size": 7}, {"alpha": 0.01}, {"activation": "tanh"}, {"dropout": 0.2}]
+    for params in changes:
+        model.set_params(**params).partial_fit(X, Y)
+        assert kept_trainer(model) is not trainer, params
+        trainer = kept_trainer(model)
+    import scipy.sparse as sp
+    model.partial_fit(sp.csr_matrix(X), Y)
+    assert kept_trainer(model) is not trainer
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_kept_trainer_trains_to_the_bits_of_a_new_one(dtype):
+    # Every call on a pickled copy makes its trainer anew; the same calls on one model reuse
+    # it (and the optimizer's record), through changes of what the trainer is made from.
+    data = X.astype(dtype)
+    calls = [None, {"batch_size": 7}, None, {"alpha": 0.01}, {"dropout": 0.3}, None,
+             {"max_grad_norm": 0.05}, None, {"solver": "sgd"}, None]
+
+    def run(fresh_each_call):
+        model = MLPClassifier(hidden_layer_sizes=(5,), batch_size=10, random_state=0)
+        model.partial_fit(data, Y, classes=CLASSES)
+        for params in calls:
+            if fresh_each_call:
+                model = pickle.loads(pickle.dumps(model))
+            if params:
+                model.set_params(**params)
+            model.partial_fit(data, Y)
+        return model
+
+    kept, fresh = run(False), run(True)
+    np.testing.assert_array_equal(kept._theta, fresh._theta)
+    np.testing.assert_array_equal(kept.gradient_norms_, fresh.gradient_norms_)
+    assert kept.loss_curve_ == fresh.loss_curve_
+
+
+def test_fit_keeps_no_trainer_and_drops_partial_fits():
+    model = steady(fastmlp)
+    assert "_trainer_cache" in vars(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X, Y)
+    assert "_trainer_cache" not in vars(model)
+    model.partial_fit(X, Y)
+    model.set_params(warm_start=True, max_iter=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X, Y)
+    assert "_trainer_cache" not in vars(model)
+
+
+def test_a_failed_call_leaves_the_kept_trainer_as_it_was():
+    model = steady(fastmlp)
+    before = vars(model)["_trainer_cache"]
+    record = vars(model._optimizer)["_record"]
+    for bad in (lambda: model.partial_fit(X, np.where(Y == 2, 3, Y)),
+                lambda: model.set_params(batch_size=7).partial_fit(with_nan(X), Y),
+                lambda: model.partial_fit(X[:, :4].copy(), Y)):
+        with pytest.raises(ValueError):
+            bad()
+        assert vars(model)["_trainer_cache"] is before
+    assert vars(model._optimizer)["_record"] is record
+
+
+def test_nothing_kept_is_pickled_or_copied_into_a_clone():
+    import copy
+
+    from sklearn.base import clone
+
+    model = steady(fastmlp)
+    state = model.__getstate__()
+    assert "_trainer_cache" not in state and "_network_cache" not in state
+    assert "_record" not in vars(pickle.loads(pickle.dumps(model._optimizer)))
+    assert "_trainer_cache" not in vars(copy.deepcopy(model))
+    assert clone(model).get_params() == model.get_params()
+    loaded = pickle.loads(pickle.dumps(model))
+    model.partial_fit(X, Y)
+    loaded.partial_fit(X, Y)
+    np.testing.assert_array_equal(model._theta, loaded._theta)
+
+
+def test_a_steady_call_skips_nested_validation_as_fit_context_does(monkeypatch):
+    # scikit-learn's _fit_context validates no parameter of a fitted model's partial_fit and
+    # skips the validation of what it calls; the cheap path must do the same, and put the
+    # configuration back however the call ends.
+    import sklearn
+
+    seen = []
+    model = steady(fastmlp)
+    validate = type(model)._validate_input
+
+    def spy(self, *args, **kwargs):
+        seen.append(sklearn.get_config()["skip_parameter_validation"])
+        return validate(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(model), "_validate_input", spy)
+    model.set_params(alpha=-1.0)  # scikit-learn does not validate it again either
+    model.partial_fit(X, Y)
+    with pytest.raises(ValueError):
+        model.partial_fit(X, np.where(Y == 2, 3, Y))
+    with sklearn.config_context(skip_parameter_validation=True):
+        model.partial_fit(X, Y)
+        assert sklearn.get_config()["skip_parameter_validation"]
+    assert seen == [True, True, True]
+    assert not sklearn.get_config()["skip_parameter_validation"]
+    # A first call validates its parameters, as scikit-learn's.
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError):
+        MLPClassifier(alpha=-1.0).partial_fit(X, Y, classes=CLASSES)
+
+
+def test_the_optimizer_record_follows_a_changed_field():
+    # A learning-rate schedule changes the record between epochs (sgd, adaptive).
+    model = steady(fastmlp, solver="sgd", learning_rate="adaptive", n_iter_no_change=1,
+                   tol=1e9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(4):
+            model.partial_fit(X, Y)
+    record = model._optimizer.spec()
+    assert record["lr"][0] == model._optimizer.learning_rate < 0.001
+    assert record["t"][0] == model._optimizer.t

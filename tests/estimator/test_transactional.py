@@ -39,8 +39,10 @@ def frozen(value):
 
 
 def state(est):
-    """Every attribute of the estimator (the engine's cached geometry aside), frozen."""
-    return {k: frozen(v) for k, v in vars(est).items() if k != "_network_cache"}
+    """Every attribute of the estimator (the engine's cached geometry and partial_fit's kept
+    trainer aside: scratch, tested in test_partial_fit_steady), frozen."""
+    return {k: frozen(v) for k, v in vars(est).items()
+            if k not in ("_network_cache", "_trainer_cache")}
 
 
 def _frame(array, prefix="f"):
