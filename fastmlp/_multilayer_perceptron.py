@@ -68,6 +68,7 @@ from fastmlp._validation import (
     _binarize,
     _binarize_known_integers,
     _check_sample_weight,
+    _check_unproven_input,
     _class_weighted_sample_weight,
     _engine_input,
     _prediction_input,
@@ -961,7 +962,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
     def _forward_pass_fast(self, X, check_input=True):
         """The output layer's activations for X (the engine's forward pass, no bookkeeping)."""
         theta = self._packed_parameters()
-        X, dtype = _prediction_input(self, X, theta.dtype, check_input)
+        X, dtype, unproven = _prediction_input(self, X, theta.dtype, check_input)
         if dtype != theta.dtype:
             theta = theta.astype(dtype)  # float64 X on a float32 model, as numpy promotes
         out = np.empty((X.shape[0], self.n_outputs_), dtype=theta.dtype)
@@ -970,14 +971,17 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 if self.__dict__.get("_batch_norm") else None)
         if X.shape[0] < _engine.SMALL_PREDICT_ROWS:
             # A few rows never reach BLAS (csrc/small_product.c): no limit to set.
-            _engine.predict(network, theta, X, out, 1, fold)
-            return out
-        n_threads = effective_n_threads() if X.shape[0] > 128 else 1
-        # BLAS on one thread even when the engine uses one: OpenBLAS's threaded GEMM and GEMV
-        # round differently from its serial ones, and predictions must not depend on thread
-        # counts (nor on whether another thread happens to hold BLAS to one thread just then).
-        with single_threaded_blas():
-            _engine.predict(network, theta, X, out, n_threads, fold)
+            finite = _engine.predict(network, theta, X, out, 1, fold, unproven)
+        else:
+            n_threads = effective_n_threads() if X.shape[0] > 128 else 1
+            # BLAS on one thread even when the engine uses one: OpenBLAS's threaded GEMM and
+            # GEMV round differently from its serial ones, and predictions must not depend on
+            # thread counts (nor on whether another thread happens to hold BLAS to one thread
+            # just then).
+            with single_threaded_blas():
+                finite = _engine.predict(network, theta, X, out, n_threads, fold, unproven)
+        if unproven and not finite:
+            _check_unproven_input(self, X)  # scikit-learn's error for NaN or infinity
         return out
 
     def _check_is_fitted(self):

@@ -224,3 +224,40 @@ def test_surely_finite_is_true_exactly_for_finite_values(dtype, rows, n_threads)
             Y[where] = bad
             assert E.surely_finite(Y, n_threads) is False
     assert E.surely_finite(np.empty((0, 5), dtype=dtype), n_threads) is True
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("rows", [1, 2100])  # the few-row loop; three blocks of rows
+def test_predict_proves_a_finite_x_in_every_block(n_threads, rows):
+    # check_finite: True only when the first layer's product shows every row of X finite;
+    # False ("not known") for a NaN or an infinity anywhere (and for finite values whose
+    # products overflow: tests/estimator/test_validation.py), and the caller then checks X.
+    import warnings
+
+    from fastmlp import MLPClassifier
+    from fastmlp._runtime import single_threaded_blas
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((rows, 5)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = MLPClassifier((6,), max_iter=1, random_state=0).fit(
+            rng.standard_normal((60, 5)), np.arange(60) % 3)
+    theta = clf._packed_parameters().astype(np.float32)
+    network = clf._network()
+    out = np.empty((rows, 3), np.float32)
+
+    def verdict(X):
+        with single_threaded_blas():
+            return E.predict(network, theta, X, out, n_threads, None, True)
+
+    assert verdict(X) is True
+    expected = out.copy()
+    with single_threaded_blas():
+        assert E.predict(network, theta, X, out, n_threads) is None
+    np.testing.assert_array_equal(out, expected)
+    for row in {0, rows // 2, rows - 1}:
+        for bad in (np.nan, np.inf, -np.inf):
+            Y = X.copy()
+            Y[row, 4] = bad
+            assert verdict(Y) is False
