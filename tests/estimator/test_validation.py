@@ -300,3 +300,29 @@ def test_prediction_proves_a_plain_x_finite_or_raises_sklearns_error(dtype, para
         np.testing.assert_array_equal(proba, clf._forward_pass_fast(X, check_input=False))
         np.testing.assert_array_equal(clf.predict_proba(X[7:8]),
                                       clf._forward_pass_fast(X[7:8], check_input=False))
+
+
+@pytest.mark.parametrize("labels", ["ints", "strings", "binary", "multilabel"])
+def test_predict_takes_the_classes_as_the_label_binarizer_would(labels):
+    # A multiclass predict takes classes_ at the argmax itself (LabelBinarizer's formula
+    # without its checks); the other targets go to LabelBinarizer: the same labels, dtype and
+    # type either way, also with tied outputs.
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((90, 4))
+    y = {"ints": np.arange(90) % 3 * 7, "strings": np.array(["b", "a", "c"])[np.arange(90) % 3],
+         "binary": np.arange(90) % 2, "multilabel": rng.randint(0, 2, (90, 3))}[labels]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = MLPClassifier((5,), max_iter=3, random_state=0).fit(X, y)
+    for rows in (X, X[:1]):
+        expected = clf._label_binarizer.inverse_transform(
+            clf._forward_pass_fast(rows).ravel() if clf.n_outputs_ == 1
+            else clf._forward_pass_fast(rows))
+        predicted = clf.predict(rows)
+        assert type(predicted) is type(expected) and predicted.dtype == expected.dtype
+        np.testing.assert_array_equal(predicted, expected)
+    ties = np.array([[0.25, 0.25, 0.5], [0.4, 0.4, 0.2], [1 / 3] * 3])
+    if labels in ("ints", "strings"):
+        np.testing.assert_array_equal(
+            clf._label_binarizer.classes_.take(ties.argmax(axis=1), mode="clip"),
+            clf._label_binarizer.inverse_transform(ties))
