@@ -393,8 +393,10 @@ cdef class Trainer:
 # pass of its own over X (1.2 ms of a 30 ms prediction of 20,000 x 784 float32 rows on two
 # threads, reading 63 MB): a NaN or an infinity in a row of X makes every element of that row of
 # the first layer's product non-finite (NaN times anything is NaN, infinity times 0 is NaN,
-# and a product never skips an input that is not 0), so the product's first column, checked
-# before the activation (relu may turn NaN into 0), is finite only if the row is. A non-finite
+# and no product skips an input that is not 0: OpenBLAS's GEMM computes every term, the
+# reference BLAS skips zero inputs only, as csrc/small_product.c does), so the product's first
+# column, checked before the activation (relu may turn NaN into 0), is finite only if the row
+# is. Its cost is one load per row, where the pass over X read all of it. A non-finite
 # value there means "not known": X may also be finite and overflow (or W hold a non-finite
 # weight), so the caller runs the exact check.
 # ---------------------------------------------------------------------------------------------
