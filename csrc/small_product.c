@@ -123,7 +123,7 @@ typedef struct {
     int first;
 } SFX(fm_terms);
 
-/* -- the generic path: blocks of 64-byte vectors, unaligned ------------------------------------ */
+/* -- the generic path: blocks of 64-byte vectors, unaligned ----------------------------------- */
 
 /* z[j0, j0 + n_vec * FM_VEC_LEN) over the terms, in their order. n_vec and whether there is an
  * index are constants at every call, so that the compiler keeps acc in registers. */
@@ -185,7 +185,7 @@ FM_INLINE void SFX(product_columns)(REAL *z, SFX(fm_terms) p, int most)
         SFX(product_tail)(z, p, j0);
 }
 
-/* -- the AVX-512 path: blocks of whole cache lines of W ---------------------------------------- */
+/* -- the AVX-512 path: blocks of whole cache lines of W --------------------------------------- */
 #if defined(FM_PRODUCT_AVX512)
 
 /* `slots` vectors of z in registers: slot v holds columns c0 + v * FM_VEC_LEN onwards; the lanes
