@@ -27,6 +27,7 @@
     !defined(FASTMLP_NO_CLONES) && defined(__has_attribute)
 #if __has_attribute(target_clones)
 #define FASTMLP_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define FASTMLP_HAVE_CLONES 1  /* (a kernel may size its register blocks by the clone it runs) */
 #endif
 #endif
 #ifndef FASTMLP_CLONES

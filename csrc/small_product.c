@@ -6,72 +6,318 @@
  * (33 us against 8 for one 784 x 256 row, measured with scipy's OpenBLAS); GEMV avoids the packing
  * but goes multi-threaded on large W, and OpenBLAS's threaded GEMV rounds differently from its
  * serial one, so a caller would have to hold BLAS to one thread around every call (~4 us, half
- * of a one-row prediction). This loop needs neither: z = a W row by row in axpy form,
- * z += a_k W[k, :], reading W once in memory order, vectorised over the outputs.
+ * of a one-row prediction). This loop needs neither.
+ *
+ * Each z[j] is the sum of a_k W[k, j] over k = 0, 1, ... in that order, starting from +0, each
+ * product rounded before it is added (the build contracts no FMA): that order is the function's
+ * contract, whatever the instruction set, so its bits do not depend on the machine's vectors.
+ *
+ * How: the sums of a block of columns of z stay in vector registers over the whole of k, each
+ * a_k broadcast and multiplied by W[k, block]; z is written once per block. (The loop before
+ * this one kept them in an aligned buffer that every k loaded and stored.) Measured on the
+ * 2-core AVX-512 machine, thread CPU time of one 784 x 256 float row with W 16 bytes off a cache
+ * line, as numpy places it: 12.7 us in the buffer; 7.4 us in 16 registers of unaligned loads
+ * (8.5 in 8, 9.8 in 4); 5.4 us in blocks that follow W's cache lines (4.6-5.1 with W on a
+ * line). The bound is then near reading W's 800 KB from L2 (4.1 us alone) and the 16
+ * multiplies-and-adds per cycle that two vector units give without FMA.
+ *
+ * - AVX-512 (product_columns_avx512): masked loads and stores let a block start on a line of W
+ *   and cover a ragged first and last vector, so that no load straddles two lines; blocks of at
+ *   most 16 vectors of 32 registers.
+ * - Elsewhere (the generic vector code, GCC/clang vector extensions): blocks of 4 vectors of
+ *   64 bytes (8 of AVX2's 16 ymm; 2 below AVX2), then 2 and 1, unaligned; the last columns,
+ *   fewer than a vector, in an aligned buffer.
+ *
+ * Zero inputs (most of an image's pixels, about half of a relu layer's outputs) are skipped:
+ * the rows of W to read are listed first, so that the loop over them has no branch (a branch per
+ * k mispredicts on relu's scattered zeros). 256 x 128 with half the inputs 0: 1.43 us with a
+ * branch per k in the loop before, 0.83 us from the list. That changes no bit: with W finite (a
+ * fit ends with an error otherwise), the skipped term is a signed zero, and a sum that starts at
+ * +0 is never -0 in round-to-nearest (+0 + -0 = +0, x + -x = +0), so adding a zero leaves it as
+ * it was. A dense row reads W directly: making its list cost ~7 % (7.97 against 7.48 us), so
+ * the list is made only where an eighth or more of the row is zero.
  *
  * This file includes itself once per dtype (see activations.c).
  */
 #ifndef REAL
+#include <stdint.h>
+#include <string.h>
+
 #include "fastmlp_kernels.h"
 #include "fm_math.h"
 
+/* The terms of one z[j] listed at a time (a longer row is taken in pieces of this many k, the
+ * sums kept in z between pieces): 1024 x 8 bytes of indices on the stack. */
+enum { FM_PRODUCT_TERMS = 1024 };
+
+/* AVX-512 has masked loads and stores, with which the column blocks follow W's cache lines
+ * (see SFX(product_columns_avx512)); the generic vector code below serves other processors. */
+#if defined(__GNUC__) && defined(__x86_64__) && \
+    (defined(FASTMLP_HAVE_CLONES) || defined(__AVX512F__))
+#include <immintrin.h>
+#define FM_PRODUCT_AVX512 1
+#define FM_AVX512 __attribute__((target("avx512f")))
+enum { FM_AVX512_SLOTS = 16 };  /* the most vectors of z a block keeps in registers */
+#endif
+
+/* Whether this processor runs the AVX-512 path. */
+static int fm_product_avx512(void)
+{
+#if defined(FM_PRODUCT_AVX512)
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
+/* How many 64-byte vectors a block of the generic code keeps in registers: 4 (8 of AVX2's 16
+ * ymm), or 2 (8 of 16 xmm). */
+static int fm_product_vectors(void)
+{
+#if defined(__GNUC__) && defined(__x86_64__) && \
+    (defined(FASTMLP_HAVE_CLONES) || defined(__AVX2__))
+    if (__builtin_cpu_supports("avx2"))
+        return 4;
+#endif
+    return 2;
+}
+
 #define REAL float
 #define SFX(name) name##_f
+#if defined(FM_PRODUCT_AVX512)
+#define FM_V __m512
+#define FM_MASK __mmask16
+#define FM_V_(name) _mm512_##name##_ps
+#endif
 #include "small_product.c"
 #undef REAL
 #undef SFX
+#undef FM_V
+#undef FM_MASK
+#undef FM_V_
 
 #define REAL double
 #define SFX(name) name##_d
+#if defined(FM_PRODUCT_AVX512)
+#define FM_V __m512d
+#define FM_MASK __mmask8
+#define FM_V_(name) _mm512_##name##_pd
+#endif
 #include "small_product.c"
 
 #else
+
+/* 64 bytes of REAL as one value: GCC and clang give it vector registers of the width the code
+ * is compiled for (two ymm, four xmm). Loaded and stored with memcpy, which compiles to
+ * unaligned vector moves. */
+typedef REAL SFX(fm_vec) __attribute__((vector_size(64)));
+#define FM_VEC_LEN ((ptrdiff_t) (64 / sizeof(REAL)))
+
+/* The terms of one piece: z[j] (+)= a_k W[k, j] for k = index[t], t < terms, or k = k0 + t
+ * without an index; `first`: z starts from 0, else from the sums of the pieces before. */
+typedef struct {
+    const REAL *a, *W;
+    ptrdiff_t n_out;
+    const ptrdiff_t *index;
+    ptrdiff_t k0, terms;
+    int first;
+} SFX(fm_terms);
+
+/* -- the generic path: blocks of 64-byte vectors, unaligned ----------------------------------- */
+
+/* z[j0, j0 + n_vec * FM_VEC_LEN) over the terms, in their order. n_vec and whether there is an
+ * index are constants at every call, so that the compiler keeps acc in registers. */
+FM_INLINE void SFX(product_block)(REAL *z, SFX(fm_terms) p, ptrdiff_t j0, const int n_vec)
+{
+    SFX(fm_vec) acc[4];
+    for (int v = 0; v < n_vec; v++) {
+        if (p.first)
+            acc[v] = (SFX(fm_vec)){0};
+        else
+            memcpy(&acc[v], z + j0 + v * FM_VEC_LEN, sizeof acc[v]);
+    }
+    for (ptrdiff_t t = 0; t < p.terms; t++) {
+        const ptrdiff_t k = p.index != NULL ? p.index[t] : p.k0 + t;
+        const REAL ak = p.a[k];
+        const REAL *w = p.W + k * p.n_out + j0;
+        for (int v = 0; v < n_vec; v++) {
+            SFX(fm_vec) w_v;
+            memcpy(&w_v, w + v * FM_VEC_LEN, sizeof w_v);
+            acc[v] += ak * w_v;
+        }
+    }
+    for (int v = 0; v < n_vec; v++)
+        memcpy(z + j0 + v * FM_VEC_LEN, &acc[v], sizeof acc[v]);
+}
+
+/* The last columns j0..n_out, fewer than a vector, in an aligned buffer. */
+FM_INLINE void SFX(product_tail)(REAL *z, SFX(fm_terms) p, ptrdiff_t j0)
+{
+    REAL acc[64 / sizeof(REAL)] __attribute__((aligned(64)));
+    const ptrdiff_t width = p.n_out - j0;
+    for (ptrdiff_t j = 0; j < width; j++)
+        acc[j] = p.first ? 0 : z[j0 + j];
+    for (ptrdiff_t t = 0; t < p.terms; t++) {
+        const ptrdiff_t k = p.index != NULL ? p.index[t] : p.k0 + t;
+        const REAL ak = p.a[k];
+        const REAL *w = p.W + k * p.n_out + j0;
+        FM_SIMD
+        for (ptrdiff_t j = 0; j < width; j++)
+            acc[j] += ak * w[j];
+    }
+    for (ptrdiff_t j = 0; j < width; j++)
+        z[j0 + j] = acc[j];
+}
+
+/* Every column of z: blocks of `most` vectors, then of 2 and 1, then the tail. (Spelt out so
+ * that each block has its constant width.) */
+FM_INLINE void SFX(product_columns)(REAL *z, SFX(fm_terms) p, int most)
+{
+    ptrdiff_t j0 = 0;
+    if (most >= 4)
+        for (; p.n_out - j0 >= 4 * FM_VEC_LEN; j0 += 4 * FM_VEC_LEN)
+            SFX(product_block)(z, p, j0, 4);
+    for (; p.n_out - j0 >= 2 * FM_VEC_LEN; j0 += 2 * FM_VEC_LEN)
+        SFX(product_block)(z, p, j0, 2);
+    for (; p.n_out - j0 >= FM_VEC_LEN; j0 += FM_VEC_LEN)
+        SFX(product_block)(z, p, j0, 1);
+    if (j0 < p.n_out)
+        SFX(product_tail)(z, p, j0);
+}
+
+/* -- the AVX-512 path: blocks of whole cache lines of W --------------------------------------- */
+#if defined(FM_PRODUCT_AVX512)
+
+/* `slots` vectors of z in registers: slot v holds columns c0 + v * FM_VEC_LEN onwards; the lanes
+ * of the first and last slots outside z are masked off (never read nor written). */
+FM_AVX512 FM_INLINE void SFX(line_block)(REAL *z, SFX(fm_terms) p, ptrdiff_t c0,
+                                         FM_MASK first_mask, FM_MASK last_mask, const int slots)
+{
+    FM_V acc[FM_AVX512_SLOTS];
+#pragma GCC unroll 16
+    for (int v = 0; v < slots; v++) {
+        const FM_MASK mask = v == 0 ? first_mask : v == slots - 1 ? last_mask : (FM_MASK) -1;
+        acc[v] = p.first ? FM_V_(setzero)() : FM_V_(maskz_loadu)(mask, z + c0 + v * FM_VEC_LEN);
+    }
+    for (ptrdiff_t t = 0; t < p.terms; t++) {
+        const ptrdiff_t k = p.index != NULL ? p.index[t] : p.k0 + t;
+        const FM_V ak = FM_V_(set1)(p.a[k]);
+        const REAL *w = p.W + k * p.n_out + c0;
+#pragma GCC unroll 16
+        for (int v = 0; v < slots; v++) {
+            const FM_V w_v = v == 0 ? FM_V_(maskz_loadu)(first_mask, w)
+                             : v == slots - 1 ? FM_V_(maskz_loadu)(last_mask, w + v * FM_VEC_LEN)
+                             : FM_V_(loadu)(w + v * FM_VEC_LEN);
+            acc[v] = FM_V_(add)(acc[v], FM_V_(mul)(ak, w_v));
+        }
+    }
+#pragma GCC unroll 16
+    for (int v = 0; v < slots; v++) {
+        const FM_MASK mask = v == 0 ? first_mask : v == slots - 1 ? last_mask : (FM_MASK) -1;
+        FM_V_(mask_storeu)(z + c0 + v * FM_VEC_LEN, mask, acc[v]);
+    }
+}
+
+/* Every column of z, in blocks that start on a cache line of W's rows where all rows start at
+ * the same place in a line (rows of a multiple of 64 bytes), so that no load of W straddles two
+ * lines: a row 16 bytes off a line (numpy's usual place) then takes 17 slots, the first and
+ * last masked. Blocks of at most FM_AVX512_SLOTS slots, of nearly equal size (a short block is
+ * bound by the add's latency, not by its throughput). Measured, one 784 x 256 float row 16
+ * bytes off a line: 7.4 us with unaligned 16-vector blocks, 5.4 us so (4.6-5.1 with W on a
+ * line); one block of 17 slots measured 6.9 us. */
+FM_AVX512 static void SFX(product_columns_avx512)(REAL *z, SFX(fm_terms) p)
+{
+    const ptrdiff_t lanes = FM_VEC_LEN;
+    ptrdiff_t shift = 0;
+    if ((p.n_out * (ptrdiff_t) sizeof(REAL)) % 64 == 0)
+        shift = (ptrdiff_t) (((uintptr_t) p.W % 64) / sizeof(REAL));
+    const ptrdiff_t slots = (p.n_out + shift + lanes - 1) / lanes;
+    const ptrdiff_t blocks = (slots + FM_AVX512_SLOTS - 1) / FM_AVX512_SLOTS;
+    for (ptrdiff_t b = 0, s0 = 0; b < blocks; b++) {
+        const ptrdiff_t s1 = slots * (b + 1) / blocks;
+        const ptrdiff_t c0 = s0 * lanes - shift;  /* the column of the block's first lane */
+        const ptrdiff_t last_lanes = p.n_out - (c0 + (s1 - s0 - 1) * lanes);
+        FM_MASK first_mask = (FM_MASK) -1, last_mask = (FM_MASK) -1;
+        if (s0 == 0)
+            first_mask = (FM_MASK) ((FM_MASK) -1 << shift);
+        if (last_lanes < lanes)
+            last_mask = (FM_MASK) (((FM_MASK) 1 << last_lanes) - 1);
+        if (s1 - s0 == 1)
+            first_mask = last_mask = first_mask & last_mask;
+        switch (s1 - s0) {
+#define FM_SLOTS(n) case n: SFX(line_block)(z, p, c0, first_mask, last_mask, n); break;
+        FM_SLOTS(1) FM_SLOTS(2) FM_SLOTS(3) FM_SLOTS(4) FM_SLOTS(5) FM_SLOTS(6) FM_SLOTS(7)
+        FM_SLOTS(8) FM_SLOTS(9) FM_SLOTS(10) FM_SLOTS(11) FM_SLOTS(12) FM_SLOTS(13)
+        FM_SLOTS(14) FM_SLOTS(15) FM_SLOTS(16)
+#undef FM_SLOTS
+        }
+        s0 = s1;
+    }
+}
+
+/* One piece of terms, with and without an index (the compiler specialises each). */
+FM_AVX512 static void SFX(product_piece_avx512)(REAL *z, SFX(fm_terms) p)
+{
+    if (p.index != NULL)
+        SFX(product_columns_avx512)(z, p);
+    else
+        SFX(product_columns_avx512)(z, (SFX(fm_terms)){p.a, p.W, p.n_out, NULL, p.k0, p.terms,
+                                                       p.first});
+}
+#endif
+
+/* One piece of terms by the path this processor takes. */
+FM_INLINE void SFX(product_piece)(REAL *z, SFX(fm_terms) p, int avx512, int most)
+{
+#if defined(FM_PRODUCT_AVX512)
+    if (avx512) {
+        SFX(product_piece_avx512)(z, p);
+        return;
+    }
+#endif
+    (void) avx512;
+    if (p.index != NULL)
+        SFX(product_columns)(z, p, most);
+    else
+        SFX(product_columns)(z, (SFX(fm_terms)){p.a, p.W, p.n_out, NULL, p.k0, p.terms, p.first},
+                             most);
+}
 
 FASTMLP_CLONES
 void SFX(fm_small_product)(REAL *out, const REAL *a, ptrdiff_t lda, const REAL *W, ptrdiff_t rows,
                            ptrdiff_t n_in, ptrdiff_t n_out)
 {
-    /* The sums live in a 64-byte aligned buffer on the stack, FM_SMALL_COLS columns at a time,
-     * and are copied to z at the end: numpy's arrays (the scratch, the caller's out, theta)
-     * start at any multiple of 16 bytes, and a z that straddles cache lines splits the loop's
-     * vector loads and stores in two. Measured on one 784 x 256 row, W and z both 16 bytes off
-     * a cache line (as numpy puts them here): 8.2 us with the sums in z, 7.7 with the aligned
-     * buffer (6.2 with W aligned too). Each z[j] still sums a_k W[k, j] over k = 0, 1, ... in
-     * order: the chunking changes no bit.
-     * (Keeping column chunks' sums in registers over the whole k loop measured no faster: one
-     * row is bound by reading W, ~1 MB for the mnist network, not by these loads and stores.)
-     * So a zero input (most of an image's pixels, about half of a relu layer's outputs) skips
-     * its row of W. That changes no bit: with W finite (a fit ends with an error otherwise),
-     * the skipped term is a signed zero, and a sum that starts at +0 is never -0 in
-     * round-to-nearest (+0 + -0 = +0, x + -x = +0), so adding a zero leaves it as it was. */
-    enum { FM_SMALL_COLS = 1024 };
-    REAL acc[FM_SMALL_COLS] __attribute__((aligned(64)));
+    const int avx512 = fm_product_avx512(), most = fm_product_vectors();
+    ptrdiff_t index[FM_PRODUCT_TERMS];
     for (ptrdiff_t r = 0; r < rows; r++) {
         REAL *z = out + r * n_out;
-        const REAL *a_row = a + r * lda;
+        SFX(fm_terms) p = {a + r * lda, W, n_out, NULL, 0, 0, 1};
         ptrdiff_t zeros = 0;
         FM_SIMD_SUM(zeros)
         for (ptrdiff_t k = 0; k < n_in; k++)
-            zeros += a_row[k] == 0;
-        /* the test costs a dense row ~10 %: only where an eighth or more of the row is zero */
-        const int skip = zeros * 8 >= n_in;
-        for (ptrdiff_t j0 = 0; j0 < n_out; j0 += FM_SMALL_COLS) {
-            const ptrdiff_t width = n_out - j0 < FM_SMALL_COLS ? n_out - j0 : FM_SMALL_COLS;
-            for (ptrdiff_t j = 0; j < width; j++)
-                acc[j] = 0;
-            for (ptrdiff_t k = 0; k < n_in; k++) {
-                const REAL ak = a_row[k];
-                if (skip && ak == 0)
-                    continue;  /* see above */
-                const REAL *w_row = W + k * n_out + j0;
-                FM_SIMD
-                for (ptrdiff_t j = 0; j < width; j++)
-                    acc[j] += ak * w_row[j];
+            zeros += p.a[k] == 0;
+        const int skip = zeros * 8 >= n_in;  /* see the Design block */
+        if (n_in == 0)
+            SFX(product_piece)(z, p, avx512, most);  /* z = 0 */
+        for (ptrdiff_t k0 = 0; k0 < n_in; k0 += FM_PRODUCT_TERMS) {
+            const ptrdiff_t piece = n_in - k0 < FM_PRODUCT_TERMS ? n_in - k0 : FM_PRODUCT_TERMS;
+            p.k0 = k0;
+            p.first = k0 == 0;
+            p.index = NULL;
+            p.terms = piece;
+            if (skip) {
+                p.index = index;
+                p.terms = 0;
+                for (ptrdiff_t k = k0; k < k0 + piece; k++) {
+                    index[p.terms] = k;
+                    p.terms += p.a[k] != 0;
+                }
             }
-            for (ptrdiff_t j = 0; j < width; j++)
-                z[j0 + j] = acc[j];
+            SFX(product_piece)(z, p, avx512, most);
         }
     }
 }
+
+#undef FM_VEC_LEN
 
 #endif

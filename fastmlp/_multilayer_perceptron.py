@@ -71,6 +71,7 @@ from fastmlp._validation import (
     _binarize,
     _binarize_known_integers,
     _check_sample_weight,
+    _check_unproven_input,
     _class_weighted_sample_weight,
     _engine_input,
     _prediction_input,
@@ -1051,7 +1052,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
     def _forward_pass_fast(self, X, check_input=True):
         """The output layer's activations for X (the engine's forward pass, no bookkeeping)."""
         theta = self._packed_parameters()
-        X, dtype = _prediction_input(self, X, theta.dtype, check_input)
+        X, dtype, unproven = _prediction_input(self, X, theta.dtype, check_input)
         if dtype != theta.dtype:
             theta = theta.astype(dtype)  # float64 X on a float32 model, as numpy promotes
         out = np.empty((X.shape[0], self.n_outputs_), dtype=theta.dtype)
@@ -1060,14 +1061,17 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 if self.__dict__.get("_batch_norm") else None)
         if X.shape[0] < _engine.SMALL_PREDICT_ROWS:
             # A few rows never reach BLAS (csrc/small_product.c): no limit to set.
-            _engine.predict(network, theta, X, out, 1, fold)
-            return out
-        n_threads = effective_n_threads() if X.shape[0] > 128 else 1
-        # BLAS on one thread even when the engine uses one: OpenBLAS's threaded GEMM and GEMV
-        # round differently from its serial ones, and predictions must not depend on thread
-        # counts (nor on whether another thread happens to hold BLAS to one thread just then).
-        with single_threaded_blas():
-            _engine.predict(network, theta, X, out, n_threads, fold)
+            finite = _engine.predict(network, theta, X, out, 1, fold, unproven)
+        else:
+            n_threads = effective_n_threads() if X.shape[0] > 128 else 1
+            # BLAS on one thread even when the engine uses one: OpenBLAS's threaded GEMM and
+            # GEMV round differently from its serial ones, and predictions must not depend on
+            # thread counts (nor on whether another thread happens to hold BLAS to one thread
+            # just then).
+            with single_threaded_blas():
+                finite = _engine.predict(network, theta, X, out, n_threads, fold, unproven)
+        if unproven and not finite:
+            _check_unproven_input(self, X)  # scikit-learn's error for NaN or infinity
         return out
 
     def _check_is_fitted(self):
@@ -1314,7 +1318,13 @@ class MLPClassifier(MultilabelTagsMixin, ClassifierMixin, BaseMultilayerPerceptr
         y_pred = self._forward_pass_fast(X, check_input=check_input)
         if self.n_outputs_ == 1:
             y_pred = y_pred.ravel()
-        return self._label_binarizer.inverse_transform(y_pred)
+        binarizer = self._label_binarizer
+        if binarizer.y_type_ == "multiclass" and not binarizer.sparse_input_:
+            # LabelBinarizer.inverse_transform's own formula for a dense multiclass indicator
+            # (classes at argmax, clipped), without its fitted and array-API checks: ~30 us,
+            # three one-row predictions' worth.
+            return binarizer.classes_.take(y_pred.argmax(axis=1), mode="clip")
+        return binarizer.inverse_transform(y_pred)
 
     def _score(self, X, y, sample_weight=None):
         return super()._score_with_function(

@@ -22,9 +22,12 @@ its order and its messages. Each shortcut is here, with the reason it is safe:
 - `_binarize_known_integers`: a partial_fit's 1-D integer labels, all among integer classes,
   skip `unique_labels` (~300 us a call), which can raise nothing for them and would find no
   unknown class; any other target takes it, and its errors.
-- `_is_plain_input` / `_prediction_input`: a finite C-ordered array of the model's dtype and
-  width, on a model fitted without feature names, goes to the engine as it is: with a few rows
-  a whole prediction then takes ~3 us. Anything else goes through validate_data.
+- `_is_plain_input` / `_prediction_input`: a C-ordered array of the model's dtype and width, on
+  a model fitted without feature names, goes to the engine as it is, and the engine's pass
+  proves it finite (the first layer's product is finite only where X is); only where it cannot
+  does `_check_unproven_input` run validate_data, for its error on NaN or infinity. With a few
+  rows a whole prediction then spends ~2 us outside the engine. Anything else goes through
+  validate_data.
 - `_engine_input`: no check, a layout. A dense X whose rows lie contiguously (C order, or a
   column slice of it) is read in place, as scikit-learn makes no copy either; see
   `_COPY_STRIDED_BELOW` for the others. CSC becomes CSR once; sparse input is never densified.
@@ -247,8 +250,9 @@ def _class_weighted_sample_weight(class_weight, classes, labels, sample_weight, 
 # -- prediction ----------------------------------------------------------------------------------
 
 def _is_plain_input(estimator, X, dtype):
-    """Whether X needs none of validate_data's work: a finite C-ordered array of the model's
-    dtype and width, on a model fitted without feature names. This is what keeps one-row
+    """Whether X needs none of validate_data's work but its finiteness check: a C-ordered array
+    of the model's dtype and width, on a model fitted without feature names. The engine proves
+    such an X finite while it predicts (see _prediction_input). This is what keeps one-row
     prediction in microseconds; anything else takes scikit-learn's path and its errors."""
     return (
         type(X) is np.ndarray
@@ -258,18 +262,22 @@ def _is_plain_input(estimator, X, dtype):
         and X.shape[1] == estimator.n_features_in_
         and X.flags.c_contiguous
         and "feature_names_in_" not in estimator.__dict__
-        and _engine.surely_finite(X, effective_n_threads() if X.size >= 65536 else 1)
     )
 
 
 def _prediction_input(estimator, X, dtype, check_input=True):
-    """X for a prediction by a model whose weights are of `dtype`, and the dtype to compute in.
+    """X for a prediction by a model whose weights are of `dtype`, the dtype to compute in, and
+    whether X is still to be proven finite.
 
-    A plain array (see _is_plain_input) is returned as it is. Anything else is validated (when
-    `check_input`) and laid out for the engine, in the model's dtype, or in the wider one that
-    numpy's promotion gives (float64 X on a float32 model is predicted in float64)."""
+    A plain array (see _is_plain_input) is returned as it is, unchecked: the engine's pass
+    proves it finite (`_engine.predict(..., check_finite=True)`), which spares a pass of its own
+    over X (1.2 ms of a 30 ms prediction of 20,000 x 784 float32 rows, 0.4 us of a one-row
+    one), and where the pass cannot, `_check_unproven_input` runs scikit-learn's check.
+    Anything else is validated (when `check_input`) and laid out for the engine, in the model's
+    dtype, or in the wider one that numpy's promotion gives (float64 X on a float32 model is
+    predicted in float64)."""
     if check_input and _is_plain_input(estimator, X, dtype):
-        return X, dtype
+        return X, dtype, True
     if check_input:
         X = validate_data(estimator, X, accept_sparse=["csr", "csc"], reset=False)
     if X.dtype != dtype:
@@ -277,4 +285,12 @@ def _prediction_input(estimator, X, dtype, check_input=True):
         if not np.issubdtype(promoted, np.floating):
             promoted = np.float64
         dtype = promoted
-    return _engine_input(X, dtype), dtype
+    return _engine_input(X, dtype), dtype, False
+
+
+def _check_unproven_input(estimator, X):
+    """scikit-learn's checks of a plain X that the engine's pass could not prove finite: its
+    error, word for word, for a NaN or an infinity; nothing when X is finite after all (finite
+    values whose products overflow, or a model with a non-finite weight), and the prediction
+    made stands, as it would have been made from the same X."""
+    validate_data(estimator, X, accept_sparse=["csr", "csc"], reset=False)

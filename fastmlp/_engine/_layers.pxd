@@ -65,18 +65,33 @@ cdef inline void layer_forward(const Geometry *g, Py_ssize_t l, floating *a_out,
     `pieces` (rows x cols[l]) and the winners to argmax (if not NULL). fold (prediction of a
     batch-normalised network; NULL otherwise): each hidden layer's normalization folded into a
     scale of the product and a shift in the bias's place (Network.batch_norm_fold)."""
+    layer_product(g, l, forward_product(g, l, a_out, pieces), a_in, ld_in, rows, r0, r1, theta)
+    layer_activate(g, l, a_out, z_out, argmax, pieces, r1 - r0, theta, fold)
+
+
+cdef inline floating *forward_product(const Geometry *g, Py_ssize_t l, floating *a_out,
+                                      floating *pieces) noexcept nogil:
+    """Where layer_forward puts layer l's product (cols[l] wide): a maxout layer's pieces, else
+    the output itself."""
+    return pieces if is_maxout(g, l) else a_out
+
+
+cdef inline void layer_activate(const Geometry *g, Py_ssize_t l, floating *a_out,
+                                floating *z_out, int *argmax, floating *pieces, Py_ssize_t rows,
+                                const floating *theta, const floating *fold) noexcept nogil:
+    """layer_forward after the product (at forward_product, `rows` rows): the folded
+    normalization's scale, then bias and activation, or maxout. (Prediction checks the first
+    layer's product between the two: fastmlp/_engine/_trainer.pyx's predict_block.)"""
     cdef Py_ssize_t n_out = g.units[l + 1], n_cols = g.cols[l]
-    cdef bint maxout = is_maxout(g, l)
-    cdef floating *product = pieces if maxout else a_out
+    cdef floating *product = forward_product(g, l, a_out, pieces)
     cdef const floating *b = theta + g.intercept_offset[l]
-    layer_product(g, l, product, a_in, ld_in, rows, r0, r1, theta)
     if fold != NULL and l < g.n_layers - 1:
-        batchnorm_eval_scale(product, fold + 2 * g.col_prefix[l], r1 - r0, n_cols)
+        batchnorm_eval_scale(product, fold + 2 * g.col_prefix[l], rows, n_cols)
         b = fold + 2 * g.col_prefix[l] + n_cols
-    if maxout:
-        maxout_layer_forward(a_out, argmax, pieces, b, r1 - r0, n_out, g.maxout_pieces)
+    if is_maxout(g, l):
+        maxout_layer_forward(a_out, argmax, pieces, b, rows, n_out, g.maxout_pieces)
     else:
-        activation_forward(a_out, z_out, b, r1 - r0, n_out,
+        activation_forward(a_out, z_out, b, rows, n_out,
                            g.output_activation if l == g.n_layers - 1 else g.hidden_activation,
                            &g.act_params)
 

@@ -174,6 +174,40 @@ def test_small_product_matches_numpy(rows, dtype):
                                atol=np.finfo(dtype).eps * 40)
 
 
+def _ordered_product(a, W):
+    """z[r, j] = sum over k = 0, 1, ... of a[r, k] W[k, j], each product rounded and added in
+    that order from +0: the small product's contract, whatever vector code runs it."""
+    out = np.zeros((a.shape[0], W.shape[1]), a.dtype)
+    for k in range(a.shape[1]):
+        out = out + a[:, k:k + 1] * W[k]
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_in", [0, 1, 37, 1100])  # 1100: two pieces of terms
+@pytest.mark.parametrize("zeros", [False, True])  # with half the inputs 0 (and -0), listed
+def test_small_product_sums_in_order_bit_for_bit(dtype, n_in, zeros):
+    """Every column width (blocks of whole vectors, ragged last vectors, fewer columns than a
+    vector) and every place of W in a cache line (the AVX-512 path follows the lines when rows
+    are whole lines, masking the first and last lanes): the bits of the ordered sum."""
+    rng = np.random.default_rng(n_in)
+    lanes = 64 // np.dtype(dtype).itemsize
+    for n_out in [1, 10, lanes, lanes + 1, 100, 128, 256, 272, 300]:
+        for offset in range(0, lanes, 3):
+            buffer = np.empty(n_in * n_out + 2 * lanes, dtype)
+            start = (-(buffer.ctypes.data % 64) // buffer.itemsize) % lanes + offset
+            W = buffer[start:start + n_in * n_out].reshape(n_in, n_out)
+            W[...] = rng.standard_normal(W.shape)
+            a = rng.standard_normal((3, n_in)).astype(dtype)
+            if zeros:
+                a[a < 0] = -0.0
+                a[:, ::7] = 0.0
+            out = np.full((3, n_out), np.nan, dtype)
+            K.kernel_small_product(out, a, W)
+            expected = _ordered_product(a, W)
+            assert out.tobytes() == expected.tobytes(), (n_out, offset)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rows", [1, 3, 300])  # 300 x 784: GIL-free, in blocks on 2 threads
 @pytest.mark.parametrize("n_threads", [1, 2])
@@ -190,3 +224,40 @@ def test_surely_finite_is_true_exactly_for_finite_values(dtype, rows, n_threads)
             Y[where] = bad
             assert E.surely_finite(Y, n_threads) is False
     assert E.surely_finite(np.empty((0, 5), dtype=dtype), n_threads) is True
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("rows", [1, 2100])  # the few-row loop; three blocks of rows
+def test_predict_proves_a_finite_x_in_every_block(n_threads, rows):
+    # check_finite: True only when the first layer's product shows every row of X finite;
+    # False ("not known") for a NaN or an infinity anywhere (and for finite values whose
+    # products overflow: tests/estimator/test_validation.py), and the caller then checks X.
+    import warnings
+
+    from fastmlp import MLPClassifier
+    from fastmlp._runtime import single_threaded_blas
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((rows, 5)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = MLPClassifier((6,), max_iter=1, random_state=0).fit(
+            rng.standard_normal((60, 5)), np.arange(60) % 3)
+    theta = clf._packed_parameters().astype(np.float32)
+    network = clf._network()
+    out = np.empty((rows, 3), np.float32)
+
+    def verdict(X):
+        with single_threaded_blas():
+            return E.predict(network, theta, X, out, n_threads, None, True)
+
+    assert verdict(X) is True
+    expected = out.copy()
+    with single_threaded_blas():
+        assert E.predict(network, theta, X, out, n_threads) is None
+    np.testing.assert_array_equal(out, expected)
+    for row in {0, rows // 2, rows - 1}:
+        for bad in (np.nan, np.inf, -np.inf):
+            Y = X.copy()
+            Y[row, 4] = bad
+            assert verdict(Y) is False

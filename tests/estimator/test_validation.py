@@ -262,3 +262,67 @@ def test_plain_arrays_skip_validation_with_the_same_result(y_kind):
     y_bad[3] = np.nan
     with pytest.raises(ValueError, match="Input y contains NaN"):
         plain.partial_fit(X, y_bad)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("params", [{}, {"activation": "maxout"}, {"batch_norm": True}],
+                         ids=["relu", "maxout", "batch_norm"])
+def test_prediction_proves_a_plain_x_finite_or_raises_sklearns_error(dtype, params):
+    # A plain X skips the finiteness pass: the engine's own pass proves it (the first layer's
+    # product, before relu can turn a NaN into 0), on one row, a few, and blocks on threads;
+    # where it cannot, scikit-learn's check runs and raises its error, word for word.
+    rng = np.random.RandomState(0)
+    X_fit = rng.standard_normal((300, 6)).astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = MLPClassifier((8,), max_iter=2, random_state=0, **params).fit(
+            X_fit, np.arange(300) % 3)
+        theirs = sk.MLPClassifier((8,), max_iter=2, random_state=0).fit(
+            X_fit, np.arange(300) % 3)
+    for rows in (1, 3, 4, 2500):  # the few-row loop; BLAS; blocks of 1024 rows on threads
+        X = rng.standard_normal((rows, 6)).astype(dtype)
+        expected = clf._forward_pass_fast(X, check_input=False)
+        np.testing.assert_array_equal(clf.predict_proba(X), expected)
+        for where in {(0, 0), (rows // 2, 3), (rows - 1, 5)}:
+            for bad in (np.nan, np.inf, -np.inf):
+                X_bad = with_value(X, where, bad)
+                ours = outcome(lambda m: clf.predict_proba(X_bad), fastmlp)
+                assert ours[:2] == ("raised", "ValueError")
+                assert ours == outcome(lambda m: theirs.predict_proba(X_bad), sk)
+    # Finite values whose products overflow are not refused: the prediction stands, the one
+    # the unchecked path makes from the same X.
+    X = rng.standard_normal((2500, 6)).astype(dtype)
+    X[7] = np.finfo(dtype).max
+    X[9, 2] = np.finfo(dtype).max / 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no overflow warning reaches the user
+        proba = clf.predict_proba(X)
+        np.testing.assert_array_equal(proba, clf._forward_pass_fast(X, check_input=False))
+        np.testing.assert_array_equal(clf.predict_proba(X[7:8]),
+                                      clf._forward_pass_fast(X[7:8], check_input=False))
+
+
+@pytest.mark.parametrize("labels", ["ints", "strings", "binary", "multilabel"])
+def test_predict_takes_the_classes_as_the_label_binarizer_would(labels):
+    # A multiclass predict takes classes_ at the argmax itself (LabelBinarizer's formula
+    # without its checks); the other targets go to LabelBinarizer: the same labels, dtype and
+    # type either way, also with tied outputs.
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((90, 4))
+    y = {"ints": np.arange(90) % 3 * 7, "strings": np.array(["b", "a", "c"])[np.arange(90) % 3],
+         "binary": np.arange(90) % 2, "multilabel": rng.randint(0, 2, (90, 3))}[labels]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = MLPClassifier((5,), max_iter=3, random_state=0).fit(X, y)
+    for rows in (X, X[:1]):
+        expected = clf._label_binarizer.inverse_transform(
+            clf._forward_pass_fast(rows).ravel() if clf.n_outputs_ == 1
+            else clf._forward_pass_fast(rows))
+        predicted = clf.predict(rows)
+        assert type(predicted) is type(expected) and predicted.dtype == expected.dtype
+        np.testing.assert_array_equal(predicted, expected)
+    ties = np.array([[0.25, 0.25, 0.5], [0.4, 0.4, 0.2], [1 / 3] * 3])
+    if labels in ("ints", "strings"):
+        np.testing.assert_array_equal(
+            clf._label_binarizer.classes_.take(ties.argmax(axis=1), mode="clip"),
+            clf._label_binarizer.inverse_transform(ties))
