@@ -63,6 +63,41 @@ BARRIER_US = 1.0  # x log2(P) per pass: an assumed tree barrier, see Design
 # The engine's block rules, mirrored (fastmlp/_engine/_schedule.pxd; the weight jobs as
 # fastmlp/_engine/_trainer.pyx's Trainer.__init__ builds them).
 
+MAX_PIECES = 64  # the most tiles one product (of one row block, or one W) is cut into
+SMALL_MNK = 1_000_000  # OpenBLAS's small-matrix path (no packing) takes M N K <= this (SkylakeX)
+
+
+def _pow2_pieces(width, least):
+    """Powers of two p (1, 2, 4, ...) while width // p >= least (at most MAX_PIECES)."""
+    p = 1
+    while p <= MAX_PIECES and (p == 1 or width // p >= least):
+        yield p
+        p *= 2
+
+
+def tile_pieces(m, n, k, mnk, min_cols, min_rows, big=0, big_cols=128, cols=True):
+    """A per-layer rule: the product m x n x k (out = m x n) cut into (row pieces, column
+    pieces), shapes only. Whole if m n k <= mnk (0: never cut). From m n k >= `big` up (0: never), column tiles of >= big_cols, at most 16 (a large product is efficient
+    in large tiles). Else the fewest row pieces of >= min_rows rows for which some power of
+    two of column tiles of >= min_cols (cols False: 1) brings a tile to <= mnk, with the
+    fewest such column tiles: under OpenBLAS's small-matrix threshold a tile skips packing and
+    ran at 140-200 GFLOP/s here where the packed path on 16-64 rows ran at 70-110."""
+    if not mnk or m * n * k <= mnk:
+        return 1, 1
+    if big and m * n * k >= big:
+        c = 1
+        while c < 16 and n // (2 * c) >= big_cols:
+            c *= 2
+        return 1, c
+    fits = [(r, c) for r in _pow2_pieces(m, min_rows)
+            for c in (_pow2_pieces(n, min_cols) if cols else (1,))
+            if -(-m // r) * -(-n // c) * k <= mnk]
+    if fits:  # the fewest tiles; of those, the widest (OpenBLAS's M is the engine's columns)
+        return min(fits, key=lambda rc: (rc[0] * rc[1], rc[1]))
+    r = max(_pow2_pieces(m, min_rows))  # none fits: the finest allowed
+    return r, (max(_pow2_pieces(n, min_cols)) if cols else 1)
+
+
 @dataclass(frozen=True)
 class Rules:
     """A schedule's constants. weight_cols > 0 also cuts each W's columns into
@@ -70,7 +105,13 @@ class Rules:
     into column tiles the same way (the engine does neither: 0). Tiles are run whole row block
     by whole row block (today's rows_job, no more barriers) while there are no more threads than
     row blocks, else stage by stage (each layer a dynamic pass over its tiles, a barrier after
-    each): the tiles, so every BLAS call, are the same either way."""
+    each): the tiles, so every BLAS call, are the same either way.
+
+    Per-layer rules (tile_mnk > 0 for the row pass, weight_mnk > 0 for the weight pass) replace
+    row_cols and weight_cols: each product is cut by tile_pieces (row blocks of >= tile_rows,
+    column tiles of >= tile_cols; W's rows in blocks of >= min_weight_rows, columns of >=
+    weight_tile_cols, or none if 0), so a small layer stays whole and a large one is cut, by
+    its m, n, k only."""
     name: str
     min_rows: int = 256
     min_weight_rows: int = 128
@@ -78,6 +119,12 @@ class Rules:
     max_blocks: int = 16
     weight_cols: int = 0
     row_cols: int = 0
+    tile_mnk: int = 0
+    weight_mnk: int = 0
+    big_mnk: int = 0
+    tile_cols: int = 32
+    tile_rows: int = 16
+    weight_tile_cols: int = 32
 
 
 TODAY = Rules("today")  # the engine's constants, as of this file (the test pins them)
@@ -102,14 +149,19 @@ def row_blocks(batch, rules=TODAY):
             for b in range(blocks)]
 
 
-def weight_jobs(units, rules=TODAY):
+def weight_jobs(units, rules=TODAY, batch=0):
     """The weight pass's jobs in order: (layer, lo, hi, c0, c1), W's rows lo..hi and columns
-    c0..c1 (hi = -1: the layer's bias). With weight_cols = 0, (l, lo, hi) are Trainer.jobs."""
+    c0..c1 (hi = -1: the layer's bias). With weight_cols = 0, (l, lo, hi) are Trainer.jobs.
+    A per-layer rule (weight_mnk) needs the batch's size: the GEMM's k."""
     jobs = []
     for l in range(len(units) - 1):
         n_in, n_out = units[l], units[l + 1]
         blocks = n_blocks(n_in, rules.min_weight_rows, rules)
         col_blocks = n_blocks(n_out, rules.weight_cols, rules) if rules.weight_cols else 1
+        if rules.weight_mnk:
+            blocks, col_blocks = tile_pieces(n_in, n_out, batch, rules.weight_mnk,
+                                             rules.weight_tile_cols, rules.min_weight_rows,
+                                             rules.big_mnk, cols=rules.weight_tile_cols > 0)
         for b in range(blocks):
             for c in range(col_blocks):
                 jobs.append((l, block_start(n_in, blocks, b), block_start(n_in, blocks, b + 1),
@@ -148,6 +200,73 @@ def row_stages(units, m, rules):
                         ("elem", "row", m * w)]  # times the activation's derivative
                        for w in cut(units[l])])
     return stages
+
+
+def _cuts(n, pieces):
+    return [block_start(n, pieces, p + 1) - block_start(n, pieces, p) for p in range(pieces)]
+
+
+def layer_stages(units, m, rules):
+    """The per-layer rule's stages for a block of m rows: (row pieces, column pieces, kind,
+    layer) per stage in order: the gather of X's rows (a stage of its own only where the first
+    layer is cut into columns: every column tile reads every input feature), each layer
+    forward (the output layer never cut into columns: softmax and the loss need whole rows),
+    then each hidden delta (layer l's delta times W^l^T)."""
+    L = len(units) - 1
+    stages = []
+    for l in range(L):
+        r, c = tile_pieces(m, units[l + 1], units[l], rules.tile_mnk, rules.tile_cols,
+                           rules.tile_rows, rules.big_mnk)
+        if l == L - 1:  # whole rows only: as many row pieces as the rule wanted pieces
+            r, c = r * c, 1
+            while r > 1 and m // r < rules.tile_rows:
+                r //= 2
+        if l == 0 and c > 1:
+            stages.append((r * c if m // (r * c) >= rules.tile_rows else r, 1, "gather", 0))
+        stages.append((r, c, "forward", l))
+    for l in range(L - 1, 0, -1):
+        r, c = tile_pieces(m, units[l], units[l + 1], rules.tile_mnk, rules.tile_cols,
+                           rules.tile_rows, rules.big_mnk)
+        stages.append((r, c, "backward", l))
+    return stages
+
+
+def row_phases(units, m, rules):
+    """The row pass for a block of m rows as phases (a barrier between two, when run stage by
+    stage), each a list of tiles, each tile a list of pieces. Consecutive stages not cut into
+    columns share a phase (rows flow through them, no barrier), cut into the most row pieces
+    of any of them; a stage cut into columns is a phase of its own. Today: one phase, one tile."""
+    if not rules.tile_mnk:
+        return row_stages(units, m, rules)
+
+    def pieces(kind, l, rows, c, cols):
+        if kind == "gather":
+            return [("elem", "row", rows * units[0])]
+        if kind == "forward":
+            out = [] if l or c > 1 else [("elem", "row", rows * units[0])]  # gather, in place
+            return out + [("gemm", "forward", rows, cols, units[l]), ("elem", "row", rows * cols)]
+        return [("gemm", "backward_input", rows, cols, units[l + 1]),
+                ("elem", "row", rows * cols)]
+    groups = []
+    for stage in layer_stages(units, m, rules):
+        if stage[1] == 1 and groups and groups[-1][-1][1] == 1:
+            groups[-1].append(stage)
+        else:
+            groups.append([stage])
+    phases = []
+    for group in groups:
+        if len(group) == 1:
+            r, c, kind, l = group[0]
+            n = units[l + 1] if kind == "forward" else units[l] if kind == "backward" else 1
+            phases.append([pieces(kind, l, rows, c, cols) for rows in _cuts(m, r)
+                           for cols in (_cuts(n, c) if kind != "gather" else [0])])
+            continue
+        r = max(s[0] for s in group)
+        phases.append([[p for _, _, kind, l in group
+                        for p in pieces(kind, l, rows, 1,
+                                        units[l + 1] if kind == "forward" else units[l])]
+                       for rows in _cuts(m, r)])
+    return phases
 
 
 def weight_job_pieces(units, batch, job):
@@ -213,6 +332,19 @@ class MeasuredCalibration:
     def __init__(self):
         self.gemm_seconds, self.elem_ns = {}, {}
         self._overhead = {}
+
+    @classmethod
+    def load(cls, path):
+        """The timings a run saved with --json (shapes it did not time are timed when asked)."""
+        with open(path) as f:
+            saved = json.load(f)
+        self = cls()
+        for key, v in saved["gemm_seconds"].items():
+            product, m, n, k, dtype = key.split("|")
+            self.gemm_seconds[product, int(m), int(n), int(k), dtype] = v
+        self.elem_ns = {tuple(k.split("|")): v for k, v in saved.get("elem_ns", {}).items()}
+        self._overhead = dict(saved.get("overhead", {}))
+        return self
 
     def _gemm_call(self, product, m, n, k, dtype):
         from scipy.linalg import blas
@@ -312,15 +444,16 @@ def job_costs(workload, rules, calibration):
 
     def cost(pieces):
         return sum(calibration.cost(p, dtype) for p in pieces)
-    rows = [[[cost(tile) for tile in stage] for stage in row_stages(units, r1 - r0, rules)]
+    rows = [[[cost(tile) for tile in stage] for stage in row_phases(units, r1 - r0, rules)]
             for r0, r1 in row_blocks(batch, rules)]
-    weights = [cost(weight_job_pieces(units, batch, job)) for job in weight_jobs(units, rules)]
+    weights = [cost(weight_job_pieces(units, batch, job))
+               for job in weight_jobs(units, rules, batch)]
     return rows, weights
 
 
 def row_pass(rows, rules, P):
     """The row pass's time on P threads, and whether it ran stage by stage."""
-    if rules.row_cols and P > len(rows):
+    if P > len(rows) and (len(rows[0]) > 1 or len(rows[0][0]) > 1):
         stages = list(zip(*rows))  # stage s: every row block's tiles, block after block
         return (sum(dynamic_pass([c for tiles in stage for c in tiles], P) for stage in stages)
                 + (len(stages) - 1) * barrier_seconds(P)), True
@@ -331,7 +464,7 @@ def simulate(workload, rules, calibration, cores=CORES):
     """Per P: the batch's simulated time, speed-up over P = 1, busy fraction, and the jobs."""
     rows, weights = job_costs(workload, rules, calibration)
     work = sum(sum(map(sum, block)) for block in rows) + sum(weights)
-    if rules.row_cols:  # with enough threads, the longest tile of each stage, one after another
+    if rules.row_cols or rules.tile_mnk:  # enough threads: each stage's longest tile in turn
         row_critical = sum(max(max(tiles) for tiles in stage) for stage in zip(*rows))
         row_jobs = max(sum(len(tiles) for tiles in stage) for stage in zip(*rows))
     else:
@@ -342,6 +475,7 @@ def simulate(workload, rules, calibration, cores=CORES):
         t_rows, staged = row_pass(rows, rules, P)
         t = t_rows + dynamic_pass(weights, P) + 2 * barrier_seconds(P)
         out.append(dict(P=P, row_jobs=row_jobs, weight_jobs=len(weights), staged=staged,
+                        phases=len(rows[0]),
                         critical_us=(row_critical + max(weights)) * 1e6, batch_us=t * 1e6,
                         speedup=work / t, busy=work / (P * t)))
     return out
@@ -357,6 +491,10 @@ CANDIDATES = (
     Rules("r256c16/w64c32", row_cols=16, min_weight_rows=64, weight_cols=32),
     Rules("r16c64/w64c32", min_rows=16, row_cols=64, min_weight_rows=64, weight_cols=32),
     Rules("r256c128/w128c128", row_cols=128, weight_cols=128),
+    # Per-layer rules (--layers): every product over OpenBLAS's small-matrix threshold cut into
+    # the fewest tiles under it (rows >= 16, columns >= 32), the row pass's and W's alike.
+    Rules("tiles<=1M", tile_mnk=SMALL_MNK, tile_cols=32, tile_rows=16, weight_mnk=SMALL_MNK,
+          min_weight_rows=16, weight_tile_cols=32),
 )
 
 
@@ -380,6 +518,43 @@ def search(calibration, cores=16, sizes=(16, 32, 64, 128, 256)):
     return found
 
 
+MB = 1_000_000
+
+
+def search_layers(calibration, cores=16, names=tuple(FIT_WORKLOADS),
+                  row_blocks_rows=(256,), tile_mnk=(0, SMALL_MNK // 2, SMALL_MNK),
+                  big_mnk=(0, 16 * MB, 64 * MB), tile_cols=(16, 32, 64), tile_rows=(8, 16),
+                  weight_mnk=(0, SMALL_MNK // 2, SMALL_MNK), min_weight_rows=(16, 32),
+                  weight_tile_cols=(0, 32, 64)):
+    """Per-layer rules (tile_pieces) on a grid, on every workload: (rules, {name: (busy at
+    `cores`, T(2) / today's T(2) - 1)})."""
+    workloads = {n: FIT_WORKLOADS[n] for n in names}
+    today = {n: simulate(w, TODAY, calibration, (2,))[0]["batch_us"] for n, w in workloads.items()}
+    found = []
+    for rb in row_blocks_rows:
+        for big in big_mnk:
+            for tm in tile_mnk:
+                for tc in (tile_cols if tm else (32,)):
+                    for tr in (tile_rows if tm else (16,)):
+                        for wm in weight_mnk:
+                            for wr in (min_weight_rows if wm else (128,)):
+                                for wc in (weight_tile_cols if wm else (32,)):
+                                    if not tm and not wm and big:
+                                        continue
+                                    rules = Rules(
+                                        f"r{rb}b{big // MB}t{tm / MB:g}c{tc}r{tr}/"
+                                        f"w{wm / MB:g}r{wr}c{wc}", min_rows=rb, big_mnk=big,
+                                        tile_mnk=tm, tile_cols=tc, tile_rows=tr, weight_mnk=wm,
+                                        min_weight_rows=wr, weight_tile_cols=wc)
+                                    scores = {}
+                                    for n, w in workloads.items():
+                                        run = simulate(w, rules, calibration, (2, cores))
+                                        scores[n] = (run[1]["busy"],
+                                                     run[0]["batch_us"] / today[n] - 1)
+                                    found.append((rules, scores))
+    return found
+
+
 def format_search(found, busy=0.8):
     """The cheapest rule sets on 2 cores that keep >= busy at 16 cores: on mnist and wide
     together, and on each alone."""
@@ -398,6 +573,25 @@ def format_search(found, busy=0.8):
         lines.append(f"{name} alone ({len(alone)} keep >= {100 * busy:.0f}%), the cheapest:")
         lines += [line(*f) for f in alone[:3]]
     return "\n".join(lines)
+
+
+def format_search_layers(found, busy=0.8, need=("mnist", "wide"), top=8):
+    """The per-layer rules that keep `need` >= busy at 16 cores, cheapest on 2 cores first (by
+    their worst T(2) against today's over every workload searched)."""
+    ok = sorted((f for f in found if all(f[1][n][0] >= busy for n in need)),
+                key=lambda f: max(c for _, c in f[1].values()))
+    names = list(found[0][1])
+    lines = [f"per-layer search: {len(found)} rule sets (rN: MIN_ROWS; bB: products of >= B "
+             f"million m n k in column tiles of >= 128, 0: none; tT: row-pass tiles of <= T "
+             f"million m n k, cN: columns >= N, rN: rows >= N; wT: weight jobs of <= T million "
+             f"m n k, rN: W's rows >= N, cN: columns >= N; 0: not cut); {len(ok)} keep >= "
+             f"{100 * busy:.0f}% "
+             f"busy at 16 cores on {' and '.join(need)}. The cheapest on 2 cores (busy at 16; "
+             f"T(2) vs today):"]
+    for rules, scores in ok[:top]:
+        lines.append(f"  {rules.name:<24} " + ", ".join(
+            f"{n} {100 * scores[n][0]:.0f}% {100 * scores[n][1]:+.1f}%" for n in names))
+    return "\n".join(lines), [rules for rules, _ in ok[:top]]
 
 
 def engine_batch_seconds(workload, batches=40):
@@ -445,7 +639,7 @@ def format_table(results, long=False):
                           f"  {100 * r['busy']:>3.0f}%" for r in rows]
         return "\n".join(lines)
     cores = [r["P"] for r in next(iter(next(iter(results.values())).values()))]
-    lines = [f"{'workload':<10} {'schedule':<18} {'jobs r+w':>8} {'crit us':>8} {'T1 us':>8}  "
+    lines = [f"{'workload':<10} {'schedule':<24} {'jobs r+w':>8} {'crit us':>8} {'T1 us':>8}  "
              + " ".join(f"{'P=' + str(P):>10}" for P in cores[1:]) + "  T2/today"]
     for name, by_rules in results.items():
         today_2 = next(r for r in by_rules["today"] if r["P"] == 2)["batch_us"]
@@ -453,7 +647,7 @@ def format_table(results, long=False):
             r1 = rows[0]
             two = next(r for r in rows if r["P"] == 2)["batch_us"]
             lines.append(
-                f"{name:<10} {rules_name:<18.18} {r1['row_jobs']:>3}+{r1['weight_jobs']:<4} "
+                f"{name:<10} {rules_name:<24.24} {r1['row_jobs']:>3}+{r1['weight_jobs']:<4} "
                 f"{r1['critical_us']:>8.0f} {r1['batch_us']:>8.0f}  "
                 + " ".join(f"{r['speedup']:>5.1f} {100 * r['busy']:>3.0f}%" for r in rows[1:])
                 + f"  {100 * (two / today_2 - 1):+7.1f}%")
@@ -463,17 +657,17 @@ def format_table(results, long=False):
 def verdict(results, cores=16, busy=0.8):
     """Which candidates keep >= busy at `cores` on mnist and wide, and their 2-core cost."""
     lines = []
-    for rules in CANDIDATES:
-        ok = all(rules.name in results.get(w, {}) for w in ("mnist", "wide"))
+    for rules_name in results.get("mnist", {}):
+        ok = all(rules_name in results.get(w, {}) for w in ("mnist", "wide"))
         if not ok:
             continue
-        at = {w: next(r for r in results[w][rules.name] if r["P"] == cores)
+        at = {w: next(r for r in results[w][rules_name] if r["P"] == cores)
               for w in ("mnist", "wide")}
-        two = {w: (next(r for r in results[w][rules.name] if r["P"] == 2)["batch_us"]
+        two = {w: (next(r for r in results[w][rules_name] if r["P"] == 2)["batch_us"]
                    / next(r for r in results[w]["today"] if r["P"] == 2)["batch_us"] - 1)
                for w in ("mnist", "wide")}
         passed = all(a["busy"] >= busy for a in at.values())
-        lines.append(f"{rules.name:<19.19} busy at {cores}: "
+        lines.append(f"{rules_name:<19.19} busy at {cores}: "
                      f"mnist {100 * at['mnist']['busy']:.0f}%, "
                      f"wide {100 * at['wide']['busy']:.0f}% -> {'PASS' if passed else 'fail'}; "
                      f"2 cores vs today: mnist {100 * two['mnist']:+.1f}%, "
@@ -489,9 +683,15 @@ def main(argv=None):
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--rounds", type=int, default=3,
                         help="time every GEMM shape again this many times, keeping the least")
+    parser.add_argument("--calibration",
+                        help="start from the timings a run saved with --json (and skip refining)")
     parser.add_argument("--engine", action="store_true",
                         help="also time the engine's own batch on one core, for comparison")
     parser.add_argument("--long", action="store_true", help="one line per P")
+    parser.add_argument("--layers", action="store_true",
+                        help="also search per-layer tile rules (tile_pieces) on every workload "
+                             "and add the cheapest that keeps mnist and wide >= 80%% busy at 16 "
+                             "cores to the table")
     parser.add_argument("--search", action="store_true",
                         help="also search a grid of block sizes for the cheapest that keeps "
                              "16 cores >= 80%% busy on mnist and wide")
@@ -502,13 +702,23 @@ def main(argv=None):
             parser.error(f"unknown workload {w!r}; choose from {', '.join(FIT_WORKLOADS)}")
     if args.flops:
         calibration = FlopCalibration()
+    elif args.calibration:
+        calibration = MeasuredCalibration.load(args.calibration)
+        args.rounds = 0
     else:
         calibration = MeasuredCalibration()
+    layered = []
+
     def run():
         results = {name: {rules.name: simulate(FIT_WORKLOADS[name], rules, calibration)
-                          for rules in CANDIDATES} for name in names}
+                          for rules in CANDIDATES + tuple(layered)} for name in names}
         return results, (search(calibration) if args.search else None)
     with threadpool_limits(1):
+        if args.layers:
+            search_layers(calibration)  # times every shape once
+            calibration.refine(args.rounds)
+            text, best = format_search_layers(search_layers(calibration))
+            layered.extend(best[:3])
         run()  # times every shape once
         calibration.refine(args.rounds)
         results, found = run()
@@ -534,11 +744,17 @@ def main(argv=None):
     if found is not None:
         print()
         print(format_search(found))
+    if args.layers:
+        print()
+        print(text)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(host=host(), results=results,
                            gemm_seconds={"|".join(map(str, k)): v for k, v in
-                                         getattr(calibration, "gemm_seconds", {}).items()}),
+                                         getattr(calibration, "gemm_seconds", {}).items()},
+                           elem_ns={"|".join(k): v for k, v in
+                                    getattr(calibration, "elem_ns", {}).items()},
+                           overhead=getattr(calibration, "_overhead", {})),
                       f, indent=1)
     return results
 
