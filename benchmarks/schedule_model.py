@@ -172,7 +172,9 @@ def weight_jobs(units, rules=TODAY, batch=0):
 
 
 # ---------------------------------------------------------------------------------------------
-# What each job does: GEMMs ("gemm", product, m, n, k) and element-wise sweeps ("elem", kind,
+# What each job does: GEMMs ("gemm", product, m, n, k, full_m, full_n: a tile of a product whose
+# operands are full_m rows and full_n columns wide, which sets the leading dimensions the engine
+# passes) and element-wise sweeps ("elem", kind,
 # count). Products as the engine names them (row-major): forward out(m x n) = a(m x k) W(k x n);
 # backward_input d_in(m x n) = delta(m x k) W^T; backward_weights dW(m x n) = a^T(m x k)
 # delta(k x n), k being the batch.
@@ -191,12 +193,12 @@ def row_stages(units, m, rules):
         tiles = []
         for w in cut(units[l + 1]):
             tile = [("elem", "row", m * units[0] * w / units[1])] if l == 0 else []  # gather
-            tile += [("gemm", "forward", m, w, units[l]),
+            tile += [("gemm", "forward", m, w, units[l], m, units[l + 1]),
                      ("elem", "row", m * w)]  # bias + activation (softmax + loss)
             tiles.append(tile)
         stages.append(tiles)
     for l in range(L - 1, 0, -1):
-        stages.append([[("gemm", "backward_input", m, w, units[l + 1]),
+        stages.append([[("gemm", "backward_input", m, w, units[l + 1], m, units[l]),
                         ("elem", "row", m * w)]  # times the activation's derivative
                        for w in cut(units[l])])
     return stages
@@ -244,8 +246,9 @@ def row_phases(units, m, rules):
             return [("elem", "row", rows * units[0])]
         if kind == "forward":
             out = [] if l or c > 1 else [("elem", "row", rows * units[0])]  # gather, in place
-            return out + [("gemm", "forward", rows, cols, units[l]), ("elem", "row", rows * cols)]
-        return [("gemm", "backward_input", rows, cols, units[l + 1]),
+            return out + [("gemm", "forward", rows, cols, units[l], rows, units[l + 1]),
+                          ("elem", "row", rows * cols)]
+        return [("gemm", "backward_input", rows, cols, units[l + 1], rows, units[l]),
                 ("elem", "row", rows * cols)]
     groups = []
     for stage in layer_stages(units, m, rules):
@@ -273,7 +276,7 @@ def weight_job_pieces(units, batch, job):
     l, lo, hi, c0, c1 = job
     if hi < 0:  # the bias: the sum of the batch's deltas, then the step
         return [("elem", "row", batch * units[l + 1]), ("elem", "step", units[l + 1])]
-    return [("gemm", "backward_weights", hi - lo, c1 - c0, batch),
+    return [("gemm", "backward_weights", hi - lo, c1 - c0, batch, units[l], units[l + 1]),
             ("elem", "step", (hi - lo) * (c1 - c0))]
 
 
@@ -291,11 +294,24 @@ class FlopCalibration:
 
     def cost(self, piece, dtype):
         if piece[0] == "gemm":
-            return gemm_flops(*piece[2:]) / (self.gflops * 1e9)
+            return gemm_flops(*piece[2:5]) / (self.gflops * 1e9)
         return piece[2] * self.ns_per_element * 1e-9
 
     def refine(self, rounds):
         pass
+
+
+def _openblas():
+    """scipy's OpenBLAS, the library the engine calls through scipy.linalg.cython_blas."""
+    import ctypes
+    import glob
+
+    import scipy
+    libs = glob.glob(os.path.join(os.path.dirname(scipy.__file__), os.pardir, "scipy.libs",
+                                  "libscipy_openblas*.so*"))
+    if not libs:
+        raise RuntimeError("scipy's bundled OpenBLAS not found (scipy.libs/libscipy_openblas)")
+    return ctypes.CDLL(libs[0])
 
 
 def _best_seconds(call, min_seconds=5e-3, samples=3):
@@ -340,27 +356,47 @@ class MeasuredCalibration:
             saved = json.load(f)
         self = cls()
         for key, v in saved["gemm_seconds"].items():
-            product, m, n, k, dtype = key.split("|")
-            self.gemm_seconds[product, int(m), int(n), int(k), dtype] = v
+            product, *dims, dtype = key.split("|")
+            if len(dims) == 5:  # (an older run saved m, n, k only: timed again)
+                self.gemm_seconds[(product, *map(int, dims), dtype)] = v
         self.elem_ns = {tuple(k.split("|")): v for k, v in saved.get("elem_ns", {}).items()}
         self._overhead = dict(saved.get("overhead", {}))
         return self
 
-    def _gemm_call(self, product, m, n, k, dtype):
-        from scipy.linalg import blas
-        gemm = blas.sgemm if dtype == "float32" else blas.dgemm
+    def _gemm_call(self, product, m, n, k, dtype, full_m=None, full_n=None):
+        """One call of the engine's product as it issues it: the column-major Fortran gemm of
+        scipy's OpenBLAS (through ctypes: scipy.linalg.blas would copy a strided operand), on
+        a tile at offset 0 of operands full_m x full_n wide (the leading dimensions a tile of a
+        larger product has: its rows of W or of the gradient are far apart)."""
+        import ctypes
+        full_m, full_n = full_m or m, full_n or n
+        lib = _openblas()
+        gemm = lib.scipy_sgemm_ if dtype == "float32" else lib.scipy_dgemm_
+        ctype = ctypes.c_float if dtype == "float32" else ctypes.c_double
         rng = np.random.default_rng(0)
+        keep = []
 
-        def f(*shape):
-            return np.asfortranarray(rng.standard_normal(shape).astype(dtype))
-        # Row-major C = A B is column-major C^T = B^T A^T; the engine passes its operands so.
-        if product == "forward":  # gemm(N, N, n, m, k)
-            a, b, c, ta, tb = f(n, k), f(k, m), f(n, m), 0, 0
-        elif product == "backward_input":  # gemm(T, N, n, m, k): W is k x n row-major
-            a, b, c, ta, tb = f(k, n), f(k, m), f(n, m), 1, 0
-        else:  # backward_weights: gemm(N, T, n, m, k)
-            a, b, c, ta, tb = f(n, k), f(m, k), f(n, m), 0, 1
-        return lambda: gemm(1.0, a, b, 0.0, c, ta, tb, 1)
+        def buf(size):
+            a = rng.standard_normal(size).astype(dtype)
+            keep.append(a)
+            return a.ctypes.data_as(ctypes.c_void_p)
+        # _blas.pxd: row-major C(m x n) = op(A) op(B) is gemm(tb, ta, n, m, k, B, ldb, A, lda).
+        if product == "forward":  # a (m x k, ld k) W (k x full_n): gemm(N, N, n, m, k)
+            ta, tb, A, lda = b"N", b"N", buf(k * full_n), full_n
+            B, ldb = buf(m * k), k
+        elif product == "backward_input":  # delta (m x k) W[c0:c1]^T (rows of k): gemm(T, N)
+            ta, tb, A, lda = b"T", b"N", buf(full_n * k), k
+            B, ldb = buf(m * k), k
+        else:  # backward_weights: a[:, lo:hi]^T (ld full_m) delta[:, c0:c1] (ld full_n)
+            ta, tb, A, lda = b"N", b"T", buf(k * full_n), full_n
+            B, ldb = buf(k * full_m), full_m
+        C, ldc = buf(full_m * full_n if product == "backward_weights" else m * full_n), full_n
+        ints = [ctypes.c_int(v) for v in (n, m, k, lda, ldb, ldc)]
+        one, zero = ctype(1.0), ctype(0.0)
+        args = (ctypes.c_char_p(ta), ctypes.c_char_p(tb), *(ctypes.byref(v) for v in ints[:3]),
+                ctypes.byref(one), A, ctypes.byref(ints[3]), B, ctypes.byref(ints[4]),
+                ctypes.byref(zero), C, ctypes.byref(ints[5]))
+        return lambda: gemm(*args)
 
     def _python_overhead(self, dtype):
         if dtype not in self._overhead:
@@ -388,15 +424,16 @@ class MeasuredCalibration:
         return self.elem_ns[kind, dtype]
 
     def _time_gemm(self, key):
-        product, m, n, k, dtype = key
-        seconds = _best_seconds(self._gemm_call(product, m, n, k, dtype))
+        product, m, n, k, full_m, full_n, dtype = key
+        seconds = _best_seconds(self._gemm_call(product, m, n, k, dtype, full_m, full_n))
         # Never faster than the shape's flops at 200 GFLOP/s (the overhead is noisy).
         return max(seconds - self._python_overhead(dtype), gemm_flops(m, n, k) / 200e9)
 
     def cost(self, piece, dtype):
         if piece[0] == "elem":
             return piece[2] * self._elem(piece[1], dtype) * 1e-9
-        key = (piece[1], *piece[2:], dtype)
+        key = (piece[1], *piece[2:], dtype) if len(piece) == 7 else (
+            piece[1], *piece[2:5], *piece[2:4], dtype)
         if key not in self.gemm_seconds:
             self.gemm_seconds[key] = self._time_gemm(key)
         return self.gemm_seconds[key]
