@@ -17,27 +17,39 @@ machine. This 2-core machine cannot run sixteen threads at speed, so the passes 
   only the weight jobs (Trainer(...).jobs) and keeps the constants in a .pxd, so
   benchmarks/tests/test_schedule_model.py pins this mirror to both: a change in the engine that
   is not made here fails that test. A candidate schedule is the same rules with other constants,
-  plus an optional cut of every weight job over W's columns too (``weight_cols``): every
-  boundary stays a function of the shapes.
-- Costs. Each job is a list of GEMMs (m, n, k, which of the engine's three products) and
-  element-wise sweeps (how many elements, which kind). A Calibration turns them into seconds:
-  every distinct GEMM shape is timed on this machine through scipy.linalg.blas (the OpenBLAS the
-  engine calls), one BLAS thread, with the operands transposed as the engine issues them; the
-  element-wise kinds are timed through the engine's own kernels (fastmlp._engine._testing). A
-  smaller block is therefore charged what it really costs here (each GEMM packs its other
-  operand again), not its share of the flops. ``FlopCalibration`` (a fixed rate) is the
-  flops-only model, for the tests and for ``--flops``.
+  plus an optional cut of every weight job over W's columns too (``weight_cols``), of every
+  layer's output into column tiles (``row_cols``), or a per-layer rule (``tile_pieces``: a
+  product cut by its own m, n, k, ``--layers`` searches them): every boundary stays a function
+  of the shapes.
+- Costs. Each job is a list of GEMMs (m, n, k, which of the engine's three products, and the
+  size of the product a tile is cut from) and element-wise sweeps (how many elements, which
+  kind). A Calibration turns them into seconds: every distinct GEMM shape is timed on this
+  machine through scipy's OpenBLAS (the library the engine calls; through ctypes, as
+  scipy.linalg.blas would copy a strided operand), one BLAS thread, with the operands transposed
+  and the leading dimensions the engine passes; the element-wise kinds are timed through the
+  engine's own kernels (fastmlp._engine._testing). A smaller block is therefore charged what it
+  really costs here (each GEMM packs its other operand again; under OpenBLAS's small-matrix
+  threshold, M N K <= 1e6, it packs nothing but reads its operands at their stride), not its
+  share of the flops. (Timed as contiguous matrices, tiles looked 9-25% cheaper than whole
+  products on 2 cores; at their real stride they are 8-200% dearer: a 16 x 64 x 784 tile of a
+  1024-wide W ran at 49 GFLOP/s, a contiguous one at 158.) ``FlopCalibration`` (a fixed
+  rate) is the flops-only model, for the tests and for ``--flops``.
 - Simulation. The row pass: libgomp's static schedule (P contiguous chunks, the first n % P one
   job longer). The weight pass: dynamic with chunk 1, jobs in order, each to the thread that
-  frees up first. Plus a barrier per pass, charged BARRIER_US x log2(P) (an assumption: a tree
-  barrier of a few microseconds; it cannot be measured at 16 threads on 2 cores). T(1) is the
+  frees up first. With tiles, the row pass runs whole row block by row block while there are
+  no more threads than row blocks, else phase by phase (row_phases: a layer cut into columns
+  is a phase of its own, consecutive layers that are not share one), a dynamic pass over every
+  row block's tiles each, a barrier between phases. Plus a barrier per pass, charged
+  BARRIER_US x log2(P) (an assumption: a tree barrier of a few microseconds; it cannot be
+  measured at 16 threads on 2 cores). T(1) is the
   sum of every job; speed-up T(1)/T(P); busy = work / (P x T(P)); the critical path is the
   longest row job plus the longest weight job (a batch can never be shorter).
 - Not modelled: memory bandwidth shared by many cores, the OS taking a core away, the last
   partial batch of an epoch, the serial sum of the rows' losses (n additions).
 
-Usage: python benchmarks/schedule_model.py [--search] [--flops] [--long] [--workloads mnist,wide]
-           [--json out.json]; OMP_NUM_THREADS=1 python benchmarks/schedule_model.py --engine
+Usage: python benchmarks/schedule_model.py [--search] [--layers] [--flops] [--long]
+           [--workloads mnist,wide] [--json out.json] [--calibration saved.json];
+       OMP_NUM_THREADS=1 python benchmarks/schedule_model.py --engine
 """
 import argparse
 import heapq
@@ -63,6 +75,7 @@ BARRIER_US = 1.0  # x log2(P) per pass: an assumed tree barrier, see Design
 # The engine's block rules, mirrored (fastmlp/_engine/_schedule.pxd; the weight jobs as
 # fastmlp/_engine/_trainer.pyx's Trainer.__init__ builds them).
 
+MB = 1_000_000
 MAX_PIECES = 64  # the most tiles one product (of one row block, or one W) is cut into
 SMALL_MNK = 1_000_000  # OpenBLAS's small-matrix path (no packing) takes M N K <= this (SkylakeX)
 
@@ -77,11 +90,12 @@ def _pow2_pieces(width, least):
 
 def tile_pieces(m, n, k, mnk, min_cols, min_rows, big=0, big_cols=128, cols=True):
     """A per-layer rule: the product m x n x k (out = m x n) cut into (row pieces, column
-    pieces), shapes only. Whole if m n k <= mnk (0: never cut). From m n k >= `big` up (0: never), column tiles of >= big_cols, at most 16 (a large product is efficient
-    in large tiles). Else the fewest row pieces of >= min_rows rows for which some power of
-    two of column tiles of >= min_cols (cols False: 1) brings a tile to <= mnk, with the
-    fewest such column tiles: under OpenBLAS's small-matrix threshold a tile skips packing and
-    ran at 140-200 GFLOP/s here where the packed path on 16-64 rows ran at 70-110."""
+    pieces), shapes only. Whole if m n k <= mnk (0: never cut). From m n k >= `big` up (0:
+    never), column tiles of >= big_cols, at most 16 (a large product is efficient in large
+    tiles). Else the fewest tiles (row pieces of >= min_rows rows times column tiles of >=
+    min_cols, each a power of two; cols False: no column tiles) that bring a tile to <= mnk,
+    the widest of those: under OpenBLAS's small-matrix threshold a contiguous tile skipped
+    packing and ran at 140-200 GFLOP/s here (a strided one: see Design)."""
     if not mnk or m * n * k <= mnk:
         return 1, 1
     if big and m * n * k >= big:
@@ -532,6 +546,11 @@ CANDIDATES = (
     # the fewest tiles under it (rows >= 16, columns >= 32), the row pass's and W's alike.
     Rules("tiles<=1M", tile_mnk=SMALL_MNK, tile_cols=32, tile_rows=16, weight_mnk=SMALL_MNK,
           min_weight_rows=16, weight_tile_cols=32),
+    # The --layers search's cheapest that keeps mnist and wide >= 80% busy at 16 cores (two runs):
+    # the same, but products of >= 64 million m n k in column tiles of >= 128 (wide's), W's rows
+    # in blocks of >= 32.
+    Rules("tiles<=1M/big>=64M", tile_mnk=SMALL_MNK, big_mnk=64 * MB, tile_cols=32, tile_rows=16,
+          weight_mnk=SMALL_MNK, min_weight_rows=32, weight_tile_cols=32),
 )
 
 
@@ -553,9 +572,6 @@ def search(calibration, cores=16, sizes=(16, 32, 64, 128, 256)):
                     found.append((rules, [(run[1]["busy"], run[0]["batch_us"] / t - 1)
                                           for run, t in zip(runs, today)]))
     return found
-
-
-MB = 1_000_000
 
 
 def search_layers(calibration, cores=16, names=tuple(FIT_WORKLOADS),
