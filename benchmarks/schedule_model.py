@@ -88,6 +88,22 @@ def _pow2_pieces(width, least):
         p *= 2
 
 
+def packed_pieces(m, n, k, floor, min_cols, min_rows, want):
+    """`want` tiles or fewer (row pieces x column pieces, powers of two, rows >= min_rows,
+    columns >= min_cols) that each keep M N K > floor (OpenBLAS's packed path): halving the
+    longer side of the tile each time, as square as they come."""
+    r = c = 1
+    while r * c < want:
+        wider = (r, 2 * c) if n // (2 * c) >= min_cols else None
+        taller = (2 * r, c) if m // (2 * r) >= min_rows else None
+        options = [o for o in ((wider, taller) if n // c >= m // r else (taller, wider))
+                   if o and (m // o[0]) * (n // o[1]) * k > floor]
+        if not options:
+            break
+        r, c = options[0]
+    return r, c
+
+
 def tile_pieces(m, n, k, mnk, min_cols, min_rows, big=0, big_cols=128, cols=True):
     """A per-layer rule: the product m x n x k (out = m x n) cut into (row pieces, column
     pieces), shapes only. Whole if m n k <= mnk (0: never cut). From m n k >= `big` up (0:
@@ -125,7 +141,14 @@ class Rules:
     row_cols and weight_cols: each product is cut by tile_pieces (row blocks of >= tile_rows,
     column tiles of >= tile_cols; W's rows in blocks of >= min_weight_rows, columns of >=
     weight_tile_cols, or none if 0), so a small layer stays whole and a large one is cut, by
-    its m, n, k only."""
+    its m, n, k only.
+
+    packed_tiles: NOT shapes-only. The row pass runs today's whole row blocks while there are
+    no more threads than row blocks, else about two tiles per thread (packed_pieces), each
+    keeping M N K > tile_mnk
+    (OpenBLAS's packed path, whose sums over k do not depend on how M and N are cut: see
+    RESULTS.md) -- the same bits only as long as OpenBLAS blocks k the same way whatever M and
+    N, which is its behaviour, not its contract."""
     name: str
     min_rows: int = 256
     min_weight_rows: int = 128
@@ -139,6 +162,7 @@ class Rules:
     tile_cols: int = 32
     tile_rows: int = 16
     weight_tile_cols: int = 32
+    packed_tiles: bool = False
 
 
 TODAY = Rules("today")  # the engine's constants, as of this file (the test pins them)
@@ -222,17 +246,23 @@ def _cuts(n, pieces):
     return [block_start(n, pieces, p + 1) - block_start(n, pieces, p) for p in range(pieces)]
 
 
-def layer_stages(units, m, rules):
+def layer_stages(units, m, rules, want=0):
     """The per-layer rule's stages for a block of m rows: (row pieces, column pieces, kind,
     layer) per stage in order: the gather of X's rows (a stage of its own only where the first
     layer is cut into columns: every column tile reads every input feature), each layer
     forward (the output layer never cut into columns: softmax and the loss need whole rows),
     then each hidden delta (layer l's delta times W^l^T)."""
     L = len(units) - 1
+
+    def cut(m, n, k):
+        if rules.packed_tiles:
+            return packed_pieces(m, n, k, rules.tile_mnk, rules.tile_cols, rules.tile_rows,
+                                 want)
+        return tile_pieces(m, n, k, rules.tile_mnk, rules.tile_cols, rules.tile_rows,
+                           rules.big_mnk)
     stages = []
     for l in range(L):
-        r, c = tile_pieces(m, units[l + 1], units[l], rules.tile_mnk, rules.tile_cols,
-                           rules.tile_rows, rules.big_mnk)
+        r, c = cut(m, units[l + 1], units[l])
         if l == L - 1:  # whole rows only: as many row pieces as the rule wanted pieces
             r, c = r * c, 1
             while r > 1 and m // r < rules.tile_rows:
@@ -241,13 +271,12 @@ def layer_stages(units, m, rules):
             stages.append((r * c if m // (r * c) >= rules.tile_rows else r, 1, "gather", 0))
         stages.append((r, c, "forward", l))
     for l in range(L - 1, 0, -1):
-        r, c = tile_pieces(m, units[l], units[l + 1], rules.tile_mnk, rules.tile_cols,
-                           rules.tile_rows, rules.big_mnk)
+        r, c = cut(m, units[l], units[l + 1])
         stages.append((r, c, "backward", l))
     return stages
 
 
-def row_phases(units, m, rules):
+def row_phases(units, m, rules, want=0):
     """The row pass for a block of m rows as phases (a barrier between two, when run stage by
     stage), each a list of tiles, each tile a list of pieces. Consecutive stages not cut into
     columns share a phase (rows flow through them, no barrier), cut into the most row pieces
@@ -265,7 +294,7 @@ def row_phases(units, m, rules):
         return [("gemm", "backward_input", rows, cols, units[l + 1], rows, units[l]),
                 ("elem", "row", rows * cols)]
     groups = []
-    for stage in layer_stages(units, m, rules):
+    for stage in layer_stages(units, m, rules, want):
         if stage[1] == 1 and groups and groups[-1][-1][1] == 1:
             groups[-1].append(stage)
         else:
@@ -488,22 +517,33 @@ def barrier_seconds(P):
     return BARRIER_US * 1e-6 * math.log2(P) if P > 1 else 0.0
 
 
-def job_costs(workload, rules, calibration):
-    """The row pass's tile costs [row block][stage][tile] and the weight jobs' costs, seconds."""
+def job_costs(workload, rules, calibration, P=16):
+    """The row pass's tile costs [row block][stage][tile] and the weight jobs' costs, seconds.
+    packed_tiles: (today's whole blocks, the tiles for P threads) -- two tiles per thread."""
     units = (workload.n_features, *workload.hidden, N_CLASSES)
     batch, dtype = workload.batch_size, workload.dtype
 
     def cost(pieces):
         return sum(calibration.cost(p, dtype) for p in pieces)
-    rows = [[[cost(tile) for tile in stage] for stage in row_phases(units, r1 - r0, rules)]
-            for r0, r1 in row_blocks(batch, rules)]
+    blocks = row_blocks(batch, rules)
+    want = -(-2 * P // len(blocks))
+    rows = [[[cost(tile) for tile in stage] for stage in row_phases(units, r1 - r0, rules, want)]
+            for r0, r1 in blocks]
     weights = [cost(weight_job_pieces(units, batch, job))
                for job in weight_jobs(units, rules, batch)]
+    if rules.packed_tiles:  # with few threads, today's whole row blocks
+        whole = [[[cost(tile) for tile in stage] for stage in row_stages(units, r1 - r0, TODAY)]
+                 for r0, r1 in row_blocks(batch, rules)]
+        return (whole, rows), weights
     return rows, weights
 
 
 def row_pass(rows, rules, P):
     """The row pass's time on P threads, and whether it ran stage by stage."""
+    if rules.packed_tiles:
+        whole, rows = rows
+        if P <= len(rows):
+            return static_pass([sum(map(sum, block)) for block in whole], P), False
     if P > len(rows) and (len(rows[0]) > 1 or len(rows[0][0]) > 1):
         stages = list(zip(*rows))  # stage s: every row block's tiles, block after block
         return (sum(dynamic_pass([c for tiles in stage for c in tiles], P) for stage in stages)
@@ -513,8 +553,11 @@ def row_pass(rows, rules, P):
 
 def simulate(workload, rules, calibration, cores=CORES):
     """Per P: the batch's simulated time, speed-up over P = 1, busy fraction, and the jobs."""
-    rows, weights = job_costs(workload, rules, calibration)
-    work = sum(sum(map(sum, block)) for block in rows) + sum(weights)
+    both, weights = job_costs(workload, rules, calibration, max(cores))
+    rows = both[1] if rules.packed_tiles else both
+    # the work: one core's batch (with packed_tiles, today's whole blocks: tiles are overhead)
+    work = sum(sum(map(sum, block)) for block in (both[0] if rules.packed_tiles else rows))
+    work += sum(weights)
     if rules.row_cols or rules.tile_mnk:  # enough threads: each stage's longest tile in turn
         row_critical = sum(max(max(tiles) for tiles in stage) for stage in zip(*rows))
         row_jobs = max(sum(len(tiles) for tiles in stage) for stage in zip(*rows))
@@ -523,7 +566,9 @@ def simulate(workload, rules, calibration, cores=CORES):
         row_jobs = len(rows)
     out = []
     for P in cores:
-        t_rows, staged = row_pass(rows, rules, P)
+        if rules.packed_tiles:  # the tiles for P threads (their bits do not depend on P)
+            both = job_costs(workload, rules, calibration, P)[0]
+        t_rows, staged = row_pass(both, rules, P)
         t = t_rows + dynamic_pass(weights, P) + 2 * barrier_seconds(P)
         out.append(dict(P=P, row_jobs=row_jobs, weight_jobs=len(weights), staged=staged,
                         phases=len(rows[0]),
@@ -551,6 +596,11 @@ CANDIDATES = (
     # in blocks of >= 32.
     Rules("tiles<=1M/big>=64M", tile_mnk=SMALL_MNK, big_mnk=64 * MB, tile_cols=32, tile_rows=16,
           weight_mnk=SMALL_MNK, min_weight_rows=32, weight_tile_cols=32),
+    # Not shapes-only (packed_tiles): whole row blocks on few threads, packed-path tiles on many;
+    # W as tiles<=1M/big>=64M (that part models 0 to -2% on 2 cores but mnist-f64's +2%).
+    Rules("packed>1M|few:whole", tile_mnk=SMALL_MNK, tile_cols=32, tile_rows=16,
+          packed_tiles=True, big_mnk=64 * MB, weight_mnk=SMALL_MNK, min_weight_rows=32,
+          weight_tile_cols=32),
 )
 
 
