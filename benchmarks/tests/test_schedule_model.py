@@ -128,3 +128,26 @@ def test_per_layer_rule_row_phases_cover_every_output_once():
         assert sum(p[2] * p[3] for p in gemms if p[1] == "forward") == m * sum(units[1:])
         assert (sum(p[2] * p[3] for p in gemms if p[1] == "backward_input")
                 == m * sum(units[1:-1]))
+
+
+@pytest.mark.parametrize("shape", [(128, 256, 784), (256, 1024, 1024), (16, 256, 784),
+                                   (128, 128, 256), (100, 100, 64)])
+@pytest.mark.parametrize("want", [1, 4, 16, 64])
+def test_packed_pieces_stay_on_the_packed_path(shape, want):
+    m, n, k = shape
+    r, c = sm.packed_pieces(m, n, k, sm.SMALL_MNK, 32, 16, want)
+    assert r * c <= max(want, 1) and r & (r - 1) == 0 and c & (c - 1) == 0
+    if (r, c) != (1, 1):  # every tile keeps M N K over the small-matrix threshold
+        assert (m // r) * (n // c) * k > sm.SMALL_MNK
+        assert m // r >= 16 and n // c >= 32
+
+
+def test_packed_tiles_run_whole_blocks_on_few_threads():
+    rules = next(r for r in sm.CANDIDATES if r.packed_tiles)
+    calibration = sm.FlopCalibration()
+    for name in ("mnist", "wide"):
+        today = sm.simulate(FIT_WORKLOADS[name], sm.TODAY, calibration, (1, 2))
+        packed = sm.simulate(FIT_WORKLOADS[name], rules, calibration, (1, 2, 16))
+        assert not packed[1]["staged"] and packed[2]["staged"]
+        # on two threads only the weight jobs differ from today's: flops alike, time alike
+        assert packed[1]["batch_us"] == pytest.approx(today[1]["batch_us"], rel=0.05)
