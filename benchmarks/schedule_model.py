@@ -17,27 +17,39 @@ machine. This 2-core machine cannot run sixteen threads at speed, so the passes 
   only the weight jobs (Trainer(...).jobs) and keeps the constants in a .pxd, so
   benchmarks/tests/test_schedule_model.py pins this mirror to both: a change in the engine that
   is not made here fails that test. A candidate schedule is the same rules with other constants,
-  plus an optional cut of every weight job over W's columns too (``weight_cols``): every
-  boundary stays a function of the shapes.
-- Costs. Each job is a list of GEMMs (m, n, k, which of the engine's three products) and
-  element-wise sweeps (how many elements, which kind). A Calibration turns them into seconds:
-  every distinct GEMM shape is timed on this machine through scipy.linalg.blas (the OpenBLAS the
-  engine calls), one BLAS thread, with the operands transposed as the engine issues them; the
-  element-wise kinds are timed through the engine's own kernels (fastmlp._engine._testing). A
-  smaller block is therefore charged what it really costs here (each GEMM packs its other
-  operand again), not its share of the flops. ``FlopCalibration`` (a fixed rate) is the
-  flops-only model, for the tests and for ``--flops``.
+  plus an optional cut of every weight job over W's columns too (``weight_cols``), of every
+  layer's output into column tiles (``row_cols``), or a per-layer rule (``tile_pieces``: a
+  product cut by its own m, n, k, ``--layers`` searches them): every boundary stays a function
+  of the shapes.
+- Costs. Each job is a list of GEMMs (m, n, k, which of the engine's three products, and the
+  size of the product a tile is cut from) and element-wise sweeps (how many elements, which
+  kind). A Calibration turns them into seconds: every distinct GEMM shape is timed on this
+  machine through scipy's OpenBLAS (the library the engine calls; through ctypes, as
+  scipy.linalg.blas would copy a strided operand), one BLAS thread, with the operands transposed
+  and the leading dimensions the engine passes; the element-wise kinds are timed through the
+  engine's own kernels (fastmlp._engine._testing). A smaller block is therefore charged what it
+  really costs here (each GEMM packs its other operand again; under OpenBLAS's small-matrix
+  threshold, M N K <= 1e6, it packs nothing but reads its operands at their stride), not its
+  share of the flops. (Timed as contiguous matrices, tiles looked 9-25% cheaper than whole
+  products on 2 cores; at their real stride they are 8-200% dearer: a 16 x 64 x 784 tile of a
+  1024-wide W ran at 49 GFLOP/s, a contiguous one at 158.) ``FlopCalibration`` (a fixed
+  rate) is the flops-only model, for the tests and for ``--flops``.
 - Simulation. The row pass: libgomp's static schedule (P contiguous chunks, the first n % P one
   job longer). The weight pass: dynamic with chunk 1, jobs in order, each to the thread that
-  frees up first. Plus a barrier per pass, charged BARRIER_US x log2(P) (an assumption: a tree
-  barrier of a few microseconds; it cannot be measured at 16 threads on 2 cores). T(1) is the
+  frees up first. With tiles, the row pass runs whole row block by row block while there are
+  no more threads than row blocks, else phase by phase (row_phases: a layer cut into columns
+  is a phase of its own, consecutive layers that are not share one), a dynamic pass over every
+  row block's tiles each, a barrier between phases. Plus a barrier per pass, charged
+  BARRIER_US x log2(P) (an assumption: a tree barrier of a few microseconds; it cannot be
+  measured at 16 threads on 2 cores). T(1) is the
   sum of every job; speed-up T(1)/T(P); busy = work / (P x T(P)); the critical path is the
   longest row job plus the longest weight job (a batch can never be shorter).
 - Not modelled: memory bandwidth shared by many cores, the OS taking a core away, the last
   partial batch of an epoch, the serial sum of the rows' losses (n additions).
 
-Usage: python benchmarks/schedule_model.py [--search] [--flops] [--long] [--workloads mnist,wide]
-           [--json out.json]; OMP_NUM_THREADS=1 python benchmarks/schedule_model.py --engine
+Usage: python benchmarks/schedule_model.py [--search] [--layers] [--flops] [--long]
+           [--workloads mnist,wide] [--json out.json] [--calibration saved.json];
+       OMP_NUM_THREADS=1 python benchmarks/schedule_model.py --engine
 """
 import argparse
 import heapq
@@ -63,6 +75,59 @@ BARRIER_US = 1.0  # x log2(P) per pass: an assumed tree barrier, see Design
 # The engine's block rules, mirrored (fastmlp/_engine/_schedule.pxd; the weight jobs as
 # fastmlp/_engine/_trainer.pyx's Trainer.__init__ builds them).
 
+MB = 1_000_000
+MAX_PIECES = 64  # the most tiles one product (of one row block, or one W) is cut into
+SMALL_MNK = 1_000_000  # OpenBLAS's small-matrix path (no packing) takes M N K <= this (SkylakeX)
+
+
+def _pow2_pieces(width, least):
+    """Powers of two p (1, 2, 4, ...) while width // p >= least (at most MAX_PIECES)."""
+    p = 1
+    while p <= MAX_PIECES and (p == 1 or width // p >= least):
+        yield p
+        p *= 2
+
+
+def packed_pieces(m, n, k, floor, min_cols, min_rows, want):
+    """`want` tiles or fewer (row pieces x column pieces, powers of two, rows >= min_rows,
+    columns >= min_cols) that each keep M N K > floor (OpenBLAS's packed path): halving the
+    longer side of the tile each time, as square as they come."""
+    r = c = 1
+    while r * c < want:
+        wider = (r, 2 * c) if n // (2 * c) >= min_cols else None
+        taller = (2 * r, c) if m // (2 * r) >= min_rows else None
+        options = [o for o in ((wider, taller) if n // c >= m // r else (taller, wider))
+                   if o and (m // o[0]) * (n // o[1]) * k > floor]
+        if not options:
+            break
+        r, c = options[0]
+    return r, c
+
+
+def tile_pieces(m, n, k, mnk, min_cols, min_rows, big=0, big_cols=128, cols=True):
+    """A per-layer rule: the product m x n x k (out = m x n) cut into (row pieces, column
+    pieces), shapes only. Whole if m n k <= mnk (0: never cut). From m n k >= `big` up (0:
+    never), column tiles of >= big_cols, at most 16 (a large product is efficient in large
+    tiles). Else the fewest tiles (row pieces of >= min_rows rows times column tiles of >=
+    min_cols, each a power of two; cols False: no column tiles) that bring a tile to <= mnk,
+    the widest of those: under OpenBLAS's small-matrix threshold a contiguous tile skipped
+    packing and ran at 140-200 GFLOP/s here (a strided one: see Design)."""
+    if not mnk or m * n * k <= mnk:
+        return 1, 1
+    if big and m * n * k >= big:
+        c = 1
+        while c < 16 and n // (2 * c) >= big_cols:
+            c *= 2
+        return 1, c
+    fits = [(r, c) for r in _pow2_pieces(m, min_rows)
+            for c in (_pow2_pieces(n, min_cols) if cols else (1,))
+            if -(-m // r) * -(-n // c) * k <= mnk]
+    if fits:  # the fewest tiles; of those, the widest (OpenBLAS's M is the engine's columns)
+        return min(fits, key=lambda rc: (rc[0] * rc[1], rc[1]))
+    r = max(_pow2_pieces(m, min_rows))  # none fits: the finest allowed
+    return r, (max(_pow2_pieces(n, min_cols)) if cols else 1)
+
+
 @dataclass(frozen=True)
 class Rules:
     """A schedule's constants. weight_cols > 0 also cuts each W's columns into
@@ -70,7 +135,20 @@ class Rules:
     into column tiles the same way (the engine does neither: 0). Tiles are run whole row block
     by whole row block (today's rows_job, no more barriers) while there are no more threads than
     row blocks, else stage by stage (each layer a dynamic pass over its tiles, a barrier after
-    each): the tiles, so every BLAS call, are the same either way."""
+    each): the tiles, so every BLAS call, are the same either way.
+
+    Per-layer rules (tile_mnk > 0 for the row pass, weight_mnk > 0 for the weight pass) replace
+    row_cols and weight_cols: each product is cut by tile_pieces (row blocks of >= tile_rows,
+    column tiles of >= tile_cols; W's rows in blocks of >= min_weight_rows, columns of >=
+    weight_tile_cols, or none if 0), so a small layer stays whole and a large one is cut, by
+    its m, n, k only.
+
+    packed_tiles: NOT shapes-only. The row pass runs today's whole row blocks while there are
+    no more threads than row blocks, else about two tiles per thread (packed_pieces), each
+    keeping M N K > tile_mnk
+    (OpenBLAS's packed path, whose sums over k do not depend on how M and N are cut: see
+    RESULTS.md) -- the same bits only as long as OpenBLAS blocks k the same way whatever M and
+    N, which is its behaviour, not its contract."""
     name: str
     min_rows: int = 256
     min_weight_rows: int = 128
@@ -78,6 +156,13 @@ class Rules:
     max_blocks: int = 16
     weight_cols: int = 0
     row_cols: int = 0
+    tile_mnk: int = 0
+    weight_mnk: int = 0
+    big_mnk: int = 0
+    tile_cols: int = 32
+    tile_rows: int = 16
+    weight_tile_cols: int = 32
+    packed_tiles: bool = False
 
 
 TODAY = Rules("today")  # the engine's constants, as of this file (the test pins them)
@@ -102,14 +187,19 @@ def row_blocks(batch, rules=TODAY):
             for b in range(blocks)]
 
 
-def weight_jobs(units, rules=TODAY):
+def weight_jobs(units, rules=TODAY, batch=0):
     """The weight pass's jobs in order: (layer, lo, hi, c0, c1), W's rows lo..hi and columns
-    c0..c1 (hi = -1: the layer's bias). With weight_cols = 0, (l, lo, hi) are Trainer.jobs."""
+    c0..c1 (hi = -1: the layer's bias). With weight_cols = 0, (l, lo, hi) are Trainer.jobs.
+    A per-layer rule (weight_mnk) needs the batch's size: the GEMM's k."""
     jobs = []
     for l in range(len(units) - 1):
         n_in, n_out = units[l], units[l + 1]
         blocks = n_blocks(n_in, rules.min_weight_rows, rules)
         col_blocks = n_blocks(n_out, rules.weight_cols, rules) if rules.weight_cols else 1
+        if rules.weight_mnk:
+            blocks, col_blocks = tile_pieces(n_in, n_out, batch, rules.weight_mnk,
+                                             rules.weight_tile_cols, rules.min_weight_rows,
+                                             rules.big_mnk, cols=rules.weight_tile_cols > 0)
         for b in range(blocks):
             for c in range(col_blocks):
                 jobs.append((l, block_start(n_in, blocks, b), block_start(n_in, blocks, b + 1),
@@ -120,7 +210,9 @@ def weight_jobs(units, rules=TODAY):
 
 
 # ---------------------------------------------------------------------------------------------
-# What each job does: GEMMs ("gemm", product, m, n, k) and element-wise sweeps ("elem", kind,
+# What each job does: GEMMs ("gemm", product, m, n, k, full_m, full_n: a tile of a product whose
+# operands are full_m rows and full_n columns wide, which sets the leading dimensions the engine
+# passes) and element-wise sweeps ("elem", kind,
 # count). Products as the engine names them (row-major): forward out(m x n) = a(m x k) W(k x n);
 # backward_input d_in(m x n) = delta(m x k) W^T; backward_weights dW(m x n) = a^T(m x k)
 # delta(k x n), k being the batch.
@@ -139,22 +231,95 @@ def row_stages(units, m, rules):
         tiles = []
         for w in cut(units[l + 1]):
             tile = [("elem", "row", m * units[0] * w / units[1])] if l == 0 else []  # gather
-            tile += [("gemm", "forward", m, w, units[l]),
+            tile += [("gemm", "forward", m, w, units[l], m, units[l + 1]),
                      ("elem", "row", m * w)]  # bias + activation (softmax + loss)
             tiles.append(tile)
         stages.append(tiles)
     for l in range(L - 1, 0, -1):
-        stages.append([[("gemm", "backward_input", m, w, units[l + 1]),
+        stages.append([[("gemm", "backward_input", m, w, units[l + 1], m, units[l]),
                         ("elem", "row", m * w)]  # times the activation's derivative
                        for w in cut(units[l])])
     return stages
+
+
+def _cuts(n, pieces):
+    return [block_start(n, pieces, p + 1) - block_start(n, pieces, p) for p in range(pieces)]
+
+
+def layer_stages(units, m, rules, want=0):
+    """The per-layer rule's stages for a block of m rows: (row pieces, column pieces, kind,
+    layer) per stage in order: the gather of X's rows (a stage of its own only where the first
+    layer is cut into columns: every column tile reads every input feature), each layer
+    forward (the output layer never cut into columns: softmax and the loss need whole rows),
+    then each hidden delta (layer l's delta times W^l^T)."""
+    L = len(units) - 1
+
+    def cut(m, n, k):
+        if rules.packed_tiles:
+            return packed_pieces(m, n, k, rules.tile_mnk, rules.tile_cols, rules.tile_rows,
+                                 want)
+        return tile_pieces(m, n, k, rules.tile_mnk, rules.tile_cols, rules.tile_rows,
+                           rules.big_mnk)
+    stages = []
+    for l in range(L):
+        r, c = cut(m, units[l + 1], units[l])
+        if l == L - 1:  # whole rows only: as many row pieces as the rule wanted pieces
+            r, c = r * c, 1
+            while r > 1 and m // r < rules.tile_rows:
+                r //= 2
+        if l == 0 and c > 1:
+            stages.append((r * c if m // (r * c) >= rules.tile_rows else r, 1, "gather", 0))
+        stages.append((r, c, "forward", l))
+    for l in range(L - 1, 0, -1):
+        r, c = cut(m, units[l], units[l + 1])
+        stages.append((r, c, "backward", l))
+    return stages
+
+
+def row_phases(units, m, rules, want=0):
+    """The row pass for a block of m rows as phases (a barrier between two, when run stage by
+    stage), each a list of tiles, each tile a list of pieces. Consecutive stages not cut into
+    columns share a phase (rows flow through them, no barrier), cut into the most row pieces
+    of any of them; a stage cut into columns is a phase of its own. Today: one phase, one tile."""
+    if not rules.tile_mnk:
+        return row_stages(units, m, rules)
+
+    def pieces(kind, l, rows, c, cols):
+        if kind == "gather":
+            return [("elem", "row", rows * units[0])]
+        if kind == "forward":
+            out = [] if l or c > 1 else [("elem", "row", rows * units[0])]  # gather, in place
+            return out + [("gemm", "forward", rows, cols, units[l], rows, units[l + 1]),
+                          ("elem", "row", rows * cols)]
+        return [("gemm", "backward_input", rows, cols, units[l + 1], rows, units[l]),
+                ("elem", "row", rows * cols)]
+    groups = []
+    for stage in layer_stages(units, m, rules, want):
+        if stage[1] == 1 and groups and groups[-1][-1][1] == 1:
+            groups[-1].append(stage)
+        else:
+            groups.append([stage])
+    phases = []
+    for group in groups:
+        if len(group) == 1:
+            r, c, kind, l = group[0]
+            n = units[l + 1] if kind == "forward" else units[l] if kind == "backward" else 1
+            phases.append([pieces(kind, l, rows, c, cols) for rows in _cuts(m, r)
+                           for cols in (_cuts(n, c) if kind != "gather" else [0])])
+            continue
+        r = max(s[0] for s in group)
+        phases.append([[p for _, _, kind, l in group
+                        for p in pieces(kind, l, rows, 1,
+                                        units[l + 1] if kind == "forward" else units[l])]
+                       for rows in _cuts(m, r)])
+    return phases
 
 
 def weight_job_pieces(units, batch, job):
     l, lo, hi, c0, c1 = job
     if hi < 0:  # the bias: the sum of the batch's deltas, then the step
         return [("elem", "row", batch * units[l + 1]), ("elem", "step", units[l + 1])]
-    return [("gemm", "backward_weights", hi - lo, c1 - c0, batch),
+    return [("gemm", "backward_weights", hi - lo, c1 - c0, batch, units[l], units[l + 1]),
             ("elem", "step", (hi - lo) * (c1 - c0))]
 
 
@@ -172,11 +337,24 @@ class FlopCalibration:
 
     def cost(self, piece, dtype):
         if piece[0] == "gemm":
-            return gemm_flops(*piece[2:]) / (self.gflops * 1e9)
+            return gemm_flops(*piece[2:5]) / (self.gflops * 1e9)
         return piece[2] * self.ns_per_element * 1e-9
 
     def refine(self, rounds):
         pass
+
+
+def _openblas():
+    """scipy's OpenBLAS, the library the engine calls through scipy.linalg.cython_blas."""
+    import ctypes
+    import glob
+
+    import scipy
+    libs = glob.glob(os.path.join(os.path.dirname(scipy.__file__), os.pardir, "scipy.libs",
+                                  "libscipy_openblas*.so*"))
+    if not libs:
+        raise RuntimeError("scipy's bundled OpenBLAS not found (scipy.libs/libscipy_openblas)")
+    return ctypes.CDLL(libs[0])
 
 
 def _best_seconds(call, min_seconds=5e-3, samples=3):
@@ -214,21 +392,54 @@ class MeasuredCalibration:
         self.gemm_seconds, self.elem_ns = {}, {}
         self._overhead = {}
 
-    def _gemm_call(self, product, m, n, k, dtype):
-        from scipy.linalg import blas
-        gemm = blas.sgemm if dtype == "float32" else blas.dgemm
-        rng = np.random.default_rng(0)
+    @classmethod
+    def load(cls, path):
+        """The timings a run saved with --json (shapes it did not time are timed when asked)."""
+        with open(path) as f:
+            saved = json.load(f)
+        self = cls()
+        for key, v in saved["gemm_seconds"].items():
+            product, *dims, dtype = key.split("|")
+            if len(dims) == 5:  # (an older run saved m, n, k only: timed again)
+                self.gemm_seconds[(product, *map(int, dims), dtype)] = v
+        self.elem_ns = {tuple(k.split("|")): v for k, v in saved.get("elem_ns", {}).items()}
+        self._overhead = dict(saved.get("overhead", {}))
+        return self
 
-        def f(*shape):
-            return np.asfortranarray(rng.standard_normal(shape).astype(dtype))
-        # Row-major C = A B is column-major C^T = B^T A^T; the engine passes its operands so.
-        if product == "forward":  # gemm(N, N, n, m, k)
-            a, b, c, ta, tb = f(n, k), f(k, m), f(n, m), 0, 0
-        elif product == "backward_input":  # gemm(T, N, n, m, k): W is k x n row-major
-            a, b, c, ta, tb = f(k, n), f(k, m), f(n, m), 1, 0
-        else:  # backward_weights: gemm(N, T, n, m, k)
-            a, b, c, ta, tb = f(n, k), f(m, k), f(n, m), 0, 1
-        return lambda: gemm(1.0, a, b, 0.0, c, ta, tb, 1)
+    def _gemm_call(self, product, m, n, k, dtype, full_m=None, full_n=None):
+        """One call of the engine's product as it issues it: the column-major Fortran gemm of
+        scipy's OpenBLAS (through ctypes: scipy.linalg.blas would copy a strided operand), on
+        a tile at offset 0 of operands full_m x full_n wide (the leading dimensions a tile of a
+        larger product has: its rows of W or of the gradient are far apart)."""
+        import ctypes
+        full_m, full_n = full_m or m, full_n or n
+        lib = _openblas()
+        gemm = lib.scipy_sgemm_ if dtype == "float32" else lib.scipy_dgemm_
+        ctype = ctypes.c_float if dtype == "float32" else ctypes.c_double
+        rng = np.random.default_rng(0)
+        keep = []
+
+        def buf(size):
+            a = rng.standard_normal(size).astype(dtype)
+            keep.append(a)
+            return a.ctypes.data_as(ctypes.c_void_p)
+        # _blas.pxd: row-major C(m x n) = op(A) op(B) is gemm(tb, ta, n, m, k, B, ldb, A, lda).
+        if product == "forward":  # a (m x k, ld k) W (k x full_n): gemm(N, N, n, m, k)
+            ta, tb, A, lda = b"N", b"N", buf(k * full_n), full_n
+            B, ldb = buf(m * k), k
+        elif product == "backward_input":  # delta (m x k) W[c0:c1]^T (rows of k): gemm(T, N)
+            ta, tb, A, lda = b"T", b"N", buf(full_n * k), k
+            B, ldb = buf(m * k), k
+        else:  # backward_weights: a[:, lo:hi]^T (ld full_m) delta[:, c0:c1] (ld full_n)
+            ta, tb, A, lda = b"N", b"T", buf(k * full_n), full_n
+            B, ldb = buf(k * full_m), full_m
+        C, ldc = buf(full_m * full_n if product == "backward_weights" else m * full_n), full_n
+        ints = [ctypes.c_int(v) for v in (n, m, k, lda, ldb, ldc)]
+        one, zero = ctype(1.0), ctype(0.0)
+        args = (ctypes.c_char_p(ta), ctypes.c_char_p(tb), *(ctypes.byref(v) for v in ints[:3]),
+                ctypes.byref(one), A, ctypes.byref(ints[3]), B, ctypes.byref(ints[4]),
+                ctypes.byref(zero), C, ctypes.byref(ints[5]))
+        return lambda: gemm(*args)
 
     def _python_overhead(self, dtype):
         if dtype not in self._overhead:
@@ -256,15 +467,16 @@ class MeasuredCalibration:
         return self.elem_ns[kind, dtype]
 
     def _time_gemm(self, key):
-        product, m, n, k, dtype = key
-        seconds = _best_seconds(self._gemm_call(product, m, n, k, dtype))
+        product, m, n, k, full_m, full_n, dtype = key
+        seconds = _best_seconds(self._gemm_call(product, m, n, k, dtype, full_m, full_n))
         # Never faster than the shape's flops at 200 GFLOP/s (the overhead is noisy).
         return max(seconds - self._python_overhead(dtype), gemm_flops(m, n, k) / 200e9)
 
     def cost(self, piece, dtype):
         if piece[0] == "elem":
             return piece[2] * self._elem(piece[1], dtype) * 1e-9
-        key = (piece[1], *piece[2:], dtype)
+        key = (piece[1], *piece[2:], dtype) if len(piece) == 7 else (
+            piece[1], *piece[2:5], *piece[2:4], dtype)
         if key not in self.gemm_seconds:
             self.gemm_seconds[key] = self._time_gemm(key)
         return self.gemm_seconds[key]
@@ -305,22 +517,34 @@ def barrier_seconds(P):
     return BARRIER_US * 1e-6 * math.log2(P) if P > 1 else 0.0
 
 
-def job_costs(workload, rules, calibration):
-    """The row pass's tile costs [row block][stage][tile] and the weight jobs' costs, seconds."""
+def job_costs(workload, rules, calibration, P=16):
+    """The row pass's tile costs [row block][stage][tile] and the weight jobs' costs, seconds.
+    packed_tiles: (today's whole blocks, the tiles for P threads) -- two tiles per thread."""
     units = (workload.n_features, *workload.hidden, N_CLASSES)
     batch, dtype = workload.batch_size, workload.dtype
 
     def cost(pieces):
         return sum(calibration.cost(p, dtype) for p in pieces)
-    rows = [[[cost(tile) for tile in stage] for stage in row_stages(units, r1 - r0, rules)]
-            for r0, r1 in row_blocks(batch, rules)]
-    weights = [cost(weight_job_pieces(units, batch, job)) for job in weight_jobs(units, rules)]
+    blocks = row_blocks(batch, rules)
+    want = -(-2 * P // len(blocks))
+    rows = [[[cost(tile) for tile in stage] for stage in row_phases(units, r1 - r0, rules, want)]
+            for r0, r1 in blocks]
+    weights = [cost(weight_job_pieces(units, batch, job))
+               for job in weight_jobs(units, rules, batch)]
+    if rules.packed_tiles:  # with few threads, today's whole row blocks
+        whole = [[[cost(tile) for tile in stage] for stage in row_stages(units, r1 - r0, TODAY)]
+                 for r0, r1 in row_blocks(batch, rules)]
+        return (whole, rows), weights
     return rows, weights
 
 
 def row_pass(rows, rules, P):
     """The row pass's time on P threads, and whether it ran stage by stage."""
-    if rules.row_cols and P > len(rows):
+    if rules.packed_tiles:
+        whole, rows = rows
+        if P <= len(rows):
+            return static_pass([sum(map(sum, block)) for block in whole], P), False
+    if P > len(rows) and (len(rows[0]) > 1 or len(rows[0][0]) > 1):
         stages = list(zip(*rows))  # stage s: every row block's tiles, block after block
         return (sum(dynamic_pass([c for tiles in stage for c in tiles], P) for stage in stages)
                 + (len(stages) - 1) * barrier_seconds(P)), True
@@ -329,9 +553,12 @@ def row_pass(rows, rules, P):
 
 def simulate(workload, rules, calibration, cores=CORES):
     """Per P: the batch's simulated time, speed-up over P = 1, busy fraction, and the jobs."""
-    rows, weights = job_costs(workload, rules, calibration)
-    work = sum(sum(map(sum, block)) for block in rows) + sum(weights)
-    if rules.row_cols:  # with enough threads, the longest tile of each stage, one after another
+    both, weights = job_costs(workload, rules, calibration, max(cores))
+    rows = both[1] if rules.packed_tiles else both
+    # the work: one core's batch (with packed_tiles, today's whole blocks: tiles are overhead)
+    work = sum(sum(map(sum, block)) for block in (both[0] if rules.packed_tiles else rows))
+    work += sum(weights)
+    if rules.row_cols or rules.tile_mnk:  # enough threads: each stage's longest tile in turn
         row_critical = sum(max(max(tiles) for tiles in stage) for stage in zip(*rows))
         row_jobs = max(sum(len(tiles) for tiles in stage) for stage in zip(*rows))
     else:
@@ -339,9 +566,12 @@ def simulate(workload, rules, calibration, cores=CORES):
         row_jobs = len(rows)
     out = []
     for P in cores:
-        t_rows, staged = row_pass(rows, rules, P)
+        if rules.packed_tiles:  # the tiles for P threads (their bits do not depend on P)
+            both = job_costs(workload, rules, calibration, P)[0]
+        t_rows, staged = row_pass(both, rules, P)
         t = t_rows + dynamic_pass(weights, P) + 2 * barrier_seconds(P)
         out.append(dict(P=P, row_jobs=row_jobs, weight_jobs=len(weights), staged=staged,
+                        phases=len(rows[0]),
                         critical_us=(row_critical + max(weights)) * 1e6, batch_us=t * 1e6,
                         speedup=work / t, busy=work / (P * t)))
     return out
@@ -357,6 +587,20 @@ CANDIDATES = (
     Rules("r256c16/w64c32", row_cols=16, min_weight_rows=64, weight_cols=32),
     Rules("r16c64/w64c32", min_rows=16, row_cols=64, min_weight_rows=64, weight_cols=32),
     Rules("r256c128/w128c128", row_cols=128, weight_cols=128),
+    # Per-layer rules (--layers): every product over OpenBLAS's small-matrix threshold cut into
+    # the fewest tiles under it (rows >= 16, columns >= 32), the row pass's and W's alike.
+    Rules("tiles<=1M", tile_mnk=SMALL_MNK, tile_cols=32, tile_rows=16, weight_mnk=SMALL_MNK,
+          min_weight_rows=16, weight_tile_cols=32),
+    # The --layers search's cheapest that keeps mnist and wide >= 80% busy at 16 cores (two runs):
+    # the same, but products of >= 64 million m n k in column tiles of >= 128 (wide's), W's rows
+    # in blocks of >= 32.
+    Rules("tiles<=1M/big>=64M", tile_mnk=SMALL_MNK, big_mnk=64 * MB, tile_cols=32, tile_rows=16,
+          weight_mnk=SMALL_MNK, min_weight_rows=32, weight_tile_cols=32),
+    # Not shapes-only (packed_tiles): whole row blocks on few threads, packed-path tiles on many;
+    # W as tiles<=1M/big>=64M (that part models 0 to -2% on 2 cores but mnist-f64's +2%).
+    Rules("packed>1M|few:whole", tile_mnk=SMALL_MNK, tile_cols=32, tile_rows=16,
+          packed_tiles=True, big_mnk=64 * MB, weight_mnk=SMALL_MNK, min_weight_rows=32,
+          weight_tile_cols=32),
 )
 
 
@@ -380,6 +624,40 @@ def search(calibration, cores=16, sizes=(16, 32, 64, 128, 256)):
     return found
 
 
+def search_layers(calibration, cores=16, names=tuple(FIT_WORKLOADS),
+                  row_blocks_rows=(256,), tile_mnk=(0, SMALL_MNK // 2, SMALL_MNK),
+                  big_mnk=(0, 16 * MB, 64 * MB), tile_cols=(16, 32, 64), tile_rows=(8, 16),
+                  weight_mnk=(0, SMALL_MNK // 2, SMALL_MNK), min_weight_rows=(16, 32),
+                  weight_tile_cols=(0, 32, 64)):
+    """Per-layer rules (tile_pieces) on a grid, on every workload: (rules, {name: (busy at
+    `cores`, T(2) / today's T(2) - 1)})."""
+    workloads = {n: FIT_WORKLOADS[n] for n in names}
+    today = {n: simulate(w, TODAY, calibration, (2,))[0]["batch_us"] for n, w in workloads.items()}
+    found = []
+    for rb in row_blocks_rows:
+        for big in big_mnk:
+            for tm in tile_mnk:
+                for tc in (tile_cols if tm else (32,)):
+                    for tr in (tile_rows if tm else (16,)):
+                        for wm in weight_mnk:
+                            for wr in (min_weight_rows if wm else (128,)):
+                                for wc in (weight_tile_cols if wm else (32,)):
+                                    if not tm and not wm and big:
+                                        continue
+                                    rules = Rules(
+                                        f"r{rb}b{big // MB}t{tm / MB:g}c{tc}r{tr}/"
+                                        f"w{wm / MB:g}r{wr}c{wc}", min_rows=rb, big_mnk=big,
+                                        tile_mnk=tm, tile_cols=tc, tile_rows=tr, weight_mnk=wm,
+                                        min_weight_rows=wr, weight_tile_cols=wc)
+                                    scores = {}
+                                    for n, w in workloads.items():
+                                        run = simulate(w, rules, calibration, (2, cores))
+                                        scores[n] = (run[1]["busy"],
+                                                     run[0]["batch_us"] / today[n] - 1)
+                                    found.append((rules, scores))
+    return found
+
+
 def format_search(found, busy=0.8):
     """The cheapest rule sets on 2 cores that keep >= busy at 16 cores: on mnist and wide
     together, and on each alone."""
@@ -398,6 +676,25 @@ def format_search(found, busy=0.8):
         lines.append(f"{name} alone ({len(alone)} keep >= {100 * busy:.0f}%), the cheapest:")
         lines += [line(*f) for f in alone[:3]]
     return "\n".join(lines)
+
+
+def format_search_layers(found, busy=0.8, need=("mnist", "wide"), top=8):
+    """The per-layer rules that keep `need` >= busy at 16 cores, cheapest on 2 cores first (by
+    their worst T(2) against today's over every workload searched)."""
+    ok = sorted((f for f in found if all(f[1][n][0] >= busy for n in need)),
+                key=lambda f: max(c for _, c in f[1].values()))
+    names = list(found[0][1])
+    lines = [f"per-layer search: {len(found)} rule sets (rN: MIN_ROWS; bB: products of >= B "
+             f"million m n k in column tiles of >= 128, 0: none; tT: row-pass tiles of <= T "
+             f"million m n k, cN: columns >= N, rN: rows >= N; wT: weight jobs of <= T million "
+             f"m n k, rN: W's rows >= N, cN: columns >= N; 0: not cut); {len(ok)} keep >= "
+             f"{100 * busy:.0f}% "
+             f"busy at 16 cores on {' and '.join(need)}. The cheapest on 2 cores (busy at 16; "
+             f"T(2) vs today):"]
+    for rules, scores in ok[:top]:
+        lines.append(f"  {rules.name:<24} " + ", ".join(
+            f"{n} {100 * scores[n][0]:.0f}% {100 * scores[n][1]:+.1f}%" for n in names))
+    return "\n".join(lines), [rules for rules, _ in ok[:top]]
 
 
 def engine_batch_seconds(workload, batches=40):
@@ -445,7 +742,7 @@ def format_table(results, long=False):
                           f"  {100 * r['busy']:>3.0f}%" for r in rows]
         return "\n".join(lines)
     cores = [r["P"] for r in next(iter(next(iter(results.values())).values()))]
-    lines = [f"{'workload':<10} {'schedule':<18} {'jobs r+w':>8} {'crit us':>8} {'T1 us':>8}  "
+    lines = [f"{'workload':<10} {'schedule':<24} {'jobs r+w':>8} {'crit us':>8} {'T1 us':>8}  "
              + " ".join(f"{'P=' + str(P):>10}" for P in cores[1:]) + "  T2/today"]
     for name, by_rules in results.items():
         today_2 = next(r for r in by_rules["today"] if r["P"] == 2)["batch_us"]
@@ -453,7 +750,7 @@ def format_table(results, long=False):
             r1 = rows[0]
             two = next(r for r in rows if r["P"] == 2)["batch_us"]
             lines.append(
-                f"{name:<10} {rules_name:<18.18} {r1['row_jobs']:>3}+{r1['weight_jobs']:<4} "
+                f"{name:<10} {rules_name:<24.24} {r1['row_jobs']:>3}+{r1['weight_jobs']:<4} "
                 f"{r1['critical_us']:>8.0f} {r1['batch_us']:>8.0f}  "
                 + " ".join(f"{r['speedup']:>5.1f} {100 * r['busy']:>3.0f}%" for r in rows[1:])
                 + f"  {100 * (two / today_2 - 1):+7.1f}%")
@@ -463,17 +760,17 @@ def format_table(results, long=False):
 def verdict(results, cores=16, busy=0.8):
     """Which candidates keep >= busy at `cores` on mnist and wide, and their 2-core cost."""
     lines = []
-    for rules in CANDIDATES:
-        ok = all(rules.name in results.get(w, {}) for w in ("mnist", "wide"))
+    for rules_name in results.get("mnist", {}):
+        ok = all(rules_name in results.get(w, {}) for w in ("mnist", "wide"))
         if not ok:
             continue
-        at = {w: next(r for r in results[w][rules.name] if r["P"] == cores)
+        at = {w: next(r for r in results[w][rules_name] if r["P"] == cores)
               for w in ("mnist", "wide")}
-        two = {w: (next(r for r in results[w][rules.name] if r["P"] == 2)["batch_us"]
+        two = {w: (next(r for r in results[w][rules_name] if r["P"] == 2)["batch_us"]
                    / next(r for r in results[w]["today"] if r["P"] == 2)["batch_us"] - 1)
                for w in ("mnist", "wide")}
         passed = all(a["busy"] >= busy for a in at.values())
-        lines.append(f"{rules.name:<19.19} busy at {cores}: "
+        lines.append(f"{rules_name:<19.19} busy at {cores}: "
                      f"mnist {100 * at['mnist']['busy']:.0f}%, "
                      f"wide {100 * at['wide']['busy']:.0f}% -> {'PASS' if passed else 'fail'}; "
                      f"2 cores vs today: mnist {100 * two['mnist']:+.1f}%, "
@@ -489,9 +786,15 @@ def main(argv=None):
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--rounds", type=int, default=3,
                         help="time every GEMM shape again this many times, keeping the least")
+    parser.add_argument("--calibration",
+                        help="start from the timings a run saved with --json (and skip refining)")
     parser.add_argument("--engine", action="store_true",
                         help="also time the engine's own batch on one core, for comparison")
     parser.add_argument("--long", action="store_true", help="one line per P")
+    parser.add_argument("--layers", action="store_true",
+                        help="also search per-layer tile rules (tile_pieces) on every workload "
+                             "and add the cheapest that keeps mnist and wide >= 80%% busy at 16 "
+                             "cores to the table")
     parser.add_argument("--search", action="store_true",
                         help="also search a grid of block sizes for the cheapest that keeps "
                              "16 cores >= 80%% busy on mnist and wide")
@@ -502,13 +805,23 @@ def main(argv=None):
             parser.error(f"unknown workload {w!r}; choose from {', '.join(FIT_WORKLOADS)}")
     if args.flops:
         calibration = FlopCalibration()
+    elif args.calibration:
+        calibration = MeasuredCalibration.load(args.calibration)
+        args.rounds = 0
     else:
         calibration = MeasuredCalibration()
+    layered = []
+
     def run():
         results = {name: {rules.name: simulate(FIT_WORKLOADS[name], rules, calibration)
-                          for rules in CANDIDATES} for name in names}
+                          for rules in CANDIDATES + tuple(layered)} for name in names}
         return results, (search(calibration) if args.search else None)
     with threadpool_limits(1):
+        if args.layers:
+            search_layers(calibration)  # times every shape once
+            calibration.refine(args.rounds)
+            text, best = format_search_layers(search_layers(calibration))
+            layered.extend(best[:3])
         run()  # times every shape once
         calibration.refine(args.rounds)
         results, found = run()
@@ -534,11 +847,17 @@ def main(argv=None):
     if found is not None:
         print()
         print(format_search(found))
+    if args.layers:
+        print()
+        print(text)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(host=host(), results=results,
                            gemm_seconds={"|".join(map(str, k)): v for k, v in
-                                         getattr(calibration, "gemm_seconds", {}).items()}),
+                                         getattr(calibration, "gemm_seconds", {}).items()},
+                           elem_ns={"|".join(k): v for k, v in
+                                    getattr(calibration, "elem_ns", {}).items()},
+                           overhead=getattr(calibration, "_overhead", {})),
                       f, indent=1)
     return results
 

@@ -82,7 +82,7 @@ def test_speedup_is_one_on_one_core_and_never_above_p(name):
 def test_finer_blocks_offer_more_jobs_and_keep_every_row_and_weight():
     units = (784, 256, 128, 10)
     for rules in sm.CANDIDATES:
-        jobs = sm.weight_jobs(units, rules)
+        jobs = sm.weight_jobs(units, rules, batch=256)
         for l in range(3):  # every element of every W in exactly one job, and the bias once
             covered = np.zeros((units[l], units[l + 1]), dtype=int)
             for job_l, lo, hi, c0, c1 in jobs:
@@ -93,3 +93,61 @@ def test_finer_blocks_offer_more_jobs_and_keep_every_row_and_weight():
     fine = sm.Rules("fine", min_rows=16, min_weight_rows=32)
     assert len(sm.row_blocks(256, fine)) == 16 > len(sm.row_blocks(256))
     assert len(sm.weight_jobs(units, fine)) > len(sm.weight_jobs(units))
+
+
+@pytest.mark.parametrize("shape", [(128, 256, 784), (256, 1024, 1024), (16, 256, 784),
+                                   (784, 256, 256), (100, 100, 64), (16, 10, 128),
+                                   (1024, 1024, 512), (33, 17, 5000)])
+def test_tile_pieces_cut_under_the_threshold_when_the_minimums_allow(shape):
+    m, n, k = shape
+    r, c = sm.tile_pieces(m, n, k, sm.SMALL_MNK, 32, 16)
+    assert r & (r - 1) == 0 and c & (c - 1) == 0  # powers of two
+    assert r == 1 or m // r >= 16
+    assert c == 1 or n // c >= 32
+    if m * n * k <= sm.SMALL_MNK:
+        assert (r, c) == (1, 1)  # a small product stays whole
+    elif -(-m // max(sm._pow2_pieces(m, 16))) * -(-n // max(sm._pow2_pieces(n, 32))) * k \
+            <= sm.SMALL_MNK:
+        assert -(-m // r) * -(-n // c) * k <= sm.SMALL_MNK
+    assert r <= sm.MAX_PIECES and c <= sm.MAX_PIECES
+    assert sm.tile_pieces(m, n, k, 0, 32, 16) == (1, 1)  # no rule: whole
+
+
+def test_per_layer_rule_row_phases_cover_every_output_once():
+    rules = next(r for r in sm.CANDIDATES if r.tile_mnk)
+    for units, m in (((784, 256, 128, 10), 128), ((784, 1024, 1024, 10), 256),
+                     ((784, 256, 128, 10), 16), ((64, 100, 10), 100)):
+        stages = sm.layer_stages(units, m, rules)
+        L = len(units) - 1
+        assert [s[3] for s in stages if s[2] == "forward"] == list(range(L))
+        assert [s[3] for s in stages if s[2] == "backward"] == list(range(L - 1, 0, -1))
+        assert all(s[1] == 1 for s in stages if s[2] == "forward" and s[3] == L - 1)
+        phases = sm.row_phases(units, m, rules)
+        gemms = [p for phase in phases for tile in phase for p in tile if p[0] == "gemm"]
+        # every layer's m x units[l + 1] outputs once, every hidden delta's m x units[l] once
+        assert sum(p[2] * p[3] for p in gemms if p[1] == "forward") == m * sum(units[1:])
+        assert (sum(p[2] * p[3] for p in gemms if p[1] == "backward_input")
+                == m * sum(units[1:-1]))
+
+
+@pytest.mark.parametrize("shape", [(128, 256, 784), (256, 1024, 1024), (16, 256, 784),
+                                   (128, 128, 256), (100, 100, 64)])
+@pytest.mark.parametrize("want", [1, 4, 16, 64])
+def test_packed_pieces_stay_on_the_packed_path(shape, want):
+    m, n, k = shape
+    r, c = sm.packed_pieces(m, n, k, sm.SMALL_MNK, 32, 16, want)
+    assert r * c <= max(want, 1) and r & (r - 1) == 0 and c & (c - 1) == 0
+    if (r, c) != (1, 1):  # every tile keeps M N K over the small-matrix threshold
+        assert (m // r) * (n // c) * k > sm.SMALL_MNK
+        assert m // r >= 16 and n // c >= 32
+
+
+def test_packed_tiles_run_whole_blocks_on_few_threads():
+    rules = next(r for r in sm.CANDIDATES if r.packed_tiles)
+    calibration = sm.FlopCalibration()
+    for name in ("mnist", "wide"):
+        today = sm.simulate(FIT_WORKLOADS[name], sm.TODAY, calibration, (1, 2))
+        packed = sm.simulate(FIT_WORKLOADS[name], rules, calibration, (1, 2, 16))
+        assert not packed[1]["staged"] and packed[2]["staged"]
+        # on two threads only the weight jobs differ from today's: flops alike, time alike
+        assert packed[1]["batch_us"] == pytest.approx(today[1]["batch_us"], rel=0.05)
