@@ -197,6 +197,11 @@ def _cases():
         add("clf", "digits", {"activation": "gelu", "solver": "sgd",
                               "learning_rate_init": 0.05}, dtype=dtype)
         add("clf", "digits", {"activation": "maxout"}, dtype=dtype, layout="csr")
+    # few-row float32 products in column tiles (batches of 32: blocks of 16 rows)
+    add("clf", "wide_features", {"hidden_layer_sizes": [256, 64], "batch_size": 32,
+                                 "max_iter": 2}, dtype="float32")
+    add("clf", "wide_features", {"hidden_layer_sizes": [200], "batch_size": 64, "max_iter": 2,
+                                 "solver": "sgd"}, dtype="float32")
     # a column-major X of 64 MiB and more is read in place, each batch gathered by the engine
     add("clf", "big_strided", {"hidden_layer_sizes": [8], "max_iter": 1, "batch_size": 4096},
         dtype="float32", layout="F")
@@ -397,6 +402,12 @@ def _datasets():
     Y = Y / Y.std(0)
     data["multiout"] = (X[:300], Y[:300], X[300:])
     data["multiout_pos"] = (X[:300], np.abs(Y[:300]), X[300:])
+
+    # 300 features: float32 products of a few rows against W of <= 256 columns are cut into
+    # column tiles (_layer_dense.pxd's dense_product); 20 rows to predict take them too
+    X, y = datasets.make_classification(n_samples=620, n_features=300, n_informative=30,
+                                        n_classes=3, random_state=0)
+    data["wide_features"] = (X[:600] / X.std(), y[:600], X[600:] / X.std())
     return data
 
 

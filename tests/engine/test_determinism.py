@@ -36,6 +36,46 @@ def test_one_and_two_threads_give_bitwise_equal_weights(dtype, solver):
 
 
 
+# Few rows against a W of <= 256 columns: float32 products in column tiles (_layer_dense.pxd's
+# dense_product). 320 features (digits' 64, five times over) and batches of 32 (blocks of 16
+# rows): 16 x 256 x 320 multiply-adds, over the tiling threshold.
+FEW_ROWS_ON_THREADS = """
+import sys, warnings
+import numpy as np
+from sklearn.datasets import load_digits
+from fastmlp import MLPClassifier
+from fastmlp._runtime import effective_n_threads
+X, y = load_digits(return_X_y=True)
+X = np.hstack([X / 16.0] * 5).astype("float32")
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    clf = MLPClassifier((256, 64), batch_size=32, max_iter=2, random_state=0).fit(X, y)
+sys.stdout.write(str(effective_n_threads()) + " " + clf._theta.tobytes().hex() + " "
+                 + clf.predict_proba(X[:20]).tobytes().hex())
+"""
+
+
+def test_few_row_products_in_column_tiles_are_bitwise_equal_on_one_and_two_threads():
+    one, two = (run_python(FEW_ROWS_ON_THREADS, omp_threads=n).split() for n in (1, 2))
+    assert one[0] == "1" and two[0] == "2"
+    assert one[1:] == two[1:]
+
+
+def test_few_row_products_in_column_tiles_are_the_product():
+    X, y = load_digits(return_X_y=True)
+    X = np.hstack([X / 16.0] * 5).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = MLPClassifier((256,), activation="identity", batch_size=32, max_iter=1,
+                            random_state=0).fit(X, y)
+    for rows in (4, 20, 32):  # 20 and 32 rows: tiles; reference in float64
+        z = (X[:rows].astype(np.float64) @ clf.coefs_[0].astype(np.float64) + clf.intercepts_[0])
+        logits = z @ clf.coefs_[1].astype(np.float64) + clf.intercepts_[1]
+        expected = np.exp(logits - logits.max(1, keepdims=True))
+        expected /= expected.sum(1, keepdims=True)
+        np.testing.assert_allclose(clf.predict_proba(X[:rows]), expected, rtol=1e-4, atol=1e-6)
+
+
 # Every option the engine computes in its own code path (an optimizer's update, an activation's
 # forward and backward, a loss's delta, the sparse product), fitted once per process: one Python
 # on one thread, one on two. A list of (estimator, parameters, sparse X?).
