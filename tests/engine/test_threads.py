@@ -189,7 +189,7 @@ def _trace(most, costs):
     return thread_choice_trace(most, costs)
 
 
-PROBE_BATCHES, MAX_PROBE_GAP = 3, 512  # _threads.pxd's
+PROBE_BATCHES, MAX_PROBE_GAP = 8, 1024  # _threads.pxd's
 
 
 def _runs(trace, threads):
@@ -205,19 +205,19 @@ def _runs(trace, threads):
 
 
 def test_a_quiet_machine_keeps_every_thread_and_probes_ever_less_often():
-    trace = _trace(2, [(2.0, 1.0)] * 6000)  # one thread costs twice as much per row
+    trace = _trace(2, [(2.0, 1.0)] * 12000)  # one thread costs twice as much per row
     probes = _runs(trace, 1)
     assert trace[0] == 2 and all(length == PROBE_BATCHES for _, length in probes)
-    assert trace.count(1) < 0.01 * len(trace)
+    assert trace[2000:].count(1) < 0.01 * len(trace[2000:])  # once the gaps have grown
     gaps = [b - a for (a, _), (b, _) in zip(probes, probes[1:])]
     assert gaps == sorted(gaps) and gaps[-1] >= MAX_PROBE_GAP
 
 
 def test_a_busy_core_moves_the_batches_to_one_thread_and_back_when_it_frees():
     quiet, busy = [(1.0, 0.55)] * 300, [(1.0, 1.6)] * 300
-    trace = _trace(4, quiet + busy + quiet * 3)
-    assert trace[:300].count(4) > 280
-    assert trace[300 + 10:600].count(1) > 270  # at once when the threads' batches slow down
+    trace = _trace(4, quiet + busy + quiet * 6)
+    assert trace[:300].count(4) > 250
+    assert trace[300 + 10:600].count(1) > 250  # at once when the threads' batches slow down
     # back to all threads at the next probe (the one-thread batches do not get faster when
     # the neighbour stops: only a probe can see it), at most MAX_PROBE_GAP batches later
     back = trace[600 + MAX_PROBE_GAP + PROBE_BATCHES:]
@@ -233,14 +233,17 @@ def test_threads_that_are_fast_only_now_and_then_are_judged_by_their_mean():
     assert _trace(2, costs)[100:].count(1) > 0.9 * 2900
     # and the other way round: threads that pay off on average are kept
     costs = [(1.0, 0.3 if rng.rand() < 0.5 else 1.2) for _ in range(3000)]
-    assert _trace(2, costs)[100:].count(2) > 0.9 * 2900
+    assert _trace(2, costs)[100:].count(2) > 0.85 * 2900
 
 
 def test_one_slow_batch_does_not_flip_the_choice():
-    costs = [(2.0, 1.0)] * 50
+    steady = [(2.0, 1.0)] * 100
+    costs = list(steady)
     costs[20] = (2.0, 50.0)  # a hiccup on the threads' side
     trace = _trace(2, costs)
-    assert trace[22:].count(1) <= PROBE_BATCHES and trace[-5:] == [2] * 5
+    # (it may start a probe of one thread, as a neighbour's arrival would, and no more)
+    assert trace[22:].count(1) <= _trace(2, steady)[22:].count(1) + PROBE_BATCHES
+    assert all(length <= PROBE_BATCHES for _, length in _runs(trace, 1))  # probes, no switch
 
 
 def test_one_thread_allowed_is_one_thread():
