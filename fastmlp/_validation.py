@@ -125,12 +125,23 @@ def _binarize_known(binarizer, y):
     is of another kind."""
     if binarizer.y_type_ in ("multiclass", "binary") and y.ndim == 1 and y.size:
         classes = binarizer.classes_
-        index = classes.searchsorted(y)
-        # A label past the last class gets index len(classes): clipped, it meets a class it
-        # differs from, so every index is in range once all labels are found. (np.array_equal,
-        # a clip and the indicator set element by element cost ~3 us of a 32-row partial_fit,
-        # these ~1 us.)
-        if _equal_labels(classes.take(index, mode="clip"), y):
+        if (classes.dtype.kind in "iu" and y.dtype.kind in "iu" and classes[0] == 0
+                and classes[-1] == len(classes) - 1):
+            # Sorted unique integer classes from 0 to k - 1 are 0, 1, ..., k - 1: a label is
+            # its own index, and known exactly when it lies in that range (~25 us for the
+            # 20,000 labels of a `small` epoch, where searchsorted cost ~300, 3 % of it).
+            if y.min() < 0 or y.max() >= len(classes):
+                return None
+            index = y.astype(np.intp, copy=False)
+            known = True
+        else:
+            index = classes.searchsorted(y)
+            # A label past the last class gets index len(classes): clipped, it meets a class
+            # it differs from, so every index is in range once all labels are found.
+            # (np.array_equal, a clip and the indicator set element by element cost ~3 us of
+            # a 32-row partial_fit, these ~1 us.)
+            known = _equal_labels(classes.take(index, mode="clip"), y)
+        if known:
             if len(classes) == 2:
                 return (index == 1).reshape(-1, 1)
             if 2 < len(classes) <= _IDENTITY_UP_TO:
