@@ -331,7 +331,8 @@ def test_predict_takes_the_classes_as_the_label_binarizer_would(labels):
 @pytest.mark.parametrize("classes", [np.arange(3), np.arange(10), np.array([0, 1]),
                                      np.array([0, 2, 5]), np.array([1, 2, 3])])
 @pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8])
-def test_binarize_known_is_label_binarizers_transform(classes, dtype):
+@pytest.mark.parametrize("n_labels", [200, 3000])  # a search; from 1024, their own indices
+def test_binarize_known_is_label_binarizers_transform(classes, dtype, n_labels):
     # classes 0..k-1 take the labels as their own indices, others a searchsorted: the same
     # indicator as LabelBinarizer's, and None (LabelBinarizer's path) for an unknown label
     from sklearn.preprocessing import LabelBinarizer
@@ -339,7 +340,7 @@ def test_binarize_known_is_label_binarizers_transform(classes, dtype):
     from fastmlp._validation import _binarize_known
 
     binarizer = LabelBinarizer().fit(classes)
-    y = np.random.RandomState(0).choice(classes, 200).astype(dtype)
+    y = np.random.RandomState(0).choice(classes, n_labels).astype(dtype)
     np.testing.assert_array_equal(_binarize_known(binarizer, y),
                                   binarizer.transform(y).astype(bool))
     for unknown in (classes.max() + 1, classes.min() - 1 if dtype != np.uint8 else 255):
