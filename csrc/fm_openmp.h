@@ -28,4 +28,73 @@ static inline void fm_store_flag(int *flag, int value)
 static inline int fm_load_flag(const int *flag) { return *(const volatile int *)flag; }
 static inline void fm_store_flag(int *flag, int value) { *(volatile int *)flag = value; }
 #endif
+
+/* A mini-batch's jobs in one parallel region (fastmlp/_engine/_schedule.pxd, batch_jobs): each
+ * thread takes the next job from a shared counter; a row job counts each layer's delta done for
+ * its rows (release: the delta is written before the count says so), and a weight job waits until
+ * every row block's count is in (acquire), or until the batch is abandoned. */
+#if defined(__GNUC__) || defined(__clang__)
+static inline int fm_take_next(int *counter)
+{
+    return __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+}
+static inline void fm_count_done(int *count) { __atomic_add_fetch(count, 1, __ATOMIC_RELEASE); }
+static inline int fm_count(const int *count) { return __atomic_load_n(count, __ATOMIC_ACQUIRE); }
+#if defined(__x86_64__) || defined(__i386__)
+#define FM_PAUSE() __builtin_ia32_pause()
+#else
+#define FM_PAUSE() ((void)0)
+#endif
+#else  /* a compiler without the GNU builtins: OpenMP's atomics and flushes */
+static inline int fm_take_next(int *counter)
+{
+    int taken;
+#ifdef _OPENMP
+#pragma omp atomic capture
+#endif
+    taken = (*counter)++;
+    return taken;
+}
+static inline void fm_count_done(int *count)
+{
+#ifdef _OPENMP
+#pragma omp flush
+#pragma omp atomic
+#endif
+    (*count)++;
+}
+static inline int fm_count(const int *count)
+{
+    int value;
+#ifdef _OPENMP
+#pragma omp atomic read
+#endif
+    value = *count;
+#ifdef _OPENMP
+#pragma omp flush
+#endif
+    return value;
+}
+#define FM_PAUSE() ((void)0)
+#endif
+
+/* Spin until *count reaches target, or *stop (if given) is set; returns whether it was reached.
+ * It spins a few microseconds, then gives the CPU away between looks: the row job it waits for
+ * may belong to a thread the OS runs on the same CPU (beside a busy process). */
+void fm_yield_cpu(void);
+static inline int fm_wait_count(const int *count, int target, const int *stop)
+{
+    int spins = 0;
+    while (fm_count(count) < target) {
+        if (stop != NULL && fm_load_flag(stop))
+            return 0;
+        if (spins < 2000) {  /* as GOMP_SPINCOUNT, set at load (fastmlp/_runtime.py) */
+            spins++;
+            FM_PAUSE();
+        } else {
+            fm_yield_cpu();
+        }
+    }
+    return 1;
+}
 #endif

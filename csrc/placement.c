@@ -54,3 +54,10 @@ void fm_leave_cpu(int cpu)
     (void)cpu;
 #endif
 }
+
+void fm_yield_cpu(void)
+{
+#if defined(__linux__) || defined(__APPLE__) || defined(__unix__)
+    sched_yield();
+#endif
+}

@@ -6,9 +6,10 @@
 # GIL. The calling thread asks after each mini-batch and, so that one long batch (a full-batch
 # step on large data, an L-BFGS gradient) does not hold Ctrl-C back, before each job of every
 # pass; at most every INTERRUPT_MILLISECONDS, so the GIL is taken rarely. Once a handler has
-# raised, every thread skips its remaining jobs and the exception propagates: a batch stopped in
-# pass 1 changes nothing; one stopped later leaves each weight block either fully stepped or
-# untouched (a block's step is taken only on its complete gradient), so theta stays finite.
+# raised, every thread skips its remaining jobs (a weight job waiting for a row block gives up)
+# and the exception propagates: a batch stopped before all its row blocks began changes
+# nothing; one stopped later leaves each weight block either fully stepped or untouched (a
+# block's step is taken only on its complete gradient), so theta stays finite.
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 

@@ -13,8 +13,8 @@
 #      the optimizer's step on it while it is in cache.
 # So every output element is computed by the same sequence of BLAS calls whatever the number of
 # threads (bitwise-identical fits with 1 thread or 16), no per-thread gradient copies or
-# reductions are needed, and a mini-batch waits at two barriers whatever the depth (batch
-# normalization excepted: its statistics need every row mid-pass, see below). (DESIGN.md
+# reductions are needed, and a mini-batch needs no barrier between layers whatever the depth
+# (batch normalization excepted: its statistics need every row mid-pass, see below). (DESIGN.md
 # sketches per-shard gradients summed in a fixed order; blocking the outputs gives the same
 # determinism with O(params) instead of O(shards x params) memory and no summation pass.)
 # Measured on this 2-core machine under load: one barrier per layer and pass made two threads
@@ -23,12 +23,19 @@
 # caller holds it to one thread (threadpoolctl). How many threads a batch gets is chosen per
 # batch at run time (_threads.pxd); no block depends on it.
 #
-# Every pass hands its jobs out as threads come free (OpenMP schedule='dynamic'), in job order:
-# no job belongs to a thread, so a worker that the OS wakes late, or runs on a core it shares
-# with another process, holds back only a job it has started; the caller takes the rest, and a
-# pass is never slower than the caller alone. With the row pass 'static', the caller waited at
-# the barrier for its worker's block however late the worker started (beside a busy process, up
-# to a time slice of the OS scheduler: milliseconds, against ~0.1 ms for a `tiny-batch` block).
+# Both passes run in one parallel region (batch_jobs): the row blocks, then the weight jobs, are
+# handed out from one counter as threads come free. No job belongs to a thread, so a worker that
+# the OS wakes late, or runs on a core it shares with another process, holds back only a job it
+# has started; the caller takes the rest, and a batch is never slower than the caller alone.
+# (With the row pass 'static', the caller waited for its worker's block however late the worker
+# started: beside a busy process, up to a time slice of the OS, milliseconds, against ~0.1 ms
+# for a `tiny-batch` block.) Instead of a barrier between the passes, each row block counts each
+# layer's delta done for its rows, and a weight job waits for its layer's count (and, before its
+# step, for every block to be past reading its W): the weight jobs go out from the top layer
+# down, so a thread done with its rows computes the top layers' gradients while another is still
+# on the lower layers' deltas. Measured against the two passes (benchmarks/ab_builds.py, 2-core
+# Xeon VM, medians of 5-7 rounds): mnist 0.91-0.97x the epoch, wide 0.99-1.01x (its row blocks
+# end together), tiny-batch 0.99x, small 0.99x; the bits are the same.
 #
 # A sum over jobs (the L2 term's sum(W^2), the gradient's norm for max_grad_norm) is taken from
 # per-job partial sums in job order, the same whatever thread computed which job. Clipping the
@@ -43,7 +50,7 @@
 # (>= 128 of W's rows): with only two per layer, mnist ran 1.45x faster on 2 threads than on 1;
 # with >= 128, 1.73-1.88x. Below 16 rows a split costs more than it saves.
 from cython cimport floating
-from cython.parallel cimport prange, threadid
+from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport sqrt
 
 from fastmlp._engine._geometry cimport Geometry, act_at, delta_at, is_maxout
@@ -64,7 +71,9 @@ from fastmlp._engine._layer_sparse_input cimport sparse_backward_weights
 from fastmlp._engine._layers cimport (
     Kept, hidden_backward, kept_input, layer_forward, layer_product,
 )
-from fastmlp._engine._openmp cimport fm_current_cpu, fm_leave_cpu
+from fastmlp._engine._openmp cimport (
+    fm_count_done, fm_current_cpu, fm_leave_cpu, fm_take_next, fm_wait_count,
+)
 from fastmlp._engine._rows cimport Rows, dense_input, gather_rows, gathers, source_row
 
 cdef enum:
@@ -102,6 +111,9 @@ cdef struct Work:
     const Py_ssize_t *job_lo
     const Py_ssize_t *job_hi
     Py_ssize_t n_jobs
+    const Py_ssize_t *dispatch    # the weight jobs in the order batch_jobs hands them out
+    int *counters                 # batch_jobs's: [0] the next job to hand out, [1 + l] the row
+                                  # blocks whose layer-l delta is complete
     Interrupt *interrupt          # NULL: not stoppable
 
 
@@ -187,7 +199,10 @@ cdef inline void rows_job(const Geometry *g, Py_ssize_t job, Py_ssize_t blocks,
     cdef floating *acts = <floating *> kept.acts
     cdef floating *deltas = <floating *> work.deltas
     cdef const floating *a_in
+    cdef int *done = work.counters + 1
     if r1 == r0:
+        for l in range(L):
+            fm_count_done(&done[l])
         return
     for l in range(L - 1):
         slot = act_at(g, rows.n, l, r0)
@@ -202,8 +217,10 @@ cdef inline void rows_job(const Geometry *g, Py_ssize_t job, Py_ssize_t blocks,
             dropout_layer_forward(<floating *> kept.dropout.dropped + slot, acts + slot,
                                   &kept.dropout, g, l, rows, r0, r1)
     output_rows(g, r0, r1, theta, rows, work)
+    fm_count_done(&done[L - 1])
     for l in range(L - 1, 0, -1):
         backward_rows(g, l, r0, r1, theta, rows, work)
+        fm_count_done(&done[l - 1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -380,13 +397,20 @@ cdef inline void finish_job(const Geometry *g, Py_ssize_t job, floating *theta, 
 cdef inline void weights_job(const Geometry *g, Py_ssize_t job, floating *theta, floating *grad,
                              floating *state_1, floating *state_2, floating *state_3,
                              const Step *step, bint accumulate, const Rows *rows,
-                             const Work *work) noexcept nogil:
+                             const Work *work, Py_ssize_t row_blocks) noexcept nogil:
     """Weight job j: a block of rows of one layer's W (or its bias) — its gradient over the
-    whole batch, then (step.finish) finished and applied while it is still in cache."""
+    whole batch, then (step.finish) finished and applied while it is still in cache. With
+    row_blocks (batch_jobs: the row blocks may still be running), it first waits for every
+    block's delta of its layer, and before its step for every block to be done reading its W;
+    it gives up (leaving the parameters untouched) if the batch is abandoned meanwhile."""
     cdef Py_ssize_t l = work.job_layer[job], lo = work.job_lo[job], hi = work.job_hi[job]
     cdef Py_ssize_t n_in = g.units[l], n_out = g.cols[l], ld_in = n_in
     cdef const floating *delta = <const floating *> work.deltas + delta_at(g, rows.n, l, 0)
     cdef const floating *a_in
+    cdef const int *done = work.counters + 1
+    cdef const int *stop = &work.interrupt.raised if work.interrupt != NULL else NULL
+    if row_blocks > 0 and not fm_wait_count(&done[l], <int> row_blocks, stop):
+        return
     if hi == NORM_JOB:
         pass  # gamma's and beta's gradient: written by the backward feature pass
     elif hi < 0:
@@ -401,8 +425,47 @@ cdef inline void weights_job(const Geometry *g, Py_ssize_t job, floating *theta,
             a_in = <const floating *> kept_input(&work.kept) + act_at(g, rows.n, l - 1, 0)
         dense_backward_weights(grad + g.coef_offset[l] + lo * n_out, a_in + lo, ld_in, delta,
                                rows.n, hi - lo, n_out, accumulate)
-    if step.finish:
-        finish_job(g, job, theta, grad, state_1, state_2, state_3, step, work)
+    if not step.finish:
+        return
+    # W^l is read by every row block's backward through layer l (its delta of layer l - 1),
+    # which may be running still; a bias only in forward, done before any delta of its layer.
+    if (row_blocks > 0 and step.take_step and step.max_grad_norm == 0 and hi >= 0 and l > 0
+            and not fm_wait_count(&done[l - 1], <int> row_blocks, stop)):
+        return
+    finish_job(g, job, theta, grad, state_1, state_2, state_3, step, work)
+
+
+cdef inline void batch_jobs(const Geometry *g, floating *theta, floating *grad,
+                            floating *state_1, floating *state_2, floating *state_3,
+                            const Step *step, bint accumulate, const Rows *rows,
+                            const Work *work, int n_threads, int caller_cpu) noexcept nogil:
+    """Both passes of a batch (no batch normalization) in one parallel region: the row blocks,
+    then the weight jobs, handed out in that order from one counter as threads come free. A
+    weight job waits for the row blocks it needs (weights_job), so a thread that is done with
+    its rows takes the top layers' gradients while another thread is still running the lower
+    layers' deltas, where it waited at a barrier before; and the batch forks its threads once,
+    not twice. Every job computes what it computed in two passes, from the same inputs: the
+    bits are those of the two passes. Jobs are taken in order, so a weight job waits only for
+    row blocks that other threads have begun and that wait for nothing: no deadlock."""
+    cdef Py_ssize_t l, taken, r_blocks = n_blocks(rows.n, MIN_ROWS)
+    cdef Py_ssize_t n_total = r_blocks + work.n_jobs
+    cdef Interrupt *it = work.interrupt
+    cdef int *counters = work.counters
+    for l in range(g.n_layers + 1):
+        counters[l] = 0
+    taken = 0  # (each thread's own in the region: Cython copies it in)
+    with parallel(num_threads=n_threads):
+        if threadid() != 0:
+            fm_leave_cpu(caller_cpu)  # csrc/placement.c: why
+        taken = fm_take_next(counters)
+        while taken < n_total:
+            if not interrupted(it, threadid() == 0):
+                if taken < r_blocks:
+                    rows_job(g, taken, r_blocks, theta, rows, work)
+                else:
+                    weights_job(g, work.dispatch[taken - r_blocks], theta, grad, state_1,
+                                state_2, state_3, step, accumulate, rows, work, r_blocks)
+            taken = fm_take_next(counters)
 
 
 cdef inline double sum_partials(const double *partial, Py_ssize_t n_jobs) noexcept nogil:
@@ -432,45 +495,44 @@ cdef inline double batch_step(const Geometry *g, floating *theta, floating *grad
                               floating *state_1, floating *state_2, floating *state_3,
                               Step *step, bint accumulate, const Rows *rows, const Work *work,
                               int n_threads) noexcept nogil:
-    """Backpropagation over rows in two parallel passes, then (step.finish) the update.
-    Pass 1 is row by row (forward, deltas), pass 2 is weight block by weight block (gradient,
-    finish, step): two barriers per mini-batch whatever the depth; with max_grad_norm a third
-    pass steps, once the gradient's norm is known. Returns sum_rows w_r loss_r; step.divisor is
-    set to sum_rows w_r when step.finish, else left as given. Once work.interrupt is raised, the
-    remaining jobs are skipped (the caller must check it)."""
-    cdef Py_ssize_t job, r, r_blocks = n_blocks(rows.n, MIN_ROWS)
+    """Backpropagation over rows in two passes, then (step.finish) the update. Pass 1 is row by
+    row (forward, deltas), pass 2 is weight block by weight block (gradient, finish, step), in
+    one parallel region (batch_jobs; with batch normalization, passes with barriers between);
+    with max_grad_norm a third pass steps, once the gradient's norm is known. Returns
+    sum_rows w_r loss_r; step.divisor is set to sum_rows w_r when step.finish, else left as
+    given. Once work.interrupt is raised, the remaining jobs are skipped, and a job waiting for
+    others gives up (the caller must check it)."""
+    cdef Py_ssize_t job, r
     cdef double total = 0.0, divisor = 0.0, norm
     cdef const floating *w = <const floating *> rows.w
     cdef Interrupt *it = work.interrupt
     cdef int caller_cpu = fm_current_cpu() if n_threads > 1 else -1
+    # The batch's weight (what the weight jobs divide by) is known before any job runs.
+    if w != NULL:
+        for r in range(rows.n):
+            divisor += w[source_row(rows, r)]
+    if step.finish:
+        step.divisor = divisor if w != NULL else <double> rows.n
+    step.grad_scale = 1.0
     if g.batch_norm:
         batch_weights(w, rows, work)
         if not normalized_row_passes(g, theta, grad, accumulate, rows, work, n_threads,
                                      caller_cpu):
             return 0.0
-    else:
-        for job in prange(r_blocks, schedule='dynamic', num_threads=n_threads):
-            if threadid() != 0:
-                fm_leave_cpu(caller_cpu)  # csrc/placement.c: why
+        for job in prange(work.n_jobs, schedule='dynamic', num_threads=n_threads):
             if not interrupted(it, threadid() == 0):
-                rows_job(g, job, r_blocks, theta, rows, work)
-        if it != NULL and it.raised:
-            return 0.0
+                weights_job(g, job, theta, grad, state_1, state_2, state_3, step, accumulate,
+                            rows, work, 0)
+    else:
+        batch_jobs(g, theta, grad, state_1, state_2, state_3, step, accumulate, rows, work,
+                   n_threads, caller_cpu)
+    if it != NULL and it.raised:
+        return 0.0
     for r in range(rows.n):
         if w == NULL:
             total += work.row_loss[r]
         else:
             total += w[source_row(rows, r)] * work.row_loss[r]
-            divisor += w[source_row(rows, r)]
-    if step.finish:
-        step.divisor = divisor if w != NULL else <double> rows.n
-    step.grad_scale = 1.0
-    for job in prange(work.n_jobs, schedule='dynamic', num_threads=n_threads):
-        if not interrupted(it, threadid() == 0):
-            weights_job(g, job, theta, grad, state_1, state_2, state_3, step, accumulate, rows,
-                        work)
-    if it != NULL and it.raised:
-        return total
     if step.finish and step.take_step and step.max_grad_norm > 0:
         # torch.nn.utils.clip_grad_norm_: g *= min(1, max_norm / (|g| + 1e-6)).
         norm = sqrt(sum_partials(work.grad_partial, work.n_jobs))

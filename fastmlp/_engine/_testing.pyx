@@ -13,6 +13,7 @@ from fastmlp._engine._kernels cimport (
     fm_log1p_unit_array_d, fm_log1p_unit_array_f, fm_optim, fm_optim_begin_step,
     maxout_backward, maxout_forward, optim_step, output_delta, scale, sgd_step, small_product,
 )
+from fastmlp._engine._network cimport Network
 from fastmlp._engine._openmp cimport fm_current_cpu, fm_leave_cpu
 from fastmlp._engine._threads cimport (
     ThreadChoice, choice_init, choice_next, choice_record, choice_threads,
@@ -193,3 +194,13 @@ def thread_choice_trace(int most, costs):
         trace.append(choice_threads(&c, which))
         choice_record(&c, which, many if which == 1 else one)
     return trace
+
+
+def hold_all_threads(Network network, int threads):
+    """Make every coming batch of `network` (its epochs with `threads` threads) run on all of
+    them: no probe of one thread, whatever the batches cost. For tests of the threaded schedule,
+    which the run-time choice would otherwise give one thread on a machine with fewer cores."""
+    cdef ThreadChoice *c = &network.choice
+    choice_init(c, threads)
+    c.warm = True
+    c.until_probe = 1 << 62

@@ -128,7 +128,7 @@ cdef class Trainer:
     statistics (_layer_batchnorm.pxd); its running statistics are the caller's (`running`, laid
     out as Network.running_views says), updated in place by every training step."""
     cdef Network network
-    cdef readonly object acts, deltas, gathered, row_loss, partial, jobs
+    cdef readonly object acts, deltas, gathered, row_loss, partial, jobs, dispatch, counters
     cdef readonly object pre, dropped, argmax, grad_partial
     cdef readonly object xhat, bn_stats, row_w, bn_batch
     cdef readonly Py_ssize_t capacity
@@ -167,6 +167,12 @@ cdef class Trainer:
         for l in range(g.n_layers - 1 if g.batch_norm else 0):
             jobs.append((l, 0, NORM_JOB))
         self.jobs = np.ascontiguousarray(np.array(jobs, dtype=np.intp).T)
+        # batch_jobs hands the weight jobs out from the top layer down: its deltas are the first
+        # complete, while a slower thread is still on the lower layers' (each layer's jobs in
+        # their own order; a job keeps its index, so sums over jobs keep their order and bits).
+        self.dispatch = np.array(sorted(range(len(jobs)), key=lambda j: -jobs[j][0]),
+                                 dtype=np.intp)
+        self.counters = np.zeros(g.n_layers + 1, dtype=np.intc)
         self.partial = np.zeros(len(jobs), dtype=np.float64)
         self.grad_partial = np.zeros(len(jobs), dtype=np.float64)
         hidden = capacity * g.n_hidden
@@ -216,6 +222,8 @@ cdef class Trainer:
         cdef double[::1] partial = self.partial
         cdef double[::1] grad_partial = self.grad_partial
         cdef Py_ssize_t[:, ::1] jobs = self.jobs
+        cdef Py_ssize_t[::1] dispatch = self.dispatch
+        cdef int[::1] counters = self.counters
         cdef floating[::1] pre = self.pre
         cdef floating[::1] dropped = self.dropped
         cdef int[::1] argmax = self.argmax
@@ -245,6 +253,8 @@ cdef class Trainer:
         work.job_lo = &jobs[1, 0]
         work.job_hi = &jobs[2, 0]
         work.n_jobs = jobs.shape[1]
+        work.dispatch = &dispatch[0]
+        work.counters = &counters[0]
         work.interrupt = NULL  # the caller points it at its Interrupt to make batches stoppable
         return work
 

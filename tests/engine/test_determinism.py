@@ -164,6 +164,43 @@ def test_same_seed_gives_bitwise_the_same_weights_with_any_thread_count():
         assert outputs[threads] == outputs[1]
 
 
+# One parallel region per batch (_schedule.pxd's batch_jobs): weight jobs wait for the row
+# blocks still running, and before their step for every block to be done reading their W. With
+# 16 row blocks and 8 threads on a machine of fewer cores, threads are preempted mid-job and
+# the waits are many; each batch held on all 8 threads (the run-time choice would pick one).
+HELD_ON_ALL_THREADS = """
+import sys, warnings
+import numpy as np
+from fastmlp import MLPClassifier
+from fastmlp._engine._testing import hold_all_threads
+from fastmlp._runtime import effective_n_threads
+warnings.simplefilter("ignore")
+rng = np.random.RandomState(0)
+X = rng.standard_normal((4096, 24)).astype(sys.argv[1])
+y = (X[:, 0] > 0) + 2 * (X[:, 1] + X[:, 2] > 0)
+out = [str(effective_n_threads())]
+for params in (dict(solver="adam", alpha=1e-3),
+               dict(solver="sgd", activation="tanh", dropout=0.2, momentum=0.9),
+               dict(solver="adam", max_grad_norm=0.5)):
+    clf = MLPClassifier((64, 48, 40, 32), batch_size=4096, random_state=0, **params)
+    clf.partial_fit(X, y, classes=[0, 1, 2, 3])
+    hold_all_threads(clf._network(), effective_n_threads())
+    for _ in range(24):
+        clf.partial_fit(X, y)
+    out += [str(clf._network().thread_choice[0]), clf._theta.tobytes().hex(),
+            clf.predict_proba(X[:50]).tobytes().hex()]
+print(" ".join(out))
+"""
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batches_held_on_more_threads_than_cores_give_the_one_thread_bits(dtype):
+    one, many = (run_python(HELD_ON_ALL_THREADS, dtype, omp_threads=n).split() for n in (1, 8))
+    assert one[0] == "1" and many[0] == "8"
+    assert many[1::3] == ["8"] * 3  # every batch on all of them
+    assert many[2::3] == one[2::3] and many[3::3] == one[3::3]
+
+
 def test_the_layout_of_X_does_not_change_the_fit():
     # C order is read in place, other layouts are gathered batch by batch (large data) or
     # copied once (small data): every route gives bitwise the same weights and predictions.
