@@ -8,4 +8,5 @@ cdef class Network:
     # One thread or all, per batch (_threads.pxd): what this network's batches cost on this
     # machine lately, kept across the trainers of a model (partial_fit makes one per call).
     cdef ThreadChoice choice
+    cdef ThreadChoice kept_choice  # the choice for the thread count before (_threads.choice_for)
     cdef readonly Py_ssize_t n_coefs, n_params, n_running

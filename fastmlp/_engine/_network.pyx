@@ -87,6 +87,7 @@ cdef class Network:
         self.n_params = self.g.n_params
         self.n_running = 2 * self.g.n_bn_features
         choice_init(&self.choice, 0)  # the first epoch sets its thread count
+        choice_init(&self.kept_choice, 0)
 
     @property
     def thread_choice(self):

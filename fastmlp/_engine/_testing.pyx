@@ -16,7 +16,7 @@ from fastmlp._engine._kernels cimport (
 from fastmlp._engine._network cimport Network
 from fastmlp._engine._openmp cimport fm_current_cpu, fm_leave_cpu
 from fastmlp._engine._threads cimport (
-    ThreadChoice, choice_init, choice_next, choice_record, choice_threads,
+    ThreadChoice, choice_for, choice_init, choice_next, choice_record, choice_threads,
 )
 
 
@@ -182,14 +182,18 @@ def leave_cpu(int cpu):
         fm_leave_cpu(cpu)
 
 
-def thread_choice_trace(int most, costs):
+def thread_choice_trace(most, costs):
     """The thread counts _threads.pxd's choice gives batch after batch, when a batch costs
-    costs[i][0] seconds per row on one thread and costs[i][1] on `most` (batch i)."""
-    cdef ThreadChoice c
+    costs[i][0] seconds per row on one thread and costs[i][1] on `most` (batch i). `most` may
+    also be a list, one thread limit per batch (choice_for at each, as each epoch does)."""
+    cdef ThreadChoice c, kept
     cdef int which
-    choice_init(&c, most)
+    mosts = most if isinstance(most, list) else [most] * len(costs)
+    choice_init(&c, 0)
+    choice_init(&kept, 0)
     trace = []
-    for one, many in costs:
+    for limit, (one, many) in zip(mosts, costs):
+        choice_for(&c, &kept, limit)
         which = choice_next(&c)
         trace.append(choice_threads(&c, which))
         choice_record(&c, which, many if which == 1 else one)

@@ -46,7 +46,7 @@ from fastmlp._engine._schedule cimport (
     n_blocks, sum_partials,
 )
 from fastmlp._engine._threads cimport (
-    choice_init, choice_next, choice_record, choice_threads, seconds_now,
+    choice_for, choice_next, choice_record, choice_threads, seconds_now,
 )
 
 OPENMP_ENABLED = bool(FASTMLP_HAVE_OPENMP)
@@ -311,8 +311,7 @@ cdef class Trainer:
         rows.w = &sample_weight[0] if weighted else NULL
         interrupt_init(&interrupt)
         work.interrupt = &interrupt
-        if self.network.choice.most != n_threads:
-            choice_init(&self.network.choice, n_threads)
+        choice_for(&self.network.choice, &self.network.kept_choice, n_threads)
         with nogil:
             start = 0
             while start < n_samples:

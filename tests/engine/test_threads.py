@@ -246,5 +246,23 @@ def test_one_slow_batch_does_not_flip_the_choice():
     assert all(length <= PROBE_BATCHES for _, length in _runs(trace, 1))  # probes, no switch
 
 
+def test_alternating_thread_limits_keep_what_each_learned():
+    # Epochs of 200 batches, by turns on at most 1 and at most 2 threads (a benchmark timing
+    # both, fits inside and outside threadpool_limits), beside a busy core: two threads cost
+    # 1.5x one. Each epoch on 2 goes on from the last one on 2 (one thread, probes ever further
+    # apart) instead of starting again from both threads and probing from its third batch.
+    epochs = [1, 2] * 6
+    limits = [limit for limit in epochs for _ in range(200)]
+    trace = _trace(limits, [(1.0, 1.5)] * len(limits))
+    on_two = [trace[i * 200:(i + 1) * 200] for i, limit in enumerate(epochs) if limit == 2]
+    anew = _trace(2, [(1.0, 1.5)] * 200)  # what each would cost if it started again
+    assert on_two[0] == anew and anew.count(2) > 2 * PROBE_BATCHES
+    assert all(trace[i * 200:(i + 1) * 200] == [1] * 200
+               for i, limit in enumerate(epochs) if limit == 1)
+    later = [epoch.count(2) for epoch in on_two[1:]]
+    assert all(count <= PROBE_BATCHES for count in later)  # probes only
+    assert sum(later) <= 3 * PROBE_BATCHES < 5 * anew.count(2)
+
+
 def test_one_thread_allowed_is_one_thread():
     assert set(_trace(1, [(1.0, 0.5)] * 50)) == {1}
