@@ -151,7 +151,7 @@ class Rules:
     N, which is its behaviour, not its contract."""
     name: str
     min_rows: int = 256
-    min_weight_rows: int = 128
+    min_weight_rows: int = 256
     min_split: int = 16
     max_blocks: int = 16
     weight_cols: int = 0
@@ -580,13 +580,13 @@ def simulate(workload, rules, calibration, cores=CORES):
 # Candidates: every boundary still a function of the shapes only.
 CANDIDATES = (
     TODAY,
-    Rules("rows-64", min_rows=64),  # more row blocks, nothing else
+    Rules("rows-64", min_rows=64, min_weight_rows=128),  # more row blocks, nothing else
     Rules("rows-16/w-32", min_rows=16, min_weight_rows=32),  # the finest row blocks
     Rules("t128x64/w-64x128", min_rows=128, row_cols=64, min_weight_rows=64, weight_cols=128),
     # The grid's picks (--search): cheapest on 2 cores for mnist and wide together; for each alone.
     Rules("r256c16/w64c32", row_cols=16, min_weight_rows=64, weight_cols=32),
     Rules("r16c64/w64c32", min_rows=16, row_cols=64, min_weight_rows=64, weight_cols=32),
-    Rules("r256c128/w128c128", row_cols=128, weight_cols=128),
+    Rules("r256c128/w128c128", row_cols=128, min_weight_rows=128, weight_cols=128),
     # Per-layer rules (--layers): every product over OpenBLAS's small-matrix threshold cut into
     # the fewest tiles under it (rows >= 16, columns >= 32), the row pass's and W's alike.
     Rules("tiles<=1M", tile_mnk=SMALL_MNK, tile_cols=32, tile_rows=16, weight_mnk=SMALL_MNK,

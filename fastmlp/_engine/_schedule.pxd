@@ -47,8 +47,12 @@
 # pass, the deltas in the weight pass), so few large blocks are best: on the 2-core machine, row
 # blocks of >= 64 rows against >= 256 took mnist from 0.27 to 0.22-0.25 s per epoch and wide
 # from 1.07 to 0.94 s (scipy's OpenBLAS, SkylakeX kernel). The weight pass keeps smaller blocks
-# (>= 128 of W's rows): with only two per layer, mnist ran 1.45x faster on 2 threads than on 1;
-# with >= 128, 1.73-1.88x. Below 16 rows a split costs more than it saves.
+# (>= 256 of W's rows): with only two per layer and two barriers a batch, mnist ran 1.45x faster
+# on 2 threads than on 1, with >= 128 1.73-1.88x; in one region (batch_jobs), where a thread
+# that finishes early takes other work, >= 256 rows pack the deltas half as often and ran
+# mnist in 0.94-0.95x the time of >= 128, wide 0.90x, tiny-batch 0.90x, mnist-f64 1.00x
+# (alternating runs, medians of 8-18 epochs each). Below 16 rows a split costs more than it
+# saves.
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport sqrt
@@ -79,7 +83,7 @@ from fastmlp._engine._rows cimport Rows, dense_input, gather_rows, gathers, sour
 cdef enum:
     NORM_JOB = -2  # job_hi of a layer's gamma and beta (of its bias: -1)
     MIN_ROWS = 256
-    MIN_WEIGHT_ROWS = 128
+    MIN_WEIGHT_ROWS = 256
     MIN_SPLIT = 16
     MAX_BLOCKS = 16
 
