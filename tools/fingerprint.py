@@ -175,6 +175,9 @@ def _cases():
                                 "activation": "maxout", "dropout": 0.1}, dtype="float32")
     add("clf", "digits_large", {"hidden_layer_sizes": [260], "solver": "lbfgs", "max_iter": 5},
         layout="csr")
+    # a W of >= 512 rows: more than two weight blocks under some rules (MIN_WEIGHT_ROWS)
+    add("clf", "digits_large", {"hidden_layer_sizes": [640, 24], "batch_size": 512,
+                                "max_iter": 2}, dtype="float32")
 
     # sample and class weights
     for sw in ("uniform", "integers"):
