@@ -2,8 +2,10 @@
 around its OpenMP regions.
 
 Loading. libgomp reads GOMP_SPINCOUNT once, when it is loaded with the engine. Its default spins
-about 300,000 times at every barrier before sleeping; a mini-batch has two barriers, and when the
-machine is busy the spinning thread steals the core its partner needs. Measured on the 2-core
+about 300,000 times at every barrier before sleeping; a mini-batch had two barriers when this
+was measured (one region's end now, and the engine's own waits spin as long:
+csrc/fm_openmp.h), and when the machine is busy the spinning thread steals the core its
+partner needs. Measured on the 2-core
 machine (`small` workload, 2 threads, ms per epoch): default 11.5 quiet / 388 loaded;
 1000-3000 spins 7.4-8.2 quiet / 51 loaded (1000); 0 (sleep at once) 20.5 quiet / 18.5
 loaded. The variable is set only for the load and removed again, so child processes see the
@@ -73,8 +75,8 @@ def effective_n_threads():
 # A thread joins a mini-batch only if it gets at least this many multiply-adds of the forward
 # pass (batch rows x the network's parameters, a weight's multiply-add or a bias's add for each
 # row; the backward pass is twice that, in proportion). Below, its fixed cost per batch (the
-# fork, two barriers, waking a partner that slept in between) and above all the risk of
-# waiting at each barrier for a thread the OS gave to another process outweigh its half of the
+# fork and join, waking a partner that slept in between; two barriers when measured) and above
+# all the risk of waiting for a thread the OS gave to another process outweigh its half of the
 # arithmetic. Measured on the 2-core machine, shared with other sessions, by
 # `python benchmarks/batch_threads.py --reps 21 [--busy]` (2 threads' time per batch over 1
 # thread's: the best and the median of 21 epochs, a neighbour busy on part of the machine; the
