@@ -33,9 +33,10 @@
 # layer's delta done for its rows, and a weight job waits for its layer's count (and, before its
 # step, for every block to be past reading its W): the weight jobs go out from the top layer
 # down, so a thread done with its rows computes the top layers' gradients while another is still
-# on the lower layers' deltas. Measured against the two passes (benchmarks/ab_builds.py, 2-core
-# Xeon VM, medians of 5-7 rounds): mnist 0.91-0.97x the epoch, wide 0.99-1.01x (its row blocks
-# end together), tiny-batch 0.99x, small 0.99x; the bits are the same.
+# on the lower layers' deltas. Measured against the two passes (2-core Xeon VM, shared): mnist
+# 0.96x the epoch (alternating processes of the two builds, medians of 24 epochs each; single
+# benchmarks/ab_builds.py runs of 5-9 rounds said 0.91-1.03 at that load), wide 0.99-1.01x (its
+# row blocks end together), tiny-batch 0.99x, small 0.99x; the bits are the same.
 #
 # A sum over jobs (the L2 term's sum(W^2), the gradient's norm for max_grad_norm) is taken from
 # per-job partial sums in job order, the same whatever thread computed which job. Clipping the
