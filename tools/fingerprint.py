@@ -5,8 +5,9 @@ every fitted model bit for bit the same as before, on the same machine. This too
 matrix of models -- every activation, solver, loss, target kind, dtype, memory layout, sparse
 format and regulariser, fit / partial_fit / warm_start, a base case varied one or two options at
 a time plus a few combinations -- and records, per case, a sha256 of the exact bytes of every
-`coefs_` / `intercepts_` array, the loss curve (as float64), the validation scores, predictions
-and probabilities on held-out rows (and on 1 and 3 rows: the path without BLAS), with `n_iter_`,
+`coefs_` / `intercepts_` array, the loss curve and `gradient_norms_` (as float64), the validation
+scores, predictions and probabilities on held-out rows (and on 1 and 3 rows: the path without
+BLAS), with `n_iter_`,
 `t_`, `loss_`, `best_loss_`, `best_validation_score_` kept exactly (float repr round-trips) and
 the case's parameters. A fit or prediction that raises is recorded as its error (type and
 message), so a change in what fails is caught too. Two such files are then compared case by case.
@@ -562,6 +563,9 @@ def _fitted(model):
             rec[f"{name}[{i}]"] = _digest(a)
     curve = getattr(model, "loss_curve_", None)
     rec["loss_curve_"] = None if curve is None else _digest(np.asarray(curve, dtype=np.float64))
+    norms = getattr(model, "gradient_norms_", None)  # each step's per-layer |dLoss/dW|
+    rec["gradient_norms_"] = (None if norms is None
+                              else _digest(np.asarray(norms, dtype=np.float64)))
     scores = getattr(model, "validation_scores_", None)
     rec["validation_scores_"] = (None if scores is None
                                  else _digest(np.asarray(scores, dtype=np.float64)))
