@@ -9,8 +9,9 @@ only the timed epochs (perf's control fifo), and prints the CPU microseconds per
 in: GEMM kernels, GEMM packing (OpenBLAS copies operands into panels on every call), OpenBLAS's
 other work (zeroing C for beta = 0, its thread server), libgomp (fork/join and threads spinning at
 barriers), the Adam step, the gradient finish (L2 term, averaging, sum of W^2), the element-wise
-kernels, the output softmax + loss, the gather of shuffled rows (memcpy), the engine's own loops
-(bias gradient, Cython glue), Python + numpy (the per-epoch work around the engine) and the OS.
+kernels, the output softmax + loss, the gather of shuffled rows (memcpy), libc's memset (OpenBLAS
+clearing C before a beta = 0 product), the engine's own loops (bias gradient, Cython glue),
+Python + numpy (the per-epoch work around the engine) and the OS.
 Needs `perf` (Debian's linux-perf).
 """
 import argparse
@@ -26,6 +27,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 FREQUENCY = 1999  # samples per CPU-second
 
+ENGINE_MODULES = ("_trainer", "_network", "_testing", "vocabulary")  # fastmlp/_engine's .so files
+
 CATEGORIES = [  # (label, predicate on (dso, symbol)); the first match wins
     ("GEMM kernel", lambda d, s: "openblas" in d and re.search(r"gemm_(small_)?kernel", s)),
     ("GEMM packing", lambda d, s: "openblas" in d and "copy" in s),
@@ -38,7 +41,12 @@ CATEGORIES = [  # (label, predicate on (dso, symbol)); the first match wins
     ("activation backward", lambda d, s: "activation_backward" in s),
     ("output softmax + loss (incl. libm log)", lambda d, s: "output_delta" in s or "libm" in d),
     ("gather of shuffled rows (memcpy)", lambda d, s: "libc" in d and "mem" in s and "set" not in s),
-    ("engine loops (bias gradient, glue)", lambda d, s: "_engine" in d),
+    # (perf -g: in a training epoch nearly all of it is called from OpenBLAS's sgemm_nn/nt)
+    ("memset (OpenBLAS zeroing C for beta = 0)", lambda d, s: "libc" in d and "memset" in s),
+    # (perf names a DSO by its file name: the engine's modules are _trainer.cpython-*.so and
+    # its siblings, whose "cpython" the Python category below would otherwise claim.)
+    ("engine loops (bias gradient, glue)", lambda d, s: "_engine" in d
+     or d.split(".")[0] in ENGINE_MODULES),
     ("Python + numpy around the engine", lambda d, s: "python" in d or "numpy" in d
      or "multiarray" in d or "_sklearn" in d or "sklearn" in d or "libc" in d),
     ("operating system", lambda d, s: "kernel" in d),
