@@ -54,8 +54,8 @@ OPENMP_ENABLED = bool(FASTMLP_HAVE_OPENMP)
 SMALL_PREDICT_ROWS = SMALL_ROWS  # fewer rows than this predict without calling BLAS
 
 #: The solver's record, field for field csrc/fastmlp_kernels.h's fm_optim (Cython checks the
-#: layout once, below, when the engine is imported: a mismatch is an ImportError's ValueError,
-#: never a misread field).
+#: layout once, below, when the engine is imported: a mismatch fails the import with its
+#: ValueError, never a misread field).
 OPTIM_SPEC = np.dtype([
     ("solver", np.intc), ("lr", np.float64), ("eps", np.float64),
     ("weight_decay", np.float64), ("beta_1", np.float64), ("beta_2", np.float64),
