@@ -5,10 +5,9 @@ Loading. libgomp reads GOMP_SPINCOUNT once, when it is loaded with the engine. I
 about 300,000 times at every barrier before sleeping; a mini-batch had two barriers when this
 was measured (one region's end now, and the engine's own waits spin as long:
 csrc/fm_openmp.h), and when the machine is busy the spinning thread steals the core its
-partner needs. Measured on the 2-core
-machine (`small` workload, 2 threads, ms per epoch): default 11.5 quiet / 388 loaded;
-1000-3000 spins 7.4-8.2 quiet / 51 loaded (1000); 0 (sleep at once) 20.5 quiet / 18.5
-loaded. The variable is set only for the load and removed again, so child processes see the
+partner needs. Measured on the 2-core machine (`small` workload, 2 threads, ms per epoch):
+default 11.5 quiet / 388 loaded; 1000-3000 spins 7.4-8.2 quiet / 51 loaded (1000); 0 (sleep at
+once) 20.5 quiet / 18.5 loaded. The variable is set only for the load and removed again, so child processes see the
 user's environment; a user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT is left to rule.
 
 Threads.

@@ -7,9 +7,8 @@ format and regulariser, fit / partial_fit / warm_start, a base case varied one o
 a time plus a few combinations -- and records, per case, a sha256 of the exact bytes of every
 `coefs_` / `intercepts_` array, the loss curve and `gradient_norms_` (as float64), the validation
 scores, predictions and probabilities on held-out rows (and on 1 and 3 rows: the path without
-BLAS), with `n_iter_`,
-`t_`, `loss_`, `best_loss_`, `best_validation_score_` kept exactly (float repr round-trips) and
-the case's parameters. A fit or prediction that raises is recorded as its error (type and
+BLAS), with `n_iter_`, `t_`, `loss_`, `best_loss_`, `best_validation_score_` kept exactly (float
+repr round-trips) and the case's parameters. A fit or prediction that raises is recorded as its error (type and
 message), so a change in what fails is caught too. Two such files are then compared case by case.
 
 Usage (each build compiled in place: `python setup.py build_ext --inplace`; put the build to
