@@ -20,7 +20,9 @@ machine. This 2-core machine cannot run sixteen threads at speed, so the passes 
   plus an optional cut of every weight job over W's columns too (``weight_cols``), of every
   layer's output into column tiles (``row_cols``), or a per-layer rule (``tile_pieces``: a
   product cut by its own m, n, k, ``--layers`` searches them): every boundary stays a function
-  of the shapes.
+  of the shapes. ``class_rules(C)`` is the engine's own rule on a machine of C CPUs (its
+  schedule class, fastmlp._runtime.schedule_cpus): C row blocks and C blocks of each W where
+  the shapes allow; the table after the verdict shows each class on P = C cores.
 - Costs. Each job is a list of GEMMs (m, n, k, which of the engine's three products, and the
   size of the product a tile is cut from) and element-wise sweeps (how many elements, which
   kind). A Calibration turns them into seconds: every distinct GEMM shape is timed on this
@@ -163,14 +165,27 @@ class Rules:
     tile_rows: int = 16
     weight_tile_cols: int = 32
     packed_tiles: bool = False
+    cpus: int = 2  # the machine's schedule class (the engine's schedule_cpus): see class_rules
 
 
 TODAY = Rules("today")  # the engine's constants, as of this file (the test pins them)
+WEIGHT_SPLIT = 64  # _schedule.pxd: the fewest of W's rows in a block cut for the class
 
 
-def n_blocks(n, min_rows, rules=TODAY):
-    """How many blocks n rows are cut into: _schedule.pxd's n_blocks."""
-    k = min(n // min_rows, rules.max_blocks)
+def class_rules(cpus):
+    """The engine's own rules on a machine of `cpus` CPUs (its schedule class, 2-16): at least
+    `cpus` row blocks of >= MIN_SPLIT rows and `cpus` blocks of each W's rows of >= WEIGHT_SPLIT,
+    where the shapes allow, never fewer than TODAY's constants give."""
+    return TODAY if cpus <= 2 else Rules(f"class {cpus}", cpus=cpus)
+
+
+def n_blocks(n, min_rows, rules=TODAY, split=None):
+    """How many blocks n rows are cut into: _schedule.pxd's n_blocks (want: rules.cpus; split:
+    the fewest rows of a block cut for them, MIN_SPLIT unless given)."""
+    k = n // min_rows
+    if k < rules.cpus:
+        k = min(rules.cpus, n // (rules.min_split if split is None else split))
+    k = min(k, rules.max_blocks)
     if k < 2:
         return 2 if n >= rules.min_split else 1
     return k - (k % 2)
@@ -194,7 +209,7 @@ def weight_jobs(units, rules=TODAY, batch=0):
     jobs = []
     for l in range(len(units) - 1):
         n_in, n_out = units[l], units[l + 1]
-        blocks = n_blocks(n_in, rules.min_weight_rows, rules)
+        blocks = n_blocks(n_in, rules.min_weight_rows, rules, WEIGHT_SPLIT)
         col_blocks = n_blocks(n_out, rules.weight_cols, rules) if rules.weight_cols else 1
         if rules.weight_mnk:
             blocks, col_blocks = tile_pieces(n_in, n_out, batch, rules.weight_mnk,
@@ -601,7 +616,31 @@ CANDIDATES = (
     Rules("packed>1M|few:whole", tile_mnk=SMALL_MNK, tile_cols=32, tile_rows=16,
           packed_tiles=True, big_mnk=64 * MB, weight_mnk=SMALL_MNK, min_weight_rows=32,
           weight_tile_cols=32),
+    # The engine's own rules on a machine of 4, 8 and 16 CPUs (class_rules; today is class 2).
+    class_rules(4), class_rules(8), class_rules(16),
 )
+
+
+def format_classes(results):
+    """The engine's schedule classes, each on the machine it is cut for: its jobs, its batch
+    on P = class threads against today's rules on as many (the speed-up the class brings), its
+    busy fraction there, and the cost of its smaller blocks to a process that runs it on one
+    thread (a grid search of one-thread fits on that machine) or two."""
+    lines = [f"{'workload':<10} {'class':>5} {'jobs r+w':>8}  {'T(class) vs today':>17} "
+             f"{'busy':>5}  {'1 thread vs today':>17}  {'2 threads vs today':>18}"]
+    for name, by_rules in results.items():
+        today = {r["P"]: r["batch_us"] for r in by_rules["today"]}
+        for cpus in (4, 8, 16):
+            runs = {r["P"]: r for r in by_rules.get(f"class {cpus}", ())}
+            if cpus not in runs:
+                continue
+            lines.append(
+                f"{name:<10} {cpus:>5} {runs[1]['row_jobs']:>3}+{runs[1]['weight_jobs']:<4}  "
+                f"{today[cpus] / runs[cpus]['batch_us']:>14.2f}x  "
+                f"{100 * runs[cpus]['busy']:>4.0f}%  "
+                f"{100 * (runs[1]['batch_us'] / today[1] - 1):>+16.0f}%  "
+                f"{100 * (runs[2]['batch_us'] / today[2] - 1):>+17.0f}%")
+    return "\n".join(lines)
 
 
 def search(calibration, cores=16, sizes=(16, 32, 64, 128, 256)):
@@ -836,6 +875,9 @@ def main(argv=None):
     if "mnist" in results and "wide" in results:
         print()
         print(verdict(results))
+    print("\nthe engine's classes (fastmlp._runtime.schedule_cpus), each on P = its CPUs; "
+          "today is class 2:")
+    print(format_classes(results))
     if args.engine:
         print("\nthe engine's own batch on one core (CPU time; OMP_NUM_THREADS=1) against the "
               "model's T1:")

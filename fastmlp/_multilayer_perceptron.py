@@ -66,7 +66,9 @@ from fastmlp._stochastic_optimizers import (
     SGDOptimizer,
     TorchOptimizer,
 )
-from fastmlp._runtime import effective_n_threads, single_threaded_blas, threads_for_batch
+from fastmlp._runtime import (
+    effective_n_threads, schedule_cpus, single_threaded_blas, threads_for_batch,
+)
 from fastmlp._validation import (
     _binarize,
     _binarize_known_integers,
@@ -604,6 +606,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden_layer_sizes)
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         self._check_solver_options()
+        schedule_cpus()  # a bad FASTMLP_SCHEDULE_CPUS fails here, before the model changes
         if not incremental:
             self.__dict__.pop("_trainer_cache", None)  # partial_fit's (_stochastic_trainer)
 
@@ -695,7 +698,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         network = self._network()
         # Batch normalization's statistics are the whole batch's: one chunk of every row.
         chunk = X.shape[0] if network.batch_norm else min(X.shape[0], _LBFGS_CHUNK_ROWS)
-        trainer = _engine.Trainer(network, chunk, X.shape[1], theta.dtype, sp.issparse(X))
+        trainer = _engine.Trainer(network, chunk, X.shape[1], theta.dtype, sp.issparse(X),
+                                  schedule_cpus=schedule_cpus())
         Y = np.ascontiguousarray(y, dtype=theta.dtype)
         weights = sample_weight if sample_weight is not None else np.empty(0, theta.dtype)
         grad = np.empty_like(theta)
@@ -948,13 +952,14 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         the width, dtype and sparsity of X). fit keeps none (its buffers would outlive it), and
         nothing of it is pickled (__getstate__)."""
         network = self._network()
-        shape = (batch_size, X.shape[1], theta.dtype, sp.issparse(X), theta.shape[0])
+        shape = (batch_size, X.shape[1], theta.dtype, sp.issparse(X), theta.shape[0],
+                 schedule_cpus())
         cached = self.__dict__.pop("_trainer_cache", None)
         if cached is not None and cached[0] is network and cached[1] == shape:
             trainer, grad = cached[2], cached[3]
         else:
             trainer = _engine.Trainer(network, batch_size, X.shape[1], theta.dtype,
-                                      sp.issparse(X))
+                                      sp.issparse(X), schedule_cpus=shape[-1])
             grad = np.empty_like(theta)
         if incremental:
             self._trainer_cache = (network, shape, trainer, grad)

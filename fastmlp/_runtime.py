@@ -71,6 +71,65 @@ def effective_n_threads():
     return max(1, _engine.max_threads())
 
 
+#: The environment variable that sets the schedule class (`schedule_cpus`) for this process.
+SCHEDULE_CPUS_VARIABLE = "FASTMLP_SCHEDULE_CPUS"
+#: The schedule classes: powers of two from 2 (the rules measured on the 2-core machine) to 16
+#: (the engine cuts no pass into more than 16 blocks: _schedule.pxd's MAX_BLOCKS).
+SCHEDULE_CLASSES = (2, 4, 8, 16)
+
+
+def _process_cpus():
+    # The CPUs this process may run on (a cgroup's cpuset or taskset narrows them), as
+    # os.process_cpu_count() of Python 3.13 counts them; the machine's count where the OS has
+    # no affinity mask.
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+_PROCESS_CPUS = _process_cpus()
+_schedule = None  # the class, once resolved (schedule_cpus)
+
+
+def schedule_cpus():
+    """The schedule class: how many CPUs the engine cuts a mini-batch's work for.
+
+    The blocks of a mini-batch (its row blocks and each W's blocks of rows) are what fixes a
+    fit's bits; threads only take them in turn, so a fit is bitwise the same on any number of
+    threads. Two row blocks (the rules measured on the 2-core machine) leave 14 of 16 cores
+    idle in the row pass, and smaller blocks cost arithmetic on few cores (each block's GEMM
+    packs its whole W again): so the blocks are cut for the machine, not for the threads. The
+    class is the CPUs this process may run on (its affinity mask, set by taskset, a cgroup's
+    cpuset, a batch scheduler), rounded down to a power of two from 2 to 16 -- never the
+    thread count, which OMP_NUM_THREADS, threadpoolctl and `threads_for_batch` change, nor a
+    measurement. FASTMLP_SCHEDULE_CPUS sets it instead (2, 4, 8 or 16): to train a 16-core
+    server's bits on a laptop, or to keep 2's blocks where many one-thread fits share a big
+    machine (a grid search with n_jobs=-1: class 16 costs up to ~1.8x the arithmetic of a
+    thread alone; benchmarks/RESULTS.md, "Many cores"). Machines of one class and BLAS kernel
+    give the same bits.
+
+    Resolved once, at the first fit (as OpenMP reads OMP_NUM_THREADS once), and kept: every fit
+    and partial_fit asks (reading the environment cost 1.3 us a call, of a ~55 us partial_fit),
+    and a process keeps one class. A bad value raises here, at each fit, until it is mended."""
+    global _schedule
+    if _schedule is not None:
+        return _schedule
+    value = os.environ.get(SCHEDULE_CPUS_VARIABLE)
+    if value is None:
+        cpus = max([c for c in SCHEDULE_CLASSES if c <= _PROCESS_CPUS] or SCHEDULE_CLASSES[:1])
+    else:
+        try:
+            cpus = int(value)
+        except ValueError:
+            cpus = 0
+        if cpus not in SCHEDULE_CLASSES:
+            raise ValueError(f"{SCHEDULE_CPUS_VARIABLE} must be one of "
+                             f"{', '.join(map(str, SCHEDULE_CLASSES))}, got {value!r}.")
+    _schedule = cpus
+    return cpus
+
+
 # A thread joins a mini-batch only if it gets at least this many multiply-adds of the forward
 # pass (batch rows x the network's parameters, a weight's multiply-add or a bias's add for each
 # row; the backward pass is twice that, in proportion). Below, its fixed cost per batch (the

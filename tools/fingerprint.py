@@ -27,6 +27,10 @@ somewhere else, e.g. an editable install's):
 threadpoolctl); the engine promises bitwise equal results whatever the thread count, so the
 1- and 2-thread files of one build compare equal as well. Run both files of a pair on the same
 machine with the same numpy / scipy / scikit-learn: the header of `compare` shows both.
+`--schedule-cpus N` cuts the blocks for a machine of N CPUs (FASTMLP_SCHEDULE_CPUS: 2, 4, 8,
+16; by default the machine's own class): the thread promise holds within a class, so compare
+the files of one class (`--threads 16 --schedule-cpus 16` against `--threads 1 --schedule-cpus
+16`, for a 16-core server's blocks on any machine).
 
 Only the public API (the estimators' parameters, fit / partial_fit / predict / predict_proba,
 the fitted attributes every version has), because the restructuring moves and renames the
@@ -575,9 +579,11 @@ def _fitted(model):
     return rec
 
 
-def run(out, threads):
+def run(out, threads, schedule_cpus=None):
     # OpenMP (and BLAS) read the variable when they are loaded: before numpy and fastmlp.
     os.environ["OMP_NUM_THREADS"] = str(threads)
+    if schedule_cpus is not None:  # the schedule class (fastmlp._runtime.schedule_cpus)
+        os.environ["FASTMLP_SCHEDULE_CPUS"] = str(schedule_cpus)
     import platform
 
     import numpy as np
@@ -618,6 +624,7 @@ def run(out, threads):
     meta = {
         "fastmlp": pkg_dir, "fastmlp_version": getattr(fastmlp, "__version__", None),
         "extensions": extensions, "threads": threads, "openmp_threads": openmp,
+        "schedule_cpus": _schedule_cpus(),
         "python": platform.python_version(), "machine": platform.machine(),
         "numpy": np.__version__, "scipy": scipy.__version__, "sklearn": sklearn.__version__,
         "seconds": round(elapsed, 1),
@@ -628,7 +635,14 @@ def run(out, threads):
         json.dump({"meta": meta, "cases": results}, f, indent=1, sort_keys=True)
     errors = sum("error" in r["result"] for r in results.values())
     print(f"{len(results)} cases ({errors} recorded errors) in {elapsed:.1f} s, "
-          f"{threads} thread(s), fastmlp from {pkg_dir} -> {out}")
+          f"{threads} thread(s), schedule class {meta['schedule_cpus']}, fastmlp from {pkg_dir} "
+          f"-> {out}")
+
+
+def _schedule_cpus():
+    # The class the blocks were cut for (None: a fastmlp from before classes, which cut as 2).
+    from fastmlp import _runtime
+    return _runtime.schedule_cpus() if hasattr(_runtime, "schedule_cpus") else None
 
 
 def compare(path_a, path_b):
@@ -636,7 +650,8 @@ def compare(path_a, path_b):
         a = json.load(f)
     with open(path_b) as f:
         b = json.load(f)
-    for key in ("fastmlp", "threads", "numpy", "scipy", "sklearn", "python", "machine"):
+    for key in ("fastmlp", "threads", "schedule_cpus", "numpy", "scipy", "sklearn", "python",
+                "machine"):
         va, vb = a["meta"].get(key), b["meta"].get(key)
         print(f"{key}: {va}" + ("" if va == vb else f"  vs  {vb}"))
     ca, cb = a["cases"], b["cases"]
@@ -673,12 +688,15 @@ def main(argv=None):
     p_run = sub.add_parser("run", help="fit the matrix and write its fingerprints")
     p_run.add_argument("--out", required=True)
     p_run.add_argument("--threads", type=int, default=1)
+    p_run.add_argument("--schedule-cpus", type=int, default=None,
+                       help="the schedule class to cut the blocks for (FASTMLP_SCHEDULE_CPUS); "
+                            "default: the machine's")
     p_cmp = sub.add_parser("compare", help="compare two fingerprint files; exit 1 if any differ")
     p_cmp.add_argument("a")
     p_cmp.add_argument("b")
     args = parser.parse_args(argv)
     if args.command == "run":
-        run(args.out, args.threads)
+        run(args.out, args.threads, args.schedule_cpus)
         return 0
     return compare(args.a, args.b)
 

@@ -25,26 +25,47 @@ def _engine_constants():
     with open(SCHEDULE_PXD) as f:
         text = f.read()
     return text, {name: int(value) for name, value in
-                  re.findall(r"^\s+(MIN_ROWS|MIN_WEIGHT_ROWS|MIN_SPLIT|MAX_BLOCKS) = (\d+)\s*$",
-                             text, re.MULTILINE)}
+                  re.findall(r"^\s+(MIN_ROWS|MIN_WEIGHT_ROWS|MIN_SPLIT|WEIGHT_SPLIT|MAX_BLOCKS) = "
+                             r"(\d+)\s*$", text, re.MULTILINE)}
 
 
 def test_mirrored_constants_are_the_engines():
     text, constants = _engine_constants()
     assert constants == {"MIN_ROWS": sm.TODAY.min_rows,
                          "MIN_WEIGHT_ROWS": sm.TODAY.min_weight_rows,
-                         "MIN_SPLIT": sm.TODAY.min_split, "MAX_BLOCKS": sm.TODAY.max_blocks}
-    # ... and the row pass is cut by n_blocks over the batch's rows with MIN_ROWS, as modelled.
-    assert "r_blocks = n_blocks(rows.n, MIN_ROWS)" in text
+                         "MIN_SPLIT": sm.TODAY.min_split, "WEIGHT_SPLIT": sm.WEIGHT_SPLIT,
+                         "MAX_BLOCKS": sm.TODAY.max_blocks}
+    # ... and the row pass is cut by n_blocks over the batch's rows with MIN_ROWS and the
+    # class's want, as modelled.
+    assert "r_blocks = n_blocks(rows.n, MIN_ROWS, work.cpus, MIN_SPLIT)" in text
     assert sm.TODAY.row_cols == 0 and sm.TODAY.weight_cols == 0
 
 
+@pytest.mark.parametrize("cpus", [2, 4, 8, 16])
 @pytest.mark.parametrize("units", UNITS)
-def test_mirrored_weight_jobs_are_the_trainers(units):
+def test_mirrored_weight_jobs_are_the_trainers(units, cpus):
     network = _engine.Network(list(units), "relu", "softmax")
-    trainer = _engine.Trainer(network, 32, units[0], np.float64)
-    mirrored = [(l, lo, hi) for l, lo, hi, _, _ in sm.weight_jobs(units)]
+    trainer = _engine.Trainer(network, 32, units[0], np.float64, schedule_cpus=cpus)
+    mirrored = [(l, lo, hi) for l, lo, hi, _, _ in sm.weight_jobs(units, sm.class_rules(cpus))]
     assert mirrored == [tuple(int(v) for v in job) for job in trainer.jobs.T]
+
+
+def test_class_2_is_the_rules_before_classes():
+    # n_blocks with want = 2 is the rule before classes (k < 2: two blocks from MIN_SPLIT rows).
+    assert sm.class_rules(2) == sm.TODAY
+    for n in range(0, 5000, 7):
+        for min_rows in (16, 64, 256):
+            k = min(n // min_rows, sm.TODAY.max_blocks)
+            before = (2 if n >= 16 else 1) if k < 2 else k - k % 2
+            assert sm.n_blocks(n, min_rows) == before
+            assert sm.n_blocks(n, min_rows, split=sm.WEIGHT_SPLIT) == before
+
+
+def test_a_class_wants_its_row_blocks_where_the_batch_allows():
+    assert [len(sm.row_blocks(256, sm.class_rules(c))) for c in (2, 4, 8, 16)] == [2, 4, 8, 16]
+    assert [len(sm.row_blocks(512, sm.class_rules(c))) for c in (2, 4, 8, 16)] == [2, 4, 8, 16]
+    assert len(sm.row_blocks(32, sm.class_rules(16))) == 2  # blocks keep >= MIN_SPLIT rows
+    assert len(sm.row_blocks(8192, sm.class_rules(4))) == 16  # never fewer than before
 
 
 def test_row_blocks_follow_n_blocks_and_cover_the_batch():

@@ -4,7 +4,8 @@
 # Design
 # ------
 # A mini-batch is two parallel passes, each over its own outputs, cut into blocks whose
-# boundaries depend only on the shapes, never on the thread count:
+# boundaries depend only on the shapes and the schedule class (below), never on the thread
+# count:
 #   1. row blocks (rows_job): everything that is row by row — the forward pass through every
 #      layer, the output delta, every hidden delta (delta_prev for a row needs only that row's
 #      delta);
@@ -54,6 +55,19 @@
 # mnist in 0.94-0.95x the time of >= 128, wide 0.90x, tiny-batch 0.90x, mnist-f64 1.00x
 # (alternating runs, medians of 8-18 epochs each). Below 16 rows a split costs more than it
 # saves.
+#
+# Schedule classes (issue 12: users run on 16-64 cores). Those rules give a 256-row batch two
+# row blocks, so 16 cores would be ~15-20 % busy: the row pass is the critical path. Blocks that
+# keep 16 cores busy (16 row blocks of 16 rows for mnist) cost a thread alone 1.5-1.8x the time
+# (each GEMM packs its W again), which a 2-core machine must not pay. The blocks fix the bits,
+# so they cannot follow the thread count; they follow the machine instead: the Trainer's
+# schedule_cpus (work.cpus), the CPUs the process may run on rounded down to 2, 4, 8 or 16
+# (fastmlp/_runtime.py's schedule_cpus, which says how a user sets it). A class of C wants C
+# row blocks of >= MIN_SPLIT rows and C blocks of each W's rows of >= WEIGHT_SPLIT, where the
+# rules above give fewer; class 2 is exactly those rules (n_blocks). Modelled on 16 cores
+# (benchmarks/schedule_model.py, timed GEMMs and kernels): mnist 94 % busy, 3.9x the batch
+# rate of class 2's blocks on the same cores; wide 96 %, 3.6x; each thread count of a class
+# gives its bits (tests/engine/test_schedule_classes.py runs class 16 on 1, 2 and 16 threads).
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport sqrt
@@ -86,12 +100,18 @@ cdef enum:
     MIN_ROWS = 256
     MIN_WEIGHT_ROWS = 256
     MIN_SPLIT = 16
+    WEIGHT_SPLIT = 64
     MAX_BLOCKS = 16
 
 
-cdef inline Py_ssize_t n_blocks(Py_ssize_t n, Py_ssize_t min_rows) noexcept nogil:
-    """How many blocks n rows are cut into: depends on n only, never on the thread count."""
+cdef inline Py_ssize_t n_blocks(Py_ssize_t n, Py_ssize_t min_rows, Py_ssize_t want,
+                                Py_ssize_t split) noexcept nogil:
+    """How many blocks n rows are cut into: n // min_rows, or `want` (the schedule class) of at
+    least `split` rows where that is more; depends on n and the class only, never on the thread
+    count. With want = 2 it is the rule before classes, for any split of 16 or more."""
     cdef Py_ssize_t k = n // min_rows
+    if k < want:
+        k = want if n // split > want else n // split
     if k > MAX_BLOCKS:
         k = MAX_BLOCKS
     if k < 2:
@@ -116,6 +136,7 @@ cdef struct Work:
     const Py_ssize_t *job_lo
     const Py_ssize_t *job_hi
     Py_ssize_t n_jobs
+    Py_ssize_t cpus               # the schedule class: how many row blocks a batch wants
     const Py_ssize_t *dispatch    # the weight jobs in the order batch_jobs hands them out
     int *counters                 # batch_jobs's: [0] the next job to hand out, [1 + l] the row
                                   # blocks whose layer-l delta is complete
@@ -280,7 +301,8 @@ cdef inline bint normalized_row_passes(const Geometry *g, const floating *theta,
                                        int n_threads, int caller_cpu) noexcept nogil:
     """What rows_job does, for a batch-normalised network: forward and backward in passes over
     row blocks and over feature blocks in turn. False if Ctrl-C stopped it."""
-    cdef Py_ssize_t job, l, blocks, r_blocks = n_blocks(rows.n, MIN_ROWS), L = g.n_layers
+    cdef Py_ssize_t job, l, blocks, r_blocks = n_blocks(rows.n, MIN_ROWS, work.cpus, MIN_SPLIT)
+    cdef Py_ssize_t L = g.n_layers
     cdef Interrupt *it = work.interrupt
     cdef const BatchNorm *bn = &work.kept.bn
     cdef floating *acts = <floating *> work.kept.acts
@@ -295,7 +317,7 @@ cdef inline bint normalized_row_passes(const Geometry *g, const floating *theta,
             return False
         if l == L - 1:
             break
-        blocks = n_blocks(g.units[l + 1], MIN_NORM_UNITS)
+        blocks = n_blocks(g.units[l + 1], MIN_NORM_UNITS, 2, MIN_SPLIT)
         for job in prange(blocks, schedule='dynamic', num_threads=n_threads):
             if not interrupted(it, threadid() == 0):
                 batchnorm_layer_forward(g, l, block_start(g.units[l + 1], blocks, job),
@@ -305,7 +327,7 @@ cdef inline bint normalized_row_passes(const Geometry *g, const floating *theta,
         if it != NULL and it.raised:
             return False
     for l in range(L - 2, -1, -1):
-        blocks = n_blocks(g.units[l + 1], MIN_NORM_UNITS)
+        blocks = n_blocks(g.units[l + 1], MIN_NORM_UNITS, 2, MIN_SPLIT)
         for job in prange(blocks, schedule='dynamic', num_threads=n_threads):
             if not interrupted(it, threadid() == 0):
                 batchnorm_layer_backward(g, l, block_start(g.units[l + 1], blocks, job),
@@ -452,7 +474,7 @@ cdef inline void batch_jobs(const Geometry *g, floating *theta, floating *grad,
     not twice. Every job computes what it computed in two passes, from the same inputs: the
     bits are those of the two passes. Jobs are taken in order, so a weight job waits only for
     row blocks that other threads have begun and that wait for nothing: no deadlock."""
-    cdef Py_ssize_t l, taken, r_blocks = n_blocks(rows.n, MIN_ROWS)
+    cdef Py_ssize_t l, taken, r_blocks = n_blocks(rows.n, MIN_ROWS, work.cpus, MIN_SPLIT)
     cdef Py_ssize_t n_total = r_blocks + work.n_jobs
     cdef Interrupt *it = work.interrupt
     cdef int *counters = work.counters

@@ -43,8 +43,8 @@ from fastmlp._engine._openmp cimport (
 )
 from fastmlp._engine._rows cimport Rows, gather_rows
 from fastmlp._engine._schedule cimport (
-    MIN_WEIGHT_ROWS, NORM_JOB, Step, Work, add_layer_norms, batch_step, block_start, finish_all,
-    n_blocks, sum_partials,
+    MIN_WEIGHT_ROWS, NORM_JOB, WEIGHT_SPLIT, Step, Work, add_layer_norms, batch_step, block_start,
+    finish_all, n_blocks, sum_partials,
 )
 from fastmlp._engine._threads cimport (
     choice_for, choice_next, choice_record, choice_threads, seconds_now,
@@ -144,6 +144,9 @@ cdef class Trainer:
     cdef readonly object pre, dropped, argmax, grad_partial
     cdef readonly object xhat, bn_stats, row_w, bn_batch
     cdef readonly Py_ssize_t capacity
+    # The schedule class (_schedule.pxd's Design: Block sizes): the blocks are cut for a machine
+    # of this many CPUs, whatever the number of threads that then run them.
+    cdef readonly Py_ssize_t schedule_cpus
     cdef readonly bint double_precision  # the buffers' dtype: float64, else float32
     # Set per fit, or per partial_fit call of an estimator that keeps its trainer between calls:
     # they are read at each epoch, and size no buffer.
@@ -156,9 +159,12 @@ cdef class Trainer:
 
     def __init__(self, Network network, Py_ssize_t capacity, Py_ssize_t n_features, dtype,
                  bint sparse=False, *, unsigned long long dropout_seed=0,
-                 double max_grad_norm=0.0, double weight_clip=0.0):
+                 double max_grad_norm=0.0, double weight_clip=0.0, Py_ssize_t schedule_cpus=2):
         if capacity > BLAS_INT_MAX:  # a whole batch is the inner size of a gradient's GEMM
             raise ValueError(f"batch_size must be at most {BLAS_INT_MAX} (a BLAS dimension).")
+        if schedule_cpus < 1:
+            raise ValueError(f"schedule_cpus must be at least 1, got {schedule_cpus}")
+        self.schedule_cpus = schedule_cpus
         self.network = network
         self.capacity = capacity
         g = &network.g
@@ -167,11 +173,11 @@ cdef class Trainer:
         # A sparse X is read in place: nothing to gather.
         self.gathered = np.empty(0 if sparse else capacity * n_features, dtype=dtype)
         self.row_loss = np.empty(capacity, dtype=np.float64)
-        # The weight jobs: every layer's W cut into blocks of rows (fixed by the shapes, so the
-        # same whatever the thread count), and its bias; the largest layers first.
+        # The weight jobs: every layer's W cut into blocks of rows (fixed by the shapes and the
+        # schedule class, so the same whatever the thread count), and its bias.
         jobs = []
         for l in range(g.n_layers):
-            blocks = n_blocks(g.units[l], MIN_WEIGHT_ROWS)
+            blocks = n_blocks(g.units[l], MIN_WEIGHT_ROWS, schedule_cpus, WEIGHT_SPLIT)
             for b in range(blocks):
                 jobs.append((l, block_start(g.units[l], blocks, b),
                              block_start(g.units[l], blocks, b + 1)))
@@ -265,6 +271,7 @@ cdef class Trainer:
         work.job_lo = &jobs[1, 0]
         work.job_hi = &jobs[2, 0]
         work.n_jobs = jobs.shape[1]
+        work.cpus = self.schedule_cpus
         work.dispatch = &dispatch[0]
         work.counters = &counters[0]
         work.interrupt = NULL  # the caller points it at its Interrupt to make batches stoppable

@@ -60,6 +60,7 @@ from distributed import default_client, futures_of
 
 from fastmlp import _multilayer_perceptron as _mlp
 from fastmlp._callbacks import FitTask
+from fastmlp._runtime import schedule_cpus
 from fastmlp.dask import _partitions
 
 _DASK_PARAMETERS = ("client", "sync_every")
@@ -324,13 +325,16 @@ class _DaskFit:
         accepted = {"x": theta.astype(np.float64), "nit": 0}
         task_callback = fit_task.lbfgs_callback(theta)
         evaluations = [0]
+        # The workers cut their blocks for the client's schedule class, so that the fit's bits
+        # do not depend on which machine of a mixed cluster takes which partition.
+        schedule = schedule_cpus()
 
         def loss_and_gradient(packed):
             start = time.perf_counter()
             theta[...] = packed
             shared = _share(client, theta.copy())
             parts = [client.submit(_partitions.loss_gradient_sums, model, shared, X, Y, w,
-                                   pure=False)
+                                   schedule, pure=False)
                      for X, Y, w in blocks["futures"]]
             loss_sum, grad_sum, weight = self._tree(client, parts)
             coefs = theta[:n_coefs]
@@ -376,6 +380,7 @@ class _DaskFit:
                         if self.dropout > 0 else 0)
         order_seed = int(self._random_state.randint(0, 2**31 - 1))
         model = _share(client, self._worker_model())
+        schedule = schedule_cpus()  # the client's, for every worker (_fit_lbfgs_rounds: why)
         batches = [-(-n // batch_size) for n in rows]
         rounds_per_epoch = -(-max(batches) // self.sync_every)
         n_round = 0
@@ -397,6 +402,7 @@ class _DaskFit:
                                              >> 2) if self.dropout > 0 else 0),
                         "max_grad_norm": self.max_grad_norm or 0.0,
                         "weight_clip": self.weight_clip or 0.0,
+                        "schedule_cpus": schedule,
                     }
                     rows_args = (order_seed, p, self.n_iter_, first, n_batches, batch_size,
                                  self.shuffle)

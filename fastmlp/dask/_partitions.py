@@ -73,17 +73,18 @@ def _total_weight(w, n_rows):
     return float(np.add.accumulate(w.astype(np.float64))[-1]) if n_rows else 0.0
 
 
-def loss_gradient_sums(model, theta, X, Y, w):
+def loss_gradient_sums(model, theta, X, Y, w, schedule_cpus):
     """(Σ weight x loss, Σ weight x gradient, Σ weight) of one partition's rows at theta,
     without the L2 term (the model's alpha is 0; the client adds it once, over the total
-    weight)."""
+    weight); the blocks cut for the client's schedule class."""
     n_rows = X.shape[0]
     weight = _total_weight(w, n_rows)
     grad = np.zeros_like(theta)
     if n_rows == 0:
         return 0.0, grad, 0.0
     trainer = _engine.Trainer(_network(model), min(n_rows, _LBFGS_CHUNK_ROWS), X.shape[1],
-                              theta.dtype, not isinstance(X, np.ndarray))
+                              theta.dtype, not isinstance(X, np.ndarray),
+                              schedule_cpus=schedule_cpus)
     weights = w if w is not None else np.empty(0, theta.dtype)
     with single_threaded_blas():
         loss = trainer.loss_gradient(theta, grad, X, Y, weights, worker_threads())
