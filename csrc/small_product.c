@@ -24,8 +24,8 @@
  * - AVX-512 (product_columns_avx512): masked loads and stores let a block start on a line of W
  *   and cover a ragged first and last vector, so that no load straddles two lines; blocks of at
  *   most 16 vectors of 32 registers.
- * - Elsewhere (the generic vector code, GCC/clang vector extensions): blocks of 4 vectors of
- *   64 bytes (8 of AVX2's 16 ymm; 2 below AVX2), then 2 and 1, unaligned; the last columns,
+ * - Elsewhere (the generic vector code, GCC/clang vector extensions): blocks of 8 vectors of
+ *   32 bytes (8 of AVX2's 16 ymm; 4 below AVX2), then 4, 2 and 1, unaligned; the last columns,
  *   fewer than a vector, in an aligned buffer.
  *
  * Zero inputs (most of an image's pixels, about half of a relu layer's outputs) are skipped:
@@ -70,16 +70,16 @@ static int fm_product_avx512(void)
 #endif
 }
 
-/* How many 64-byte vectors a block of the generic code keeps in registers: 4 (8 of AVX2's 16
- * ymm), or 2 (8 of 16 xmm). */
+/* How many 32-byte vectors a block of the generic code keeps in registers: 8 (half of AVX2's 16
+ * ymm), or 4 (8 of 16 xmm). */
 static int fm_product_vectors(void)
 {
 #if defined(__GNUC__) && defined(__x86_64__) && \
     (defined(FASTMLP_HAVE_CLONES) || defined(__AVX2__))
     if (__builtin_cpu_supports("avx2"))
-        return 4;
+        return 8;
 #endif
-    return 2;
+    return 4;
 }
 
 #define REAL float
@@ -107,11 +107,14 @@ static int fm_product_vectors(void)
 
 #else
 
-/* 64 bytes of REAL as one value: GCC and clang give it vector registers of the width the code
- * is compiled for (two ymm, four xmm). Loaded and stored with memcpy, which compiles to
- * unaligned vector moves. */
-typedef REAL SFX(fm_vec) __attribute__((vector_size(64)));
-#define FM_VEC_LEN ((ptrdiff_t) (64 / sizeof(REAL)))
+/* 32 bytes of REAL as one value: one ymm register (two xmm without AVX). Loaded and stored with
+ * memcpy, which compiles to unaligned vector moves. Not 64 bytes: GCC keeps a vector wider than
+ * the target's registers in memory (every k stored and reloaded each sum through the stack):
+ * on an AVX2 machine (2-core AMD EPYC VM) predict_proba of one row through (784, 256, 128, 10)
+ * took 167 us, 87 % of it here; with these vectors 22 us (the AVX-512 path: ~11 us on the Xeon
+ * VM). */
+typedef REAL SFX(fm_vec) __attribute__((vector_size(32)));
+#define FM_VEC_LEN ((ptrdiff_t) (32 / sizeof(REAL)))
 
 /* The terms of one piece: z[j] (+)= a_k W[k, j] for k = index[t], t < terms, or k = k0 + t
  * without an index; `first`: z starts from 0, else from the sums of the pieces before. */
@@ -123,13 +126,13 @@ typedef struct {
     int first;
 } SFX(fm_terms);
 
-/* -- the generic path: blocks of 64-byte vectors, unaligned ----------------------------------- */
+/* -- the generic path: blocks of 32-byte vectors, unaligned ----------------------------------- */
 
 /* z[j0, j0 + n_vec * FM_VEC_LEN) over the terms, in their order. n_vec and whether there is an
  * index are constants at every call, so that the compiler keeps acc in registers. */
 FM_INLINE void SFX(product_block)(REAL *z, SFX(fm_terms) p, ptrdiff_t j0, const int n_vec)
 {
-    SFX(fm_vec) acc[4];
+    SFX(fm_vec) acc[8];
     for (int v = 0; v < n_vec; v++) {
         if (p.first)
             acc[v] = (SFX(fm_vec)){0};
@@ -174,9 +177,11 @@ FM_INLINE void SFX(product_tail)(REAL *z, SFX(fm_terms) p, ptrdiff_t j0)
 FM_INLINE void SFX(product_columns)(REAL *z, SFX(fm_terms) p, int most)
 {
     ptrdiff_t j0 = 0;
-    if (most >= 4)
-        for (; p.n_out - j0 >= 4 * FM_VEC_LEN; j0 += 4 * FM_VEC_LEN)
-            SFX(product_block)(z, p, j0, 4);
+    if (most >= 8)
+        for (; p.n_out - j0 >= 8 * FM_VEC_LEN; j0 += 8 * FM_VEC_LEN)
+            SFX(product_block)(z, p, j0, 8);
+    for (; p.n_out - j0 >= 4 * FM_VEC_LEN; j0 += 4 * FM_VEC_LEN)
+        SFX(product_block)(z, p, j0, 4);
     for (; p.n_out - j0 >= 2 * FM_VEC_LEN; j0 += 2 * FM_VEC_LEN)
         SFX(product_block)(z, p, j0, 2);
     for (; p.n_out - j0 >= FM_VEC_LEN; j0 += FM_VEC_LEN)
