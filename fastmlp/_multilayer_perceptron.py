@@ -67,7 +67,7 @@ from fastmlp._stochastic_optimizers import (
     TorchOptimizer,
 )
 from fastmlp._runtime import (
-    effective_n_threads, schedule_cpus, single_threaded_blas, threads_for_batch,
+    batch_schedule, effective_n_threads, schedule_cpus, single_threaded_blas, threads_for_batch,
 )
 from fastmlp._validation import (
     _binarize,
@@ -699,7 +699,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         # Batch normalization's statistics are the whole batch's: one chunk of every row.
         chunk = X.shape[0] if network.batch_norm else min(X.shape[0], _LBFGS_CHUNK_ROWS)
         trainer = _engine.Trainer(network, chunk, X.shape[1], theta.dtype, sp.issparse(X),
-                                  schedule_cpus=schedule_cpus())
+                                  schedule_cpus=batch_schedule(chunk, theta.shape[0]))
         Y = np.ascontiguousarray(y, dtype=theta.dtype)
         weights = sample_weight if sample_weight is not None else np.empty(0, theta.dtype)
         grad = np.empty_like(theta)
@@ -953,7 +953,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         nothing of it is pickled (__getstate__)."""
         network = self._network()
         shape = (batch_size, X.shape[1], theta.dtype, sp.issparse(X), theta.shape[0],
-                 schedule_cpus())
+                 batch_schedule(batch_size, theta.shape[0]))
         cached = self.__dict__.pop("_trainer_cache", None)
         if cached is not None and cached[0] is network and cached[1] == shape:
             trainer, grad = cached[2], cached[3]

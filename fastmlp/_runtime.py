@@ -170,6 +170,20 @@ def threads_for_batch(batch_rows, n_params):
                       batch_rows * n_params // MIN_MULTIPLY_ADDS_PER_THREAD))
 
 
+def batch_schedule(batch_rows, n_params, cpus=None):
+    """The schedule class for a Trainer of mini-batches of `batch_rows` rows through a network of
+    `n_params` parameters: 1 (every pass one block) when no machine gives such a batch two
+    threads (`threads_for_batch`, a rule of the shapes only), else `cpus` (by default
+    `schedule_cpus()`; the Dask estimators pass the client's). Blocks cut
+    for threads that never come only cost: each is another GEMM call, and its packing of W or
+    of the deltas. Measured on the 2-core AMD EPYC VM, the engine's epoch of one batch on one
+    thread: 32 rows of (64, 100, 10), partial_fit's, 44.8-45.0 us in class 2's 2 row blocks and
+    4 weight jobs, 37.6-37.8 us whole; 200 rows (`small`) 163 against 145 us."""
+    if batch_rows * n_params // MIN_MULTIPLY_ADDS_PER_THREAD < 2:
+        return 1
+    return schedule_cpus() if cpus is None else cpus
+
+
 def _release_blas_control():
     """Forget threadpoolctl's controlling thread: the next thread to set a limit takes it."""
     clear = getattr(getattr(threadpoolctl, "OpenBLASController", None),

@@ -24,7 +24,7 @@ import copy
 import numpy as np
 
 from fastmlp import _engine
-from fastmlp._runtime import effective_n_threads, single_threaded_blas
+from fastmlp._runtime import batch_schedule, effective_n_threads, single_threaded_blas
 from fastmlp._validation import _engine_input
 
 # The engine's own chunking for a full-batch gradient (as fastmlp/_multilayer_perceptron.py's
@@ -82,9 +82,10 @@ def loss_gradient_sums(model, theta, X, Y, w, schedule_cpus):
     grad = np.zeros_like(theta)
     if n_rows == 0:
         return 0.0, grad, 0.0
-    trainer = _engine.Trainer(_network(model), min(n_rows, _LBFGS_CHUNK_ROWS), X.shape[1],
-                              theta.dtype, not isinstance(X, np.ndarray),
-                              schedule_cpus=schedule_cpus)
+    chunk = min(n_rows, _LBFGS_CHUNK_ROWS)
+    trainer = _engine.Trainer(_network(model), chunk, X.shape[1], theta.dtype,
+                              not isinstance(X, np.ndarray),
+                              schedule_cpus=batch_schedule(chunk, theta.shape[0], schedule_cpus))
     weights = w if w is not None else np.empty(0, theta.dtype)
     with single_threaded_blas():
         loss = trainer.loss_gradient(theta, grad, X, Y, weights, worker_threads())
@@ -115,6 +116,8 @@ def local_steps(model, shared, X, Y, w, rows_args, batch_size, trainer_args):
     X, Y = X[rows], np.ascontiguousarray(Y[rows])
     w = np.ascontiguousarray(w[rows]) if w is not None else None
     grad = np.empty_like(theta)
+    trainer_args = dict(trainer_args, schedule_cpus=batch_schedule(
+        batch_size, theta.shape[0], trainer_args["schedule_cpus"]))
     trainer = _engine.Trainer(_network(model), batch_size, X.shape[1], theta.dtype,
                               not isinstance(X, np.ndarray), **trainer_args)
     weights = w if w is not None else np.empty(0, theta.dtype)

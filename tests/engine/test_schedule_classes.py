@@ -144,3 +144,26 @@ def test_a_16_core_schedule_gives_its_bits_on_1_2_and_16_threads():
     for n in (2, 16):
         assert runs[n][4::4] == runs[1][4::4]  # the weights
         assert runs[n][5::4] == runs[1][5::4]  # the predictions
+
+
+@pytest.mark.parametrize("rows, n_params, expected", [
+    (32, 64 * 100 + 100 + 100 * 10 + 10, 1),     # the per-call partial_fit: 0.24 M multiply-adds
+    (200, 64 * 100 + 100 + 100 * 10 + 10, 1),    # small: 1.5 M
+    (1, 2 * 2**21 - 1, 1),
+    (1, 2 * 2**21, 16),
+    (32, 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10, 16),  # tiny-batch: 7.5 M
+])
+def test_a_batch_no_machine_threads_is_one_block(monkeypatch, rows, n_params, expected):
+    monkeypatch.setenv(_runtime.SCHEDULE_CPUS_VARIABLE, "16")
+    assert _runtime.batch_schedule(rows, n_params) == expected
+    assert _runtime.batch_schedule(rows, n_params, 4) == (1 if expected == 1 else 4)
+
+
+def test_partial_fit_of_a_small_network_keeps_whole_blocks():
+    rng = np.random.RandomState(0)
+    X, y = rng.standard_normal((32, 64)).astype(np.float32), rng.randint(0, 10, 32)
+    clf = MLPClassifier((100,), random_state=0).partial_fit(X, y, classes=list(range(10)))
+    trainer = clf._trainer_cache[2]
+    assert trainer.schedule_cpus == 1
+    assert [tuple(int(v) for v in job) for job in trainer.jobs.T] == [
+        (0, 0, 64), (0, 0, -1), (1, 0, 100), (1, 0, -1)]
