@@ -110,8 +110,9 @@ def schedule_cpus():
     give the same bits.
 
     Resolved once, at the first fit (as OpenMP reads OMP_NUM_THREADS once), and kept: every fit
-    and partial_fit asks (reading the environment cost 1.3 us a call, of a ~55 us partial_fit),
-    and a process keeps one class. A bad value raises here, at each fit, until it is mended."""
+    and partial_fit asks (reading the environment cost 1.3 us a call, of a 54-117 us
+    partial_fit), and a process keeps one class. A bad value raises here, at each fit, until
+    it is mended."""
     global _schedule
     if _schedule is not None:
         return _schedule
@@ -174,11 +175,11 @@ def batch_schedule(batch_rows, n_params, cpus=None):
     """The schedule class for a Trainer of mini-batches of `batch_rows` rows through a network of
     `n_params` parameters: 1 (every pass one block) when no machine gives such a batch two
     threads (`threads_for_batch`, a rule of the shapes only), else `cpus` (by default
-    `schedule_cpus()`; the Dask estimators pass the client's). Blocks cut
-    for threads that never come only cost: each is another GEMM call, and its packing of W or
-    of the deltas. Measured on the 2-core AMD EPYC VM, the engine's epoch of one batch on one
-    thread: 32 rows of (64, 100, 10), partial_fit's, 44.8-45.0 us in class 2's 2 row blocks and
-    4 weight jobs, 37.6-37.8 us whole; 200 rows (`small`) 163 against 145 us."""
+    `schedule_cpus()`; the Dask estimators pass the client's). Blocks cut for threads that
+    never come only cost: each is another GEMM call, and its packing of W or of the deltas.
+    Measured on the 2-core AMD EPYC VM, the engine's epoch of one batch on one thread: 32 rows
+    of (64, 100, 10), partial_fit's, 44.8-45.0 us in class 2's 2 row blocks and 4 weight jobs,
+    37.6-37.8 us whole; 200 rows (`small`) 163 against 145 us."""
     if batch_rows * n_params // MIN_MULTIPLY_ADDS_PER_THREAD < 2:
         return 1
     return schedule_cpus() if cpus is None else cpus

@@ -65,9 +65,11 @@
 # (fastmlp/_runtime.py's schedule_cpus, which says how a user sets it). A class of C wants C
 # row blocks of >= MIN_SPLIT rows and C blocks of each W's rows of >= WEIGHT_SPLIT, where the
 # rules above give fewer; class 2 is exactly those rules (n_blocks). Modelled on 16 cores
-# (benchmarks/schedule_model.py, timed GEMMs and kernels): mnist 94 % busy, 3.9x the batch
-# rate of class 2's blocks on the same cores; wide 96 %, 3.6x; each thread count of a class
-# gives its bits (tests/engine/test_schedule_classes.py runs class 16 on 1, 2 and 16 threads).
+# (benchmarks/schedule_model.py, timed GEMMs and kernels, AMD EPYC VM): mnist 94 % busy, 3.8x
+# the batch rate of class 2's blocks on the same cores; wide 96 %, 3.8x; each thread count of a
+# class gives its bits (tests/engine/test_schedule_classes.py runs class 16 on 1, 2 and 16
+# threads). Class 1 (want = 1) is one block per pass: batches that threads_for_batch never
+# gives two threads, on any machine (fastmlp/_runtime.py's batch_schedule).
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport sqrt
