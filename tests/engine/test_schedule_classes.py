@@ -40,7 +40,7 @@ def test_the_class_is_the_cpus_this_process_may_run_on():
     assert _runtime._PROCESS_CPUS == len(os.sched_getaffinity(0))
 
 
-def test_the_variable_sets_the_class_and_not_the_thread_count(monkeypatch):
+def test_the_variable_sets_the_class(monkeypatch):
     monkeypatch.setattr(_runtime, "_PROCESS_CPUS", 2)
     for value in ("2", "4", "8", "16"):
         monkeypatch.setenv(_runtime.SCHEDULE_CPUS_VARIABLE, value)
