@@ -196,9 +196,20 @@ def _parser():
     return parser
 
 
+def _check_environment():
+    """A bad FASTMLP_SCHEDULE_CPUS is the user's to mend: one line, as for bad arguments, not a
+    traceback from the first fit."""
+    from fastmlp._runtime import schedule_cpus
+    try:
+        schedule_cpus()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        _check_environment()
         if argv[:1] == ["bench"]:  # its arguments are the benchmark's own
             return bench(argv[1:])
         args = _parser().parse_args(argv)

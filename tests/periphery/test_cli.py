@@ -276,6 +276,18 @@ def test_plot_without_matplotlib_fails_before_training(data, tmp_path, monkeypat
     assert out == "" and not os.path.exists(tmp_path / "m.joblib")
 
 
+def test_a_bad_schedule_class_is_a_one_line_error(data, tmp_path, capsys, monkeypatch):
+    from fastmlp import _runtime
+    monkeypatch.setenv(_runtime.SCHEDULE_CPUS_VARIABLE, "12")
+    monkeypatch.setattr(_runtime, "_schedule", None)  # as in a new process
+    model = tmp_path / "m.joblib"
+    status = main(["train", str(data / "digits.csv"), "--target", "label", "--out", str(model)])
+    out, err = capsys.readouterr()
+    assert_one_line_error(status, err, "FASTMLP_SCHEDULE_CPUS must be one of 2, 4, 8, 16",
+                          "'12'")
+    assert out == "" and not os.path.exists(model)
+
+
 def test_bad_options_are_argparse_errors(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["train", "x.csv", "--out", "m.joblib", "--hidden", "0,3"])
