@@ -173,17 +173,19 @@ WEIGHT_SPLIT = 64  # _schedule.pxd: the fewest of W's rows in a block cut for th
 
 
 def class_rules(cpus):
-    """The engine's own rules on a machine of `cpus` CPUs (its schedule class, 2-16): at least
+    """The engine's own rules on a machine of `cpus` CPUs (its schedule class, 1-16): at least
     `cpus` row blocks of >= MIN_SPLIT rows and `cpus` blocks of each W's rows of >= WEIGHT_SPLIT,
     where the shapes allow, never fewer than TODAY's constants give. (A batch that no machine
     gives two threads, `small`'s or partial_fit's, is one block whatever the class: the engine's
     class 1, fastmlp._runtime.batch_schedule; the rows of `small` model rules it never runs.)"""
-    return TODAY if cpus <= 2 else Rules(f"class {cpus}", cpus=cpus)
+    return TODAY if cpus == 2 else Rules(f"class {cpus}", cpus=cpus)
 
 
 def n_blocks(n, min_rows, rules=TODAY, split=None):
     """How many blocks n rows are cut into: _schedule.pxd's n_blocks (want: rules.cpus; split:
-    the fewest rows of a block cut for them, MIN_SPLIT unless given)."""
+    the fewest rows of a block cut for them, MIN_SPLIT unless given; class 1: one block)."""
+    if rules.cpus == 1:
+        return 1
     k = n // min_rows
     if k < rules.cpus:
         k = min(rules.cpus, n // (rules.min_split if split is None else split))

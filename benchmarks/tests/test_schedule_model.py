@@ -41,7 +41,7 @@ def test_mirrored_constants_are_the_engines():
     assert sm.TODAY.row_cols == 0 and sm.TODAY.weight_cols == 0
 
 
-@pytest.mark.parametrize("cpus", [2, 4, 8, 16])
+@pytest.mark.parametrize("cpus", [1, 2, 4, 8, 16])
 @pytest.mark.parametrize("units", UNITS)
 def test_mirrored_weight_jobs_are_the_trainers(units, cpus):
     network = _engine.Network(list(units), "relu", "softmax")

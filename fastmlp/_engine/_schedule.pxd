@@ -112,9 +112,9 @@ cdef inline Py_ssize_t n_blocks(Py_ssize_t n, Py_ssize_t min_rows, Py_ssize_t wa
     least `split` rows where that is more; one with want = 1. Depends on n and the class only,
     never on the thread count. With want = 2 it is the rule before classes, for any split of 16
     or more."""
-    cdef Py_ssize_t k = n // min_rows
     if want == 1:  # batches that never get two threads (fastmlp/_runtime.py's batch_schedule)
         return 1
+    cdef Py_ssize_t k = n // min_rows
     if k < want:
         k = want if n // split > want else n // split
     if k > MAX_BLOCKS:

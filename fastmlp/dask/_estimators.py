@@ -60,7 +60,7 @@ from distributed import default_client, futures_of
 
 from fastmlp import _multilayer_perceptron as _mlp
 from fastmlp._callbacks import FitTask
-from fastmlp._runtime import schedule_cpus
+from fastmlp._runtime import batch_schedule, schedule_cpus
 from fastmlp.dask import _partitions
 
 _DASK_PARAMETERS = ("client", "sync_every")
@@ -380,7 +380,8 @@ class _DaskFit:
                         if self.dropout > 0 else 0)
         order_seed = int(self._random_state.randint(0, 2**31 - 1))
         model = _share(client, self._worker_model())
-        schedule = schedule_cpus()  # the client's, for every worker (_fit_lbfgs_rounds: why)
+        # the client's, for every worker (_fit_lbfgs_rounds: why)
+        schedule = batch_schedule(batch_size, theta.shape[0])
         batches = [-(-n // batch_size) for n in rows]
         rounds_per_epoch = -(-max(batches) // self.sync_every)
         n_round = 0

@@ -76,7 +76,8 @@ def _total_weight(w, n_rows):
 def loss_gradient_sums(model, theta, X, Y, w, schedule_cpus):
     """(Σ weight x loss, Σ weight x gradient, Σ weight) of one partition's rows at theta,
     without the L2 term (the model's alpha is 0; the client adds it once, over the total
-    weight); the blocks cut for the client's schedule class."""
+    weight); the blocks cut for the client's schedule class (the chunk, so whether it is one
+    block, is this partition's)."""
     n_rows = X.shape[0]
     weight = _total_weight(w, n_rows)
     grad = np.zeros_like(theta)
@@ -116,8 +117,6 @@ def local_steps(model, shared, X, Y, w, rows_args, batch_size, trainer_args):
     X, Y = X[rows], np.ascontiguousarray(Y[rows])
     w = np.ascontiguousarray(w[rows]) if w is not None else None
     grad = np.empty_like(theta)
-    trainer_args = dict(trainer_args, schedule_cpus=batch_schedule(
-        batch_size, theta.shape[0], trainer_args["schedule_cpus"]))
     trainer = _engine.Trainer(_network(model), batch_size, X.shape[1], theta.dtype,
                               not isinstance(X, np.ndarray), **trainer_args)
     weights = w if w is not None else np.empty(0, theta.dtype)
