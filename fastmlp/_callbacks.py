@@ -130,6 +130,26 @@ class FitTask:
             )
 
 
+class _NoCallbacks:
+    """The FitTask of a call that no callback can see: a partial_fit's steady path, taken only
+    by a model with no callbacks of its own and none from a meta-estimator (for which FitTask
+    makes no context either, and does nothing). Making a FitTask cost ~1.5 us of such a call."""
+
+    stopped = False
+
+    def begin_iteration(self, theta, task_name="epoch"):
+        pass
+
+    def end_iteration(self, theta):
+        return False
+
+    def end(self):
+        pass
+
+
+NO_CALLBACKS = _NoCallbacks()
+
+
 class TrainingProgress:
     """A callback that shows one line of progress per epoch: epochs done, loss, validation
     score (with ``early_stopping=True``), time spent and an estimate of the time left.

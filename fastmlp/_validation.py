@@ -66,21 +66,29 @@ def _validate_training_data(estimator, X, y, **kwargs):
     float32 epoch, a twentieth of it on two threads). Only checks that passed are skipped:
     any other X or y, or one that may hold NaN or infinity, takes scikit-learn's path, its
     checks in its order and its messages."""
-    # (Below 65536 values surely_finite runs on one thread whatever it is given: the thread
-    # count is not asked for then.)
-    finite = (type(X) is np.ndarray and X.dtype in (np.float32, np.float64) and X.ndim == 2
-              and X.flags.c_contiguous
-              and _engine.surely_finite(X, effective_n_threads() if X.size >= 65536 else 1))
-    if (finite and not kwargs["reset"] and X.shape[0] > 0
-            and X.shape[1] == getattr(estimator, "n_features_in_", None)
-            and "feature_names_in_" not in estimator.__dict__ and _plain_target(y, X.shape[0])):
-        # A later partial_fit (or warm fit) on arrays that every check would pass as they
-        # are: validate_data would return them unchanged, without a warning, after ~0.5 ms of
-        # dataframe and feature-name probing per call (6 % of a `small` epoch).
+    finite = _finite_float_matrix(X)
+    if finite and not kwargs["reset"] and _pass_as_they_are(estimator, X, y):
         return X, y
     if finite:
         kwargs["ensure_all_finite"] = False
     return validate_data(estimator, X, y, **kwargs)
+
+
+def _finite_float_matrix(X):
+    """Whether X is a C-ordered 2-D float32 or float64 array that the engine proved finite."""
+    # (Below 65536 values surely_finite runs on one thread whatever it is given: the thread
+    # count is not asked for then.)
+    return (type(X) is np.ndarray and X.dtype in (np.float32, np.float64) and X.ndim == 2
+            and X.flags.c_contiguous
+            and _engine.surely_finite(X, effective_n_threads() if X.size >= 65536 else 1))
+
+
+def _pass_as_they_are(estimator, X, y):
+    """Whether a later partial_fit's (or warm fit's) X, a finite float matrix, and y pass every
+    check as they are: validate_data would return them unchanged, without a warning, after
+    ~0.5 ms of dataframe and feature-name probing per call (6 % of a `small` epoch)."""
+    return (X.shape[0] > 0 and X.shape[1] == getattr(estimator, "n_features_in_", None)
+            and "feature_names_in_" not in estimator.__dict__ and _plain_target(y, X.shape[0]))
 
 
 def _plain_target(y, n_samples):
@@ -104,8 +112,9 @@ def _binarize(binarizer, y):
     return binarizer.transform(y).astype(bool) if indicator is None else indicator
 
 
-def _binarize_known_integers(binarizer, y):
-    """The indicator matrix of y (as `_binarize` gives it) when y is a 1-D array of integers
+def _binarize_known_integers(binarizer, y, dtype=bool):
+    """The indicator matrix of y (as `_binarize` gives it, of `dtype`: a partial_fit's steady
+    call asks for the compute dtype, skipping a conversion) when y is a 1-D array of integers
     that are all among the integer classes of a multiclass or binary binarizer; else None.
 
     For such a y, scikit-learn's `unique_labels(y)` (~300 us: type_of_target's checks and
@@ -116,7 +125,7 @@ def _binarize_known_integers(binarizer, y):
     if (type(y) is np.ndarray and y.ndim == 1 and y.dtype.kind in "iu"
             and (y.dtype == binarizer.classes_.dtype  # (the common case: ~0.4 us less)
                  or np.result_type(y.dtype, binarizer.classes_.dtype).kind in "iu")):
-        return _binarize_known(binarizer, y)
+        return _binarize_known(binarizer, y, dtype)
     return None
 
 
@@ -124,9 +133,9 @@ def _binarize_known_integers(binarizer, y):
 _OWN_INDEX_FROM = 1024
 
 
-def _binarize_known(binarizer, y):
-    """_binarize's searchsorted: the indicator, or None when a label is unknown or the target
-    is of another kind."""
+def _binarize_known(binarizer, y, dtype=bool):
+    """_binarize's searchsorted: the indicator (of `dtype`: 0 and 1, or False and True), or
+    None when a label is unknown or the target is of another kind."""
     if binarizer.y_type_ in ("multiclass", "binary") and y.ndim == 1 and y.size:
         classes = binarizer.classes_
         if (y.size >= _OWN_INDEX_FROM and classes.dtype.kind in "iu" and y.dtype.kind in "iu"
@@ -148,12 +157,12 @@ def _binarize_known(binarizer, y):
             known = _equal_labels(classes.take(index, mode="clip"), y)
         if known:
             if len(classes) == 2:
-                return (index == 1).reshape(-1, 1)
+                return (index == 1).reshape(-1, 1).astype(dtype, copy=False)
             if 2 < len(classes) <= _IDENTITY_UP_TO:
-                return _identity(len(classes)).take(index, axis=0)
+                return _identity(len(classes), dtype).take(index, axis=0)
             if len(classes) > 2:
-                indicator = np.zeros((y.shape[0], len(classes)), dtype=bool)
-                indicator[np.arange(y.shape[0]), index] = True
+                indicator = np.zeros((y.shape[0], len(classes)), dtype=dtype)
+                indicator[np.arange(y.shape[0]), index] = 1
                 return indicator
     return None
 
@@ -167,14 +176,15 @@ def _equal_labels(found, y):
     return bool((found == y).all())
 
 
-# The indicator's rows are taken from a kept identity matrix up to this many classes (64 KiB).
+# The indicator's rows are taken from a kept identity matrix up to this many classes (64 KiB of
+# bool, 512 KiB of float64).
 _IDENTITY_UP_TO = 256
 
 
-@functools.lru_cache(maxsize=8)
-def _identity(n_classes):
-    """The n_classes x n_classes bool identity, read-only: row k is class k's indicator."""
-    identity = np.eye(n_classes, dtype=bool)
+@functools.lru_cache(maxsize=16)
+def _identity(n_classes, dtype):
+    """The n_classes x n_classes identity of `dtype`, read-only: row k is class k's indicator."""
+    identity = np.eye(n_classes, dtype=dtype)
     identity.flags.writeable = False
     return identity
 

@@ -297,11 +297,13 @@ def test_a_steady_call_skips_nested_validation_as_fit_context_does(monkeypatch):
 
     monkeypatch.setattr(type(model), "_validate_input", spy)
     model.set_params(alpha=-1.0)  # scikit-learn does not validate it again either
-    model.partial_fit(X, Y)
+    # (Labels as a list: plain arrays would take the steady path, which calls nothing of
+    # scikit-learn's, so has nothing to skip: test_the_steady_path_calls_no_check.)
+    model.partial_fit(X, Y.tolist())
     with pytest.raises(ValueError):
         model.partial_fit(X, np.where(Y == 2, 3, Y))
     with sklearn.config_context(skip_parameter_validation=True):
-        model.partial_fit(X, Y)
+        model.partial_fit(X, Y.tolist())
         assert sklearn.get_config()["skip_parameter_validation"]
     assert seen == [True, True, True]
     assert not sklearn.get_config()["skip_parameter_validation"]
@@ -323,3 +325,191 @@ def test_the_optimizer_record_follows_a_changed_field():
     record = model._optimizer.spec()
     assert record["lr"][0] == model._optimizer.learning_rate < 0.001
     assert record["t"][0] == model._optimizer.t
+
+
+# -- the steady path: a plain call on a model whose last call was a partial_fit ------------------
+
+def taken_steady(model, monkeypatch):
+    """A list that records, for each later partial_fit of `model`'s class, whether it took the
+    steady path (_steady_partial_fit returned True)."""
+    taken = []
+    steady_call = type(model)._steady_partial_fit
+
+    def spy(self, X, y):
+        taken.append(steady_call(self, X, y))
+        return taken[-1]
+
+    monkeypatch.setattr(type(model), "_steady_partial_fit", spy)
+    return taken
+
+
+def the_whole_path_only(monkeypatch, *classes):
+    for cls in classes:
+        monkeypatch.setattr(cls, "_steady_partial_fit", lambda self, X, y: False)
+
+
+def fitted_state(model):
+    """Everything a partial_fit changes, to compare bit for bit: weights, curves, counters, the
+    optimizer's state and step count, running statistics, the RandomState's state."""
+    state = {name: getattr(model, name, None) for name in (
+        "_theta", "loss_curve_", "gradient_norms_", "t_", "n_iter_", "loss_", "best_loss_",
+        "_no_improvement_count", "n_outputs_", "_batch_norm_running")}
+    for k, vector in enumerate(model._optimizer.state):
+        state[f"optimizer state {k}"] = vector.copy()
+    state["optimizer t"] = model._optimizer.t
+    state["learning rate"] = getattr(model._optimizer, "learning_rate", None)
+    state["random state"] = model._random_state.get_state()[1].copy()
+    return {name: np.array(value, copy=True) if isinstance(value, (np.ndarray, list)) else value
+            for name, value in state.items()}
+
+
+def assert_same_state(a, b):
+    assert a.keys() == b.keys()
+    for name, value in a.items():
+        if isinstance(value, np.ndarray):
+            assert value.dtype == b[name].dtype, name
+            np.testing.assert_array_equal(value, b[name], err_msg=name, strict=True)
+        else:
+            assert value == b[name], name
+
+
+# Options for a run of plain partial_fits; each trains the same bits on the steady path and on the
+# whole path (the steady path reads them where the whole path does).
+STEADY_OPTIONS = {
+    "defaults": {},
+    "sgd, nesterov": {"solver": "sgd"},
+    "sgd, adaptive, stopping early": {"solver": "sgd", "learning_rate": "adaptive",
+                                      "n_iter_no_change": 1, "tol": 1e9},
+    "sgd, invscaling": {"solver": "sgd", "learning_rate": "invscaling"},
+    "adam, stopping early": {"n_iter_no_change": 1, "tol": 1e9},
+    "no shuffle": {"shuffle": False},
+    "batch larger than the data": {"batch_size": 100},
+    "one batch": {"batch_size": 40},
+    "dropout": {"dropout": 0.3},
+    "clipping": {"max_grad_norm": 0.05, "weight_clip": 0.5},
+    "batch norm": {"batch_norm": True},
+    "maxout": {"activation": "maxout", "maxout_pieces": 3},
+    "tanh, two layers": {"activation": "tanh", "hidden_layer_sizes": (6, 4)},
+    "adamw": {"solver": "adamw"},
+    "rmsprop, centered": {"solver": "rmsprop", "centered": True},
+    "nadam": {"solver": "nadam"},
+    "ftrl": {"solver": "ftrl"},
+    "a user's RandomState": {"random_state": "a RandomState"},
+    "no seed": {"random_state": None},
+}
+
+
+def run_of_calls(estimator, options, dtype, y, monkeypatch=None):
+    params = dict(hidden_layer_sizes=(5,), batch_size=10, random_state=0)
+    params.update(options)
+    if params["random_state"] == "a RandomState":
+        params["random_state"] = np.random.RandomState(5)
+    if params["random_state"] is None:
+        np.random.seed(3)  # the global RandomState scikit-learn draws from
+    model = estimator(**params)
+    data = X.astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if estimator is MLPClassifier:
+            model.partial_fit(data, y, classes=np.unique(y))
+        else:
+            model.partial_fit(data, y)
+        states = []
+        for _ in range(6):
+            model.partial_fit(data, y)
+            states.append(fitted_state(model))
+    return model, states
+
+
+@pytest.mark.parametrize("options", list(STEADY_OPTIONS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("target", ["multiclass", "binary", "regression"])
+def test_the_steady_path_trains_the_whole_paths_bits(monkeypatch, options, dtype, target):
+    from fastmlp import MLPRegressor
+
+    estimator = MLPRegressor if target == "regression" else MLPClassifier
+    y = {"multiclass": Y, "binary": Y % 2, "regression": X[:, 0] * 2 - X[:, 1]}[target]
+    opts = STEADY_OPTIONS[options]
+    taken = taken_steady(estimator(), monkeypatch)
+    steady_model, steady_states = run_of_calls(estimator, opts, dtype, y)
+    assert taken == [True] * 6  # every call after the first
+    the_whole_path_only(monkeypatch, estimator)
+    whole_model, whole_states = run_of_calls(estimator, opts, dtype, y)
+    for a, b in zip(steady_states, whole_states):
+        assert_same_state(a, b)
+    np.testing.assert_array_equal(steady_model.predict(X.astype(dtype)),
+                                  whole_model.predict(X.astype(dtype)))
+
+
+def test_the_steady_path_is_taken_by_plain_calls_only(monkeypatch):
+    import scipy.sparse as sp
+
+    model = steady(fastmlp)
+    taken = taken_steady(model, monkeypatch)
+    model.partial_fit(X, Y)
+    model.partial_fit(X.astype(np.float32), Y.astype(np.int32))  # dtype and labels' dtype
+    model.partial_fit(X[:7], Y[:7])  # another number of rows
+    model.set_params(hidden_layer_sizes=[5], alpha=0.1).partial_fit(X, Y)  # the fitted sizes
+    assert taken == [True, True, True, True]
+    whole_path = [
+        lambda m: m.partial_fit(X, Y, sample_weight=np.ones(len(Y))),
+        lambda m: m.partial_fit(X, Y, classes=CLASSES),
+        lambda m: m.partial_fit(X, y=Y),
+        lambda m: m.partial_fit(X.tolist(), Y),
+        lambda m: m.partial_fit(np.asfortranarray(X), Y),
+        lambda m: m.partial_fit(sp.csr_matrix(X), Y),
+        lambda m: m.partial_fit(X, Y.tolist()),
+        lambda m: m.partial_fit(X, Y.astype(float)),
+        lambda m: m.partial_fit(X, Y.reshape(-1, 1)),
+        lambda m: m.set_params(warm_start=True).partial_fit(X, Y),
+        lambda m: m.set_params(class_weight={0: 2.0}).partial_fit(X, Y),
+        lambda m: m.set_params(hidden_layer_sizes=(7,)).partial_fit(X, Y),  # warns
+        lambda m: m.set_params(solver="lbfgs").partial_fit(X, Y),  # (no partial_fit)
+    ]
+    for call in whole_path:
+        model = steady(fastmlp)
+        taken = taken_steady(model, monkeypatch)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                call(model)
+            except AttributeError:  # lbfgs: MLPClassifier has no partial_fit then
+                pass
+        assert taken in ([], [False]), whole_path.index(call)
+    # A model whose last call was fit (no kept trainer) or that has never been fitted.
+    model = MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, random_state=0)
+    taken = taken_steady(model, monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.partial_fit(X, Y, classes=CLASSES)
+        model.fit(X, Y)
+    model.partial_fit(X, Y)
+    model.partial_fit(X, Y)
+    assert taken == [False, True]
+
+
+def test_the_steady_path_keeps_the_whole_paths_warnings():
+    model = steady(fastmlp).set_params(batch_size=100)
+    with pytest.warns(UserWarning, match="It is going to be clipped"):
+        model.partial_fit(X, Y)
+    model.set_params(hidden_layer_sizes=(7,))
+    with pytest.warns(UserWarning, match="hidden_layer_sizes=.* is ignored"):
+        model.partial_fit(X, Y)
+
+
+def test_the_steady_path_calls_no_check(monkeypatch):
+    # What it skips: scikit-learn's validation and the configuration context around it.
+    import sklearn
+
+    from fastmlp import _validation
+
+    model = steady(fastmlp)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the steady path validated")
+
+    monkeypatch.setattr(_mlp, "_validate_training_data", refuse)
+    monkeypatch.setattr(_mlp, "set_config", refuse)
+    monkeypatch.setattr(_validation, "validate_data", refuse)
+    model.partial_fit(X, Y)
+    assert not sklearn.get_config()["skip_parameter_validation"]
