@@ -621,8 +621,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         one `_steady_target` knows. What trains is the whole path's own code (_fit_stochastic,
         _check_finite_weights), which reads every other parameter anew, so that the two paths
         train to the same bits: tests/estimator/test_partial_fit_steady.py compares them,
-        option by option. Nothing here can raise before training; training raises only what
-        the whole path raises after its restoring block. Measured on the 2-core AMD EPYC VM,
+        option by option. Before training only the seeding can raise (a bad random_state,
+        with scikit-learn's error, before anything changed), and training raises only what the
+        whole path raises after its restoring block. Measured on the 2-core AMD EPYC VM,
         32 rows of (64, 100, 10) in float32, calls alternating in blocks: ~103 against ~118
         us a call. (What remains is ~40 us of engine and ~55 of Python: dozens of calls of
         ~1 us each, no one of them large.)"""
@@ -636,10 +637,10 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 or (self.activation == "maxout") != (pieces > 0)
                 or (pieces and self.maxout_pieces != pieces)):
             return False
-        theta = self._packed_parameters()
-        Y = self._steady_target(y, theta.dtype)
+        Y = self._steady_target(y, d["_theta"].dtype)
         if Y is None or Y.shape[1] != self._layer_units[-1]:
             return False
+        theta = self._packed_parameters()
         X = _engine_input(X, theta.dtype)
         self._random_state = self._seeded_random_state()
         self._fit_stochastic(X, Y, None, theta, True, NO_CALLBACKS)

@@ -488,6 +488,29 @@ def test_the_steady_path_is_taken_by_plain_calls_only(monkeypatch):
     assert taken == [False, True]
 
 
+def test_a_regressors_steady_path_is_taken_by_plain_calls_only(monkeypatch):
+    from fastmlp import MLPRegressor
+
+    target = X[:, 0] - X[:, 1]
+    model = MLPRegressor(hidden_layer_sizes=(5,), batch_size=10, random_state=0)
+    model.partial_fit(X, target)
+    taken = taken_steady(model, monkeypatch)
+    model.partial_fit(X, target)
+    model.partial_fit(X, (target > 0).astype(int))  # integer targets pass as they are
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.partial_fit(X, target.reshape(-1, 1))  # a column: scikit-learn warns
+    with pytest.raises(ValueError, match="outputs"):
+        model.partial_fit(X, np.column_stack([target, target]))
+    with pytest.raises(ValueError, match="NaN"):
+        model.partial_fit(X, np.where(target > 0, np.nan, target))
+    model.set_params(solver="lbfgs", max_iter=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.partial_fit(X, target)  # L-BFGS: scikit-learn's regressor has partial_fit then
+    assert taken == [True, True, False, False, False, False]
+
+
 def test_the_steady_path_keeps_the_whole_paths_warnings():
     model = steady(fastmlp).set_params(batch_size=100)
     with pytest.warns(UserWarning, match="It is going to be clipped"):
