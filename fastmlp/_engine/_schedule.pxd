@@ -322,6 +322,8 @@ cdef inline bint normalized_row_passes(const Geometry *g, const floating *theta,
             return False
         if l == L - 1:
             break
+        # Feature blocks: with min_rows == split (16) every class cuts units // 16 of them (at
+        # most MAX_BLOCKS), so the class passed changes nothing; 2 is the rule before classes.
         blocks = n_blocks(g.units[l + 1], MIN_NORM_UNITS, 2, MIN_SPLIT)
         for job in prange(blocks, schedule='dynamic', num_threads=n_threads):
             if not interrupted(it, threadid() == 0):
@@ -332,7 +334,7 @@ cdef inline bint normalized_row_passes(const Geometry *g, const floating *theta,
         if it != NULL and it.raised:
             return False
     for l in range(L - 2, -1, -1):
-        blocks = n_blocks(g.units[l + 1], MIN_NORM_UNITS, 2, MIN_SPLIT)
+        blocks = n_blocks(g.units[l + 1], MIN_NORM_UNITS, 2, MIN_SPLIT)  # (as above)
         for job in prange(blocks, schedule='dynamic', num_threads=n_threads):
             if not interrupted(it, threadid() == 0):
                 batchnorm_layer_backward(g, l, block_start(g.units[l + 1], blocks, job),
