@@ -39,6 +39,11 @@
 # benchmarks/ab_builds.py runs of 5-9 rounds said 0.91-1.03 at that load), wide 0.99-1.01x (its
 # row blocks end together), tiny-batch 0.99x, small 0.99x; the bits are the same.
 #
+# Few rows against a wide first layer (`tiny-batch`), the row blocks would each pack the whole
+# first W for a few rows' product: there the first layer's product over the whole batch goes
+# out first, cut into two tiles of W's columns, and the row blocks wait for both and take the
+# first layer from its activation on (first_tiles, first_product_job).
+#
 # A sum over jobs (the L2 term's sum(W^2), the gradient's norm for max_grad_norm) is taken from
 # per-job partial sums in job order, the same whatever thread computed which job. Clipping the
 # gradient's norm needs every block's gradient first, so then the step moves to a third pass.
@@ -85,12 +90,13 @@ from fastmlp._engine._layer_batchnorm cimport (
 )
 from fastmlp._engine._layer_dense cimport (
     activation_forward, dense_backward_bias, dense_backward_input, dense_backward_weights,
+    dense_product_columns,
 )
 from fastmlp._engine._layer_dropout cimport dropout_layer_forward
 from fastmlp._engine._layer_maxout cimport maxout_layer_forward
 from fastmlp._engine._layer_sparse_input cimport sparse_backward_weights
 from fastmlp._engine._layers cimport (
-    Kept, hidden_backward, kept_input, layer_forward, layer_product,
+    Kept, hidden_backward, kept_input, layer_activate, layer_forward, layer_product,
 )
 from fastmlp._engine._openmp cimport (
     fm_count_done, fm_current_cpu, fm_leave_cpu, fm_take_next, fm_wait_count,
@@ -144,7 +150,8 @@ cdef struct Work:
     Py_ssize_t cpus               # the schedule class: how many row blocks a batch wants
     const Py_ssize_t *dispatch    # the weight jobs in the order batch_jobs hands them out
     int *counters                 # batch_jobs's: [0] the next job to hand out, [1 + l] the row
-                                  # blocks whose layer-l delta is complete
+                                  # blocks whose layer-l delta is complete, [1 + n_layers] the
+                                  # first layer's column tiles done (first_tiles)
     Interrupt *interrupt          # NULL: not stoppable
 
 
@@ -219,11 +226,55 @@ cdef inline void backward_rows(const Geometry *g, Py_ssize_t l, Py_ssize_t r0, P
     hidden_backward(g, l - 1, delta_out, r0, r1, rows, &work.kept)
 
 
+cdef inline Py_ssize_t first_tiles(const Geometry *g, Py_ssize_t n, bint sparse,
+                                   Py_ssize_t cpus) noexcept nogil:
+    """How many column tiles the first layer's product over a batch of n rows is cut into, in
+    schedule class `cpus`, before the row blocks run: 2 or 0 (none: each row block multiplies
+    its own rows).
+
+    Each row block's GEMM packs the whole first W again; few rows against a wide first layer
+    (`tiny-batch`: 2 blocks of 16 rows against 784 x 256) spend more time packing W than
+    multiplying. Cut by W's columns instead, over all the batch's rows, W is packed once and
+    the input once per tile, which is less where rows are few: on scipy's OpenBLAS (Haswell
+    kernels, 2-core AMD EPYC VM) the product of 32 x 784 by 784 x 256 took 500 us of CPU as the
+    two row blocks' (each in 64-column tiles, dense_product), 340 us as two tiles of 128
+    columns, and `tiny-batch`'s batch on one thread 0.99 ms instead of 1.21. The row blocks
+    then wait for the tiles and take the first layer from its bias and activation on.
+
+    Two tiles where the row blocks are two (the 2-core class's cut of few rows) and the rows
+    at most a quarter of W's columns: the packing of W they save is then at least twice what
+    they add (the input's packing is the cheaper per float; and the row blocks wait). `mnist`
+    (256 rows, 256 columns) and `wide` (512, 1024; in 4 tiles it ran 1.0-1.2x the epoch) keep
+    their row blocks. Where the row blocks are more (the classes of many cores), tiles would
+    add a phase before them that benchmarks/schedule_model.py does not model: none there. Like
+    the blocks, the tiles follow the shapes and the class only, never the thread count; a dense
+    first layer (not maxout, not a sparse X) of a network with hidden layers."""
+    if (n_blocks(n, MIN_ROWS, cpus, MIN_SPLIT) != 2 or 4 * n > g.cols[0] or g.n_layers < 2
+            or sparse or is_maxout(g, 0)):
+        return 0
+    return 2
+
+
+cdef inline void first_product_job(const Geometry *g, Py_ssize_t job, Py_ssize_t tiles,
+                                   const floating *theta, const Rows *rows,
+                                   const Work *work) noexcept nogil:
+    """Column tile `job` of the first layer's product over every row of the batch (first_tiles;
+    its input gathered before the tiles start, batch_jobs), where rows_job would have put it."""
+    cdef Py_ssize_t n_cols = g.cols[0]
+    dense_product_columns(<floating *> work.kept.acts + act_at(g, rows.n, 0, 0),
+                          dense_input(rows, <const floating *> work.gathered),
+                          g.units[0] if gathers(rows) else rows.ldx, theta + g.coef_offset[0],
+                          rows.n, g.units[0], n_cols, block_start(n_cols, tiles, job),
+                          block_start(n_cols, tiles, job + 1))
+    fm_count_done(&work.counters[1 + g.n_layers])
+
+
 cdef inline void rows_job(const Geometry *g, Py_ssize_t job, Py_ssize_t blocks,
-                          const floating *theta, const Rows *rows,
+                          Py_ssize_t tiles, const floating *theta, const Rows *rows,
                           const Work *work) noexcept nogil:
     """Everything that is row by row, for one block of rows: the forward pass through every
-    layer, the output delta, and every hidden layer's delta. No other block is waited for."""
+    layer, the output delta, and every hidden layer's delta. No other block is waited for; with
+    `tiles` (first_tiles), the first layer's product is the tiles', waited for."""
     cdef Py_ssize_t r0 = block_start(rows.n, blocks, job)
     cdef Py_ssize_t r1 = block_start(rows.n, blocks, job + 1), l, slot, ld_in, L = g.n_layers
     cdef const Kept *kept = &work.kept
@@ -231,19 +282,29 @@ cdef inline void rows_job(const Geometry *g, Py_ssize_t job, Py_ssize_t blocks,
     cdef floating *deltas = <floating *> work.deltas
     cdef const floating *a_in
     cdef int *done = work.counters + 1
+    cdef const int *stop = &work.interrupt.raised if work.interrupt != NULL else NULL
     if r1 == r0:
         for l in range(L):
             fm_count_done(&done[l])
         return
     for l in range(L - 1):
         slot = act_at(g, rows.n, l, r0)
-        ld_in = layer_input(&a_in, g, l, r0, r1, rows, work)
-        # A maxout layer's pieces go to its delta rows, not needed before backward reaches them.
-        layer_forward(g, l, acts + slot,
-                      <floating *> kept.pre + slot if g.keep_z else <floating *> NULL,
-                      kept.argmax + slot if kept.argmax != NULL else NULL,
-                      deltas + delta_at(g, rows.n, l, r0), a_in, ld_in, rows, r0, r1, theta,
-                      <const floating *> NULL)
+        if l == 0 and tiles > 0:
+            if not fm_wait_count(&done[L], <int> tiles, stop):
+                return  # the batch is abandoned (Ctrl-C): nothing waits for this block then
+            layer_activate(g, 0, acts + slot,
+                           <floating *> kept.pre + slot if g.keep_z else <floating *> NULL,
+                           <int *> NULL, <floating *> NULL, r1 - r0, theta,
+                           <const floating *> NULL)
+        else:
+            ld_in = layer_input(&a_in, g, l, r0, r1, rows, work)
+            # A maxout layer's pieces go to its delta rows, not needed before backward reaches
+            # them.
+            layer_forward(g, l, acts + slot,
+                          <floating *> kept.pre + slot if g.keep_z else <floating *> NULL,
+                          kept.argmax + slot if kept.argmax != NULL else NULL,
+                          deltas + delta_at(g, rows.n, l, r0), a_in, ld_in, rows, r0, r1, theta,
+                          <const floating *> NULL)
         if kept.dropout.threshold > 0:
             dropout_layer_forward(<floating *> kept.dropout.dropped + slot, acts + slot,
                                   &kept.dropout, g, l, rows, r0, r1)
@@ -479,14 +540,19 @@ cdef inline void batch_jobs(const Geometry *g, floating *theta, floating *grad,
     its rows takes the top layers' gradients while another thread is still running the lower
     layers' deltas, where it waited at a barrier before; and the batch forks its threads once,
     not twice. Every job computes what it computed in two passes, from the same inputs: the
-    bits are those of the two passes. Jobs are taken in order, so a weight job waits only for
-    row blocks that other threads have begun and that wait for nothing: no deadlock."""
+    bits are those of the two passes. With first_tiles, the first layer's column tiles go out
+    before the row blocks, which wait for them. Jobs are taken in order, so a job waits only for
+    jobs that other threads have begun and that wait for nothing it waits for: no deadlock."""
     cdef Py_ssize_t l, taken, r_blocks = n_blocks(rows.n, MIN_ROWS, work.cpus, MIN_SPLIT)
-    cdef Py_ssize_t n_total = r_blocks + work.n_jobs
+    cdef Py_ssize_t tiles = first_tiles(g, rows.n, rows.sparse, work.cpus)
+    cdef Py_ssize_t n_total = tiles + r_blocks + work.n_jobs
     cdef Interrupt *it = work.interrupt
     cdef int *counters = work.counters
-    for l in range(g.n_layers + 1):
+    for l in range(g.n_layers + 2):
         counters[l] = 0
+    if tiles > 0 and gathers(rows):
+        # Every tile reads every row: gathered once, here, rather than by each row block.
+        gather_rows(<floating *> work.gathered, 0, rows, 0, rows.n, g.units[0])
     taken = 0  # (each thread's own in the region: Cython copies it in)
     with parallel(num_threads=n_threads):
         if threadid() != 0:
@@ -494,11 +560,14 @@ cdef inline void batch_jobs(const Geometry *g, floating *theta, floating *grad,
         taken = fm_take_next(counters)
         while taken < n_total:
             if not interrupted(it, threadid() == 0):
-                if taken < r_blocks:
-                    rows_job(g, taken, r_blocks, theta, rows, work)
+                if taken < tiles:
+                    first_product_job(g, taken, tiles, theta, rows, work)
+                elif taken < tiles + r_blocks:
+                    rows_job(g, taken - tiles, r_blocks, tiles, theta, rows, work)
                 else:
-                    weights_job(g, work.dispatch[taken - r_blocks], theta, grad, state_1,
-                                state_2, state_3, step, accumulate, rows, work, r_blocks)
+                    weights_job(g, work.dispatch[taken - tiles - r_blocks], theta, grad,
+                                state_1, state_2, state_3, step, accumulate, rows, work,
+                                r_blocks)
             taken = fm_take_next(counters)
 
 

@@ -15,6 +15,7 @@ from fastmlp._engine._kernels cimport (
 )
 from fastmlp._engine._network cimport Network
 from fastmlp._engine._openmp cimport fm_current_cpu, fm_leave_cpu
+from fastmlp._engine._schedule cimport first_tiles as schedule_first_tiles
 from fastmlp._engine._threads cimport (
     ThreadChoice, choice_for, choice_init, choice_next, choice_record, choice_threads,
 )
@@ -208,3 +209,9 @@ def hold_all_threads(Network network, int threads):
     choice_init(c, threads)
     c.warm = True
     c.until_probe = 1 << 62
+
+
+def first_tiles(Network network, Py_ssize_t rows, Py_ssize_t schedule_cpus, bint sparse=False):
+    """How many column tiles the first layer's product over a batch of `rows` rows is cut into
+    in schedule class `schedule_cpus` (0: none, the row blocks multiply their own rows)."""
+    return schedule_first_tiles(&network.g, rows, sparse, schedule_cpus)

@@ -190,7 +190,7 @@ cdef class Trainer:
         # their own order; a job keeps its index, so sums over jobs keep their order and bits).
         self.dispatch = np.array(sorted(range(len(jobs)), key=lambda j: -jobs[j][0]),
                                  dtype=np.intp)
-        self.counters = np.zeros(g.n_layers + 1, dtype=np.intc)
+        self.counters = np.zeros(g.n_layers + 2, dtype=np.intc)
         self.partial = np.zeros(len(jobs), dtype=np.float64)
         self.grad_partial = np.zeros(len(jobs), dtype=np.float64)
         hidden = capacity * g.n_hidden
