@@ -347,3 +347,17 @@ def test_binarize_known_is_label_binarizers_transform(classes, dtype, n_labels):
         y_unknown = y.copy()
         y_unknown[7] = unknown
         assert _binarize_known(binarizer, y_unknown) is None
+
+
+@pytest.mark.parametrize("rows, threads", [(20_000, 1), (2**24 // 64, 2)])  # small; 16 M values
+def test_x_is_proven_finite_on_every_thread_only_where_that_pays(monkeypatch, rows, threads):
+    # Below PARALLEL_CHECK_VALUES one thread: a second one saves little and, beside a busy
+    # core, may start late (fastmlp/_validation.py says what was measured).
+    from fastmlp import _validation
+    asked = []
+    monkeypatch.setattr(_validation, "effective_n_threads", lambda: 2)
+    monkeypatch.setattr(_validation._engine, "surely_finite",
+                        lambda X, n_threads=1: asked.append(n_threads) or True)
+    # (np.zeros: pages only promised, never touched; the check itself is replaced)
+    assert _validation._finite_float_matrix(np.zeros((rows, 64), np.float32)) is True
+    assert asked == [threads]
