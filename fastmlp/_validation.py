@@ -11,8 +11,7 @@ its order and its messages. Each shortcut is here, with the reason it is safe:
 - `_validate_training_data`: a plain float X's finiteness is proven by the engine on every
   thread (`_engine.surely_finite`; from PARALLEL_CHECK_VALUES values on) instead of
   scikit-learn's one serial pass (~11 ms of a 60,000 x 784 float32 epoch, a twentieth of it on
-  two threads). It proves finiteness or says
-  "maybe": only a check that passed is skipped. A later partial_fit (or warm fit) on arrays
+  two threads). It proves finiteness or says "maybe": only a check that passed is skipped. A later partial_fit (or warm fit) on arrays
   every check would pass as they are skips validate_data altogether, which would return them
   unchanged without a warning after ~0.5 ms of dataframe and feature-name probing per call
   (6 % of a `small` epoch); `_plain_target` says which targets those are.
@@ -83,7 +82,7 @@ def _validate_training_data(estimator, X, y, **kwargs):
 # beside a spinning process, benchmarks/harness_runs.py's busy-core method (2 threads' epoch
 # over 1 thread's, three runs of three epochs each, twice): with the check on two threads
 # 1.09, 1.41, 1.17, 0.87, 1.11, 1.03, although its batches run on one thread either way; with
-# it on one 0.92, 0.99, 1.05, 1.00, 0.80, 0.95.
+# it on one 0.92, 0.99, 1.05, 1.00, 0.80, 0.95 (the same code against itself: 0.80-1.25).
 PARALLEL_CHECK_VALUES = 2**24
 
 
