@@ -100,7 +100,10 @@ print("ok", flush=True)
     ("lbfgs", 10000, 200, (256,), 200, False),
     # Batch normalization's passes, and its running statistics.
     ("sgd", 20000, 300, (256, 128), 20000, True),
-], ids=["one-batch-is-the-data", "small-batches", "lbfgs", "batch-norm"])
+    # Batches of 32 rows whose first layer is multiplied in column tiles before the row blocks
+    # (_schedule.pxd's first_tiles), which wait for them.
+    ("adam", 20000, 784, (256, 128), 32, False),
+], ids=["one-batch-is-the-data", "small-batches", "lbfgs", "batch-norm", "tiled-first-layer"])
 def test_ctrl_c_keeps_the_last_completed_step(solver, n, n_features, hidden, batch, batch_norm):
     script = INTERRUPTED_FIT.format(solver=solver, n=n, n_features=n_features, hidden=hidden,
                                     batch=batch, batch_norm=batch_norm)
