@@ -107,25 +107,27 @@ def test_a_kept_trainer_follows_the_class(monkeypatch):
     assert clf._trainer_cache[2].schedule_cpus == 8
 
 
-# mnist's and wide's shapes (issue 12's workloads), a few steps each with every batch held on
-# all the threads OpenMP has (the run-time choice would give a 2-core machine's batches one),
-# under the class of FASTMLP_SCHEDULE_CPUS.
+# mnist's, wide's and tiny-batch's shapes (issue 12's workloads; tiny-batch's first layer in
+# column tiles, _schedule.pxd's first_tiles), a few steps each with every batch held on all the
+# threads OpenMP has (the run-time choice would give a 2-core machine's batches one), under the
+# class of FASTMLP_SCHEDULE_CPUS.
 HELD_IN_A_CLASS = """
 import sys, warnings
 import numpy as np
 from fastmlp import MLPClassifier
 from fastmlp._engine._testing import hold_all_threads
-from fastmlp._runtime import effective_n_threads, schedule_cpus
+from fastmlp._runtime import effective_n_threads, schedule_cpus, threads_for_batch
 warnings.simplefilter("ignore")
 rng = np.random.RandomState(0)
 out = [str(effective_n_threads()), str(schedule_cpus())]
 for hidden, batch, dtype in (((256, 128), 256, "float32"), ((256, 128), 256, "float64"),
-                             ((1024, 1024), 512, "float32")):
+                             ((1024, 1024), 512, "float32"), ((256, 128), 32, "float32")):
     X = rng.standard_normal((2 * batch, 784)).astype(dtype)
     y = rng.randint(0, 10, 2 * batch)
     clf = MLPClassifier(hidden, batch_size=batch, random_state=0, alpha=1e-4)
     clf.partial_fit(X[:batch], y[:batch], classes=list(range(10)))
-    hold_all_threads(clf._network(), effective_n_threads())
+    # (all the threads its batches may have: tiny-batch's 7.5 M multiply-adds get 3)
+    hold_all_threads(clf._network(), threads_for_batch(batch, clf._network().n_params))
     for _ in range(2):
         clf.partial_fit(X, y)
     out += [str(clf._network().thread_choice[0]), str(clf._trainer_cache[2].jobs.shape[1]),
@@ -139,8 +141,9 @@ def test_a_16_core_schedule_gives_its_bits_on_1_2_and_16_threads():
     runs = {n: run_python(HELD_IN_A_CLASS, omp_threads=n, env=env).split() for n in (1, 2, 16)}
     for n, out in runs.items():
         assert out[:2] == [str(n), "16"]  # n threads, class 16
-        assert out[2::4] == [str(n)] * 3  # every batch on all of them
-    assert runs[1][3::4] == ["21", "21", "47"]  # class 16's weight jobs (class 2: 9, 9, 13)
+        assert out[2::4] == [str(n)] * 3 + [str(min(n, 3))]  # every batch on all it may have
+    # class 16's weight jobs (class 2: 9, 9, 13, 9)
+    assert runs[1][3::4] == ["21", "21", "47", "21"]
     for n in (2, 16):
         assert runs[n][4::4] == runs[1][4::4]  # the weights
         assert runs[n][5::4] == runs[1][5::4]  # the predictions
