@@ -22,6 +22,21 @@ cdef enum:
     TILE_MIN_COLS = 32
 
 
+cdef inline void dense_product_columns(floating *out, const floating *a_in, Py_ssize_t ld_in,
+                                       const floating *W, Py_ssize_t rows, Py_ssize_t n_in,
+                                       Py_ssize_t n_out, Py_ssize_t c0,
+                                       Py_ssize_t c1) noexcept nogil:
+    """Columns c0..c1 of out (rows x n_out) = a_in (rows x n_in, ld_in apart) @ W: one GEMM,
+    which packs only those columns of W. dense_product's tiles are such products; so is the
+    first layer's product over a whole batch of few rows, cut by columns
+    (fastmlp/_engine/_schedule.pxd's first_product_job says why), which is one GEMM whatever
+    its size: its W is packed once however it is cut, so dense_product's tiles for OpenBLAS's
+    small-matrix path would only pack a_in again (on scipy's OpenBLAS, Haswell kernels, 32 x
+    784 x 256 in two tiles of 128 columns took 293 us, in eight of 32 327 us)."""
+    gemm(NoTrans, NoTrans, <int> rows, <int> (c1 - c0), <int> n_in, <floating> 1.0, a_in,
+         <int> ld_in, W + c0, <int> n_out, <floating> 0.0, out + c0, <int> n_out)
+
+
 cdef inline void dense_product(floating *out, const floating *a_in, Py_ssize_t ld_in,
                                const floating *W, Py_ssize_t rows, Py_ssize_t n_in,
                                Py_ssize_t n_out) noexcept nogil:
@@ -48,29 +63,12 @@ cdef inline void dense_product(floating *out, const floating *a_in, Py_ssize_t l
             and rows * n_out * n_in > UNPACKED_GEMM):
         width = UNPACKED_GEMM // (rows * n_in) // 16 * 16
     if width < TILE_MIN_COLS:
-        gemm(NoTrans, NoTrans, <int> rows, <int> n_out, <int> n_in, <floating> 1.0,
-             a_in, <int> ld_in, W, <int> n_out, <floating> 0.0, out, <int> n_out)
+        dense_product_columns(out, a_in, ld_in, W, rows, n_in, n_out, 0, n_out)
         return
     c0 = 0
     while c0 < n_out:
-        gemm(NoTrans, NoTrans, <int> rows, <int> min(width, n_out - c0), <int> n_in,
-             <floating> 1.0, a_in, <int> ld_in, W + c0, <int> n_out, <floating> 0.0, out + c0,
-             <int> n_out)
+        dense_product_columns(out, a_in, ld_in, W, rows, n_in, n_out, c0, min(c0 + width, n_out))
         c0 += width
-
-
-cdef inline void dense_product_columns(floating *out, const floating *a_in, Py_ssize_t ld_in,
-                                       const floating *W, Py_ssize_t rows, Py_ssize_t n_in,
-                                       Py_ssize_t n_out, Py_ssize_t c0,
-                                       Py_ssize_t c1) noexcept nogil:
-    """Columns c0..c1 of out (rows x n_out) = a_in (rows x n_in, ld_in apart) @ W: one GEMM,
-    which packs only those columns of W. The first layer's product over a whole batch of few
-    rows, cut by columns (fastmlp/_engine/_schedule.pxd's first_product_job says why). One
-    GEMM whatever its size: its W is packed once however it is cut, so dense_product's tiles
-    for OpenBLAS's small-matrix path would only pack a_in again (on scipy's OpenBLAS, Haswell
-    kernels, 32 x 784 x 256 in two tiles of 128 columns took 293 us, in eight of 32 327 us)."""
-    gemm(NoTrans, NoTrans, <int> rows, <int> (c1 - c0), <int> n_in, <floating> 1.0, a_in,
-         <int> ld_in, W + c0, <int> n_out, <floating> 0.0, out + c0, <int> n_out)
 
 
 cdef inline void activation_forward(floating *a_out, floating *z_out, const floating *b,

@@ -245,10 +245,11 @@ cdef inline Py_ssize_t first_tiles(const Geometry *g, Py_ssize_t n, bint sparse,
     at most a quarter of W's columns: the packing of W they save is then at least twice what
     they add (the input's packing is the cheaper per float; and the row blocks wait). `mnist`
     (256 rows, 256 columns; in 2 tiles it ran 1.12x the epoch, its 256 rows gathered by one
-    thread) and `wide` (512, 1024; in 4 tiles 1.0-1.2x) keep their row blocks. Where the row blocks are more (the classes of many cores), tiles would
-    add a phase before them that benchmarks/schedule_model.py does not model: none there. Like
-    the blocks, the tiles follow the shapes and the class only, never the thread count; a dense
-    first layer (not maxout, not a sparse X) of a network with hidden layers."""
+    thread) and `wide` (512, 1024; in 4 tiles 1.0-1.2x) keep their row blocks. Where the row
+    blocks are more (the classes of many cores), tiles would add a phase before them that
+    benchmarks/schedule_model.py does not model: none there. Like the blocks, the tiles follow
+    the shapes and the class only, never the thread count; a dense first layer (not maxout,
+    not a sparse X) of a network with hidden layers."""
     if (n_blocks(n, MIN_ROWS, cpus, MIN_SPLIT) != 2 or 4 * n > g.cols[0] or g.n_layers < 2
             or sparse or is_maxout(g, 0)):
         return 0
