@@ -36,7 +36,7 @@ CATEGORIES = [  # (label, predicate on (dso, symbol)); the first match wins
     ("libgomp (fork/join, barrier spin)", lambda d, s: "libgomp" in d),
     ("Adam step", lambda d, s: "adam_step" in s),
     ("gradient finish (L2, /n, sum W^2)", lambda d, s: "finalize_gradient" in s
-     or "sum_squares" in s),
+     or "finish_gradient" in s or "sum_squares" in s),
     ("bias + activation forward", lambda d, s: "bias_activation_forward" in s),
     ("activation backward", lambda d, s: "activation_backward" in s),
     ("output softmax + loss (incl. libm log)", lambda d, s: "output_delta" in s or "libm" in d),

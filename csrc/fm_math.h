@@ -46,8 +46,10 @@
 #define FM_PRAGMA(text) _Pragma(#text)
 #define FM_SIMD FM_PRAGMA(omp simd)
 #define FM_SIMD_SUM(var) FM_PRAGMA(omp simd reduction(+:var))
+#define FM_SIMD_SUM2(a, b) FM_PRAGMA(omp simd reduction(+:a, b))
 #else
 #define FM_SIMD_SUM(var)
+#define FM_SIMD_SUM2(a, b)
 #define FM_SIMD
 #endif
 

@@ -108,19 +108,54 @@ double SFX(fm_sum_squares)(const REAL *x, ptrdiff_t n)
     return total;
 }
 
+/* The gradient's finish, one pass: g = (g + alpha w) / divisor (g / divisor without w or with
+ * alpha 0), and, read as they go by, sum(w^2) (the loss's L2 term) and sum(g^2) of the finished
+ * g (its norm). Each sum is the one fm_sum_squares gives, term for term in the same order (the
+ * same simd reduction over the same values), so fusing them changes no bit. The three passes
+ * they were cost 2 x 0.19 + 0.12 ns a float32 parameter in L1 (2-core AMD EPYC VM, AVX2): each
+ * sum is bound by its adds' latency, one vector of lanes waiting on the last, and the two
+ * chains run side by side in one loop, beside the division. `penalty`, `want_w2` and `want_g2`
+ * are constants at every call, so each combination compiles to its own loop. */
+FM_INLINE void SFX(finish_loop)(REAL *g, const REAL *w, ptrdiff_t n, REAL alpha, REAL divisor,
+                                double *sum_w2, double *sum_g2, const int penalty,
+                                const int want_w2, const int want_g2)
+{
+    double w2 = 0.0, g2 = 0.0;
+    FM_SIMD_SUM2(w2, g2)
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const REAL gi = penalty ? (g[i] + alpha * w[i]) / divisor : g[i] / divisor;
+        g[i] = gi;
+        if (want_w2)
+            w2 += (double)w[i] * (double)w[i];
+        if (want_g2)
+            g2 += (double)gi * (double)gi;
+    }
+    if (want_w2)
+        *sum_w2 = w2;
+    if (want_g2)
+        *sum_g2 = g2;
+}
+
 FASTMLP_CLONES
-void SFX(fm_finalize_gradient)(REAL *g, const REAL *w, ptrdiff_t n, double alpha, double divisor)
+void SFX(fm_finish_gradient)(REAL *g, const REAL *w, ptrdiff_t n, double alpha, double divisor,
+                             double *sum_w2, double *sum_g2)
 {
     const REAL alpha_r = (REAL)alpha, divisor_r = (REAL)divisor;
-    if (alpha_r != 0 && w) {
-        FM_SIMD
-        for (ptrdiff_t i = 0; i < n; i++)
-            g[i] = (g[i] + alpha_r * w[i]) / divisor_r;
-    } else {
-        FM_SIMD
-        for (ptrdiff_t i = 0; i < n; i++)
-            g[i] = g[i] / divisor_r;
+    const int penalty = alpha_r != 0 && w, want_w2 = sum_w2 != NULL && w, want_g2 = sum_g2 != NULL;
+    switch (penalty * 4 + want_w2 * 2 + want_g2) {
+#define FM_FINISH(p, w2, g2) \
+    case p * 4 + w2 * 2 + g2: \
+        SFX(finish_loop)(g, w, n, alpha_r, divisor_r, sum_w2, sum_g2, p, w2, g2); \
+        break;
+    FM_FINISH(0, 0, 0) FM_FINISH(0, 0, 1) FM_FINISH(0, 1, 0) FM_FINISH(0, 1, 1)
+    FM_FINISH(1, 0, 0) FM_FINISH(1, 0, 1) FM_FINISH(1, 1, 0) FM_FINISH(1, 1, 1)
+#undef FM_FINISH
     }
+}
+
+void SFX(fm_finalize_gradient)(REAL *g, const REAL *w, ptrdiff_t n, double alpha, double divisor)
+{
+    SFX(fm_finish_gradient)(g, w, n, alpha, divisor, NULL, NULL);
 }
 
 FASTMLP_CLONES

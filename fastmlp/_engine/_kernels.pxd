@@ -94,6 +94,8 @@ cdef extern from "fastmlp_kernels.h" nogil:
     double fm_sum_squares_d(const double *x, Py_ssize_t n)
     void fm_finalize_gradient_f(float *g, const float *w, Py_ssize_t n, double alpha, double divisor)
     void fm_finalize_gradient_d(double *g, const double *w, Py_ssize_t n, double alpha, double divisor)
+    void fm_finish_gradient_f(float *g, const float *w, Py_ssize_t n, double alpha, double divisor, double *sum_w2, double *sum_g2)
+    void fm_finish_gradient_d(double *g, const double *w, Py_ssize_t n, double alpha, double divisor, double *sum_w2, double *sum_g2)
     void fm_sgd_step_f(float *param, const float *grad, float *velocity, Py_ssize_t n, double learning_rate, double momentum, int nesterov)
     void fm_sgd_step_d(double *param, const double *grad, double *velocity, Py_ssize_t n, double learning_rate, double momentum, int nesterov)
     void fm_adam_step_f(float *param, const float *grad, float *m, float *v, Py_ssize_t n, double step_size, double beta_1, double beta_2, double epsilon)
@@ -231,6 +233,14 @@ cdef inline void finalize_gradient(floating *g, const floating *w, Py_ssize_t n,
         fm_finalize_gradient_f(g, w, n, alpha, divisor)
     else:
         fm_finalize_gradient_d(g, w, n, alpha, divisor)
+
+
+cdef inline void finish_gradient(floating *g, const floating *w, Py_ssize_t n, double alpha,
+                                 double divisor, double *sum_w2, double *sum_g2) noexcept nogil:
+    if floating is float:
+        fm_finish_gradient_f(g, w, n, alpha, divisor, sum_w2, sum_g2)
+    else:
+        fm_finish_gradient_d(g, w, n, alpha, divisor, sum_w2, sum_g2)
 
 
 cdef inline void sgd_step(floating *param, const floating *grad, floating *velocity,

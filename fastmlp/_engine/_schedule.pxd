@@ -82,7 +82,7 @@ from libc.math cimport sqrt
 from fastmlp._engine._geometry cimport Geometry, act_at, delta_at, is_maxout
 from fastmlp._engine._interrupt cimport Interrupt, interrupted
 from fastmlp._engine._kernels cimport (
-    clamp, finalize_gradient, fm_optim, optim_step, output_delta, scale, sum_squares,
+    clamp, finish_gradient, fm_optim, optim_step, output_delta, scale,
 )
 from fastmlp._engine._layer_batchnorm cimport (
     MIN_NORM_UNITS, BatchNorm, batchnorm_layer_backward, batchnorm_layer_forward,
@@ -473,18 +473,19 @@ cdef inline void finish_job(const Geometry *g, Py_ssize_t job, floating *theta, 
     gradient ((g + alpha W) / sum(w); intercepts unpenalised), take the optimizer's step (or,
     with max_grad_norm, note sum(g^2): the step waits for the whole gradient's norm)."""
     cdef Py_ssize_t offset, count
+    cdef double sum_w2 = 0.0, sum_g2 = 0.0
     job_span(g, work, job, &offset, &count)
-    work.partial[job] = 0.0
-    if work.job_hi[job] < 0:
-        finalize_gradient(grad + offset, <floating *> NULL, count, 0.0, step.divisor)
-    else:
-        work.partial[job] = sum_squares(theta + offset, count)
-        finalize_gradient(grad + offset, theta + offset, count, g.alpha, step.divisor)
+    # One pass (csrc/optimizers.c's fm_finish_gradient): the gradient finished, sum(W^2) for
+    # the loss (a bias: none), and with a step sum(g^2) of the finished gradient: the global
+    # norm for max_grad_norm, and each layer's norm for the estimators' gradient_norms_
+    # (layer_norms).
+    finish_gradient(grad + offset, <floating *> NULL if work.job_hi[job] < 0 else theta + offset,
+                    count, 0.0 if work.job_hi[job] < 0 else g.alpha, step.divisor, &sum_w2,
+                    &sum_g2 if step.take_step else NULL)
+    work.partial[job] = sum_w2
     if not step.take_step:
         return
-    # sum(g^2) of the finished gradient, read while in cache: the global norm for
-    # max_grad_norm, and each layer's norm for the estimators' gradient_norms_ (layer_norms).
-    work.grad_partial[job] = sum_squares(grad + offset, count)
+    work.grad_partial[job] = sum_g2
     if step.max_grad_norm > 0:
         return  # the step waits for the whole gradient's norm
     step_job(g, job, theta, grad, state_1, state_2, state_3, step, work)

@@ -8,10 +8,12 @@ from cython cimport floating
 
 from fastmlp._engine._kernels cimport (
     activation_backward, adam_step, bias_activation_forward, clamp, dropout_backward,
-    dropout_forward, finalize_gradient, fm_activation_needs_preactivation, fm_activation_params,
+    dropout_forward, finalize_gradient, finish_gradient, fm_activation_needs_preactivation,
+    fm_activation_params,
     fm_dropout_key, fm_exp_array_d, fm_exp_array_f, fm_expm1_array_d, fm_expm1_array_f,
     fm_log1p_unit_array_d, fm_log1p_unit_array_f, fm_optim, fm_optim_begin_step,
     maxout_backward, maxout_forward, optim_step, output_delta, scale, sgd_step, small_product,
+    sum_squares,
 )
 from fastmlp._engine._network cimport Network
 from fastmlp._engine._openmp cimport fm_current_cpu, fm_leave_cpu
@@ -114,6 +116,23 @@ def kernel_exp(floating[::1] out, const floating[::1] x):
 def kernel_finalize_gradient(floating[::1] g, const floating[::1] w, double alpha,
                              double divisor):
     finalize_gradient(&g[0], &w[0], g.shape[0], alpha, divisor)
+
+
+def kernel_finish_gradient(floating[::1] g, const floating[::1] w, double alpha, double divisor,
+                           bint want_w2, bint want_g2):
+    """g (at least one value) finished in place, penalised by w (None: a bias's, unpenalised);
+    returns (sum(w^2), sum(g^2)) as the pass summed them, None for a sum not asked for or,
+    without w, sum(w^2)."""
+    cdef double sum_w2 = 0.0, sum_g2 = 0.0
+    if w is not None and w.shape[0] != g.shape[0]:
+        raise ValueError("g and w differ in length")
+    finish_gradient(&g[0], &w[0] if w is not None else NULL, g.shape[0], alpha, divisor,
+                    &sum_w2 if want_w2 else NULL, &sum_g2 if want_g2 else NULL)
+    return (sum_w2 if want_w2 and w is not None else None), (sum_g2 if want_g2 else None)
+
+
+def kernel_sum_squares(const floating[::1] x):
+    return sum_squares(&x[0] if x.shape[0] > 0 else NULL, x.shape[0])
 
 
 def kernel_sgd_step(floating[::1] param, const floating[::1] grad, floating[::1] velocity,

@@ -261,3 +261,29 @@ def test_predict_proves_a_finite_x_in_every_block(n_threads, rows):
             Y = X.copy()
             Y[row, 4] = bad
             assert verdict(Y) is False
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("alpha", [0.0, 1e-3])
+@pytest.mark.parametrize("bias", [False, True])
+def test_finish_gradient_is_finalize_and_sum_squares_in_one_pass(dtype, alpha, bias):
+    """The fused pass of a weight job's finish: the gradient of finalize_gradient, sum(w^2)
+    and sum(g^2) of the finished g each bit for bit what sum_squares gives (the loss's L2
+    term and the gradient norms keep their bits), for every length around the vector widths
+    and for blocks that start off a vector's alignment."""
+    rng = np.random.RandomState(5)
+    for n in (1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 1000, 1023, 4099):
+        for offset in (0, 1, 3):
+            g = rng.standard_normal(n + offset).astype(dtype)[offset:]
+            w = rng.standard_normal(n + offset).astype(dtype)[offset:]
+            for want_w2, want_g2 in [(True, True), (True, False), (False, True),
+                                     (False, False)]:
+                out = g.copy()
+                sum_w2, sum_g2 = K.kernel_finish_gradient(out, None if bias else w, alpha,
+                                                          37.0, want_w2, want_g2)
+                expected = g.copy()
+                K.kernel_finalize_gradient(expected, np.zeros_like(w) if bias else w,
+                                           0.0 if bias else alpha, 37.0)
+                np.testing.assert_array_equal(out, expected)
+                assert sum_w2 == (K.kernel_sum_squares(w) if want_w2 and not bias else None)
+                assert sum_g2 == (K.kernel_sum_squares(expected) if want_g2 else None)
