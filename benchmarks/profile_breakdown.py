@@ -32,6 +32,10 @@ ENGINE_MODULES = ("_trainer", "_network", "_testing", "vocabulary")  # fastmlp/_
 CATEGORIES = [  # (label, predicate on (dso, symbol)); the first match wins
     ("GEMM kernel", lambda d, s: "openblas" in d and re.search(r"gemm_(small_)?kernel", s)),
     ("GEMM packing", lambda d, s: "openblas" in d and "copy" in s),
+    # csrc/rows_product.c's product of few float32 rows: its kernel and packing are inlined
+    # into one function (rp_product), so they show as one.
+    ("own few-rows product (kernel + packing)", lambda d, s: "rp_product" in s
+     or "rows_product" in s),
     ("OpenBLAS other (beta=0 zeroing, threads)", lambda d, s: "openblas" in d),
     ("libgomp (fork/join, barrier spin)", lambda d, s: "libgomp" in d),
     ("Adam step", lambda d, s: "adam_step" in s),

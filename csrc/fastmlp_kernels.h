@@ -211,6 +211,12 @@ unsigned long long fm_dropout_key(unsigned long long seed, long long step);
 FASTMLP_DECLARE(float, _f)
 FASTMLP_DECLARE(double, _d)
 
+/* out (rows x cols, ldo apart) = a (rows x n_in, lda apart) W (n_in x cols, ldw apart), float32,
+ * for few rows: csrc/rows_product.c. Call it only where fm_rows_product_available() is 1. */
+int fm_rows_product_available(void);
+void fm_rows_product_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda, const float *W,
+                       ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols);
+
 #undef FASTMLP_DECLARE
 
 #endif

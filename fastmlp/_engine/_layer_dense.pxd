@@ -10,12 +10,14 @@ from libc.string cimport memset
 
 from fastmlp._engine._blas cimport NoTrans, Trans, gemm
 from fastmlp._engine._kernels cimport (
-    activation_backward, bias_activation_forward, fm_activation_params, small_product,
+    activation_backward, bias_activation_forward, fm_activation_params, fm_rows_product_available,
+    fm_rows_product_f, small_product,
 )
 
 cdef enum:
     SMALL_ROWS = 4  # below this many rows a product is done row by row without BLAS
-    # Few rows, float32: W cut into column tiles that OpenBLAS multiplies unpacked (below).
+    # Few rows, float32: our own packing and kernel (csrc/rows_product.c) where the processor
+    # runs it, else W cut into column tiles that OpenBLAS multiplies unpacked (dense_product).
     FEW_ROWS = 32
     UNPACKED_GEMM = 1000000  # OpenBLAS's small-matrix path: M N K at most this
     TILED_MAX_COLS = 256
@@ -32,7 +34,19 @@ cdef inline void dense_product_columns(floating *out, const floating *a_in, Py_s
     (fastmlp/_engine/_schedule.pxd's first_product_job says why), which is one GEMM whatever
     its size: its W is packed once however it is cut, so dense_product's tiles for OpenBLAS's
     small-matrix path would only pack a_in again (on scipy's OpenBLAS, Haswell kernels, 32 x
-    784 x 256 in two tiles of 128 columns took 293 us, in eight of 32 327 us)."""
+    784 x 256 in two tiles of 128 columns took 293 us, in eight of 32 327 us).
+
+    Few float32 rows go to csrc/rows_product.c where the processor runs it (AVX2 and FMA, no
+    AVX-512), which packs W at ~0.22 ns a float where OpenBLAS's Haswell kernels take ~0.8
+    (2-core AMD EPYC VM, one thread, as sgemm calls side by side: 32 x 784 x 128, a first-layer
+    tile of `tiny-batch`, 103-108 against 159-179 us; 16 x 256 x 128, its second layer's row
+    block, 18-20 against 41-43; 32 x 64 x 100, a small partial_fit's, 9 against 13; 128 x 784 x
+    256 about even, so more rows stay with BLAS). Its sums are fused multiply-adds in k's order,
+    so a product's bits depend on the rows' count (the path) and not on the thread count."""
+    if floating is float:
+        if rows <= FEW_ROWS and fm_rows_product_available():
+            fm_rows_product_f(out + c0, n_out, a_in, ld_in, W + c0, n_out, rows, n_in, c1 - c0)
+            return
     gemm(NoTrans, NoTrans, <int> rows, <int> (c1 - c0), <int> n_in, <floating> 1.0, a_in,
          <int> ld_in, W + c0, <int> n_out, <floating> 0.0, out + c0, <int> n_out)
 
@@ -60,7 +74,7 @@ cdef inline void dense_product(floating *out, const floating *a_in, Py_ssize_t l
         small_product(out, a_in, ld_in, W, rows, n_in, n_out)
         return
     if (floating is float and rows <= FEW_ROWS and n_out <= TILED_MAX_COLS
-            and rows * n_out * n_in > UNPACKED_GEMM):
+            and rows * n_out * n_in > UNPACKED_GEMM and not fm_rows_product_available()):
         width = UNPACKED_GEMM // (rows * n_in) // 16 * 16
     if width < TILE_MIN_COLS:
         dense_product_columns(out, a_in, ld_in, W, rows, n_in, n_out, 0, n_out)

@@ -5,11 +5,12 @@ both dtypes. Not used by the estimators; a module of its own so that the trainer
 training and prediction need.
 """
 from cython cimport floating
+from libc.math cimport fmaf
 
 from fastmlp._engine._kernels cimport (
     activation_backward, adam_step, bias_activation_forward, clamp, dropout_backward,
     dropout_forward, finalize_gradient, finish_gradient, fm_activation_needs_preactivation,
-    fm_activation_params,
+    fm_activation_params, fm_rows_product_available, fm_rows_product_f,
     fm_dropout_key, fm_exp_array_d, fm_exp_array_f, fm_expm1_array_d, fm_expm1_array_f,
     fm_log1p_unit_array_d, fm_log1p_unit_array_f, fm_optim, fm_optim_begin_step,
     maxout_backward, maxout_forward, optim_step, output_delta, scale, sgd_step, small_product,
@@ -188,6 +189,38 @@ def kernel_small_product(floating[:, ::1] out, const floating[:, ::1] a,
     """out = a @ W by the few-rows loop (no BLAS)."""
     small_product(&out[0, 0], &a[0, 0], a.shape[1], &W[0, 0], a.shape[0], a.shape[1],
                   W.shape[1])
+
+
+ROWS_PRODUCT = bool(fm_rows_product_available())  # csrc/rows_product.c runs on this machine
+
+
+def kernel_rows_product(float[:, :] out, const float[:, :] a, const float[:, :] W):
+    """out = a @ W by csrc/rows_product.c (only where ROWS_PRODUCT). Each argument may be a
+    slice of a larger C-ordered array (its rows further apart than its width), as the engine
+    passes X's column slices and the column tiles of W and of the product."""
+    cdef Py_ssize_t rows = a.shape[0], n_in = a.shape[1], cols = W.shape[1]
+    if not fm_rows_product_available():
+        raise RuntimeError("csrc/rows_product.c does not run on this processor")
+    if W.shape[0] != n_in or out.shape[0] != rows or out.shape[1] != cols:
+        raise ValueError("shapes differ")
+    if a.strides[1] != 4 or W.strides[1] != 4 or out.strides[1] != 4:
+        raise ValueError("rows must be contiguous")
+    fm_rows_product_f(&out[0, 0], out.strides[0] // 4, &a[0, 0] if n_in else NULL,
+                      a.strides[0] // 4 if n_in else 0, &W[0, 0] if n_in else NULL,
+                      W.strides[0] // 4 if n_in else 0, rows, n_in, cols)
+
+
+def fma_chain_product(float[:, ::1] out, const float[:, :] a, const float[:, :] W):
+    """out[r, j] = the chain acc = fmaf(a[r, k], W[k, j], acc) over k in order from +0: the
+    sums csrc/rows_product.c promises, one scalar at a time (C's fmaf rounds once)."""
+    cdef Py_ssize_t r, j, k
+    cdef float acc
+    for r in range(a.shape[0]):
+        for j in range(W.shape[1]):
+            acc = 0.0
+            for k in range(a.shape[1]):
+                acc = fmaf(a[r, k], W[k, j], acc)
+            out[r, j] = acc
 
 
 def current_cpu():

@@ -36,9 +36,10 @@ def test_one_and_two_threads_give_bitwise_equal_weights(dtype, solver):
 
 
 
-# Few rows against a W of <= 256 columns: float32 products in column tiles (_layer_dense.pxd's
-# dense_product). 320 features (digits' 64, five times over) and batches of 32 (blocks of 16
-# rows): 16 x 256 x 320 multiply-adds, over the tiling threshold.
+# Few rows against a W of <= 256 columns: float32 products by csrc/rows_product.c (AVX2 and FMA
+# without AVX-512), elsewhere in column tiles (_layer_dense.pxd's dense_product). 320 features
+# (digits' 64, five times over) and batches of 32 (blocks of 16 rows): 16 x 256 x 320
+# multiply-adds, over the tiling threshold, and two blocks of k for the own kernel.
 FEW_ROWS_ON_THREADS = """
 import sys, warnings
 import numpy as np
@@ -68,7 +69,7 @@ def test_few_row_products_in_column_tiles_are_the_product():
         warnings.simplefilter("ignore")
         clf = MLPClassifier((256,), activation="identity", batch_size=32, max_iter=1,
                             random_state=0).fit(X, y)
-    for rows in (4, 20, 32):  # 20 and 32 rows: tiles; reference in float64
+    for rows in (4, 20, 32):  # 20 and 32 rows: rows_product.c or tiles; reference in float64
         z = (X[:rows].astype(np.float64) @ clf.coefs_[0].astype(np.float64) + clf.intercepts_[0])
         logits = z @ clf.coefs_[1].astype(np.float64) + clf.intercepts_[1]
         expected = np.exp(logits - logits.max(1, keepdims=True))

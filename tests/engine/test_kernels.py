@@ -287,3 +287,26 @@ def test_finish_gradient_is_finalize_and_sum_squares_in_one_pass(dtype, alpha, b
                 np.testing.assert_array_equal(out, expected)
                 assert sum_w2 == (K.kernel_sum_squares(w) if want_w2 and not bias else None)
                 assert sum_g2 == (K.kernel_sum_squares(expected) if want_g2 else None)
+
+
+@pytest.mark.skipif(not K.ROWS_PRODUCT, reason="csrc/rows_product.c needs AVX2 and FMA, no AVX-512")
+def test_rows_product_is_the_fma_chain_over_k_for_every_shape_and_stride():
+    """csrc/rows_product.c: every element one chain of fused multiply-adds in k's order (its
+    bits, whatever the tiles of rows, the panels of 16 columns and the blocks of 256 terms),
+    for shapes around each of those sizes and for arguments that are slices of wider arrays
+    (X's column slices, W's and the product's column tiles); columns outside the product's
+    are left as they were."""
+    rng = np.random.RandomState(6)
+    for rows in (1, 2, 5, 6, 7, 12, 13, 16, 32):
+        for n_in in (0, 1, 5, 255, 256, 257, 600):
+            for cols in (1, 7, 8, 15, 16, 17, 33, 100):
+                a_wide = rng.standard_normal((rows, n_in + 3)).astype(np.float32)
+                W_wide = rng.standard_normal((n_in, cols + 5)).astype(np.float32)
+                a, W = a_wide[:, 1:n_in + 1], W_wide[:, 2:cols + 2]
+                out_wide = np.full((rows, cols + 4), 7.0, dtype=np.float32)
+                out = out_wide[:, 3:cols + 3]
+                K.kernel_rows_product(out, a, W)
+                expected = np.empty((rows, cols), dtype=np.float32)
+                K.fma_chain_product(expected, a, W)
+                np.testing.assert_array_equal(out, expected, err_msg=f"{rows, n_in, cols}")
+                assert (out_wide[:, :3] == 7.0).all() and (out_wide[:, cols + 3:] == 7.0).all()

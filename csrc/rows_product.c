@@ -1,0 +1,184 @@
+/* The product of a few rows (a row block of a small mini-batch) with a weight matrix: out = a W,
+ * float32, with our own packing of W and an AVX2 + FMA register kernel.
+ *
+ * Design
+ * ------
+ * GEMM packs W into panels before it multiplies. With few rows the packing is most of the cost,
+ * and scipy's OpenBLAS on its Haswell kernels (AMD Zen and Intel alike) packs W, its A operand
+ * here, at ~0.8 ns a float: 32 x 784 x 256 float32 took 256 us as one sgemm call, 160 of them
+ * the packing of W (2-core AMD EPYC VM). Packing the same W into panels of 16 columns by rows of
+ * 64 bytes takes ~0.22 ns a float, and a 6 x 16 register kernel over the packed panels runs at
+ * ~80 GFLOP/s on one core (the machine's one-core sgemm ceiling is ~84): the same product in
+ * ~190 us. With more rows the packing is shared by more of them and OpenBLAS's kernel and
+ * blocking win (128 rows: 820 against 750 us), so the engine sends only blocks of at most
+ * FEW_ROWS rows here (fastmlp/_engine/_layer_dense.pxd).
+ *
+ * The bits. Each out[r, j] is one chain of fused multiply-adds over k = 0, 1, ..., n_in - 1 in
+ * that order, starting from +0: fma(a[r, k], W[k, j], acc), rounded once per term. The blocking
+ * (panels of columns, blocks of k whose partial sums wait in `out` as floats, tiles of rows) and
+ * the vector width do not change that chain, so the result depends on the shapes and the values
+ * only: the same on every machine that runs this kernel, for any thread count and any cut of the
+ * rows.
+ *
+ * Where: x86-64 with AVX2 and FMA but without AVX-512 (fm_rows_product_available). On AVX-512
+ * processors scipy's OpenBLAS runs its SkylakeX kernels, whose small-matrix path multiplies few
+ * rows without packing W at all (16 x 784 x 256 in ~50 us on a 2-core Xeon VM, where this AVX2
+ * kernel would need ~150): there, and on every other processor, the engine multiplies with BLAS
+ * as before. (The build's -ffp-contract=off keeps the compiler from fusing
+ * the element-wise kernels' a * b + c; the fused multiply-adds here are explicit.)
+ *
+ * How: W is taken by panels of 16 columns (two vectors of 8; the last panel's missing columns
+ * packed as zeros and never stored) and blocks of FM_RP_KC rows of k, packed into a 16 KB buffer on
+ * the stack that stays in L1 while every tile of 6 rows of `a` runs over it: 12 accumulators, two
+ * loads of W and six broadcasts of a per k. The rows' tail (1 to 5 rows) takes the same kernel
+ * with fewer accumulators.
+ */
+#include <stddef.h>
+#include <string.h>
+
+#include "fastmlp_kernels.h"
+#include "fm_math.h"
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define FM_RP_X86 1
+#define FM_RP_TARGET __attribute__((target("avx2,fma")))
+#endif
+
+enum {
+    FM_RP_MR = 6,   /* rows of a tile */
+    FM_RP_NR = 16,  /* columns of a panel */
+    FM_RP_KC = 256  /* rows of W (terms) packed at a time: 256 x 16 floats, 16 KB */
+};
+
+int fm_rows_product_available(void)
+{
+#if defined(FM_RP_X86)
+    static int available = -1;  /* (threads that race here all write the same value) */
+    if (available < 0) {
+        __builtin_cpu_init();
+        available = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+                    && !__builtin_cpu_supports("avx512f");
+    }
+    return available;
+#else
+    return 0;
+#endif
+}
+
+#if defined(FM_RP_X86)
+
+/* out[0:mr, 0:16] (masked to the panel's columns) (+)= a[0:mr, 0:kc] packed[0:kc, 0:16]: `first`
+ * starts the sums from +0, else from out. mr and masked are constants at every call, so that the
+ * accumulators stay in registers. */
+FM_RP_TARGET FM_INLINE void rp_tile(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda,
+                                    const float *packed, ptrdiff_t kc, int first, __m256i mask_0,
+                                    __m256i mask_1, const int mr, const int masked)
+{
+    __m256 acc[FM_RP_MR][2];
+    for (int r = 0; r < mr; r++) {
+        if (first) {
+            acc[r][0] = _mm256_setzero_ps();
+            acc[r][1] = _mm256_setzero_ps();
+        } else if (masked) {
+            acc[r][0] = _mm256_maskload_ps(out + r * ldo, mask_0);
+            acc[r][1] = _mm256_maskload_ps(out + r * ldo + 8, mask_1);
+        } else {
+            acc[r][0] = _mm256_loadu_ps(out + r * ldo);
+            acc[r][1] = _mm256_loadu_ps(out + r * ldo + 8);
+        }
+    }
+    for (ptrdiff_t k = 0; k < kc; k++) {
+        const __m256 w_0 = _mm256_load_ps(packed + k * FM_RP_NR);
+        const __m256 w_1 = _mm256_load_ps(packed + k * FM_RP_NR + 8);
+        for (int r = 0; r < mr; r++) {
+            const __m256 a_rk = _mm256_broadcast_ss(a + r * lda + k);
+            acc[r][0] = _mm256_fmadd_ps(a_rk, w_0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(a_rk, w_1, acc[r][1]);
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        if (masked) {
+            _mm256_maskstore_ps(out + r * ldo, mask_0, acc[r][0]);
+            _mm256_maskstore_ps(out + r * ldo + 8, mask_1, acc[r][1]);
+        } else {
+            _mm256_storeu_ps(out + r * ldo, acc[r][0]);
+            _mm256_storeu_ps(out + r * ldo + 8, acc[r][1]);
+        }
+    }
+}
+
+/* Every tile of rows over one packed block (`masked`: the last panel, narrower than 16). */
+FM_RP_TARGET FM_INLINE void rp_rows(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda,
+                                    const float *packed, ptrdiff_t rows, ptrdiff_t kc, int first,
+                                    __m256i mask_0, __m256i mask_1, const int masked)
+{
+    ptrdiff_t r0 = 0;
+    for (; rows - r0 >= FM_RP_MR; r0 += FM_RP_MR)
+        rp_tile(out + r0 * ldo, ldo, a + r0 * lda, lda, packed, kc, first, mask_0, mask_1,
+                FM_RP_MR, masked);
+    switch (rows - r0) {
+#define FM_RP_TAIL(n) \
+    case n: \
+        rp_tile(out + r0 * ldo, ldo, a + r0 * lda, lda, packed, kc, first, mask_0, mask_1, n, \
+                masked); \
+        break;
+    FM_RP_TAIL(1) FM_RP_TAIL(2) FM_RP_TAIL(3) FM_RP_TAIL(4) FM_RP_TAIL(5)
+#undef FM_RP_TAIL
+    default:
+        break;
+    }
+}
+
+FM_RP_TARGET static void rp_product(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda,
+                                    const float *W, ptrdiff_t ldw, ptrdiff_t rows,
+                                    ptrdiff_t n_in, ptrdiff_t cols)
+{
+    float packed[FM_RP_KC * FM_RP_NR] __attribute__((aligned(64)));
+    for (ptrdiff_t j0 = 0; j0 < cols; j0 += FM_RP_NR) {
+        const ptrdiff_t width = cols - j0 < FM_RP_NR ? cols - j0 : FM_RP_NR;
+        const int masked = width < FM_RP_NR;
+        int lanes[FM_RP_NR];
+        for (int j = 0; j < FM_RP_NR; j++)
+            lanes[j] = j < width ? -1 : 0;
+        const __m256i mask_0 = _mm256_loadu_si256((const __m256i *) lanes);
+        const __m256i mask_1 = _mm256_loadu_si256((const __m256i *) (lanes + 8));
+        if (n_in == 0) {  /* out = 0 */
+            for (ptrdiff_t r = 0; r < rows; r++)
+                memset(out + r * ldo + j0, 0, (size_t) width * sizeof(float));
+            continue;
+        }
+        for (ptrdiff_t k0 = 0; k0 < n_in; k0 += FM_RP_KC) {
+            const ptrdiff_t kc = n_in - k0 < FM_RP_KC ? n_in - k0 : FM_RP_KC;
+            const float *w = W + k0 * ldw + j0;
+            if (masked) {
+                for (ptrdiff_t k = 0; k < kc; k++) {
+                    float *row = packed + k * FM_RP_NR;
+                    memset(row, 0, FM_RP_NR * sizeof(float));
+                    memcpy(row, w + k * ldw, (size_t) width * sizeof(float));
+                }
+                rp_rows(out + j0, ldo, a + k0, lda, packed, rows, kc, k0 == 0, mask_0, mask_1,
+                        1);
+            } else {
+                for (ptrdiff_t k = 0; k < kc; k++) {
+                    _mm256_store_ps(packed + k * FM_RP_NR, _mm256_loadu_ps(w + k * ldw));
+                    _mm256_store_ps(packed + k * FM_RP_NR + 8, _mm256_loadu_ps(w + k * ldw + 8));
+                }
+                rp_rows(out + j0, ldo, a + k0, lda, packed, rows, kc, k0 == 0, mask_0, mask_1,
+                        0);
+            }
+        }
+    }
+}
+#endif
+
+void fm_rows_product_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda, const float *W,
+                       ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols)
+{
+#if defined(FM_RP_X86)
+    rp_product(out, ldo, a, lda, W, ldw, rows, n_in, cols);
+#else
+    (void) out, (void) ldo, (void) a, (void) lda, (void) W, (void) ldw, (void) rows,
+        (void) n_in, (void) cols;
+#endif
+}
