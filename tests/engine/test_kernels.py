@@ -118,12 +118,24 @@ def test_output_delta_and_loss(name, weighted, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_finalize_gradient(dtype):
+@pytest.mark.parametrize("divisor", [37.0, 32.0, 1.0, 0.25, 3.0 * 2.0**-60, 2.0**-100])
+def test_finalize_gradient(dtype, divisor):
+    """numpy's (g + alpha w) / divisor, bit for bit: also where the kernel multiplies by an
+    exact reciprocal (a power of two), with results that are subnormal, zeros of either sign,
+    infinities and NaNs."""
     rng = np.random.RandomState(3)
     g, w = rng.standard_normal(1000).astype(dtype), rng.standard_normal(1000).astype(dtype)
-    out = g.copy()
-    K.kernel_finalize_gradient(out, w, 1e-3, 37.0)
-    np.testing.assert_array_equal(out, (g + dtype(1e-3) * w) / dtype(37.0))
+    tiny = np.finfo(dtype).tiny
+    g[:8] = [0.0, -0.0, np.inf, -np.inf, np.nan, tiny, -3 * tiny, np.finfo(dtype).max]
+    w[:8] = 0.0
+    for alpha in (1e-3, 0.0):
+        out = g.copy()
+        with np.errstate(all="ignore"):
+            K.kernel_finalize_gradient(out, w, alpha, divisor)
+            # (alpha 0 adds nothing: g / divisor, keeping a zero's sign)
+            expected = (g + dtype(alpha) * w if alpha else g) / dtype(divisor)
+        np.testing.assert_array_equal(out, expected)
+        assert (np.signbit(out) == np.signbit(expected))[~np.isnan(expected)].all()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -278,15 +290,16 @@ def test_finish_gradient_is_finalize_and_sum_squares_in_one_pass(dtype, alpha, b
             w = rng.standard_normal(n + offset).astype(dtype)[offset:]
             for want_w2, want_g2 in [(True, True), (True, False), (False, True),
                                      (False, False)]:
-                out = g.copy()
-                sum_w2, sum_g2 = K.kernel_finish_gradient(out, None if bias else w, alpha,
-                                                          37.0, want_w2, want_g2)
-                expected = g.copy()
-                K.kernel_finalize_gradient(expected, np.zeros_like(w) if bias else w,
-                                           0.0 if bias else alpha, 37.0)
-                np.testing.assert_array_equal(out, expected)
-                assert sum_w2 == (K.kernel_sum_squares(w) if want_w2 and not bias else None)
-                assert sum_g2 == (K.kernel_sum_squares(expected) if want_g2 else None)
+                for divisor in (37.0, 32.0):  # (32: by its exact reciprocal)
+                    out = g.copy()
+                    sum_w2, sum_g2 = K.kernel_finish_gradient(
+                        out, None if bias else w, alpha, divisor, want_w2, want_g2)
+                    expected = g + (0 if bias else dtype(alpha) * w)
+                    expected /= dtype(divisor)
+                    np.testing.assert_array_equal(out, expected)
+                    assert sum_w2 == (K.kernel_sum_squares(w) if want_w2 and not bias
+                                      else None)
+                    assert sum_g2 == (K.kernel_sum_squares(expected) if want_g2 else None)
 
 
 @pytest.mark.skipif(not K.ROWS_PRODUCT, reason="csrc/rows_product.c needs AVX2 and FMA, no AVX-512")
