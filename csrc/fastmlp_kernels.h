@@ -216,6 +216,11 @@ FASTMLP_DECLARE(double, _d)
 int fm_rows_product_available(void);
 void fm_rows_product_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda, const float *W,
                        ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols);
+/* The same with W^T for W: out = a W^T, W (cols x n_in, ldw apart): a layer's delta times its
+ * weights' transpose, the gradient of its input. */
+void fm_rows_product_t_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda,
+                         const float *W, ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in,
+                         ptrdiff_t cols);
 
 #undef FASTMLP_DECLARE
 

@@ -10,7 +10,7 @@ from libc.math cimport fmaf
 from fastmlp._engine._kernels cimport (
     activation_backward, adam_step, bias_activation_forward, clamp, dropout_backward,
     dropout_forward, finalize_gradient, finish_gradient, fm_activation_needs_preactivation,
-    fm_activation_params, fm_rows_product_available, fm_rows_product_f,
+    fm_activation_params, fm_rows_product_available, fm_rows_product_f, fm_rows_product_t_f,
     fm_dropout_key, fm_exp_array_d, fm_exp_array_f, fm_expm1_array_d, fm_expm1_array_f,
     fm_log1p_unit_array_d, fm_log1p_unit_array_f, fm_optim, fm_optim_begin_step,
     maxout_backward, maxout_forward, optim_step, output_delta, scale, sgd_step, small_product,
@@ -194,20 +194,29 @@ def kernel_small_product(floating[:, ::1] out, const floating[:, ::1] a,
 ROWS_PRODUCT = bool(fm_rows_product_available())  # csrc/rows_product.c runs on this machine
 
 
-def kernel_rows_product(float[:, :] out, const float[:, :] a, const float[:, :] W):
-    """out = a @ W by csrc/rows_product.c (only where ROWS_PRODUCT). Each argument may be a
-    slice of a larger C-ordered array (its rows further apart than its width), as the engine
-    passes X's column slices and the column tiles of W and of the product."""
-    cdef Py_ssize_t rows = a.shape[0], n_in = a.shape[1], cols = W.shape[1]
+def kernel_rows_product(float[:, :] out, const float[:, :] a, const float[:, :] W,
+                        bint transposed=False):
+    """out = a @ W (transposed: a @ W.T) by csrc/rows_product.c (only where ROWS_PRODUCT).
+    Each argument may be a slice of a larger C-ordered array (its rows further apart than its
+    width), as the engine passes X's column slices and the column tiles of W and of the
+    product."""
+    cdef Py_ssize_t rows = a.shape[0], n_in = a.shape[1]
+    cdef Py_ssize_t cols = W.shape[0] if transposed else W.shape[1]
     if not fm_rows_product_available():
         raise RuntimeError("csrc/rows_product.c does not run on this processor")
-    if W.shape[0] != n_in or out.shape[0] != rows or out.shape[1] != cols:
+    if ((W.shape[1] if transposed else W.shape[0]) != n_in or out.shape[0] != rows
+            or out.shape[1] != cols):
         raise ValueError("shapes differ")
     if a.strides[1] != 4 or W.strides[1] != 4 or out.strides[1] != 4:
         raise ValueError("rows must be contiguous")
-    fm_rows_product_f(&out[0, 0], out.strides[0] // 4, &a[0, 0] if n_in else NULL,
-                      a.strides[0] // 4 if n_in else 0, &W[0, 0] if n_in else NULL,
-                      W.strides[0] // 4 if n_in else 0, rows, n_in, cols)
+    if transposed:
+        fm_rows_product_t_f(&out[0, 0], out.strides[0] // 4, &a[0, 0] if n_in else NULL,
+                            a.strides[0] // 4 if n_in else 0, &W[0, 0] if n_in else NULL,
+                            W.strides[0] // 4 if n_in else 0, rows, n_in, cols)
+    else:
+        fm_rows_product_f(&out[0, 0], out.strides[0] // 4, &a[0, 0] if n_in else NULL,
+                          a.strides[0] // 4 if n_in else 0, &W[0, 0] if n_in else NULL,
+                          W.strides[0] // 4 if n_in else 0, rows, n_in, cols)
 
 
 def fma_chain_product(float[:, ::1] out, const float[:, :] a, const float[:, :] W):

@@ -311,15 +311,20 @@ def test_rows_product_is_the_fma_chain_over_k_for_every_shape_and_stride():
     are left as they were."""
     rng = np.random.RandomState(6)
     for rows in (1, 2, 5, 6, 7, 12, 13, 16, 32):
-        for n_in in (0, 1, 5, 255, 256, 257, 600):
+        for n_in in (0, 1, 5, 8, 9, 255, 256, 257, 600):
             for cols in (1, 7, 8, 15, 16, 17, 33, 100):
-                a_wide = rng.standard_normal((rows, n_in + 3)).astype(np.float32)
-                W_wide = rng.standard_normal((n_in, cols + 5)).astype(np.float32)
-                a, W = a_wide[:, 1:n_in + 1], W_wide[:, 2:cols + 2]
-                out_wide = np.full((rows, cols + 4), 7.0, dtype=np.float32)
-                out = out_wide[:, 3:cols + 3]
-                K.kernel_rows_product(out, a, W)
-                expected = np.empty((rows, cols), dtype=np.float32)
-                K.fma_chain_product(expected, a, W)
-                np.testing.assert_array_equal(out, expected, err_msg=f"{rows, n_in, cols}")
-                assert (out_wide[:, :3] == 7.0).all() and (out_wide[:, cols + 3:] == 7.0).all()
+                for transposed in (False, True):  # (W^T: the backward pass's product)
+                    a_wide = rng.standard_normal((rows, n_in + 3)).astype(np.float32)
+                    shape = (cols, n_in + 5) if transposed else (n_in, cols + 5)
+                    W_wide = rng.standard_normal(shape).astype(np.float32)
+                    a = a_wide[:, 1:n_in + 1]
+                    W = W_wide[:, 2:n_in + 2] if transposed else W_wide[:, 2:cols + 2]
+                    out_wide = np.full((rows, cols + 4), 7.0, dtype=np.float32)
+                    out = out_wide[:, 3:cols + 3]
+                    K.kernel_rows_product(out, a, W, transposed)
+                    expected = np.empty((rows, cols), dtype=np.float32)
+                    K.fma_chain_product(expected, a, W.T if transposed else W)
+                    np.testing.assert_array_equal(out, expected,
+                                                  err_msg=f"{rows, n_in, cols, transposed}")
+                    assert (out_wide[:, :3] == 7.0).all()
+                    assert (out_wide[:, cols + 3:] == 7.0).all()
