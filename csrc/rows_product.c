@@ -9,9 +9,10 @@
  * the packing of W (2-core AMD EPYC VM). Packing the same W into panels of 16 columns by rows of
  * 64 bytes takes ~0.22 ns a float, and a 6 x 16 register kernel over the packed panels runs at
  * ~80 GFLOP/s on one core (the machine's one-core sgemm ceiling is ~84): the same product in
- * ~190 us. With more rows the packing is shared by more of them and OpenBLAS's kernel and
- * blocking win (128 rows: 820 against 750 us), so the engine sends only blocks of at most
- * FEW_ROWS rows here (fastmlp/_engine/_layer_dense.pxd).
+ * ~190 us. With more rows the packing is shared by more of them; at 128 rows (`mnist`'s row
+ * blocks) this is still ~0.9 of OpenBLAS's time, at 256 rows against 1024 columns OpenBLAS's
+ * blocking wins (1.1x), so the engine sends blocks of at most OWN_PRODUCT_ROWS = 128 rows here
+ * (fastmlp/_engine/_layer_dense.pxd; benchmarks/few_rows_product.py times both).
  *
  * The bits. Each out[r, j] is one chain of fused multiply-adds over k = 0, 1, ..., n_in - 1 in
  * that order, starting from +0: fma(a[r, k], W[k, j], acc), rounded once per term. The blocking

@@ -16,8 +16,11 @@ from fastmlp._engine._kernels cimport (
 
 cdef enum:
     SMALL_ROWS = 4  # below this many rows a product is done row by row without BLAS
-    # Few rows, float32: our own packing and kernel (csrc/rows_product.c) where the processor
-    # runs it, else W cut into column tiles that OpenBLAS multiplies unpacked (dense_product).
+    # Up to this many float32 rows, products by W and by W^T are csrc/rows_product.c's where the
+    # processor runs it (dense_product_columns says why this many).
+    OWN_PRODUCT_ROWS = 128
+    # Elsewhere, up to this many float32 rows: W cut into column tiles that OpenBLAS multiplies
+    # unpacked (dense_product).
     FEW_ROWS = 32
     UNPACKED_GEMM = 1000000  # OpenBLAS's small-matrix path: M N K at most this
     TILED_MAX_COLS = 256
@@ -28,23 +31,27 @@ cdef inline void dense_product_columns(floating *out, const floating *a_in, Py_s
                                        const floating *W, Py_ssize_t rows, Py_ssize_t n_in,
                                        Py_ssize_t n_out, Py_ssize_t c0,
                                        Py_ssize_t c1) noexcept nogil:
-    """Columns c0..c1 of out (rows x n_out) = a_in (rows x n_in, ld_in apart) @ W: one GEMM,
-    which packs only those columns of W. dense_product's tiles are such products; so is the
+    """Columns c0..c1 of out (rows x n_out) = a_in (rows x n_in, ld_in apart) @ W: one GEMM
+    (or rows_product call, below), which packs only those columns of W. dense_product's tiles are such products; so is the
     first layer's product over a whole batch of few rows, cut by columns
     (fastmlp/_engine/_schedule.pxd's first_product_job says why), which is one GEMM whatever
     its size: its W is packed once however it is cut, so dense_product's tiles for OpenBLAS's
     small-matrix path would only pack a_in again (on scipy's OpenBLAS, Haswell kernels, 32 x
     784 x 256 in two tiles of 128 columns took 293 us, in eight of 32 327 us).
 
-    Few float32 rows go to csrc/rows_product.c where the processor runs it (AVX2 and FMA, no
-    AVX-512), which packs W at ~0.22 ns a float where OpenBLAS's Haswell kernels take ~0.8
-    (2-core AMD EPYC VM, one thread, as sgemm calls side by side: 32 x 784 x 128, a first-layer
-    tile of `tiny-batch`, 103-108 against 159-179 us; 16 x 256 x 128, its second layer's row
-    block, 18-20 against 41-43; 32 x 64 x 100, a small partial_fit's, 9 against 13; 128 x 784 x
-    256 about even, so more rows stay with BLAS). Its sums are fused multiply-adds in k's order,
-    so a product's bits depend on the rows' count (the path) and not on the thread count."""
+    Blocks of up to OWN_PRODUCT_ROWS float32 rows go to csrc/rows_product.c where the processor
+    runs it (AVX2 and FMA, no AVX-512): it packs W at ~0.22 ns a float where OpenBLAS's Haswell
+    kernels take ~0.8, and its kernel keeps up with OpenBLAS's on such blocks. Thread CPU time
+    per call, the two alternating with W read from memory (python
+    benchmarks/few_rows_product.py, 2-core AMD EPYC VM), own / OpenBLAS: 32 x 784 x 128 (a
+    `tiny-batch` first-layer tile) 0.67; 16 x 256 x 128 0.55; 32 x 64 x 100 (a small
+    partial_fit) 0.70; 100 x 64 x 100 (`small`) 0.84; 128 x 784 x 256 (`mnist`) 0.91-0.94;
+    128 x 256 x 128 0.81. From 256 rows OpenBLAS's blocking wins (256 x 784 x 1024, `wide`'s
+    block: 1.10-1.13), so larger blocks stay with BLAS. Its sums are fused multiply-adds in k's
+    order, so a product's bits depend on the rows' count (the path) and not on the thread
+    count."""
     if floating is float:
-        if rows <= FEW_ROWS and fm_rows_product_available():
+        if rows <= OWN_PRODUCT_ROWS and fm_rows_product_available():
             fm_rows_product_f(out + c0, n_out, a_in, ld_in, W + c0, n_out, rows, n_in, c1 - c0)
             return
     gemm(NoTrans, NoTrans, <int> rows, <int> (c1 - c0), <int> n_in, <floating> 1.0, a_in,
@@ -127,12 +134,12 @@ cdef inline void dense_backward_input(floating *delta_in, const floating *delta,
                                       const floating *W, Py_ssize_t rows, Py_ssize_t n_in,
                                       Py_ssize_t n_out) noexcept nogil:
     """delta_in (rows x n_in) = delta @ W^T, for every layer but the first: dLoss/d(its input),
-    which the layer below then turns into its own delta (fastmlp/_engine/_layers.pxd). Few
-    float32 rows as in dense_product_columns: csrc/rows_product.c, which packs W^T (a
-    `tiny-batch` row block's 16 x 128 delta times its 128 x 256 W^T, as sgemm calls side by side
-    on one thread, 2-core AMD EPYC VM: 13-19 against ~30 us)."""
+    which the layer below then turns into its own delta (fastmlp/_engine/_layers.pxd). Blocks
+    of float32 rows as in dense_product_columns: csrc/rows_product.c, which packs W^T (own /
+    OpenBLAS, benchmarks/few_rows_product.py: `tiny-batch`'s 16 x 128 delta times its 128 x 256
+    W2^T 0.51, `mnist`'s 128 rows 0.84)."""
     if floating is float:
-        if rows <= FEW_ROWS and fm_rows_product_available():
+        if rows <= OWN_PRODUCT_ROWS and fm_rows_product_available():
             fm_rows_product_t_f(delta_in, n_in, delta, n_out, W, n_out, rows, n_out, n_in)
             return
     gemm(NoTrans, Trans, <int> rows, <int> n_in, <int> n_out, <floating> 1.0,
