@@ -31,13 +31,14 @@ cdef inline void dense_product_columns(floating *out, const floating *a_in, Py_s
                                        const floating *W, Py_ssize_t rows, Py_ssize_t n_in,
                                        Py_ssize_t n_out, Py_ssize_t c0,
                                        Py_ssize_t c1) noexcept nogil:
-    """Columns c0..c1 of out (rows x n_out) = a_in (rows x n_in, ld_in apart) @ W: one GEMM
-    (or rows_product call, below), which packs only those columns of W. dense_product's tiles are such products; so is the
-    first layer's product over a whole batch of few rows, cut by columns
-    (fastmlp/_engine/_schedule.pxd's first_product_job says why), which is one GEMM whatever
-    its size: its W is packed once however it is cut, so dense_product's tiles for OpenBLAS's
-    small-matrix path would only pack a_in again (on scipy's OpenBLAS, Haswell kernels, 32 x
-    784 x 256 in two tiles of 128 columns took 293 us, in eight of 32 327 us).
+    """Columns c0..c1 of out (rows x n_out) = a_in (rows x n_in, ld_in apart) @ W: one GEMM (or
+    one call of csrc/rows_product.c, below), which packs only those columns of W.
+    dense_product's tiles are such products; so is the first layer's product over a whole batch
+    of few rows, cut by columns (fastmlp/_engine/_schedule.pxd's first_product_job says why),
+    which is one GEMM whatever its size: its W is packed once however it is cut, so
+    dense_product's tiles for OpenBLAS's small-matrix path would only pack a_in again (on
+    scipy's OpenBLAS, Haswell kernels, 32 x 784 x 256 in two tiles of 128 columns took 293 us,
+    in eight of 32 327 us).
 
     Blocks of up to OWN_PRODUCT_ROWS float32 rows go to csrc/rows_product.c where the processor
     runs it (AVX2 and FMA, no AVX-512): it packs W at ~0.22 ns a float where OpenBLAS's Haswell
