@@ -221,6 +221,11 @@ void fm_rows_product_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda,
 void fm_rows_product_t_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda,
                          const float *W, ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in,
                          ptrdiff_t cols);
+/* out (rows x cols) (+)= a^T W, a (n_in x rows, lda apart): a layer's weight gradient, its
+ * input's transpose times its delta (accumulate: added to out). */
+void fm_rows_product_at_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda,
+                          const float *W, ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in,
+                          ptrdiff_t cols, int accumulate);
 
 #undef FASTMLP_DECLARE
 

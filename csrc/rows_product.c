@@ -5,28 +5,27 @@
  * ------
  * GEMM packs W into panels before it multiplies. With few rows the packing is most of the cost,
  * and scipy's OpenBLAS on its Haswell kernels (AMD Zen and Intel alike) packs W, its A operand
- * here, at ~0.8 ns a float: 32 x 784 x 256 float32 took 256 us as one sgemm call, 160 of them
- * the packing of W (2-core AMD EPYC VM). Packing the same W into panels of 16 columns by rows of
- * 64 bytes takes ~0.22 ns a float, and a 6 x 16 register kernel over the packed panels runs at
- * ~80 GFLOP/s on one core (the machine's one-core sgemm ceiling is ~84): the same product in
- * ~190 us. With more rows the packing is shared by more of them; at 128 rows (`mnist`'s row
- * blocks) this is still ~0.9 of OpenBLAS's time, at 256 rows against 1024 columns OpenBLAS's
- * blocking wins (1.1x), so the engine sends blocks of at most OWN_PRODUCT_ROWS = 128 rows here
- * (fastmlp/_engine/_layer_dense.pxd; benchmarks/few_rows_product.py times both).
+ * here, at ~0.8 ns a float (its sgemm_itcopy; 2-core AMD EPYC VM). Packing W into panels of 16
+ * columns by rows of 64 bytes takes ~0.22 ns a float here, and a 6 x 16 register kernel over the
+ * packed panels runs at up to ~80 GFLOP/s on one core (the one-core sgemm ceiling is ~84).
+ * benchmarks/few_rows_product.py times the two call by call, own / OpenBLAS: 0.55-0.70 for the
+ * products of 16-32 rows, ~0.84 for 100 rows, 0.81-0.94 for 128 rows (`mnist`'s row blocks),
+ * 1.10 for 256 rows against 1024 columns, where OpenBLAS's blocking wins; so the engine sends
+ * blocks of at most OWN_PRODUCT_ROWS = 128 rows here (fastmlp/_engine/_layer_dense.pxd).
  *
  * The bits. Each out[r, j] is one chain of fused multiply-adds over k = 0, 1, ..., n_in - 1 in
  * that order, starting from +0: fma(a[r, k], W[k, j], acc), rounded once per term. The blocking
  * (panels of columns, blocks of k whose partial sums wait in `out` as floats, tiles of rows) and
  * the vector width do not change that chain, so the result depends on the shapes and the values
  * only: the same on every machine that runs this kernel, for any thread count and any cut of the
- * rows.
+ * rows. (The build's -ffp-contract=off keeps the compiler from fusing the element-wise kernels'
+ * a * b + c; the fused multiply-adds here are explicit.)
  *
  * Where: x86-64 with AVX2 and FMA but without AVX-512 (fm_rows_product_available). On AVX-512
  * processors scipy's OpenBLAS runs its SkylakeX kernels, whose small-matrix path multiplies few
- * rows without packing W at all (16 x 784 x 256 in ~50 us on a 2-core Xeon VM, where this AVX2
- * kernel would need ~150): there, and on every other processor, the engine multiplies with BLAS
- * as before. (The build's -ffp-contract=off keeps the compiler from fusing
- * the element-wise kernels' a * b + c; the fused multiply-adds here are explicit.)
+ * rows without packing W at all (16 x 784 x 256 in ~50 us on a 2-core Xeon VM, an earlier
+ * session's measurement); this kernel has not been timed against that path, so there, and on
+ * every other processor, the engine multiplies with BLAS as before.
  *
  * How: W is taken by panels of 16 columns (two vectors of 8; the last panel's missing columns
  * packed as zeros and never stored) and blocks of FM_RP_KC rows of k, packed into a 16 KB buffer on
@@ -37,7 +36,13 @@
  * The backward pass's product with W's transpose (a row block's delta times W^T, the gradient of
  * the layer's input) is the same product with a packing that transposes: a panel's 16 columns of
  * W^T are 16 rows of W, taken 8 x 8 at a time (fm_rows_product_t). OpenBLAS packs that W at
- * ~0.8 ns a float too.
+ * ~0.8 ns a float too. A weight job's gradient, a^T delta over the batch's rows
+ * (fm_rows_product_at), is the same product again with the tile reading a^T in place (each k
+ * a run of 6 consecutive values of a row of a) and delta packed as W is: OpenBLAS packs delta
+ * at ~0.8 ns a float and a at ~0.6. Own / OpenBLAS, benchmarks/few_rows_product.py: 0.68-0.81
+ * for the workloads' jobs of at most 256 x 256, but ~1.0 for `mnist`'s 392 x 256 over 256
+ * rows and 1.16-1.30 against 1024 columns (a C loop, /tmp), which stay with BLAS
+ * (fastmlp/_engine/_layer_dense.pxd's dense_backward_weights).
  */
 #include <stddef.h>
 #include <string.h>
@@ -57,16 +62,23 @@ enum {
     FM_RP_KC = 256  /* rows of W (terms) packed at a time: 256 x 16 floats, 16 KB */
 };
 
+#if defined(FM_RP_X86)
+/* Whether this processor runs the kernel: settled once, when the engine's library is loaded
+ * (before any thread of the engine asks). */
+static int rp_available;
+
+__attribute__((constructor)) static void rp_settle_available(void)
+{
+    __builtin_cpu_init();
+    rp_available = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+                   && !__builtin_cpu_supports("avx512f");
+}
+#endif
+
 int fm_rows_product_available(void)
 {
 #if defined(FM_RP_X86)
-    static int available = -1;  /* (threads that race here all write the same value) */
-    if (available < 0) {
-        __builtin_cpu_init();
-        available = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
-                    && !__builtin_cpu_supports("avx512f");
-    }
-    return available;
+    return rp_available;
 #else
     return 0;
 #endif
@@ -74,12 +86,14 @@ int fm_rows_product_available(void)
 
 #if defined(FM_RP_X86)
 
-/* out[0:mr, 0:16] (masked to the panel's columns) (+)= a[0:mr, 0:kc] packed[0:kc, 0:16]: `first`
- * starts the sums from +0, else from out. mr and masked are constants at every call, so that the
- * accumulators stay in registers. */
+/* out[0:mr, 0:16] (masked to the panel's columns) (+)= A[0:mr, 0:kc] packed[0:kc, 0:16], where
+ * A[r, k] is a[r lda + k], or a[k lda + r] with `a_trans` (the weight gradient's a^T): `first`
+ * starts the sums from +0, else from out. mr, masked and a_trans are constants at every call, so
+ * that the accumulators stay in registers. */
 FM_RP_TARGET FM_INLINE void rp_tile(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda,
                                     const float *packed, ptrdiff_t kc, int first, __m256i mask_0,
-                                    __m256i mask_1, const int mr, const int masked)
+                                    __m256i mask_1, const int mr, const int masked,
+                                    const int a_trans)
 {
     __m256 acc[FM_RP_MR][2];
     for (int r = 0; r < mr; r++) {
@@ -98,7 +112,7 @@ FM_RP_TARGET FM_INLINE void rp_tile(float *out, ptrdiff_t ldo, const float *a, p
         const __m256 w_0 = _mm256_load_ps(packed + k * FM_RP_NR);
         const __m256 w_1 = _mm256_load_ps(packed + k * FM_RP_NR + 8);
         for (int r = 0; r < mr; r++) {
-            const __m256 a_rk = _mm256_broadcast_ss(a + r * lda + k);
+            const __m256 a_rk = _mm256_broadcast_ss(a_trans ? a + k * lda + r : a + r * lda + k);
             acc[r][0] = _mm256_fmadd_ps(a_rk, w_0, acc[r][0]);
             acc[r][1] = _mm256_fmadd_ps(a_rk, w_1, acc[r][1]);
         }
@@ -117,17 +131,18 @@ FM_RP_TARGET FM_INLINE void rp_tile(float *out, ptrdiff_t ldo, const float *a, p
 /* Every tile of rows over one packed block (`masked`: the last panel, narrower than 16). */
 FM_RP_TARGET FM_INLINE void rp_rows(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda,
                                     const float *packed, ptrdiff_t rows, ptrdiff_t kc, int first,
-                                    __m256i mask_0, __m256i mask_1, const int masked)
+                                    __m256i mask_0, __m256i mask_1, const int masked,
+                                    const int a_trans)
 {
     ptrdiff_t r0 = 0;
     for (; rows - r0 >= FM_RP_MR; r0 += FM_RP_MR)
-        rp_tile(out + r0 * ldo, ldo, a + r0 * lda, lda, packed, kc, first, mask_0, mask_1,
-                FM_RP_MR, masked);
+        rp_tile(out + r0 * ldo, ldo, a_trans ? a + r0 : a + r0 * lda, lda, packed, kc, first,
+                mask_0, mask_1, FM_RP_MR, masked, a_trans);
     switch (rows - r0) {
 #define FM_RP_TAIL(n) \
     case n: \
-        rp_tile(out + r0 * ldo, ldo, a + r0 * lda, lda, packed, kc, first, mask_0, mask_1, n, \
-                masked); \
+        rp_tile(out + r0 * ldo, ldo, a_trans ? a + r0 : a + r0 * lda, lda, packed, kc, first, \
+                mask_0, mask_1, n, masked, a_trans); \
         break;
     FM_RP_TAIL(1) FM_RP_TAIL(2) FM_RP_TAIL(3) FM_RP_TAIL(4) FM_RP_TAIL(5)
 #undef FM_RP_TAIL
@@ -199,9 +214,12 @@ FM_RP_TARGET FM_INLINE void rp_pack(float *packed, const float *W, ptrdiff_t ldw
     }
 }
 
+/* out (rows x cols) (+)= A B: A[r, k] as rp_tile reads it (a_trans: a is n_in x rows), B is W
+ * or W^T as rp_pack reads it; `accumulate` adds to out, else out is overwritten. */
 FM_RP_TARGET FM_INLINE void rp_product(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda,
                                        const float *W, ptrdiff_t ldw, ptrdiff_t rows,
-                                       ptrdiff_t n_in, ptrdiff_t cols, const int transposed)
+                                       ptrdiff_t n_in, ptrdiff_t cols, int accumulate,
+                                       const int transposed, const int a_trans)
 {
     float packed[FM_RP_KC * FM_RP_NR] __attribute__((aligned(64)));
     for (ptrdiff_t j0 = 0; j0 < cols; j0 += FM_RP_NR) {
@@ -211,20 +229,22 @@ FM_RP_TARGET FM_INLINE void rp_product(float *out, ptrdiff_t ldo, const float *a
             lanes[j] = j < width ? -1 : 0;
         const __m256i mask_0 = _mm256_loadu_si256((const __m256i *) lanes);
         const __m256i mask_1 = _mm256_loadu_si256((const __m256i *) (lanes + 8));
-        if (n_in == 0) {  /* out = 0 */
+        if (n_in == 0 && !accumulate) {  /* out = 0 */
             for (ptrdiff_t r = 0; r < rows; r++)
                 memset(out + r * ldo + j0, 0, (size_t) width * sizeof(float));
             continue;
         }
         for (ptrdiff_t k0 = 0; k0 < n_in; k0 += FM_RP_KC) {
             const ptrdiff_t kc = n_in - k0 < FM_RP_KC ? n_in - k0 : FM_RP_KC;
+            const float *a_k0 = a_trans ? a + k0 * lda : a + k0;
+            const int first = k0 == 0 && !accumulate;
             rp_pack(packed, W, ldw, j0, width, k0, kc, transposed);
             if (width < FM_RP_NR)
-                rp_rows(out + j0, ldo, a + k0, lda, packed, rows, kc, k0 == 0, mask_0, mask_1,
-                        1);
+                rp_rows(out + j0, ldo, a_k0, lda, packed, rows, kc, first, mask_0, mask_1, 1,
+                        a_trans);
             else
-                rp_rows(out + j0, ldo, a + k0, lda, packed, rows, kc, k0 == 0, mask_0, mask_1,
-                        0);
+                rp_rows(out + j0, ldo, a_k0, lda, packed, rows, kc, first, mask_0, mask_1, 0,
+                        a_trans);
         }
     }
 }
@@ -233,14 +253,22 @@ FM_RP_TARGET static void rp_product_n(float *out, ptrdiff_t ldo, const float *a,
                                       const float *W, ptrdiff_t ldw, ptrdiff_t rows,
                                       ptrdiff_t n_in, ptrdiff_t cols)
 {
-    rp_product(out, ldo, a, lda, W, ldw, rows, n_in, cols, 0);
+    rp_product(out, ldo, a, lda, W, ldw, rows, n_in, cols, 0, 0, 0);
 }
 
 FM_RP_TARGET static void rp_product_t(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda,
                                       const float *W, ptrdiff_t ldw, ptrdiff_t rows,
                                       ptrdiff_t n_in, ptrdiff_t cols)
 {
-    rp_product(out, ldo, a, lda, W, ldw, rows, n_in, cols, 1);
+    rp_product(out, ldo, a, lda, W, ldw, rows, n_in, cols, 0, 1, 0);
+}
+
+FM_RP_TARGET static void rp_product_at(float *out, ptrdiff_t ldo, const float *a,
+                                       ptrdiff_t lda, const float *W, ptrdiff_t ldw,
+                                       ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols,
+                                       int accumulate)
+{
+    rp_product(out, ldo, a, lda, W, ldw, rows, n_in, cols, accumulate, 0, 1);
 }
 #endif
 
@@ -264,5 +292,17 @@ void fm_rows_product_t_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t ld
 #else
     (void) out, (void) ldo, (void) a, (void) lda, (void) W, (void) ldw, (void) rows,
         (void) n_in, (void) cols;
+#endif
+}
+
+void fm_rows_product_at_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda,
+                          const float *W, ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in,
+                          ptrdiff_t cols, int accumulate)
+{
+#if defined(FM_RP_X86)
+    rp_product_at(out, ldo, a, lda, W, ldw, rows, n_in, cols, accumulate);
+#else
+    (void) out, (void) ldo, (void) a, (void) lda, (void) W, (void) ldw, (void) rows,
+        (void) n_in, (void) cols, (void) accumulate;
 #endif
 }

@@ -10,7 +10,8 @@ from libc.math cimport fmaf
 from fastmlp._engine._kernels cimport (
     activation_backward, adam_step, bias_activation_forward, clamp, dropout_backward,
     dropout_forward, finalize_gradient, finish_gradient, fm_activation_needs_preactivation,
-    fm_activation_params, fm_rows_product_available, fm_rows_product_f, fm_rows_product_t_f,
+    fm_activation_params, fm_rows_product_at_f, fm_rows_product_available, fm_rows_product_f,
+    fm_rows_product_t_f,
     fm_dropout_key, fm_exp_array_d, fm_exp_array_f, fm_expm1_array_d, fm_expm1_array_f,
     fm_log1p_unit_array_d, fm_log1p_unit_array_f, fm_optim, fm_optim_begin_step,
     maxout_backward, maxout_forward, optim_step, output_delta, scale, sgd_step, small_product,
@@ -195,38 +196,46 @@ ROWS_PRODUCT = bool(fm_rows_product_available())  # csrc/rows_product.c runs on 
 
 
 def kernel_rows_product(float[:, :] out, const float[:, :] a, const float[:, :] W,
-                        bint transposed=False):
-    """out = a @ W (transposed: a @ W.T) by csrc/rows_product.c (only where ROWS_PRODUCT).
-    Each argument may be a slice of a larger C-ordered array (its rows further apart than its
-    width), as the engine passes X's column slices and the column tiles of W and of the
-    product."""
-    cdef Py_ssize_t rows = a.shape[0], n_in = a.shape[1]
+                        bint transposed=False, bint a_transposed=False, bint accumulate=False):
+    """out = a @ W by csrc/rows_product.c (only where ROWS_PRODUCT); transposed: a @ W.T (W
+    given as cols x n_in); a_transposed: a.T @ W (a given as n_in x rows), added to out with
+    accumulate. Each argument may be a slice of a larger C-ordered array (its rows further
+    apart than its width), as the engine passes X's column slices and the column tiles of W
+    and of the product."""
+    cdef Py_ssize_t rows = a.shape[1] if a_transposed else a.shape[0]
+    cdef Py_ssize_t n_in = a.shape[0] if a_transposed else a.shape[1]
     cdef Py_ssize_t cols = W.shape[0] if transposed else W.shape[1]
+    cdef const float *a_ptr = &a[0, 0] if a.shape[0] and a.shape[1] else NULL
+    cdef const float *W_ptr = &W[0, 0] if W.shape[0] and W.shape[1] else NULL
     if not fm_rows_product_available():
         raise RuntimeError("csrc/rows_product.c does not run on this processor")
     if ((W.shape[1] if transposed else W.shape[0]) != n_in or out.shape[0] != rows
-            or out.shape[1] != cols):
-        raise ValueError("shapes differ")
+            or out.shape[1] != cols or (transposed and a_transposed)
+            or (accumulate and not a_transposed)):
+        raise ValueError("shapes or options differ")
     if a.strides[1] != 4 or W.strides[1] != 4 or out.strides[1] != 4:
         raise ValueError("rows must be contiguous")
-    if transposed:
-        fm_rows_product_t_f(&out[0, 0], out.strides[0] // 4, &a[0, 0] if n_in else NULL,
-                            a.strides[0] // 4 if n_in else 0, &W[0, 0] if n_in else NULL,
-                            W.strides[0] // 4 if n_in else 0, rows, n_in, cols)
+    if a_transposed:
+        fm_rows_product_at_f(&out[0, 0], out.strides[0] // 4, a_ptr, a.strides[0] // 4, W_ptr,
+                             W.strides[0] // 4, rows, n_in, cols, accumulate)
+    elif transposed:
+        fm_rows_product_t_f(&out[0, 0], out.strides[0] // 4, a_ptr, a.strides[0] // 4, W_ptr,
+                            W.strides[0] // 4, rows, n_in, cols)
     else:
-        fm_rows_product_f(&out[0, 0], out.strides[0] // 4, &a[0, 0] if n_in else NULL,
-                          a.strides[0] // 4 if n_in else 0, &W[0, 0] if n_in else NULL,
-                          W.strides[0] // 4 if n_in else 0, rows, n_in, cols)
+        fm_rows_product_f(&out[0, 0], out.strides[0] // 4, a_ptr, a.strides[0] // 4, W_ptr,
+                          W.strides[0] // 4, rows, n_in, cols)
 
 
-def fma_chain_product(float[:, ::1] out, const float[:, :] a, const float[:, :] W):
-    """out[r, j] = the chain acc = fmaf(a[r, k], W[k, j], acc) over k in order from +0: the
-    sums csrc/rows_product.c promises, one scalar at a time (C's fmaf rounds once)."""
+def fma_chain_product(float[:, ::1] out, const float[:, :] a, const float[:, :] W,
+                      bint accumulate=False):
+    """out[r, j] = the chain acc = fmaf(a[r, k], W[k, j], acc) over k in order, from +0 (or,
+    accumulate, from out[r, j]): the sums csrc/rows_product.c promises, one scalar at a time
+    (C's fmaf rounds once)."""
     cdef Py_ssize_t r, j, k
     cdef float acc
     for r in range(a.shape[0]):
         for j in range(W.shape[1]):
-            acc = 0.0
+            acc = out[r, j] if accumulate else 0.0
             for k in range(a.shape[1]):
                 acc = fmaf(a[r, k], W[k, j], acc)
             out[r, j] = acc

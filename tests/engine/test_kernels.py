@@ -303,28 +303,33 @@ def test_finish_gradient_is_finalize_and_sum_squares_in_one_pass(dtype, alpha, b
 
 
 @pytest.mark.skipif(not K.ROWS_PRODUCT, reason="csrc/rows_product.c needs AVX2 and FMA, no AVX-512")
-def test_rows_product_is_the_fma_chain_over_k_for_every_shape_and_stride():
+@pytest.mark.parametrize("kind", ["a W", "a W^T", "a^T W", "out + a^T W"])
+def test_rows_product_is_the_fma_chain_over_k_for_every_shape_and_stride(kind):
     """csrc/rows_product.c: every element one chain of fused multiply-adds in k's order (its
     bits, whatever the tiles of rows, the panels of 16 columns and the blocks of 256 terms),
-    for shapes around each of those sizes and for arguments that are slices of wider arrays
-    (X's column slices, W's and the product's column tiles); columns outside the product's
-    are left as they were."""
+    for the forward product (a W), the backward pass's (delta W^T) and the weight gradient's
+    (a^T delta, also added to what out holds), for shapes around each of those sizes and for
+    arguments that are slices of wider arrays (X's column slices, W's and the product's column
+    tiles, a weight job's rows of W); columns outside the product's are left as they were."""
     rng = np.random.RandomState(6)
+    transposed, a_transposed, accumulate = kind == "a W^T", "a^T" in kind, "out +" in kind
     for rows in (1, 2, 5, 6, 7, 12, 13, 16, 32):
         for n_in in (0, 1, 5, 8, 9, 255, 256, 257, 600):
             for cols in (1, 7, 8, 15, 16, 17, 33, 100):
-                for transposed in (False, True):  # (W^T: the backward pass's product)
-                    a_wide = rng.standard_normal((rows, n_in + 3)).astype(np.float32)
-                    shape = (cols, n_in + 5) if transposed else (n_in, cols + 5)
-                    W_wide = rng.standard_normal(shape).astype(np.float32)
-                    a = a_wide[:, 1:n_in + 1]
-                    W = W_wide[:, 2:n_in + 2] if transposed else W_wide[:, 2:cols + 2]
-                    out_wide = np.full((rows, cols + 4), 7.0, dtype=np.float32)
-                    out = out_wide[:, 3:cols + 3]
-                    K.kernel_rows_product(out, a, W, transposed)
-                    expected = np.empty((rows, cols), dtype=np.float32)
-                    K.fma_chain_product(expected, a, W.T if transposed else W)
-                    np.testing.assert_array_equal(out, expected,
-                                                  err_msg=f"{rows, n_in, cols, transposed}")
-                    assert (out_wide[:, :3] == 7.0).all()
-                    assert (out_wide[:, cols + 3:] == 7.0).all()
+                if a_transposed:  # a is n_in x rows: a block of a_in's columns
+                    a = rng.standard_normal((n_in, rows + 3)).astype(np.float32)[:, 1:rows + 1]
+                else:
+                    a = rng.standard_normal((rows, n_in + 3)).astype(np.float32)[:, 1:n_in + 1]
+                shape = (cols, n_in + 5) if transposed else (n_in, cols + 5)
+                W_wide = rng.standard_normal(shape).astype(np.float32)
+                W = W_wide[:, 2:n_in + 2] if transposed else W_wide[:, 2:cols + 2]
+                out_wide = np.full((rows, cols + 4), 7.0, dtype=np.float32)
+                out_wide[:, 3:cols + 3] = rng.standard_normal((rows, cols))
+                out = out_wide[:, 3:cols + 3]
+                expected = out.copy()
+                K.kernel_rows_product(out, a, W, transposed, a_transposed, accumulate)
+                K.fma_chain_product(expected, a.T if a_transposed else a,
+                                    W.T if transposed else W, accumulate)
+                np.testing.assert_array_equal(out, expected, err_msg=f"{rows, n_in, cols}")
+                assert (out_wide[:, :3] == 7.0).all()
+                assert (out_wide[:, cols + 3:] == 7.0).all()
