@@ -41,6 +41,7 @@ SHAPES = [
     (256, 128, 128, "a^T", "mnist: a weight job of W2"),
     (256, 392, 256, "a^T", "(mnist: a weight job of W1, stays with BLAS)"),
     (256, 784, 1024, "W", "(wide's row block, 256 rows: stays with BLAS)"),
+    (512, 256, 1024, "a^T", "(wide: a weight job of W2, stays with BLAS)"),
 ]
 
 

@@ -40,8 +40,8 @@
  * (fm_rows_product_at), is the same product again with the tile reading a^T in place (each k
  * a run of 6 consecutive values of a row of a) and delta packed as W is: OpenBLAS packs delta
  * at ~0.8 ns a float and a at ~0.6. Own / OpenBLAS, benchmarks/few_rows_product.py: 0.68-0.81
- * for the workloads' jobs of at most 256 x 256, but ~1.0 for `mnist`'s 392 x 256 over 256
- * rows and 1.16-1.30 against 1024 columns (a C loop, /tmp), which stay with BLAS
+ * for the workloads' jobs of at most 256 x 256, but 1.01-1.02 for `mnist`'s 392 x 256 over
+ * 256 rows and 1.09 for `wide`'s 256 x 1024 over 512, which stay with BLAS
  * (fastmlp/_engine/_layer_dense.pxd's dense_backward_weights).
  */
 #include <stddef.h>

@@ -124,8 +124,8 @@ cdef inline void dense_backward_weights(floating *dW, const floating *a_in, Py_s
     own / OpenBLAS, one thread, 2-core AMD EPYC VM (python benchmarks/few_rows_product.py): a
     `tiny-batch` job's 392 x 256 over 32 rows 0.78; a small partial_fit's 64 x 100 over 32
     0.68; `small`'s 32 x 100 over 200 rows 0.70; `mnist`'s 128 x 128 over 256 rows 0.81; but
-    its 392 x 256 over 256 rows 1.01-1.06 and 256-392 x 1024 over 512 rows (`wide`) 1.16-1.30
-    (a C loop over both), which stay with BLAS."""
+    its 392 x 256 over 256 rows 1.01-1.02 and `wide`'s 256 x 1024 over 512 rows 1.09, which stay
+    with BLAS."""
     if floating is float:
         if (n_out <= OWN_GRADIENT_SIDE and (n_in_block <= OWN_GRADIENT_SIDE
                                             or rows <= OWN_PRODUCT_ROWS)
