@@ -182,11 +182,9 @@ unsigned long long fm_dropout_key(unsigned long long seed, long long step);
                               ptrdiff_t cols, int loss, double loss_param);                        \
     /* sum of x_i^2, accumulated in double. */                                                     \
     double fm_sum_squares##SFX(const REAL *x, ptrdiff_t n);                                        \
-    /* g = (g + alpha * w) / divisor: scikit-learn's L2-penalised, sample-averaged gradient. */    \
-    void fm_finalize_gradient##SFX(REAL *g, const REAL *w, ptrdiff_t n, double alpha,              \
-                                   double divisor);                                                \
-    /* The same g, and in the same pass *sum_w2 = sum(w^2) (w given) and *sum_g2 = sum of the    \
-     * finished g^2, each as fm_sum_squares sums it (either pointer may be NULL: not wanted).   */ \
+    /* g = (g + alpha * w) / divisor: scikit-learn's L2-penalised, sample-averaged gradient;       \
+     * and in the same pass *sum_w2 = sum(w^2) (w given) and *sum_g2 = sum of the finished g^2,    \
+     * each as fm_sum_squares sums it (either pointer may be NULL: not wanted).               */   \
     void fm_finish_gradient##SFX(REAL *g, const REAL *w, ptrdiff_t n, double alpha,                \
                                  double divisor, double *sum_w2, double *sum_g2);                  \
     /* g *= scale (the global gradient-norm clip). */                                              \

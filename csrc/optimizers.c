@@ -179,11 +179,6 @@ void SFX(fm_finish_gradient)(REAL *g, const REAL *w, ptrdiff_t n, double alpha, 
     }
 }
 
-void SFX(fm_finalize_gradient)(REAL *g, const REAL *w, ptrdiff_t n, double alpha, double divisor)
-{
-    SFX(fm_finish_gradient)(g, w, n, alpha, divisor, NULL, NULL);
-}
-
 FASTMLP_CLONES
 void SFX(fm_scale)(REAL *g, ptrdiff_t n, double scale)
 {

@@ -30,6 +30,12 @@ cdef enum:
     TILE_MIN_COLS = 32
 
 
+cdef inline bint own_rows_product(Py_ssize_t rows) noexcept nogil:
+    """Whether a float32 block of `rows` rows is multiplied (by W or W^T) by
+    csrc/rows_product.c: dense_product_columns says why this many."""
+    return rows <= OWN_PRODUCT_ROWS and fm_rows_product_available()
+
+
 cdef inline void dense_product_columns(floating *out, const floating *a_in, Py_ssize_t ld_in,
                                        const floating *W, Py_ssize_t rows, Py_ssize_t n_in,
                                        Py_ssize_t n_out, Py_ssize_t c0,
@@ -55,7 +61,7 @@ cdef inline void dense_product_columns(floating *out, const floating *a_in, Py_s
     order, so a product's bits depend on the rows' count (the path) and not on the thread
     count."""
     if floating is float:
-        if rows <= OWN_PRODUCT_ROWS and fm_rows_product_available():
+        if own_rows_product(rows):
             fm_rows_product_f(out + c0, n_out, a_in, ld_in, W + c0, n_out, rows, n_in, c1 - c0)
             return
     gemm(NoTrans, NoTrans, <int> rows, <int> (c1 - c0), <int> n_in, <floating> 1.0, a_in,
@@ -85,7 +91,7 @@ cdef inline void dense_product(floating *out, const floating *a_in, Py_ssize_t l
         small_product(out, a_in, ld_in, W, rows, n_in, n_out)
         return
     if (floating is float and rows <= FEW_ROWS and n_out <= TILED_MAX_COLS
-            and rows * n_out * n_in > UNPACKED_GEMM and not fm_rows_product_available()):
+            and rows * n_out * n_in > UNPACKED_GEMM and not own_rows_product(rows)):
         width = UNPACKED_GEMM // (rows * n_in) // 16 * 16
     if width < TILE_MIN_COLS:
         dense_product_columns(out, a_in, ld_in, W, rows, n_in, n_out, 0, n_out)
@@ -160,7 +166,7 @@ cdef inline void dense_backward_input(floating *delta_in, const floating *delta,
     OpenBLAS, benchmarks/few_rows_product.py: `tiny-batch`'s 16 x 128 delta times its 128 x 256
     W2^T 0.51, `mnist`'s 128 rows 0.84)."""
     if floating is float:
-        if rows <= OWN_PRODUCT_ROWS and fm_rows_product_available():
+        if own_rows_product(rows):
             fm_rows_product_t_f(delta_in, n_in, delta, n_out, W, n_out, rows, n_out, n_in)
             return
     gemm(NoTrans, Trans, <int> rows, <int> n_in, <int> n_out, <floating> 1.0,

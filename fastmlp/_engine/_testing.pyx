@@ -9,7 +9,7 @@ from libc.math cimport fmaf
 
 from fastmlp._engine._kernels cimport (
     activation_backward, adam_step, bias_activation_forward, clamp, dropout_backward,
-    dropout_forward, finalize_gradient, finish_gradient, fm_activation_needs_preactivation,
+    dropout_forward, finish_gradient, fm_activation_needs_preactivation,
     fm_activation_params, fm_rows_product_at_f, fm_rows_product_available, fm_rows_product_f,
     fm_rows_product_t_f,
     fm_dropout_key, fm_exp_array_d, fm_exp_array_f, fm_expm1_array_d, fm_expm1_array_f,
@@ -117,7 +117,8 @@ def kernel_exp(floating[::1] out, const floating[::1] x):
 
 def kernel_finalize_gradient(floating[::1] g, const floating[::1] w, double alpha,
                              double divisor):
-    finalize_gradient(&g[0], &w[0], g.shape[0], alpha, divisor)
+    """g = (g + alpha w) / divisor in place: the engine's finish without its sums."""
+    finish_gradient(&g[0], &w[0], g.shape[0], alpha, divisor, NULL, NULL)
 
 
 def kernel_finish_gradient(floating[::1] g, const floating[::1] w, double alpha, double divisor,
