@@ -19,6 +19,24 @@
 # hiccup starts at most a probe); when it has grown by a third since the last probe settled it
 # (a neighbour started), the other choice is probed at once.
 #
+# The probes of one thread cost the most where threads pay: each of their batches is a whole
+# batch of lost parallelism. Two rules keep them cheap on a machine that is only noisy:
+# - Such a probe ends after PROBE_EARLY batches when their mean is over 1.25x the threads'
+#   estimate. One thread's batches wait for no other thread, so they have no long tail for a
+#   short look to miss (the threads' batches do: below). On a quiet machine, where one
+#   thread costs ~1.8x (mnist, wide), a probe is 2 batches instead of 8.
+# - One thread that beats the threads' estimate does not take over at once: that estimate may
+#   be a burst of the machine's that has passed (a burst is what starts a probe at once). The
+#   threads' next PROBE_BATCHES batches are measured, and one thread takes over only if 10 %
+#   cheaper than their mean. And a burst starts a probe without resetting the gap to
+#   FIRST_PROBE, which on a noisy host kept the probes a few dozen batches apart for good.
+# Which batches ran on one thread (`mnist`, 235 batches an epoch, 2-core AMD EPYC VM, noisy):
+# 14-64 an epoch before these rules, with runs of 28-40 after a switch on noise; 0-8 after.
+# Epochs, builds alternating (benchmarks/ab_builds.py, 5 rounds): wide 0.94x, mnist 0.84x,
+# tiny-batch 0.69x, small 0.79x the time before; beside a spinning process (harness_runs.py
+# --runs busy-core --scale 0.5, twice each) 2 threads over 1 were 0.86-1.12 after, 0.88-1.11
+# before.
+#
 # Beside a busy core the threads' batches are mostly fast, with now and then one that waits a
 # whole time slice of the OS (milliseconds) for the thread that shares the busy core: a long
 # tail that a short look misses. With probes of 1 batch, then 3, each capped at 2x the
@@ -36,6 +54,7 @@ cdef enum:
     FIRST_PROBE = 32
     MAX_PROBE_GAP = 1024
     PROBE_BATCHES = 8
+    PROBE_EARLY = 2  # a probe of one thread ends after this many batches if clearly slower
 
 
 cdef struct ThreadChoice:
@@ -48,6 +67,10 @@ cdef struct ThreadChoice:
     bint warm                # a first batch (buffers, threads starting) was left untimed
     int probed               # batches of the probe under way so far
     double probe_sum         # and the sum of their seconds per row
+    double pending           # a probe of one thread that beat the threads' estimate: its mean,
+                             # until the threads' next PROBE_BATCHES batches confirm it (0: none)
+    int confirming           # batches of that confirmation so far
+    double confirm_sum       # and the sum of their seconds per row
 
 
 cdef inline void choice_init(ThreadChoice *c, int most) noexcept nogil:
@@ -60,6 +83,9 @@ cdef inline void choice_init(ThreadChoice *c, int most) noexcept nogil:
     c.warm = False
     c.probed = 0
     c.probe_sum = 0.0
+    c.pending = 0.0
+    c.confirming = 0
+    c.confirm_sum = 0.0
 
 
 cdef inline void choice_for(ThreadChoice *c, ThreadChoice *kept, int most) noexcept nogil:
@@ -95,8 +121,29 @@ cdef inline int choice_threads(const ThreadChoice *c, int which) noexcept nogil:
     return c.most if which == 1 else 1
 
 
+cdef inline void choice_settle(ThreadChoice *c, int which, double probe,
+                               double current) noexcept nogil:
+    """The end of a probe of choice `which`, whose batches cost `probe` seconds per row where the
+    current choice's cost `current`: the probed choice takes over if at least 10 % cheaper; the
+    gap to the next probe starts again after a switch and doubles after a confirmation."""
+    c.per_row[which] = probe
+    c.probed = 0
+    c.probe_sum = 0.0
+    c.pending = 0.0
+    c.confirming = 0
+    c.confirm_sum = 0.0
+    if probe < 0.9 * current:  # a clear gain only
+        c.current = which
+        c.gap = FIRST_PROBE
+    elif c.gap < MAX_PROBE_GAP:
+        c.gap = 2 * c.gap
+    c.settled = c.per_row[c.current]
+    c.until_probe = c.gap
+
+
 cdef inline void choice_record(ThreadChoice *c, int which, double seconds_per_row) noexcept nogil:
     """What a full batch cost with choice `which`; the next choice follows from it."""
+    cdef double mean
     if c.most <= 1:
         return
     if not c.warm:
@@ -108,25 +155,37 @@ cdef inline void choice_record(ThreadChoice *c, int which, double seconds_per_ro
         else:
             c.per_row[which] = (0.875 * c.per_row[which]
                                 + 0.125 * min(seconds_per_row, 8.0 * c.per_row[which]))
+        if c.pending > 0:
+            c.confirm_sum += seconds_per_row
+            c.confirming += 1
+            if c.confirming == PROBE_BATCHES:  # the threads' cost now, against the probe's
+                c.per_row[which] = c.confirm_sum / PROBE_BATCHES
+                choice_settle(c, 0, c.pending, c.per_row[which])
+            return
         c.until_probe -= 1
         if c.settled > 0 and c.per_row[which] > 1.33 * c.settled:
             c.until_probe = 0  # the machine changed: look at the other choice now
-            c.gap = FIRST_PROBE
         return
     c.probe_sum += seconds_per_row  # a probe's batch: until_probe stays 0 until it has them all
     c.probed += 1
+    mean = c.probe_sum / c.probed
+    if which == 0 and c.probed == PROBE_EARLY and mean > 1.25 * c.per_row[c.current]:
+        choice_settle(c, which, mean, c.per_row[c.current])  # clearly slower: no more of it
+        return
     if c.probed < PROBE_BATCHES:
         return
-    c.per_row[which] = c.probe_sum / c.probed
-    c.probed = 0
-    c.probe_sum = 0.0
-    if c.per_row[which] < 0.9 * c.per_row[c.current]:  # a clear gain only
-        c.current = which
-        c.gap = FIRST_PROBE
-    elif c.gap < MAX_PROBE_GAP:
-        c.gap = 2 * c.gap
-    c.settled = c.per_row[c.current]
-    c.until_probe = c.gap
+    if which == 0 and mean < 0.9 * c.per_row[c.current]:
+        # One thread looks faster than the threads' estimate, which may be a burst of the
+        # machine's that has passed: the threads' next batches say (see the Design block).
+        c.per_row[0] = mean
+        c.pending = mean
+        c.confirming = 0
+        c.confirm_sum = 0.0
+        c.probed = 0
+        c.probe_sum = 0.0
+        c.until_probe = PROBE_BATCHES
+        return
+    choice_settle(c, which, mean, c.per_row[c.current])
 
 
 cdef inline double seconds_now() noexcept nogil:

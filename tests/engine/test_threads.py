@@ -189,7 +189,7 @@ def _trace(most, costs):
     return thread_choice_trace(most, costs)
 
 
-PROBE_BATCHES, MAX_PROBE_GAP = 8, 1024  # _threads.pxd's
+PROBE_BATCHES, PROBE_EARLY, MAX_PROBE_GAP = 8, 2, 1024  # _threads.pxd's
 
 
 def _runs(trace, threads):
@@ -207,7 +207,8 @@ def _runs(trace, threads):
 def test_a_quiet_machine_keeps_every_thread_and_probes_ever_less_often():
     trace = _trace(2, [(2.0, 1.0)] * 12000)  # one thread costs twice as much per row
     probes = _runs(trace, 1)
-    assert trace[0] == 2 and all(length == PROBE_BATCHES for _, length in probes)
+    # each probe of one thread ends after PROBE_EARLY batches: it is clearly slower
+    assert trace[0] == 2 and all(length == PROBE_EARLY for _, length in probes)
     assert trace[2000:].count(1) < 0.01 * len(trace[2000:])  # once the gaps have grown
     gaps = [b - a for (a, _), (b, _) in zip(probes, probes[1:])]
     assert gaps == sorted(gaps) and gaps[-1] >= MAX_PROBE_GAP
@@ -217,7 +218,9 @@ def test_a_busy_core_moves_the_batches_to_one_thread_and_back_when_it_frees():
     quiet, busy = [(1.0, 0.55)] * 300, [(1.0, 1.6)] * 300
     trace = _trace(4, quiet + busy + quiet * 6)
     assert trace[:300].count(4) > 250
-    assert trace[300 + 10:600].count(1) > 250  # at once when the threads' batches slow down
+    # at once when the threads' batches slow down (once the threads' next PROBE_BATCHES
+    # batches have confirmed the probe of one thread)
+    assert trace[300 + 10:600].count(1) > 250 - PROBE_BATCHES
     # back to all threads at the next probe (the one-thread batches do not get faster when
     # the neighbour stops: only a probe can see it), at most MAX_PROBE_GAP batches later
     back = trace[600 + MAX_PROBE_GAP + PROBE_BATCHES:]
@@ -244,6 +247,27 @@ def test_one_slow_batch_does_not_flip_the_choice():
     # (it may start a probe of one thread, as a neighbour's arrival would, and no more)
     assert trace[22:].count(1) <= _trace(2, steady)[22:].count(1) + PROBE_BATCHES
     assert all(length <= PROBE_BATCHES for _, length in _runs(trace, 1))  # probes, no switch
+
+
+def test_a_probe_of_one_thread_ends_early_only_when_clearly_slower():
+    # one thread 1.5x the threads' cost: two batches say so, the rest of the probe is not run
+    assert all(length == PROBE_EARLY for _, length in _runs(_trace(2, [(1.5, 1.0)] * 3000), 1))
+    # one thread 1.1x: too close to tell from two batches, the probe runs its PROBE_BATCHES
+    probes = _runs(_trace(2, [(1.1, 1.0)] * 3000), 1)
+    assert probes and all(length == PROBE_BATCHES for _, length in probes)
+
+
+def test_a_burst_that_has_passed_does_not_move_the_batches_to_one_thread():
+    # The threads' batches slow down for a while (the machine's burst, not a neighbour that
+    # stays), which raises their smoothed cost above one thread's; the probe of one thread that
+    # the slowdown starts then beats that estimate. The threads' next batches, back to their
+    # cost, decide: no switch. Before that confirmation the batches went to one thread for
+    # FIRST_PROBE (32) batches, at 1.2x the threads' cost each.
+    steady = [(1.2, 1.0)] * 200
+    burst = [(1.2, 3.0)] * 4
+    trace = _trace(2, steady + burst + steady)
+    assert all(length <= PROBE_BATCHES for _, length in _runs(trace[200:], 1))
+    assert trace[200:].count(1) <= 2 * PROBE_BATCHES
 
 
 def test_alternating_thread_limits_keep_what_each_learned():
