@@ -32,10 +32,11 @@
 #   FIRST_PROBE, which on a noisy host kept the probes a few dozen batches apart for good.
 # Which batches ran on one thread (`mnist`, 235 batches an epoch, 2-core AMD EPYC VM, noisy):
 # 14-64 an epoch before these rules, with runs of 28-40 after a switch on noise; 0-8 after.
-# Epochs, builds alternating (benchmarks/ab_builds.py, 5 rounds): wide 0.94x, mnist 0.84x,
-# tiny-batch 0.69x, small 0.79x the time before; beside a spinning process (harness_runs.py
-# --runs busy-core --scale 0.5, twice each) 2 threads over 1 were 0.86-1.12 after, 0.88-1.11
-# before.
+# Epochs, builds alternating (benchmarks/ab_builds.py, 5 and 6 rounds): wide 0.94x and 0.93x,
+# mnist 0.84x and 0.86x, tiny-batch 0.69x and 0.78x the time before; `small`, whose batches
+# always take one thread (threads_for_batch), read 0.79x and 0.97x: the host's noise. Beside a
+# spinning process (harness_runs.py --runs busy-core --scale 0.5, twice each) 2 threads over 1
+# were 0.86-1.12 after, 0.88-1.11 before.
 #
 # Beside a busy core the threads' batches are mostly fast, with now and then one that waits a
 # whole time slice of the OS (milliseconds) for the thread that shares the busy core: a long
