@@ -43,6 +43,10 @@ class CtrlCInSecondIteration:
         return False
 
 
+# Python's own Ctrl-C handler, whatever this process inherited: started in the background of a
+# non-interactive shell (`nohup ... &`, a CI runner), a process inherits SIGINT ignored, Python
+# then installs no handler, and the signal would never reach the fit.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 clf = MLPClassifier(max_iter=100000, **params).set_callbacks(CtrlCInSecondIteration())
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
