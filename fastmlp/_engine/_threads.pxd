@@ -66,12 +66,10 @@ cdef struct ThreadChoice:
     long long gap            # batches between probes now
     double settled           # the current choice's estimate when the last probe confirmed it
     bint warm                # a first batch (buffers, threads starting) was left untimed
-    int probed               # batches of the probe under way so far
+    int probed               # batches of the probe (or its confirmation) under way so far
     double probe_sum         # and the sum of their seconds per row
     double pending           # a probe of one thread that beat the threads' estimate: its mean,
                              # until the threads' next PROBE_BATCHES batches confirm it (0: none)
-    int confirming           # batches of that confirmation so far
-    double confirm_sum       # and the sum of their seconds per row
 
 
 cdef inline void choice_init(ThreadChoice *c, int most) noexcept nogil:
@@ -85,8 +83,6 @@ cdef inline void choice_init(ThreadChoice *c, int most) noexcept nogil:
     c.probed = 0
     c.probe_sum = 0.0
     c.pending = 0.0
-    c.confirming = 0
-    c.confirm_sum = 0.0
 
 
 cdef inline void choice_for(ThreadChoice *c, ThreadChoice *kept, int most) noexcept nogil:
@@ -131,8 +127,6 @@ cdef inline void choice_settle(ThreadChoice *c, int which, double probe,
     c.probed = 0
     c.probe_sum = 0.0
     c.pending = 0.0
-    c.confirming = 0
-    c.confirm_sum = 0.0
     if probe < 0.9 * current:  # a clear gain only
         c.current = which
         c.gap = FIRST_PROBE
@@ -156,11 +150,11 @@ cdef inline void choice_record(ThreadChoice *c, int which, double seconds_per_ro
         else:
             c.per_row[which] = (0.875 * c.per_row[which]
                                 + 0.125 * min(seconds_per_row, 8.0 * c.per_row[which]))
-        if c.pending > 0:
-            c.confirm_sum += seconds_per_row
-            c.confirming += 1
-            if c.confirming == PROBE_BATCHES:  # the threads' cost now, against the probe's
-                c.per_row[which] = c.confirm_sum / PROBE_BATCHES
+        if c.pending > 0:  # a confirmation's batch: counted as a probe's
+            c.probe_sum += seconds_per_row
+            c.probed += 1
+            if c.probed == PROBE_BATCHES:  # the threads' cost now, against the probe's
+                c.per_row[which] = c.probe_sum / PROBE_BATCHES
                 choice_settle(c, 0, c.pending, c.per_row[which])
             return
         c.until_probe -= 1
@@ -180,8 +174,6 @@ cdef inline void choice_record(ThreadChoice *c, int which, double seconds_per_ro
         # machine's that has passed: the threads' next batches say (see the Design block).
         c.per_row[0] = mean
         c.pending = mean
-        c.confirming = 0
-        c.confirm_sum = 0.0
         c.probed = 0
         c.probe_sum = 0.0
         c.until_probe = PROBE_BATCHES
