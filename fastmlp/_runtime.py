@@ -26,9 +26,13 @@ good (it "restores" the 1 it found). So the limit is shared and reference-counte
 call to enter sets it, the last to leave restores what the first found.
 
 threadpoolctl finds the BLAS libraries once; their counts are then read and set through the
-functions its per-library controllers call (`_thread_count_calls`): ~1.5 us to set and restore
-both numpy's and scipy's OpenBLAS (~3 us through the controllers' methods), where a fresh
-`threadpool_limits` costs ~15 us (this runs around every prediction and partial_fit).
+functions its per-library controllers call (`_thread_count_calls`), where a fresh
+`threadpool_limits` costs ~15 us (this runs around every prediction and partial_fit). When every
+library is an OpenBLAS whose own functions were found, the limit itself is the engine's
+(fastmlp/_engine/_trainer.pyx, `hold_blas`): it calls them by address, with no ctypes call around
+each (~0.1 us to take and release, where ctypes' four calls cost ~4 us), and the engine's own
+callers (a partial_fit's steady call) take it without Python. Otherwise it is the Python limit
+below, through the controllers.
 threadpoolctl (3.6 and later) lets only one "controlling" Python thread change OpenBLAS's
 process-wide pool through its public `set_num_threads` and silently ignores the others, so a
 limit set from a worker thread would do nothing. Our changes are serialised by our own lock, so
@@ -36,6 +40,7 @@ they go straight to the library (its own functions, or the controller's `_real_s
 where a threadpoolctl has neither, the calling thread takes control for each change and hands it
 back at once.
 """
+import ctypes
 import importlib
 import os
 import threading
@@ -205,12 +210,11 @@ def _set_blas_threads(library, n_threads):
 
 def _thread_count_calls(library):
     """(get, set) of a BLAS library's thread count. For OpenBLAS they are the library's own
-    functions, called directly: the ones threadpoolctl's controller calls (omp_get_max_threads
-    and omp_set_num_threads under its OpenMP threading layer, openblas_get_num_threads and
-    openblas_set_num_threads otherwise, with the library's symbol affixes), without the
-    controller's Python around each call (~1 us of ~3 for the limit and its release around a
-    small partial_fit's epoch). Any other library, or a threadpoolctl without those methods,
-    goes through the controller."""
+    functions (ctypes functions, whose addresses the engine's limit calls): the ones
+    threadpoolctl's controller calls (omp_get_max_threads and omp_set_num_threads under its
+    OpenMP threading layer, openblas_get_num_threads and openblas_set_num_threads otherwise,
+    with the library's symbol affixes). Any other library, or a threadpoolctl without those
+    methods, goes through the controller (Python functions)."""
     get_symbol = getattr(library, "_get_symbol", None)
     if (getattr(library, "internal_api", None) == "openblas" and get_symbol is not None
             and hasattr(library, "_real_set_num_threads")):
@@ -224,16 +228,40 @@ def _thread_count_calls(library):
     return library.get_num_threads, lambda n_threads: _set_blas_threads(library, n_threads)
 
 
+def _function_address(function):
+    """The address of a ctypes function, or None for any other callable."""
+    if isinstance(function, ctypes._CFuncPtr):
+        return ctypes.cast(function, ctypes.c_void_p).value
+    return None
+
+
+def _find_blas():
+    """Find the BLAS libraries' thread-count calls, once (the first limit, under _lock). When
+    every pair is a ctypes function, the engine takes their addresses and holds the limit
+    itself; returns whether it does."""
+    global _blas
+    _blas = [_thread_count_calls(library) for library in
+             ThreadpoolController().select(user_api="blas").lib_controllers]
+    addresses = [(_function_address(get), _function_address(set_)) for get, set_ in _blas]
+    if all(get and set_ for get, set_ in addresses):
+        _engine.blas_thread_calls(addresses)
+        return True
+    return False
+
+
+_engine_holds_blas = None  # whether the engine's limit serves (found with _blas)
+
+
 class _SingleThreadedBlas:
     """The shared, reference-counted limit (one stateless instance serves every caller)."""
 
     def __enter__(self):
-        global _blas, _users
+        global _users
+        if _engine_holds_blas or _engine_holds_blas is None and engine_holds_blas():
+            _engine.blas_limit_enter()
+            return self
         with _lock:
             if _users == 0:
-                if _blas is None:
-                    _blas = [_thread_count_calls(library) for library in
-                             ThreadpoolController().select(user_api="blas").lib_controllers]
                 for get_threads, set_threads in _blas:
                     n_threads = get_threads()
                     if n_threads is not None and n_threads != 1:
@@ -244,6 +272,9 @@ class _SingleThreadedBlas:
 
     def __exit__(self, *exc_info):
         global _users
+        if _engine_holds_blas:
+            _engine.blas_limit_exit()
+            return
         with _lock:
             _users -= 1
             if _users == 0:
@@ -253,6 +284,16 @@ class _SingleThreadedBlas:
 
 
 _SINGLE_THREADED_BLAS = _SingleThreadedBlas()
+
+
+def engine_holds_blas():
+    """Whether the BLAS limit is the engine's own (`hold_blas`, called without Python)."""
+    global _engine_holds_blas
+    if _engine_holds_blas is None:
+        with _lock:
+            if _engine_holds_blas is None:
+                _engine_holds_blas = _find_blas()
+    return _engine_holds_blas
 
 
 def single_threaded_blas():

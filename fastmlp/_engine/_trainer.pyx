@@ -88,6 +88,87 @@ def max_threads():
     return omp_get_max_threads()
 
 
+# -- BLAS held to one thread ----------------------------------------------------------------------
+# fastmlp/_runtime.py's Design says why BLAS runs on one thread while the engine runs, and why the
+# limit is one shared, reference-counted one. Where every loaded BLAS is an OpenBLAS whose own
+# thread-count functions threadpoolctl found, _runtime hands their addresses here
+# (`blas_thread_calls`) and the limit is these few C calls: made with the GIL held, by calls that
+# never release it, so no other Python thread runs between reading a count and setting it and the
+# shared count needs no lock. ~0.1 us to take and release, where calling the same two functions
+# of each library through ctypes cost ~4 us of a ~90 us partial_fit of 32 rows. Any other BLAS
+# keeps _runtime's own limit (its controllers' Python methods, under its lock).
+
+ctypedef int (*blas_get_threads)() noexcept nogil
+ctypedef void (*blas_set_threads)(int) noexcept nogil
+
+cdef enum:
+    MAX_BLAS_LIBRARIES = 8
+
+cdef blas_get_threads blas_get[MAX_BLAS_LIBRARIES]
+cdef blas_set_threads blas_set[MAX_BLAS_LIBRARIES]
+cdef int blas_restore[MAX_BLAS_LIBRARIES]  # each library's count before the limit (0: was 1)
+cdef int n_blas_libraries = 0
+cdef Py_ssize_t blas_users = 0
+
+
+def blas_thread_calls(addresses):
+    """Take the limit's calls: one (get, set) pair of function addresses per BLAS library,
+    `int get(void)` and `void set(int)` (OpenBLAS's openblas_get_num_threads and
+    openblas_set_num_threads, or OpenMP's pair under its OpenMP threading layer). Refused while
+    the limit is held."""
+    global n_blas_libraries
+    cdef Py_ssize_t i
+    cdef size_t get_address, set_address
+    if blas_users:
+        raise RuntimeError("the BLAS limit's calls cannot change while it is held")
+    addresses = list(addresses)
+    if len(addresses) > MAX_BLAS_LIBRARIES:
+        raise ValueError(f"at most {MAX_BLAS_LIBRARIES} BLAS libraries")
+    for get_address, set_address in addresses:
+        if get_address == 0 or set_address == 0:
+            raise ValueError("a BLAS thread-count function's address is 0")
+    for i, (get_address, set_address) in enumerate(addresses):
+        blas_get[i] = <blas_get_threads> get_address
+        blas_set[i] = <blas_set_threads> set_address
+    n_blas_libraries = len(addresses)
+
+
+cdef void hold_blas() noexcept:
+    """Enter the limit (with the GIL): the first to enter sets every library to one thread."""
+    global blas_users
+    cdef int i, n
+    if blas_users == 0:
+        for i in range(n_blas_libraries):
+            n = blas_get[i]()
+            blas_restore[i] = n if n != 1 else 0
+            if n != 1:
+                blas_set[i](1)
+    blas_users += 1
+
+
+cdef void release_blas() noexcept:
+    """Leave the limit (with the GIL): the last to leave sets back what the first found."""
+    global blas_users
+    cdef int i
+    blas_users -= 1
+    if blas_users == 0:
+        for i in range(n_blas_libraries):
+            if blas_restore[i] != 0:
+                blas_set[i](blas_restore[i])
+
+
+def blas_limit_enter():
+    """Python's entry to the limit (fastmlp._runtime.single_threaded_blas)."""
+    hold_blas()
+
+
+def blas_limit_exit():
+    """Python's exit from the limit; an exit without an entry is refused."""
+    if blas_users <= 0:
+        raise RuntimeError("the BLAS limit was left more often than entered")
+    release_blas()
+
+
 cdef int set_input(Rows *rows, object X, const floating *like) except -1:
     """Point rows at X: a dense array with any strides, or a CSR matrix (of the same dtype as
     `like`) whose indices and indptr are both int32 or both int64."""

@@ -99,7 +99,40 @@ def blas_threads():
     return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
 
 
-def test_overlapping_blas_limits_keep_blas_single_threaded_until_the_last_ends():
+@pytest.fixture(params=["engine", "python"])
+def blas_limit(request, monkeypatch):
+    """The limit as it runs here (the engine's, where every BLAS is an OpenBLAS it can call),
+    and _runtime's Python limit through threadpoolctl's controllers (MKL's, BLIS's)."""
+    engine_holds = _runtime.engine_holds_blas()  # (finds the libraries: both limits need them)
+    if request.param == "engine" and not engine_holds:
+        pytest.skip("a BLAS the engine cannot call by address")
+    if request.param == "python":
+        monkeypatch.setattr(_runtime, "_engine_holds_blas", False)
+    return request.param
+
+
+def test_the_engine_holds_blas_where_every_library_is_an_openblas():
+    libraries = [info for info in threadpool_info() if info["user_api"] == "blas"]
+    if libraries and all(info["internal_api"] == "openblas" for info in libraries):
+        assert _runtime.engine_holds_blas()
+
+
+def test_the_engines_blas_limit_refuses_a_lone_exit_and_a_change_while_held():
+    from fastmlp import _engine
+
+    original = blas_threads()
+    with pytest.raises(RuntimeError, match="left more often"):
+        _engine.blas_limit_exit()
+    _engine.blas_limit_enter()
+    try:
+        with pytest.raises(RuntimeError, match="cannot change"):
+            _engine.blas_thread_calls([])
+    finally:
+        _engine.blas_limit_exit()
+    assert blas_threads() == original
+
+
+def test_overlapping_blas_limits_keep_blas_single_threaded_until_the_last_ends(blas_limit):
     original = blas_threads()
     first, second = _runtime.single_threaded_blas(), _runtime.single_threaded_blas()
     first.__enter__()
@@ -111,7 +144,7 @@ def test_overlapping_blas_limits_keep_blas_single_threaded_until_the_last_ends()
     assert blas_threads() == original
 
 
-def test_blas_is_held_to_one_thread_in_worker_threads_too():
+def test_blas_is_held_to_one_thread_in_worker_threads_too(blas_limit):
     # threadpoolctl ignores limits set from any thread but its "controlling" one; a fit in a
     # worker thread must still run with single-threaded BLAS (else it rounds differently).
     # Seven threads, three at a time inside; each is waited for with a deadline, so that a
