@@ -67,7 +67,8 @@ from fastmlp._stochastic_optimizers import (
     TorchOptimizer,
 )
 from fastmlp._runtime import (
-    batch_schedule, effective_n_threads, schedule_cpus, single_threaded_blas, threads_for_batch,
+    batch_schedule, batch_thread_cap, effective_n_threads, engine_holds_blas, schedule_cpus,
+    single_threaded_blas, threads_for_batch,
 )
 from fastmlp._validation import (
     _binarize,
@@ -106,6 +107,18 @@ def _read_only_empty(dtype):
 
 # The engine's "no order given" and "no sample weights", shared by every fit.
 _NO_ROWS = _read_only_empty(np.intp)
+
+# What a partial_fit's compiled SteadyCall checks are the very objects it was made from, beside
+# every parameter: the fitted attributes its call reads (those absent then must stay absent),
+# and the lists whose elements are theta's views.
+_STEADY_CALL_ATTRIBUTES = (
+    "_theta", "coefs_", "intercepts_", "_optimizer", "_trainer_cache", "_network_cache",
+    "_random_state", "_layer_units", "out_activation_", "n_outputs_", "n_features_in_",
+    "feature_names_in_", "_batch_norm", "_maxout_pieces", "_batch_norm_running",
+    "batch_norm_weights_", "batch_norm_biases_", "_label_binarizer", "classes_",
+    "_skl_callbacks", "_parent_callback_ctx",
+)
+_STEADY_CALL_VIEWS = ("coefs_", "intercepts_", "batch_norm_weights_", "batch_norm_biases_")
 _NO_WEIGHTS = {dtype: _read_only_empty(dtype) for dtype in (np.float32, np.float64)}
 
 # L-BFGS evaluates the full-batch gradient in chunks of this many rows (accumulated in order), so
@@ -201,6 +214,48 @@ class _UnchangedOnError:
             attributes.update(self.saved)
             attributes.update(callbacks)
         return False
+
+
+class _StochasticRun:
+    """What every epoch of a stochastic fit reads, and its engine call."""
+
+    __slots__ = ("trainer", "theta", "grad", "X", "Y", "weights", "sample_idx", "batch_size",
+                 "n_threads", "n_samples", "n_steps")
+
+    def __init__(self, trainer, theta, grad, X, Y, weights, sample_idx, batch_size, n_threads):
+        self.trainer, self.theta, self.grad = trainer, theta, grad
+        self.X, self.Y, self.weights, self.sample_idx = X, Y, weights, sample_idx
+        self.batch_size, self.n_threads = batch_size, n_threads
+        self.n_samples = X.shape[0]
+        self.n_steps = -(-self.n_samples // batch_size)  # mini-batches per epoch
+
+    def epoch(self, estimator, norm_sums):
+        """One epoch of `estimator` (its optimizer, its shuffle): the sum over batches of batch
+        loss x batch length; norm_sums receives the mean over the steps of each layer's
+        gradient norm."""
+        optimizer = estimator._optimizer
+        if estimator.shuffle:
+            # Only the indices are shuffled; the engine gathers each batch's rows.
+            # scikit-learn's shuffle(sample_idx, random_state=...) is
+            # sample_idx[p] for p = arange(n) shuffled in place by the same generator,
+            # which is sample_idx shuffled in place: the same draws, without its
+            # checks and copies (~0.2 ms of a 20,000-row epoch of ~8).
+            estimator._random_state.shuffle(self.sample_idx)
+        state_1, state_2, state_3 = optimizer.state
+        spec = optimizer.spec()
+        try:
+            with single_threaded_blas():
+                accumulated_loss = self.trainer.epoch(
+                    self.theta, self.grad, state_1, state_2, self.X, self.Y, self.weights,
+                    self.sample_idx, self.batch_size, spec, self.n_threads, state_3=state_3,
+                    grad_norms=norm_sums,
+                    running=getattr(estimator, "_batch_norm_running", None),
+                )
+        finally:  # the steps taken count, also when Ctrl-C stopped the epoch
+            optimizer.took_steps(spec)
+        if self.n_steps > 1:  # (x / 1 is x, bit for bit)
+            norm_sums /= self.n_steps
+        return accumulated_loss
 
 
 class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
@@ -431,6 +486,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             self._packed_parameters()
             state = dict(state)
             for name in ("coefs_", "intercepts_", "_network_cache", "_trainer_cache",
+                         "_steady_call",
                          "batch_norm_weights_", "batch_norm_biases_",
                          "batch_norm_running_means_", "batch_norm_running_vars_"):
                 state.pop(name, None)
@@ -628,6 +684,12 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         us a call. (What remains is ~40 us of engine and ~55 of Python: dozens of calls of
         ~1 us each, no one of them large.)"""
         d = self.__dict__
+        call = d.get("_steady_call")
+        if call is not None and call.accepts(self, X, y):
+            self._stochastic_epochs(call, True, NO_CALLBACKS, False, None, None, None)
+            self._check_finite_weights(call.theta, NO_CALLBACKS)
+            return True
+        d.pop("_steady_call", None)  # (made again below, from what this call reads)
         if ("_trainer_cache" not in d or self.solver not in _STOCHASTIC_SOLVERS
                 or self.early_stopping
                 or not (_finite_float_matrix(X) and _pass_as_they_are(self, X, y))):
@@ -643,9 +705,42 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         theta = self._packed_parameters()
         X = _engine_input(X, theta.dtype)
         self._random_state = self._seeded_random_state()
-        self._fit_stochastic(X, Y, None, theta, True, NO_CALLBACKS)
+        run = self._fit_stochastic(X, Y, None, theta, True, NO_CALLBACKS)
         self._check_finite_weights(theta, NO_CALLBACKS)
+        if self.n_iter_ == 1:  # (not after Ctrl-C, nor with max_iter 0)
+            self._steady_call = self._make_steady_call(run, X, y)
         return True
+
+    def _make_steady_call(self, run, X, y):
+        """The compiled SteadyCall (fastmlp/_engine/_trainer.pyx) for this model's next
+        partial_fits, made from the steady call that just ran (`run`, on X and y as the
+        caller passed them), or None for calls it does not take: a target other than integer
+        labels of integer classes (or a regressor's floats), a float64 X on a float32 model,
+        X or y in another layout, a call that warns."""
+        d = self.__dict__
+        theta = run.theta
+        target = self._steady_call_target(y)
+        if (target is None or X is not run.X or X.dtype != theta.dtype
+                or not (type(X) is np.ndarray and X.flags.c_contiguous)
+                or self.batch_size != "auto" and self.batch_size != run.batch_size):
+            return None  # (the last: a batch_size that _stochastic_run clips, with a warning)
+        random_state = self._random_state
+        fixed_order = any(random_state is made
+                          for made in _SEEDED_RANDOM_STATES.get(self, ()))
+        names = (*self._get_param_names(), *_STEADY_CALL_ATTRIBUTES)
+        views = [name for name in _STEADY_CALL_VIEWS if name in d]
+        return _engine.SteadyCall(
+            self, names, views, run.trainer, theta, run.grad, self._optimizer,
+            run.n_samples, X.shape[1], run.batch_size,
+            batch_thread_cap(run.batch_size, theta.shape[0]),
+            run.sample_idx if self.shuffle else _NO_ROWS, fixed_order, random_state,
+            self.dropout > 0, *target, d.get("_batch_norm_running"),
+            None if engine_holds_blas() else single_threaded_blas(),
+        )
+
+    def _steady_call_target(self, y):
+        """(target, classes, n_outputs) of SteadyCall for y, or None."""
+        raise NotImplementedError
 
     def _steady_target(self, y, dtype):
         """y as training reads it (n_samples x n_outputs; its values, in `dtype` or another),
@@ -660,6 +755,10 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         self._check_solver_options()
         schedule_cpus()  # a bad FASTMLP_SCHEDULE_CPUS fails here, before the model changes
+        # A partial_fit's compiled call is the steady path's alone: whatever ran since it
+        # was made, it was that path (which drops and makes it again), so the RandomState it
+        # holds on to was moved by nothing else.
+        self.__dict__.pop("_steady_call", None)
         if not incremental:
             self.__dict__.pop("_trainer_cache", None)  # partial_fit's (_stochastic_trainer)
 
@@ -880,7 +979,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             X_val = y_val = sample_weight_val = None
 
         run = self._stochastic_run(X_train, y_train, sample_weight_train, theta, incremental)
-        self._stochastic_epochs(run, theta, incremental, fit_task, early_stopping, X_val, y_val,
+        self._stochastic_epochs(run, incremental, fit_task, early_stopping, X_val, y_val,
                                 sample_weight_val)
 
         if early_stopping:
@@ -892,11 +991,12 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 best_norm, best_running = self._best_batch_norm
                 theta[theta.shape[0] - best_norm.shape[0]:] = best_norm
                 self._batch_norm_running[...] = best_running
+        return run
 
     def _stochastic_run(self, X_train, y_train, sample_weight_train, theta, incremental):
-        """What every epoch of a stochastic fit reads: the engine's Trainer and gradient buffer,
-        the training arrays as the engine takes them, the rows' order, the batch size, the
-        threads and the steps per epoch."""
+        """What every epoch of a stochastic fit reads (a _StochasticRun): the engine's Trainer
+        and gradient buffer, the training arrays as the engine takes them, the rows' order, the
+        batch size and the threads."""
         n_samples = X_train.shape[0]
         sample_idx = np.arange(n_samples, dtype=np.intp) if self.shuffle else _NO_ROWS
         if self.batch_size == "auto":
@@ -921,22 +1021,21 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         weights = (np.ascontiguousarray(sample_weight_train) if sample_weight_train is not None
                    else _NO_WEIGHTS[theta.dtype.type])
         n_threads = threads_for_batch(batch_size, theta.shape[0])
-        n_steps = -(-n_samples // batch_size)  # mini-batches per epoch
-        return (trainer, grad, X_train, Y_train, weights, sample_idx, batch_size, n_threads,
-                n_steps)
+        return _StochasticRun(trainer, theta, grad, X_train, Y_train, weights, sample_idx,
+                              batch_size, n_threads)
 
-    def _stochastic_epochs(self, run, theta, incremental, fit_task, early_stopping, X_val,
-                           y_val, sample_weight_val):
+    def _stochastic_epochs(self, run, incremental, fit_task, early_stopping, X_val, y_val,
+                           sample_weight_val):
         """The epochs of a stochastic fit (partial_fit's one), with scikit-learn's bookkeeping,
         schedule and stopping rules between them."""
         n_norm_rows = self._gradient_norms_so_far()
         try:
             self.n_iter_ = 0
             for it in range(self.max_iter):
-                fit_task.begin_iteration(theta)
-                n_norm_rows = self._stochastic_epoch(run, theta, n_norm_rows)
+                fit_task.begin_iteration(run.theta)
+                n_norm_rows = self._stochastic_epoch(run, n_norm_rows)
                 self._epoch_ends(early_stopping, X_val, y_val, sample_weight_val)
-                if fit_task.end_iteration(theta):
+                if fit_task.end_iteration(run.theta):
                     break  # a callback asked to stop
                 if self._stops_without_improvement(early_stopping):
                     break
@@ -953,35 +1052,12 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             warnings.warn("Training interrupted by user.")
         self.gradient_norms_ = self._gradient_norm_rows[:n_norm_rows]
 
-    def _stochastic_epoch(self, run, theta, n_norm_rows):
-        """One epoch: one call into the engine, which runs every mini-batch; the loss curve and
-        the counters after it. Returns the number of rows of gradient norms now kept."""
-        (trainer, grad, X_train, Y_train, weights, sample_idx, batch_size, n_threads,
-         n_steps) = run
-        optimizer = self._optimizer
-        if self.shuffle:
-            # Only the indices are shuffled; the engine gathers each batch's rows.
-            # scikit-learn's shuffle(sample_idx, random_state=...) is
-            # sample_idx[p] for p = arange(n) shuffled in place by the same generator,
-            # which is sample_idx shuffled in place: the same draws, without its
-            # checks and copies (~0.2 ms of a 20,000-row epoch of ~8).
-            self._random_state.shuffle(sample_idx)
-        state_1, state_2, state_3 = optimizer.state
-        spec = optimizer.spec()
-        norm_sums = self._gradient_norm_row(n_norm_rows)
-        try:
-            with single_threaded_blas():
-                accumulated_loss = trainer.epoch(
-                    theta, grad, state_1, state_2, X_train, Y_train, weights,
-                    sample_idx, batch_size, spec,
-                    n_threads, state_3=state_3, grad_norms=norm_sums,
-                    running=getattr(self, "_batch_norm_running", None),
-                )
-        finally:  # the steps taken count, also when Ctrl-C stopped the epoch
-            optimizer.took_steps(spec)
-        if n_steps > 1:  # (x / 1 is x, bit for bit)
-            norm_sums /= n_steps
-        n_samples = X_train.shape[0]
+    def _stochastic_epoch(self, run, n_norm_rows):
+        """One epoch: one call into the engine, which runs every mini-batch (`run.epoch`: a
+        _StochasticRun, or a partial_fit's compiled SteadyCall); the loss curve and the
+        counters after it. Returns the number of rows of gradient norms now kept."""
+        accumulated_loss = run.epoch(self, self._gradient_norm_row(n_norm_rows))
+        n_samples = run.n_samples
         self.n_iter_ += 1
         self.loss_ = accumulated_loss / n_samples
         self.t_ += n_samples
@@ -1357,6 +1433,17 @@ class MLPClassifier(MultilabelTagsMixin, ClassifierMixin, BaseMultilayerPerceptr
             return None
         return _binarize_known_integers(self._label_binarizer, y, dtype)
 
+    def _steady_call_target(self, y):
+        # Labels of the classes' own integer dtype (the Python path's other integer labels
+        # keep that path); SteadyCall makes the indicator as _binarize_known does.
+        binarizer = self._label_binarizer
+        classes = binarizer.classes_
+        if (binarizer.y_type_ not in ("multiclass", "binary") or binarizer.sparse_input_
+                or classes.dtype not in (np.int64, np.int32) or len(classes) < 2
+                or type(y) is not np.ndarray or y.dtype != classes.dtype):
+            return None
+        return "labels", classes, self.n_outputs_
+
     def _validate_input(self, X, y, incremental, reset):
         X, y = _validate_training_data(
             self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
@@ -1591,6 +1678,12 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         # A 1-D target (_plain_target's) is one output's column, as _validate_and_train
         # reshapes it.
         return y.reshape((-1, 1))
+
+    def _steady_call_target(self, y):
+        # Floats (SteadyCall casts them to the compute dtype as _stochastic_run's copy does).
+        if type(y) is not np.ndarray or y.dtype not in (np.float64, np.float32):
+            return None
+        return "values", None, 1
 
     # scikit-learn's MLPRegressor passes `est._check_solver` uncalled here, so its partial_fit
     # exists for every solver (and runs L-BFGS to convergence for solver='lbfgs'); kept as is.

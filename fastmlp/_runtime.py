@@ -168,12 +168,17 @@ def schedule_cpus():
 MIN_MULTIPLY_ADDS_PER_THREAD = 2**21
 
 
+def batch_thread_cap(batch_rows, n_params):
+    """How many threads get MIN_MULTIPLY_ADDS_PER_THREAD each of a mini-batch of `batch_rows`
+    rows through a network of `n_params` parameters (weights and biases)."""
+    return batch_rows * n_params // MIN_MULTIPLY_ADDS_PER_THREAD
+
+
 def threads_for_batch(batch_rows, n_params):
-    """The engine's threads for mini-batches of `batch_rows` rows through a network of
-    `n_params` parameters (weights and biases): as many as get MIN_MULTIPLY_ADDS_PER_THREAD
-    each, at least 1 and at most effective_n_threads()."""
-    return max(1, min(effective_n_threads(),
-                      batch_rows * n_params // MIN_MULTIPLY_ADDS_PER_THREAD))
+    """The engine's threads for such mini-batches: their `batch_thread_cap`, at least 1 and at
+    most effective_n_threads(). (A partial_fit's compiled steady call applies the same rule
+    to the cap at each call: fastmlp/_engine/_trainer.pyx, SteadyCall.epoch.)"""
+    return max(1, min(effective_n_threads(), batch_thread_cap(batch_rows, n_params)))
 
 
 def batch_schedule(batch_rows, n_params, cpus=None):

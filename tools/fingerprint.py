@@ -222,6 +222,21 @@ def _cases():
     add("clf", "digits", mode="partial_fit", sample_weight="uniform")
     add("clf", "digits", {"class_weight": "balanced"}, mode="partial_fit")  # an error
     add("clf", "digits", {"class_weight": {"2": 2.0}}, mode="partial_fit")
+    # partial_fit in its steady state (nineteen calls of 64 rows)
+    for dtype in ("float64", "float32"):
+        add("clf", "digits", {"batch_size": 16}, mode="partial_fit_steady", dtype=dtype)
+        add("clf", "binary", {"batch_size": 16, "solver": "sgd", "learning_rate": "adaptive",
+                              "n_iter_no_change": 1, "tol": 1e9}, mode="partial_fit_steady",
+            dtype=dtype)
+        add("clf", "digits", {"batch_size": 20, "dropout": 0.2, "solver": "nadam",
+                              "max_grad_norm": 0.5}, mode="partial_fit_steady", dtype=dtype)
+        add("clf", "digits", {"batch_size": 16, "batch_norm": True, "activation": "maxout"},
+            mode="partial_fit_steady", dtype=dtype)
+        add("clf", "digits", {"batch_size": 16, "shuffle": False, "solver": "ftrl"},
+            mode="partial_fit_steady", dtype=dtype)
+        add("reg", "diabetes", {"batch_size": 16, "solver": "sgd", "learning_rate":
+                                "invscaling", "learning_rate_init": 0.01},
+            mode="partial_fit_steady", dtype=dtype)
     add("clf", "digits", {"warm_start": True}, mode="warm_start")
     add("clf", "digits", {"warm_start": True, "solver": "lbfgs"}, mode="warm_start")
     add("clf", "digits", {"warm_start": True, "solver": "sgd", "learning_rate": "invscaling",
@@ -535,6 +550,15 @@ def _run_case(spec, data):
                 record["first_fit"] = _fitted(model)
                 model.set_params(max_iter=spec["params"]["max_iter"] // 2 + 3)
                 model.fit(Xf, y, **kw)
+            elif spec["mode"] == "partial_fit_steady":
+                # The first call on the first 64 rows with classes=, then six on each of
+                # three 64-row chunks in turn: a steady model's plain calls of one size,
+                # which a partial_fit's compiled call (SteadyCall) takes.
+                for i in range(19):
+                    part = slice(0, 64) if i == 0 else slice(64 * (i % 3), 64 * (i % 3 + 1))
+                    extra = {} if i or spec["est"] != "clf" else {
+                        "classes": (np.arange(y.shape[1]) if y.ndim == 2 else np.unique(y))}
+                    model.partial_fit(Xf[part], y[part], **extra)
             elif spec["mode"] == "partial_fit":
                 n = X.shape[0]
                 cuts = [0, n // 3, (2 * n) // 3, n]

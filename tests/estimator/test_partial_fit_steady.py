@@ -418,6 +418,7 @@ def run_of_calls(estimator, options, dtype, y, monkeypatch=None):
         for _ in range(6):
             model.partial_fit(data, y)
             states.append(fitted_state(model))
+            states[-1]["compiled call"] = id(vars(model).get("_steady_call"))
     return model, states
 
 
@@ -435,6 +436,15 @@ def test_the_steady_path_trains_the_whole_paths_bits(monkeypatch, options, dtype
     assert taken == [True] * 6  # every call after the first
     the_whole_path_only(monkeypatch, estimator)
     whole_model, whole_states = run_of_calls(estimator, opts, dtype, y)
+    # The first steady call makes the compiled call (SteadyCall), which takes every later one
+    # (it stays, where a call it refused would have made another); the whole path makes none,
+    # nor a call that warns (a batch_size clipped to the rows).
+    compiled = [state.pop("compiled call") for state in steady_states]
+    if options == "batch larger than the data":
+        assert compiled == [id(None)] * 6
+    else:
+        assert compiled[0] != id(None) and compiled == compiled[:1] * 6
+    assert {state.pop("compiled call") for state in whole_states} == {id(None)}
     for a, b in zip(steady_states, whole_states):
         assert_same_state(a, b)
     np.testing.assert_array_equal(steady_model.predict(X.astype(dtype)),
@@ -513,8 +523,9 @@ def test_a_regressors_steady_path_is_taken_by_plain_calls_only(monkeypatch):
 
 def test_the_steady_path_keeps_the_whole_paths_warnings():
     model = steady(fastmlp).set_params(batch_size=100)
-    with pytest.warns(UserWarning, match="It is going to be clipped"):
-        model.partial_fit(X, Y)
+    for _ in range(3):  # (also once the steady path has run: no compiled call skips it)
+        with pytest.warns(UserWarning, match="It is going to be clipped"):
+            model.partial_fit(X, Y)
     model.set_params(hidden_layer_sizes=(7,))
     with pytest.warns(UserWarning, match="hidden_layer_sizes=.* is ignored"):
         model.partial_fit(X, Y)
@@ -536,3 +547,95 @@ def test_the_steady_path_calls_no_check(monkeypatch):
     monkeypatch.setattr(_validation, "validate_data", refuse)
     model.partial_fit(X, Y)
     assert not sklearn.get_config()["skip_parameter_validation"]
+
+
+# -- the compiled steady call (SteadyCall) -------------------------------------------------------
+
+def with_list_sizes(model):
+    model.hidden_layer_sizes.append(3)  # the list the model was made with, mutated in place
+    return model
+
+
+# Each change, made to a model whose compiled call is in place: the calls after it train the bits
+# of calls that start afresh (a pickled copy: nothing compiled, nothing cached).
+CHANGES = {
+    "a coefs_ array replaced": lambda m: m.coefs_.__setitem__(0, m.coefs_[0] * 0.5),
+    "the coefs_ list replaced": lambda m: setattr(m, "coefs_", [c * 0.5 for c in m.coefs_]),
+    "an intercept edited in place": lambda m: m.intercepts_[0].__setitem__(slice(None), 0.25),
+    "hidden_layer_sizes mutated in place": with_list_sizes,
+    "a parameter set to an equal new object": lambda m: m.set_params(alpha=m.alpha * 1.0),
+    "a new seed": lambda m: m.set_params(random_state=3),
+    "the loss curve replaced": lambda m: setattr(m, "loss_curve_", [9.0]),
+}
+LATER_CALLS = [(X, Y), (X[:30], Y[:30]), (X, Y.astype(np.int32)), (X.astype(np.float32), Y),
+               (X, Y), (X, Y)]
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_the_compiled_call_trains_the_bits_of_fresh_calls_after_a_change(change):
+    def run(fresh_each_call):
+        model = MLPClassifier(hidden_layer_sizes=[5], batch_size=10, random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.partial_fit(X, Y, classes=CLASSES)
+            model.partial_fit(X, Y)
+            model.partial_fit(X, Y)  # (the compiled call's first)
+            CHANGES[change](model)
+            for data, labels in LATER_CALLS:
+                if fresh_each_call:
+                    model = pickle.loads(pickle.dumps(model))
+                model.partial_fit(data, labels)
+        return model
+
+    compiled, fresh = run(False), run(True)
+    # (sizes that are no longer the fitted ones keep every call on the whole path, which warns)
+    assert ("_steady_call" in vars(compiled)) == (change != "hidden_layer_sizes mutated in place")
+    np.testing.assert_array_equal(compiled._theta, fresh._theta)
+    np.testing.assert_array_equal(compiled.gradient_norms_, fresh.gradient_norms_)
+    assert compiled.loss_curve_ == fresh.loss_curve_
+    assert compiled.t_ == fresh.t_ and compiled._optimizer.t == fresh._optimizer.t
+
+
+def test_the_compiled_call_refuses_what_the_python_path_must_see(monkeypatch):
+    # Each call here must not be taken by the compiled call (it is dropped, then made again by
+    # the Python path's steady call, or not at all).
+    model = steady(fastmlp)
+    calls = [lambda m: m.partial_fit(X[:30], Y[:30]),                # other rows
+             lambda m: m.partial_fit(X, Y.astype(np.int32)),          # labels of another dtype
+             lambda m: m.partial_fit(X.astype(np.float32), Y),        # X of another dtype
+             lambda m: m.partial_fit(np.asfortranarray(X), Y),        # X in another layout
+             lambda m: m.partial_fit(X, Y[::-1].copy()[::-1]),        # y in another layout
+             lambda m: m.set_params(tol=1e-3).partial_fit(X, Y)]      # a parameter set
+    for call in calls:
+        model.partial_fit(X, Y)
+        kept = vars(model)["_steady_call"]
+        call(model)
+        assert vars(model).get("_steady_call") is not kept
+
+
+def test_the_compiled_call_holds_blas_through_python_where_the_engine_cannot(monkeypatch):
+    # A BLAS the engine cannot call by address (MKL, BLIS): the compiled call enters the Python
+    # limit, and trains the same bits.
+    import threadpoolctl
+
+    seen = []
+
+    class Spy:
+        def __enter__(self):
+            seen.append(set(info["num_threads"] for info in threadpoolctl.threadpool_info()
+                            if info["user_api"] == "blas"))
+            return _runtime.single_threaded_blas().__enter__()
+
+        def __exit__(self, *exc_info):
+            return _runtime.single_threaded_blas().__exit__(*exc_info)
+
+    monkeypatch.setattr(_mlp, "engine_holds_blas", lambda: False)
+    monkeypatch.setattr(_mlp, "single_threaded_blas", lambda: Spy())
+    model, reference = steady(fastmlp), steady(fastmlp)
+    for _ in range(3):
+        model.partial_fit(X, Y)
+    monkeypatch.undo()
+    for _ in range(3):
+        reference.partial_fit(X, Y)
+    assert len(seen) >= 3  # the Python path's epochs and the compiled call's
+    np.testing.assert_array_equal(model._theta, reference._theta)
