@@ -687,7 +687,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         call = d.get("_steady_call")
         if call is not None and call.accepts(self, X, y):
             self._stochastic_epochs(call, True, NO_CALLBACKS, False, None, None, None)
-            self._check_finite_weights(call.theta, NO_CALLBACKS)
+            if not call.weights_finite():  # (~0.4 us where the full check costs ~3)
+                self._check_finite_weights(call.theta, NO_CALLBACKS)
             return True
         d.pop("_steady_call", None)  # (made again below, from what this call reads)
         if ("_trainer_cache" not in d or self.solver not in _STOCHASTIC_SOLVERS
@@ -1137,8 +1138,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         return len(rows)
 
     def _gradient_norm_row(self, n_rows):
-        """Row `n_rows` of the buffer, zeroed, for the engine to sum an epoch's gradient norms
-        into (the epoch then divides it by its number of steps). The buffer doubles when full,
+        """Row `n_rows` of the buffer, for the engine to set to the sum of an epoch's gradient
+        norms (the epoch then divides it by its number of steps). The buffer doubles when full,
         so a call of partial_fit costs the same after a million calls as after one
         (gradient_norms_ rebuilt from a list of rows cost ~100 us per call after 2,000 calls,
         and grew with every call)."""
@@ -1147,9 +1148,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             grown = np.zeros((max(2 * n_rows, 16), rows.shape[1]))  # (zeros: pickles repeat)
             grown[:n_rows] = rows
             self._gradient_norm_rows = rows = grown
-        row = rows[n_rows]
-        row[...] = 0.0  # (an epoch that Ctrl-C stopped may have summed into it)
-        return row
+        return rows[n_rows]
 
     def _update_no_improvement_count(self, early_stopping, X, y, sample_weight):
         if early_stopping:

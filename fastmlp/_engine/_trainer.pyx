@@ -20,7 +20,7 @@ are int, and each of those is one dimension of one block.
 """
 from cython cimport floating
 from cpython.buffer cimport (
-    PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer,
+    PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer,
 )
 from cpython.dict cimport PyDict_GetItem
 from cpython.ref cimport PyObject
@@ -173,6 +173,17 @@ def blas_limit_exit():
     release_blas()
 
 
+cdef inline void set_dense_input(Rows *rows, const void *X, Py_ssize_t cols) noexcept:
+    """Point rows at a C-ordered dense X of `cols` columns (set_input adjusts other strides)."""
+    rows.X = X
+    rows.ldx = cols
+    rows.col_stride = 1
+    rows.strided = False
+    rows.sparse = False
+    rows.wide_index = False
+    rows.sp_data = rows.sp_indices = rows.sp_indptr = NULL
+
+
 cdef int set_input(Rows *rows, object X, const floating *like) except -1:
     """Point rows at X: a dense array with any strides, or a CSR matrix (of the same dtype as
     `like`) whose indices and indptr are both int32 or both int64."""
@@ -180,16 +191,11 @@ cdef int set_input(Rows *rows, object X, const floating *like) except -1:
     cdef const floating[::1] data
     cdef const int[::1] indices_32, indptr_32
     cdef const long long[::1] indices_64, indptr_64
-    rows.X = rows.sp_data = rows.sp_indices = rows.sp_indptr = NULL
     # (No Python attribute is asked of an ndarray: this runs on every one-row prediction.)
-    rows.sparse = not isinstance(X, np.ndarray) and hasattr(X, "indptr")
-    rows.wide_index = False
-    rows.col_stride = 1
-    rows.strided = False
-    if not rows.sparse:
+    if isinstance(X, np.ndarray) or not hasattr(X, "indptr"):
         dense = X
-        rows.ldx = dense.shape[1]
-        rows.X = &dense[0, 0] if dense.shape[0] > 0 and dense.shape[1] > 0 else NULL
+        set_dense_input(rows, &dense[0, 0] if dense.shape[0] > 0 and dense.shape[1] > 0
+                        else NULL, dense.shape[1])
         if (dense.shape[0] > 1 and dense.strides[0] != dense.shape[1] * <Py_ssize_t> sizeof(floating)
                 or dense.shape[1] > 1 and dense.strides[1] != <Py_ssize_t> sizeof(floating)):
             rows.ldx = dense.strides[0] // <Py_ssize_t> sizeof(floating)
@@ -197,7 +203,8 @@ cdef int set_input(Rows *rows, object X, const floating *like) except -1:
             # BLAS reads rows in place only at unit column stride and a row stride >= width.
             rows.strided = rows.col_stride != 1 or rows.ldx < dense.shape[1]
         return 0
-    rows.ldx = X.shape[1]
+    set_dense_input(rows, NULL, X.shape[1])
+    rows.sparse = True
     data = X.data
     rows.sp_data = &data[0] if data.shape[0] > 0 else NULL
     if X.indices.dtype == np.int32 and X.indptr.dtype == np.int32:
@@ -372,7 +379,7 @@ cdef class Trainer:
         Returns sum over batches of batch loss x batch length, as scikit-learn accumulates it.
         spec (one OPTIM_SPEC record) is the solver; its t (and NAdam's mu_product) advance with
         every step taken, also when Ctrl-C stops the epoch. state_3 is the third state vector
-        of the solvers that have one. grad_norms (float64, one per layer), if given, receives
+        of the solvers that have one. grad_norms (float64, one per layer), if given, is set to
         the sum over the epoch's steps of each layer's |dLoss/dW| before clipping. running (a
         batch-normalised network's running statistics, Network.n_running of theta's dtype) is
         updated by every step."""
@@ -427,7 +434,10 @@ cdef class Trainer:
         cdef Step step
         cdef Py_ssize_t start, stop
         cdef double batch_loss, accumulated = 0.0, started
-        cdef int which
+        cdef int which, l
+        if norm_sums != NULL:
+            for l in range(g.n_layers):
+                norm_sums[l] = 0.0
         step.finish = step.take_step = True
         step.optim = optim
         step.max_grad_norm = self.max_grad_norm
@@ -754,6 +764,16 @@ cdef class SteadyCall:
     cdef bint shuffle, fixed_order, draws_dropout
     cdef unsigned long long dropout_seed
     cdef double max_grad_norm, weight_clip
+    # Pointers into the arrays above, taken once (they are kept, and never move), and into the
+    # accepted call's X: typed views taken at every call cost ~3 us, and their objects the
+    # garbage collector's time.
+    cdef void *theta_data
+    cdef void *grad_data
+    cdef void *state_data[3]
+    cdef void *Y_data
+    cdef Py_ssize_t *order_data
+    cdef const long long *classes_data
+    cdef const void *X_data
 
     def __init__(self, estimator, names, views, Trainer trainer, theta, grad, optimizer,
                  Py_ssize_t n_samples, Py_ssize_t n_features, Py_ssize_t batch_size,
@@ -768,6 +788,7 @@ cdef class SteadyCall:
         them, else one per class) or "values" (a regressor's one output). blas_limit: None
         (the engine's own limit, hold_blas) or a context manager."""
         cdef dict d = estimator.__dict__
+        cdef Py_ssize_t i
         self.estimator_type = type(estimator)
         self.names = tuple(names)
         self.values = tuple([d.get(name, MISSING) for name in self.names])
@@ -818,6 +839,19 @@ cdef class SteadyCall:
             raise ValueError(f"target must be 'labels' or 'values', got {target!r}")
         self.Y = np.empty((n_samples, n_outputs), dtype=self.dtype)
         self.blas_limit = blas_limit
+        itemsize = self.dtype.itemsize
+        self.theta_data = array_data(theta, itemsize, True)
+        self.grad_data = array_data(grad, itemsize, True)
+        if len(grad) != len(theta):
+            raise ValueError("grad must have theta's length")
+        for i, state in enumerate(optimizer.state):
+            self.state_data[i] = array_data(state, itemsize, True)
+            if len(state) not in (0, len(theta)):
+                raise ValueError("an optimizer's state must have theta's length, or none")
+        self.Y_data = array_data(self.Y, itemsize, True)
+        self.order_data = <Py_ssize_t *> array_data(self.order, sizeof(Py_ssize_t), True)
+        self.classes_data = (<const long long *> array_data(self.classes, 8, False)
+                             if self.classes is not None else NULL)
 
     def accepts(self, estimator, X, y):
         """Whether partial_fit(X, y) on `estimator` is this call: True having made its target
@@ -826,6 +860,7 @@ cdef class SteadyCall:
         cdef Py_ssize_t i
         cdef PyObject *found
         cdef Py_buffer view
+        cdef void *data
         cdef bint finite
         if type(estimator) is not self.estimator_type:
             return False
@@ -856,72 +891,66 @@ cdef class SteadyCall:
             PyObject_GetBuffer(X, &view, PyBUF_C_CONTIGUOUS)
         except (BufferError, ValueError):  # (numpy raises the latter)
             return False
-        try:
-            if self.trainer.double_precision:
-                finite = isfinite(sum_squares(<const double *> view.buf, view.len // 8)) != 0
-            else:
-                finite = isfinite(sum_squares(<const float *> view.buf, view.len // 4)) != 0
-        finally:
-            PyBuffer_Release(&view)
+        # (X's data stays where it is for as long as X is kept: self.X, until the epoch)
+        data = view.buf
+        PyBuffer_Release(&view)
+        if self.trainer.double_precision:
+            finite = isfinite(sum_squares(<const double *> data, self.n_samples * self.n_features))
+        else:
+            finite = isfinite(sum_squares(<const float *> data, self.n_samples * self.n_features))
         if not finite:  # (or a float64 X whose squares overflow: the Python path tells)
             return False
         if self.trainer.double_precision:
-            made = self._make_target(<double *> NULL, y)
+            made = self._make_target(<double *> self.Y_data, y)
         else:
-            made = self._make_target(<float *> NULL, y)
+            made = self._make_target(<float *> self.Y_data, y)
         if made:
-            self.X = X
+            self.X, self.X_data = X, data
         return made
 
-    cdef bint _make_target(self, floating *like, y) except -1:
-        """Y's rows from y, as the Python path makes them; False (Y unwritten) when y is not
-        of the kind this call takes, or holds a label that is not a class."""
-        cdef floating[:, ::1] Y = self.Y
-        cdef const long long[::1] labels_64
-        cdef const int[::1] labels_32
-        cdef const long long[::1] classes
+    cdef bint _make_target(self, floating *Y, y) except -1:
+        """Y's rows (n_samples x n_outputs, C order) from y, as the Python path makes them;
+        False (Y unwritten) when y is not of the kind this call takes, or holds a label that
+        is not a class."""
         cdef Py_ssize_t *index
-        cdef Py_ssize_t n = self.n_samples, i, lo, hi, mid
+        cdef Py_ssize_t n = self.n_samples, k = self.n_outputs, i, lo, hi, mid
         cdef long long label
         cdef Py_buffer view
-        cdef bint finite, wide = self.label_dtype == np.int64
+        cdef const void *values
+        cdef bint finite, wide
         if self.target == TARGET_VALUES:
-            if y.dtype != np.float64 and y.dtype != np.float32:
+            wide = y.dtype == np.float64
+            if not wide and y.dtype != np.float32:
                 return False
-            try:
-                PyObject_GetBuffer(y, &view, PyBUF_C_CONTIGUOUS)
-            except (BufferError, ValueError):  # (numpy raises the latter)
-                return False
-            try:
-                if y.dtype == np.float64:
-                    finite = isfinite(sum_squares(<const double *> view.buf, n)) != 0
-                    if finite:
-                        for i in range(n):
-                            Y[i, 0] = <floating> (<const double *> view.buf)[i]
-                else:
-                    finite = isfinite(sum_squares(<const float *> view.buf, n)) != 0
-                    if finite:
-                        for i in range(n):
-                            Y[i, 0] = <floating> (<const float *> view.buf)[i]
-            finally:
-                PyBuffer_Release(&view)
-            return finite
-        if not (y.dtype is self.label_dtype or y.dtype == self.label_dtype):
+        elif y.dtype is self.label_dtype or y.dtype == self.label_dtype:
+            wide = self.label_dtype == np.int64
+        else:
             return False
-        if not y.flags.c_contiguous:
+        try:
+            PyObject_GetBuffer(y, &view, PyBUF_C_CONTIGUOUS)
+        except (BufferError, ValueError):
             return False
+        values = view.buf  # (y is the caller's, alive for this call)
+        PyBuffer_Release(&view)
+        if self.target == TARGET_VALUES:
+            if wide:
+                if not isfinite(sum_squares(<const double *> values, n)):
+                    return False
+                for i in range(n):
+                    Y[i] = <floating> (<const double *> values)[i]
+            else:
+                if not isfinite(sum_squares(<const float *> values, n)):
+                    return False
+                for i in range(n):
+                    Y[i] = <floating> (<const float *> values)[i]
+            return True
         # Each label's class index, all found before Y is written.
         index = <Py_ssize_t *> malloc(n * sizeof(Py_ssize_t))
         if index == NULL:
             raise MemoryError()
         try:
-            classes = self.classes
-            if wide:
-                labels_64 = y
-            else:
-                labels_32 = y
             for i in range(n):
-                label = labels_64[i] if wide else labels_32[i]
+                label = (<const long long *> values)[i] if wide else (<const int *> values)[i]
                 if self.target == TARGET_OWN_INDEX:
                     if label < 0 or label >= self.n_classes:
                         return False
@@ -930,20 +959,21 @@ cdef class SteadyCall:
                     lo, hi = 0, self.n_classes
                     while lo < hi:
                         mid = (lo + hi) // 2
-                        if classes[mid] < label:
+                        if self.classes_data[mid] < label:
                             lo = mid + 1
                         else:
                             hi = mid
-                    if lo == self.n_classes or classes[lo] != label:
+                    if lo == self.n_classes or self.classes_data[lo] != label:
                         return False
                     index[i] = lo
-            if self.n_outputs == 1:
+            if k == 1:
                 for i in range(n):
-                    Y[i, 0] = 1 if index[i] == 1 else 0
+                    Y[i] = 1 if index[i] == 1 else 0
             else:
-                Y[:, :] = 0
+                for i in range(n * k):
+                    Y[i] = 0
                 for i in range(n):
-                    Y[i, index[i]] = 1
+                    Y[i * k + index[i]] = 1
             return True
         finally:
             free(index)
@@ -952,16 +982,21 @@ cdef class SteadyCall:
         """The accepted call's epoch (as _StochasticRun.epoch): returns the sum over batches
         of batch loss x batch length; norm_sums (float64, one per layer) receives the mean
         over the steps of each layer's gradient norm."""
-        cdef double[::1] sums = norm_sums
-        cdef Py_ssize_t i
-        cdef Py_ssize_t[::1] order
+        cdef Py_ssize_t i, n_layers = self.trainer.network.g.n_layers
         cdef int n_threads
         cdef double accumulated
+        cdef double *sums
+        cdef Py_buffer view
         X, self.X = self.X, None
         if X is None:
             raise RuntimeError("epoch() runs the call that accepts() took, once")
-        if sums.shape[0] != self.trainer.network.g.n_layers:
-            raise ValueError("norm_sums must have one element per layer")
+        PyObject_GetBuffer(norm_sums, &view, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE | PyBUF_FORMAT)
+        try:
+            if view.len != n_layers * 8 or view.format[0] != b"d" or view.format[1] != 0:
+                raise ValueError("norm_sums must be float64, one per layer")
+            sums = <double *> view.buf
+        finally:
+            PyBuffer_Release(&view)  # (the caller keeps it: a row of its own buffer)
         # _runtime.threads_for_batch: OpenMP's threads (as the user limits them now), at most
         # those the batch's work pays for.
         n_threads = max(1, min(max(1, omp_get_max_threads()), self.thread_cap))
@@ -973,22 +1008,24 @@ cdef class SteadyCall:
                 self.trainer.dropout_seed = int(self.random_state.randint(0, 2**62,
                                                                          dtype=np.int64))
             if self.shuffle:  # scikit-learn's sample_idx: arange(n), shuffled
-                order = self.order
                 for i in range(self.n_samples):
-                    order[i] = i
+                    self.order_data[i] = i
                 self.random_state.shuffle(self.order)
         self.trainer.max_grad_norm, self.trainer.weight_clip = self.max_grad_norm, self.weight_clip
         optimizer = self.optimizer
         spec = optimizer.spec()
+        if not (isinstance(spec, np.ndarray) and spec.shape == (1,)
+                and (spec.dtype is OPTIM_SPEC or spec.dtype == OPTIM_SPEC)):
+            raise ValueError("spec must hold exactly one OPTIM_SPEC record")
         if self.blas_limit is None:
             hold_blas()
         else:
             self.blas_limit.__enter__()
         try:
             if self.trainer.double_precision:
-                accumulated = self._epoch(<double *> NULL, X, spec, n_threads, &sums[0])
+                accumulated = self._epoch(<double *> NULL, spec, n_threads, sums)
             else:
-                accumulated = self._epoch(<float *> NULL, X, spec, n_threads, &sums[0])
+                accumulated = self._epoch(<float *> NULL, spec, n_threads, sums)
         finally:
             if self.blas_limit is None:
                 release_blas()
@@ -996,33 +1033,47 @@ cdef class SteadyCall:
                 self.blas_limit.__exit__(None, None, None)
             optimizer.took_steps(spec)
         if self.n_steps > 1:  # (x / 1 is x, bit for bit)
-            for i in range(sums.shape[0]):
+            for i in range(n_layers):
                 sums[i] /= self.n_steps
         return accumulated
 
-    cdef double _epoch(self, floating *like, X, spec, int n_threads,
+    def weights_finite(self):
+        """True when every weight is finite (after the epoch; False: not known, as
+        surely_finite says)."""
+        if self.trainer.double_precision:
+            return isfinite(sum_squares(<const double *> self.theta_data, len(self.theta))) != 0
+        return isfinite(sum_squares(<const float *> self.theta_data, len(self.theta))) != 0
+
+    cdef double _epoch(self, floating *like, spec, int n_threads,
                        double *norm_sums) except? -1.0:
-        cdef floating[::1] theta = self.theta, grad = self.grad, state_1 = self.state_1
-        cdef floating[::1] state_2 = self.state_2, state_3 = self.state_3
-        cdef const floating[:, ::1] Y = self.Y
-        cdef const Py_ssize_t[::1] order = self.order
         cdef Work work = self.trainer.template
         cdef Rows rows
         cdef Py_buffer record
-        if not (isinstance(spec, np.ndarray) and spec.shape == (1,)
-                and (spec.dtype is OPTIM_SPEC or spec.dtype == OPTIM_SPEC)):
-            raise ValueError("spec must hold exactly one OPTIM_SPEC record")
-        self.trainer._point_running(&work, self.running, &theta[0], True)
-        set_input(&rows, X, &theta[0])
-        rows.Y = &Y[0, 0]
+        self.trainer._point_running(&work, self.running, <floating *> self.theta_data, True)
+        set_dense_input(&rows, self.X_data, self.n_features)
+        rows.Y = self.Y_data
         rows.w = NULL
         PyObject_GetBuffer(spec, &record, PyBUF_WRITABLE)
         try:
             return self.trainer._epoch(
-                &work, &rows, self.n_samples, &order[0] if self.shuffle else NULL,
-                self.batch_size, &theta[0], &grad[0], &state_1[0],
-                &state_2[0] if state_2.shape[0] > 0 else NULL,
-                &state_3[0] if state_3.shape[0] > 0 else NULL,
-                <fm_optim *> record.buf, n_threads, norm_sums)
+                &work, &rows, self.n_samples, self.order_data if self.shuffle else NULL,
+                self.batch_size, <floating *> self.theta_data, <floating *> self.grad_data,
+                <floating *> self.state_data[0], <floating *> self.state_data[1],
+                <floating *> self.state_data[2], <fm_optim *> record.buf, n_threads, norm_sums)
         finally:
             PyBuffer_Release(&record)
+
+
+cdef void *array_data(array, Py_ssize_t itemsize, bint writable) except? NULL:
+    """The data of a C-contiguous array of `itemsize`-byte items (NULL when it is empty), for a
+    pointer kept as long as the array is: numpy never moves an array's data."""
+    cdef Py_buffer view
+    cdef void *data
+    PyObject_GetBuffer(array, &view, PyBUF_C_CONTIGUOUS | (PyBUF_WRITABLE if writable else 0))
+    try:
+        if view.itemsize != itemsize:
+            raise ValueError(f"an array of {itemsize}-byte items was expected")
+        data = view.buf if view.len > 0 else NULL
+    finally:
+        PyBuffer_Release(&view)
+    return data
