@@ -107,6 +107,7 @@ def _read_only_empty(dtype):
 
 # The engine's "no order given" and "no sample weights", shared by every fit.
 _NO_ROWS = _read_only_empty(np.intp)
+_NO_WEIGHTS = {dtype: _read_only_empty(dtype) for dtype in (np.float32, np.float64)}
 
 # What a partial_fit's compiled SteadyCall checks are the very objects it was made from, beside
 # every parameter: the fitted attributes its call reads (those absent then must stay absent),
@@ -119,7 +120,13 @@ _STEADY_CALL_ATTRIBUTES = (
     "_skl_callbacks", "_parent_callback_ctx",
 )
 _STEADY_CALL_VIEWS = ("coefs_", "intercepts_", "batch_norm_weights_", "batch_norm_biases_")
-_NO_WEIGHTS = {dtype: _read_only_empty(dtype) for dtype in (np.float32, np.float64)}
+
+
+@functools.lru_cache(maxsize=None)
+def _steady_call_names(estimator_type):
+    """Every parameter's name and _STEADY_CALL_ATTRIBUTES, once per class: scikit-learn's
+    _get_param_names reads the signature of __init__ at each call (~225 us)."""
+    return (*estimator_type._get_param_names(), *_STEADY_CALL_ATTRIBUTES)
 
 # L-BFGS evaluates the full-batch gradient in chunks of this many rows (accumulated in order), so
 # that its scratch memory stays O(chunk x width) however large the data.
@@ -486,7 +493,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             self._packed_parameters()
             state = dict(state)
             for name in ("coefs_", "intercepts_", "_network_cache", "_trainer_cache",
-                         "_steady_call",
+                         "_steady_call", "_steady_rows",
                          "batch_norm_weights_", "batch_norm_biases_",
                          "batch_norm_running_means_", "batch_norm_running_vars_"):
                 state.pop(name, None)
@@ -679,10 +686,15 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         train to the same bits: tests/estimator/test_partial_fit_steady.py compares them,
         option by option. Before training only the seeding can raise (a bad random_state,
         with scikit-learn's error, before anything changed), and training raises only what the
-        whole path raises after its restoring block. Measured on the 2-core AMD EPYC VM,
-        32 rows of (64, 100, 10) in float32, calls alternating in blocks: ~103 against ~118
-        us a call. (What remains is ~40 us of engine and ~55 of Python: dozens of calls of
-        ~1 us each, no one of them large.)"""
+        whole path raises after its restoring block.
+
+        That Python path still cost ~60 us of a ~90 us call of 32 rows of (64, 100, 10): dozens
+        of calls of ~1 us each. So once it has run, it makes a compiled SteadyCall
+        (`_make_steady_call`) that takes the calls after it that differ in the data alone,
+        checking them in C, and runs only the bookkeeping between epochs in Python (the same
+        _stochastic_epochs). Measured on the 2-core AMD EPYC VM, benchmarks/harness_runs.py
+        --runs per-call, the builds before and after it alternating: medians 135-164 -> 53-68
+        us a call, minimums 90 -> 40 (of which the engine ~28)."""
         d = self.__dict__
         call = d.get("_steady_call")
         if call is not None and call.accepts(self, X, y):
@@ -708,8 +720,12 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         self._random_state = self._seeded_random_state()
         run = self._fit_stochastic(X, Y, None, theta, True, NO_CALLBACKS)
         self._check_finite_weights(theta, NO_CALLBACKS)
-        if self.n_iter_ == 1:  # (not after Ctrl-C, nor with max_iter 0)
+        # The compiled call is made (~14 us) when this call has the rows of the last one that
+        # ran here: calls that alternate between sizes, which it would refuse in turn, never
+        # pay for one. (Not after Ctrl-C, nor with max_iter 0: no epoch ran.)
+        if self.n_iter_ == 1 and d.get("_steady_rows") == X.shape[0]:
             self._steady_call = self._make_steady_call(run, X, y)
+        self._steady_rows = X.shape[0]
         return True
 
     def _make_steady_call(self, run, X, y):
@@ -721,14 +737,14 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         d = self.__dict__
         theta = run.theta
         target = self._steady_call_target(y)
-        if (target is None or X is not run.X or X.dtype != theta.dtype
+        if (target is None or X is not run.X  # (else converted: another dtype or layout)
                 or not (type(X) is np.ndarray and X.flags.c_contiguous)
                 or self.batch_size != "auto" and self.batch_size != run.batch_size):
             return None  # (the last: a batch_size that _stochastic_run clips, with a warning)
         random_state = self._random_state
         fixed_order = any(random_state is made
                           for made in _SEEDED_RANDOM_STATES.get(self, ()))
-        names = (*self._get_param_names(), *_STEADY_CALL_ATTRIBUTES)
+        names = _steady_call_names(type(self))
         views = [name for name in _STEADY_CALL_VIEWS if name in d]
         return _engine.SteadyCall(
             self, names, views, run.trainer, theta, run.grad, self._optimizer,

@@ -823,18 +823,13 @@ cdef class SteadyCall:
             if n_outputs != 1:
                 raise ValueError("a regressor's steady call has one output")
         elif target == "labels":
-            self.classes = np.ascontiguousarray(classes)
-            self.label_dtype = self.classes.dtype
-            if self.label_dtype not in (np.int64, np.int32) or self.classes.ndim != 1:
+            self.label_dtype = classes.dtype
+            if self.label_dtype not in (np.int64, np.int32) or classes.ndim != 1:
                 raise ValueError("classes must be a 1-D array of int32 or int64")
-            self.classes = self.classes.astype(np.int64)
+            self.classes = np.ascontiguousarray(classes, dtype=np.int64)
             self.n_classes = self.classes.shape[0]
             if self.n_classes < 2 or n_outputs != (1 if self.n_classes == 2 else self.n_classes):
                 raise ValueError("n_outputs does not fit the classes")
-            if np.any(np.diff(self.classes) <= 0):
-                raise ValueError("classes must be sorted and unique")
-            own = self.classes[0] == 0 and self.classes[self.n_classes - 1] == self.n_classes - 1
-            self.target = TARGET_OWN_INDEX if own else TARGET_SEARCH
         else:
             raise ValueError(f"target must be 'labels' or 'values', got {target!r}")
         self.Y = np.empty((n_samples, n_outputs), dtype=self.dtype)
@@ -852,6 +847,13 @@ cdef class SteadyCall:
         self.order_data = <Py_ssize_t *> array_data(self.order, sizeof(Py_ssize_t), True)
         self.classes_data = (<const long long *> array_data(self.classes, 8, False)
                              if self.classes is not None else NULL)
+        if self.classes_data != NULL:
+            for i in range(1, self.n_classes):
+                if self.classes_data[i] <= self.classes_data[i - 1]:
+                    raise ValueError("classes must be sorted and unique")
+            own = (self.classes_data[0] == 0
+                   and self.classes_data[self.n_classes - 1] == self.n_classes - 1)
+            self.target = TARGET_OWN_INDEX if own else TARGET_SEARCH
 
     def accepts(self, estimator, X, y):
         """Whether partial_fit(X, y) on `estimator` is this call: True having made its target

@@ -436,14 +436,15 @@ def test_the_steady_path_trains_the_whole_paths_bits(monkeypatch, options, dtype
     assert taken == [True] * 6  # every call after the first
     the_whole_path_only(monkeypatch, estimator)
     whole_model, whole_states = run_of_calls(estimator, opts, dtype, y)
-    # The first steady call makes the compiled call (SteadyCall), which takes every later one
-    # (it stays, where a call it refused would have made another); the whole path makes none,
-    # nor a call that warns (a batch_size clipped to the rows).
+    # The second steady call of the same rows makes the compiled call (SteadyCall), which takes
+    # every later one (it stays, where a call it refused would have made another); the whole
+    # path makes none, nor a call that warns (a batch_size clipped to the rows).
     compiled = [state.pop("compiled call") for state in steady_states]
     if options == "batch larger than the data":
         assert compiled == [id(None)] * 6
     else:
-        assert compiled[0] != id(None) and compiled == compiled[:1] * 6
+        assert compiled[0] == id(None) and compiled[1] != id(None)
+        assert compiled[1:] == compiled[1:2] * 5
     assert {state.pop("compiled call") for state in whole_states} == {id(None)}
     for a, b in zip(steady_states, whole_states):
         assert_same_state(a, b)
@@ -596,6 +597,17 @@ def test_the_compiled_call_trains_the_bits_of_fresh_calls_after_a_change(change)
     assert compiled.t_ == fresh.t_ and compiled._optimizer.t == fresh._optimizer.t
 
 
+def test_calls_that_alternate_between_sizes_make_no_compiled_call():
+    model = steady(fastmlp)  # (with a compiled call for its 40 rows)
+    for k in range(6):
+        rows = 40 if k % 2 else 30
+        model.partial_fit(X[:rows], Y[:rows])
+        assert vars(model).get("_steady_call") is None
+    model.partial_fit(X[:30], Y[:30])  # two calls of the same rows in a row
+    model.partial_fit(X[:30], Y[:30])
+    assert vars(model).get("_steady_call") is not None
+
+
 def test_the_compiled_call_refuses_what_the_python_path_must_see(monkeypatch):
     # Each call here must not be taken by the compiled call (it is dropped, then made again by
     # the Python path's steady call, or not at all).
@@ -607,6 +619,7 @@ def test_the_compiled_call_refuses_what_the_python_path_must_see(monkeypatch):
              lambda m: m.partial_fit(X, Y[::-1].copy()[::-1]),        # y in another layout
              lambda m: m.set_params(tol=1e-3).partial_fit(X, Y)]      # a parameter set
     for call in calls:
+        model.partial_fit(X, Y)  # (twice: the second of these rows makes it again)
         model.partial_fit(X, Y)
         kept = vars(model)["_steady_call"]
         call(model)
