@@ -30,7 +30,7 @@ functions its per-library controllers call (`_thread_count_calls`), where a fres
 `threadpool_limits` costs ~15 us (this runs around every prediction and partial_fit). When every
 library is an OpenBLAS whose own functions were found, the limit itself is the engine's
 (fastmlp/_engine/_trainer.pyx, `hold_blas`): it calls them by address, with no ctypes call around
-each (~0.1 us to take and release, where ctypes' four calls cost ~4 us), and the engine's own
+each (~0.4 us to take and release, where ctypes' four calls cost ~4 us), and the engine's own
 callers (a partial_fit's steady call) take it without Python. Otherwise it is the Python limit
 below, through the controllers.
 threadpoolctl (3.6 and later) lets only one "controlling" Python thread change OpenBLAS's

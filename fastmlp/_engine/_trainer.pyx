@@ -98,9 +98,10 @@ def max_threads():
 # thread-count functions threadpoolctl found, _runtime hands their addresses here
 # (`blas_thread_calls`) and the limit is these few C calls: made with the GIL held, by calls that
 # never release it, so no other Python thread runs between reading a count and setting it and the
-# shared count needs no lock. ~0.1 us to take and release, where calling the same two functions
-# of each library through ctypes cost ~4 us of a ~90 us partial_fit of 32 rows. Any other BLAS
-# keeps _runtime's own limit (its controllers' Python methods, under its lock).
+# shared count needs no lock. Taken and released through Python's context manager it costs
+# ~0.4 us, where calling the same two functions of each library through ctypes cost ~4 us of a
+# ~90 us partial_fit of 32 rows. Any other BLAS keeps _runtime's own limit (its controllers'
+# Python methods, under its lock).
 
 ctypedef int (*blas_get_threads)() noexcept nogil
 ctypedef void (*blas_set_threads)(int) noexcept nogil
