@@ -98,10 +98,11 @@ def max_threads():
 # thread-count functions threadpoolctl found, _runtime hands their addresses here
 # (`blas_thread_calls`) and the limit is these few C calls: made with the GIL held, by calls that
 # never release it, so no other Python thread runs between reading a count and setting it and the
-# shared count needs no lock. Taken and released through Python's context manager it costs
-# ~0.4 us, where calling the same two functions of each library through ctypes cost ~4 us of a
-# ~90 us partial_fit of 32 rows. Any other BLAS keeps _runtime's own limit (its controllers'
-# Python methods, under its lock).
+# shared count needs no lock. (A free-threaded Python keeps its GIL for this module: it does not
+# declare itself free-threading compatible, which this count, among others, relies on.) Taken
+# and released through Python's context manager it costs ~0.4 us, where calling the same two
+# functions of each library through ctypes cost ~4 us of a ~90 us partial_fit of 32 rows. Any
+# other BLAS keeps _runtime's own limit (its controllers' Python methods, under its lock).
 
 ctypedef int (*blas_get_threads)() noexcept nogil
 ctypedef void (*blas_set_threads)(int) noexcept nogil
@@ -794,6 +795,8 @@ cdef class SteadyCall:
         self.names = tuple(names)
         self.values = tuple([d.get(name, MISSING) for name in self.names])
         self.views = tuple([(name, tuple(d[name])) for name in views])
+        # (A list may change in place. Sizes of another type than a tuple or a list of ints,
+        # an array's, take the whole path: none of their calls makes a SteadyCall.)
         sizes = d.get("hidden_layer_sizes")
         self.layer_sizes = list(sizes) if type(sizes) is list else None
         self.trainer = trainer
