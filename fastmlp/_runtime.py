@@ -262,7 +262,7 @@ class _SingleThreadedBlas:
 
     def __enter__(self):
         global _users
-        if _engine_holds_blas or _engine_holds_blas is None and engine_holds_blas():
+        if engine_holds_blas():
             _engine.blas_limit_enter()
             return self
         with _lock:

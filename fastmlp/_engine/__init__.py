@@ -57,5 +57,5 @@ from fastmlp._engine.vocabulary import (
 
 __all__ = ["ACTIVATION_CODES", "HIDDEN_ACTIVATIONS", "LOSS_CODES", "Network", "OPENMP_ENABLED",
            "OPTIM_SPEC", "OTHER_LOSSES", "OUTPUT_LOSSES", "SMALL_PREDICT_ROWS", "SOLVERS",
-           "SteadyCall", "Trainer", "blas_limit_enter", "blas_limit_exit", "blas_thread_calls", "max_threads",
-           "predict", "surely_finite"]
+           "SteadyCall", "Trainer", "blas_limit_enter", "blas_limit_exit", "blas_thread_calls",
+           "max_threads", "predict", "surely_finite"]

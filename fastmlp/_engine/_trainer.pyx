@@ -224,6 +224,19 @@ cdef int set_input(Rows *rows, object X, const floating *like) except -1:
     return 0
 
 
+cdef int take_record(spec, Py_buffer *record) except -1:
+    """Take the bytes of `spec`, one OPTIM_SPEC record (the caller releases `record`), without
+    the buffer's format: numpy writes out the 25 fields' format string at every request that
+    asks for it (~1.3 us, 5 % of a 32-row partial_fit's engine time); the layout was checked at
+    import and the dtype is checked here, by identity first (spec() makes every record with
+    OPTIM_SPEC itself)."""
+    if not (isinstance(spec, np.ndarray) and spec.shape == (1,)
+            and (spec.dtype is OPTIM_SPEC or spec.dtype == OPTIM_SPEC)):
+        raise ValueError("spec must hold exactly one OPTIM_SPEC record")
+    PyObject_GetBuffer(spec, record, PyBUF_WRITABLE)
+    return 0
+
+
 cdef class Trainer:
     """Every buffer a fit needs, allocated once; runs epochs and full-batch gradients.
 
@@ -396,14 +409,7 @@ cdef class Trainer:
         self._check_dtype(&theta[0])
         if batch_size > self.capacity:
             raise ValueError("batch_size exceeds the trainer's capacity")
-        # The record's bytes, without the buffer's format: numpy writes out the 25 fields'
-        # format string at every request that asks for it (~1.3 us, 5 % of a 32-row
-        # partial_fit's engine time); the layout was checked at import and the dtype is
-        # checked here, by identity first (spec() makes every record with OPTIM_SPEC itself).
-        if not (isinstance(spec, np.ndarray) and spec.shape == (1,)
-                and (spec.dtype is OPTIM_SPEC or spec.dtype == OPTIM_SPEC)):
-            raise ValueError("spec must hold exactly one OPTIM_SPEC record")
-        PyObject_GetBuffer(spec, &record, PyBUF_WRITABLE)
+        take_record(spec, &record)
         try:
             if state_3 is not None and len(state_3) > 0:
                 third_state = state_3
@@ -745,8 +751,9 @@ cdef class SteadyCall:
     fitted attributes must be the very objects it was made from (any parameter set since, any
     attribute replaced, refuses), X a C-ordered array of the compute dtype, the same shape and
     finite, and y a 1-D array of the kind it was made for (integer labels, all known; or finite
-    floats). Only then is anything written: the target's rows. `epoch` runs the epoch as the
-    Python path's _StochasticRun.epoch does, on the same buffers, with the same order and
+    floats); it writes only its own target's rows, nothing of the estimator's. `epoch` runs
+    the epoch as the Python path's _StochasticRun.epoch does, on the same buffers, with the
+    same order and
     dropout seed (for an integer random_state: the seeded RandomState draws the same ones at
     every call, so they are the ones that call drew, and the held RandomState is already in the
     state those draws leave; for None or a RandomState, drawn from it at each call, in its
@@ -861,7 +868,7 @@ cdef class SteadyCall:
 
     def accepts(self, estimator, X, y):
         """Whether partial_fit(X, y) on `estimator` is this call: True having made its target
-        (and kept X for `epoch`), False having changed nothing."""
+        (and kept X for `epoch`), False having changed nothing of the estimator's."""
         cdef dict d
         cdef Py_ssize_t i
         cdef PyObject *found
@@ -916,9 +923,8 @@ cdef class SteadyCall:
 
     cdef bint _make_target(self, floating *Y, y) except -1:
         """Y's rows (n_samples x n_outputs, C order) from y, as the Python path makes them;
-        False (Y unwritten) when y is not of the kind this call takes, or holds a label that
-        is not a class."""
-        cdef Py_ssize_t *index
+        False when y is not of the kind this call takes, or holds a label that is not a
+        class."""
         cdef Py_ssize_t n = self.n_samples, k = self.n_outputs, i, lo, hi, mid
         cdef long long label
         cdef Py_buffer view
@@ -950,39 +956,33 @@ cdef class SteadyCall:
                 for i in range(n):
                     Y[i] = <floating> (<const float *> values)[i]
             return True
-        # Each label's class index, all found before Y is written.
-        index = <Py_ssize_t *> malloc(n * sizeof(Py_ssize_t))
-        if index == NULL:
-            raise MemoryError()
-        try:
-            for i in range(n):
-                label = (<const long long *> values)[i] if wide else (<const int *> values)[i]
-                if self.target == TARGET_OWN_INDEX:
-                    if label < 0 or label >= self.n_classes:
-                        return False
-                    index[i] = <Py_ssize_t> label
-                else:
-                    lo, hi = 0, self.n_classes
-                    while lo < hi:
-                        mid = (lo + hi) // 2
-                        if self.classes_data[mid] < label:
-                            lo = mid + 1
-                        else:
-                            hi = mid
-                    if lo == self.n_classes or self.classes_data[lo] != label:
-                        return False
-                    index[i] = lo
-            if k == 1:
-                for i in range(n):
-                    Y[i] = 1 if index[i] == 1 else 0
+        # Each label's class index, written as found: a refused call leaves Y half written,
+        # which nothing reads (the next call this one takes writes all of it).
+        if k > 1:
+            for i in range(n * k):
+                Y[i] = 0
+        for i in range(n):
+            label = (<const long long *> values)[i] if wide else (<const int *> values)[i]
+            if self.target == TARGET_OWN_INDEX:
+                if label < 0 or label >= self.n_classes:
+                    return False
+                mid = <Py_ssize_t> label
             else:
-                for i in range(n * k):
-                    Y[i] = 0
-                for i in range(n):
-                    Y[i * k + index[i]] = 1
-            return True
-        finally:
-            free(index)
+                lo, hi = 0, self.n_classes
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if self.classes_data[mid] < label:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                if lo == self.n_classes or self.classes_data[lo] != label:
+                    return False
+                mid = lo
+            if k == 1:
+                Y[i] = 1 if mid == 1 else 0
+            else:
+                Y[i * k + mid] = 1
+        return True
 
     def epoch(self, estimator, norm_sums):
         """The accepted call's epoch (as _StochasticRun.epoch): returns the sum over batches
@@ -1020,9 +1020,6 @@ cdef class SteadyCall:
         self.trainer.max_grad_norm, self.trainer.weight_clip = self.max_grad_norm, self.weight_clip
         optimizer = self.optimizer
         spec = optimizer.spec()
-        if not (isinstance(spec, np.ndarray) and spec.shape == (1,)
-                and (spec.dtype is OPTIM_SPEC or spec.dtype == OPTIM_SPEC)):
-            raise ValueError("spec must hold exactly one OPTIM_SPEC record")
         if self.blas_limit is None:
             hold_blas()
         else:
@@ -1059,7 +1056,7 @@ cdef class SteadyCall:
         set_dense_input(&rows, self.X_data, self.n_features)
         rows.Y = self.Y_data
         rows.w = NULL
-        PyObject_GetBuffer(spec, &record, PyBUF_WRITABLE)
+        take_record(spec, &record)
         try:
             return self.trainer._epoch(
                 &work, &rows, self.n_samples, self.order_data if self.shuffle else NULL,
