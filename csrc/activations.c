@@ -146,19 +146,24 @@ FM_INLINE void SFX(relu_backward)(REAL *delta, const REAL *a, ptrdiff_t n)
 
 /* ---- softmax (output layer only) ----------------------------------------------------------- */
 
-/* As scikit-learn writes it, exp(z - max) / sum. */
+/* As scikit-learn writes it, exp(z - max) / sum. The exponentials are one vector loop; their sum
+ * is taken in index order, a loop of its own: the same sum on every processor. (One loop that
+ * summed as it went, with a simd reduction, summed in vector lanes where it vectorised, which
+ * until the build's -fno-trapping-math was only AVX-512's clone: softmax's bits differed between
+ * AVX-512 and other processors. The sum of 10 classes is a few adds; the exponentials are
+ * what cost.) */
 FM_INLINE void SFX(softmax_forward_row)(REAL *row, const REAL *b, ptrdiff_t cols)
 {
     SFX(identity_forward_row)(row, b, cols);
     REAL row_max = row[0];
     for (ptrdiff_t j = 1; j < cols; j++)
         row_max = row[j] > row_max ? row[j] : row_max;
-    REAL total = 0;
-    FM_SIMD_SUM(total)
-    for (ptrdiff_t j = 0; j < cols; j++) {
+    FM_SIMD
+    for (ptrdiff_t j = 0; j < cols; j++)
         row[j] = EXP(row[j] - row_max);
+    REAL total = 0;
+    for (ptrdiff_t j = 0; j < cols; j++)
         total += row[j];
-    }
     FM_SIMD
     for (ptrdiff_t j = 0; j < cols; j++)
         row[j] /= total;

@@ -58,6 +58,60 @@ def test_bias_activation_forward(name, dtype):
     np.testing.assert_allclose(a, expected, rtol=RTOL[dtype] * 4, atol=np.finfo(dtype).eps)
 
 
+ELEMENTWISE = [name for name in E.ACTIVATION_CODES if name not in ("softmax", "maxout")]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_activation_bits_are_the_same_in_vectors_and_alone(name, dtype):
+    """Each element-wise activation, forward and backward, gives every element the bits it gets
+    when computed alone: the vector loops (with -fno-trapping-math, setup.py, every processor's
+    clone vectorises the exp-based kinds) round as the scalar code does. A row of 67 runs the
+    vector body and a scalar tail; one column per row runs the scalar code alone."""
+    rng = np.random.RandomState(3)
+    code = E.ACTIVATION_CODES[name]
+    z = np.concatenate([rng.standard_normal(61) * 6, [0.0, -0.0, 40.0, -40.0, 100.0, -100.0]])
+    z = z.astype(dtype).reshape(1, -1)
+    bias = np.zeros(z.shape[1], dtype)
+    keeps_z = K.activation_needs_preactivation(code)
+    row, row_z = z.copy(), (np.empty_like(z) if keeps_z else None)
+    K.kernel_bias_activation(row, bias, code, row_z)
+    alone, alone_z = z.T.copy(), (np.empty_like(z.T) if keeps_z else None)
+    K.kernel_bias_activation(alone, np.zeros(1, dtype), code, alone_z)
+    np.testing.assert_array_equal(row, alone.T)
+    if name in ("exp",):  # an output activation: its derivative is the loss's
+        return
+    delta = rng.standard_normal(z.shape[1]).astype(dtype)
+    whole = delta.copy()
+    K.kernel_activation_backward(whole, row[0], code, row_z[0] if keeps_z else None)
+    for j in range(z.shape[1]):
+        one = delta[j:j + 1].copy()
+        K.kernel_activation_backward(one, row[0, j:j + 1], code,
+                                     row_z[0, j:j + 1] if keeps_z else None)
+        assert one[0] == whole[j] or (np.isnan(one[0]) and np.isnan(whole[j])), (name, j)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cols", [1, 3, 10, 37])
+def test_softmax_sums_its_row_in_index_order(dtype, cols):
+    """softmax: the exponentials as exp gives them, divided by their sum taken in index order
+    (the same on every processor, whatever its vector width)."""
+    rng = np.random.RandomState(4)
+    z = (rng.standard_normal((5, cols)) * 5).astype(dtype)
+    bias = rng.standard_normal(cols).astype(dtype)
+    got = z.copy()
+    K.kernel_bias_activation(got, bias, E.ACTIVATION_CODES["softmax"])
+    shifted = z + bias
+    shifted -= shifted.max(axis=1, keepdims=True)
+    e = np.empty_like(shifted)
+    K.kernel_exp(e.ravel(), shifted.ravel())
+    for r in range(5):
+        total = dtype(0)
+        for value in e[r]:
+            total = dtype(total + value)
+        np.testing.assert_array_equal(got[r], e[r] / total)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_tanh_is_accurate_near_zero(dtype):
     z = np.geomspace(1e-12, 0.7, 2000).astype(dtype)
