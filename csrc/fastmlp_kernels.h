@@ -182,6 +182,8 @@ unsigned long long fm_dropout_key(unsigned long long seed, long long step);
                               ptrdiff_t cols, int loss, double loss_param);                        \
     /* sum of x_i^2, accumulated in double. */                                                     \
     double fm_sum_squares##SFX(const REAL *x, ptrdiff_t n);                                        \
+    /* 1 when every one of x[0..n) is finite (no infinity, no NaN), else 0. */                    \
+    int fm_all_finite##SFX(const REAL *x, ptrdiff_t n);                                             \
     /* g = (g + alpha * w) / divisor: scikit-learn's L2-penalised, sample-averaged gradient;       \
      * and in the same pass *sum_w2 = sum(w^2) (w given) and *sum_g2 = sum of the finished g^2,    \
      * each as fm_sum_squares sums it (either pointer may be NULL: not wanted).               */   \

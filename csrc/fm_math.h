@@ -47,7 +47,9 @@
 #define FM_SIMD FM_PRAGMA(omp simd)
 #define FM_SIMD_SUM(var) FM_PRAGMA(omp simd reduction(+:var))
 #define FM_SIMD_SUM2(a, b) FM_PRAGMA(omp simd reduction(+:a, b))
+#define FM_SIMD_OR(var) FM_PRAGMA(omp simd reduction(|:var))
 #else
+#define FM_SIMD_OR(var)
 #define FM_SIMD_SUM(var)
 #define FM_SIMD_SUM2(a, b)
 #define FM_SIMD

@@ -111,6 +111,21 @@ double SFX(fm_sum_squares)(const REAL *x, ptrdiff_t n)
     return total;
 }
 
+/* Whether every value is finite: x - x is +0 for a finite x and NaN for an infinity or a NaN,
+ * and the comparisons are or-ed, a one-cycle chain, where a sum of squares (what checked this
+ * before) waits on each add's latency and, in float64, overflows for values past ~1e154. On
+ * the parameters of a (64, 100, 10) network, 7,510 floats, on the 2-core AMD EPYC VM: ~0.4 us
+ * against ~1.1 for the sum. */
+FASTMLP_CLONES
+int SFX(fm_all_finite)(const REAL *x, ptrdiff_t n)
+{
+    int bad = 0;
+    FM_SIMD_OR(bad)
+    for (ptrdiff_t i = 0; i < n; i++)
+        bad |= !(x[i] - x[i] == (REAL)0);
+    return !bad;
+}
+
 /* The gradient's finish, one pass: g = (g + alpha w) / divisor (g / divisor without w or with
  * alpha 0), and, read as they go by, sum(w^2) (the loss's L2 term) and sum(g^2) of the finished
  * g (its norm). Each sum is the one fm_sum_squares gives, term for term in the same order (the

@@ -641,8 +641,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
 
     def _check_finite_weights(self, theta, fit_task):
         """scikit-learn's report of a diverged fit (the weights are kept, as it keeps them)."""
-        # (The engine's vectorised pass first: np.isfinite(theta).all() makes a temporary.)
-        if not (_engine.surely_finite(theta.reshape(1, -1)) or np.isfinite(theta).all()):
+        # (The engine's vectorised pass: np.isfinite(theta).all() makes a temporary.)
+        if not _engine.surely_finite(theta.reshape(1, -1)):
             raise ValueError(
                 "Solver produced non-finite parameter weights. The input data may"
                 " contain large values and need to be preprocessed."

@@ -96,6 +96,8 @@ cdef extern from "fastmlp_kernels.h" nogil:
     void fm_output_delta_d(double *delta, double *row_loss, const double *p, const double *y, const double *w, const Py_ssize_t *rows_index, Py_ssize_t rows, Py_ssize_t cols, int loss, double loss_param)
     double fm_sum_squares_f(const float *x, Py_ssize_t n)
     double fm_sum_squares_d(const double *x, Py_ssize_t n)
+    int fm_all_finite_f(const float *x, Py_ssize_t n)
+    int fm_all_finite_d(const double *x, Py_ssize_t n)
     void fm_finish_gradient_f(float *g, const float *w, Py_ssize_t n, double alpha, double divisor, double *sum_w2, double *sum_g2)
     void fm_finish_gradient_d(double *g, const double *w, Py_ssize_t n, double alpha, double divisor, double *sum_w2, double *sum_g2)
     void fm_sgd_step_f(float *param, const float *grad, float *velocity, Py_ssize_t n, double learning_rate, double momentum, int nesterov)
@@ -227,6 +229,14 @@ cdef inline double sum_squares(const floating *x, Py_ssize_t n) noexcept nogil:
         return fm_sum_squares_f(x, n)
     else:
         return fm_sum_squares_d(x, n)
+
+
+cdef inline bint all_finite(const floating *x, Py_ssize_t n) noexcept nogil:
+    """Whether every one of x[0..n) is finite."""
+    if floating is float:
+        return fm_all_finite_f(x, n) != 0
+    else:
+        return fm_all_finite_d(x, n) != 0
 
 
 cdef inline void finish_gradient(floating *g, const floating *w, Py_ssize_t n, double alpha,

@@ -279,9 +279,10 @@ def test_small_product_sums_in_order_bit_for_bit(dtype, n_in, zeros):
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_surely_finite_is_true_exactly_for_finite_values(dtype, rows, n_threads):
     X = np.random.default_rng(0).standard_normal((rows, 784)).astype(dtype)
-    X[0, 0] = np.finfo(dtype).max  # finite extremes stay finite (float32: squared in double)
-    # float64's max overflows the sum: "not known"
-    assert E.surely_finite(X, n_threads) is (dtype is np.float32)
+    X[0, 0] = np.finfo(dtype).max  # finite extremes are finite (no sum that could overflow)
+    X[-1, -1] = -np.finfo(dtype).max
+    X[0, 1] = np.finfo(dtype).tiny / 4  # and so are subnormals
+    assert E.surely_finite(X, n_threads) is True
     X[0, 0] = 0.0
     assert E.surely_finite(X, n_threads) is True
     for where in [(0, 0), (rows // 2, 5), (-1, -1)]:  # first, middle and last block

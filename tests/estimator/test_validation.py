@@ -225,7 +225,7 @@ def test_another_number_of_outputs_in_partial_fit_is_refused():
 def test_fit_validation_skips_only_a_finiteness_check_that_passed():
     y = np.arange(6) % 2
     clf = MLPClassifier()
-    huge = np.full((6, 3), 1e200)  # finite; its sum of squares overflows: scikit-learn decides
+    huge = np.full((6, 3), 1e200)  # finite, though its squares overflow
     X, _ = _validate_training_data(clf, huge, y, reset=True)
     np.testing.assert_array_equal(X, huge)
     for bad, message in [(np.nan, "Input X contains NaN"), (np.inf, "Input X contains infinity")]:
