@@ -10,9 +10,9 @@ took 89-120 us, 13-15 us vectorised, gelu 133 -> 19-22 us, on the 2-core AMD EPY
 It changes no value: each element rounds as the scalar code does, which
 tests/engine/test_kernels.py checks bit for bit, and tools/fingerprint.py's 301 fits were equal
 before and after). The default build is portable: the hot C kernels carry several
-instruction-set versions (csrc/fm_math.h: FASTMLP_CLONES) chosen at load time. FASTMLP_NATIVE=1 adds
--march=native for a build that only has to run on this machine. Without OpenMP the build warns
-and produces a serial engine.
+instruction-set versions (csrc/fm_math.h: FASTMLP_CLONES) chosen at load time.
+FASTMLP_NATIVE=1 adds -march=native for a build that only has to run on this machine. Without
+OpenMP the build warns and produces a serial engine.
 """
 import glob
 import os

@@ -12,13 +12,13 @@ both with each checkout first on PYTHONPATH, in turns (setup.py's -fno-trapping-
 so: the exp-based kinds ran scalar on AVX2 before it).
 """
 import argparse
-import time
 
 import numpy as np
 from scipy.special import expit
 
 from fastmlp import _engine as E
 from fastmlp._engine import _testing as K
+from per_call_parts import timed  # (median, 10th percentile) of n calls, in us
 
 NUMPY = {  # the same function in numpy, on z = a + b (scikit-learn's ACTIVATIONS, and torch's)
     "identity": lambda z: z,
@@ -34,17 +34,6 @@ NUMPY = {  # the same function in numpy, on z = a + b (scikit-learn's ACTIVATION
     "mish": lambda z: z * np.tanh(np.logaddexp(z, 0)),
     "softplus": lambda z: np.logaddexp(z, 0),
 }
-
-
-def quiet_time(call, calls):
-    """The 10th percentile of `calls` timings of call(), in microseconds."""
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    times.sort()
-    return times[len(times) // 10] * 1e6
 
 
 def time_kernels(rows, cols, classes, calls, rounds, dtypes=(np.float32, np.float64)):
@@ -70,9 +59,9 @@ def time_kernels(rows, cols, classes, calls, rounds, dtypes=(np.float32, np.floa
 
             best_own = best_numpy = float("inf")
             for _ in range(rounds):
-                best_own = min(best_own, quiet_time(own, calls))
+                best_own = min(best_own, timed(own, calls)[1])
                 if reference is not None:
-                    best_numpy = min(best_numpy, quiet_time(numpy_call, calls))
+                    best_numpy = min(best_numpy, timed(numpy_call, calls)[1])
             results[name, np.dtype(dtype).name] = (
                 best_own, best_numpy if reference is not None else None)
     return results

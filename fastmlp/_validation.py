@@ -13,9 +13,9 @@ its order and its messages. Each shortcut is here, with the reason it is safe:
   scikit-learn's one serial pass (~11 ms of a 60,000 x 784 float32 epoch, a twentieth of it on
   two threads). Only a check that passed is skipped: anything not finite takes scikit-learn's
   path, for its error. A later partial_fit (or warm fit) on arrays every check would pass as
-  they are skips validate_data altogether, which would return them unchanged without a warning after ~0.5 ms
-  of dataframe and feature-name probing per call (6 % of a `small` epoch); `_plain_target`
-  says which targets those are.
+  they are skips validate_data altogether, which would return them unchanged without a warning
+  after ~0.5 ms of dataframe and feature-name probing per call (6 % of a `small` epoch);
+  `_plain_target` says which targets those are.
 - `_binarize`: LabelBinarizer's transform as a searchsorted for multiclass and binary targets
   whose labels are all known: LabelBinarizer spends ~1 ms per 1,000 labels checking its input
   again, more than a small epoch's training. The labels it cannot place exactly (unknown ones,

@@ -695,10 +695,9 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
 
 def surely_finite(const floating[:, ::1] X, int n_threads=1):
     """True when every value of X is finite, False when one is not, by one vectorised pass
-    (fm_all_finite). Much cheaper than np.isfinite(X).all() on one row (no temporary); a large
-    X is cut into SURE_CHUNKS blocks of rows shared by n_threads threads. (It summed the
-    squares in double, which overflowed for float64 values past ~1e154: False meant "not
-    known" then, and the callers still run the full check on False, for scikit-learn's error.)"""
+    (fm_all_finite), exact for any finite value (a sum of squares in double, which this was,
+    overflowed past ~1e154). Much cheaper than np.isfinite(X).all() on one row (no temporary);
+    a large X is cut into SURE_CHUNKS blocks of rows shared by n_threads threads."""
     cdef Py_ssize_t rows = X.shape[0], cols = X.shape[1], c, r0, r1
     cdef unsigned char[::1] finite
     cdef bint all_of_it
