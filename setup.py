@@ -59,14 +59,19 @@ else:
     )
     compile_args.append("-DFASTMLP_OPENMP_SIMD")
 
+# What every compiled object depends on beyond its own source: the kernels' headers, and this
+# file, whose flags it is compiled with. (Without them an in-place build after a header's or a
+# flag's change kept the kernels' objects compiled before it: the library is rebuilt only from
+# objects out of date, and it is built with what build_clib finds in `obj_deps`.)
+BUILD_DEPENDS = ["setup.py", "csrc/fastmlp_kernels.h", "csrc/fm_math.h", "csrc/fm_openmp.h"]
 # The C kernels, compiled once into a static library that every engine module links (each
 # takes only the objects it calls).
-kernels = ("fastmlp_kernels", {"sources": CSRC, "include_dirs": ["csrc"], "cflags": compile_args})
+kernels = ("fastmlp_kernels", {"sources": CSRC, "include_dirs": ["csrc"], "cflags": compile_args,
+                               "obj_deps": {"": BUILD_DEPENDS}})
 ENGINE_MODULES = ["vocabulary", "_network", "_trainer", "_testing"]
 # The kernels' sources too: the library is rebuilt when one changes, and each module must then be
 # linked again, or an in-place build keeps the old kernel in it.
-ENGINE_DEPENDS = ["csrc/fastmlp_kernels.h", "csrc/fm_math.h", "csrc/fm_openmp.h", *CSRC,
-                  *sorted(glob.glob("fastmlp/_engine/*.pxd"))]
+ENGINE_DEPENDS = [*BUILD_DEPENDS, *CSRC, *sorted(glob.glob("fastmlp/_engine/*.pxd"))]
 
 extensions = [
     Extension(
