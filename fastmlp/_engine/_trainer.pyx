@@ -752,11 +752,10 @@ cdef class SteadyCall:
     finite, and y a 1-D array of the kind it was made for (integer labels, all known; or finite
     floats); it writes only its own target's rows, nothing of the estimator's. `epoch` runs
     the epoch as the Python path's _StochasticRun.epoch does, on the same buffers, with the
-    same order and
-    dropout seed (for an integer random_state: the seeded RandomState draws the same ones at
-    every call, so they are the ones that call drew, and the held RandomState is already in the
-    state those draws leave; for None or a RandomState, drawn from it at each call, in its
-    order). The estimator keeps its Python bookkeeping after it (_stochastic_epochs), and drops
+    same order and dropout seed (for an integer random_state: the seeded RandomState draws the
+    same ones at every call, so they are the ones that call drew, and the held RandomState is
+    already in the state those draws leave; for None or a RandomState, drawn from it at each
+    call, in its order). The estimator keeps its Python bookkeeping after it (_stochastic_epochs), and drops
     this object whenever any other path runs, so nothing else can have moved the held
     RandomState. tests/estimator/test_partial_fit_steady.py compares the two paths bit for bit,
     option by option."""
@@ -924,7 +923,7 @@ cdef class SteadyCall:
         """Y's rows (n_samples x n_outputs, C order) from y, as the Python path makes them;
         False when y is not of the kind this call takes, or holds a label that is not a
         class."""
-        cdef Py_ssize_t n = self.n_samples, k = self.n_outputs, i, lo, hi, mid
+        cdef Py_ssize_t n = self.n_samples, k = self.n_outputs, i, lo, hi, mid, column
         cdef long long label
         cdef Py_buffer view
         cdef const void *values
@@ -965,7 +964,7 @@ cdef class SteadyCall:
             if self.target == TARGET_OWN_INDEX:
                 if label < 0 or label >= self.n_classes:
                     return False
-                mid = <Py_ssize_t> label
+                column = <Py_ssize_t> label
             else:
                 lo, hi = 0, self.n_classes
                 while lo < hi:
@@ -976,11 +975,11 @@ cdef class SteadyCall:
                         hi = mid
                 if lo == self.n_classes or self.classes_data[lo] != label:
                     return False
-                mid = lo
+                column = lo
             if k == 1:
-                Y[i] = 1 if mid == 1 else 0
+                Y[i] = 1 if column == 1 else 0
             else:
-                Y[i * k + mid] = 1
+                Y[i * k + column] = 1
         return True
 
     def epoch(self, estimator, norm_sums):
