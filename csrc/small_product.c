@@ -37,6 +37,22 @@
  * it was. A dense row reads W directly: making its list cost ~7 % (7.97 against 7.48 us), so
  * the list is made only where an eighth or more of the row is zero.
  *
+ * Where the time goes, and what did not help (2-core AMD EPYC VM, AVX2, L2 512 KB a core, L3
+ * 32 MB): one row through `mnist`'s 784 x 256 float32 W (800 KB) reads W from L3, 16-20 us,
+ * ~45 GB/s; 784 x 128 (400 KB, in L2) takes 6-7 us. Tried, each changing no bit, and dropped:
+ * - Two threads on one row, each taking half of W's columns in every layer (z[j] depends on
+ *   column j alone), a layer's halves waited for before the next: 17-23 us against 23-28 for
+ *   engine calls back to back, but in a predict_proba loop (a few microseconds of Python
+ *   between calls, the OpenMP worker gone to sleep) 28.6 us a call against 19.9 on one thread.
+ *   Nor does a half stay in its core's L2: W's rows are 1 KB apart, so one half's columns fall
+ *   in half of L2's sets, as many lines to a set as all of W.
+ * - A dense row taken 16 terms at a time (W read nearly in its order of memory, the sums kept
+ *   in z between pieces): 0.66-0.82 of the time where W's rows are 2 KB or more apart and W
+ *   comes from memory (several models' W in turn, 13-16 MB), but 0.91-1.03 with W in L3 (one
+ *   model's, as a serving loop has it), and no gain in predict_proba. Software prefetches of W
+ *   4-16 rows ahead: 20.2-20.5 us against 20.4. (Each the median of 300-400 x 10-20 calls, the
+ *   variants interleaved in one process.)
+ *
  * This file includes itself once per dtype (see activations.c).
  */
 #ifndef REAL
