@@ -48,7 +48,11 @@
 # (1.01, 1.53, 1.03, 1.03, 0.96 the run before). One thread in a two-thread process is as fast
 # as a one-thread process (0.99-1.00 on `tiny-batch`, the choice forced). Running a one-thread
 # batch on whichever thread started first, in case the caller was the one sharing the busy
-# core, was slower (1.17x): it wakes the worker every batch.
+# core, was slower (1.17x): it wakes the worker every batch. A margin of 5 % instead of 10 %
+# (2-core AMD EPYC VM, a spinning process, 1- and 2-thread epochs of each workload at scale
+# 0.5 in turns, the builds in turns): 2 threads over 1 on `mnist` 0.97-1.14 (median 1.02 of 7
+# runs) against 1.01-1.16 (1.09), `mnist-f64` 0.92-1.06 against 1.01-1.05, `tiny-batch`
+# 1.03-1.05 against 0.99-1.01: no clear gain, the margin stays.
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 cdef enum:
