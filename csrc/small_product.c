@@ -47,8 +47,8 @@
  *   Nor does a half stay in its core's L2: W's rows are 1 KB apart, so one half's columns fall
  *   in half of L2's sets, as many lines to a set as all of W.
  * - A dense row taken 16 terms at a time (W read nearly in its order of memory, the sums kept
- *   in z between pieces): 0.66-0.82 of the time where W's rows are 2 KB or more apart and W
- *   comes from memory (several models' W in turn, 13-16 MB), but 0.91-1.03 with W in L3 (one
+ *   in z between pieces): 0.63-0.84 of the time where W's rows are 2 KB or more apart and W
+ *   comes from memory (several models' W in turn, 13-17 MB), but 0.91-1.03 with W in L3 (one
  *   model's, as a serving loop has it), and no gain in predict_proba. Software prefetches of W
  *   4-16 rows ahead: 20.2-20.5 us against 20.4. (Each the median of 300-400 x 10-20 calls, the
  *   variants interleaved in one process.)
