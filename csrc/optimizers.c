@@ -101,6 +101,9 @@ void fm_optim_begin_step(fm_optim *o)
 
 #else
 
+/* sum(x^2) in double, summed as finish_loop sums sum(W^2) and sum(g^2): the reference its sums
+ * are held to, term for term (tests/engine/test_kernels.py). The engine no longer calls it:
+ * finiteness is fm_all_finite's (exact, where this sum overflowed past ~1e154). */
 FASTMLP_CLONES
 double SFX(fm_sum_squares)(const REAL *x, ptrdiff_t n)
 {

@@ -755,9 +755,9 @@ cdef class SteadyCall:
     same order and dropout seed (for an integer random_state: the seeded RandomState draws the
     same ones at every call, so they are the ones that call drew, and the held RandomState is
     already in the state those draws leave; for None or a RandomState, drawn from it at each
-    call, in its order). The estimator keeps its Python bookkeeping after it (_stochastic_epochs), and drops
-    this object whenever any other path runs, so nothing else can have moved the held
-    RandomState. tests/estimator/test_partial_fit_steady.py compares the two paths bit for bit,
+    call, in its order). The estimator keeps its Python bookkeeping after it
+    (_stochastic_epochs), and drops this object whenever any other path runs, so nothing else
+    can have moved the held RandomState. tests/estimator/test_partial_fit_steady.py compares the two paths bit for bit,
     option by option."""
     cdef Trainer trainer
     cdef readonly Py_ssize_t n_samples
