@@ -52,6 +52,16 @@
  *   model's, as a serving loop has it), and no gain in predict_proba. Software prefetches of W
  *   4-16 rows ahead: 20.2-20.5 us against 20.4. (Each the median of 300-400 x 10-20 calls, the
  *   variants interleaved in one process.)
+ * - Two threads on one row, each taking half of W's rows (k), summed as (first half) + (second
+ *   half) on one thread or two, so that each core keeps its contiguous 400 KB in its L2 (a later
+ *   session; the halves claimed caller-first and worker-first so that each half stays on one
+ *   core, two threads only when the call before ended under 20 us earlier, with libgomp's worker
+ *   still spinning, and a back-off when they cost more than one). A C harness of the halves
+ *   alone: 8-10 us against 15-16. The engine called back to back from Python: 13-16 us against
+ *   22-23 (W of 64 KB or more in halves; 15-21 with only W1). But in a predict_proba loop, 200
+ *   calls a round, rounds of one thread and of two in turns: two over one 0.64-0.83 in some
+ *   rounds and 1.19-1.51 in others of the same run (the caller's half shares its L2 with the
+ *   interpreter's work between calls), medians 0.95 and 1.26 over 16 rounds. Dropped.
  *
  * This file includes itself once per dtype (see activations.c).
  */
