@@ -33,14 +33,19 @@
  * loads of W and six broadcasts of a per k. The rows' tail (1 to 5 rows) takes the same kernel
  * with fewer accumulators, and a last panel of at most 8 columns one vector of them a row (100
  * columns, scikit-learn's default hidden layer, end in 4: 0.93-0.95 of the time of 32 x 64 x
- * 100 and 200 x 64 x 100 products with two; 10 columns read 1.04-1.08, 0.1-0.2 us, in the same
- * C harness, though their code is as before). The blocks of k are the outer loop, the panels the inner one, so that
- * the rows' FM_RP_KC terms (128 rows: 128 KB) stay in L2 while every panel runs over them; with
- * the panels outside, each panel read all of `a` (128 x 784: 400 KB, L2's size) again. Each
- * out[r, j] still takes its blocks of k in order, so no bit changes. A C harness linking both
- * orders, interleaved call by call, W in cache (2-core AMD EPYC VM): new / old 0.93-0.98 for
- * mnist's 128 x 784 x 256, 0.94-0.96 for 32 x 64 x 100 (partial_fit's), 0.95-0.97 for 784 and
- * 1024 inputs by 1024 outputs, 0.98-1.01 where n_in is one block.
+ * 100 and 200 x 64 x 100 products with two; 10 columns read 1.04-1.08, 0.1-0.2 us, in the
+ * same C harness, though their code is as before).
+ *
+ * The blocks of k are the outer loop, the panels the inner one, so that the rows' FM_RP_KC
+ * terms (128 rows: 128 KB) stay in L2 while every panel runs over them; with the panels
+ * outside, each panel read all of `a` (128 x 784: 400 KB, L2's size) again. Each out[r, j]
+ * still takes its blocks of k in order, so no bit changes. A C harness linking both orders,
+ * interleaved call by call, W in cache (2-core AMD EPYC VM): new / old 0.93-0.98 for mnist's
+ * 128 x 784 x 256, 0.94-0.96 for 32 x 64 x 100 (partial_fit's), 0.95-0.97 for 784 and 1024
+ * inputs by 1024 outputs, 0.98-1.01 where n_in is one block; epochs, the builds alternating
+ * (benchmarks/ab_builds.py, 8 rounds, with the 8-column panel above): mnist 0.95x, tiny-batch
+ * 0.92x, small 1.02x (its noise). The own / OpenBLAS figures above and below are the kernel's
+ * before these two changes.
  *
  * The backward pass's product with W's transpose (a row block's delta times W^T, the gradient of
  * the layer's input) is the same product with a packing that transposes: a panel's 16 columns of
