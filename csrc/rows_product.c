@@ -41,8 +41,8 @@
  * outside, each panel read all of `a` (128 x 784: 400 KB, L2's size) again. Each out[r, j]
  * still takes its blocks of k in order, so no bit changes. A C harness linking both orders,
  * interleaved call by call, W in cache (2-core AMD EPYC VM): new / old 0.93-0.98 for mnist's
- * 128 x 784 x 256, 0.94-0.96 for 32 x 64 x 100 (partial_fit's), 0.95-0.97 for 784 and 1024
- * inputs by 1024 outputs, 0.98-1.01 where n_in is one block; epochs, the builds alternating
+ * 128 x 784 x 256, 0.94-0.96 for 32 x 64 x 100 (partial_fit's), 0.91-0.97 for 784 and 1024
+ * inputs by 1024 outputs, 0.98-1.01 where n_in is one or two blocks; epochs, the builds alternating
  * (benchmarks/ab_builds.py, 8 rounds, with the 8-column panel above): mnist 0.95x, tiny-batch
  * 0.92x, small 1.02x (its noise). The own / OpenBLAS figures above and below are the kernel's
  * before these two changes.
