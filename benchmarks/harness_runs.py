@@ -20,6 +20,11 @@ compare.py runs them after its table; alone (the same runs, without the table):
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/harness_runs.py \
         --runs busy-core,per-call --threads 2
+
+and one workload's busy-core run, longer (how _threads.pxd's gate was measured):
+
+    python benchmarks/harness_runs.py --runs busy-core --workloads tiny-batch --scale 0.5 \
+        --repeats 7
 """
 import argparse
 import os
@@ -41,11 +46,12 @@ STEADY_RUNS = 5
 PER_CALL_ROWS, PER_CALL_HIDDEN, PER_CALL_FEATURES = 32, (100,), 64
 
 
-def steadiness(threads, repeats, budget, scale, log, runs=STEADY_RUNS):
+def steadiness(threads, repeats, budget, scale, log, runs=STEADY_RUNS,
+               names=STEADY_WORKLOADS):
     """{workload: {"medians": [s, ...], "max_over_min": ratio}} of fastmlp's epoch medians."""
     results = {}
     with threadpool_limits(threads):
-        for name in STEADY_WORKLOADS:
+        for name in names:
             workload = FIT_WORKLOADS[name].scaled(scale)
             medians = []
             for run in range(runs):
@@ -57,7 +63,7 @@ def steadiness(threads, repeats, budget, scale, log, runs=STEADY_RUNS):
     return results
 
 
-def busy_core(repeats, budget, scale, log):
+def busy_core(repeats, budget, scale, log, names=None):
     """{workload: {"1": s, "2": s, "two_over_one": ratio}}: fastmlp's epoch medians with 1 and
     2 threads while another process keeps one core busy (`repeats` epochs each; 3 in a full
     run, which keeps `wide` at ~20 s a thread count)."""
@@ -66,9 +72,10 @@ def busy_core(repeats, budget, scale, log):
     try:
         time.sleep(0.5)  # let the scheduler see it busy
         with threadpool_limits(2):
-            for name, workload in FIT_WORKLOADS.items():
+            for name in (tuple(FIT_WORKLOADS) if names is None else names):
                 log(f"busy core: {name} with 1 and 2 threads")
-                r = bench_threads(workload.scaled(scale), ["fastmlp"], 2, repeats, budget,
+                workload = FIT_WORKLOADS[name].scaled(scale)
+                r = bench_threads(workload, ["fastmlp"], 2, repeats, budget,
                                   lambda message: None)["fastmlp"]["by_threads"]
                 results[name] = {"1": r["1"]["median_s"], "2": r["2"]["median_s"],
                                  "two_over_one": r["2"]["median_s"] / r["1"]["median_s"]}
@@ -104,13 +111,17 @@ def per_call(threads, log, calls=(("fastmlp", 2000), ("sklearn", 300))):
     return results
 
 
-def run_harness(runs, threads, repeats, budget, scale, log):
-    """The runs named (from HARNESS_RUNS) as {name: result}; busy-core needs 2 usable CPUs."""
+def run_harness(runs, threads, repeats, budget, scale, log, workloads=None):
+    """The runs named (from HARNESS_RUNS) as {name: result}; busy-core needs 2 usable CPUs.
+    `workloads` narrows steadiness and busy-core to those of theirs named (all: None)."""
     results = {}
     if "steadiness" in runs:
-        results["steadiness"] = steadiness(threads, repeats, budget, scale, log)
+        names = [w for w in STEADY_WORKLOADS if workloads is None or w in workloads]
+        results["steadiness"] = steadiness(threads, repeats, budget, scale, log, names=names)
     if "busy-core" in runs and threads >= 2:
-        results["busy-core"] = busy_core(min(repeats, 3), budget, scale, log)
+        names = [w for w in FIT_WORKLOADS if workloads is None or w in workloads]
+        results["busy-core"] = busy_core(min(repeats, 3) if workloads is None else repeats,
+                                         budget, scale, log, names=names)
     if "per-call" in runs:
         calls = (("fastmlp", max(20, int(2000 * scale))), ("sklearn", max(10, int(300 * scale))))
         results["per-call"] = per_call(threads, log, calls)
@@ -147,13 +158,22 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5, help="timed epochs per run")
     parser.add_argument("--budget", type=float, default=30.0, help="seconds per workload")
     parser.add_argument("--scale", type=float, default=1.0, help="workload size factor")
+    parser.add_argument("--workloads", default=None,
+                        help="comma-separated training workloads for steadiness and busy-core "
+                        "(default: theirs, and busy-core's 3 epochs; named, --repeats epochs)")
     args = parser.parse_args(argv)
     runs = [r.strip() for r in args.runs.split(",") if r.strip()]
     unknown = [r for r in runs if r not in HARNESS_RUNS]
     if unknown:
         parser.error(f"unknown run: {', '.join(unknown)}")
+    workloads = None
+    if args.workloads is not None:
+        workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+        unknown = [w for w in workloads if w not in FIT_WORKLOADS]
+        if unknown:
+            parser.error(f"unknown workload: {', '.join(unknown)}")
     results = run_harness(runs, args.threads, args.repeats, args.budget, args.scale,
-                          lambda message: print(message, file=sys.stderr))
+                          lambda message: print(message, file=sys.stderr), workloads)
     print(f"load average {os.getloadavg()[0]:.2f}" + format_harness(results))
     return 0
 

@@ -17,6 +17,9 @@ static inline double omp_get_wtime(void) { return (double)clock() / CLOCKS_PER_S
  * off the caller's CPU when the kernel put both on one. */
 int fm_current_cpu(void);
 void fm_leave_cpu(int cpu);
+/* and the seconds the CPUs it may run on have stood idle, plus the process's CPU seconds (-1
+ * where unknown) */
+double fm_spare_seconds(void);
 
 #if defined(__GNUC__) || defined(__clang__)
 static inline int fm_load_flag(const int *flag) { return __atomic_load_n(flag, __ATOMIC_RELAXED); }

@@ -19,6 +19,12 @@
 #include <sched.h>
 #include <stdlib.h>
 #include "fm_openmp.h"
+#if defined(__linux__)
+#include <fcntl.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#endif
 
 int fm_current_cpu(void)
 {
@@ -59,5 +65,70 @@ void fm_yield_cpu(void)
 {
 #if defined(__linux__) || defined(__APPLE__) || defined(__unix__)
     sched_yield();
+#endif
+}
+
+/* Seconds for which the CPUs this process may run on have been idle since boot (the idle and
+ * iowait columns of /proc/stat's per-CPU lines, summed over the affinity mask), plus the CPU
+ * seconds this process has run, or -1 where there is no such count (not Linux, /proc not
+ * mounted). Over a wall-clock window, the difference of two readings minus the window is how
+ * many CPUs stood free beside one running thread of ours, whether or not that thread paused
+ * meanwhile (a pause idles its CPU and stops its clock alike): the run-time thread choice
+ * reads it before it probes all threads while one thread has the batches (_threads.pxd's
+ * gate). The idle counts tick in clock ticks (10 ms at USER_HZ 100), so only a window of ~0.1 s
+ * or more says anything. No allocation: the file is read in blocks and parsed line by line, up
+ * to the first line that is not a CPU's (they come first). */
+double fm_spare_seconds(void)
+{
+#if defined(__linux__)
+    cpu_set_t allowed;
+    char block[4096], line[512];
+    unsigned long long idle = 0, field[5];
+    long tick = sysconf(_SC_CLK_TCK);
+    struct timespec own;
+    ssize_t got, i;
+    size_t len = 0;
+    int fd, k, cpu, seen = 0, done = 0;
+    char *p, *end;
+    if (tick <= 0 || sched_getaffinity(0, sizeof allowed, &allowed) != 0
+        || clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &own) != 0)
+        return -1.0;
+    fd = open("/proc/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1.0;
+    while (!done && (got = read(fd, block, sizeof block)) > 0) {
+        for (i = 0; i < got; i++) {
+            if (block[i] != '\n') {
+                if (len < sizeof line - 1)
+                    line[len++] = block[i];
+                continue;
+            }
+            line[len] = '\0';
+            len = 0;
+            if (strncmp(line, "cpu", 3) != 0) {  /* past the CPU lines */
+                done = 1;
+                break;
+            }
+            if (line[3] < '0' || line[3] > '9')  /* "cpu " is the machine's total */
+                continue;
+            cpu = (int)strtol(line + 3, &p, 10);
+            for (k = 0; k < 5; k++) {  /* user nice system idle iowait */
+                field[k] = strtoull(p, &end, 10);
+                if (end == p)
+                    break;
+                p = end;
+            }
+            if (k == 5 && cpu >= 0 && cpu < CPU_SETSIZE && CPU_ISSET(cpu, &allowed)) {
+                idle += field[3] + field[4];
+                seen++;
+            }
+        }
+    }
+    close(fd);
+    if (!seen)
+        return -1.0;
+    return (double)idle / (double)tick + (double)own.tv_sec + 1e-9 * (double)own.tv_nsec;
+#else
+    return -1.0;
 #endif
 }

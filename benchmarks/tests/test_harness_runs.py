@@ -2,6 +2,8 @@
 prints. Nothing is judged on speed here; the verdicts are targets.py's, tested on made-up
 results in test_targets.py."""
 import harness_runs
+import pytest
+
 from fastmlp.bench.workloads import Workload
 
 
@@ -23,6 +25,23 @@ def test_busy_core_times_one_and_two_threads_per_workload(monkeypatch):
     result = harness_runs.busy_core(repeats=1, budget=1.0, scale=1.0, log=quiet)
     r = result["tiny"]
     assert r["two_over_one"] == r["2"] / r["1"] and r["1"] > 0
+
+
+def test_workloads_narrow_steadiness_and_busy_core(monkeypatch, capsys):
+    tiny = Workload("tiny", 256, 8, (4,), 32, "float32")
+    other = Workload("other", 256, 8, (4,), 32, "float32")
+    monkeypatch.setattr(harness_runs, "FIT_WORKLOADS", {"tiny": tiny, "other": other})
+    result = harness_runs.run_harness(["busy-core"], 2, 2, 1.0, 1.0, quiet, workloads=["other"])
+    assert list(result["busy-core"]) == ["other"]
+    assert harness_runs.main(["--runs", "busy-core", "--workloads", "tiny", "--threads", "2",
+                              "--repeats", "1", "--budget", "1"]) == 0
+    assert "tiny " in capsys.readouterr().out
+
+
+def test_an_unknown_workload_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        harness_runs.main(["--runs", "busy-core", "--workloads", "tiny-batch,nope"])
+    assert "unknown workload: nope" in capsys.readouterr().err
 
 
 def test_per_call_times_each_system():

@@ -7,6 +7,7 @@ cdef extern from "fm_openmp.h" nogil:
     void fm_store_flag(int *flag, int value)
     int fm_current_cpu()
     void fm_leave_cpu(int cpu)
+    double fm_spare_seconds()
     int fm_take_next(int *counter)
     void fm_count_done(int *count)
     int fm_wait_count(const int *count, int target, const int *stop)

@@ -18,10 +18,11 @@ from fastmlp._engine._kernels cimport (
     sum_squares,
 )
 from fastmlp._engine._network cimport Network
-from fastmlp._engine._openmp cimport fm_current_cpu, fm_leave_cpu
+from fastmlp._engine._openmp cimport fm_current_cpu, fm_leave_cpu, fm_spare_seconds
 from fastmlp._engine._schedule cimport first_tiles as schedule_first_tiles
 from fastmlp._engine._threads cimport (
-    ThreadChoice, choice_for, choice_init, choice_next, choice_record, choice_threads,
+    ThreadChoice, choice_for, choice_gate, choice_init, choice_next, choice_record,
+    choice_threads, choice_wants_gate,
 )
 
 
@@ -254,21 +255,39 @@ def leave_cpu(int cpu):
         fm_leave_cpu(cpu)
 
 
-def thread_choice_trace(most, costs):
+def spare_seconds():
+    """csrc/placement.c's fm_spare_seconds: the idle seconds of the CPUs this process may run
+    on plus its own CPU seconds (-1 where there is no count)."""
+    return fm_spare_seconds()
+
+
+def thread_choice_trace(most, costs, idle=None, Py_ssize_t rows=32, double unit=1e-5):
     """The thread counts _threads.pxd's choice gives batch after batch, when a batch costs
     costs[i][0] seconds per row on one thread and costs[i][1] on `most` (batch i). `most` may
-    also be a list, one thread limit per batch (choice_for at each, as each epoch does)."""
+    also be a list, one thread limit per batch (choice_for at each, as each epoch does).
+
+    With `idle` (one value a batch: how many CPUs stood idle during it), the trainer's gate
+    runs too, on a clock and a count of spare seconds that this helper keeps (idle CPUs plus
+    the batch's own threads): the costs are then in `unit` seconds per row, of `rows`-row
+    batches."""
     cdef ThreadChoice c, kept
     cdef int which
+    cdef double now = 1.0, spare = 0.0, scale = 1.0 if idle is None else unit, seconds
     mosts = most if isinstance(most, list) else [most] * len(costs)
     choice_init(&c, 0)
     choice_init(&kept, 0)
     trace = []
-    for limit, (one, many) in zip(mosts, costs):
+    for i, (limit, (one, many)) in enumerate(zip(mosts, costs)):
         choice_for(&c, &kept, limit)
         which = choice_next(&c)
         trace.append(choice_threads(&c, which))
-        choice_record(&c, which, many if which == 1 else one)
+        choice_record(&c, which, (many if which == 1 else one) * scale)
+        if idle is not None:
+            seconds = (many if which == 1 else one) * scale * rows
+            now += seconds
+            spare += (idle[i] + choice_threads(&c, which)) * seconds
+            if choice_wants_gate(&c, rows):
+                choice_gate(&c, rows, spare, now)
     return trace
 
 

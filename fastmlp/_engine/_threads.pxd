@@ -53,6 +53,35 @@
 # 0.5 in turns, the builds in turns): 2 threads over 1 on `mnist` 0.97-1.14 (median 1.02 of 7
 # runs) against 1.01-1.16 (1.09), `mnist-f64` 0.92-1.06 against 1.01-1.05, `tiny-batch`
 # 1.03-1.05 against 0.99-1.01: no clear gain, the margin stays.
+#
+# The gate. Where a batch is short (`tiny-batch`: ~0.6 ms on one thread), a probe of the threads
+# beside a busy core is all loss: their batches' median beat one thread's there (0.37-0.53 ms
+# against 0.62-0.68), but a thread that the OS takes away for its time slice (milliseconds)
+# holds the batch, and the probes' batches cost 1.3-1.6 ms on average. Counted batch by batch
+# (one epoch of 313 batches at a time, 2-core AMD EPYC VM, a spinning process): 24-99 batches
+# an epoch went to the threads, in probes the gap's doubling does not space out because every
+# slowdown of the one thread starts one at once, and those epochs took 1.10-1.17x the one-
+# thread epochs. So before such a probe, while one thread has the batches and one of its
+# batches takes under SHORT_BATCH_US, the trainer reads how many CPUs stood free beside its
+# one thread over a window of at least IDLE_WINDOW_MS since the gate last looked (the idle
+# seconds of the CPUs it may run on, from /proc/stat, plus its own CPU seconds, minus the
+# window: csrc/placement.c's fm_spare_seconds; counting its own CPU seconds keeps the caller's
+# pauses between epochs, in which its CPU idles, out of the count). Where not half a CPU stood
+# free, a second thread would share a CPU with another runnable thread, and the probe is
+# skipped as if it had confirmed one thread. This reads the machine but decides nothing by
+# itself: it only spares a probe that could not win, and where a CPU stands free the probes
+# run as before (on a quiet machine left on one thread, the first probe after the gate's
+# first look waits for its window). Longer batches span several time slices, and there two
+# threads beside a busy core win (mnist 0.83-1.00, mnist-f64 0.71-0.93, wide 0.66-0.96 of the
+# one-thread epoch) or lose by turns: the probes keep deciding. Measured with the gate: 0 of
+# 313 batches an epoch on the threads beside the spinning process, with or without 0.2 s
+# pauses between epochs, and every batch after the first probe on them without it; `tiny-batch`
+# 2 threads over 1 beside the spinning process, builds alternating run by run, 6 runs each,
+# twice: medians 0.98 and 1.00 (0.94-1.03) against 1.04 and 1.02 (0.98-1.32) before
+# (`benchmarks/harness_runs.py --runs busy-core --workloads tiny-batch --scale 0.5
+# --repeats 7`). One thread and two are this close there because with the gate both run one
+# thread: what is left between them is the host's noise, which also moves `small` (always one
+# thread) 0.85-1.17 in such runs.
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 cdef enum:
@@ -60,6 +89,8 @@ cdef enum:
     MAX_PROBE_GAP = 1024
     PROBE_BATCHES = 8
     PROBE_EARLY = 2  # a probe of one thread ends after this many batches if clearly slower
+    SHORT_BATCH_US = 2000  # the gate looks at CPUs only where a one-thread batch is shorter
+    IDLE_WINDOW_MS = 100   # the least window of /proc/stat's counts it reads a CPU's idling in
 
 
 cdef struct ThreadChoice:
@@ -74,6 +105,8 @@ cdef struct ThreadChoice:
     double probe_sum         # and the sum of their seconds per row
     double pending           # a probe of one thread that beat the threads' estimate: its mean,
                              # until the threads' next PROBE_BATCHES batches confirm it (0: none)
+    double spare_mark        # the gate's window: fm_spare_seconds at its start
+    double spare_since       # and when it started (0: none yet)
 
 
 cdef inline void choice_init(ThreadChoice *c, int most) noexcept nogil:
@@ -87,6 +120,8 @@ cdef inline void choice_init(ThreadChoice *c, int most) noexcept nogil:
     c.probed = 0
     c.probe_sum = 0.0
     c.pending = 0.0
+    c.spare_mark = 0.0
+    c.spare_since = 0.0
 
 
 cdef inline void choice_for(ThreadChoice *c, ThreadChoice *kept, int most) noexcept nogil:
@@ -183,6 +218,45 @@ cdef inline void choice_record(ThreadChoice *c, int which, double seconds_per_ro
         c.until_probe = PROBE_BATCHES
         return
     choice_settle(c, which, mean, c.per_row[c.current])
+
+
+cdef inline bint choice_wants_gate(const ThreadChoice *c, Py_ssize_t rows) noexcept nogil:
+    """Whether the coming batch would start a probe of all threads while one thread has the
+    batches and a one-thread batch of `rows` rows is short: then the caller reads the CPUs'
+    spare seconds and asks choice_gate first (a reading costs ~20 us, so only then)."""
+    return (c.most > 1 and c.current == 0 and c.until_probe <= 0 and c.probed == 0
+            and c.per_row[0] > 0 and c.per_row[0] * rows < 1e-6 * SHORT_BATCH_US)
+
+
+cdef inline void choice_gate(ThreadChoice *c, Py_ssize_t rows, double spare,
+                             double now) noexcept nogil:
+    """Before a probe of all threads (choice_wants_gate): `spare` is fm_spare_seconds (the CPUs'
+    idle seconds plus the process's CPU seconds; -1 where unknown) and `now` the time. Where the
+    window since the gate's last look says that beside our one thread no CPU stood at least half
+    free, the probe is skipped as a probe that confirmed one thread (the gap doubles); where the
+    window is shorter than IDLE_WINDOW_MS the probe waits the batches that fill it; else (or
+    with no count) it goes ahead."""
+    cdef double window, batch, free
+    if spare < 0:
+        return
+    window = now - c.spare_since
+    if c.spare_since > 0 and window >= 1e-3 * IDLE_WINDOW_MS:
+        free = spare - c.spare_mark - window  # CPU-seconds free beside our running thread
+        c.spare_mark = spare
+        c.spare_since = now
+        if free >= 0.5 * window:  # half a CPU or more: probe
+            return
+        if c.gap < MAX_PROBE_GAP:
+            c.gap = 2 * c.gap
+        c.settled = c.per_row[0]
+        c.until_probe = c.gap
+        return
+    if c.spare_since <= 0:
+        c.spare_mark = spare
+        c.spare_since = now
+        window = 0.0
+    batch = c.per_row[0] * rows
+    c.until_probe = <long long> ((1e-3 * IDLE_WINDOW_MS - window) / batch) + 1
 
 
 cdef inline double seconds_now() noexcept nogil:

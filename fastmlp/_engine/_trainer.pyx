@@ -43,7 +43,7 @@ from fastmlp._engine._layers cimport (
 )
 from fastmlp._engine._network cimport Network
 from fastmlp._engine._openmp cimport (
-    FASTMLP_HAVE_OPENMP, fm_current_cpu, fm_leave_cpu, omp_get_max_threads,
+    FASTMLP_HAVE_OPENMP, fm_current_cpu, fm_leave_cpu, fm_spare_seconds, omp_get_max_threads,
 )
 from fastmlp._engine._rows cimport Rows, gather_rows
 from fastmlp._engine._schedule cimport (
@@ -51,7 +51,8 @@ from fastmlp._engine._schedule cimport (
     finish_all, n_blocks, sum_partials,
 )
 from fastmlp._engine._threads cimport (
-    choice_for, choice_next, choice_record, choice_threads, seconds_now,
+    choice_for, choice_gate, choice_next, choice_record, choice_threads,
+    choice_wants_gate, seconds_now,
 )
 
 OPENMP_ENABLED = bool(FASTMLP_HAVE_OPENMP)
@@ -475,6 +476,9 @@ cdef class Trainer:
                 if rows.n == batch_size:  # (a short last batch is not a fair measure)
                     choice_record(&self.network.choice, which,
                                   (seconds_now() - started) / rows.n)
+                    if choice_wants_gate(&self.network.choice, rows.n):
+                        choice_gate(&self.network.choice, rows.n, fm_spare_seconds(),
+                                    seconds_now())
                 if norm_sums != NULL:
                     add_layer_norms(g, work, norm_sums)
                 batch_loss = (batch_loss / step.divisor

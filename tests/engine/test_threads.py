@@ -328,3 +328,58 @@ def test_alternating_thread_limits_keep_what_each_learned():
 
 def test_one_thread_allowed_is_one_thread():
     assert set(_trace(1, [(1.0, 0.5)] * 50)) == {1}
+
+
+# -- the gate: no probe of all threads where no CPU stands free (_threads.pxd) -----------------
+
+def _gated(most, costs, idle, unit=1e-5):
+    from fastmlp._engine._testing import thread_choice_trace
+    return thread_choice_trace(most, costs, idle=idle, rows=32, unit=unit)
+
+
+def test_beside_a_busy_core_short_batches_stop_probing_all_threads():
+    # tiny-batch beside a spinning process: 32 rows, one thread 0.32 ms a batch, two threads
+    # 1.5x that on average; no CPU idles. Without the gate the threads are probed at every gap
+    # (and by every slowdown of the one thread); with it only before the first look's window.
+    costs = [(1.0, 1.5)] * 6000
+    ungated = _trace(2, costs)
+    gated = _gated(2, costs, [0.0] * 6000)
+    assert gated[:40] == ungated[:40]  # the switch to one thread is the choice's, as before
+    assert ungated[40:].count(2) >= 4 * PROBE_BATCHES
+    assert gated[40:].count(2) == 0
+
+
+def test_a_free_cpu_lets_the_probes_run_and_all_threads_come_back():
+    # The neighbour stops at batch 3000: a CPU idles, the next due probe runs and the threads,
+    # cheaper now, take the batches back.
+    costs = [(1.0, 1.5)] * 3000 + [(1.0, 0.55)] * 3000
+    idle = [0.0] * 3000 + [1.0] * 3000
+    trace = _gated(2, costs, idle)
+    assert trace[40:3000].count(2) == 0
+    back = trace[3000 + MAX_PROBE_GAP + 400:]
+    assert back.count(2) > 0.97 * len(back)
+    # on a quiet machine that the choice left on one thread, a probe waits at most the
+    # gate's first window (0.1 s: ~300 of these batches) before it runs
+    trace = _gated(2, [(1.0, 1.5)] * 40 + [(1.0, 0.55)] * 2000, [1.0] * 2040)
+    assert trace[40 + 320 + PROBE_BATCHES + 1:].count(1) < 0.03 * len(trace[40 + 329:])
+
+
+def test_the_gate_leaves_long_batches_to_the_probes():
+    # mnist-f64's batches: ~10 ms on one thread. Beside a busy core two threads win about as
+    # often as they lose there: the probes decide, gate or no gate.
+    costs = [(1.0, 1.2)] * 3000
+    assert _gated(2, costs, [0.0] * 3000, unit=3e-4) == _trace(2, costs)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/stat is Linux's")
+def test_spare_seconds_count_idle_cpus_and_our_own_time():
+    from fastmlp._engine._testing import spare_seconds
+    cpus = len(os.sched_getaffinity(0))
+    first, start = spare_seconds(), time.perf_counter()
+    while time.perf_counter() - start < 0.3:  # our CPU busy: it counts as our CPU time
+        pass
+    second, wall = spare_seconds(), time.perf_counter() - start
+    assert first > 0
+    # at least the CPU time we spun (a shared host may steal some), at most every CPU's wall
+    # time (+ the idle counts' 10 ms ticks)
+    assert 0.5 * wall <= second - first <= cpus * wall + 0.02 * cpus + 0.01
