@@ -77,11 +77,11 @@
 # 313 batches an epoch on the threads beside the spinning process, with or without 0.2 s
 # pauses between epochs, and every batch after the first probe on them without it; `tiny-batch`
 # 2 threads over 1 beside the spinning process, builds alternating run by run, 6 runs each,
-# twice: medians 0.98 and 1.00 (0.94-1.03) against 1.04 and 1.02 (0.98-1.32) before
+# twice: medians 1.00 and 1.01 (0.92-1.06) against 1.02 and 1.03 (0.96-1.32) before
 # (`benchmarks/harness_runs.py --runs busy-core --workloads tiny-batch --scale 0.5
-# --repeats 7`). One thread and two are this close there because with the gate both run one
-# thread: what is left between them is the host's noise, which also moves `small` (always one
-# thread) 0.85-1.17 in such runs.
+# --repeats 7`): the gate takes away the bad runs more than it moves the median. One thread
+# and two are this close there because with the gate both run one thread: what is left between
+# them is the host's noise, which also moves `small` (always one thread) 0.85-1.17 in such runs.
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 cdef enum:
