@@ -261,17 +261,20 @@ def spare_seconds():
     return fm_spare_seconds()
 
 
-def thread_choice_trace(most, costs, idle=None, Py_ssize_t rows=32, double unit=1e-5):
+def thread_choice_trace(most, costs, idle=None, Py_ssize_t rows=32, double unit=1e-5,
+                        double switch=1.0):
     """The thread counts _threads.pxd's choice gives batch after batch, when a batch costs
     costs[i][0] seconds per row on one thread and costs[i][1] on `most` (batch i). `most` may
-    also be a list, one thread limit per batch (choice_for at each, as each epoch does).
+    also be a list, one thread limit per batch (choice_for at each, as each epoch does). A batch
+    on another thread count than the batch before costs `switch` times its cost.
 
     With `idle` (one value a batch: how many CPUs stood idle during it), the trainer's gate
     runs too, on a clock and a count of spare seconds that this helper keeps (idle CPUs plus
     the batch's own threads): the costs are then in `unit` seconds per row, of `rows`-row
     batches."""
     cdef ThreadChoice c, kept
-    cdef int which
+    cdef int which, threads, before = 0
+    cdef double cost
     cdef double now = 1.0, spare = 0.0, scale = 1.0 if idle is None else unit, seconds
     mosts = most if isinstance(most, list) else [most] * len(costs)
     choice_init(&c, 0)
@@ -280,10 +283,15 @@ def thread_choice_trace(most, costs, idle=None, Py_ssize_t rows=32, double unit=
     for i, (limit, (one, many)) in enumerate(zip(mosts, costs)):
         choice_for(&c, &kept, limit)
         which = choice_next(&c)
-        trace.append(choice_threads(&c, which))
-        choice_record(&c, which, (many if which == 1 else one) * scale)
+        threads = choice_threads(&c, which)
+        trace.append(threads)
+        cost = (many if which == 1 else one) * scale
+        if before and threads != before:
+            cost *= switch
+        before = threads
+        choice_record(&c, which, cost)
         if idle is not None:
-            seconds = (many if which == 1 else one) * scale * rows
+            seconds = cost * rows
             now += seconds
             spare += (idle[i] + choice_threads(&c, which)) * seconds
             if choice_wants_gate(&c, rows):

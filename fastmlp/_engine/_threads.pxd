@@ -24,7 +24,7 @@
 # - Such a probe ends after PROBE_EARLY batches when their mean is over 1.25x the threads'
 #   estimate. One thread's batches wait for no other thread, so they have no long tail for a
 #   short look to miss (the threads' batches do: below). On a quiet machine, where one
-#   thread costs ~1.8x (mnist, wide), a probe is 2 batches instead of 8.
+#   thread costs ~1.8x (mnist, wide), a probe is 3 batches instead of 9 (with its first, below).
 # - One thread that beats the threads' estimate does not take over at once: that estimate may
 #   be a burst of the machine's that has passed (a burst is what starts a probe at once). The
 #   threads' next PROBE_BATCHES batches are measured, and one thread takes over only if 10 %
@@ -53,6 +53,16 @@
 # 0.5 in turns, the builds in turns): 2 threads over 1 on `mnist` 0.97-1.14 (median 1.02 of 7
 # runs) against 1.01-1.16 (1.09), `mnist-f64` 0.92-1.06 against 1.01-1.05, `tiny-batch`
 # 1.03-1.05 against 0.99-1.01: no clear gain, the margin stays.
+#
+# A probe's first batch is run and not counted (nor a confirmation's): it follows batches on the
+# other thread count and pays for the change (one thread right after threaded batches ran
+# 5.5-9.6 ms a batch where alone it took 4.3, `mnist` beside a busy core), which ended probes
+# of one thread early as "clearly slower" and kept the threads where one thread was cheaper.
+# Beside a spinning process, 2 threads over 1 on `mnist` (`benchmarks/harness_runs.py --runs
+# busy-core --workloads mnist --scale 0.5 --repeats 5`, builds alternating run by run, 6 runs
+# each): 0.88-0.98, median 0.95, against 0.89-1.10, median 1.01, counting it; `mnist-f64` and
+# `tiny-batch` (5 runs each) 1.01 and 1.02 against 0.99 and 0.97 (0.90-1.19 both ways: noise).
+# A quiet machine pays one more batch of the slower choice a probe, every 32-1024 batches.
 #
 # The gate. Where a batch is short (`tiny-batch`: ~0.6 ms on one thread), a probe of the threads
 # beside a busy core is all loss: their batches' median beat one thread's there (0.37-0.53 ms
@@ -102,6 +112,8 @@ cdef struct ThreadChoice:
     double settled           # the current choice's estimate when the last probe confirmed it
     bint warm                # a first batch (buffers, threads starting) was left untimed
     int probed               # batches of the probe (or its confirmation) under way so far
+    bint switched            # its first batch, the one after the thread count changed, was
+                             # left out of its count
     double probe_sum         # and the sum of their seconds per row
     double pending           # a probe of one thread that beat the threads' estimate: its mean,
                              # until the threads' next PROBE_BATCHES batches confirm it (0: none)
@@ -118,6 +130,7 @@ cdef inline void choice_init(ThreadChoice *c, int most) noexcept nogil:
     c.settled = 0.0
     c.warm = False
     c.probed = 0
+    c.switched = False
     c.probe_sum = 0.0
     c.pending = 0.0
     c.spare_mark = 0.0
@@ -164,6 +177,7 @@ cdef inline void choice_settle(ThreadChoice *c, int which, double probe,
     gap to the next probe starts again after a switch and doubles after a confirmation."""
     c.per_row[which] = probe
     c.probed = 0
+    c.switched = False
     c.probe_sum = 0.0
     c.pending = 0.0
     if probe < 0.9 * current:  # a clear gain only
@@ -190,6 +204,9 @@ cdef inline void choice_record(ThreadChoice *c, int which, double seconds_per_ro
             c.per_row[which] = (0.875 * c.per_row[which]
                                 + 0.125 * min(seconds_per_row, 8.0 * c.per_row[which]))
         if c.pending > 0:  # a confirmation's batch: counted as a probe's
+            if not c.switched:  # (the first after the probe's: see the probe's below)
+                c.switched = True
+                return
             c.probe_sum += seconds_per_row
             c.probed += 1
             if c.probed == PROBE_BATCHES:  # the threads' cost now, against the probe's
@@ -199,6 +216,14 @@ cdef inline void choice_record(ThreadChoice *c, int which, double seconds_per_ro
         c.until_probe -= 1
         if c.settled > 0 and c.per_row[which] > 1.33 * c.settled:
             c.until_probe = 0  # the machine changed: look at the other choice now
+        return
+    if not c.switched:
+        # A probe's first batch follows batches on the other thread count, and pays for the
+        # change: one thread right after threaded batches ran 5.5-9.6 ms a batch where alone it
+        # took 4.3 (`mnist` beside a busy core), which ended probes of one thread early as
+        # "clearly slower" and kept the threads where one thread was cheaper. It is run, and
+        # not counted.
+        c.switched = True
         return
     c.probe_sum += seconds_per_row  # a probe's batch: until_probe stays 0 until it has them all
     c.probed += 1
@@ -214,6 +239,7 @@ cdef inline void choice_record(ThreadChoice *c, int which, double seconds_per_ro
         c.per_row[0] = mean
         c.pending = mean
         c.probed = 0
+        c.switched = False
         c.probe_sum = 0.0
         c.until_probe = PROBE_BATCHES
         return
@@ -225,7 +251,7 @@ cdef inline bint choice_wants_gate(const ThreadChoice *c, Py_ssize_t rows) noexc
     batches and a one-thread batch of `rows` rows is short: then the caller reads the CPUs'
     spare seconds and asks choice_gate first (a reading costs ~20 us, so only then)."""
     return (c.most > 1 and c.current == 0 and c.until_probe <= 0 and c.probed == 0
-            and c.per_row[0] > 0 and c.per_row[0] * rows < 1e-6 * SHORT_BATCH_US)
+            and not c.switched and c.per_row[0] > 0 and c.per_row[0] * rows < 1e-6 * SHORT_BATCH_US)
 
 
 cdef inline void choice_gate(ThreadChoice *c, Py_ssize_t rows, double spare,

@@ -228,6 +228,8 @@ def _trace(most, costs):
 
 
 PROBE_BATCHES, PROBE_EARLY, MAX_PROBE_GAP = 8, 2, 1024  # _threads.pxd's
+# A probe runs one batch more than it counts: its first, after the thread count changed.
+PROBE_RUN, PROBE_EARLY_RUN = PROBE_BATCHES + 1, PROBE_EARLY + 1
 
 
 def _runs(trace, threads):
@@ -246,7 +248,7 @@ def test_a_quiet_machine_keeps_every_thread_and_probes_ever_less_often():
     trace = _trace(2, [(2.0, 1.0)] * 12000)  # one thread costs twice as much per row
     probes = _runs(trace, 1)
     # each probe of one thread ends after PROBE_EARLY batches: it is clearly slower
-    assert trace[0] == 2 and all(length == PROBE_EARLY for _, length in probes)
+    assert trace[0] == 2 and all(length == PROBE_EARLY_RUN for _, length in probes)
     assert trace[2000:].count(1) < 0.01 * len(trace[2000:])  # once the gaps have grown
     gaps = [b - a for (a, _), (b, _) in zip(probes, probes[1:])]
     assert gaps == sorted(gaps) and gaps[-1] >= MAX_PROBE_GAP
@@ -283,16 +285,34 @@ def test_one_slow_batch_does_not_flip_the_choice():
     costs[20] = (2.0, 50.0)  # a hiccup on the threads' side
     trace = _trace(2, costs)
     # (it may start a probe of one thread, as a neighbour's arrival would, and no more)
-    assert trace[22:].count(1) <= _trace(2, steady)[22:].count(1) + PROBE_BATCHES
-    assert all(length <= PROBE_BATCHES for _, length in _runs(trace, 1))  # probes, no switch
+    assert trace[22:].count(1) <= _trace(2, steady)[22:].count(1) + PROBE_RUN
+    assert all(length <= PROBE_RUN for _, length in _runs(trace, 1))  # probes, no switch
 
 
 def test_a_probe_of_one_thread_ends_early_only_when_clearly_slower():
     # one thread 1.5x the threads' cost: two batches say so, the rest of the probe is not run
-    assert all(length == PROBE_EARLY for _, length in _runs(_trace(2, [(1.5, 1.0)] * 3000), 1))
+    assert all(length == PROBE_EARLY_RUN
+               for _, length in _runs(_trace(2, [(1.5, 1.0)] * 3000), 1))
     # one thread 1.1x: too close to tell from two batches, the probe runs its PROBE_BATCHES
     probes = _runs(_trace(2, [(1.1, 1.0)] * 3000), 1)
-    assert probes and all(length == PROBE_BATCHES for _, length in probes)
+    assert probes and all(length == PROBE_RUN for _, length in probes)
+
+
+def test_the_batch_after_a_change_of_thread_count_is_not_counted():
+    # mnist beside a busy core: one thread costs 1.0 where the threads cost 1.2 on average, but
+    # one thread's first batch after threaded ones pays 2.5x for the change. Counted, it ended
+    # every probe of one thread early ("clearly slower": (2.5 + 1.0) / 2 > 1.25 x 1.2) and the
+    # threads kept the batches.
+    costs = [(1.0, 1.2)] * 3000
+    assert _trace_switch(costs, switch=1.0)[100:].count(1) > 0.9 * 2900
+    assert _trace_switch(costs, switch=2.5)[100:].count(1) > 0.9 * 2900
+    # and threads that are cheaper stay so, the change paid or not
+    assert _trace_switch([(1.5, 1.0)] * 3000, switch=2.5)[100:].count(2) > 0.97 * 2900
+
+
+def _trace_switch(costs, switch):
+    from fastmlp._engine._testing import thread_choice_trace
+    return thread_choice_trace(2, costs, switch=switch)
 
 
 def test_a_burst_that_has_passed_does_not_move_the_batches_to_one_thread():
@@ -304,8 +324,8 @@ def test_a_burst_that_has_passed_does_not_move_the_batches_to_one_thread():
     steady = [(1.2, 1.0)] * 200
     burst = [(1.2, 3.0)] * 4
     trace = _trace(2, steady + burst + steady)
-    assert all(length <= PROBE_BATCHES for _, length in _runs(trace[200:], 1))
-    assert trace[200:].count(1) <= 2 * PROBE_BATCHES
+    assert all(length <= PROBE_RUN for _, length in _runs(trace[200:], 1))
+    assert trace[200:].count(1) <= 2 * PROBE_RUN
 
 
 def test_alternating_thread_limits_keep_what_each_learned():
@@ -322,8 +342,8 @@ def test_alternating_thread_limits_keep_what_each_learned():
     assert all(trace[i * 200:(i + 1) * 200] == [1] * 200
                for i, limit in enumerate(epochs) if limit == 1)
     later = [epoch.count(2) for epoch in on_two[1:]]
-    assert all(count <= PROBE_BATCHES for count in later)  # probes only
-    assert sum(later) <= 3 * PROBE_BATCHES < 5 * anew.count(2)
+    assert all(count <= PROBE_RUN for count in later)  # probes only
+    assert sum(later) <= 3 * PROBE_RUN < 5 * anew.count(2)
 
 
 def test_one_thread_allowed_is_one_thread():
