@@ -293,7 +293,7 @@ def thread_choice_trace(most, costs, idle=None, Py_ssize_t rows=32, double unit=
         if idle is not None:
             seconds = cost * rows
             now += seconds
-            spare += (idle[i] + choice_threads(&c, which)) * seconds
+            spare += (idle[i] + threads) * seconds
             if choice_wants_gate(&c, rows):
                 choice_gate(&c, rows, spare, now)
     return trace
