@@ -170,6 +170,15 @@ cdef inline int choice_threads(const ThreadChoice *c, int which) noexcept nogil:
     return c.most if which == 1 else 1
 
 
+cdef inline void choice_hold(ThreadChoice *c, bint confirmed) noexcept nogil:
+    """The current choice holds for the next `gap` batches, twice as many as before (up to
+    MAX_PROBE_GAP) where a probe (or the gate, below) has just confirmed it."""
+    if confirmed and c.gap < MAX_PROBE_GAP:
+        c.gap = 2 * c.gap
+    c.settled = c.per_row[c.current]
+    c.until_probe = c.gap
+
+
 cdef inline void choice_settle(ThreadChoice *c, int which, double probe,
                                double current) noexcept nogil:
     """The end of a probe of choice `which`, whose batches cost `probe` seconds per row where the
@@ -183,10 +192,9 @@ cdef inline void choice_settle(ThreadChoice *c, int which, double probe,
     if probe < 0.9 * current:  # a clear gain only
         c.current = which
         c.gap = FIRST_PROBE
-    elif c.gap < MAX_PROBE_GAP:
-        c.gap = 2 * c.gap
-    c.settled = c.per_row[c.current]
-    c.until_probe = c.gap
+        choice_hold(c, False)
+    else:
+        choice_hold(c, True)
 
 
 cdef inline void choice_record(ThreadChoice *c, int which, double seconds_per_row) noexcept nogil:
@@ -272,10 +280,7 @@ cdef inline void choice_gate(ThreadChoice *c, Py_ssize_t rows, double spare,
         c.spare_since = now
         if free >= 0.5 * window:  # half a CPU or more: probe
             return
-        if c.gap < MAX_PROBE_GAP:
-            c.gap = 2 * c.gap
-        c.settled = c.per_row[0]
-        c.until_probe = c.gap
+        choice_hold(c, True)  # (current is 0: choice_wants_gate)
         return
     if c.spare_since <= 0:
         c.spare_mark = spare
