@@ -71,9 +71,10 @@
 # of 3 epochs each, `mnist-f64` 0.95-1.05 against 1.02-1.11, but `mnist` 1.04-1.12 against
 # 1.02-1.14: its probes of the threads there cost ~2x a one-thread batch (traced: an epoch of
 # 100 one-thread and 18 threaded batches took 1.17x the one-thread epoch), which no margin
-# changes. In the choice's simulator, one thread 1.7x the threads with per-batch noise of 60 %
-# (lognormal) gives 460 of 20,000 batches to one thread against 291 before (probes); equal
-# costs, 13,395 against 5,819.
+# changes. In the choice's simulator (_testing.thread_choice_trace, 20,000 batches whose costs
+# are each choice's times a lognormal factor of sigma 0.6, drawn by RandomState(0)), one thread
+# at 1.7x the threads gets 460 batches against 291 before (its probes); at equal costs (sigma
+# 0.3), 13,395 against 5,819.
 #
 # A probe's first batch is run and not counted (nor a confirmation's): it follows batches on the
 # other thread count and pays for the change (one thread right after threaded batches ran
