@@ -149,6 +149,13 @@ cdef struct ThreadChoice:
     double spare_since       # and when it started (0: none yet)
 
 
+cdef inline void choice_probe_clear(ThreadChoice *c) noexcept nogil:
+    """No batch of a probe (or of its confirmation) counted yet, its first not yet run."""
+    c.probed = 0
+    c.switched = False
+    c.probe_sum = 0.0
+
+
 cdef inline void choice_init(ThreadChoice *c, int most) noexcept nogil:
     c.most = most
     c.per_row[0] = c.per_row[1] = 0.0
@@ -157,9 +164,7 @@ cdef inline void choice_init(ThreadChoice *c, int most) noexcept nogil:
     c.gap = FIRST_PROBE
     c.settled = 0.0
     c.warm = False
-    c.probed = 0
-    c.switched = False
-    c.probe_sum = 0.0
+    choice_probe_clear(c)
     c.pending = 0.0
     c.spare_mark = 0.0
     c.spare_since = 0.0
@@ -213,9 +218,7 @@ cdef inline void choice_settle(ThreadChoice *c, int which, double probe,
     current choice's cost `current`: the probed choice takes over if cheaper by its margin; the
     gap to the next probe starts again after a switch and doubles after a confirmation."""
     c.per_row[which] = probe
-    c.probed = 0
-    c.switched = False
-    c.probe_sum = 0.0
+    choice_probe_clear(c)
     c.pending = 0.0
     if probe < choice_margin(which) * current:  # a clear gain only
         c.current = which
@@ -274,9 +277,7 @@ cdef inline void choice_record(ThreadChoice *c, int which, double seconds_per_ro
         # machine's that has passed: the threads' next batches say (see the Design block).
         c.per_row[0] = mean
         c.pending = mean
-        c.probed = 0
-        c.switched = False
-        c.probe_sum = 0.0
+        choice_probe_clear(c)
         c.until_probe = PROBE_BATCHES
         return
     choice_settle(c, which, mean, c.per_row[c.current])

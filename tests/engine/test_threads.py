@@ -222,9 +222,10 @@ def test_the_engine_loads_with_a_short_spin_count_unless_the_user_set_one(users_
 
 # -- one thread or all, per batch, chosen at run time (fastmlp/_engine/_threads.pxd) ------------
 
-def _trace(most, costs):
+def _trace(most, costs, **options):
+    """_testing.thread_choice_trace: its options are the switch's cost and the gate's idle CPUs."""
     from fastmlp._engine._testing import thread_choice_trace
-    return thread_choice_trace(most, costs)
+    return thread_choice_trace(most, costs, **options)
 
 
 PROBE_BATCHES, PROBE_EARLY, MAX_PROBE_GAP = 8, 2, 1024  # _threads.pxd's
@@ -304,10 +305,10 @@ def test_the_batch_after_a_change_of_thread_count_is_not_counted():
     # every probe of one thread early ("clearly slower": (2.5 + 1.0) / 2 > 1.25 x 1.2) and the
     # threads kept the batches.
     costs = [(1.0, 1.2)] * 3000
-    assert _trace_switch(costs, switch=1.0)[100:].count(1) > 0.9 * 2900
-    assert _trace_switch(costs, switch=2.5)[100:].count(1) > 0.9 * 2900
+    assert _trace(2, costs, switch=1.0)[100:].count(1) > 0.9 * 2900
+    assert _trace(2, costs, switch=2.5)[100:].count(1) > 0.9 * 2900
     # and threads that are cheaper stay so, the change paid or not
-    assert _trace_switch([(1.5, 1.0)] * 3000, switch=2.5)[100:].count(2) > 0.97 * 2900
+    assert _trace(2, [(1.5, 1.0)] * 3000, switch=2.5)[100:].count(2) > 0.97 * 2900
 
 
 def test_where_the_two_cost_about_the_same_one_thread_has_the_batches():
@@ -322,11 +323,6 @@ def test_where_the_two_cost_about_the_same_one_thread_has_the_batches():
     # and one thread 2 % cheaper leaves them on the threads (within the margin: noise)
     trace = _trace(2, [(1.0, 1.02)] * 3000)
     assert trace[100:].count(2) > 0.95 * 2900
-
-
-def _trace_switch(costs, switch):
-    from fastmlp._engine._testing import thread_choice_trace
-    return thread_choice_trace(2, costs, switch=switch)
 
 
 def test_a_burst_that_has_passed_does_not_move_the_batches_to_one_thread():
@@ -367,8 +363,7 @@ def test_one_thread_allowed_is_one_thread():
 # -- the gate: no probe of all threads where no CPU stands free (_threads.pxd) -----------------
 
 def _gated(most, costs, idle, unit=1e-5):
-    from fastmlp._engine._testing import thread_choice_trace
-    return thread_choice_trace(most, costs, idle=idle, rows=32, unit=unit)
+    return _trace(most, costs, idle=idle, rows=32, unit=unit)
 
 
 def test_beside_a_busy_core_short_batches_stop_probing_all_threads():
