@@ -27,6 +27,17 @@
  * session's measurement); this kernel has not been timed against that path, so there, and on
  * every other processor, the engine multiplies with BLAS as before.
  *
+ * Float32 only. This kernel on panels of 8 doubles (the same register tiles, a 4 x 4 transpose
+ * for W^T; it passed the float32 kernel's test, every element the fused chain over k) was built
+ * and timed against OpenBLAS's dgemm (scipy.linalg.blas's, which allocates its output; thread
+ * CPU time, one thread, medians of 40 calls, three runs, 2-core AMD EPYC VM): own / OpenBLAS
+ * 1.03-1.12 on `mnist-f64`'s 128 x 784 x 256 row block, 0.92-1.02 on 128 x 256 x 128,
+ * 0.88-0.96 on the backward's 128 rows by a 128 x 256 W^T, 0.95-1.02 on a 128 x 128 weight job
+ * over 256 rows, 1.12-1.30 on 392 x 256 over 256 (the same script's float32 figures 0.89,
+ * 0.83-0.88, 0.74-0.84, 0.67-0.79, 1.09-1.10); blocks of 128 or 64 terms instead of 256 (a
+ * 6-row strip of doubles and a packed block together in L1) did no better, and `mnist-f64`'s
+ * epoch read 1.10x (benchmarks/ab_builds.py, 8 rounds). Float64 stays with BLAS.
+ *
  * How: W is taken by panels of 16 columns (two vectors of 8; the last panel's missing columns
  * packed as zeros and never stored) and blocks of FM_RP_KC rows of k, packed into a 16 KB buffer on
  * the stack that stays in L1 while every tile of 6 rows of `a` runs over it: 12 accumulators, two

@@ -59,7 +59,9 @@
 # that finishes early takes other work, >= 256 rows pack the deltas half as often and ran
 # mnist in 0.94-0.95x the time of >= 128, wide 0.90x, tiny-batch 0.90x, mnist-f64 1.00x
 # (alternating runs, medians of 8-18 epochs each). Below 16 rows a split costs more than it
-# saves.
+# saves. Two blocks of >= 512 rows for `wide`'s 1024-row W1 and W2 (half as many packings of
+# their inputs) ran 1.06x the epoch of four of 256 (benchmarks/ab_builds.py, 8 rounds, 2-core
+# AMD EPYC VM): not taken.
 #
 # Schedule classes (issue 12: users run on 16-64 cores). Those rules give a 256-row batch two
 # row blocks, so 16 cores would be ~15-20 % busy: the row pass is the critical path. Blocks that
