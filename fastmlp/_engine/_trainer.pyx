@@ -86,8 +86,9 @@ _check_optim_layout(np.zeros(1, OPTIM_SPEC))
 cdef enum:
     # Rows a block of a prediction (the Prediction block below). Tried on `predict-bulk`
     # (benchmarks/ab_builds.py, 12,000 rows, 2-core AMD EPYC VM), each against 1024: 4096
-    # 1.34x the time (three blocks: one thread idles for the third), 512 0.91x then 1.01x
-    # (10 and 16 rounds), 256 1.04x: no gain past the host's noise, so 1024 stays.
+    # 1.34x the time (three blocks: one thread idles for the third), 2048 1.00x (16 rounds),
+    # 512 0.91x then 1.01x (10 and 16 rounds), 256 1.04x: no gain past the host's noise, so
+    # 1024 stays.
     PREDICT_ROWS = 1024
     SURE_CHUNKS = 16  # surely_finite's blocks of rows
 
