@@ -9,7 +9,7 @@ only for inputs they would pass unchanged; anything else takes scikit-learn's pa
 its order and its messages. Each shortcut is here, with the reason it is safe:
 
 - `_validate_training_data`: a plain float X's finiteness is proven by the engine on every
-  thread (`_engine.surely_finite`; from PARALLEL_CHECK_VALUES values on) instead of
+  thread (`_engine.surely_finite`; from _engine.PARALLEL_CHECK_VALUES values on) instead of
   scikit-learn's one serial pass (~11 ms of a 60,000 x 784 float32 epoch, a twentieth of it on
   two threads). Only a check that passed is skipped: anything not finite takes scikit-learn's
   path, for its error. A later partial_fit (or warm fit) on arrays every check would pass as
@@ -75,25 +75,16 @@ def _validate_training_data(estimator, X, y, **kwargs):
     return validate_data(estimator, X, y, **kwargs)
 
 
-# X's finiteness is proven on every thread from this many values on, on one thread below. One
-# thread reads ~3 values a nanosecond: 2**24 values are ~5 ms, and a second thread saves half.
-# Below, a second thread saves under ~3 ms while risking more: beside a process that keeps a
-# core busy, the region waits for a worker that the OS may start a time slice late. Measured
-# on the 2-core AMD EPYC VM, `small` (20,000 x 64 float32 = 1.3 M values, half the workload)
-# beside a spinning process, benchmarks/harness_runs.py's busy-core method (2 threads' epoch
-# over 1 thread's, three runs of three epochs each, twice): with the check on two threads
-# 1.09, 1.41, 1.17, 0.87, 1.11, 1.03, although its batches run on one thread either way; with
-# it on one 0.92, 0.99, 1.05, 1.00, 0.80, 0.95 (the same code against itself: 0.80-1.25).
-PARALLEL_CHECK_VALUES = 2**24
 
 
 def _finite_float_matrix(X):
     """Whether X is a C-ordered 2-D float32 or float64 array that the engine proved finite."""
-    # (The thread count is asked for only where it is used: PARALLEL_CHECK_VALUES.)
+    # (The thread count is asked for only where it is used: from
+    # _engine.PARALLEL_CHECK_VALUES values on, which says why.)
     return (type(X) is np.ndarray and X.dtype in (np.float32, np.float64) and X.ndim == 2
             and X.flags.c_contiguous
             and _engine.surely_finite(
-                X, effective_n_threads() if X.size >= PARALLEL_CHECK_VALUES else 1))
+                X, effective_n_threads() if X.size >= _engine.PARALLEL_CHECK_VALUES else 1))
 
 
 def _pass_as_they_are(estimator, X, y):

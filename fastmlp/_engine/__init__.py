@@ -48,14 +48,15 @@ stepping the optimizer is one element-wise pass (csrc/optimizers.c).
 """
 from fastmlp._engine._network import Network
 from fastmlp._engine._trainer import (
-    OPENMP_ENABLED, OPTIM_SPEC, SMALL_PREDICT_ROWS, SteadyCall, Trainer, blas_limit_enter,
-    blas_limit_exit, blas_thread_calls, max_threads, predict, surely_finite,
+    OPENMP_ENABLED, OPTIM_SPEC, PARALLEL_CHECK_VALUES, SMALL_PREDICT_ROWS, SteadyCall, Trainer,
+    blas_limit_enter, blas_limit_exit, blas_thread_calls, max_threads, predict, surely_finite,
 )
 from fastmlp._engine.vocabulary import (
     ACTIVATION_CODES, HIDDEN_ACTIVATIONS, LOSS_CODES, OTHER_LOSSES, OUTPUT_LOSSES, SOLVERS,
 )
 
 __all__ = ["ACTIVATION_CODES", "HIDDEN_ACTIVATIONS", "LOSS_CODES", "Network", "OPENMP_ENABLED",
-           "OPTIM_SPEC", "OTHER_LOSSES", "OUTPUT_LOSSES", "SMALL_PREDICT_ROWS", "SOLVERS",
+           "OPTIM_SPEC", "OTHER_LOSSES", "OUTPUT_LOSSES", "PARALLEL_CHECK_VALUES",
+           "SMALL_PREDICT_ROWS", "SOLVERS",
            "SteadyCall", "Trainer", "blas_limit_enter", "blas_limit_exit", "blas_thread_calls",
            "max_threads", "predict", "surely_finite"]

@@ -91,6 +91,7 @@ cdef enum:
     # 1024 stays.
     PREDICT_ROWS = 1024
     SURE_CHUNKS = 16  # surely_finite's blocks of rows
+    PARALLEL_CHECK = 1 << 24  # PARALLEL_CHECK_VALUES (at surely_finite, which says why)
 
 
 def max_threads():
@@ -702,6 +703,19 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
         free(scratch)
 
 
+# X's finiteness is proven on every thread from this many values on (a fit's X by
+# fastmlp/_validation.py, a steady partial_fit's by SteadyCall.accepts), on one thread below.
+# One thread reads ~3 values a nanosecond: 2**24 values are ~5 ms, and a second thread saves half.
+# Below, a second thread saves under ~3 ms while risking more: beside a process that keeps a
+# core busy, the region waits for a worker that the OS may start a time slice late. Measured
+# on the 2-core AMD EPYC VM, `small` (20,000 x 64 float32 = 1.3 M values, half the workload)
+# beside a spinning process, benchmarks/harness_runs.py's busy-core method (2 threads' epoch
+# over 1 thread's, three runs of three epochs each, twice): with the check on two threads
+# 1.09, 1.41, 1.17, 0.87, 1.11, 1.03, although its batches run on one thread either way; with
+# it on one 0.92, 0.99, 1.05, 1.00, 0.80, 0.95 (the same code against itself: 0.80-1.25).
+PARALLEL_CHECK_VALUES = PARALLEL_CHECK
+
+
 def surely_finite(const floating[:, ::1] X, int n_threads=1):
     """True when every value of X is finite, False when one is not, by one vectorised pass
     (fm_all_finite), exact for any finite value (a sum of squares in double, which this was,
@@ -914,7 +928,11 @@ cdef class SteadyCall:
         # (X's data stays where it is for as long as X is kept: self.X, until the epoch)
         data = view.buf
         PyBuffer_Release(&view)
-        if self.trainer.double_precision:
+        if self.n_samples * self.n_features >= PARALLEL_CHECK:
+            # As the Python path checks a large X (fastmlp/_validation.py): on every thread
+            # (60,000 x 784 float32: 8 ms against 13 on one, 2-core AMD EPYC VM).
+            finite = surely_finite(X, max(1, omp_get_max_threads()))
+        elif self.trainer.double_precision:
             finite = all_finite(<const double *> data, self.n_samples * self.n_features)
         else:
             finite = all_finite(<const float *> data, self.n_samples * self.n_features)

@@ -608,6 +608,31 @@ def test_calls_that_alternate_between_sizes_make_no_compiled_call():
     assert vars(model).get("_steady_call") is not None
 
 
+def test_the_compiled_call_checks_a_large_x_on_every_thread_and_refuses_its_nan():
+    # From _engine.PARALLEL_CHECK_VALUES values on, the compiled call proves X finite as the
+    # Python path does, on every thread (surely_finite's blocks of rows): a NaN in its last
+    # block gets scikit-learn's error, and nothing of the model changes.
+    from fastmlp import _engine
+    rows, width = 2048, _engine.PARALLEL_CHECK_VALUES // 2048
+    big = np.zeros((rows, width), np.float32)
+    big[:, :6] = np.tile(X[:32].astype(np.float32), (rows // 32, 1))
+    labels = np.tile(Y[:32], rows // 32)
+    model = MLPClassifier(hidden_layer_sizes=(2,), batch_size=rows, random_state=0)
+    model.partial_fit(big, labels, classes=CLASSES)
+    model.partial_fit(big, labels)
+    model.partial_fit(big, labels)  # (the second of these rows made the compiled call)
+    call = vars(model)["_steady_call"]
+    model.partial_fit(big, labels)
+    assert vars(model)["_steady_call"] is call  # (it took the call)
+    before = [c.copy() for c in model.coefs_], model.loss_curve_[:], model.t_
+    big[-1, -1] = np.nan
+    with threadpool_limits(2, user_api="openmp"), pytest.raises(ValueError, match="NaN"):
+        model.partial_fit(big, labels)
+    for kept, now in zip(before[0], model.coefs_):
+        np.testing.assert_array_equal(kept, now)
+    assert (model.loss_curve_, model.t_) == before[1:]
+
+
 def test_the_compiled_call_refuses_what_the_python_path_must_see(monkeypatch):
     # Each call here must not be taken by the compiled call (it is dropped, then made again by
     # the Python path's steady call, or not at all).
