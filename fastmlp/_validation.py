@@ -75,8 +75,6 @@ def _validate_training_data(estimator, X, y, **kwargs):
     return validate_data(estimator, X, y, **kwargs)
 
 
-
-
 def _finite_float_matrix(X):
     """Whether X is a C-ordered 2-D float32 or float64 array that the engine proved finite."""
     # (The thread count is asked for only where it is used: from
