@@ -352,7 +352,7 @@ def test_binarize_known_is_label_binarizers_transform(classes, dtype, n_labels):
 @pytest.mark.parametrize("rows, threads", [(20_000, 1), (2**24 // 64, 2)])  # small; 16 M values
 def test_x_is_proven_finite_on_every_thread_only_where_that_pays(monkeypatch, rows, threads):
     # Below PARALLEL_CHECK_VALUES one thread: a second one saves little and, beside a busy
-    # core, may start late (fastmlp/_validation.py says what was measured).
+    # core, may start late (fastmlp/_engine/_trainer.pyx says what was measured).
     from fastmlp import _validation
     asked = []
     monkeypatch.setattr(_validation, "effective_n_threads", lambda: 2)
