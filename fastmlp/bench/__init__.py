@@ -19,7 +19,8 @@ two always time the same code. The concerns, one module each:
 - systems: one runner per in-process system with the same interface (`fit_epoch`,
   `predict_proba`): fastmlp, scikit-learn, PyTorch eager, interleaved in this process;
 - peers: torch.compile, JAX + optax, Keras 3 (training) and ONNX Runtime (prediction), each in
-  a child process of its own (`--peer-child`, hidden from --help), after the in-process ones;
+  a child process of its own (`--peer-child`, hidden from --help): the training peers' epochs
+  in turn with the in-process systems', ONNX Runtime after them;
 - timing: interleaved repeats and the measurements built on them (why interleaved: there);
 - memory: peak RSS of one epoch in a child process per system (`python -m fastmlp.bench
   --memory-child`, hidden from --help);
@@ -34,8 +35,8 @@ from threadpoolctl import threadpool_limits
 
 from .memory import bench_memory, memory_child
 from .report import format_report, log, machine_info, publish
-from .peers import FIT_PEERS, PEERS, PREDICT_PEERS, bench_peer_fit, bench_peer_predict
-from .peers import peer_child, unavailable
+from .peers import FIT_PEERS, PEERS, PREDICT_PEERS, bench_peer_predict, peer_child
+from .peers import start_fit_peers, unavailable
 from .systems import IN_PROCESS, make_system, torch_available
 from .timing import bench_accuracy, bench_fit, bench_gemm, bench_predict, bench_threads
 from .workloads import ALL_WORKLOADS, FIT_WORKLOADS, make_blobs
@@ -124,10 +125,16 @@ def run(args, log=log):
             log(f"{name}: {workload.n_samples} x {workload.n_features}, hidden "
                 f"{workload.hidden}, batch {workload.batch_size}, {workload.dtype}")
             if name in workloads:
-                fit, runners, X = bench_fit(workload, in_process, threads, repeats, budget,
-                                            log)
-                for peer in fit_peers:
-                    fit[peer] = bench_peer_fit(workload, peer, threads, repeats, budget, log)
+                started = start_fit_peers(workload, fit_peers, threads, log)
+                serving = {peer: p for peer, p in started.items() if not isinstance(p, dict)}
+                try:
+                    fit, runners, X = bench_fit(workload, in_process, threads, repeats, budget,
+                                                log, peers=serving)
+                finally:
+                    for p in serving.values():
+                        p.close()
+                for peer in fit_peers:  # the table's order, whatever failed where
+                    fit[peer] = fit.pop(peer, None) or started[peer]
                     _peer_failed(fit, peer, name, skipped, log)
                 results.setdefault("fit", {})[name] = fit
             else:  # inference alone: train each network one epoch first

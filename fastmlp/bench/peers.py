@@ -8,11 +8,21 @@ to beat. Each runs in a fresh process (`python -m fastmlp.bench --peer-child SYS
 runtimes (XLA's thread pool, inductor's compiled kernels, Keras's backend, chosen by
 KERAS_BACKEND before the import) must not share a process with each other or with the
 in-process systems, and a peer that crashes or cannot compile takes only its own row with it.
-The child makes the same arrays (`make_blobs` from the same seed), trains one warm-up epoch
-(compilation included), then times epochs with the in-process rule (at least 3, or `repeats`,
-then stop once the budget is spent) and prints one JSON line: wall and CPU seconds per epoch
-and the last epoch's mean training loss. Every peer trains the in-process systems' problem:
-ReLU hidden layers, softmax cross-entropy, Adam(lr=1e-3, eps=1e-8), scikit-learn's L2 penalty
+The child makes the same arrays (`make_blobs` from the same seed) and trains one warm-up epoch
+(compilation included). A training peer then serves epochs (PeerEpochs): the parent asks for
+one epoch at a time, in turn with the in-process systems' epochs (timing.bench_fit), and the
+child replies with that epoch's wall and CPU seconds, timed by itself, and its mean training
+loss. Why in turn: the ratio between two systems timed minutes apart on a shared machine is
+the machine's as much as theirs. With every peer timed after the in-process systems, one build
+read 1.20x Keras's epoch on `mnist-f64` (fastmlp 0.481 s, Keras 0.579, JAX 0.672) and, 40
+minutes later, 1.38x Keras's and 1.28x JAX's (0.415, 0.570, 0.531: 2-core AMD EPYC VM,
+benchmarks/compare.py); round by round, a burst of load lands on every system alike, as it
+already did for the in-process ones. Idle between its epochs, a child blocks on its stdin and
+takes no CPU, and the pause before every timed call (timing.SETTLE_SECONDS) lets its
+runtime's threads stop spinning before the next system is timed. ONNX Runtime's predictions
+stay in one child run after the others (one-row predictions are timed back to back per
+system: alternating systems call by call would have each evict the others' weights from the
+cache). Every peer trains the in-process systems' problem: ReLU hidden layers, softmax cross-entropy, Adam(lr=1e-3, eps=1e-8), scikit-learn's L2 penalty
 alpha=1e-4 (0.5 x alpha x sum of squared weights / batch rows, added to each batch's loss),
 shuffled mini-batches of the workload's size, in its dtype; the losses in the table show it.
 
@@ -23,14 +33,17 @@ stays fast where none is installed.
 import importlib.util
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 
 import numpy as np
 
+from .timing import OwnTiming, TaskFailed
 from .workloads import (
     N_CLASSES, PREDICT_BULK_ROWS, PREDICT_ONE_CALLS, Workload, make_blobs,
 )
@@ -85,19 +98,124 @@ def run_child(system, spec, threads, timeout=1800):
     return json.loads(lines[-1])
 
 
+REPLY = "fastmlp-peer: "  # how a serving child's replies begin on its stdout (a framework
+                          # may print lines of its own there)
+
+
+class PeerFailed(TaskFailed):
+    """A fit peer's child process could not start, compile, or go on: the one line why."""
+
+
+class PeerEpochs:
+    """A fit peer's child process, serving epochs: it makes the workload's data, builds the
+    peer's trainer and trains one warm-up epoch (compiling) as it starts; then each `epoch()`
+    has it train and time one more and returns its seconds (timing.OwnTiming: time_interleaved
+    takes them as they are), so that its epochs go in turn with the in-process
+    systems' (timing.bench_fit). `final_loss` is the last epoch's mean training loss."""
+
+    def __init__(self, system, workload, threads, timeout=1800):
+        self.system, self.timeout = system, timeout
+        self.warmup_s = self.final_loss = None
+        self._buffer = b""
+        command = self._command(system, workload, threads)
+        # stderr to a file, not a pipe that nobody reads while the child works (a full pipe
+        # would stop it); its last line is the reason when the child fails.
+        self._stderr = tempfile.TemporaryFile()
+        self._process = subprocess.Popen(
+            command, env=_child_env(system, threads, workload.dtype), stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self._stderr)
+
+    @staticmethod
+    def _command(system, workload, threads):
+        return [sys.executable, "-m", "fastmlp.bench", "--peer-child", system,
+                json.dumps({"workload": asdict(workload), "serve": True}),
+                "--threads", str(threads)]
+
+    def wait_ready(self):
+        """Wait for the child's warm-up epoch; PeerFailed if it could not get there."""
+        self.warmup_s = self._reply()["warmup_s"]
+
+    def epoch(self):
+        try:
+            self._process.stdin.write(b"epoch\n")
+            self._process.stdin.flush()
+        except OSError:  # the child is gone; _reply says why
+            pass
+        reply = self._reply()
+        self.final_loss = reply["loss"]
+        return OwnTiming(reply["wall"], reply["cpu"])
+
+    def close(self):
+        if self._process.poll() is None:
+            try:
+                self._process.stdin.close()  # the child's cue to end
+                self._process.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self._process.kill()
+                self._process.wait()
+        self._process.stdout.close()
+        self._stderr.close()
+
+    def _reply(self):
+        """The child's next reply (a dict), read from its stdout by the file descriptor (a
+        buffered reader could hold a reply that select then never reports)."""
+        deadline = time.monotonic() + self.timeout
+        fd = self._process.stdout.fileno()
+        while True:
+            while b"\n" not in self._buffer:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([fd], [], [], left)[0]:
+                    self._process.kill()
+                    raise PeerFailed(f"no result within {self.timeout} s")
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    raise PeerFailed(self._why_ended())
+                self._buffer += chunk
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            text = line.decode(errors="replace")
+            if text.startswith(REPLY):
+                return json.loads(text[len(REPLY):])
+
+    def _why_ended(self):
+        status = self._process.wait()
+        self._stderr.seek(0)
+        errors = [line for line in self._stderr.read().decode(errors="replace").splitlines()
+                  if line.strip()]
+        return (errors[-1] if errors else f"exit status {status}")[:300]
+
+
+def start_fit_peers(workload, systems, threads, log):
+    """A PeerEpochs per fit peer in `systems`, each warmed up ({"error": why} for one that
+    could not start). The children warm up (and compile) side by side, before anything is
+    timed."""
+    started = {}
+    for system in systems:
+        log(f"  {workload.name}: {system} in a child process (warm-up epoch compiles)")
+        started[system] = PeerEpochs(system, workload, threads)
+    for system, peer in started.items():
+        try:
+            peer.wait_ready()
+        except PeerFailed as error:
+            peer.close()
+            started[system] = {"error": str(error)}
+    return started
+
+
 def bench_peer_fit(workload, system, threads, repeats, budget, log):
-    """Epochs of `workload` by one fit peer in its child: a summary like timing.summarize's,
-    with the final loss and the warm-up (compiling) epoch's seconds; or {"error": ...}."""
-    from .timing import summarize
-    log(f"  {workload.name}: {system} in a child process (warm-up epoch compiles)")
-    record = run_child(system, {"workload": asdict(workload), "repeats": repeats,
-                                "budget": budget}, threads)
-    if "error" in record:
-        return record
-    flops = 6 * workload.n_weights * workload.n_samples
-    summary = summarize(record["times"], workload.n_samples, flops, record["cpu_times"])
-    summary.update(final_loss=record["final_loss"], warmup_s=record["warmup_s"])
-    return summary
+    """Epochs of `workload` by one fit peer alone in its child: a summary like
+    timing.summarize's, with the final loss and the warm-up (compiling) epoch's seconds; or
+    {"error": ...}. (`fastmlp bench` times the peers in turn with the other systems instead:
+    timing.bench_fit.)"""
+    from .timing import bench_fit
+    peer = start_fit_peers(workload, [system], threads, log)[system]
+    if isinstance(peer, dict):
+        return peer
+    try:
+        results, _, _ = bench_fit(workload, [], threads, repeats, budget, log,
+                                  peers={system: peer})
+    finally:
+        peer.close()
+    return results[system]
 
 
 def bench_peer_predict(workload, system, threads, repeats, kinds, log):
@@ -122,37 +240,45 @@ def bench_peer_predict(workload, system, threads, repeats, kinds, log):
 # ---- in the child ----------------------------------------------------------------------------
 
 def peer_child(system, spec_json, threads):
-    """Runs in a fresh process: time `system` on the spec's workload; print one JSON line."""
+    """Runs in a fresh process. A fit peer serves epochs (PeerEpochs, the parent): after its
+    warm-up epoch it replies with the warm-up's seconds, then for each line "epoch" on stdin it
+    trains one more and replies with its wall and CPU seconds and mean training loss, until
+    stdin ends. ONNX Runtime times its predictions and prints one JSON line."""
     spec = json.loads(spec_json)
     fields = spec["workload"]
     workload = Workload(**{**fields, "hidden": tuple(fields["hidden"])})
     X, y = make_blobs(workload.n_samples, workload.n_features, workload.dtype)
     if system in PREDICT_PEERS:
-        record = _onnxruntime_child(workload, X, y, threads, spec)
-    elif system == "keras":
-        record = _keras_child(workload, X, y, spec)
+        print(json.dumps(_onnxruntime_child(workload, X, y, threads, spec)))
+        return
+    if system == "keras":
+        epoch = _keras_trainer(workload, X, y)
     else:
-        epoch = (_jax_trainer if system == "jax" else _torch_compile_trainer)(workload, X, y,
-                                                                            threads)
-        record = _time_epochs(epoch, spec["repeats"], spec["budget"])
-    print(json.dumps(record))
-
-
-def _time_epochs(epoch, repeats, budget):
-    """One warm-up epoch, then epochs until `repeats`, or until the budget is spent and at least
-    min(3, repeats) were timed. `epoch()` returns its mean training loss."""
-    start = time.perf_counter()
-    loss = epoch()
-    record = {"warmup_s": time.perf_counter() - start, "times": [], "cpu_times": []}
-    for _ in range(repeats):
-        if len(record["times"]) >= min(3, repeats) and sum(record["times"]) > budget:
+        epoch = _timed((_jax_trainer if system == "jax" else _torch_compile_trainer)(
+            workload, X, y, threads))
+    _, seconds, _ = epoch()
+    _reply({"warmup_s": seconds})
+    for line in sys.stdin:
+        if line.strip() != "epoch":
             break
+        loss, seconds, cpu = epoch()
+        _reply({"wall": seconds, "cpu": cpu, "loss": loss})
+
+
+def _reply(record):
+    sys.stdout.write(REPLY + json.dumps(record) + "\n")
+    sys.stdout.flush()
+
+
+def _timed(epoch):
+    """An epoch function that returns its mean training loss, as one that returns (loss, wall
+    seconds, CPU seconds of the process)."""
+    def timed():
         start, cpu = time.perf_counter(), time.process_time()
         loss = epoch()
-        record["times"].append(time.perf_counter() - start)
-        record["cpu_times"].append(time.process_time() - cpu)
-    record["final_loss"] = loss
-    return record
+        return loss, time.perf_counter() - start, time.process_time() - cpu
+
+    return timed
 
 
 def _check_dtype(dtype, workload):
@@ -229,9 +355,12 @@ def _jax_trainer(workload, X, y, threads, seed=0):
     return epoch
 
 
-def _keras_child(workload, X, y, spec, seed=0):
-    """Keras 3 on JAX (KERAS_BACKEND=jax, set by the parent): one model.fit of warm-up + repeats
-    epochs, each epoch timed by a callback; the budget stops the fit as it does the others."""
+def _keras_trainer(workload, X, y, seed=0):
+    """Keras 3 on JAX (KERAS_BACKEND=jax, set by the parent): each epoch one model.fit of one
+    epoch, timed by a callback from the epoch's beginning to its end (so that what fit() does
+    around it, once per call, is not counted: one fit of all the epochs would do it once);
+    returns (loss, wall, CPU seconds). The train function is compiled in the first epoch and
+    kept by the model."""
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -245,28 +374,23 @@ def _keras_child(workload, X, y, spec, seed=0):
     model = keras.Sequential(layers)
     model.compile(optimizer=keras.optimizers.Adam(1e-3, epsilon=1e-8),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    repeats, budget = spec["repeats"], spec["budget"]
-    record = {"times": [], "cpu_times": []}
+    _check_dtype(model.layers[0].kernel.value.dtype, workload)
+    timed = {}
 
     class EpochTimer(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            self.start, self.cpu = time.perf_counter(), time.process_time()
+            timed["start"], timed["cpu"] = time.perf_counter(), time.process_time()
 
         def on_epoch_end(self, epoch, logs=None):
-            seconds = time.perf_counter() - self.start
-            if epoch == 0:
-                record["warmup_s"] = seconds
-            else:
-                record["times"].append(seconds)
-                record["cpu_times"].append(time.process_time() - self.cpu)
-            if len(record["times"]) >= min(3, repeats) and sum(record["times"]) > budget:
-                self.model.stop_training = True
+            timed["wall"] = time.perf_counter() - timed["start"]
+            timed["cpu"] = time.process_time() - timed["cpu"]
 
-    history = model.fit(X, y, batch_size=workload.batch_size, epochs=1 + repeats, shuffle=True,
-                        verbose=0, callbacks=[EpochTimer()])
-    record["final_loss"] = float(history.history["loss"][-1])
-    _check_dtype(model.layers[0].kernel.value.dtype, workload)
-    return record
+    def epoch():
+        history = model.fit(X, y, batch_size=workload.batch_size, epochs=1, shuffle=True,
+                            verbose=0, callbacks=[EpochTimer()])
+        return float(history.history["loss"][-1]), timed["wall"], timed["cpu"]
+
+    return epoch
 
 
 def _onnxruntime_child(workload, X, y, threads, spec):

@@ -119,7 +119,8 @@ def _timing_table(results, machine):
              "CPU/wall = the process's CPU seconds per wall second; loss = the last timed "
              "epoch's mean training loss (cross-entropy + L2), the same problem in every "
              "system. torch-compile, jax, keras and onnxruntime each ran in a process of "
-             "their own after the others.",
+             "their own: the first three's epochs in turn with the others', onnxruntime after "
+             "them.",
              _row(header, widths)]
     sections = list(results.get("fit", {}).items()) + list(results.get("predict", {}).items())
     for name, rows in sections:

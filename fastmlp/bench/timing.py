@@ -7,7 +7,8 @@ A speed comparison is a ratio measured in one process, on the same data, at the 
 shared machine is noisy, so absolute seconds mean little and a ratio between runs made minutes
 apart means less. Hence:
 
-- Repeats are interleaved (fastmlp, scikit-learn, torch, fastmlp, ...), with a pause before each
+- Repeats are interleaved (fastmlp, scikit-learn, torch, the peers in their child processes,
+  fastmlp, ...: peers.PeerEpochs), with a pause before each
   so that one system's idle BLAS threads have gone to sleep when the next is timed, and a burst
   of load from another process lands on all systems alike; the median over repeats is reported.
   A slow system stops repeating once it has spent its time budget (never with fewer than three
@@ -19,6 +20,7 @@ apart means less. Hence:
 """
 import statistics
 import time
+from typing import NamedTuple
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -32,15 +34,33 @@ from .workloads import (
 SETTLE_SECONDS = 0.3
 
 
-def time_interleaved(tasks, repeats, budget):
+class OwnTiming(NamedTuple):
+    """What a task timed elsewhere returns to time_interleaved: its own seconds."""
+    wall: float
+    cpu: float
+
+
+class TaskFailed(Exception):
+    """Raised by a task of time_interleaved that cannot go on (a peer's child process that
+    died): the task is dropped from the rounds, with the reason, and the others go on."""
+
+
+def time_interleaved(tasks, repeats, budget, failed=None):
     """tasks: {key: callable}. Call each once per round, in turn, for up to `repeats` rounds; a
     task whose calls have taken more than `budget` seconds in all stops after 3 (or `repeats`)
-    samples. Returns {key: [wall seconds, ...]} and {key: [CPU seconds of the process, ...]}."""
+    samples. Returns {key: [wall seconds, ...]} and {key: [CPU seconds of the process, ...]}.
+
+    A task timed elsewhere (a peer's epoch in its child process, which times itself so that
+    the round trip through the pipe is not counted) returns an OwnTiming; the others are timed
+    here (whatever they return). A task that raises TaskFailed is called no more, and
+    `failed[key]` says why (without a `failed` dict, the exception propagates)."""
     times = {key: [] for key in tasks}
     cpu_times = {key: [] for key in tasks}
     min_samples = min(3, repeats)
     for _ in range(repeats):
         for key, task in tasks.items():
+            if failed is not None and key in failed:
+                continue
             if len(times[key]) >= min_samples and sum(times[key]) > budget:
                 continue
             if len(tasks) > 1:
@@ -50,9 +70,17 @@ def time_interleaved(tasks, repeats, budget):
                 # scikit-learn's.
                 time.sleep(SETTLE_SECONDS)
             start, cpu = time.perf_counter(), time.process_time()
-            task()
-            times[key].append(time.perf_counter() - start)
-            cpu_times[key].append(time.process_time() - cpu)
+            try:
+                own = task()
+            except TaskFailed as error:
+                if failed is None:
+                    raise
+                failed[key] = str(error)
+                continue
+            wall, cpu = (own if isinstance(own, OwnTiming)
+                         else (time.perf_counter() - start, time.process_time() - cpu))
+            times[key].append(wall)
+            cpu_times[key].append(cpu)
     return times, cpu_times
 
 
@@ -67,19 +95,29 @@ def summarize(times, n_samples, flops, cpu_times=None):
     return summary
 
 
-def bench_fit(workload, systems, threads, repeats, budget, log):
+def bench_fit(workload, systems, threads, repeats, budget, log, peers=None):
+    """Epochs of `workload` by the in-process `systems` and by `peers` ({name: a started
+    peers.PeerEpochs, its warm-up done}), all interleaved round by round: {name: summary}
+    ({"error": why} for a peer whose child failed meanwhile), the runners and X."""
+    peers = peers or {}
     X, y = make_blobs(workload.n_samples, workload.n_features, workload.dtype)
     runners = {name: make_system(name, workload, threads) for name in systems}
     for name, runner in runners.items():
         log(f"  {workload.name}: warm-up epoch of {name}")
         runner.fit_epoch(X, y)
-    times, cpu = time_interleaved({name: (lambda r=runner: r.fit_epoch(X, y))
-                                   for name, runner in runners.items()}, repeats, budget)
+    tasks = {name: (lambda r=runner: r.fit_epoch(X, y)) for name, runner in runners.items()}
+    tasks.update((name, peer.epoch) for name, peer in peers.items())
+    failed = {}
+    times, cpu = time_interleaved(tasks, repeats, budget, failed)
     flops = 6 * workload.n_weights * workload.n_samples
-    results = {name: summarize(t, workload.n_samples, flops, cpu[name])
+    results = {name: ({"error": failed[name]} if name in failed
+                      else summarize(t, workload.n_samples, flops, cpu[name]))
                for name, t in times.items()}
     for name, runner in runners.items():
         results[name]["final_loss"] = runner.final_loss
+    for name, peer in peers.items():
+        if name not in failed:
+            results[name].update(final_loss=peer.final_loss, warmup_s=peer.warmup_s)
     return results, runners, X
 
 

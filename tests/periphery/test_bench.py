@@ -5,6 +5,7 @@ project's targets are tested with its harness, in benchmarks/tests."""
 import gzip
 import json
 import struct
+import sys
 
 import numpy as np
 import pytest
@@ -191,12 +192,82 @@ def test_torch_compile_needs_a_cpp_compiler(monkeypatch):
     assert "needs a C++ compiler" in peers.unavailable("torch-compile")
 
 
+# A stand-in for a peer's child (PeerEpochs._command), speaking its protocol: a line of its
+# framework's own on stdout, the warm-up's reply, then replies to `epochs` requests, then an
+# error on stderr and exit status 1 at the next request.
+FAKE_CHILD = """
+import sys, time
+print("a framework's own line", flush=True)
+print('fastmlp-peer: {"warmup_s": 0.5}', flush=True)
+for n, line in enumerate(sys.stdin):
+    if n == EPOCHS:
+        sys.exit("RuntimeError: lost its device")
+    time.sleep(0.01)
+    print('fastmlp-peer: {"wall": %d.25, "cpu": 0.5, "loss": 0.125}' % (n + 1), flush=True)
+"""
+
+
+def _fake_child(monkeypatch, epochs):
+    monkeypatch.setattr(peers.PeerEpochs, "_command", staticmethod(
+        lambda *args: [sys.executable, "-c", FAKE_CHILD.replace("EPOCHS", str(epochs))]))
+
+
 def test_a_peer_that_fails_leaves_the_table_and_says_why(monkeypatch, capsys):
     _pretend_installed(monkeypatch)
-    monkeypatch.setattr(peers, "run_child", lambda *args, **kwargs: {"error": "no compiler"})
+    _fake_child(monkeypatch, epochs=0)
+    assert bench.main(["--quick", "--workloads", "small", "--systems", "fastmlp,jax",
+                       "--repeats", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped: jax on small (failed: RuntimeError: lost its device)" in out
+    assert "small               fastmlp     2" in out  # the others' rounds went on
+
+
+def test_a_peer_that_cannot_start_leaves_the_table_and_says_why(monkeypatch, capsys):
+    _pretend_installed(monkeypatch)
+    monkeypatch.setattr(peers.PeerEpochs, "_command", staticmethod(
+        lambda *args: [sys.executable, "-c", "import sys; sys.exit('no compiler')"]))
     assert bench.main(["--quick", "--workloads", "small", "--systems", "fastmlp,jax",
                        "--repeats", "1"]) == 0
     assert "skipped: jax on small (failed: no compiler)" in capsys.readouterr().out
+
+
+def test_peer_epochs_go_in_turn_with_the_others_timed_by_the_child(monkeypatch):
+    """A peer's epochs are interleaved round by round with the in-process systems' (each
+    request answered before the next system is timed), with the seconds its child measured,
+    not the round trip; its loss and warm-up come along."""
+    _fake_child(monkeypatch, epochs=3)
+    workload = workloads.Workload("tiny", 400, 6, (5,), 50, "float32")
+    calls = []
+    peer = peers.start_fit_peers(workload, ["jax"], 1, log=lambda message: None)["jax"]
+    epoch = peer.epoch
+    monkeypatch.setattr(peer, "epoch", lambda: calls.append("jax") or epoch())
+    fastmlp_epoch = systems.EstimatorSystem.fit_epoch
+    monkeypatch.setattr(systems.EstimatorSystem, "fit_epoch",
+                        lambda self, X, y: calls.append(self.name) or fastmlp_epoch(self, X, y))
+    try:
+        fit, _, _ = timing.bench_fit(workload, ["fastmlp"], 1, repeats=3, budget=60.0,
+                                     log=lambda message: None, peers={"jax": peer})
+    finally:
+        peer.close()
+    assert calls == ["fastmlp"] + ["fastmlp", "jax"] * 3  # (the first: fastmlp's warm-up)
+    assert fit["jax"]["n"] == 3 and fit["jax"]["median_s"] == 2.25  # 1.25, 2.25, 3.25
+    assert fit["jax"]["cpu_per_wall"] == pytest.approx(0.5 / 2.25)
+    assert fit["jax"]["final_loss"] == 0.125 and fit["jax"]["warmup_s"] == 0.5
+
+
+def test_time_interleaved_takes_a_tasks_own_timing_and_drops_a_failed_task():
+    def failing():
+        raise timing.TaskFailed("gone")
+
+    failed = {}
+    times, cpu = timing.time_interleaved({"own": lambda: timing.OwnTiming(2.0, 1.0),
+                                          "gone": failing, "here": lambda: (5.0, 5.0)}, repeats=3, budget=60.0,
+                                         failed=failed)
+    assert times["own"] == [2.0] * 3 and cpu["own"] == [1.0] * 3
+    assert failed == {"gone": "gone"} and times["gone"] == []
+    assert len(times["here"]) == 3 and max(times["here"]) < 5.0  # a tuple is no timing
+    with pytest.raises(timing.TaskFailed):
+        timing.time_interleaved({"gone": failing}, repeats=1, budget=1.0)
 
 
 TINY = workloads.Workload("tiny", 512, 8, (6,), 64, "float32")
