@@ -144,7 +144,13 @@ int SFX(fm_all_finite)(const REAL *x, ptrdiff_t n)
  * than the division, so such divisors multiply (`by_reciprocal`).
  *
  * `penalty`, `by_reciprocal`, `want_w2` and `want_g2` are constants at every call, so that each
- * combination compiles to its own loop. */
+ * combination compiles to its own loop.
+ *
+ * Not fused with Adam's step, which follows it on the same block: a C harness of the two loops
+ * against one loop doing both (a 256 x 256 block in cache, AVX2, 2-core AMD EPYC VM) took 0.99
+ * of the two passes' time in float32 and 0.85 in float64, where the step is bound by its
+ * division and square root. With the finish at 1.4 % and Adam at 4.0 % of `mnist-f64`'s CPU
+ * time (perf), that is under 1 % of its epoch, for a second copy of Adam's formula. */
 FM_INLINE void SFX(finish_loop)(REAL *g, const REAL *w, ptrdiff_t n, REAL alpha, REAL divisor,
                                 double *sum_w2, double *sum_g2, const int penalty,
                                 const int by_reciprocal, const int want_w2, const int want_g2)

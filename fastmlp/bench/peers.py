@@ -14,7 +14,7 @@ one epoch at a time, in turn with the in-process systems' epochs (timing.bench_f
 child replies with that epoch's wall and CPU seconds, timed by itself, and its mean training
 loss. Why in turn: the ratio between two systems timed minutes apart on a shared machine is
 the machine's as much as theirs. With every peer timed after the in-process systems, one build
-read 1.20x Keras's epoch on `mnist-f64` (fastmlp 0.481 s, Keras 0.579, JAX 0.672) and, 40
+read 1.20x Keras's epoch on `mnist-f64` (fastmlp 0.481 s, Keras 0.579, JAX 0.672) and, 14
 minutes later, 1.38x Keras's and 1.28x JAX's (0.415, 0.570, 0.531: 2-core AMD EPYC VM,
 benchmarks/compare.py); round by round, a burst of load lands on every system alike, as it
 already did for the in-process ones. Idle between its epochs, a child blocks on its stdin and
