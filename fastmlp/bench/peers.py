@@ -146,13 +146,16 @@ class PeerEpochs:
         return OwnTiming(reply["wall"], reply["cpu"])
 
     def close(self):
-        if self._process.poll() is None:
-            try:
-                self._process.stdin.close()  # the child's cue to end
-                self._process.wait(timeout=30)
-            except (OSError, subprocess.TimeoutExpired):
-                self._process.kill()
-                self._process.wait()
+        """End the child (its stdin's end is its cue; killed if it has not ended in 30 s)."""
+        try:
+            self._process.stdin.close()
+        except OSError:  # a child that died left a broken pipe
+            pass
+        try:
+            self._process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
         self._process.stdout.close()
         self._stderr.close()
 
