@@ -22,9 +22,10 @@ takes no CPU, and the pause before every timed call (timing.SETTLE_SECONDS) lets
 runtime's threads stop spinning before the next system is timed. ONNX Runtime's predictions
 stay in one child run after the others (one-row predictions are timed back to back per
 system: alternating systems call by call would have each evict the others' weights from the
-cache). Every peer trains the in-process systems' problem: ReLU hidden layers, softmax cross-entropy, Adam(lr=1e-3, eps=1e-8), scikit-learn's L2 penalty
-alpha=1e-4 (0.5 x alpha x sum of squared weights / batch rows, added to each batch's loss),
-shuffled mini-batches of the workload's size, in its dtype; the losses in the table show it.
+cache). Every peer trains the in-process systems' problem: ReLU hidden layers, softmax
+cross-entropy, Adam(lr=1e-3, eps=1e-8), scikit-learn's L2 penalty alpha=1e-4 (0.5 x alpha x
+sum of squared weights / batch rows, added to each batch's loss), shuffled mini-batches of the
+workload's size, in its dtype; the losses in the table show it.
 
 Each peer is optional: `unavailable(system)` says in one line why it cannot run (a package
 missing, no C++ compiler for inductor) without importing anything heavy, so `fastmlp bench`

@@ -260,9 +260,9 @@ def test_time_interleaved_takes_a_tasks_own_timing_and_drops_a_failed_task():
         raise timing.TaskFailed("gone")
 
     failed = {}
-    times, cpu = timing.time_interleaved({"own": lambda: timing.OwnTiming(2.0, 1.0),
-                                          "gone": failing, "here": lambda: (5.0, 5.0)}, repeats=3, budget=60.0,
-                                         failed=failed)
+    tasks = {"own": lambda: timing.OwnTiming(2.0, 1.0), "gone": failing,
+             "here": lambda: (5.0, 5.0)}
+    times, cpu = timing.time_interleaved(tasks, repeats=3, budget=60.0, failed=failed)
     assert times["own"] == [2.0] * 3 and cpu["own"] == [1.0] * 3
     assert failed == {"gone": "gone"} and times["gone"] == []
     assert len(times["here"]) == 3 and max(times["here"]) < 5.0  # a tuple is no timing
