@@ -9,7 +9,8 @@ round after round (A B, B A, A B, ...), so that a burst of load on this shared m
 both alike. Per workload it prints the median over rounds of each build's median epoch (or
 call), and after/before: below 1 is faster. Workloads are those of `fastmlp bench`
 (fastmlp/bench/workloads.py, read from AFTER_CHECKOUT so both builds train on the same arrays),
-timed through the public API only (partial_fit epochs, predict), so any two builds compare.
+timed through the public API only (partial_fit epochs, as the harness calls them; predict),
+so any two builds compare.
 """
 import argparse
 import json
@@ -46,9 +47,13 @@ if name.startswith("predict"):
             clf.predict_proba(rows)
         times.append((time.perf_counter() - start) / calls)
 else:
-    for _ in range(epochs + 1):  # the first epoch warms up and is not counted
+    # As the harness and a user's loop call it: classes= on the first call only, so that the
+    # later calls take partial_fit's steady path (its compiled SteadyCall from the fourth call
+    # on), which a call with keyword arguments never takes.
+    clf.partial_fit(X, y, classes=classes)
+    for _ in range(epochs + 1):  # the first timed epoch warms up and is not counted
         start = time.perf_counter()
-        clf.partial_fit(X, y, classes=classes)
+        clf.partial_fit(X, y)
         times.append(time.perf_counter() - start)
 times = sorted(times[1:])
 print(json.dumps({"median": times[len(times) // 2], "file": fastmlp.__file__}))
