@@ -129,7 +129,7 @@ class PeerEpochs:
     @staticmethod
     def _command(system, workload, threads):
         return [sys.executable, "-m", "fastmlp.bench", "--peer-child", system,
-                json.dumps({"workload": asdict(workload), "serve": True}),
+                json.dumps({"workload": asdict(workload)}),
                 "--threads", str(threads)]
 
     def wait_ready(self):
