@@ -51,7 +51,9 @@
  *   comes from memory (several models' W in turn, 13-17 MB), but 0.91-1.03 with W in L3 (one
  *   model's, as a serving loop has it), and no gain in predict_proba. Software prefetches of W
  *   4-16 rows ahead: 20.2-20.5 us against 20.4. (Each the median of 300-400 x 10-20 calls, the
- *   variants interleaved in one process.)
+ *   variants interleaved in one process.) Non-temporal ones 8 rows ahead (prefetchnta, so that
+ *   W1's 800 KB would not evict W2 and the interpreter's lines from L2; a later session): the
+ *   predict_proba call 1.02x, 0.85-1.21 in 8 rounds of 10 x 200 calls, builds alternating.
  * - Two threads on one row, each taking half of W's rows (k), summed as (first half) + (second
  *   half) on one thread or two, so that each core keeps its contiguous 400 KB in its L2 (a later
  *   session; the halves claimed caller-first and worker-first so that each half stays on one
