@@ -125,8 +125,7 @@ def run(args, log=log):
             log(f"{name}: {workload.n_samples} x {workload.n_features}, hidden "
                 f"{workload.hidden}, batch {workload.batch_size}, {workload.dtype}")
             if name in workloads:
-                started = start_fit_peers(workload, fit_peers, threads, log)
-                serving = {peer: p for peer, p in started.items() if not isinstance(p, dict)}
+                serving, failed = start_fit_peers(workload, fit_peers, threads, log)
                 try:
                     fit, runners, X = bench_fit(workload, in_process, threads, repeats, budget,
                                                 log, peers=serving)
@@ -134,7 +133,7 @@ def run(args, log=log):
                     for p in serving.values():
                         p.close()
                 for peer in fit_peers:  # the table's order, whatever failed where
-                    fit[peer] = fit.pop(peer, None) or started[peer]
+                    fit[peer] = fit.pop(peer, None) or failed[peer]
                     _peer_failed(fit, peer, name, skipped, log)
                 results.setdefault("fit", {})[name] = fit
             else:  # inference alone: train each network one epoch first

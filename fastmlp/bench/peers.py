@@ -94,9 +94,14 @@ def run_child(system, spec, threads, timeout=1800):
         return {"error": f"no result within {timeout} s"}
     lines = out.stdout.strip().splitlines()
     if out.returncode != 0 or not lines:
-        errors = [line for line in out.stderr.strip().splitlines() if line.strip()]
-        return {"error": (errors[-1] if errors else f"exit status {out.returncode}")[:300]}
+        return {"error": _why_failed(out.stderr, out.returncode)}
     return json.loads(lines[-1])
+
+
+def _why_failed(stderr, status):
+    """A failed child's reason in one line: its stderr's last line, or its exit status."""
+    errors = [line for line in stderr.splitlines() if line.strip()]
+    return (errors[-1] if errors else f"exit status {status}")[:300]
 
 
 REPLY = "fastmlp-peer: "  # how a serving child's replies begin on its stdout (a framework
@@ -183,26 +188,26 @@ class PeerEpochs:
     def _why_ended(self):
         status = self._process.wait()
         self._stderr.seek(0)
-        errors = [line for line in self._stderr.read().decode(errors="replace").splitlines()
-                  if line.strip()]
-        return (errors[-1] if errors else f"exit status {status}")[:300]
+        return _why_failed(self._stderr.read().decode(errors="replace"), status)
 
 
 def start_fit_peers(workload, systems, threads, log):
-    """A PeerEpochs per fit peer in `systems`, each warmed up ({"error": why} for one that
-    could not start). The children warm up (and compile) side by side, before anything is
-    timed."""
+    """The fit peers in `systems`, each warmed up in its child: ({system: PeerEpochs},
+    {system: {"error": why}} for those that could not start). The children warm up (and
+    compile) side by side, before anything is timed."""
     started = {}
     for system in systems:
         log(f"  {workload.name}: {system} in a child process (warm-up epoch compiles)")
         started[system] = PeerEpochs(system, workload, threads)
-    for system, peer in started.items():
+    failed = {}
+    for system, peer in list(started.items()):
         try:
             peer.wait_ready()
         except PeerFailed as error:
             peer.close()
-            started[system] = {"error": str(error)}
-    return started
+            del started[system]
+            failed[system] = {"error": str(error)}
+    return started, failed
 
 
 def bench_peer_fit(workload, system, threads, repeats, budget, log):
@@ -211,14 +216,13 @@ def bench_peer_fit(workload, system, threads, repeats, budget, log):
     {"error": ...}. (`fastmlp bench` times the peers in turn with the other systems instead:
     timing.bench_fit.)"""
     from .timing import bench_fit
-    peer = start_fit_peers(workload, [system], threads, log)[system]
-    if isinstance(peer, dict):
-        return peer
+    serving, failed = start_fit_peers(workload, [system], threads, log)
+    if failed:
+        return failed[system]
     try:
-        results, _, _ = bench_fit(workload, [], threads, repeats, budget, log,
-                                  peers={system: peer})
+        results, _, _ = bench_fit(workload, [], threads, repeats, budget, log, peers=serving)
     finally:
-        peer.close()
+        serving[system].close()
     return results[system]
 
 

@@ -238,7 +238,7 @@ def test_peer_epochs_go_in_turn_with_the_others_timed_by_the_child(monkeypatch):
     _fake_child(monkeypatch, epochs=3)
     workload = workloads.Workload("tiny", 400, 6, (5,), 50, "float32")
     calls = []
-    peer = peers.start_fit_peers(workload, ["jax"], 1, log=lambda message: None)["jax"]
+    peer = peers.start_fit_peers(workload, ["jax"], 1, log=lambda message: None)[0]["jax"]
     epoch = peer.epoch
     monkeypatch.setattr(peer, "epoch", lambda: calls.append("jax") or epoch())
     fastmlp_epoch = systems.EstimatorSystem.fit_epoch
