@@ -39,9 +39,9 @@
  * epoch read 1.10x (benchmarks/ab_builds.py, 8 rounds). Float64 stays with BLAS.
  *
  * How: W is taken by panels of 16 columns (two vectors of 8; the last panel's missing columns
- * packed as zeros and never stored) and blocks of FM_RP_KC rows of k, packed into a 16 KB buffer on
- * the stack that stays in L1 while every tile of 6 rows of `a` runs over it: 12 accumulators, two
- * loads of W and six broadcasts of a per k. The rows' tail (1 to 5 rows) takes the same kernel
+ * packed as zeros and never stored) and blocks of FM_RP_KC rows of k, packed into a buffer on the
+ * stack (64 KB, read from L2 as a stream) that every tile of 6 rows of `a` runs over: 12
+ * accumulators, two loads of W and six broadcasts of a per k. The rows' tail (1 to 5 rows) takes the same kernel
  * with fewer accumulators, and a last panel of at most 8 columns one vector of them a row (100
  * columns, scikit-learn's default hidden layer, end in 4: 0.93-0.95 of the time of 32 x 64 x
  * 100 and 200 x 64 x 100 products with two; 10 columns read 1.04-1.08, 0.1-0.2 us, in the
@@ -58,6 +58,19 @@
  * 0.92x, small 1.02x (its noise). The own / OpenBLAS figures above and below are the kernel's
  * before these two changes.
  *
+ * Blocks of FM_RP_KC = 1024 terms, not 256 (the 16 KB that fit L1 beside the tile's rows): most
+ * layers' whole n_in is then one block, so each tile's sums are written to out once instead of
+ * loaded and stored again for every block, and out can be large (a 256 x 1024 row block's is
+ * 1 MB, in L3). A C harness linking five block sizes, called in turns, one thread's CPU time
+ * with W read from memory (2-core AMD EPYC VM), GFLOP/s at 256 / 384 / 512 / 768 / 1024
+ * terms: 256 x 784 x 1024 (`wide`'s first layer) 86.6 / 88.7 / 90.7 / 91.4 / 93.3, 256 x 1024
+ * x 1024 82.9 / 84.4 / 86.7 / 87.6 / 89.6, its W^T 84.9 / 87.5 / 90.2 / 91.6 / 94.2, 128 x 784 x
+ * 256 (`mnist`'s) 89.5 / 89.9 / 90.3 / 91.3 / 91.7, products of 16-128 rows over at most 256
+ * terms within 1 %. Software prefetches of the next tile's rows of out, tried beside it, did
+ * nothing. A weight gradient reads a^T in place and keeps blocks of FM_RP_KC_AT = 256 terms
+ * (the batch's rows): there the larger blocks were slower (1024 x 128 x 128 over 1024 rows: 88.7
+ * GFLOP/s at 256, 63.6 at 1024; 512 x 256 x 256: 88.9 and 73.5). The block changes no bit: a
+ * partial sum waits in out as the float it is in the register.
  * The backward pass's product with W's transpose (a row block's delta times W^T, the gradient of
  * the layer's input) is the same product with a packing that transposes: a panel's 16 columns of
  * W^T are 16 rows of W, taken 8 x 8 at a time (fm_rows_product_t). OpenBLAS packs that W at
@@ -91,7 +104,8 @@
 enum {
     FM_RP_MR = 6,   /* rows of a tile */
     FM_RP_NR = 16,  /* columns of a panel */
-    FM_RP_KC = 256  /* rows of W (terms) packed at a time: 256 x 16 floats, 16 KB */
+    FM_RP_KC = 1024,  /* rows of W (terms) packed at a time: 1024 x 16 floats, 64 KB */
+    FM_RP_KC_AT = 256  /* the same for a weight gradient's delta (a^T read in place) */
 };
 
 #if defined(FM_RP_X86)
@@ -259,8 +273,9 @@ FM_RP_TARGET FM_INLINE void rp_product(float *out, ptrdiff_t ldo, const float *a
                 memset(out + r * ldo, 0, (size_t) cols * sizeof(float));
         return;
     }
-    for (ptrdiff_t k0 = 0; k0 < n_in; k0 += FM_RP_KC) {
-        const ptrdiff_t kc = n_in - k0 < FM_RP_KC ? n_in - k0 : FM_RP_KC;
+    const ptrdiff_t block = a_trans ? FM_RP_KC_AT : FM_RP_KC;
+    for (ptrdiff_t k0 = 0; k0 < n_in; k0 += block) {
+        const ptrdiff_t kc = n_in - k0 < block ? n_in - k0 : block;
         const float *a_k0 = a_trans ? a + k0 * lda : a + k0;
         const int first = k0 == 0 && !accumulate;
         for (ptrdiff_t j0 = 0; j0 < cols; j0 += FM_RP_NR) {
