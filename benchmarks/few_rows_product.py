@@ -40,7 +40,9 @@ SHAPES = [
     (128, 256, 128, "W^T", "mnist: a row block's delta times W2^T"),
     (256, 128, 128, "a^T", "mnist: a weight job of W2"),
     (256, 392, 256, "a^T", "(mnist: a weight job of W1, stays with BLAS)"),
-    (256, 784, 1024, "W", "(wide's row block, 256 rows: stays with BLAS)"),
+    (256, 784, 1024, "W", "wide: a row block's first layer"),
+    (256, 1024, 1024, "W^T", "wide: a row block's delta times W2^T"),
+    (512, 784, 1024, "W", "(a row block of 512 rows: stays with BLAS)"),
     (512, 256, 1024, "a^T", "(wide: a weight job of W2, stays with BLAS)"),
 ]
 

@@ -10,8 +10,10 @@
  * packed panels runs at up to ~80 GFLOP/s on one core (the one-core sgemm ceiling is ~84).
  * benchmarks/few_rows_product.py times the two call by call, own / OpenBLAS: 0.55-0.70 for the
  * products of 16-32 rows, ~0.84 for 100 rows, 0.81-0.94 for 128 rows (`mnist`'s row blocks),
- * 1.10 for 256 rows against 1024 columns, where OpenBLAS's blocking wins; so the engine sends
- * blocks of at most OWN_PRODUCT_ROWS = 128 rows here (fastmlp/_engine/_layer_dense.pxd).
+ * 1.10 for 256 rows against 1024 columns with blocks of 256 terms; with blocks of 1024 (below)
+ * 0.85 for 128 rows and 0.89-0.98 for 192-256 rows (`wide`'s row blocks), but 0.94-1.03 for
+ * 384-1024 rows: the engine sends blocks of at most OWN_PRODUCT_ROWS = 256 rows here
+ * (fastmlp/_engine/_layer_dense.pxd).
  *
  * The bits. Each out[r, j] is one chain of fused multiply-adds over k = 0, 1, ..., n_in - 1 in
  * that order, starting from +0: fma(a[r, k], W[k, j], acc), rounded once per term. The blocking

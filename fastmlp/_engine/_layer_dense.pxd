@@ -18,10 +18,11 @@ cdef enum:
     SMALL_ROWS = 4  # below this many rows a product is done row by row without BLAS
     # Up to this many float32 rows, products by W and by W^T are csrc/rows_product.c's where the
     # processor runs it (dense_product_columns says why this many).
-    OWN_PRODUCT_ROWS = 128
+    OWN_PRODUCT_ROWS = 256
     # A weight gradient's block is csrc/rows_product.c's up to this many of W's rows and
-    # columns, or over at most OWN_PRODUCT_ROWS rows of the batch (dense_backward_weights).
+    # columns, or over at most OWN_GRADIENT_ROWS rows of the batch (dense_backward_weights).
     OWN_GRADIENT_SIDE = 256
+    OWN_GRADIENT_ROWS = 128
     # Elsewhere, up to this many float32 rows: W cut into column tiles that OpenBLAS multiplies
     # unpacked (dense_product).
     FEW_ROWS = 32
@@ -56,10 +57,17 @@ cdef inline void dense_product_columns(floating *out, const floating *a_in, Py_s
     benchmarks/few_rows_product.py, 2-core AMD EPYC VM), own / OpenBLAS: 32 x 784 x 128 (a
     `tiny-batch` first-layer tile) 0.67; 16 x 256 x 128 0.55; 32 x 64 x 100 (a small
     partial_fit) 0.70; 100 x 64 x 100 (`small`) 0.84; 128 x 784 x 256 (`mnist`) 0.91-0.94;
-    128 x 256 x 128 0.81. From 256 rows OpenBLAS's blocking wins (256 x 784 x 1024, `wide`'s
-    block: 1.10-1.13), so larger blocks stay with BLAS. Its sums are fused multiply-adds in k's
-    order, so a product's bits depend on the rows' count (the path) and not on the thread
-    count."""
+    128 x 256 x 128 0.81. Since its blocks of terms grew from 256 to 1024 (csrc/rows_product.c),
+    also up to 256 rows: 128 x 784 x 256 0.85, 192 x 784 x 256 0.88, 256 x 784 x 1024 (`wide`'s
+    row block) 0.93-0.98, 256 x 1024 x 1024 0.96, its W^T 0.89-0.90, 256 x 256 x 128 0.88-0.90
+    (it was 1.10-1.13 on `wide`'s block before); past that it is no clear gain (384 x 784 x
+    1024 0.96-0.98, 512 x 784 x 1024 0.98-1.03, 1024 x 784 x 256 0.95-0.99), so larger blocks
+    stay with BLAS. `wide` (`python benchmarks/profile_breakdown.py --workloads wide`, perf):
+    63.3 -> 61.1 ms of CPU a batch, its products 58.8 -> 57.1 and OpenBLAS's zeroing of C 1.2 ->
+    0.6; epochs, the builds alternating (benchmarks/ab_builds.py, 6 and 8 rounds) 0.961x and
+    0.987x, `small` (one block of 200 rows: its batches take one thread) 0.965x. Its sums are
+    fused multiply-adds in k's order, so a product's bits depend on the rows' count (the path)
+    and not on the thread count."""
     if floating is float:
         if own_rows_product(rows):
             fm_rows_product_f(out + c0, n_out, a_in, ld_in, W + c0, n_out, rows, n_in, c1 - c0)
@@ -125,7 +133,7 @@ cdef inline void dense_backward_weights(floating *dW, const floating *a_in, Py_s
 
     float32 blocks of at most OWN_GRADIENT_SIDE columns go to csrc/rows_product.c where it runs
     (as dense_product_columns), when their rows are that few too or the batch has at most
-    OWN_PRODUCT_ROWS rows: it packs delta at ~0.22 ns a float and reads a_in as it is, where
+    OWN_GRADIENT_ROWS rows: it packs delta at ~0.22 ns a float and reads a_in as it is, where
     OpenBLAS packs both (delta at ~0.8 ns a float, a_in at ~0.6). Thread CPU time per call,
     own / OpenBLAS, one thread, 2-core AMD EPYC VM (python benchmarks/few_rows_product.py): a
     `tiny-batch` job's 392 x 256 over 32 rows 0.78; a small partial_fit's 64 x 100 over 32
@@ -134,7 +142,7 @@ cdef inline void dense_backward_weights(floating *dW, const floating *a_in, Py_s
     with BLAS."""
     if floating is float:
         if (n_out <= OWN_GRADIENT_SIDE and (n_in_block <= OWN_GRADIENT_SIDE
-                                            or rows <= OWN_PRODUCT_ROWS)
+                                            or rows <= OWN_GRADIENT_ROWS)
                 and fm_rows_product_available()):
             fm_rows_product_at_f(dW, n_out, a_in, ld_in, delta, n_out, n_in_block, rows, n_out,
                                  accumulate)
