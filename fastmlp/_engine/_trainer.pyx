@@ -88,8 +88,11 @@ cdef enum:
     # (benchmarks/ab_builds.py, 12,000 rows, 2-core AMD EPYC VM), each against 1024: 4096
     # 1.34x the time (three blocks: one thread idles for the third), 2048 1.00x (16 rounds),
     # 512 0.91x then 1.01x (10 and 16 rounds), 256 1.04x: no gain past the host's noise, so
-    # 1024 stays.
-    PREDICT_ROWS = 1024
+    # 1024 stayed. Since float32 blocks of up to 256 rows take csrc/rows_product.c's kernel
+    # (OWN_PRODUCT_ROWS, _layer_dense.pxd), 256 against 1024: 0.964x and 0.944x (10 and 12
+    # rounds), 128 0.964x; 20,000 rows in one process per build, builds alternating, medians of
+    # 30 calls: 52.6-54.6 ms against 56.1-60.3. Float64 blocks multiply with BLAS either way.
+    PREDICT_ROWS = 256
     SURE_CHUNKS = 16  # surely_finite's blocks of rows
     PARALLEL_CHECK = 1 << 24  # PARALLEL_CHECK_VALUES (at surely_finite, which says why)
 
