@@ -73,6 +73,17 @@
  * (the batch's rows): there the larger blocks were slower (1024 x 128 x 128 over 1024 rows: 88.7
  * GFLOP/s at 256, 63.6 at 1024; 512 x 256 x 256: 88.9 and 73.5). The block changes no bit: a
  * partial sum waits in out as the float it is in the register.
+ *
+ * Tried for the weight gradient and not built: a^T's block of terms packed first into strips of
+ * 6 rows (6 consecutive floats a term, on the heap), which the tile then reads in order, as
+ * OpenBLAS packs its A. Same C harness, same bits, GFLOP/s read in place / from strips of 256 /
+ * of 512 terms: 392 x 1024 over 512 rows (`wide`'s W1 job) 77.9 / 84.3 / 87.4, 256 x 1024 over
+ * 512 (its W2 job) 66.2 / 79.3 / 81.6, 392 x 256 over 256 (`mnist`'s W1 job) 75.3 / 83.6 / 84.2,
+ * but 128 x 128 over 256 or 1024 rows and the small jobs 5-15 % slower (the packing and its
+ * allocation). OpenBLAS took 4.9 ms for the first (strips of 512: 4.7), 3.3-3.5 for the second
+ * (3.3), ~0.62-0.68 for the third (0.61) in benchmarks/few_rows_product.py's runs of that day:
+ * a few percent of those jobs, 1-2 % of an epoch, for other bits of `wide`'s and `mnist`'s
+ * weight gradients.
  * The backward pass's product with W's transpose (a row block's delta times W^T, the gradient of
  * the layer's input) is the same product with a packing that transposes: a panel's 16 columns of
  * W^T are 16 rows of W, taken 8 x 8 at a time (fm_rows_product_t). OpenBLAS packs that W at
