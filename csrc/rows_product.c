@@ -43,11 +43,11 @@
  * How: W is taken by panels of 16 columns (two vectors of 8; the last panel's missing columns
  * packed as zeros and never stored) and blocks of FM_RP_KC rows of k, packed into a buffer on the
  * stack (64 KB, read from L2 as a stream) that every tile of 6 rows of `a` runs over: 12
- * accumulators, two loads of W and six broadcasts of a per k. The rows' tail (1 to 5 rows) takes the same kernel
- * with fewer accumulators, and a last panel of at most 8 columns one vector of them a row (100
- * columns, scikit-learn's default hidden layer, end in 4: 0.93-0.95 of the time of 32 x 64 x
- * 100 and 200 x 64 x 100 products with two; 10 columns read 1.04-1.08, 0.1-0.2 us, in the
- * same C harness, though their code is as before).
+ * accumulators, two loads of W and six broadcasts of a per k. The rows' tail (1 to 5 rows)
+ * takes the same kernel with fewer accumulators, and a last panel of at most 8 columns one
+ * vector of them a row (100 columns, scikit-learn's default hidden layer, end in 4: 0.93-0.95
+ * of the time of 32 x 64 x 100 and 200 x 64 x 100 products with two; 10 columns read
+ * 1.04-1.08, 0.1-0.2 us, in the same C harness, though their code is as before).
  *
  * The blocks of k are the outer loop, the panels the inner one, so that the rows' FM_RP_KC
  * terms (128 rows: 128 KB) stay in L2 while every panel runs over them; with the panels
@@ -84,6 +84,7 @@
  * (3.3), ~0.62-0.68 for the third (0.61) in benchmarks/few_rows_product.py's runs of that day:
  * a few percent of those jobs, 1-2 % of an epoch, for other bits of `wide`'s and `mnist`'s
  * weight gradients.
+ *
  * The backward pass's product with W's transpose (a row block's delta times W^T, the gradient of
  * the layer's input) is the same product with a packing that transposes: a panel's 16 columns of
  * W^T are 16 rows of W, taken 8 x 8 at a time (fm_rows_product_t). OpenBLAS packs that W at

@@ -364,9 +364,9 @@ def test_rows_product_is_the_fma_chain_over_k_for_every_shape_and_stride(kind):
     bits, whatever the tiles of rows, the panels of 16 columns and the blocks of 1024 terms,
     256 for a^T), for the forward product (a W), the backward pass's (delta W^T) and the weight
     gradient's (a^T delta, also added to what out holds), for shapes around each of those sizes
-    and for
-    arguments that are slices of wider arrays (X's column slices, W's and the product's column
-    tiles, a weight job's rows of W); columns outside the product's are left as they were."""
+    and for arguments that are slices of wider arrays (X's column slices, W's and the product's
+    column tiles, a weight job's rows of W); columns outside the product's are left as they
+    were."""
     rng = np.random.RandomState(6)
     transposed, a_transposed, accumulate = kind == "a W^T", "a^T" in kind, "out +" in kind
     for rows in (1, 2, 5, 6, 7, 12, 13, 16, 32):
