@@ -20,11 +20,12 @@ def test_the_shapes_kept_from_blas_are_the_engines():
         pytest.skip(f"{LAYER_DENSE_PXD} is not beside the compiled engine")
     with open(LAYER_DENSE_PXD) as f:
         text = f.read()
-    own_rows, side = (int(re.search(rf"^\s+{name} = (\d+)", text, re.MULTILINE)[1])
-                      for name in ("OWN_PRODUCT_ROWS", "OWN_GRADIENT_SIDE"))
+    own_rows, side, gradient_rows = (
+        int(re.search(rf"^\s+{name} = (\d+)", text, re.MULTILINE)[1])
+        for name in ("OWN_PRODUCT_ROWS", "OWN_GRADIENT_SIDE", "OWN_GRADIENT_ROWS"))
     for rows, n_in, n_out, kind, what in frp.SHAPES:
         if kind == "a^T":  # dense_backward_weights' rule
-            own = n_out <= side and (n_in <= side or rows <= own_rows)
+            own = n_out <= side and (n_in <= side or rows <= gradient_rows)
         else:
             own = rows <= own_rows
         assert own == ("stays with BLAS" not in what), what
