@@ -100,9 +100,10 @@
  *
  * Bulk prediction: with blocks of 256 terms, one thread, 1024 x 784 x 256, this kernel in
  * blocks of 128 rows ran at 84.6 GFLOP/s and over all 1024 at once at 87.7, OpenBLAS at 89.9,
- * so predictions went in blocks of 1024 rows to BLAS. With blocks of 1024 terms, predictions
- * go in blocks of 256 rows to this kernel (PREDICT_ROWS, fastmlp/_engine/_trainer.pyx, has the
- * figures: 0.94-0.96x the time of 20,000 and 12,000 rows).
+ * so predictions went in blocks of 1024 rows to BLAS. With blocks of 1024 terms, float32
+ * predictions go in blocks of OWN_PRODUCT_ROWS rows to this kernel (`predict` in
+ * fastmlp/_engine/_trainer.pyx; PREDICT_ROWS has the figures: 0.94-0.96x the time of 20,000
+ * and 12,000 rows).
  */
 #include <stddef.h>
 #include <string.h>

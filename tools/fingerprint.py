@@ -173,7 +173,8 @@ def _cases():
               {"max_iter": 1}):
         add("clf", "digits", p)
     # blocks: batches of >= 512 rows and layers of >= 256 units are cut into several row and
-    # weight blocks (the scheduler's determinism), and > 256 predicted rows into several
+    # weight blocks (the scheduler's determinism), and > 256 float32 (1024 float64) predicted
+    # rows into several
     add("clf", "digits_large", {"hidden_layer_sizes": [300], "batch_size": 1024, "max_iter": 3})
     add("clf", "digits_large", {"hidden_layer_sizes": [300, 64], "batch_size": 600, "max_iter": 2,
                                 "activation": "maxout", "dropout": 0.1}, dtype="float32")

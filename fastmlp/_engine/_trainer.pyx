@@ -36,7 +36,7 @@ from fastmlp._engine._interrupt cimport (
     Interrupt, interrupt_init, interrupted, reraise_interrupt,
 )
 from fastmlp._engine._kernels cimport FM_MAXOUT, all_finite, fm_optim, fm_optim_begin_step
-from fastmlp._engine._layer_dense cimport SMALL_ROWS
+from fastmlp._engine._layer_dense cimport OWN_PRODUCT_ROWS, SMALL_ROWS, own_rows_product
 from fastmlp._engine._layer_dropout cimport dropout_at_step
 from fastmlp._engine._layers cimport (
     forward_product, layer_activate, layer_forward, layer_product,
@@ -84,15 +84,17 @@ _check_optim_layout(np.zeros(1, OPTIM_SPEC))
 
 
 cdef enum:
-    # Rows a block of a prediction (the Prediction block below). Tried on `predict-bulk`
-    # (benchmarks/ab_builds.py, 12,000 rows, 2-core AMD EPYC VM), each against 1024: 4096
-    # 1.34x the time (three blocks: one thread idles for the third), 2048 1.00x (16 rounds),
-    # 512 0.91x then 1.01x (10 and 16 rounds), 256 1.04x: no gain past the host's noise, so
-    # 1024 stayed. Since float32 blocks of up to 256 rows take csrc/rows_product.c's kernel
-    # (OWN_PRODUCT_ROWS, _layer_dense.pxd), 256 against 1024: 0.964x and 0.944x (10 and 12
-    # rounds), 128 0.964x; 20,000 rows in one process per build, builds alternating, medians of
-    # 30 calls: 52.6-54.6 ms against 56.1-60.3. Float64 blocks multiply with BLAS either way.
-    PREDICT_ROWS = 256
+    # Rows a block of a prediction that BLAS multiplies (the Prediction block below). Tried on
+    # `predict-bulk` (benchmarks/ab_builds.py, 12,000 rows, 2-core AMD EPYC VM), each against
+    # 1024: 4096 1.34x the time (three blocks: one thread idles for the third), 2048 1.00x (16
+    # rounds), 512 0.91x then 1.01x (10 and 16 rounds), 256 1.04x: no gain past the host's
+    # noise, so 1024. Where csrc/rows_product.c's kernel multiplies float32 rows, blocks are
+    # the most it takes (OWN_PRODUCT_ROWS, 256: predict's block_rows); against 1024 on BLAS:
+    # 0.964x and 0.944x (10 and 12 rounds), 128 0.964x; 20,000 rows in one process per build,
+    # builds alternating, medians of 30 calls: 52.6-54.6 ms against 56.1-60.3. Float64 in
+    # blocks of 256 on BLAS read 172-177 ms against 168-174 for 1024 (20,000 rows), so BLAS
+    # keeps 1024.
+    PREDICT_ROWS = 1024
     SURE_CHUNKS = 16  # surely_finite's blocks of rows
     PARALLEL_CHECK = 1 << 24  # PARALLEL_CHECK_VALUES (at surely_finite, which says why)
 
@@ -648,10 +650,13 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
     then checks X itself); without it, returns None."""
     cdef Geometry *g = &network.g
     cdef Rows rows
-    cdef Py_ssize_t n = out.shape[0], blocks = (n + PREDICT_ROWS - 1) // PREDICT_ROWS, b
-    # Blocks of PREDICT_ROWS rows, or all of them if fewer: one row must not allocate (and
+    # Blocks of block_rows rows, or all of them if fewer: one row must not allocate (and
     # spread its few values over) scratch for a thousand.
-    cdef Py_ssize_t cap = min(n, PREDICT_ROWS), scratch_size
+    cdef Py_ssize_t n = out.shape[0], block_rows = PREDICT_ROWS, b
+    if floating is float and own_rows_product(OWN_PRODUCT_ROWS):
+        block_rows = OWN_PRODUCT_ROWS  # the most rows csrc/rows_product.c's kernel takes
+    cdef Py_ssize_t blocks = (n + block_rows - 1) // block_rows
+    cdef Py_ssize_t cap = min(n, block_rows), scratch_size
     cdef int caller_cpu
     cdef bint check = check_finite, finite = True
     cdef const floating[::1] folded
@@ -687,7 +692,7 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
             with nogil:
                 for b in range(blocks):
                     block_finite[b] = predict_block(
-                        g, &theta[0], &rows, b * PREDICT_ROWS, min(n, (b + 1) * PREDICT_ROWS),
+                        g, &theta[0], &rows, b * block_rows, min(n, (b + 1) * block_rows),
                         &out[0, 0], scratch, cap, fold_ptr, check)
         else:
             caller_cpu = fm_current_cpu()
@@ -695,7 +700,7 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
                 if threadid() != 0:
                     fm_leave_cpu(caller_cpu)  # as in batch_step (csrc/placement.c)
                 block_finite[b] = predict_block(
-                    g, &theta[0], &rows, b * PREDICT_ROWS, min(n, (b + 1) * PREDICT_ROWS),
+                    g, &theta[0], &rows, b * block_rows, min(n, (b + 1) * block_rows),
                     &out[0, 0], scratch + threadid() * scratch_size, cap, fold_ptr, check)
         if not check:
             return None

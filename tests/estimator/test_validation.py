@@ -279,7 +279,7 @@ def test_prediction_proves_a_plain_x_finite_or_raises_sklearns_error(dtype, para
             X_fit, np.arange(300) % 3)
         theirs = sk.MLPClassifier((8,), max_iter=2, random_state=0).fit(
             X_fit, np.arange(300) % 3)
-    for rows in (1, 3, 4, 2500):  # the few-row loop; one block; blocks of 256 rows on threads
+    for rows in (1, 3, 4, 2500):  # the few-row loop; one block; several blocks on threads
         X = rng.standard_normal((rows, 6)).astype(dtype)
         expected = clf._forward_pass_fast(X, check_input=False)
         np.testing.assert_array_equal(clf.predict_proba(X), expected)
