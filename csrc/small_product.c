@@ -64,6 +64,17 @@
  *   calls a round, rounds of one thread and of two in turns: two over one 0.64-0.83 in some
  *   rounds and 1.19-1.51 in others of the same run (the caller's half shares its L2 with the
  *   interpreter's work between calls), medians 0.95 and 1.26 over 16 rounds. Dropped.
+ * - What the time is (a later session, benchmarks/one_row_layout.py): not the cache W1 sits in
+ *   but the strided read. W1 of 392 rows (400 KB, in L2) took 9.5-10 us, of 784 rows (from L3)
+ *   18-21, at the same ~25 ns a row; blocks of 10, 12 or 14 vectors (7 of a row's 16 lines at a
+ *   time) instead of 8, pieces of 8-128 rows, prefetchnta of the rows past 256-448 (to keep the
+ *   first ones in L2), or k taken backwards every other call: none below 0.95 of the time. The
+ *   same loop on a copy of W1 stored block by block (block b: W1[k, 64 b .. 64 b + 63] for k = 0,
+ *   1, ..., one sequential 200 KB stream a block; the same terms in the same order, bits equal)
+ *   took 0.72 of the time, 0.69 with the blocks in reverse order every other call (13.4-13.8 us
+ *   against 19.3 for both layers, 64 KB written between calls). Not built: a copy that
+ *   predictions read must never be stale, and `coefs_` are views that a user may edit in place
+ *   at any time (pruning, say); see benchmarks/RESULTS.md for what it would take.
  *
  * This file includes itself once per dtype (see activations.c).
  */
