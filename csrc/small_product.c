@@ -68,13 +68,18 @@
  *   but the strided read. W1 of 392 rows (400 KB, in L2) took 9.5-10 us, of 784 rows (from L3)
  *   18-21, at the same ~25 ns a row; blocks of 10, 12 or 14 vectors (7 of a row's 16 lines at a
  *   time) instead of 8, pieces of 8-128 rows, prefetchnta of the rows past 256-448 (to keep the
- *   first ones in L2), or k taken backwards every other call: none below 0.95 of the time. The
- *   same loop on a copy of W1 stored block by block (block b: W1[k, 64 b .. 64 b + 63] for k = 0,
- *   1, ..., one sequential 200 KB stream a block; the same terms in the same order, bits equal)
- *   took 0.72 of the time, 0.69 with the blocks in reverse order every other call (13.4-13.8 us
- *   against 19.3 for both layers, 64 KB written between calls). Not built: a copy that
- *   predictions read must never be stale, and `coefs_` are views that a user may edit in place
- *   at any time (pruning, say); see benchmarks/RESULTS.md for what it would take.
+ *   first ones in L2), or k taken backwards every other call: none below 0.95 of the time. So:
+ *
+ * The packed copy (fm_small_pack, fm_small_product_packed). The generic path's blocks of 8
+ * vectors read a copy of W's first columns stored block by block (block b: its rows of 8
+ * vectors one after another, one sequential stream a block), the rest of W's columns from W:
+ * the same terms in the same order, the same bits (tests/engine/test_kernels.py). One row
+ * through 784 x 256 and 256 x 128 float32 in the C harness: 0.72 of the time (13.4-13.8 us
+ * against 19.3), 0.69 with the blocks in reverse order every other call (not taken: the
+ * copy's gain is the most of it). Paths that read whole rows already (AVX-512) or blocks of 4
+ * vectors (below AVX2) make no copy (fm_small_pack_columns gives 0). Which copy exists, and
+ * when a prediction may read it (the weights may be edited in place through `coefs_`), is
+ * fastmlp/_serving.py's.
  *
  * This file includes itself once per dtype (see activations.c).
  */
@@ -154,12 +159,15 @@ static int fm_product_vectors(void)
  * VM). */
 typedef REAL SFX(fm_vec) __attribute__((vector_size(32)));
 #define FM_VEC_LEN ((ptrdiff_t) (32 / sizeof(REAL)))
+/* The columns of one block of a packed copy: the generic path's widest block, 8 vectors. */
+#define FM_PACK_BLOCK (8 * FM_VEC_LEN)
 
 /* The terms of one piece: z[j] (+)= a_k W[k, j] for k = index[t], t < terms, or k = k0 + t
- * without an index; `first`: z starts from 0, else from the sums of the pieces before. */
+ * without an index; `first`: z starts from 0, else from the sums of the pieces before. W's rows
+ * are ldw apart (n_out, or a block's width in a packed copy). */
 typedef struct {
     const REAL *a, *W;
-    ptrdiff_t n_out;
+    ptrdiff_t n_out, ldw;
     const ptrdiff_t *index;
     ptrdiff_t k0, terms;
     int first;
@@ -181,7 +189,7 @@ FM_INLINE void SFX(product_block)(REAL *z, SFX(fm_terms) p, ptrdiff_t j0, const 
     for (ptrdiff_t t = 0; t < p.terms; t++) {
         const ptrdiff_t k = p.index != NULL ? p.index[t] : p.k0 + t;
         const REAL ak = p.a[k];
-        const REAL *w = p.W + k * p.n_out + j0;
+        const REAL *w = p.W + k * p.ldw + j0;
         for (int v = 0; v < n_vec; v++) {
             SFX(fm_vec) w_v;
             memcpy(&w_v, w + v * FM_VEC_LEN, sizeof w_v);
@@ -202,7 +210,7 @@ FM_INLINE void SFX(product_tail)(REAL *z, SFX(fm_terms) p, ptrdiff_t j0)
     for (ptrdiff_t t = 0; t < p.terms; t++) {
         const ptrdiff_t k = p.index != NULL ? p.index[t] : p.k0 + t;
         const REAL ak = p.a[k];
-        const REAL *w = p.W + k * p.n_out + j0;
+        const REAL *w = p.W + k * p.ldw + j0;
         FM_SIMD
         for (ptrdiff_t j = 0; j < width; j++)
             acc[j] += ak * w[j];
@@ -211,11 +219,10 @@ FM_INLINE void SFX(product_tail)(REAL *z, SFX(fm_terms) p, ptrdiff_t j0)
         z[j0 + j] = acc[j];
 }
 
-/* Every column of z: blocks of `most` vectors, then of 2 and 1, then the tail. (Spelt out so
- * that each block has its constant width.) */
-FM_INLINE void SFX(product_columns)(REAL *z, SFX(fm_terms) p, int most)
+/* Every column of z from j0 on: blocks of `most` vectors, then of 2 and 1, then the tail.
+ * (Spelt out so that each block has its constant width.) */
+FM_INLINE void SFX(product_columns)(REAL *z, SFX(fm_terms) p, int most, ptrdiff_t j0)
 {
-    ptrdiff_t j0 = 0;
     if (most >= 8)
         for (; p.n_out - j0 >= 8 * FM_VEC_LEN; j0 += 8 * FM_VEC_LEN)
             SFX(product_block)(z, p, j0, 8);
@@ -246,7 +253,7 @@ FM_AVX512 FM_INLINE void SFX(line_block)(REAL *z, SFX(fm_terms) p, ptrdiff_t c0,
     for (ptrdiff_t t = 0; t < p.terms; t++) {
         const ptrdiff_t k = p.index != NULL ? p.index[t] : p.k0 + t;
         const FM_V ak = FM_V_(set1)(p.a[k]);
-        const REAL *w = p.W + k * p.n_out + c0;
+        const REAL *w = p.W + k * p.ldw + c0;
 #pragma GCC unroll 16
         for (int v = 0; v < slots; v++) {
             const FM_V w_v = v == 0 ? FM_V_(maskz_loadu)(first_mask, w)
@@ -305,13 +312,29 @@ FM_AVX512 static void SFX(product_piece_avx512)(REAL *z, SFX(fm_terms) p)
     if (p.index != NULL)
         SFX(product_columns_avx512)(z, p);
     else
-        SFX(product_columns_avx512)(z, (SFX(fm_terms)){p.a, p.W, p.n_out, NULL, p.k0, p.terms,
-                                                       p.first});
+        SFX(product_columns_avx512)(z, (SFX(fm_terms)){p.a, p.W, p.n_out, p.ldw, NULL, p.k0,
+                                                       p.terms, p.first});
 }
 #endif
 
-/* One piece of terms by the path this processor takes. */
-FM_INLINE void SFX(product_piece)(REAL *z, SFX(fm_terms) p, int avx512, int most)
+/* The packed copy's first `packed` columns, block by block (block b: rows of FM_PACK_BLOCK
+ * columns, ldw = FM_PACK_BLOCK), then the rest from W as product_columns takes them. */
+FM_INLINE void SFX(product_packed)(REAL *z, SFX(fm_terms) p, const REAL *copy, ptrdiff_t packed,
+                                   ptrdiff_t n_in, int most)
+{
+    for (ptrdiff_t c0 = 0; c0 < packed; c0 += FM_PACK_BLOCK) {
+        SFX(fm_terms) q = p;
+        q.W = copy + c0 * n_in;
+        q.ldw = FM_PACK_BLOCK;
+        SFX(product_block)(z + c0, q, 0, 8);
+    }
+    SFX(product_columns)(z, p, most, packed);
+}
+
+/* One piece of terms by the path this processor takes; `copy` (the generic path's 8-vector
+ * blocks only) a packed copy of W's first `packed` columns. */
+FM_INLINE void SFX(product_piece)(REAL *z, SFX(fm_terms) p, int avx512, int most,
+                                  const REAL *copy, ptrdiff_t packed, ptrdiff_t n_in)
 {
 #if defined(FM_PRODUCT_AVX512)
     if (avx512) {
@@ -320,29 +343,38 @@ FM_INLINE void SFX(product_piece)(REAL *z, SFX(fm_terms) p, int avx512, int most
     }
 #endif
     (void) avx512;
-    if (p.index != NULL)
-        SFX(product_columns)(z, p, most);
+    if (packed > 0 && p.index != NULL)
+        SFX(product_packed)(z, p, copy, packed, n_in, most);
+    else if (packed > 0)
+        SFX(product_packed)(z, (SFX(fm_terms)){p.a, p.W, p.n_out, p.ldw, NULL, p.k0, p.terms,
+                                               p.first}, copy, packed, n_in, most);
+    else if (p.index != NULL)
+        SFX(product_columns)(z, p, most, 0);
     else
-        SFX(product_columns)(z, (SFX(fm_terms)){p.a, p.W, p.n_out, NULL, p.k0, p.terms, p.first},
-                             most);
+        SFX(product_columns)(z, (SFX(fm_terms)){p.a, p.W, p.n_out, p.ldw, NULL, p.k0, p.terms,
+                                                p.first}, most, 0);
 }
 
-FASTMLP_CLONES
-void SFX(fm_small_product)(REAL *out, const REAL *a, ptrdiff_t lda, const REAL *W, ptrdiff_t rows,
-                           ptrdiff_t n_in, ptrdiff_t n_out)
+/* The product of fm_small_product and fm_small_product_packed: `copy` holds W's first
+ * `packed` columns packed (fm_small_pack), or packed is 0. */
+FM_INLINE void SFX(small_product)(REAL *out, const REAL *a, ptrdiff_t lda, const REAL *W,
+                                  const REAL *copy, ptrdiff_t packed, ptrdiff_t rows,
+                                  ptrdiff_t n_in, ptrdiff_t n_out)
 {
     const int avx512 = fm_product_avx512(), most = fm_product_vectors();
     ptrdiff_t index[FM_PRODUCT_TERMS];
+    if (avx512 || most < 8)
+        packed = 0;  /* (fm_small_pack_columns gave 0: no copy is made for these paths) */
     for (ptrdiff_t r = 0; r < rows; r++) {
         REAL *z = out + r * n_out;
-        SFX(fm_terms) p = {a + r * lda, W, n_out, NULL, 0, 0, 1};
+        SFX(fm_terms) p = {a + r * lda, W, n_out, n_out, NULL, 0, 0, 1};
         ptrdiff_t zeros = 0;
         FM_SIMD_SUM(zeros)
         for (ptrdiff_t k = 0; k < n_in; k++)
             zeros += p.a[k] == 0;
         const int skip = zeros * 8 >= n_in;  /* see the Design block */
         if (n_in == 0)
-            SFX(product_piece)(z, p, avx512, most);  /* z = 0 */
+            SFX(product_piece)(z, p, avx512, most, NULL, 0, 0);  /* z = 0 */
         for (ptrdiff_t k0 = 0; k0 < n_in; k0 += FM_PRODUCT_TERMS) {
             const ptrdiff_t piece = n_in - k0 < FM_PRODUCT_TERMS ? n_in - k0 : FM_PRODUCT_TERMS;
             p.k0 = k0;
@@ -357,11 +389,44 @@ void SFX(fm_small_product)(REAL *out, const REAL *a, ptrdiff_t lda, const REAL *
                     p.terms += p.a[k] != 0;
                 }
             }
-            SFX(product_piece)(z, p, avx512, most);
+            SFX(product_piece)(z, p, avx512, most, copy, packed, n_in);
         }
     }
 }
 
+FASTMLP_CLONES
+void SFX(fm_small_product)(REAL *out, const REAL *a, ptrdiff_t lda, const REAL *W, ptrdiff_t rows,
+                           ptrdiff_t n_in, ptrdiff_t n_out)
+{
+    SFX(small_product)(out, a, lda, W, NULL, 0, rows, n_in, n_out);
+}
+
+FASTMLP_CLONES
+void SFX(fm_small_product_packed)(REAL *out, const REAL *a, ptrdiff_t lda, const REAL *W,
+                                  const REAL *copy, ptrdiff_t rows, ptrdiff_t n_in,
+                                  ptrdiff_t n_out)
+{
+    SFX(small_product)(out, a, lda, W, copy, SFX(fm_small_pack_columns)(n_out), rows, n_in,
+                       n_out);
+}
+
+ptrdiff_t SFX(fm_small_pack_columns)(ptrdiff_t n_out)
+{
+    if (fm_product_avx512() || fm_product_vectors() < 8)
+        return 0;
+    return n_out / FM_PACK_BLOCK * FM_PACK_BLOCK;
+}
+
+void SFX(fm_small_pack)(REAL *copy, const REAL *W, ptrdiff_t n_in, ptrdiff_t n_out)
+{
+    const ptrdiff_t packed = SFX(fm_small_pack_columns)(n_out);
+    for (ptrdiff_t c0 = 0; c0 < packed; c0 += FM_PACK_BLOCK)
+        for (ptrdiff_t k = 0; k < n_in; k++)
+            memcpy(copy + c0 * n_in + k * FM_PACK_BLOCK, W + k * n_out + c0,
+                   FM_PACK_BLOCK * sizeof(REAL));
+}
+
 #undef FM_VEC_LEN
+#undef FM_PACK_BLOCK
 
 #endif

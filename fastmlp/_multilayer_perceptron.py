@@ -57,7 +57,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted
 
-from fastmlp import _engine
+from fastmlp import _engine, _serving
 from fastmlp._callbacks import NO_CALLBACKS, CallbackSupportMixin, FitTask
 from fastmlp._compat import MultilabelTagsMixin
 from fastmlp._stochastic_optimizers import (
@@ -113,13 +113,13 @@ _NO_WEIGHTS = {dtype: _read_only_empty(dtype) for dtype in (np.float32, np.float
 # every parameter: the fitted attributes its call reads (those absent then must stay absent),
 # and the lists whose elements are theta's views.
 _STEADY_CALL_ATTRIBUTES = (
-    "_theta", "coefs_", "intercepts_", "_optimizer", "_trainer_cache", "_network_cache",
+    "_theta", "_coefs", "intercepts_", "_optimizer", "_trainer_cache", "_network_cache",
     "_random_state", "_layer_units", "out_activation_", "n_outputs_", "n_features_in_",
     "feature_names_in_", "_batch_norm", "_maxout_pieces", "_batch_norm_running",
     "batch_norm_weights_", "batch_norm_biases_", "_label_binarizer", "classes_",
     "_skl_callbacks", "_parent_callback_ctx",
 )
-_STEADY_CALL_VIEWS = ("coefs_", "intercepts_", "batch_norm_weights_", "batch_norm_biases_")
+_STEADY_CALL_VIEWS = ("_coefs", "intercepts_", "batch_norm_weights_", "batch_norm_biases_")
 
 
 @functools.lru_cache(maxsize=None)
@@ -172,6 +172,10 @@ def _partial_fit_context(partial_fit):
 
     @functools.wraps(partial_fit)
     def wrapper(estimator, *args, **kwargs):
+        with _serving.training(estimator):  # (it writes the weights: see _serving)
+            return steady_or_not(estimator, *args, **kwargs)
+
+    def steady_or_not(estimator, *args, **kwargs):
         if ("_theta" not in estimator.__dict__ or hasattr(estimator, "_skl_callbacks")
                 or hasattr(estimator, "_parent_callback_ctx")):
             return in_context(estimator, *args, **kwargs)
@@ -267,6 +271,11 @@ class _StochasticRun:
 
 class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
     """Base class for MLP classification and regression (not for direct use)."""
+
+    # The views of W, kept under `_coefs`: handing them out tells one-row predictions that
+    # they may be edited in place from then on (fastmlp/_serving.py). This class's own code
+    # reads `_coefs`.
+    coefs_ = _serving.WeightViews()
 
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
@@ -433,7 +442,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         """theta, after folding back any coefs_/intercepts_ that were replaced (not edited in
         place) since the views were made, so that theta always holds the model's weights."""
         theta = self._theta
-        coefs, intercepts = self.coefs_, self.intercepts_
+        coefs, intercepts = self._coefs, self.intercepts_
         normalised = self.__dict__.get("_batch_norm", False)
         intact = len(coefs) == len(self._layer_units) - 1 == len(intercepts)
         for a in (*coefs, *intercepts):  # (a plain loop: this runs on every prediction)
@@ -459,8 +468,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         """Point coefs_, intercepts_ (and batch normalization's gamma and beta) at theta, and
         the running statistics' lists at _batch_norm_running; returns the parameters' views in
         theta's order of attributes (coefs, intercepts, gammas, betas)."""
-        self.coefs_, self.intercepts_ = network.views(theta)
-        views = self.coefs_ + self.intercepts_
+        _serving.register(theta)
+        self.coefs_, self.intercepts_ = network.views(theta)  # (coefs_: _serving.WeightViews)
+        views = self._coefs + self.intercepts_
         if network.batch_norm:
             self.batch_norm_weights_, self.batch_norm_biases_ = network.batch_norm_views(theta)
             (self.batch_norm_running_means_,
@@ -492,7 +502,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         if "_theta" in state:
             self._packed_parameters()
             state = dict(state)
-            for name in ("coefs_", "intercepts_", "_network_cache", "_trainer_cache",
+            for name in ("_coefs", "intercepts_", "_network_cache", "_trainer_cache",
                          "_steady_call", "_steady_rows",
                          "batch_norm_weights_", "batch_norm_biases_",
                          "batch_norm_running_means_", "batch_norm_running_vars_"):
@@ -594,9 +604,9 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 gamma[...] = 1.0
                 beta[...] = 0.0
         factor = 2.0 if self.activation == "logistic" else 6.0
-        for i, (coef, intercept) in enumerate(zip(self.coefs_, self.intercepts_)):
+        for i, (coef, intercept) in enumerate(zip(self._coefs, self.intercepts_)):
             fan_in, fan_out = coef.shape
-            if self._maxout_pieces and i < len(self.coefs_) - 1:
+            if self._maxout_pieces and i < len(self._coefs) - 1:
                 # A maxout layer: fan_out / k units of k pieces each. Glorot's bound uses the
                 # units: what the next layer sees, and how many deltas reach each input (one
                 # per unit, through its winning piece).
@@ -605,7 +615,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
             coef[...] = self._random_state.uniform(-init_bound, init_bound, coef.shape)
             intercept[...] = self._random_state.uniform(-init_bound, init_bound, intercept.shape)
 
-        self._best_coefs = [c.copy() for c in self.coefs_]
+        self._best_coefs = [c.copy() for c in self._coefs]
         self._best_intercepts = [i.copy() for i in self.intercepts_]
         self._best_batch_norm = self._batch_norm_state()
 
@@ -769,7 +779,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         hidden_layer_sizes, sizes_checked = self._hidden_sizes()
         if not sizes_checked and np.any(np.array(hidden_layer_sizes) <= 0):
             raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden_layer_sizes)
-        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        first_pass = "_coefs" not in self.__dict__ or (not self.warm_start and not incremental)
         self._check_solver_options()
         schedule_cpus()  # a bad FASTMLP_SCHEDULE_CPUS fails here, before the model changes
         # A partial_fit's compiled call is the steady path's alone: whatever ran since it
@@ -1001,7 +1011,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
 
         if early_stopping:
             # restore best weights
-            for view, best in zip(self.coefs_ + self.intercepts_,
+            for view, best in zip(self._coefs + self.intercepts_,
                                   self._best_coefs + self._best_intercepts):
                 view[...] = best
             if getattr(self, "_best_batch_norm", None) is not None:
@@ -1149,7 +1159,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         rows = getattr(self, "_gradient_norm_rows", None)
         if isinstance(rows, np.ndarray):
             return len(self.__dict__.get("gradient_norms_", ()))
-        rows = np.array(rows or [], dtype=np.float64).reshape(-1, len(self.coefs_))
+        rows = np.array(rows or [], dtype=np.float64).reshape(-1, len(self._coefs))
         self._gradient_norm_rows = rows
         return len(rows)
 
@@ -1182,7 +1192,7 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 self._no_improvement_count = 0
             if last_valid_score > self.best_validation_score_:
                 self.best_validation_score_ = last_valid_score
-                self._best_coefs = [c.copy() for c in self.coefs_]
+                self._best_coefs = [c.copy() for c in self._coefs]
                 self._best_intercepts = [i.copy() for i in self.intercepts_]
                 self._best_batch_norm = self._batch_norm_state()
         else:
@@ -1218,7 +1228,8 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         self : object
             Returns a trained MLP model.
         """
-        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+        with _serving.training(self):
+            return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
     def _check_solver(self):
         if self.solver not in _STOCHASTIC_SOLVERS:
@@ -1241,8 +1252,10 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         fold = (network.batch_norm_fold(theta, self._batch_norm_running)
                 if self.__dict__.get("_batch_norm") else None)
         if X.shape[0] < _engine.SMALL_PREDICT_ROWS:
-            # A few rows never reach BLAS (csrc/small_product.c): no limit to set.
-            finite = _engine.predict(network, theta, X, out, 1, fold, unproven)
+            # A few rows never reach BLAS (csrc/small_product.c): no limit to set. They read
+            # the packed copy of W where there may be one (fastmlp/_serving.py says when).
+            finite = _engine.predict(network, theta, X, out, 1, fold, unproven,
+                                     _serving.copy_for(network, theta))
         else:
             n_threads = effective_n_threads() if X.shape[0] > 128 else 1
             # BLAS on one thread even when the engine uses one: OpenBLAS's threaded GEMM and

@@ -154,8 +154,9 @@ def _forward(scope, operator, container):
     _, proto, dtype = _float_types(operator)
     nodes = _Nodes(scope, container, proto, dtype)
     current = nodes.op("Cast", operator.inputs[0].full_name, to=proto)
-    n_layers = len(model.coefs_)
-    for i, (coef, intercept) in enumerate(zip(model.coefs_, model.intercepts_)):
+    coefs = model._coefs  # (coefs_ read here, never written: see fastmlp/_serving.py)
+    n_layers = len(coefs)
+    for i, (coef, intercept) in enumerate(zip(coefs, model.intercepts_)):
         hidden = i < n_layers - 1
         activation = model.activation if hidden else model.out_activation_
         if activation not in _ACTIVATIONS:

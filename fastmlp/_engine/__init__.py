@@ -49,7 +49,8 @@ stepping the optimizer is one element-wise pass (csrc/optimizers.c).
 from fastmlp._engine._network import Network
 from fastmlp._engine._trainer import (
     OPENMP_ENABLED, OPTIM_SPEC, PARALLEL_CHECK_VALUES, SMALL_PREDICT_ROWS, SteadyCall, Trainer,
-    blas_limit_enter, blas_limit_exit, blas_thread_calls, max_threads, predict, surely_finite,
+    blas_limit_enter, blas_limit_exit, blas_thread_calls, max_threads, predict, small_pack_copies,
+    surely_finite,
 )
 from fastmlp._engine.vocabulary import (
     ACTIVATION_CODES, HIDDEN_ACTIVATIONS, LOSS_CODES, OTHER_LOSSES, OUTPUT_LOSSES, SOLVERS,
@@ -59,4 +60,4 @@ __all__ = ["ACTIVATION_CODES", "HIDDEN_ACTIVATIONS", "LOSS_CODES", "Network", "O
            "OPTIM_SPEC", "OTHER_LOSSES", "OUTPUT_LOSSES", "PARALLEL_CHECK_VALUES",
            "SMALL_PREDICT_ROWS", "SOLVERS",
            "SteadyCall", "Trainer", "blas_limit_enter", "blas_limit_exit", "blas_thread_calls",
-           "max_threads", "predict", "surely_finite"]
+           "max_threads", "predict", "small_pack_copies", "surely_finite"]

@@ -7,6 +7,12 @@ from cython cimport floating
 cdef extern from "fastmlp_kernels.h" nogil:
     void fm_small_product_f(float *out, const float *a, Py_ssize_t lda, const float *W, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t n_out)
     void fm_small_product_d(double *out, const double *a, Py_ssize_t lda, const double *W, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t n_out)
+    void fm_small_product_packed_f(float *out, const float *a, Py_ssize_t lda, const float *W, const float *copy, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t n_out)
+    void fm_small_product_packed_d(double *out, const double *a, Py_ssize_t lda, const double *W, const double *copy, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t n_out)
+    Py_ssize_t fm_small_pack_columns_f(Py_ssize_t n_out)
+    Py_ssize_t fm_small_pack_columns_d(Py_ssize_t n_out)
+    void fm_small_pack_f(float *copy, const float *W, Py_ssize_t n_in, Py_ssize_t n_out)
+    void fm_small_pack_d(double *copy, const double *W, Py_ssize_t n_in, Py_ssize_t n_out)
     int fm_rows_product_available()
     void fm_rows_product_f(float *out, Py_ssize_t ldo, const float *a, Py_ssize_t lda, const float *W, Py_ssize_t ldw, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t cols)
     void fm_rows_product_t_f(float *out, Py_ssize_t ldo, const float *a, Py_ssize_t lda, const float *W, Py_ssize_t ldw, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t cols)
@@ -295,3 +301,20 @@ cdef inline void small_product(floating *out, const floating *a, Py_ssize_t lda,
         fm_small_product_f(out, a, lda, W, rows, n_in, n_out)
     else:
         fm_small_product_d(out, a, lda, W, rows, n_in, n_out)
+
+
+cdef inline void small_product_packed(floating *out, const floating *a, Py_ssize_t lda,
+                                      const floating *W, const floating *copy, Py_ssize_t rows,
+                                      Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil:
+    if floating is float:
+        fm_small_product_packed_f(out, a, lda, W, copy, rows, n_in, n_out)
+    else:
+        fm_small_product_packed_d(out, a, lda, W, copy, rows, n_in, n_out)
+
+
+cdef inline void small_pack(floating *copy, const floating *W, Py_ssize_t n_in,
+                            Py_ssize_t n_out) noexcept nogil:
+    if floating is float:
+        fm_small_pack_f(copy, W, n_in, n_out)
+    else:
+        fm_small_pack_d(copy, W, n_in, n_out)

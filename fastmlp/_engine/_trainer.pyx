@@ -35,7 +35,10 @@ from fastmlp._engine._geometry cimport Geometry
 from fastmlp._engine._interrupt cimport (
     Interrupt, interrupt_init, interrupted, reraise_interrupt,
 )
-from fastmlp._engine._kernels cimport FM_MAXOUT, all_finite, fm_optim, fm_optim_begin_step
+from fastmlp._engine._kernels cimport (
+    FM_MAXOUT, all_finite, fm_optim, fm_optim_begin_step, fm_small_pack_columns_d,
+    fm_small_pack_columns_f, small_pack, small_product_packed,
+)
 from fastmlp._engine._layer_dense cimport OWN_PRODUCT_ROWS, SMALL_ROWS, own_rows_product
 from fastmlp._engine._layer_dropout cimport dropout_at_step
 from fastmlp._engine._layers cimport (
@@ -593,11 +596,15 @@ cdef class Trainer:
 
 cdef bint predict_block(const Geometry *g, const floating *theta, const Rows *rows,
                         Py_ssize_t r0, Py_ssize_t r1, floating *out, floating *scratch,
-                        Py_ssize_t cap, const floating *fold, bint check) noexcept nogil:
+                        Py_ssize_t cap, const floating *fold, bint check,
+                        const floating **copies) noexcept nogil:
     """out rows r0..r1 (at most cap rows) = the network's output for rows r0..r1 of X.
     scratch: two blocks of cap x max_width, then (a maxout network) one for a layer's pieces,
     then (a strided X) one of cap x n_features for its gathered rows (see predict_scratch).
-    Returns whether `check` found the first layer's product finite (False if not checked)."""
+    copies (NULL, or one per layer, each NULL or small_pack_copies' copy of that layer's W):
+    a layer with a copy multiplies by it (fewer than SMALL_ROWS rows, a dense input; the same
+    bits). Returns whether `check` found the first layer's product finite (False if not
+    checked)."""
     cdef Py_ssize_t l, r, n_out, ld_in = rows.ldx
     cdef const floating *a_in = NULL
     cdef floating *a_out
@@ -616,13 +623,20 @@ cdef bint predict_block(const Geometry *g, const floating *theta, const Rows *ro
             ld_in = g.units[0]
         elif l == 0 and not rows.sparse:
             a_in = <const floating *> rows.X + r0 * rows.ldx
-        if l == 0 and check:
-            product = forward_product(g, 0, a_out, pieces)
-            layer_product(g, 0, product, a_in, ld_in, rows, r0, r1, theta)
-            for r in range(r1 - r0):
-                if not isfinite(product[r * g.cols[0]]):
-                    finite = False
-            layer_activate(g, 0, a_out, <floating *> NULL, NULL, pieces, r1 - r0, theta, fold)
+        if (l == 0 and check) or (copies != NULL and copies[l] != NULL):
+            # layer_forward, with the check between its product and its activation, or with
+            # the product by the layer's copy of W
+            product = forward_product(g, l, a_out, pieces)
+            if copies != NULL and copies[l] != NULL:
+                small_product_packed(product, a_in, ld_in, theta + g.coef_offset[l], copies[l],
+                                     r1 - r0, g.units[l], g.cols[l])
+            else:
+                layer_product(g, l, product, a_in, ld_in, rows, r0, r1, theta)
+            if l == 0 and check:
+                for r in range(r1 - r0):
+                    if not isfinite(product[r * g.cols[0]]):
+                        finite = False
+            layer_activate(g, l, a_out, <floating *> NULL, NULL, pieces, r1 - r0, theta, fold)
         else:
             layer_forward(g, l, a_out, <floating *> NULL, NULL, pieces, a_in, ld_in, rows, r0,
                           r1, theta, fold)
@@ -641,13 +655,60 @@ cdef Py_ssize_t predict_scratch(const Geometry *g, const Rows *rows, Py_ssize_t 
     return size
 
 
+def small_pack_copies(Network network, const floating[::1] theta):
+    """A copy of the network's W laid out for one-row predictions (csrc/small_product.c's packed
+    copy: each block of columns' rows one after another), every layer's in turn in one array;
+    None where no layer's copy would hold anything on this processor. It holds theta's weights
+    as they are now: `predict(..., copies=...)` must be given it only while theta is unchanged
+    (fastmlp/_multilayer_perceptron.py's _ServingCopy keeps that promise)."""
+    cdef Geometry *g = &network.g
+    cdef Py_ssize_t l, at = 0
+    cdef floating[::1] copy
+    if theta.shape[0] != network.n_params:
+        raise ValueError("theta must hold Network.n_params values")
+    cdef Py_ssize_t size = copies_size(g, &theta[0])
+    if size == 0:
+        return None
+    # On a cache line (numpy places a large array 16 bytes past one), so that a block's
+    # 256-byte row spans 4 lines, not 5: benchmarks/one_row_layout.c's 0.72 is of a copy on a
+    # line, and a first build without this read 0.82 in the engine (perf of 300,000 one-row
+    # calls, its run against the plain product's).
+    itemsize = np.asarray(theta).itemsize
+    array = np.empty(size + 64 // itemsize, dtype=np.asarray(theta).dtype)
+    start = (-array.ctypes.data % 64) // itemsize
+    array = array[start:start + size]
+    copy = array
+    with nogil:
+        for l in range(g.n_layers):
+            small_pack(&copy[at], &theta[g.coef_offset[l]], g.units[l], g.cols[l])
+            at += g.units[l] * pack_columns(&theta[0], g.cols[l])
+    return array
+
+
+cdef inline Py_ssize_t pack_columns(const floating *dtype, Py_ssize_t n_out) noexcept nogil:
+    """The columns of a layer's W that its packed copy holds (0: none; csrc/small_product.c)."""
+    if floating is float:
+        return fm_small_pack_columns_f(n_out)
+    else:
+        return fm_small_pack_columns_d(n_out)
+
+
+cdef Py_ssize_t copies_size(const Geometry *g, const floating *dtype) noexcept nogil:
+    """The elements of small_pack_copies' array: every layer's copy in turn."""
+    cdef Py_ssize_t l, size = 0
+    for l in range(g.n_layers):
+        size += g.units[l] * pack_columns(dtype, g.cols[l])
+    return size
+
+
 def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
-            int n_threads, fold=None, bint check_finite=False):
+            int n_threads, fold=None, bint check_finite=False, copies=None):
     """out = the network's output activation for every row of X (a dense array with any
     strides, or CSR). A batch-normalised network needs `fold`, its normalization with the
     running statistics (Network.batch_norm_fold). check_finite (a dense X): returns True when
     the pass proved every value of X finite, False when it could not (see above: the caller
-    then checks X itself); without it, returns None."""
+    then checks X itself); without it, returns None. copies: small_pack_copies(network, theta)
+    of this very theta, unchanged since, or None; taken by fewer than SMALL_ROWS rows."""
     cdef Geometry *g = &network.g
     cdef Rows rows
     # Blocks of block_rows rows, or all of them if fewer: one row must not allocate (and
@@ -663,6 +724,9 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
     cdef const floating *fold_ptr = NULL
     cdef floating *scratch
     cdef unsigned char *block_finite
+    cdef const floating[::1] copy
+    cdef const floating **copy_ptrs = NULL
+    cdef Py_ssize_t l, at = 0
     if g.batch_norm:
         if fold is None:
             raise ValueError("a batch-normalised network predicts with its folded statistics")
@@ -688,12 +752,24 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
         raise MemoryError()
     block_finite = <unsigned char *> (scratch + n_threads * scratch_size)
     try:
+        if copies is not None and n < SMALL_ROWS:
+            copy = copies
+            if copy.shape[0] != copies_size(g, &theta[0]):
+                raise ValueError("copies must be small_pack_copies(network, theta)")
+            copy_ptrs = <const floating **> malloc(g.n_layers * sizeof(floating *))
+            if copy_ptrs == NULL:
+                raise MemoryError()
+            for l in range(g.n_layers):
+                copy_ptrs[l] = NULL
+                if pack_columns(&theta[0], g.cols[l]) > 0 and not (l == 0 and rows.sparse):
+                    copy_ptrs[l] = &copy[at]
+                at += g.units[l] * pack_columns(&theta[0], g.cols[l])
         if n_threads == 1:
             with nogil:
                 for b in range(blocks):
                     block_finite[b] = predict_block(
                         g, &theta[0], &rows, b * block_rows, min(n, (b + 1) * block_rows),
-                        &out[0, 0], scratch, cap, fold_ptr, check)
+                        &out[0, 0], scratch, cap, fold_ptr, check, copy_ptrs)
         else:
             caller_cpu = fm_current_cpu()
             for b in prange(blocks, nogil=True, schedule='dynamic', num_threads=n_threads):
@@ -701,13 +777,15 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
                     fm_leave_cpu(caller_cpu)  # as in batch_step (csrc/placement.c)
                 block_finite[b] = predict_block(
                     g, &theta[0], &rows, b * block_rows, min(n, (b + 1) * block_rows),
-                    &out[0, 0], scratch + threadid() * scratch_size, cap, fold_ptr, check)
+                    &out[0, 0], scratch + threadid() * scratch_size, cap, fold_ptr, check,
+                    copy_ptrs)
         if not check:
             return None
         for b in range(blocks):
             finite = finite and block_finite[b]
         return finite
     finally:
+        free(copy_ptrs)
         free(scratch)
 
 

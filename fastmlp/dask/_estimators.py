@@ -59,6 +59,7 @@ import dask.array as da
 from distributed import default_client, futures_of
 
 from fastmlp import _multilayer_perceptron as _mlp
+from fastmlp import _serving
 from fastmlp._callbacks import FitTask
 from fastmlp._runtime import batch_schedule, schedule_cpus
 from fastmlp.dask import _partitions
@@ -178,6 +179,10 @@ class _DaskFit:
                              "statistics would cross the workers in the middle of every pass); "
                              "use batch_norm=False, or fastmlp.MLPClassifier / MLPRegressor on "
                              "one machine.")
+        with _serving.training(self):  # (it writes the weights: see fastmlp/_serving.py)
+            return self._fit_on_cluster(X, y, sample_weight)
+
+    def _fit_on_cluster(self, X, y, sample_weight):
         with self._unchanged_on_error():
             client = self.client if self.client is not None else default_client()
             fit_task = FitTask(self, X, y, sample_weight, task_name="fit",
@@ -233,7 +238,7 @@ class _DaskFit:
         if not checks.get("weights_ok", True):
             raise ValueError("sample_weight must be finite and non-negative.")
 
-        first_pass = not hasattr(self, "coefs_") or not self.warm_start
+        first_pass = "_coefs" not in self.__dict__ or not self.warm_start
         if is_classifier(self):
             classes = np.asarray(checks["classes"])
             if not first_pass and set(classes) != set(self.classes_):
@@ -320,7 +325,7 @@ class _DaskFit:
 
     def _fit_lbfgs_rounds(self, client, blocks, theta, fit_task):
         model = _share(client, self._worker_model(alpha=0.0))
-        n_coefs = sum(c.size for c in self.coefs_)
+        n_coefs = sum(c.size for c in self._coefs)
         alpha = float(self.alpha)
         accepted = {"x": theta.astype(np.float64), "nit": 0}
         task_callback = fit_task.lbfgs_callback(theta)

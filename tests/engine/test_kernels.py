@@ -274,6 +274,51 @@ def test_small_product_sums_in_order_bit_for_bit(dtype, n_in, zeros):
             assert out.tobytes() == expected.tobytes(), (n_out, offset)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("options", [
+    dict(hidden_layer_sizes=(256, 100)),  # whole blocks, a ragged W2 (100 columns), W3 none
+    dict(hidden_layer_sizes=(64, 130), activation="tanh"),  # dense inputs in every layer
+    dict(hidden_layer_sizes=(72,), activation="maxout", maxout_pieces=3),  # W1 216 wide
+    dict(hidden_layer_sizes=(128, 64), batch_norm=True),  # the fold scales the product
+])
+@pytest.mark.parametrize("n_features", [40, 1100])  # 1100: two pieces of terms
+def test_predict_with_the_packed_copy_gives_the_same_bits(dtype, options, n_features):
+    """small_pack_copies' copy read by few-row predictions (fastmlp/_serving.py): the same bits
+    as W itself, for one and three rows, inputs with zeros (the listed terms) and without, a
+    strided X, and a CSR X (whose first layer keeps W)."""
+    import warnings
+
+    import scipy.sparse as sp
+
+    from fastmlp import MLPClassifier
+
+    rng = np.random.default_rng(n_features)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = MLPClassifier(max_iter=2, random_state=0, **options).fit(
+            rng.standard_normal((120, n_features)).astype(dtype), np.arange(120) % 5)
+    theta, network = clf._packed_parameters(), clf._network()
+    fold = (network.batch_norm_fold(theta, clf._batch_norm_running) if network.batch_norm
+            else None)
+    copies = E.small_pack_copies(network, theta)
+    if copies is None:
+        pytest.skip("no layer has a packed copy on this processor (csrc/small_product.c)")
+    assert copies.ctypes.data % 64 == 0
+    for rows in (1, 3):
+        X = rng.standard_normal((rows, 2 * n_features)).astype(dtype)[:, ::2]  # strided
+        X[:, ::3] = 0.0
+        for x in (X, np.ascontiguousarray(X), np.abs(X) + 1, sp.csr_matrix(X)):
+            out, packed = (np.full((rows, 5), np.nan, dtype) for _ in range(2))
+            E.predict(network, theta, x, out, 1, fold)
+            E.predict(network, theta, x, packed, 1, fold, False, copies)
+            assert packed.tobytes() == out.tobytes()
+    copies[:] = 0  # (the copy is what those predictions read)
+    E.predict(network, theta, X, packed, 1, fold, False, copies)
+    assert not np.array_equal(packed, out)
+    with pytest.raises(ValueError, match="small_pack_copies"):
+        E.predict(network, theta, X, out, 1, fold, False, copies[:-1])
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rows", [1, 3, 300])  # 300 x 784: GIL-free, in blocks on 2 threads
 @pytest.mark.parametrize("n_threads", [1, 2])

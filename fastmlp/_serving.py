@@ -1,0 +1,161 @@
+"""The packed copy of a model's weights that one-row predictions read, and when it may be read.
+
+Design
+------
+A prediction of a few rows (fewer than the engine's SMALL_PREDICT_ROWS) multiplies each row by
+every W without BLAS (csrc/small_product.c). On processors that take its AVX2 path, that loop
+keeps 64 columns of z in registers over all of k, so it reads 256 bytes of every row of W per
+block of columns: a strided read that costs more than the cache W sits in (784 x 256 float32,
+`mnist`'s first layer: 9.5-10 us from L2 for half of its rows, 18-21 us from L3 for all). A copy
+of W stored block by block (each block's rows one after another) is read as sequential streams
+by the same loop, the same terms in the same order: the same bits in 0.72 of the time
+(benchmarks/one_row_layout.py; benchmarks/RESULTS.md has the engine's and predict_proba's
+figures). The copy costs one more W per model (O(parameters)), made at the second few-row
+prediction of a model so that a single prediction never pays for it.
+
+The copy must never be stale, and `coefs_` are numpy views into the flat weights `_theta` that a
+user may edit in place at any time (pruning: `clf.coefs_[0][mask] = 0`) with nothing that tells
+the model. So a copy is made and read only under these rules, which every writer of theta keeps:
+
+- Every theta that can have a copy has one `Serving` record, registered by id when the estimator
+  allocates or loads it (`register`), dropped when theta dies. A theta without one (made
+  elsewhere, e.g. the copy of the weights scikit-learn's callbacks get) never has a copy.
+- `coefs_` is served by the `WeightViews` descriptor: handing the views out marks the record of
+  the theta behind them `handed_out` for good (its views may be held and edited at any time
+  after), and drops any copy. The estimator's own code reads the views under `_coefs`. Two
+  estimators that share one theta (copy.copy) share its record.
+- Fitting writes theta: `training(estimator)` drops the copy as a fit or partial_fit starts and
+  as it ends, and while any training runs in the process no copy is made or read (a prediction
+  inside a fit, such as early stopping's score, must not keep a copy that the next epoch makes
+  stale).
+- Re-pointing the views (`_set_views`, after a replaced `coefs_` is copied back into theta)
+  drops the copy.
+"""
+import threading
+import weakref
+
+from fastmlp import _engine
+
+_RECORDS = {}  # id(theta) -> Serving (removed by a finalizer when theta dies)
+_training_lock = threading.Lock()
+_training_now = 0  # trainings running in the process (see training)
+
+# A model's copy is made at its second few-row prediction (the first never pays for it).
+MAKE_AT_CALL = 2
+
+
+class Serving:
+    """The record of one theta: whether its views were handed out, and its packed copy."""
+
+    __slots__ = ("theta", "handed_out", "copy", "calls", "__weakref__")
+
+    def __init__(self, theta):
+        self.theta = weakref.ref(theta)
+        self.handed_out = False
+        self.copy = None  # _engine.small_pack_copies of theta, or None
+        self.calls = 0  # few-row predictions since the copy was last dropped
+
+
+def register(theta):
+    """theta's record, made now if it has none: theta was just allocated or loaded by the
+    estimator (or is shared with one that did, whose record it then shares)."""
+    record = _RECORDS.get(id(theta))
+    if record is not None and record.theta() is theta:
+        return record
+    record = Serving(theta)
+    _RECORDS[id(theta)] = record
+    weakref.finalize(theta, _RECORDS.pop, id(theta), None)
+    return record
+
+
+def record_of(theta):
+    """theta's record, or None if it has none."""
+    record = _RECORDS.get(id(theta))
+    if record is not None and record.theta() is theta:
+        return record
+    return None
+
+
+def drop(theta):
+    """Forget theta's copy (theta is being, or has been, written)."""
+    record = record_of(theta) if theta is not None else None
+    if record is not None:
+        record.copy = None
+        record.calls = 0
+
+
+def hand_out(theta):
+    """theta's views go to code outside the estimator: no copy of it, ever again."""
+    record = record_of(theta) if theta is not None else None
+    if record is not None:
+        record.handed_out = True
+        record.copy = None
+
+
+def copy_for(network, theta):
+    """The packed copy a few-row prediction may read for this theta, or None: made here at the
+    model's MAKE_AT_CALL-th such prediction while no training runs."""
+    record = _RECORDS.get(id(theta))
+    if record is None or record.handed_out or _training_now or record.theta() is not theta:
+        return None
+    if record.copy is None:
+        record.calls += 1
+        if record.calls < MAKE_AT_CALL:
+            return None
+        record.copy = _engine.small_pack_copies(network, theta)
+        if record.copy is None:
+            record.handed_out = True  # nothing to pack on this processor: stop counting
+    return record.copy
+
+
+class training:
+    """`with training(estimator):` around everything that writes the estimator's theta (fit,
+    partial_fit): its copy is dropped at the start and at the end, and no copy is made or read
+    anywhere in the process meanwhile."""
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+
+    def __enter__(self):
+        global _training_now
+        with _training_lock:
+            _training_now += 1
+        drop(self.estimator.__dict__.get("_theta"))
+        return self
+
+    def __exit__(self, *exc):
+        global _training_now
+        drop(self.estimator.__dict__.get("_theta"))  # (a fit may have allocated a new theta)
+        with _training_lock:
+            _training_now -= 1
+        return False
+
+
+class WeightViews:
+    """The `coefs_` attribute: the list of views of W kept under `_coefs`, handed out through
+    here (see the Design above)."""
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        state = instance.__dict__
+        try:
+            views = state["_coefs"]
+        except KeyError:
+            raise AttributeError(
+                f"'{type(instance).__name__}' object has no attribute '{self.name}'") from None
+        hand_out(state.get("_theta"))
+        for view in views:
+            hand_out(getattr(view, "base", None))
+        return views
+
+    def __set__(self, instance, views):
+        instance.__dict__["_coefs"] = views
+        drop(instance.__dict__.get("_theta"))
+
+    def __delete__(self, instance):
+        if instance.__dict__.pop("_coefs", None) is None:
+            raise AttributeError(self.name)
