@@ -47,13 +47,14 @@ MAKE_AT_CALL = 2
 class Serving:
     """The record of one theta: whether its views were handed out, and its packed copy."""
 
-    __slots__ = ("theta", "handed_out", "copy", "calls", "__weakref__")
+    __slots__ = ("theta", "handed_out", "copy", "calls", "drops", "__weakref__")
 
     def __init__(self, theta):
         self.theta = weakref.ref(theta)
         self.handed_out = False
         self.copy = None  # _engine.small_pack_copies of theta, or None
         self.calls = 0  # few-row predictions since the copy was last dropped
+        self.drops = 0  # how many times it was dropped (a copy made meanwhile is not kept)
 
 
 def register(theta):
@@ -82,6 +83,7 @@ def drop(theta):
     if record is not None:
         record.copy = None
         record.calls = 0
+        record.drops += 1
 
 
 def hand_out(theta):
@@ -90,6 +92,7 @@ def hand_out(theta):
     if record is not None:
         record.handed_out = True
         record.copy = None
+        record.drops += 1
 
 
 def copy_for(network, theta):
@@ -102,9 +105,16 @@ def copy_for(network, theta):
         record.calls += 1
         if record.calls < MAKE_AT_CALL:
             return None
-        record.copy = _engine.small_pack_copies(network, theta)
-        if record.copy is None:
+        drops = record.drops
+        copy = _engine.small_pack_copies(network, theta)  # (without the GIL)
+        if copy is None:
             record.handed_out = True  # nothing to pack on this processor: stop counting
+        # Kept only if nothing dropped it while it was made (another thread's fit, or an edit
+        # through coefs_, which the caller's scikit-learn contract does not allow, but a copy
+        # made then must not outlive the call).
+        if record.drops != drops or _training_now or record.handed_out:
+            return None
+        record.copy = copy
     return record.copy
 
 
