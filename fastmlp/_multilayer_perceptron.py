@@ -172,22 +172,22 @@ def _partial_fit_context(partial_fit):
 
     @functools.wraps(partial_fit)
     def wrapper(estimator, *args, **kwargs):
-        with _serving.training(estimator):  # (it writes the weights: see _serving)
-            return steady_or_not(estimator, *args, **kwargs)
-
-    def steady_or_not(estimator, *args, **kwargs):
-        if ("_theta" not in estimator.__dict__ or hasattr(estimator, "_skl_callbacks")
-                or hasattr(estimator, "_parent_callback_ctx")):
-            return in_context(estimator, *args, **kwargs)
-        if len(args) == 2 and not kwargs and estimator._steady_partial_fit(*args):
-            return estimator  # (it calls no scikit-learn function: no configuration to set)
-        if get_config()["skip_parameter_validation"]:
-            return partial_fit(estimator, *args, **kwargs)
-        set_config(skip_parameter_validation=True)
+        _serving.begin_training(estimator)  # (it writes the weights: see _serving)
         try:
-            return partial_fit(estimator, *args, **kwargs)
+            if ("_theta" not in estimator.__dict__ or hasattr(estimator, "_skl_callbacks")
+                    or hasattr(estimator, "_parent_callback_ctx")):
+                return in_context(estimator, *args, **kwargs)
+            if len(args) == 2 and not kwargs and estimator._steady_partial_fit(*args):
+                return estimator  # (it calls no scikit-learn function: no configuration to set)
+            if get_config()["skip_parameter_validation"]:
+                return partial_fit(estimator, *args, **kwargs)
+            set_config(skip_parameter_validation=True)
+            try:
+                return partial_fit(estimator, *args, **kwargs)
+            finally:
+                set_config(skip_parameter_validation=False)
         finally:
-            set_config(skip_parameter_validation=False)
+            _serving.end_training(estimator)
 
     return wrapper
 
@@ -1228,8 +1228,11 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         self : object
             Returns a trained MLP model.
         """
-        with _serving.training(self):
+        _serving.begin_training(self)  # (it writes the weights: see fastmlp/_serving.py)
+        try:
             return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+        finally:
+            _serving.end_training(self)
 
     def _check_solver(self):
         if self.solver not in _STOCHASTIC_SOLVERS:

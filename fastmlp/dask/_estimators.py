@@ -179,8 +179,11 @@ class _DaskFit:
                              "statistics would cross the workers in the middle of every pass); "
                              "use batch_norm=False, or fastmlp.MLPClassifier / MLPRegressor on "
                              "one machine.")
-        with _serving.training(self):  # (it writes the weights: see fastmlp/_serving.py)
+        _serving.begin_training(self)  # (it writes the weights: see fastmlp/_serving.py)
+        try:
             return self._fit_on_cluster(X, y, sample_weight)
+        finally:
+            _serving.end_training(self)
 
     def _fit_on_cluster(self, X, y, sample_weight):
         with self._unchanged_on_error():
