@@ -660,7 +660,7 @@ def small_pack_copies(Network network, const floating[::1] theta):
     copy: each block of columns' rows one after another), every layer's in turn in one array;
     None where no layer's copy would hold anything on this processor. It holds theta's weights
     as they are now: `predict(..., copies=...)` must be given it only while theta is unchanged
-    (fastmlp/_multilayer_perceptron.py's _ServingCopy keeps that promise)."""
+    (fastmlp/_serving.py's copy_for keeps that promise)."""
     cdef Geometry *g = &network.g
     cdef Py_ssize_t l, at = 0
     cdef floating[::1] copy
@@ -685,19 +685,20 @@ def small_pack_copies(Network network, const floating[::1] theta):
     return array
 
 
-cdef inline Py_ssize_t pack_columns(const floating *dtype, Py_ssize_t n_out) noexcept nogil:
-    """The columns of a layer's W that its packed copy holds (0: none; csrc/small_product.c)."""
+cdef inline Py_ssize_t pack_columns(const floating *like, Py_ssize_t n_out) noexcept nogil:
+    """The columns of a layer's W that its packed copy holds (0: none; csrc/small_product.c).
+    `like` (theta) only picks the dtype."""
     if floating is float:
         return fm_small_pack_columns_f(n_out)
     else:
         return fm_small_pack_columns_d(n_out)
 
 
-cdef Py_ssize_t copies_size(const Geometry *g, const floating *dtype) noexcept nogil:
+cdef Py_ssize_t copies_size(const Geometry *g, const floating *like) noexcept nogil:
     """The elements of small_pack_copies' array: every layer's copy in turn."""
     cdef Py_ssize_t l, size = 0
     for l in range(g.n_layers):
-        size += g.units[l] * pack_columns(dtype, g.cols[l])
+        size += g.units[l] * pack_columns(like, g.cols[l])
     return size
 
 
