@@ -36,13 +36,14 @@ def _without_copy(model):
     return twin
 
 
-@pytest.fixture(autouse=True)
-def _needs_a_copy():
+@pytest.fixture
+def needs_a_copy():
     clf, X, _ = _fitted()
     if _engine.small_pack_copies(clf._network(), clf._packed_parameters()) is None:
         pytest.skip("no packed copy on this processor (csrc/small_product.c)")
 
 
+@pytest.mark.usefixtures("needs_a_copy")
 def test_the_copy_is_made_at_the_second_few_row_prediction_and_keeps_the_bits():
     clf, X, _ = _fitted()
     twin = _without_copy(clf)
@@ -61,6 +62,7 @@ def test_the_copy_is_made_at_the_second_few_row_prediction_and_keeps_the_bits():
     assert all(vars(clf)[k] is v for k, v in before.items())
 
 
+@pytest.mark.usefixtures("needs_a_copy")
 def test_an_edit_in_place_through_coefs_is_seen():
     clf, X, _ = _fitted()
     clf.predict_proba(X[:1])
@@ -78,6 +80,7 @@ def test_an_edit_in_place_through_coefs_is_seen():
     assert clf.predict_proba(X[:1]).tobytes() == _without_copy(clf).predict_proba(X[:1]).tobytes()
 
 
+@pytest.mark.usefixtures("needs_a_copy")
 def test_views_handed_out_before_the_first_prediction_keep_it_from_a_copy():
     clf, X, _ = _fitted()
     held = clf.coefs_
@@ -88,6 +91,7 @@ def test_views_handed_out_before_the_first_prediction_keep_it_from_a_copy():
     assert np.allclose(clf.predict_proba(X[:1]), clf.predict_proba(X[1:2]))  # W1 = 0
 
 
+@pytest.mark.usefixtures("needs_a_copy")
 @pytest.mark.parametrize("train", ["partial_fit", "steady partial_fit", "warm fit", "fit"])
 def test_training_drops_the_copy(train):
     clf, X, y = _fitted(warm_start=train == "warm fit")
@@ -111,6 +115,7 @@ def test_training_drops_the_copy(train):
         assert clf.predict_proba(X[:2]).tobytes() == expected.tobytes()
 
 
+@pytest.mark.usefixtures("needs_a_copy")
 def test_no_copy_is_made_or_read_while_a_fit_predicts():
     # early stopping scores its validation rows inside fit; a copy made there would be stale
     # after the next epoch
@@ -133,6 +138,7 @@ def test_no_copy_is_made_or_read_while_a_fit_predicts():
     assert _copy_of(clf) is None
 
 
+@pytest.mark.usefixtures("needs_a_copy")
 def test_a_replaced_coefs_and_a_shallow_copys_views_are_seen():
     clf, X, _ = _fitted()
     for _ in range(2):
