@@ -60,8 +60,8 @@ class Serving:
 def register(theta):
     """theta's record, made now if it has none: theta was just allocated or loaded by the
     estimator (or is shared with one that did, whose record it then shares)."""
-    record = _RECORDS.get(id(theta))
-    if record is not None and record.theta() is theta:
+    record = record_of(theta)
+    if record is not None:
         return record
     record = Serving(theta)
     _RECORDS[id(theta)] = record
@@ -91,15 +91,14 @@ def hand_out(theta):
     record = record_of(theta) if theta is not None else None
     if record is not None:
         record.handed_out = True
-        record.copy = None
-        record.drops += 1
+        drop(theta)
 
 
 def copy_for(network, theta):
     """The packed copy a few-row prediction may read for this theta, or None: made here at the
     model's MAKE_AT_CALL-th such prediction while no training runs."""
-    record = _RECORDS.get(id(theta))
-    if record is None or record.handed_out or _TRAINING or record.theta() is not theta:
+    record = record_of(theta)
+    if record is None or record.handed_out or _TRAINING:
         return None
     if record.copy is None:
         record.calls += 1

@@ -42,7 +42,7 @@ from fastmlp._engine._kernels cimport (
 from fastmlp._engine._layer_dense cimport OWN_PRODUCT_ROWS, SMALL_ROWS, own_rows_product
 from fastmlp._engine._layer_dropout cimport dropout_at_step
 from fastmlp._engine._layers cimport (
-    forward_product, layer_activate, layer_forward, layer_product,
+    forward_product, layer_activate, layer_product,
 )
 from fastmlp._engine._network cimport Network
 from fastmlp._engine._openmp cimport (
@@ -623,23 +623,19 @@ cdef bint predict_block(const Geometry *g, const floating *theta, const Rows *ro
             ld_in = g.units[0]
         elif l == 0 and not rows.sparse:
             a_in = <const floating *> rows.X + r0 * rows.ldx
-        if (l == 0 and check) or (copies != NULL and copies[l] != NULL):
-            # layer_forward, with the check between its product and its activation, or with
-            # the product by the layer's copy of W
-            product = forward_product(g, l, a_out, pieces)
-            if copies != NULL and copies[l] != NULL:
-                small_product_packed(product, a_in, ld_in, theta + g.coef_offset[l], copies[l],
-                                     r1 - r0, g.units[l], g.cols[l])
-            else:
-                layer_product(g, l, product, a_in, ld_in, rows, r0, r1, theta)
-            if l == 0 and check:
-                for r in range(r1 - r0):
-                    if not isfinite(product[r * g.cols[0]]):
-                        finite = False
-            layer_activate(g, l, a_out, <floating *> NULL, NULL, pieces, r1 - r0, theta, fold)
+        # layer_forward in its two halves: the product (by the layer's copy of W where it
+        # has one), the first layer's check, then bias and activation
+        product = forward_product(g, l, a_out, pieces)
+        if copies != NULL and copies[l] != NULL:
+            small_product_packed(product, a_in, ld_in, theta + g.coef_offset[l], copies[l],
+                                 r1 - r0, g.units[l], g.cols[l])
         else:
-            layer_forward(g, l, a_out, <floating *> NULL, NULL, pieces, a_in, ld_in, rows, r0,
-                          r1, theta, fold)
+            layer_product(g, l, product, a_in, ld_in, rows, r0, r1, theta)
+        if l == 0 and check:
+            for r in range(r1 - r0):
+                if not isfinite(product[r * g.cols[0]]):
+                    finite = False
+        layer_activate(g, l, a_out, <floating *> NULL, NULL, pieces, r1 - r0, theta, fold)
         a_in = a_out
         ld_in = n_out
     return finite
