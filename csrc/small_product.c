@@ -239,7 +239,15 @@ FM_INLINE void SFX(product_columns)(REAL *z, SFX(fm_terms) p, int most, ptrdiff_
 /* -- the AVX-512 path: blocks of whole cache lines of W --------------------------------------- */
 #if defined(FM_PRODUCT_AVX512)
 
-/* `slots` vectors of z in registers: slot v holds columns c0 + v * FM_VEC_LEN onwards; the lanes
+/* The lanes of one FM_V: 64 bytes of REAL. Not FM_VEC_LEN, the generic path's 32-byte vector:
+ * when that one was halved from 64 bytes (b929858), this path kept reading it, so that each slot
+ * stepped half a register while its loads and stores stayed whole, and the middle slots wrote up
+ * to 64 bytes past the end of z (heap corruption after one-row predictions on AVX-512 machines:
+ * `free(): invalid next size`). tests/engine/test_kernels.py's guard test checks the bytes past
+ * z on every path. */
+#define FM_LANES ((ptrdiff_t) (64 / sizeof(REAL)))
+
+/* `slots` vectors of z in registers: slot v holds columns c0 + v * FM_LANES onwards; the lanes
  * of the first and last slots outside z are masked off (never read nor written). */
 FM_AVX512 FM_INLINE void SFX(line_block)(REAL *z, SFX(fm_terms) p, ptrdiff_t c0,
                                          FM_MASK first_mask, FM_MASK last_mask, const int slots)
@@ -248,7 +256,7 @@ FM_AVX512 FM_INLINE void SFX(line_block)(REAL *z, SFX(fm_terms) p, ptrdiff_t c0,
 #pragma GCC unroll 16
     for (int v = 0; v < slots; v++) {
         const FM_MASK mask = v == 0 ? first_mask : v == slots - 1 ? last_mask : (FM_MASK) -1;
-        acc[v] = p.first ? FM_V_(setzero)() : FM_V_(maskz_loadu)(mask, z + c0 + v * FM_VEC_LEN);
+        acc[v] = p.first ? FM_V_(setzero)() : FM_V_(maskz_loadu)(mask, z + c0 + v * FM_LANES);
     }
     for (ptrdiff_t t = 0; t < p.terms; t++) {
         const ptrdiff_t k = p.index != NULL ? p.index[t] : p.k0 + t;
@@ -257,15 +265,15 @@ FM_AVX512 FM_INLINE void SFX(line_block)(REAL *z, SFX(fm_terms) p, ptrdiff_t c0,
 #pragma GCC unroll 16
         for (int v = 0; v < slots; v++) {
             const FM_V w_v = v == 0 ? FM_V_(maskz_loadu)(first_mask, w)
-                             : v == slots - 1 ? FM_V_(maskz_loadu)(last_mask, w + v * FM_VEC_LEN)
-                             : FM_V_(loadu)(w + v * FM_VEC_LEN);
+                             : v == slots - 1 ? FM_V_(maskz_loadu)(last_mask, w + v * FM_LANES)
+                             : FM_V_(loadu)(w + v * FM_LANES);
             acc[v] = FM_V_(add)(acc[v], FM_V_(mul)(ak, w_v));
         }
     }
 #pragma GCC unroll 16
     for (int v = 0; v < slots; v++) {
         const FM_MASK mask = v == 0 ? first_mask : v == slots - 1 ? last_mask : (FM_MASK) -1;
-        FM_V_(mask_storeu)(z + c0 + v * FM_VEC_LEN, mask, acc[v]);
+        FM_V_(mask_storeu)(z + c0 + v * FM_LANES, mask, acc[v]);
     }
 }
 
@@ -278,7 +286,7 @@ FM_AVX512 FM_INLINE void SFX(line_block)(REAL *z, SFX(fm_terms) p, ptrdiff_t c0,
  * line); one block of 17 slots measured 6.9 us. */
 FM_AVX512 static void SFX(product_columns_avx512)(REAL *z, SFX(fm_terms) p)
 {
-    const ptrdiff_t lanes = FM_VEC_LEN;
+    const ptrdiff_t lanes = FM_LANES;
     ptrdiff_t shift = 0;
     if ((p.n_out * (ptrdiff_t) sizeof(REAL)) % 64 == 0)
         shift = (ptrdiff_t) (((uintptr_t) p.W % 64) / sizeof(REAL));
@@ -427,6 +435,7 @@ void SFX(fm_small_pack)(REAL *copy, const REAL *W, ptrdiff_t n_in, ptrdiff_t n_o
 }
 
 #undef FM_VEC_LEN
+#undef FM_LANES
 #undef FM_PACK_BLOCK
 
 #endif

@@ -268,10 +268,16 @@ def test_small_product_sums_in_order_bit_for_bit(dtype, n_in, zeros):
             if zeros:
                 a[a < 0] = -0.0
                 a[:, ::7] = 0.0
-            out = np.full((3, n_out), np.nan, dtype)
+            # out inside a guarded buffer: a store past z's last lane is caught (the AVX-512
+            # path once stepped its slots by half a register and wrote 64 bytes past z)
+            guarded = np.full(3 * n_out + 2 * lanes, 7.0, dtype)
+            out = guarded[lanes:lanes + 3 * n_out].reshape(3, n_out)
+            out[...] = np.nan
             K.kernel_small_product(out, a, W)
             expected = _ordered_product(a, W)
             assert out.tobytes() == expected.tobytes(), (n_out, offset)
+            assert (guarded[:lanes] == 7.0).all() and (guarded[-lanes:] == 7.0).all(), (
+                n_out, offset)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -317,6 +323,41 @@ def test_predict_with_the_packed_copy_gives_the_same_bits(dtype, options, n_feat
     assert not np.array_equal(packed, out)
     with pytest.raises(ValueError, match="small_pack_copies"):
         E.predict(network, theta, X, out, 1, fold, False, copies[:-1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_predict_writes_nothing_past_its_output(dtype, n_threads):
+    """Every path of predict (the few-row loop with and without the packed copy, the row
+    kernel's blocks, BLAS's) writes exactly out's rows: out is a slice of a guarded buffer, for
+    output widths below, at and past a vector and row counts on each side of the paths' bounds."""
+    import warnings
+
+    import scipy.sparse as sp
+
+    from fastmlp import MLPRegressor
+
+    rng = np.random.default_rng(5)
+    lanes = 64 // np.dtype(dtype).itemsize
+    X = rng.standard_normal((300, 30)).astype(dtype)
+    X[:, ::3] = 0.0
+    for n_out in (1, 3, 10, lanes + 1, 40):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reg = MLPRegressor(hidden_layer_sizes=(70, 19), max_iter=2, random_state=0).fit(
+                X, rng.standard_normal((300, n_out)).astype(dtype))
+        theta, network = reg._packed_parameters(), reg._network()
+        copies = E.small_pack_copies(network, theta)
+        for rows in (1, 2, 3, 4, 5, 17, 300):
+            for x in (X[:rows], sp.csr_matrix(X[:rows])):
+                for copy in {id(None): None, id(copies): copies}.values():
+                    guarded = np.full(rows * n_out + 2 * lanes, 7.0, dtype)
+                    out = guarded[lanes:lanes + rows * n_out].reshape(rows, n_out)
+                    E.predict(network, theta, x, out, n_threads, None, False, copy)
+                    assert (guarded[:lanes] == 7.0).all(), (n_out, rows)
+                    assert (guarded[-lanes:] == 7.0).all(), (n_out, rows)
+                    np.testing.assert_allclose(out, reg.predict(x).reshape(rows, n_out),
+                                               rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
