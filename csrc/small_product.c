@@ -241,9 +241,10 @@ FM_INLINE void SFX(product_columns)(REAL *z, SFX(fm_terms) p, int most, ptrdiff_
 
 /* The lanes of one FM_V: 64 bytes of REAL. Not FM_VEC_LEN, the generic path's 32-byte vector:
  * when that one was halved from 64 bytes (b929858), this path kept reading it, so that each slot
- * stepped half a register while its loads and stores stayed whole, and the middle slots wrote up
- * to 64 bytes past the end of z (heap corruption after one-row predictions on AVX-512 machines:
- * `free(): invalid next size`). tests/engine/test_kernels.py's guard test checks the bytes past
+ * stepped half a register while its loads and stores stayed whole: twice the loads and adds,
+ * and a whole slot before the last one stored up to 7 floats (3 doubles) past the end of z
+ * (heap corruption after few-row predictions on AVX-512 machines: `free(): invalid next
+ * size`). tests/engine/test_kernels.py's guard test checks the bytes past
  * z on every path. */
 #define FM_LANES ((ptrdiff_t) (64 / sizeof(REAL)))
 
