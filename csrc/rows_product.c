@@ -26,8 +26,13 @@
  * Where: x86-64 with AVX2 and FMA but without AVX-512 (fm_rows_product_available). On AVX-512
  * processors scipy's OpenBLAS runs its SkylakeX kernels, whose small-matrix path multiplies few
  * rows without packing W at all (16 x 784 x 256 in ~50 us on a 2-core Xeon VM, an earlier
- * session's measurement); this kernel has not been timed against that path, so there, and on
- * every other processor, the engine multiplies with BLAS as before.
+ * session's measurement), and whose 64-byte kernel is twice this one's width. Timed there (a
+ * build that let this kernel run on AVX-512 too, 2-core Xeon VM with AVX-512, one process per
+ * build in turns, benchmarks/profile_epochs.py, epoch by epoch): `wide` at half scale
+ * 1.06-1.16x the epoch of OpenBLAS's path, `mnist` 0.97-1.29x, `tiny-batch` 0.90-1.12x. So
+ * there, and on every other processor, the engine multiplies with BLAS. (On that machine
+ * OpenBLAS's packing of its A operand untransposed, sgemm_itcopy, is a quarter of a forward row
+ * block's product and of a weight job's: 24 % of `wide`'s epoch; benchmarks/RESULTS.md.)
  *
  * Float32 only. This kernel on panels of 8 doubles (the same register tiles, a 4 x 4 transpose
  * for W^T; it passed the float32 kernel's test, every element the fused chain over k) was built
