@@ -244,8 +244,8 @@ FM_INLINE void SFX(product_columns)(REAL *z, SFX(fm_terms) p, int most, ptrdiff_
  * stepped half a register while its loads and stores stayed whole: twice the loads and adds,
  * and a whole slot before the last one stored up to 7 floats (3 doubles) past the end of z
  * (heap corruption after few-row predictions on AVX-512 machines: `free(): invalid next
- * size`). tests/engine/test_kernels.py's guard test checks the bytes past
- * z on every path. */
+ * size`). tests/engine/test_kernel_bounds.py and test_kernels.py's guarded outputs check the
+ * bytes on both sides of z. */
 #define FM_LANES ((ptrdiff_t) (64 / sizeof(REAL)))
 
 /* `slots` vectors of z in registers: slot v holds columns c0 + v * FM_LANES onwards; the lanes
