@@ -658,11 +658,12 @@ def small_pack_copies(Network network, const floating[::1] theta):
     as they are now: `predict(..., copies=...)` must be given it only while theta is unchanged
     (fastmlp/_serving.py's copy_for keeps that promise)."""
     cdef Geometry *g = &network.g
-    cdef Py_ssize_t l, at = 0
+    cdef Py_ssize_t l
     cdef floating[::1] copy
+    cdef const floating **at
     if theta.shape[0] != network.n_params:
         raise ValueError("theta must hold Network.n_params values")
-    cdef Py_ssize_t size = copies_size(g, &theta[0])
+    cdef Py_ssize_t size = copy_layout(g, &theta[0], NULL)
     if size == 0:
         return None
     # On a cache line (numpy places a large array 16 bytes past one), so that a block's
@@ -674,27 +675,34 @@ def small_pack_copies(Network network, const floating[::1] theta):
     start = (-array.ctypes.data % 64) // itemsize
     array = array[start:start + size]
     copy = array
+    at = <const floating **> malloc(g.n_layers * sizeof(floating *))
+    if at == NULL:
+        raise MemoryError()
     with nogil:
+        copy_layout(g, &copy[0], at)
         for l in range(g.n_layers):
-            small_pack(&copy[at], &theta[g.coef_offset[l]], g.units[l], g.cols[l])
-            at += g.units[l] * pack_columns(&theta[0], g.cols[l])
+            if at[l] != NULL:
+                small_pack(<floating *> at[l], &theta[g.coef_offset[l]], g.units[l], g.cols[l])
+    free(at)
     return array
 
 
-cdef inline Py_ssize_t pack_columns(const floating *like, Py_ssize_t n_out) noexcept nogil:
-    """The columns of a layer's W that its packed copy holds (0: none; csrc/small_product.c).
-    `like` (theta) only picks the dtype."""
-    if floating is float:
-        return fm_small_pack_columns_f(n_out)
-    else:
-        return fm_small_pack_columns_d(n_out)
-
-
-cdef Py_ssize_t copies_size(const Geometry *g, const floating *like) noexcept nogil:
-    """The elements of small_pack_copies' array: every layer's copy in turn."""
-    cdef Py_ssize_t l, size = 0
+cdef Py_ssize_t copy_layout(const Geometry *g, const floating *base,
+                            const floating **at) noexcept nogil:
+    """The packed copies' layout, written here only: every layer's copy in turn, each of
+    units x fm_small_pack_columns(cols) elements (none on processors whose loop would not gain).
+    Returns the elements of the whole array; with `at` (n_layers pointers), sets at[l] to where
+    layer l's copy starts in the array at `base`, or NULL where the layer has none. (`base`
+    picks the dtype even when it is only theta, for the size.)"""
+    cdef Py_ssize_t l, columns, size = 0
     for l in range(g.n_layers):
-        size += g.units[l] * pack_columns(like, g.cols[l])
+        if floating is float:
+            columns = fm_small_pack_columns_f(g.cols[l])
+        else:
+            columns = fm_small_pack_columns_d(g.cols[l])
+        if at != NULL:
+            at[l] = base + size if columns > 0 else NULL
+        size += g.units[l] * columns
     return size
 
 
@@ -723,7 +731,6 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
     cdef unsigned char *block_finite
     cdef const floating[::1] copy
     cdef const floating **copy_ptrs = NULL
-    cdef Py_ssize_t l, at = 0
     if g.batch_norm:
         if fold is None:
             raise ValueError("a batch-normalised network predicts with its folded statistics")
@@ -751,16 +758,14 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
     try:
         if copies is not None and n < SMALL_ROWS:
             copy = copies
-            if copy.shape[0] != copies_size(g, &theta[0]):
+            if copy.shape[0] != copy_layout(g, &theta[0], NULL):
                 raise ValueError("copies must be small_pack_copies(network, theta)")
             copy_ptrs = <const floating **> malloc(g.n_layers * sizeof(floating *))
             if copy_ptrs == NULL:
                 raise MemoryError()
-            for l in range(g.n_layers):
-                copy_ptrs[l] = NULL
-                if pack_columns(&theta[0], g.cols[l]) > 0 and not (l == 0 and rows.sparse):
-                    copy_ptrs[l] = &copy[at]
-                at += g.units[l] * pack_columns(&theta[0], g.cols[l])
+            copy_layout(g, &copy[0], copy_ptrs)
+            if rows.sparse:
+                copy_ptrs[0] = NULL  # a CSR first layer keeps W (its own product)
         if n_threads == 1:
             with nogil:
                 for b in range(blocks):
