@@ -223,6 +223,8 @@ FASTMLP_DECLARE(double, _d)
 /* out (rows x cols, ldo apart) = a (rows x n_in, lda apart) W (n_in x cols, ldw apart), float32,
  * for few rows: csrc/rows_product.c. Call it only where fm_rows_product_available() is 1. */
 int fm_rows_product_available(void);
+/* Which of its kernels runs here: 0 none, 1 AVX2 and FMA, 2 AVX-512 (the same bits). */
+int fm_rows_product_kernel(void);
 void fm_rows_product_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda, const float *W,
                        ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols);
 /* The same with W^T for W: out = a W^T, W (cols x n_in, ldw apart): a layer's delta times its

@@ -23,16 +23,24 @@
  * rows. (The build's -ffp-contract=off keeps the compiler from fusing the element-wise kernels'
  * a * b + c; the fused multiply-adds here are explicit.)
  *
- * Where: x86-64 with AVX2 and FMA but without AVX-512 (fm_rows_product_available). On AVX-512
- * processors scipy's OpenBLAS runs its SkylakeX kernels, whose small-matrix path multiplies few
- * rows without packing W at all (16 x 784 x 256 in ~50 us on a 2-core Xeon VM, an earlier
- * session's measurement), and whose 64-byte kernel is twice this one's width. Timed there (a
- * build that let this kernel run on AVX-512 too, 2-core Xeon VM with AVX-512, one process per
- * build in turns, benchmarks/profile_epochs.py, epoch by epoch): `wide` at half scale
- * 1.06-1.16x the epoch of OpenBLAS's path, `mnist` 0.97-1.29x, `tiny-batch` 0.90-1.12x. So
- * there, and on every other processor, the engine multiplies with BLAS. (On that machine
- * OpenBLAS's packing of its A operand untransposed, sgemm_itcopy, is a quarter of a forward row
- * block's product and of a weight job's: 24 % of `wide`'s epoch; benchmarks/RESULTS.md.)
+ * Where: x86-64 with AVX2 and FMA (fm_rows_product_kernel() 1), and with AVX-512 its own
+ * kernel (2: rp_product512, below, tiles of 12 rows by panels of 32 columns): the same chain of
+ * fused multiply-adds, so the same bits on both. The AVX2 kernel alone, let run on an AVX-512
+ * Xeon, lost to OpenBLAS's SkylakeX kernels, whose width is twice its own (a trial build, 2-core
+ * Xeon VM, one process per build in turns, benchmarks/profile_epochs.py: `wide` at half scale
+ * 1.06-1.16x the epoch of OpenBLAS's path, `mnist` 0.97-1.29x, `tiny-batch` 0.90-1.12x). The
+ * AVX-512 kernel, on that kind of VM (2-core Xeon with AVX-512, L2 2 MB a core, scipy's
+ * OpenBLAS 0.3.30 on its SkylakeX kernels; 2026-12-03), own / OpenBLAS call by call (python
+ * benchmarks/few_rows_product.py): 0.60-0.96 on `tiny-batch`'s, partial_fit's and `small`'s
+ * products, 0.74-0.80 on `mnist`'s row blocks, 0.68-0.82 on its weight jobs, 0.81-0.94 on
+ * `wide`'s row blocks and 0.90-0.92 on its weight jobs; in cache 147-167 GFLOP/s on one core
+ * (OpenBLAS 118-139) for blocks of at most 256 rows, but 119 for 1020 x 1024 x 1024 (OpenBLAS
+ * 125: a's blocks no longer stay in L2). Epochs, the builds alternating
+ * (benchmarks/ab_builds.py, 5 rounds): `wide` 0.865x, `mnist` 0.806x, bulk prediction 0.893x;
+ * before a^T went into strips (rp_strips512) `tiny-batch` 0.865x, `small` 0.901x, `mnist`
+ * 0.884x, `wide` 1.023x. There every float32 weight job is this kernel's
+ * (fastmlp/_engine/_layer_dense.pxd's dense_backward_weights). Elsewhere the engine
+ * multiplies with BLAS.
  *
  * Float32 only. This kernel on panels of 8 doubles (the same register tiles, a 4 x 4 transpose
  * for W^T; it passed the float32 kernel's test, every element the fused chain over k) was built
@@ -111,6 +119,7 @@
  * and 12,000 rows).
  */
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fastmlp_kernels.h"
@@ -132,23 +141,28 @@ enum {
 #if defined(FM_RP_X86)
 /* Whether this processor runs the kernel: settled once, when the engine's library is loaded
  * (before any thread of the engine asks). */
-static int rp_available;
+static int rp_kernel;  /* 0: none; 1: AVX2 and FMA; 2: AVX-512 */
 
 __attribute__((constructor)) static void rp_settle_available(void)
 {
     __builtin_cpu_init();
-    rp_available = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
-                   && !__builtin_cpu_supports("avx512f");
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        rp_kernel = __builtin_cpu_supports("avx512f") ? 2 : 1;
 }
 #endif
 
-int fm_rows_product_available(void)
+int fm_rows_product_kernel(void)
 {
 #if defined(FM_RP_X86)
-    return rp_available;
+    return rp_kernel;
 #else
     return 0;
 #endif
+}
+
+int fm_rows_product_available(void)
+{
+    return fm_rows_product_kernel() != 0;
 }
 
 #if defined(FM_RP_X86)
@@ -239,44 +253,44 @@ FM_RP_TARGET FM_INLINE void rp_transpose8(__m256 *r)
     r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-/* packed[k][c] = B[k0 + k, j0 + c] for k < kc, c < width (zeros for c >= width), where B is W
- * (n_in x cols, ldw apart: `transposed` 0) or W^T for a W of cols x n_in (`transposed` 1: the
- * panel's 16 columns of B are 16 rows of W, transposed 8 x 8 at a time). */
+/* packed[k][c] = B[k0 + k, j0 + c] for k < kc, c < width (zeros for c >= width), a panel of
+ * nr columns (16, or 32 for the AVX-512 kernel), where B is W (n_in x cols, ldw apart:
+ * `transposed` 0) or W^T for a W of cols x n_in (`transposed` 1: the panel's columns of B are
+ * rows of W, transposed 8 x 8 at a time). */
 FM_RP_TARGET FM_INLINE void rp_pack(float *packed, const float *W, ptrdiff_t ldw, ptrdiff_t j0,
                                     ptrdiff_t width, ptrdiff_t k0, ptrdiff_t kc,
-                                    const int transposed)
+                                    const int transposed, const int nr)
 {
-    if (!transposed && width == FM_RP_NR) {
+    if (!transposed && width == nr) {
         const float *w = W + k0 * ldw + j0;
-        for (ptrdiff_t k = 0; k < kc; k++) {
-            _mm256_store_ps(packed + k * FM_RP_NR, _mm256_loadu_ps(w + k * ldw));
-            _mm256_store_ps(packed + k * FM_RP_NR + 8, _mm256_loadu_ps(w + k * ldw + 8));
-        }
+        for (ptrdiff_t k = 0; k < kc; k++)
+            for (int v = 0; v < nr; v += 8)
+                _mm256_store_ps(packed + k * nr + v, _mm256_loadu_ps(w + k * ldw + v));
     } else if (!transposed) {
         const float *w = W + k0 * ldw + j0;
         for (ptrdiff_t k = 0; k < kc; k++) {
-            float *row = packed + k * FM_RP_NR;
-            memset(row, 0, FM_RP_NR * sizeof(float));
+            float *row = packed + k * nr;
+            memset(row, 0, (size_t) nr * sizeof(float));
             memcpy(row, w + k * ldw, (size_t) width * sizeof(float));
         }
     } else {
         const float *w = W + j0 * ldw + k0;  /* row c of W: w + c * ldw, from term k0 */
         ptrdiff_t k = 0;
-        if (width == FM_RP_NR) {
+        if (width == nr) {
             for (; k + 8 <= kc; k += 8) {
-                for (int half = 0; half < 2; half++) {
+                for (int eighth = 0; eighth < nr / 8; eighth++) {
                     __m256 r[8];
                     for (int c = 0; c < 8; c++)
-                        r[c] = _mm256_loadu_ps(w + (half * 8 + c) * ldw + k);
+                        r[c] = _mm256_loadu_ps(w + (eighth * 8 + c) * ldw + k);
                     rp_transpose8(r);
                     for (int t = 0; t < 8; t++)
-                        _mm256_store_ps(packed + (k + t) * FM_RP_NR + half * 8, r[t]);
+                        _mm256_store_ps(packed + (k + t) * nr + eighth * 8, r[t]);
                 }
             }
         }
         for (; k < kc; k++)
-            for (ptrdiff_t c = 0; c < FM_RP_NR; c++)
-                packed[k * FM_RP_NR + c] = c < width ? w[c * ldw + k] : 0.0f;
+            for (ptrdiff_t c = 0; c < nr; c++)
+                packed[k * nr + c] = c < width ? w[c * ldw + k] : 0.0f;
     }
 }
 
@@ -301,7 +315,7 @@ FM_RP_TARGET FM_INLINE void rp_product(float *out, ptrdiff_t ldo, const float *a
         const int first = k0 == 0 && !accumulate;
         for (ptrdiff_t j0 = 0; j0 < cols; j0 += FM_RP_NR) {
             const ptrdiff_t width = cols - j0 < FM_RP_NR ? cols - j0 : FM_RP_NR;
-            rp_pack(packed, W, ldw, j0, width, k0, kc, transposed);
+            rp_pack(packed, W, ldw, j0, width, k0, kc, transposed, FM_RP_NR);
             if (width < FM_RP_NR) {
                 int lanes[FM_RP_NR];
                 for (int j = 0; j < FM_RP_NR; j++)
@@ -343,13 +357,188 @@ FM_RP_TARGET static void rp_product_at(float *out, ptrdiff_t ldo, const float *a
 {
     rp_product(out, ldo, a, lda, W, ldw, rows, n_in, cols, accumulate, 0, 1);
 }
+
+/* The AVX-512 kernel: the same sums (each out[r, j] the chain of fused multiply-adds over k in
+ * order from +0, blocks of k waiting in out as floats) on tiles of FM_RP_MR512 rows by panels
+ * of 32 columns (two registers of 16): 24 accumulators, two loads of W and twelve broadcasts
+ * of a per k, in 32 registers. Blocks of FM_RP_KC512 terms keep the packed panel (32 x 512
+ * floats, 64 KB) as large as the AVX2 kernel's on the stack; the block changes no bit (256
+ * read the same as 512 within the noise of few_rows_product.py). A weight gradient's a^T goes
+ * into strips first where more than one panel reads it (rp_strips512): read in place, the
+ * weight jobs' products ran at 0.95-0.98 of OpenBLAS's time and took 27.5 % of `wide`'s epoch
+ * against the forward products' 17.7 % for the same arithmetic (perf, one thread); in strips
+ * 0.90-0.92, and `mnist`'s 392 x 256 over 256 rows 0.91 -> 0.81. */
+enum {
+    FM_RP_MR512 = 12,
+    FM_RP_NR512 = 32,
+    FM_RP_KC512 = 512
+};
+
+#define FM_RP_TARGET512 __attribute__((target("avx512f,avx2,fma")))
+
+FM_RP_TARGET512 FM_INLINE void rp_tile512(float *out, ptrdiff_t ldo, const float *a,
+                                          ptrdiff_t lda, const float *packed, ptrdiff_t kc,
+                                          int first, __mmask16 mask_0, __mmask16 mask_1,
+                                          const int mr, const int masked, const int a_trans,
+                                          const int nv)
+{
+    __m512 acc[FM_RP_MR512][2];
+    for (int r = 0; r < mr; r++) {
+        for (int v = 0; v < nv; v++) {
+            if (first)
+                acc[r][v] = _mm512_setzero_ps();
+            else if (masked)
+                acc[r][v] = _mm512_maskz_loadu_ps(v ? mask_1 : mask_0, out + r * ldo + 16 * v);
+            else
+                acc[r][v] = _mm512_loadu_ps(out + r * ldo + 16 * v);
+        }
+    }
+    for (ptrdiff_t k = 0; k < kc; k++) {
+        __m512 w[2];
+        for (int v = 0; v < nv; v++)
+            w[v] = _mm512_load_ps(packed + k * FM_RP_NR512 + 16 * v);
+        for (int r = 0; r < mr; r++) {
+            const __m512 a_rk = _mm512_set1_ps(a_trans ? a[k * lda + r] : a[r * lda + k]);
+            for (int v = 0; v < nv; v++)
+                acc[r][v] = _mm512_fmadd_ps(a_rk, w[v], acc[r][v]);
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        for (int v = 0; v < nv; v++) {
+            if (masked)
+                _mm512_mask_storeu_ps(out + r * ldo + 16 * v, v ? mask_1 : mask_0, acc[r][v]);
+            else
+                _mm512_storeu_ps(out + r * ldo + 16 * v, acc[r][v]);
+        }
+    }
+}
+
+FM_RP_TARGET512 FM_INLINE void rp_rows512(float *out, ptrdiff_t ldo, const float *a,
+                                          ptrdiff_t lda, const float *packed, ptrdiff_t rows,
+                                          ptrdiff_t kc, int first, __mmask16 mask_0,
+                                          __mmask16 mask_1, const int masked, const int a_trans,
+                                          const int nv, const float *strips,
+                                          ptrdiff_t strip_size)
+{
+    ptrdiff_t r0 = 0;
+    /* a tile's rows of A: with strips (a^T packed, rp_strips512) its own strip, else in place */
+#define FM_RP_A(r0) \
+    (strips ? strips + (r0) / FM_RP_MR512 * strip_size : a_trans ? a + (r0) : a + (r0) * lda)
+#define FM_RP_LDA (strips ? (ptrdiff_t) FM_RP_MR512 : lda)
+    for (; rows - r0 >= FM_RP_MR512; r0 += FM_RP_MR512)
+        rp_tile512(out + r0 * ldo, ldo, FM_RP_A(r0), FM_RP_LDA, packed, kc, first, mask_0,
+                   mask_1, FM_RP_MR512, masked, a_trans, nv);
+    switch (rows - r0) {
+#define FM_RP_TAIL(n) \
+    case n: \
+        rp_tile512(out + r0 * ldo, ldo, FM_RP_A(r0), FM_RP_LDA, packed, kc, first, mask_0, \
+                   mask_1, n, masked, a_trans, nv); \
+        break;
+    FM_RP_TAIL(1) FM_RP_TAIL(2) FM_RP_TAIL(3) FM_RP_TAIL(4) FM_RP_TAIL(5) FM_RP_TAIL(6)
+    FM_RP_TAIL(7) FM_RP_TAIL(8) FM_RP_TAIL(9) FM_RP_TAIL(10) FM_RP_TAIL(11)
+#undef FM_RP_TAIL
+#undef FM_RP_LDA
+#undef FM_RP_A
+    default:
+        break;
+    }
+}
+
+/* A weight gradient's a^T, a block of kc terms (the batch's rows) packed into strips: tile t's
+ * strip (strip_size floats apart) holds, term after term, the FM_RP_MR512 values of a^T its
+ * rows read (strip[k FM_RP_MR512 + i] = a[k lda + FM_RP_MR512 t + i]). In place, each term
+ * of a tile is a line of its own, lda floats apart (4 KB for a 1024-unit layer: every line in
+ * one set of L1), read again by each panel. */
+FM_RP_TARGET512 FM_INLINE void rp_strips512(float *strips, ptrdiff_t strip_size, const float *a,
+                                            ptrdiff_t lda, ptrdiff_t rows, ptrdiff_t kc)
+{
+    for (ptrdiff_t r0 = 0; r0 < rows; r0 += FM_RP_MR512) {
+        const int mr = rows - r0 < FM_RP_MR512 ? (int) (rows - r0) : FM_RP_MR512;
+        const __mmask16 mask = (__mmask16) ((1u << mr) - 1u);
+        float *strip = strips + r0 / FM_RP_MR512 * strip_size;
+        for (ptrdiff_t k = 0; k < kc; k++)
+            _mm512_mask_storeu_ps(strip + k * FM_RP_MR512, mask,
+                                  _mm512_maskz_loadu_ps(mask, a + k * lda + r0));
+    }
+}
+
+/* rp_product's loops with the AVX-512 tiles and panels. */
+FM_RP_TARGET512 FM_INLINE void rp_product512(float *out, ptrdiff_t ldo, const float *a,
+                                             ptrdiff_t lda, const float *W, ptrdiff_t ldw,
+                                             ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols,
+                                             int accumulate, const int transposed,
+                                             const int a_trans)
+{
+    float packed[FM_RP_KC512 * FM_RP_NR512] __attribute__((aligned(64)));
+    if (n_in == 0) {
+        if (!accumulate)  /* out = 0 */
+            for (ptrdiff_t r = 0; r < rows; r++)
+                memset(out + r * ldo, 0, (size_t) cols * sizeof(float));
+        return;
+    }
+    const ptrdiff_t block = a_trans ? FM_RP_KC_AT : FM_RP_KC512;
+    /* a^T in strips where more than one panel reads it (else in place; also if malloc fails) */
+    const ptrdiff_t strip_size = FM_RP_MR512 * (n_in < block ? n_in : block);
+    float *strips = a_trans && cols > FM_RP_NR512
+        ? malloc((size_t) ((rows + FM_RP_MR512 - 1) / FM_RP_MR512 * strip_size) * sizeof(float))
+        : NULL;
+    for (ptrdiff_t k0 = 0; k0 < n_in; k0 += block) {
+        const ptrdiff_t kc = n_in - k0 < block ? n_in - k0 : block;
+        const float *a_k0 = a_trans ? a + k0 * lda : a + k0;
+        const int first = k0 == 0 && !accumulate;
+        if (strips)
+            rp_strips512(strips, strip_size, a_k0, lda, rows, kc);
+        for (ptrdiff_t j0 = 0; j0 < cols; j0 += FM_RP_NR512) {
+            const ptrdiff_t width = cols - j0 < FM_RP_NR512 ? cols - j0 : FM_RP_NR512;
+            rp_pack(packed, W, ldw, j0, width, k0, kc, transposed, FM_RP_NR512);
+            if (width == FM_RP_NR512) {
+                rp_rows512(out + j0, ldo, a_k0, lda, packed, rows, kc, first, 0xFFFF, 0xFFFF, 0,
+                           a_trans, 2, strips, strip_size);
+            } else if (width <= 16) {  /* one register a row */
+                const __mmask16 mask = (__mmask16) ((1u << width) - 1u);
+                rp_rows512(out + j0, ldo, a_k0, lda, packed, rows, kc, first, mask, 0, 1,
+                           a_trans, 1, strips, strip_size);
+            } else {
+                const __mmask16 mask = (__mmask16) ((1u << (width - 16)) - 1u);
+                rp_rows512(out + j0, ldo, a_k0, lda, packed, rows, kc, first, 0xFFFF, mask, 1,
+                           a_trans, 2, strips, strip_size);
+            }
+        }
+    }
+    free(strips);
+}
+
+FM_RP_TARGET512 static void rp_product512_n(float *out, ptrdiff_t ldo, const float *a,
+                                            ptrdiff_t lda, const float *W, ptrdiff_t ldw,
+                                            ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols)
+{
+    rp_product512(out, ldo, a, lda, W, ldw, rows, n_in, cols, 0, 0, 0);
+}
+
+FM_RP_TARGET512 static void rp_product512_t(float *out, ptrdiff_t ldo, const float *a,
+                                            ptrdiff_t lda, const float *W, ptrdiff_t ldw,
+                                            ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols)
+{
+    rp_product512(out, ldo, a, lda, W, ldw, rows, n_in, cols, 0, 1, 0);
+}
+
+FM_RP_TARGET512 static void rp_product512_at(float *out, ptrdiff_t ldo, const float *a,
+                                             ptrdiff_t lda, const float *W, ptrdiff_t ldw,
+                                             ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols,
+                                             int accumulate)
+{
+    rp_product512(out, ldo, a, lda, W, ldw, rows, n_in, cols, accumulate, 0, 1);
+}
 #endif
 
 void fm_rows_product_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda, const float *W,
                        ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols)
 {
 #if defined(FM_RP_X86)
-    rp_product_n(out, ldo, a, lda, W, ldw, rows, n_in, cols);
+    if (rp_kernel == 2)
+        rp_product512_n(out, ldo, a, lda, W, ldw, rows, n_in, cols);
+    else
+        rp_product_n(out, ldo, a, lda, W, ldw, rows, n_in, cols);
 #else
     (void) out, (void) ldo, (void) a, (void) lda, (void) W, (void) ldw, (void) rows,
         (void) n_in, (void) cols;
@@ -361,7 +550,10 @@ void fm_rows_product_t_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t ld
                          ptrdiff_t cols)
 {
 #if defined(FM_RP_X86)
-    rp_product_t(out, ldo, a, lda, W, ldw, rows, n_in, cols);
+    if (rp_kernel == 2)
+        rp_product512_t(out, ldo, a, lda, W, ldw, rows, n_in, cols);
+    else
+        rp_product_t(out, ldo, a, lda, W, ldw, rows, n_in, cols);
 #else
     (void) out, (void) ldo, (void) a, (void) lda, (void) W, (void) ldw, (void) rows,
         (void) n_in, (void) cols;
@@ -373,7 +565,10 @@ void fm_rows_product_at_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t l
                           ptrdiff_t cols, int accumulate)
 {
 #if defined(FM_RP_X86)
-    rp_product_at(out, ldo, a, lda, W, ldw, rows, n_in, cols, accumulate);
+    if (rp_kernel == 2)
+        rp_product512_at(out, ldo, a, lda, W, ldw, rows, n_in, cols, accumulate);
+    else
+        rp_product_at(out, ldo, a, lda, W, ldw, rows, n_in, cols, accumulate);
 #else
     (void) out, (void) ldo, (void) a, (void) lda, (void) W, (void) ldw, (void) rows,
         (void) n_in, (void) cols, (void) accumulate;

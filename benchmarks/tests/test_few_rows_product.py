@@ -24,7 +24,7 @@ def test_the_shapes_kept_from_blas_are_the_engines():
         int(re.search(rf"^\s+{name} = (\d+)", text, re.MULTILINE)[1])
         for name in ("OWN_PRODUCT_ROWS", "OWN_GRADIENT_SIDE", "OWN_GRADIENT_ROWS"))
     for rows, n_in, n_out, kind, what in frp.SHAPES:
-        if kind == "a^T":  # dense_backward_weights' rule
+        if kind == "a^T":  # dense_backward_weights' rule for the AVX2 kernel (AVX-512: all)
             own = n_out <= side and (n_in <= side or rows <= gradient_rows)
         else:
             own = rows <= own_rows

@@ -11,7 +11,7 @@ from libc.string cimport memset
 from fastmlp._engine._blas cimport NoTrans, Trans, gemm
 from fastmlp._engine._kernels cimport (
     activation_backward, bias_activation_forward, fm_activation_params, fm_rows_product_available,
-    fm_rows_product_at_f, fm_rows_product_f, fm_rows_product_t_f, small_product,
+    fm_rows_product_at_f, fm_rows_product_kernel, fm_rows_product_f, fm_rows_product_t_f, small_product,
 )
 
 cdef enum:
@@ -51,7 +51,8 @@ cdef inline void dense_product_columns(floating *out, const floating *a_in, Py_s
     in eight of 32 327 us).
 
     Blocks of up to OWN_PRODUCT_ROWS float32 rows go to csrc/rows_product.c where the processor
-    runs it (AVX2 and FMA, no AVX-512): it packs W at ~0.22 ns a float where OpenBLAS's Haswell
+    runs it (AVX2 and FMA; AVX-512 has a kernel of its own, csrc/rows_product.c has its figures
+    against OpenBLAS's SkylakeX kernels): it packs W at ~0.22 ns a float where OpenBLAS's Haswell
     kernels take ~0.8, and its kernel keeps up with OpenBLAS's on such blocks. Thread CPU time
     per call, the two alternating with W read from memory (python
     benchmarks/few_rows_product.py, 2-core AMD EPYC VM), own / OpenBLAS: 32 x 784 x 128 (a
@@ -139,11 +140,14 @@ cdef inline void dense_backward_weights(floating *dW, const floating *a_in, Py_s
     `tiny-batch` job's 392 x 256 over 32 rows 0.78; a small partial_fit's 64 x 100 over 32
     0.68; `small`'s 32 x 100 over 200 rows 0.70; `mnist`'s 128 x 128 over 256 rows 0.81; but
     its 392 x 256 over 256 rows 1.01-1.02 and `wide`'s 256 x 1024 over 512 rows 1.09, which stay
-    with BLAS."""
+    with BLAS. The AVX-512 kernel (fm_rows_product_kernel() 2) takes every float32 block: it
+    reads a_in from strips where it is read more than once, and ran `mnist`'s 392 x 256 over
+    256 rows in 0.81-0.82 of OpenBLAS's time and `wide`'s jobs in 0.90-0.92 (2-core Xeon VM
+    with AVX-512, same script; csrc/rows_product.c has the epochs)."""
     if floating is float:
-        if (n_out <= OWN_GRADIENT_SIDE and (n_in_block <= OWN_GRADIENT_SIDE
-                                            or rows <= OWN_GRADIENT_ROWS)
-                and fm_rows_product_available()):
+        if ((n_out <= OWN_GRADIENT_SIDE and (n_in_block <= OWN_GRADIENT_SIDE
+                                             or rows <= OWN_GRADIENT_ROWS)
+                and fm_rows_product_available()) or fm_rows_product_kernel() == 2):
             fm_rows_product_at_f(dW, n_out, a_in, ld_in, delta, n_out, n_in_block, rows, n_out,
                                  accumulate)
             return

@@ -36,8 +36,8 @@ def test_one_and_two_threads_give_bitwise_equal_weights(dtype, solver):
 
 
 
-# Few rows against a W of <= 256 columns: float32 products by csrc/rows_product.c (AVX2 and FMA
-# without AVX-512), elsewhere in column tiles (_layer_dense.pxd's dense_product). 320 features
+# Few rows against a W of <= 256 columns: float32 products by csrc/rows_product.c (AVX2 and FMA,
+# or AVX-512), elsewhere in column tiles (_layer_dense.pxd's dense_product). 320 features
 # (digits' 64, five times over) and batches of 32 (blocks of 16 rows): 16 x 256 x 320
 # multiply-adds, over the tiling threshold, and two blocks of k for the own kernel.
 FEW_ROWS_ON_THREADS = """

@@ -443,21 +443,21 @@ def test_finish_gradient_is_finalize_and_sum_squares_in_one_pass(dtype, alpha, b
                     assert sum_g2 == (K.kernel_sum_squares(expected) if want_g2 else None)
 
 
-@pytest.mark.skipif(not K.ROWS_PRODUCT, reason="csrc/rows_product.c needs AVX2 and FMA, no AVX-512")
+@pytest.mark.skipif(not K.ROWS_PRODUCT, reason="csrc/rows_product.c needs AVX2 and FMA")
 @pytest.mark.parametrize("kind", ["a W", "a W^T", "a^T W", "out + a^T W"])
 def test_rows_product_is_the_fma_chain_over_k_for_every_shape_and_stride(kind):
     """csrc/rows_product.c: every element one chain of fused multiply-adds in k's order (its
     bits, whatever the tiles of rows, the panels of 16 columns and the blocks of 1024 terms,
-    256 for a^T), for the forward product (a W), the backward pass's (delta W^T) and the weight
+    256 for a^T; on AVX-512 tiles of 12 rows, panels of 32 and blocks of 512, a^T in strips), for the forward product (a W), the backward pass's (delta W^T) and the weight
     gradient's (a^T delta, also added to what out holds), for shapes around each of those sizes
     and for arguments that are slices of wider arrays (X's column slices, W's and the product's
     column tiles, a weight job's rows of W); columns outside the product's are left as they
     were."""
     rng = np.random.RandomState(6)
     transposed, a_transposed, accumulate = kind == "a W^T", "a^T" in kind, "out +" in kind
-    for rows in (1, 2, 5, 6, 7, 12, 13, 16, 32):
-        for n_in in (0, 1, 5, 8, 9, 255, 256, 257, 600, 1023, 1024, 1025, 2100):
-            for cols in (1, 7, 8, 15, 16, 17, 33, 100):
+    for rows in (1, 2, 5, 6, 7, 11, 12, 13, 16, 24, 25, 32):
+        for n_in in (0, 1, 5, 8, 9, 255, 256, 257, 511, 512, 513, 600, 1023, 1024, 1025, 2100):
+            for cols in (1, 7, 8, 15, 16, 17, 31, 32, 33, 48, 65, 100):
                 if a_transposed:  # a is n_in x rows: a block of a_in's columns
                     a = rng.standard_normal((n_in, rows + 3)).astype(np.float32)[:, 1:rows + 1]
                 else:
