@@ -367,7 +367,14 @@ FM_RP_TARGET static void rp_product_at(float *out, ptrdiff_t ldo, const float *a
  * into strips first where more than one panel reads it (rp_strips512): read in place, the
  * weight jobs' products ran at 0.95-0.98 of OpenBLAS's time and took 27.5 % of `wide`'s epoch
  * against the forward products' 17.7 % for the same arithmetic (perf, one thread); in strips
- * 0.90-0.92, and `mnist`'s 392 x 256 over 256 rows 0.91 -> 0.81. */
+ * 0.90-0.92, and `mnist`'s 392 x 256 over 256 rows 0.91 -> 0.81. The strips are filled term
+ * by term (a's rows in order): tile by tile, each tile's terms a line apart, they were ~4 % of
+ * the weight jobs' time in perf; epochs, builds alternating (benchmarks/ab_builds.py, 6
+ * rounds): `wide` 0.986x, `mnist` 0.940x. Tried and dropped (same bits): blocks of 256 or 1024
+ * terms instead of 512 (`wide` 1.033x and 0.997x, `mnist` 1.064x and 1.010x); prefetching the
+ * next panel's rows of W into L2 tile by tile during the current panel (packing a panel of a
+ * 1024-column W reads 512 lines 4 KB apart: ~10 % of the forward product's time in perf),
+ * `wide` 1.010x: the prefetches stalled as the loads had. */
 enum {
     FM_RP_MR512 = 12,
     FM_RP_NR512 = 32,
@@ -452,13 +459,18 @@ FM_RP_TARGET512 FM_INLINE void rp_rows512(float *out, ptrdiff_t ldo, const float
 FM_RP_TARGET512 FM_INLINE void rp_strips512(float *strips, ptrdiff_t strip_size, const float *a,
                                             ptrdiff_t lda, ptrdiff_t rows, ptrdiff_t kc)
 {
-    for (ptrdiff_t r0 = 0; r0 < rows; r0 += FM_RP_MR512) {
-        const int mr = rows - r0 < FM_RP_MR512 ? (int) (rows - r0) : FM_RP_MR512;
-        const __mmask16 mask = (__mmask16) ((1u << mr) - 1u);
-        float *strip = strips + r0 / FM_RP_MR512 * strip_size;
-        for (ptrdiff_t k = 0; k < kc; k++)
-            _mm512_mask_storeu_ps(strip + k * FM_RP_MR512, mask,
-                                  _mm512_maskz_loadu_ps(mask, a + k * lda + r0));
+    /* term by term, so that a's rows are read in order (each a run of `rows` floats) */
+    const ptrdiff_t whole = rows / FM_RP_MR512 * FM_RP_MR512;
+    const int rest = (int) (rows - whole);
+    const __mmask16 tile = (__mmask16) ((1u << FM_RP_MR512) - 1u);
+    const __mmask16 mask = (__mmask16) ((1u << rest) - 1u);
+    for (ptrdiff_t k = 0; k < kc; k++) {
+        float *strip = strips + k * FM_RP_MR512;
+        const float *row = a + k * lda;
+        for (ptrdiff_t r0 = 0; r0 < whole; r0 += FM_RP_MR512, strip += strip_size)
+            _mm512_mask_storeu_ps(strip, tile, _mm512_maskz_loadu_ps(tile, row + r0));
+        if (rest)
+            _mm512_mask_storeu_ps(strip, mask, _mm512_maskz_loadu_ps(mask, row + whole));
     }
 }
 
