@@ -93,7 +93,11 @@ cdef inline void dense_product(floating *out, const floating *a_in, Py_ssize_t l
     those stay whole. The tiles are a function of the shapes alone, so the bits stay the same
     on any number of threads (they differ from the whole product's: the small path sums k in
     another order). Elsewhere (another BLAS, or kernels without that path) each tile is an
-    ordinary GEMM packing its part of W: about as costly as the whole."""
+    ordinary GEMM packing its part of W: about as costly as the whole. Since AVX-512 has a
+    kernel of csrc/rows_product.c's (2026-12-03), x86-64 with AVX2 multiplies such float32
+    blocks with it (own_rows_product), and the tiles serve only processors without AVX2, where
+    they were never timed. The kernel against these tiles, product by product, was not timed
+    apart; the epochs with it were (csrc/rows_product.c)."""
     cdef Py_ssize_t width = 0, c0
     if rows < SMALL_ROWS:
         # A few rows (one-row prediction): no BLAS at all (csrc/small_product.c says why).
@@ -142,7 +146,7 @@ cdef inline void dense_backward_weights(floating *dW, const floating *a_in, Py_s
     its 392 x 256 over 256 rows 1.01-1.02 and `wide`'s 256 x 1024 over 512 rows 1.09, which stay
     with BLAS. The AVX-512 kernel (fm_rows_product_kernel() 2) takes every float32 block: it
     reads a_in from strips where it is read more than once, and ran `mnist`'s 392 x 256 over
-    256 rows in 0.81-0.82 of OpenBLAS's time and `wide`'s jobs in 0.90-0.92 (2-core Xeon VM
+    256 rows in 0.81-0.84 of OpenBLAS's time and `wide`'s jobs in 0.90-0.95 (2-core Xeon VM
     with AVX-512, same script; csrc/rows_product.c has the epochs)."""
     if floating is float:
         if ((n_out <= OWN_GRADIENT_SIDE and (n_in_block <= OWN_GRADIENT_SIDE
