@@ -34,9 +34,9 @@
  * benchmarks/few_rows_product.py, five runs): 0.58-0.96 on `tiny-batch`'s, partial_fit's and
  * `small`'s products (once 1.08 and 1.13, the noisiest), 0.72-0.81 on `mnist`'s row blocks,
  * 0.68-0.84 on its weight jobs, 0.81-0.94 on `wide`'s row blocks and 0.90-0.95 on its weight
- * jobs; in cache 147-167 GFLOP/s on one core
- * (OpenBLAS 118-139) for blocks of at most 256 rows, but 119 for 1020 x 1024 x 1024 (OpenBLAS
- * 125: a's blocks no longer stay in L2). Epochs, the builds alternating
+ * jobs; in cache 147-167 GFLOP/s on one core (OpenBLAS 118-139) for blocks of at most 256
+ * rows, but 119 for 1020 x 1024 x 1024 (OpenBLAS 125: a's blocks no longer stay in L2), so the
+ * blocks stay at most OWN_PRODUCT_ROWS rows here too. Epochs, the builds alternating
  * (benchmarks/ab_builds.py, 5 rounds): `wide` 0.865x, `mnist` 0.806x, bulk prediction 0.893x;
  * before a^T went into strips (rp_strips512) `tiny-batch` 0.865x, `small` 0.901x, `mnist`
  * 0.884x, `wide` 1.023x. There every float32 weight job is this kernel's
@@ -364,8 +364,8 @@ FM_RP_TARGET static void rp_product_at(float *out, ptrdiff_t ldo, const float *a
  * of 32 columns (two registers of 16): 24 accumulators, two loads of W and twelve broadcasts
  * of a per k, in 32 registers. Blocks of FM_RP_KC512 terms keep the packed panel (32 x 512
  * floats, 64 KB) as large as the AVX2 kernel's on the stack; the block changes no bit (other
- * sizes tried: below). A weight gradient's a^T goes
- * into strips first where more than one panel reads it (rp_strips512): read in place, the
+ * sizes tried: below). A weight gradient's a^T goes into strips first where more than one
+ * panel reads it (rp_strips512): read in place, the
  * weight jobs' products ran at 0.95-0.98 of OpenBLAS's time and took 27.5 % of `wide`'s epoch
  * against the forward products' 17.7 % for the same arithmetic (perf, one thread); in strips
  * 0.90-0.95, and `mnist`'s 392 x 256 over 256 rows 0.91 -> 0.81. The strips are filled term
