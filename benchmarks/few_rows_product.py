@@ -3,11 +3,11 @@
 The engine multiplies a block of at most OWN_PRODUCT_ROWS float32 rows by W (forward) or by W^T
 (the gradient of a layer's input), and computes a weight job's gradient a^T delta where its
 block is small enough (on AVX-512: every block), with its own packing and kernel where the
-processor runs it (fastmlp/_engine/_layer_dense.pxd). A shape marked "stays with BLAS" is
-timed for comparison only: the engine gives it to BLAS (on AVX2: its AVX2 kernel's rule). This times the two side by side on the shapes of the
-benchmark workloads' blocks: each call's thread CPU time, the two alternating call by call,
-with an 8 MB buffer read before each call so that W comes from memory as it does in an epoch
-(the optimizer's step wrote it last). Both are called from Python (scipy.linalg.blas.sgemm on
+processor runs it (fastmlp/_engine/_layer_dense.pxd). This times the two side by side on the
+shapes of the benchmark workloads' blocks (a shape marked "stays with BLAS" is timed for
+comparison only: the engine gives it to BLAS, where marked "on AVX2" only there): each call's
+thread CPU time, the two alternating call by call, with an 8 MB buffer read before each call so
+that W comes from memory as it does in an epoch (the optimizer's step wrote it last). Both are called from Python (scipy.linalg.blas.sgemm on
 arrays it takes without a copy, and the engine's kernel test entry point): the ~1-2 us of a
 call from Python is in both.
 

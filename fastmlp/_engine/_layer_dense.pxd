@@ -11,7 +11,8 @@ from libc.string cimport memset
 from fastmlp._engine._blas cimport NoTrans, Trans, gemm
 from fastmlp._engine._kernels cimport (
     activation_backward, bias_activation_forward, fm_activation_params, fm_rows_product_available,
-    fm_rows_product_at_f, fm_rows_product_kernel, fm_rows_product_f, fm_rows_product_t_f, small_product,
+    fm_rows_product_at_f, fm_rows_product_f, fm_rows_product_kernel, fm_rows_product_t_f,
+    small_product,
 )
 
 cdef enum:

@@ -164,9 +164,9 @@ def test_small_product_writes_only_its_elements(dtype):
 @pytest.mark.skipif(not K.ROWS_PRODUCT, reason="csrc/rows_product.c needs AVX2 and FMA")
 def test_rows_product_writes_only_its_elements():
     rng = np.random.default_rng(7)
-    for rows in (1, 5, 6, 7, 13):
+    for rows in (1, 5, 6, 7, 11, 12, 13, 25):  # tiles of 6 (AVX2) and 12 (AVX-512) rows
         for n_in in (1, 9, 70):
-            for cols in (1, 7, 8, 9, 16, 17, 33):
+            for cols in (1, 7, 8, 9, 16, 17, 31, 32, 33, 47, 65):  # panels of 16 and 32
                 a = rng.standard_normal((rows, n_in)).astype(np.float32)
                 W = rng.standard_normal((n_in, cols)).astype(np.float32)
                 for transposed in (False, True):

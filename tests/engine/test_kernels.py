@@ -448,8 +448,9 @@ def test_finish_gradient_is_finalize_and_sum_squares_in_one_pass(dtype, alpha, b
 def test_rows_product_is_the_fma_chain_over_k_for_every_shape_and_stride(kind):
     """csrc/rows_product.c: every element one chain of fused multiply-adds in k's order (its
     bits, whatever the tiles of rows, the panels of 16 columns and the blocks of 1024 terms,
-    256 for a^T; on AVX-512 tiles of 12 rows, panels of 32 and blocks of 512, a^T in strips), for the forward product (a W), the backward pass's (delta W^T) and the weight
-    gradient's (a^T delta, also added to what out holds), for shapes around each of those sizes
+    256 for a^T; on AVX-512 tiles of 12 rows, panels of 32 and blocks of 512, a^T in strips),
+    for the forward product (a W), the backward pass's (delta W^T) and the weight gradient's
+    (a^T delta, also added to what out holds), for shapes around each of those sizes
     and for arguments that are slices of wider arrays (X's column slices, W's and the product's
     column tiles, a weight job's rows of W); columns outside the product's are left as they
     were."""
