@@ -588,3 +588,30 @@ void fm_rows_product_at_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t l
         (void) n_in, (void) cols, (void) accumulate;
 #endif
 }
+
+int fm_rows_product_by(int kernel, int kind, float *out, ptrdiff_t ldo, const float *a,
+                       ptrdiff_t lda, const float *W, ptrdiff_t ldw, ptrdiff_t rows,
+                       ptrdiff_t n_in, ptrdiff_t cols, int accumulate)
+{
+#if defined(FM_RP_X86)
+    if (kernel < 1 || kernel > rp_kernel || kind < 0 || kind > 2)
+        return -1;
+    if (kernel == 2 && kind == 0)
+        rp_product512_n(out, ldo, a, lda, W, ldw, rows, n_in, cols);
+    else if (kernel == 2 && kind == 1)
+        rp_product512_t(out, ldo, a, lda, W, ldw, rows, n_in, cols);
+    else if (kernel == 2)
+        rp_product512_at(out, ldo, a, lda, W, ldw, rows, n_in, cols, accumulate);
+    else if (kind == 0)
+        rp_product_n(out, ldo, a, lda, W, ldw, rows, n_in, cols);
+    else if (kind == 1)
+        rp_product_t(out, ldo, a, lda, W, ldw, rows, n_in, cols);
+    else
+        rp_product_at(out, ldo, a, lda, W, ldw, rows, n_in, cols, accumulate);
+    return 0;
+#else
+    (void) kernel, (void) kind, (void) out, (void) ldo, (void) a, (void) lda, (void) W,
+        (void) ldw, (void) rows, (void) n_in, (void) cols, (void) accumulate;
+    return -1;
+#endif
+}

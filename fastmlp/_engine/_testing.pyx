@@ -10,8 +10,8 @@ from libc.math cimport fmaf
 from fastmlp._engine._kernels cimport (
     activation_backward, adam_step, bias_activation_forward, clamp, dropout_backward,
     dropout_forward, finish_gradient, fm_activation_needs_preactivation,
-    fm_activation_params, fm_rows_product_at_f, fm_rows_product_available, fm_rows_product_f,
-    fm_rows_product_t_f,
+    fm_activation_params, fm_rows_product_at_f, fm_rows_product_available, fm_rows_product_by,
+    fm_rows_product_f, fm_rows_product_kernel, fm_rows_product_t_f,
     fm_dropout_key, fm_exp_array_d, fm_exp_array_f, fm_expm1_array_d, fm_expm1_array_f,
     fm_log1p_unit_array_d, fm_log1p_unit_array_f, fm_optim, fm_optim_begin_step,
     maxout_backward, maxout_forward, optim_step, output_delta, scale, sgd_step, small_product,
@@ -195,15 +195,18 @@ def kernel_small_product(floating[:, ::1] out, const floating[:, ::1] a,
 
 
 ROWS_PRODUCT = bool(fm_rows_product_available())  # csrc/rows_product.c runs on this machine
+# Its kernels this machine runs (1: AVX2, 2: AVX-512; the engine uses the last): both on AVX-512.
+ROWS_PRODUCT_KERNELS = tuple(range(1, fm_rows_product_kernel() + 1))
 
 
 def kernel_rows_product(float[:, :] out, const float[:, :] a, const float[:, :] W,
-                        bint transposed=False, bint a_transposed=False, bint accumulate=False):
+                        bint transposed=False, bint a_transposed=False, bint accumulate=False,
+                        int kernel=0):
     """out = a @ W by csrc/rows_product.c (only where ROWS_PRODUCT); transposed: a @ W.T (W
     given as cols x n_in); a_transposed: a.T @ W (a given as n_in x rows), added to out with
     accumulate. Each argument may be a slice of a larger C-ordered array (its rows further
     apart than its width), as the engine passes X's column slices and the column tiles of W
-    and of the product."""
+    and of the product. kernel: one of ROWS_PRODUCT_KERNELS (0: the engine's)."""
     cdef Py_ssize_t rows = a.shape[1] if a_transposed else a.shape[0]
     cdef Py_ssize_t n_in = a.shape[0] if a_transposed else a.shape[1]
     cdef Py_ssize_t cols = W.shape[0] if transposed else W.shape[1]
@@ -217,6 +220,12 @@ def kernel_rows_product(float[:, :] out, const float[:, :] a, const float[:, :] 
         raise ValueError("shapes or options differ")
     if a.strides[1] != 4 or W.strides[1] != 4 or out.strides[1] != 4:
         raise ValueError("rows must be contiguous")
+    if kernel:
+        if fm_rows_product_by(kernel, 2 if a_transposed else 1 if transposed else 0,
+                              &out[0, 0], out.strides[0] // 4, a_ptr, a.strides[0] // 4, W_ptr,
+                              W.strides[0] // 4, rows, n_in, cols, accumulate):
+            raise RuntimeError(f"kernel {kernel} of csrc/rows_product.c does not run here")
+        return
     if a_transposed:
         fm_rows_product_at_f(&out[0, 0], out.strides[0] // 4, a_ptr, a.strides[0] // 4, W_ptr,
                              W.strides[0] // 4, rows, n_in, cols, accumulate)

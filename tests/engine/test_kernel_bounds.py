@@ -169,13 +169,16 @@ def test_rows_product_writes_only_its_elements():
             for cols in (1, 7, 8, 9, 16, 17, 31, 32, 33, 47, 65):  # panels of 16 and 32
                 a = rng.standard_normal((rows, n_in)).astype(np.float32)
                 W = rng.standard_normal((n_in, cols)).astype(np.float32)
-                for transposed in (False, True):
-                    w = np.ascontiguousarray(W.T) if transposed else W
-                    guard = Guarded()
-                    K.kernel_rows_product(guard(np.zeros((rows, cols), np.float32)), a, w,
-                                          transposed=transposed)
-                    guard.check(f"rows product, {rows} x {n_in} x {cols}, T={transposed}")
-                guard = Guarded()  # a weight job's a^T delta: a given as n_in x rows
-                K.kernel_rows_product(guard(np.zeros((rows, cols), np.float32)),
-                                      np.ascontiguousarray(a.T), W, a_transposed=True)
-                guard.check(f"rows product a^T, {rows} x {n_in} x {cols}")
+                for kernel in K.ROWS_PRODUCT_KERNELS:  # (on AVX-512: both)
+                    for transposed in (False, True):
+                        w = np.ascontiguousarray(W.T) if transposed else W
+                        guard = Guarded()
+                        K.kernel_rows_product(guard(np.zeros((rows, cols), np.float32)), a, w,
+                                              transposed=transposed, kernel=kernel)
+                        guard.check(f"rows product {kernel}, {rows} x {n_in} x {cols}, "
+                                    f"T={transposed}")
+                    guard = Guarded()  # a weight job's a^T delta: a given as n_in x rows
+                    K.kernel_rows_product(guard(np.zeros((rows, cols), np.float32)),
+                                          np.ascontiguousarray(a.T), W, a_transposed=True,
+                                          kernel=kernel)
+                    guard.check(f"rows product {kernel} a^T, {rows} x {n_in} x {cols}")

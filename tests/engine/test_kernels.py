@@ -444,6 +444,16 @@ def test_finish_gradient_is_finalize_and_sum_squares_in_one_pass(dtype, alpha, b
 
 
 @pytest.mark.skipif(not K.ROWS_PRODUCT, reason="csrc/rows_product.c needs AVX2 and FMA")
+def test_rows_product_refuses_a_kernel_this_machine_does_not_run():
+    out = np.full((2, 3), 7.0, dtype=np.float32)
+    a, W = np.ones((2, 4), np.float32), np.ones((4, 3), np.float32)
+    for kernel in (-1, max(K.ROWS_PRODUCT_KERNELS) + 1):
+        with pytest.raises(RuntimeError, match="does not run here"):
+            K.kernel_rows_product(out, a, W, kernel=kernel)
+    assert (out == 7.0).all()
+
+
+@pytest.mark.skipif(not K.ROWS_PRODUCT, reason="csrc/rows_product.c needs AVX2 and FMA")
 @pytest.mark.parametrize("kind", ["a W", "a W^T", "a^T W", "out + a^T W"])
 def test_rows_product_is_the_fma_chain_over_k_for_every_shape_and_stride(kind):
     """csrc/rows_product.c: every element one chain of fused multiply-adds in k's order (its
@@ -453,7 +463,7 @@ def test_rows_product_is_the_fma_chain_over_k_for_every_shape_and_stride(kind):
     (a^T delta, also added to what out holds), for shapes around each of those sizes
     and for arguments that are slices of wider arrays (X's column slices, W's and the product's
     column tiles, a weight job's rows of W); columns outside the product's are left as they
-    were."""
+    were. Each kernel this machine runs (on AVX-512 both: the same bits)."""
     rng = np.random.RandomState(6)
     transposed, a_transposed, accumulate = kind == "a W^T", "a^T" in kind, "out +" in kind
     for rows in (1, 2, 5, 6, 7, 11, 12, 13, 16, 24, 25, 32):
@@ -468,11 +478,15 @@ def test_rows_product_is_the_fma_chain_over_k_for_every_shape_and_stride(kind):
                 W = W_wide[:, 2:n_in + 2] if transposed else W_wide[:, 2:cols + 2]
                 out_wide = np.full((rows, cols + 4), 7.0, dtype=np.float32)
                 out_wide[:, 3:cols + 3] = rng.standard_normal((rows, cols))
-                out = out_wide[:, 3:cols + 3]
-                expected = out.copy()
-                K.kernel_rows_product(out, a, W, transposed, a_transposed, accumulate)
+                expected = out_wide[:, 3:cols + 3].copy()
                 K.fma_chain_product(expected, a.T if a_transposed else a,
                                     W.T if transposed else W, accumulate)
-                np.testing.assert_array_equal(out, expected, err_msg=f"{rows, n_in, cols}")
-                assert (out_wide[:, :3] == 7.0).all()
-                assert (out_wide[:, cols + 3:] == 7.0).all()
+                for kernel in K.ROWS_PRODUCT_KERNELS:
+                    out_k = out_wide.copy()
+                    out = out_k[:, 3:cols + 3]
+                    K.kernel_rows_product(out, a, W, transposed, a_transposed, accumulate,
+                                          kernel)
+                    np.testing.assert_array_equal(out, expected,
+                                                  err_msg=f"{kernel, rows, n_in, cols}")
+                    assert (out_k[:, :3] == 7.0).all()
+                    assert (out_k[:, cols + 3:] == 7.0).all()
