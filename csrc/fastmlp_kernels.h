@@ -237,9 +237,10 @@ void fm_rows_product_t_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t ld
 void fm_rows_product_at_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda,
                           const float *W, ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in,
                           ptrdiff_t cols, int accumulate);
-/* Tests only: one of the three products (kind 0: a W, 1: a W^T, 2: a^T W) by a given kernel
- * (1: AVX2, 2: AVX-512), so that an AVX-512 machine checks both kernels' bits; -1 (nothing
- * done) where that kernel does not run. */
+/* One of the three products (kind 0: a W, 1: a W^T, 2: a^T W) by a given kernel (1: AVX2,
+ * 2: AVX-512): the three above with this machine's kernel, and the tests with either, so that
+ * an AVX-512 machine checks both kernels' bits; -1 (nothing done) where that kernel does not
+ * run. */
 int fm_rows_product_by(int kernel, int kind, float *out, ptrdiff_t ldo, const float *a,
                        ptrdiff_t lda, const float *W, ptrdiff_t ldw, ptrdiff_t rows,
                        ptrdiff_t n_in, ptrdiff_t cols, int accumulate);

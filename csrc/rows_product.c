@@ -545,57 +545,14 @@ FM_RP_TARGET512 static void rp_product512_at(float *out, ptrdiff_t ldo, const fl
 }
 #endif
 
-void fm_rows_product_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda, const float *W,
-                       ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols)
-{
+/* The product `kind` (0: a W, 1: a W^T, 2: a^T W) by `kernel` (1: AVX2, 2: AVX-512): the one
+ * place that picks the compiled product, for the engine's entry points (this machine's
+ * kernel) and for the tests' (either). */
 #if defined(FM_RP_X86)
-    if (rp_kernel == 2)
-        rp_product512_n(out, ldo, a, lda, W, ldw, rows, n_in, cols);
-    else
-        rp_product_n(out, ldo, a, lda, W, ldw, rows, n_in, cols);
-#else
-    (void) out, (void) ldo, (void) a, (void) lda, (void) W, (void) ldw, (void) rows,
-        (void) n_in, (void) cols;
-#endif
-}
-
-void fm_rows_product_t_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda,
-                         const float *W, ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in,
-                         ptrdiff_t cols)
+static void rp_dispatch(int kernel, int kind, float *out, ptrdiff_t ldo, const float *a,
+                        ptrdiff_t lda, const float *W, ptrdiff_t ldw, ptrdiff_t rows,
+                        ptrdiff_t n_in, ptrdiff_t cols, int accumulate)
 {
-#if defined(FM_RP_X86)
-    if (rp_kernel == 2)
-        rp_product512_t(out, ldo, a, lda, W, ldw, rows, n_in, cols);
-    else
-        rp_product_t(out, ldo, a, lda, W, ldw, rows, n_in, cols);
-#else
-    (void) out, (void) ldo, (void) a, (void) lda, (void) W, (void) ldw, (void) rows,
-        (void) n_in, (void) cols;
-#endif
-}
-
-void fm_rows_product_at_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda,
-                          const float *W, ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in,
-                          ptrdiff_t cols, int accumulate)
-{
-#if defined(FM_RP_X86)
-    if (rp_kernel == 2)
-        rp_product512_at(out, ldo, a, lda, W, ldw, rows, n_in, cols, accumulate);
-    else
-        rp_product_at(out, ldo, a, lda, W, ldw, rows, n_in, cols, accumulate);
-#else
-    (void) out, (void) ldo, (void) a, (void) lda, (void) W, (void) ldw, (void) rows,
-        (void) n_in, (void) cols, (void) accumulate;
-#endif
-}
-
-int fm_rows_product_by(int kernel, int kind, float *out, ptrdiff_t ldo, const float *a,
-                       ptrdiff_t lda, const float *W, ptrdiff_t ldw, ptrdiff_t rows,
-                       ptrdiff_t n_in, ptrdiff_t cols, int accumulate)
-{
-#if defined(FM_RP_X86)
-    if (kernel < 1 || kernel > rp_kernel || kind < 0 || kind > 2)
-        return -1;
     if (kernel == 2 && kind == 0)
         rp_product512_n(out, ldo, a, lda, W, ldw, rows, n_in, cols);
     else if (kernel == 2 && kind == 1)
@@ -608,6 +565,40 @@ int fm_rows_product_by(int kernel, int kind, float *out, ptrdiff_t ldo, const fl
         rp_product_t(out, ldo, a, lda, W, ldw, rows, n_in, cols);
     else
         rp_product_at(out, ldo, a, lda, W, ldw, rows, n_in, cols, accumulate);
+}
+#endif
+
+void fm_rows_product_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda, const float *W,
+                       ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols)
+{
+    fm_rows_product_by(fm_rows_product_kernel(), 0, out, ldo, a, lda, W, ldw, rows, n_in, cols,
+                       0);
+}
+
+void fm_rows_product_t_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda,
+                         const float *W, ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in,
+                         ptrdiff_t cols)
+{
+    fm_rows_product_by(fm_rows_product_kernel(), 1, out, ldo, a, lda, W, ldw, rows, n_in, cols,
+                       0);
+}
+
+void fm_rows_product_at_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda,
+                          const float *W, ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in,
+                          ptrdiff_t cols, int accumulate)
+{
+    fm_rows_product_by(fm_rows_product_kernel(), 2, out, ldo, a, lda, W, ldw, rows, n_in, cols,
+                       accumulate);
+}
+
+int fm_rows_product_by(int kernel, int kind, float *out, ptrdiff_t ldo, const float *a,
+                       ptrdiff_t lda, const float *W, ptrdiff_t ldw, ptrdiff_t rows,
+                       ptrdiff_t n_in, ptrdiff_t cols, int accumulate)
+{
+#if defined(FM_RP_X86)
+    if (kernel < 1 || kernel > rp_kernel || kind < 0 || kind > 2)
+        return -1;
+    rp_dispatch(kernel, kind, out, ldo, a, lda, W, ldw, rows, n_in, cols, accumulate);
     return 0;
 #else
     (void) kernel, (void) kind, (void) out, (void) ldo, (void) a, (void) lda, (void) W,

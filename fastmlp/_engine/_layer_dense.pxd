@@ -38,6 +38,18 @@ cdef inline bint own_rows_product(Py_ssize_t rows) noexcept nogil:
     return rows <= OWN_PRODUCT_ROWS and fm_rows_product_available()
 
 
+cdef inline bint own_weight_gradient(Py_ssize_t rows, Py_ssize_t n_in_block,
+                                     Py_ssize_t n_out) noexcept nogil:
+    """Whether a float32 weight job's gradient (n_in_block x n_out over `rows` rows) is
+    csrc/rows_product.c's: on AVX-512 always, with the AVX2 kernel only small blocks
+    (dense_backward_weights says why)."""
+    if fm_rows_product_kernel() == 2:
+        return True
+    return (n_out <= OWN_GRADIENT_SIDE and (n_in_block <= OWN_GRADIENT_SIDE
+                                            or rows <= OWN_GRADIENT_ROWS)
+            and fm_rows_product_available())
+
+
 cdef inline void dense_product_columns(floating *out, const floating *a_in, Py_ssize_t ld_in,
                                        const floating *W, Py_ssize_t rows, Py_ssize_t n_in,
                                        Py_ssize_t n_out, Py_ssize_t c0,
@@ -150,9 +162,7 @@ cdef inline void dense_backward_weights(floating *dW, const floating *a_in, Py_s
     256 rows in 0.81-0.84 of OpenBLAS's time and `wide`'s jobs in 0.90-0.95 (2-core Xeon VM
     with AVX-512, same script; csrc/rows_product.c has the epochs)."""
     if floating is float:
-        if ((n_out <= OWN_GRADIENT_SIDE and (n_in_block <= OWN_GRADIENT_SIDE
-                                             or rows <= OWN_GRADIENT_ROWS)
-                and fm_rows_product_available()) or fm_rows_product_kernel() == 2):
+        if own_weight_gradient(rows, n_in_block, n_out):
             fm_rows_product_at_f(dW, n_out, a_in, ld_in, delta, n_out, n_in_block, rows, n_out,
                                  accumulate)
             return
