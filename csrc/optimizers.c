@@ -146,11 +146,8 @@ int SFX(fm_all_finite)(const REAL *x, ptrdiff_t n)
  * `penalty`, `by_reciprocal`, `want_w2` and `want_g2` are constants at every call, so that each
  * combination compiles to its own loop.
  *
- * Not fused with Adam's step, which follows it on the same block: a C harness of the two loops
- * against one loop doing both (a 256 x 256 block in cache, AVX2, 2-core AMD EPYC VM) took 0.99
- * of the two passes' time in float32 and 0.85 in float64, where the step is bound by its
- * division and square root. With the finish at 1.4 % and Adam at 4.0 % of `mnist-f64`'s CPU
- * time (perf), that is under 1 % of its epoch, for a second copy of Adam's formula. */
+ * Adam's step takes it in the same pass where nothing waits between them (fm_finish_step,
+ * below). */
 FM_INLINE void SFX(finish_loop)(REAL *g, const REAL *w, ptrdiff_t n, REAL alpha, REAL divisor,
                                 double *sum_w2, double *sum_g2, const int penalty,
                                 const int by_reciprocal, const int want_w2, const int want_g2)
@@ -244,22 +241,107 @@ void SFX(fm_sgd_step)(REAL *param, const REAL *grad, REAL *velocity, ptrdiff_t n
     }
 }
 
+/* Adam's scalars as REAL (a Python float hyper-parameter rounded to the dtype), and its step on
+ * one element: Adam's formula, written once for fm_adam_step and finish_adam_loop. */
+typedef struct {
+    REAL b1, b2, one_minus_b1, one_minus_b2, eps, minus_step;
+} SFX(adam_scalars);
+
+static inline SFX(adam_scalars) SFX(adam_scalars_of)(double step_size, double beta_1,
+                                                     double beta_2, double epsilon)
+{
+    SFX(adam_scalars) c = {(REAL)beta_1, (REAL)beta_2, (REAL)(1.0 - beta_1),
+                           (REAL)(1.0 - beta_2), (REAL)epsilon, (REAL)(-step_size)};
+    return c;
+}
+
+FM_INLINE void SFX(adam_element)(const SFX(adam_scalars) *c, REAL *param, REAL g, REAL *m,
+                                 REAL *v)
+{
+    const REAL mi = c->b1 * *m + c->one_minus_b1 * g;
+    const REAL vi = c->b2 * *v + c->one_minus_b2 * (g * g);
+    *m = mi;
+    *v = vi;
+    *param += (c->minus_step * mi) / (SQRT(vi) + c->eps);
+}
+
 FASTMLP_CLONES
 void SFX(fm_adam_step)(REAL *param, const REAL *grad, REAL *m, REAL *v, ptrdiff_t n,
                        double step_size, double beta_1, double beta_2, double epsilon)
 {
-    const REAL b1 = (REAL)beta_1, b2 = (REAL)beta_2;
-    const REAL one_minus_b1 = (REAL)(1.0 - beta_1), one_minus_b2 = (REAL)(1.0 - beta_2);
-    const REAL eps = (REAL)epsilon, minus_step = (REAL)(-step_size);
+    const SFX(adam_scalars) c = SFX(adam_scalars_of)(step_size, beta_1, beta_2, epsilon);
     FM_SIMD
+    for (ptrdiff_t i = 0; i < n; i++)
+        SFX(adam_element)(&c, param + i, grad[i], m + i, v + i);
+}
+
+/* The gradient's finish and Adam's step, one pass over a weight job's block: fm_finish_gradient
+ * and then fm_adam_step, each element's operations those two loops do, in their order, and
+ * the two sums those of finish_loop (the same simd reduction over the same values), so the same
+ * bits (tests/engine/test_kernels.py holds them to the two passes; tools/fingerprint.py: 301 of
+ * 301 fits equal). `penalty` etc. as finish_loop's.
+ *
+ * In cache the two passes cost what one does: a C harness of a 256 x 256 block (AVX2, 2-core
+ * AMD EPYC VM) took 0.99 of their time in float32, 0.85 in float64, where the step is bound by
+ * its division and square root. But in an epoch a job's W and Adam's moments come from memory
+ * (the forward pass read W long before), and the finish read W once more ahead of the step.
+ * On the 2-core AVX-512 Xeon VM (benchmarks/profile_breakdown.py --workloads mnist,wide
+ * --threads 2, the builds in turns, three runs each), the finish and the step took 320-359 us
+ * of CPU a batch of `mnist` as two passes and 198-242 as one; `wide` 4.0-4.8 ms and 3.1-3.3
+ * (of ~55 ms a batch). Other solvers keep the two passes (fm_finish_step returns 0). */
+FM_INLINE void SFX(finish_adam_loop)(REAL *g, REAL *param, REAL *m, REAL *v, ptrdiff_t n,
+                                     REAL alpha, REAL divisor, double *sum_w2, double *sum_g2,
+                                     const fm_optim *o, const int penalty,
+                                     const int by_reciprocal, const int want_w2,
+                                     const int want_g2)
+{
+    const REAL reciprocal = (REAL)1 / divisor;
+    const SFX(adam_scalars) c = SFX(adam_scalars_of)(o->c0, o->beta_1, o->beta_2, o->eps);
+    double w2 = 0.0, g2 = 0.0;
+    FM_SIMD_SUM2(w2, g2)
     for (ptrdiff_t i = 0; i < n; i++) {
-        REAL g = grad[i];
-        REAL mi = b1 * m[i] + one_minus_b1 * g;
-        REAL vi = b2 * v[i] + one_minus_b2 * (g * g);
-        m[i] = mi;
-        v[i] = vi;
-        param[i] += (minus_step * mi) / (SQRT(vi) + eps);
+        const REAL wi = param[i];
+        const REAL sum = penalty ? g[i] + alpha * wi : g[i];
+        const REAL gi = by_reciprocal ? sum * reciprocal : sum / divisor;
+        g[i] = gi;
+        if (want_w2)
+            w2 += (double)wi * (double)wi;
+        if (want_g2)
+            g2 += (double)gi * (double)gi;
+        SFX(adam_element)(&c, param + i, gi, m + i, v + i);
     }
+    if (want_w2)
+        *sum_w2 = w2;
+    if (want_g2)
+        *sum_g2 = g2;
+}
+
+FASTMLP_CLONES
+int SFX(fm_finish_step)(const fm_optim *o, REAL *g, REAL *param, int penalize, ptrdiff_t n,
+                        double alpha, double divisor, double *sum_w2, double *sum_g2, REAL *s1,
+                        REAL *s2)
+{
+    if (o->solver != FM_SOLVER_ADAM)
+        return 0;
+    const REAL alpha_r = (REAL)alpha, divisor_r = (REAL)divisor;
+    const int penalty = penalize && alpha_r != 0, want_w2 = penalize && sum_w2 != NULL;
+    const int want_g2 = sum_g2 != NULL;
+    const int by_reciprocal = SFX(exact_reciprocal)(divisor_r);
+    switch (penalty * 8 + by_reciprocal * 4 + want_w2 * 2 + want_g2) {
+#define FM_FINISH_ADAM(p, r, w2, g2) \
+    case p * 8 + r * 4 + w2 * 2 + g2: \
+        SFX(finish_adam_loop)(g, param, s1, s2, n, alpha_r, divisor_r, sum_w2, sum_g2, o, p, r, \
+                              w2, g2); \
+        break;
+    FM_FINISH_ADAM(0, 0, 0, 0) FM_FINISH_ADAM(0, 0, 0, 1) FM_FINISH_ADAM(0, 0, 1, 0)
+    FM_FINISH_ADAM(0, 0, 1, 1) FM_FINISH_ADAM(0, 1, 0, 0) FM_FINISH_ADAM(0, 1, 0, 1)
+    FM_FINISH_ADAM(0, 1, 1, 0) FM_FINISH_ADAM(0, 1, 1, 1) FM_FINISH_ADAM(1, 0, 0, 0)
+    FM_FINISH_ADAM(1, 0, 0, 1) FM_FINISH_ADAM(1, 0, 1, 0) FM_FINISH_ADAM(1, 0, 1, 1)
+    FM_FINISH_ADAM(1, 1, 0, 0) FM_FINISH_ADAM(1, 1, 0, 1) FM_FINISH_ADAM(1, 1, 1, 0)
+    FM_FINISH_ADAM(1, 1, 1, 1)
+#undef FM_FINISH_ADAM
+    }
+    return 1;
 }
 
 /* grad + weight_decay * param, torch's coupled weight decay (grad.add(param, alpha=wd)). */

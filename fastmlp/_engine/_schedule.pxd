@@ -84,7 +84,7 @@ from libc.math cimport sqrt
 from fastmlp._engine._geometry cimport Geometry, act_at, delta_at, is_maxout
 from fastmlp._engine._interrupt cimport Interrupt, interrupted
 from fastmlp._engine._kernels cimport (
-    clamp, finish_gradient, fm_optim, optim_step, output_delta, scale,
+    clamp, finish_gradient, finish_step, fm_optim, optim_step, output_delta, scale,
 )
 from fastmlp._engine._layer_batchnorm cimport (
     MIN_NORM_UNITS, BatchNorm, batchnorm_layer_backward, batchnorm_layer_forward,
@@ -476,7 +476,20 @@ cdef inline void finish_job(const Geometry *g, Py_ssize_t job, floating *theta, 
     with max_grad_norm, note sum(g^2): the step waits for the whole gradient's norm)."""
     cdef Py_ssize_t offset, count
     cdef double sum_w2 = 0.0, sum_g2 = 0.0
+    cdef bint weights = work.job_hi[job] >= 0
     job_span(g, work, job, &offset, &count)
+    # With a step that needs no other job's gradient (no max_grad_norm), the finish and the step
+    # in one pass where the solver has it (csrc/optimizers.c's fm_finish_step: Adam), the same
+    # bits as the two passes below.
+    if (step.take_step and step.max_grad_norm <= 0 and step.grad_scale == 1.0
+            and finish_step(step.optim, grad + offset, theta + offset, weights, count,
+                            g.alpha, step.divisor, &sum_w2, &sum_g2, state_1 + offset,
+                            state_2 + offset if state_2 != NULL else NULL)):
+        work.partial[job] = sum_w2
+        work.grad_partial[job] = sum_g2
+        if step.weight_clip > 0:
+            clamp(theta + offset, count, step.weight_clip)
+        return
     # One pass (csrc/optimizers.c's fm_finish_gradient): the gradient finished, sum(W^2) for
     # the loss (a bias: none), and with a step sum(g^2) of the finished gradient: the global
     # norm for max_grad_norm, and each layer's norm for the estimators' gradient_norms_

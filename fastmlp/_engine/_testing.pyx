@@ -9,7 +9,7 @@ from libc.math cimport fmaf
 
 from fastmlp._engine._kernels cimport (
     activation_backward, adam_step, bias_activation_forward, clamp, dropout_backward,
-    dropout_forward, finish_gradient, fm_activation_needs_preactivation,
+    dropout_forward, finish_gradient, finish_step, fm_activation_needs_preactivation,
     fm_activation_params, fm_rows_product_at_f, fm_rows_product_available, fm_rows_product_by,
     fm_rows_product_f, fm_rows_product_kernel, fm_rows_product_t_f,
     fm_dropout_key, fm_exp_array_d, fm_exp_array_f, fm_expm1_array_d, fm_expm1_array_f,
@@ -162,6 +162,24 @@ def kernel_optim_step(fm_optim[::1] spec, floating[::1] param, const floating[::
     optim_step(&spec[0], &param[0], &grad[0], &s1[0] if s1.shape[0] > 0 else NULL,
                &s2[0] if s2.shape[0] > 0 else NULL, &s3[0] if s3.shape[0] > 0 else NULL,
                param.shape[0])
+
+
+def kernel_finish_step(fm_optim[::1] spec, floating[::1] g, floating[::1] param, bint penalize,
+                       double alpha, double divisor, floating[::1] s1, floating[::1] s2,
+                       bint want_w2, bint want_g2):
+    """finish_gradient and the step of `spec`'s solver (its t advanced) in one pass, as a
+    weight job takes them: returns None where the solver has no such pass (nothing done), else
+    (sum(w^2), sum(g^2)) as kernel_finish_gradient returns them."""
+    cdef double sum_w2 = 0.0, sum_g2 = 0.0
+    if spec.shape[0] != 1 or not g.shape[0] == param.shape[0] == s1.shape[0] == s2.shape[0]:
+        raise ValueError("one OPTIM_SPEC record, and g, param and the state of one length")
+    fm_optim_begin_step(&spec[0])
+    if not finish_step(&spec[0], &g[0], &param[0], penalize, g.shape[0], alpha, divisor,
+                       &sum_w2 if want_w2 else NULL, &sum_g2 if want_g2 else NULL, &s1[0],
+                       &s2[0]):
+        spec[0].t -= 1
+        return None
+    return (sum_w2 if want_w2 and penalize else None), (sum_g2 if want_g2 else None)
 
 
 def kernel_scale(floating[::1] g, double factor):
