@@ -44,6 +44,9 @@
 #include "fastmlp_kernels.h"
 #include "fm_math.h"
 
+/* The solvers whose step fm_finish_step takes in the finish's pass (finish_step_loop). */
+enum { FM_RULE_ADAM, FM_RULE_SGD, FM_RULE_SGD_NESTEROV };
+
 void fm_optim_begin_step(fm_optim *o)
 {
     double t = (double)++o->t;
@@ -219,6 +222,16 @@ void SFX(fm_clamp)(REAL *w, ptrdiff_t n, double c)
         w[i] = w[i] < lo ? lo : (w[i] > hi ? hi : w[i]);
 }
 
+/* SGD's step on one element (scikit-learn's SGDOptimizer; `nesterov` a constant at each call),
+ * written once for fm_sgd_step and finish_step_loop. */
+FM_INLINE void SFX(sgd_element)(REAL lr, REAL mu, REAL *param, REAL g, REAL *velocity,
+                                const int nesterov)
+{
+    const REAL v = mu * *velocity - lr * g;
+    *velocity = v;
+    *param += nesterov ? mu * v - lr * g : v;
+}
+
 FASTMLP_CLONES
 void SFX(fm_sgd_step)(REAL *param, const REAL *grad, REAL *velocity, ptrdiff_t n,
                       double learning_rate, double momentum, int nesterov)
@@ -226,23 +239,17 @@ void SFX(fm_sgd_step)(REAL *param, const REAL *grad, REAL *velocity, ptrdiff_t n
     const REAL lr = (REAL)learning_rate, mu = (REAL)momentum;
     if (nesterov) {
         FM_SIMD
-        for (ptrdiff_t i = 0; i < n; i++) {
-            REAL v = mu * velocity[i] - lr * grad[i];
-            velocity[i] = v;
-            param[i] += mu * v - lr * grad[i];
-        }
+        for (ptrdiff_t i = 0; i < n; i++)
+            SFX(sgd_element)(lr, mu, param + i, grad[i], velocity + i, 1);
     } else {
         FM_SIMD
-        for (ptrdiff_t i = 0; i < n; i++) {
-            REAL v = mu * velocity[i] - lr * grad[i];
-            velocity[i] = v;
-            param[i] += v;
-        }
+        for (ptrdiff_t i = 0; i < n; i++)
+            SFX(sgd_element)(lr, mu, param + i, grad[i], velocity + i, 0);
     }
 }
 
 /* Adam's scalars as REAL (a Python float hyper-parameter rounded to the dtype), and its step on
- * one element: Adam's formula, written once for fm_adam_step and finish_adam_loop. */
+ * one element: Adam's formula, written once for fm_adam_step and finish_step_loop. */
 typedef struct {
     REAL b1, b2, one_minus_b1, one_minus_b2, eps, minus_step;
 } SFX(adam_scalars);
@@ -275,28 +282,30 @@ void SFX(fm_adam_step)(REAL *param, const REAL *grad, REAL *m, REAL *v, ptrdiff_
         SFX(adam_element)(&c, param + i, grad[i], m + i, v + i);
 }
 
-/* The gradient's finish and Adam's step, one pass over a weight job's block: fm_finish_gradient
- * and then fm_adam_step, each element's operations those two loops do, in their order, and
- * the two sums those of finish_loop (the same simd reduction over the same values), so the same
- * bits (tests/engine/test_kernels.py holds them to the two passes; tools/fingerprint.py: 301 of
- * 301 fits equal). `penalty` etc. as finish_loop's.
+/* The gradient's finish and the step, one pass over a weight job's block, for Adam and SGD
+ * (scikit-learn's solvers; `rule`: FM_RULE_*): fm_finish_gradient and then fm_optim_step, each
+ * element's operations those loops do, in their order, and the two sums those of finish_loop
+ * (the same simd reduction over the same values), so the same bits (tests/engine/test_kernels.py
+ * holds the pass to the two; tools/fingerprint.py: 301 of 301 fits equal). Both sums are always
+ * taken, so that only `penalty`, `by_reciprocal` and `rule` make loops of their own (a weight
+ * job wants both; a bias's sum(w^2) is not stored).
  *
  * In cache the two passes cost what one does: a C harness of a 256 x 256 block (AVX2, 2-core
- * AMD EPYC VM) took 0.99 of their time in float32, 0.85 in float64, where the step is bound by
- * its division and square root. But in an epoch a job's W and Adam's moments come from memory
- * (the forward pass read W long before), and the finish read W once more ahead of the step.
- * On the 2-core AVX-512 Xeon VM (benchmarks/profile_breakdown.py --workloads mnist,wide
- * --threads 2, the builds in turns, three runs each), the finish and the step took 320-359 us
+ * AMD EPYC VM) took 0.99 of their time in float32, 0.85 in float64, where Adam is bound by
+ * its division and square root. But in an epoch a job's W and the solver's state come from
+ * memory (the forward pass read W long before), and the finish read W once more ahead of the
+ * step. On the 2-core AVX-512 Xeon VM (benchmarks/profile_breakdown.py --workloads mnist,wide
+ * --threads 2, the builds in turns, three runs each), Adam's finish and step took 320-359 us
  * of CPU a batch of `mnist` as two passes and 198-242 as one; `wide` 4.0-4.8 ms and 3.1-3.3
- * (of ~55 ms a batch). Other solvers keep the two passes (fm_finish_step returns 0). */
-FM_INLINE void SFX(finish_adam_loop)(REAL *g, REAL *param, REAL *m, REAL *v, ptrdiff_t n,
-                                     REAL alpha, REAL divisor, double *sum_w2, double *sum_g2,
-                                     const fm_optim *o, const int penalty,
-                                     const int by_reciprocal, const int want_w2,
-                                     const int want_g2)
+ * (of ~55 ms a batch). The torch solvers keep the two passes (fm_finish_step returns 0). */
+FM_INLINE void SFX(finish_step_loop)(const fm_optim *o, REAL *g, REAL *param, REAL *s1,
+                                     REAL *s2, ptrdiff_t n, REAL alpha, REAL divisor,
+                                     double *w2_out, double *g2_out, const int penalty,
+                                     const int by_reciprocal, const int rule)
 {
     const REAL reciprocal = (REAL)1 / divisor;
     const SFX(adam_scalars) c = SFX(adam_scalars_of)(o->c0, o->beta_1, o->beta_2, o->eps);
+    const REAL lr = (REAL)o->lr, mu = (REAL)o->momentum;
     double w2 = 0.0, g2 = 0.0;
     FM_SIMD_SUM2(w2, g2)
     for (ptrdiff_t i = 0; i < n; i++) {
@@ -304,16 +313,15 @@ FM_INLINE void SFX(finish_adam_loop)(REAL *g, REAL *param, REAL *m, REAL *v, ptr
         const REAL sum = penalty ? g[i] + alpha * wi : g[i];
         const REAL gi = by_reciprocal ? sum * reciprocal : sum / divisor;
         g[i] = gi;
-        if (want_w2)
-            w2 += (double)wi * (double)wi;
-        if (want_g2)
-            g2 += (double)gi * (double)gi;
-        SFX(adam_element)(&c, param + i, gi, m + i, v + i);
+        w2 += (double)wi * (double)wi;
+        g2 += (double)gi * (double)gi;
+        if (rule == FM_RULE_ADAM)
+            SFX(adam_element)(&c, param + i, gi, s1 + i, s2 + i);
+        else
+            SFX(sgd_element)(lr, mu, param + i, gi, s1 + i, rule == FM_RULE_SGD_NESTEROV);
     }
-    if (want_w2)
-        *sum_w2 = w2;
-    if (want_g2)
-        *sum_g2 = g2;
+    *w2_out = w2;
+    *g2_out = g2;
 }
 
 FASTMLP_CLONES
@@ -321,26 +329,34 @@ int SFX(fm_finish_step)(const fm_optim *o, REAL *g, REAL *param, int penalize, p
                         double alpha, double divisor, double *sum_w2, double *sum_g2, REAL *s1,
                         REAL *s2)
 {
-    if (o->solver != FM_SOLVER_ADAM)
+    int rule;
+    if (o->solver == FM_SOLVER_ADAM)
+        rule = FM_RULE_ADAM;
+    else if (o->solver == FM_SOLVER_SGD)
+        rule = o->nesterov ? FM_RULE_SGD_NESTEROV : FM_RULE_SGD;
+    else
         return 0;
     const REAL alpha_r = (REAL)alpha, divisor_r = (REAL)divisor;
-    const int penalty = penalize && alpha_r != 0, want_w2 = penalize && sum_w2 != NULL;
-    const int want_g2 = sum_g2 != NULL;
+    const int penalty = penalize && alpha_r != 0;
     const int by_reciprocal = SFX(exact_reciprocal)(divisor_r);
-    switch (penalty * 8 + by_reciprocal * 4 + want_w2 * 2 + want_g2) {
-#define FM_FINISH_ADAM(p, r, w2, g2) \
-    case p * 8 + r * 4 + w2 * 2 + g2: \
-        SFX(finish_adam_loop)(g, param, s1, s2, n, alpha_r, divisor_r, sum_w2, sum_g2, o, p, r, \
-                              w2, g2); \
+    double w2, g2;
+    switch (rule * 4 + penalty * 2 + by_reciprocal) {
+#define FM_FINISH_STEP(rule, p, r) \
+    case rule * 4 + p * 2 + r: \
+        SFX(finish_step_loop)(o, g, param, s1, s2, n, alpha_r, divisor_r, &w2, &g2, p, r, rule); \
         break;
-    FM_FINISH_ADAM(0, 0, 0, 0) FM_FINISH_ADAM(0, 0, 0, 1) FM_FINISH_ADAM(0, 0, 1, 0)
-    FM_FINISH_ADAM(0, 0, 1, 1) FM_FINISH_ADAM(0, 1, 0, 0) FM_FINISH_ADAM(0, 1, 0, 1)
-    FM_FINISH_ADAM(0, 1, 1, 0) FM_FINISH_ADAM(0, 1, 1, 1) FM_FINISH_ADAM(1, 0, 0, 0)
-    FM_FINISH_ADAM(1, 0, 0, 1) FM_FINISH_ADAM(1, 0, 1, 0) FM_FINISH_ADAM(1, 0, 1, 1)
-    FM_FINISH_ADAM(1, 1, 0, 0) FM_FINISH_ADAM(1, 1, 0, 1) FM_FINISH_ADAM(1, 1, 1, 0)
-    FM_FINISH_ADAM(1, 1, 1, 1)
-#undef FM_FINISH_ADAM
+    FM_FINISH_STEP(FM_RULE_ADAM, 0, 0) FM_FINISH_STEP(FM_RULE_ADAM, 0, 1)
+    FM_FINISH_STEP(FM_RULE_ADAM, 1, 0) FM_FINISH_STEP(FM_RULE_ADAM, 1, 1)
+    FM_FINISH_STEP(FM_RULE_SGD, 0, 0) FM_FINISH_STEP(FM_RULE_SGD, 0, 1)
+    FM_FINISH_STEP(FM_RULE_SGD, 1, 0) FM_FINISH_STEP(FM_RULE_SGD, 1, 1)
+    FM_FINISH_STEP(FM_RULE_SGD_NESTEROV, 0, 0) FM_FINISH_STEP(FM_RULE_SGD_NESTEROV, 0, 1)
+    FM_FINISH_STEP(FM_RULE_SGD_NESTEROV, 1, 0) FM_FINISH_STEP(FM_RULE_SGD_NESTEROV, 1, 1)
+#undef FM_FINISH_STEP
     }
+    if (sum_w2 != NULL && penalize)
+        *sum_w2 = w2;
+    if (sum_g2 != NULL)
+        *sum_g2 = g2;
     return 1;
 }
 
