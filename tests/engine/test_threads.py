@@ -393,6 +393,15 @@ def test_a_free_cpu_lets_the_probes_run_and_all_threads_come_back():
     assert trace[40 + 320 + PROBE_BATCHES + 1:].count(1) < 0.03 * len(trace[40 + 329:])
 
 
+def test_the_gate_covers_batches_of_a_few_milliseconds():
+    # mnist's batches: ~2.6-4.3 ms on one thread. Beside a busy core the threads' probes there
+    # cost more than they find (_threads.pxd): the gate keeps the threads away as for
+    # tiny-batch.
+    costs = [(1.0, 1.5)] * 3000
+    gated = _gated(2, costs, [0.0] * 3000, unit=1.3e-4)  # 4.2 ms a one-thread batch
+    assert gated[40:].count(2) == 0 < _trace(2, costs)[40:].count(2)
+
+
 def test_the_gate_leaves_long_batches_to_the_probes():
     # mnist-f64's batches: ~10 ms on one thread. Beside a busy core two threads win about as
     # often as they lose there: the probes decide, gate or no gate.
