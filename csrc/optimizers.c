@@ -149,8 +149,8 @@ int SFX(fm_all_finite)(const REAL *x, ptrdiff_t n)
  * `penalty`, `by_reciprocal`, `want_w2` and `want_g2` are constants at every call, so that each
  * combination compiles to its own loop.
  *
- * Adam's step takes it in the same pass where nothing waits between them (fm_finish_step,
- * below). */
+ * Adam's and SGD's steps take it in the same pass where nothing waits between them
+ * (fm_finish_step, below). */
 FM_INLINE void SFX(finish_loop)(REAL *g, const REAL *w, ptrdiff_t n, REAL alpha, REAL divisor,
                                 double *sum_w2, double *sum_g2, const int penalty,
                                 const int by_reciprocal, const int want_w2, const int want_g2)
