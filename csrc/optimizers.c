@@ -45,7 +45,10 @@
 #include "fm_math.h"
 
 /* The solvers whose step fm_finish_step takes in the finish's pass (finish_step_loop). */
-enum { FM_RULE_ADAM, FM_RULE_SGD, FM_RULE_SGD_NESTEROV };
+enum {
+    FM_RULE_ADAM, FM_RULE_SGD, FM_RULE_SGD_NESTEROV,
+    FM_RULE_ADAMW  /* + 1 with amsgrad, + 2 with weight decay: four rules */
+};
 
 void fm_optim_begin_step(fm_optim *o)
 {
@@ -149,7 +152,7 @@ int SFX(fm_all_finite)(const REAL *x, ptrdiff_t n)
  * `penalty`, `by_reciprocal`, `want_w2` and `want_g2` are constants at every call, so that each
  * combination compiles to its own loop.
  *
- * Adam's and SGD's steps take it in the same pass where nothing waits between them
+ * Adam's, SGD's and AdamW's steps take it in the same pass where nothing waits between them
  * (fm_finish_step, below). */
 FM_INLINE void SFX(finish_loop)(REAL *g, const REAL *w, ptrdiff_t n, REAL alpha, REAL divisor,
                                 double *sum_w2, double *sum_g2, const int penalty,
@@ -282,84 +285,6 @@ void SFX(fm_adam_step)(REAL *param, const REAL *grad, REAL *m, REAL *v, ptrdiff_
         SFX(adam_element)(&c, param + i, grad[i], m + i, v + i);
 }
 
-/* The gradient's finish and the step, one pass over a weight job's block, for Adam and SGD
- * (scikit-learn's solvers; `rule`: FM_RULE_*): fm_finish_gradient and then fm_optim_step, each
- * element's operations those loops do, in their order, and the two sums those of finish_loop
- * (the same simd reduction over the same values), so the same bits (tests/engine/test_kernels.py
- * holds the pass to the two; tools/fingerprint.py: 301 of 301 fits equal). Both sums are always
- * taken, so that only `penalty`, `by_reciprocal` and `rule` make loops of their own (a weight
- * job wants both; a bias's sum(w^2) is not stored).
- *
- * In cache the two passes cost what one does: a C harness of a 256 x 256 block (AVX2, 2-core
- * AMD EPYC VM) took 0.99 of their time in float32, 0.85 in float64, where Adam is bound by
- * its division and square root. But in an epoch a job's W and the solver's state come from
- * memory (the forward pass read W long before), and the finish read W once more ahead of the
- * step. On the 2-core AVX-512 Xeon VM (benchmarks/profile_breakdown.py --workloads mnist,wide
- * --threads 2, the builds in turns, three runs each), Adam's finish and step took 320-359 us
- * of CPU a batch of `mnist` as two passes and 198-242 as one; `wide` 4.0-4.8 ms and 3.1-3.3
- * (of ~55 ms a batch). The torch solvers keep the two passes (fm_finish_step returns 0). */
-FM_INLINE void SFX(finish_step_loop)(const fm_optim *o, REAL *g, REAL *param, REAL *s1,
-                                     REAL *s2, ptrdiff_t n, REAL alpha, REAL divisor,
-                                     double *w2_out, double *g2_out, const int penalty,
-                                     const int by_reciprocal, const int rule)
-{
-    const REAL reciprocal = (REAL)1 / divisor;
-    const SFX(adam_scalars) c = SFX(adam_scalars_of)(o->c0, o->beta_1, o->beta_2, o->eps);
-    const REAL lr = (REAL)o->lr, mu = (REAL)o->momentum;
-    double w2 = 0.0, g2 = 0.0;
-    FM_SIMD_SUM2(w2, g2)
-    for (ptrdiff_t i = 0; i < n; i++) {
-        const REAL wi = param[i];
-        const REAL sum = penalty ? g[i] + alpha * wi : g[i];
-        const REAL gi = by_reciprocal ? sum * reciprocal : sum / divisor;
-        g[i] = gi;
-        w2 += (double)wi * (double)wi;
-        g2 += (double)gi * (double)gi;
-        if (rule == FM_RULE_ADAM)
-            SFX(adam_element)(&c, param + i, gi, s1 + i, s2 + i);
-        else
-            SFX(sgd_element)(lr, mu, param + i, gi, s1 + i, rule == FM_RULE_SGD_NESTEROV);
-    }
-    *w2_out = w2;
-    *g2_out = g2;
-}
-
-FASTMLP_CLONES
-int SFX(fm_finish_step)(const fm_optim *o, REAL *g, REAL *param, int penalize, ptrdiff_t n,
-                        double alpha, double divisor, double *sum_w2, double *sum_g2, REAL *s1,
-                        REAL *s2)
-{
-    int rule;
-    if (o->solver == FM_SOLVER_ADAM)
-        rule = FM_RULE_ADAM;
-    else if (o->solver == FM_SOLVER_SGD)
-        rule = o->nesterov ? FM_RULE_SGD_NESTEROV : FM_RULE_SGD;
-    else
-        return 0;
-    const REAL alpha_r = (REAL)alpha, divisor_r = (REAL)divisor;
-    const int penalty = penalize && alpha_r != 0;
-    const int by_reciprocal = SFX(exact_reciprocal)(divisor_r);
-    double w2, g2;
-    switch (rule * 4 + penalty * 2 + by_reciprocal) {
-#define FM_FINISH_STEP(rule, p, r) \
-    case rule * 4 + p * 2 + r: \
-        SFX(finish_step_loop)(o, g, param, s1, s2, n, alpha_r, divisor_r, &w2, &g2, p, r, rule); \
-        break;
-    FM_FINISH_STEP(FM_RULE_ADAM, 0, 0) FM_FINISH_STEP(FM_RULE_ADAM, 0, 1)
-    FM_FINISH_STEP(FM_RULE_ADAM, 1, 0) FM_FINISH_STEP(FM_RULE_ADAM, 1, 1)
-    FM_FINISH_STEP(FM_RULE_SGD, 0, 0) FM_FINISH_STEP(FM_RULE_SGD, 0, 1)
-    FM_FINISH_STEP(FM_RULE_SGD, 1, 0) FM_FINISH_STEP(FM_RULE_SGD, 1, 1)
-    FM_FINISH_STEP(FM_RULE_SGD_NESTEROV, 0, 0) FM_FINISH_STEP(FM_RULE_SGD_NESTEROV, 0, 1)
-    FM_FINISH_STEP(FM_RULE_SGD_NESTEROV, 1, 0) FM_FINISH_STEP(FM_RULE_SGD_NESTEROV, 1, 1)
-#undef FM_FINISH_STEP
-    }
-    if (sum_w2 != NULL && penalize)
-        *sum_w2 = w2;
-    if (sum_g2 != NULL)
-        *sum_g2 = g2;
-    return 1;
-}
-
 /* grad + weight_decay * param, torch's coupled weight decay (grad.add(param, alpha=wd)). */
 #define COUPLED_DECAY(g, i) (wd != 0 ? (g) + wd * param[i] : (g))
 
@@ -479,39 +404,61 @@ FM_INLINE void SFX(nadam)(const fm_optim *o, REAL *param, const REAL *grad, REAL
     }
 }
 
-FM_INLINE void SFX(adamw_variant)(const fm_optim *o, REAL *param, const REAL *grad,
-                                  REAL *exp_avg, REAL *exp_avg_sq, REAL *max_exp_avg_sq,
-                                  ptrdiff_t n, const int amsgrad)
+/* AdamW's scalars as adamw_variant rounds them (torch.optim.AdamW's single-tensor code), and its
+ * step on one element (`decay` and `amsgrad` constants at each call): written once for
+ * adamw_variant and finish_step_loop. */
+typedef struct {
+    REAL decay, eps, neg_step_size, bias_correction2_sqrt, beta_2, one_minus_beta_2,
+        one_minus_beta_1;
+} SFX(adamw_scalars);
+
+static inline SFX(adamw_scalars) SFX(adamw_scalars_of)(const fm_optim *o)
 {
-    const REAL decay = (REAL)o->c2, eps = (REAL)o->eps;
-    const REAL neg_step_size = (REAL)-o->c0, bias_correction2_sqrt = (REAL)o->c1;
-    const REAL beta_2 = (REAL)o->beta_2, one_minus_beta_2 = (REAL)(1.0 - o->beta_2);
-    const REAL one_minus_beta_1 = (REAL)(1.0 - o->beta_1);
-    const int decay_params = o->weight_decay != 0;
-    FM_SIMD
-    for (ptrdiff_t i = 0; i < n; i++) {
-        REAL p = decay_params ? param[i] * decay : param[i];
-        REAL g = grad[i];
-        REAL m = exp_avg[i] + one_minus_beta_1 * (g - exp_avg[i]);
-        REAL v = exp_avg_sq[i] * beta_2 + one_minus_beta_2 * (g * g);
-        exp_avg[i] = m;
-        exp_avg_sq[i] = v;
-        if (amsgrad) {
-            v = max_exp_avg_sq[i] > v ? max_exp_avg_sq[i] : v;
-            max_exp_avg_sq[i] = v;
-        }
-        param[i] = p + neg_step_size * (m / (SQRT(v) / bias_correction2_sqrt + eps));
-    }
+    SFX(adamw_scalars) c = {(REAL)o->c2, (REAL)o->eps, (REAL)-o->c0, (REAL)o->c1,
+                            (REAL)o->beta_2, (REAL)(1.0 - o->beta_2), (REAL)(1.0 - o->beta_1)};
+    return c;
 }
 
-/* amsgrad is a constant at each call, as rmsprop's options. */
+FM_INLINE void SFX(adamw_element)(const SFX(adamw_scalars) *c, REAL *param, REAL g,
+                                  REAL *exp_avg, REAL *exp_avg_sq, REAL *max_exp_avg_sq,
+                                  const int decay, const int amsgrad)
+{
+    const REAL p = decay ? *param * c->decay : *param;
+    const REAL m = *exp_avg + c->one_minus_beta_1 * (g - *exp_avg);
+    REAL v = *exp_avg_sq * c->beta_2 + c->one_minus_beta_2 * (g * g);
+    *exp_avg = m;
+    *exp_avg_sq = v;
+    if (amsgrad) {
+        v = *max_exp_avg_sq > v ? *max_exp_avg_sq : v;
+        *max_exp_avg_sq = v;
+    }
+    *param = p + c->neg_step_size * (m / (SQRT(v) / c->bias_correction2_sqrt + c->eps));
+}
+
+/* `decay` (weight decay multiplies the parameters) and amsgrad are constants at each call. */
+FM_INLINE void SFX(adamw_variant)(const fm_optim *o, REAL *param, const REAL *grad,
+                                  REAL *exp_avg, REAL *exp_avg_sq, REAL *max_exp_avg_sq,
+                                  ptrdiff_t n, const int decay, const int amsgrad)
+{
+    const SFX(adamw_scalars) c = SFX(adamw_scalars_of)(o);
+    FM_SIMD
+    for (ptrdiff_t i = 0; i < n; i++)
+        SFX(adamw_element)(&c, param + i, grad[i], exp_avg + i, exp_avg_sq + i,
+                           amsgrad ? max_exp_avg_sq + i : NULL, decay, amsgrad);
+}
+
 FM_INLINE void SFX(adamw)(const fm_optim *o, REAL *param, const REAL *grad, REAL *exp_avg,
                           REAL *exp_avg_sq, REAL *max_exp_avg_sq, ptrdiff_t n)
 {
-    if (o->amsgrad)
-        SFX(adamw_variant)(o, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n, 1);
+    const int decay = o->weight_decay != 0;
+    if (decay && o->amsgrad)
+        SFX(adamw_variant)(o, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n, 1, 1);
+    else if (decay)
+        SFX(adamw_variant)(o, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n, 1, 0);
+    else if (o->amsgrad)
+        SFX(adamw_variant)(o, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n, 0, 1);
     else
-        SFX(adamw_variant)(o, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n, 0);
+        SFX(adamw_variant)(o, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n, 0, 0);
 }
 
 #undef COUPLED_DECAY
@@ -550,6 +497,105 @@ FM_INLINE void SFX(ftrl)(const fm_optim *o, REAL *param, const REAL *grad, REAL 
         SFX(ftrl_variant)(o, param, grad, accum, linear, n, 1);
     else
         SFX(ftrl_variant)(o, param, grad, accum, linear, n, 0);
+}
+
+/* The gradient's finish and the step, one pass over a weight job's block, for Adam and SGD
+ * (scikit-learn's solvers) and AdamW (`rule`: FM_RULE_*): fm_finish_gradient and then
+ * fm_optim_step, each
+ * element's operations those loops do, in their order, and the two sums those of finish_loop
+ * (the same simd reduction over the same values), so the same bits (tests/engine/test_kernels.py
+ * holds the pass to the two; tools/fingerprint.py: 301 of 301 fits equal). Both sums are always
+ * taken, so that only `penalty`, `by_reciprocal` and `rule` make loops of their own (a weight
+ * job wants both; a bias's sum(w^2) is not stored).
+ *
+ * In cache the two passes cost what one does: a C harness of a 256 x 256 block (AVX2, 2-core
+ * AMD EPYC VM) took 0.99 of their time in float32, 0.85 in float64, where Adam is bound by
+ * its division and square root. But in an epoch a job's W and the solver's state come from
+ * memory (the forward pass read W long before), and the finish read W once more ahead of the
+ * step. On the 2-core AVX-512 Xeon VM (benchmarks/profile_breakdown.py --workloads mnist,wide
+ * --threads 2, the builds in turns, three runs each), Adam's finish and step took 320-359 us
+ * of CPU a batch of `mnist` as two passes and 198-242 as one; `wide` 4.0-4.8 ms and 3.1-3.3
+ * (of ~55 ms a batch). The other torch solvers keep the two passes (fm_finish_step returns
+ * 0): each would be rules of its own.
+ *
+ * Every option of a solver that changes its loop is a rule of its own (a constant in the loop),
+ * not a flag read in it: with AdamW's weight decay a flag, GCC unswitched the loop on it and
+ * vectorised the copy without decay otherwise, and its sums lost the bits of finish_loop's
+ * (by ~1e-13 relative; the test above caught it). */
+FM_INLINE void SFX(finish_step_loop)(const fm_optim *o, REAL *g, REAL *param, REAL *s1,
+                                     REAL *s2, REAL *s3, ptrdiff_t n, REAL alpha, REAL divisor,
+                                     double *w2_out, double *g2_out, const int penalty,
+                                     const int by_reciprocal, const int rule)
+{
+    const REAL reciprocal = (REAL)1 / divisor;
+    const SFX(adam_scalars) c = SFX(adam_scalars_of)(o->c0, o->beta_1, o->beta_2, o->eps);
+    const SFX(adamw_scalars) cw = SFX(adamw_scalars_of)(o);
+    const REAL lr = (REAL)o->lr, mu = (REAL)o->momentum;
+    const int amsgrad = rule >= FM_RULE_ADAMW && ((rule - FM_RULE_ADAMW) & 1);
+    const int decay = rule >= FM_RULE_ADAMW && ((rule - FM_RULE_ADAMW) & 2);
+    double w2 = 0.0, g2 = 0.0;
+    FM_SIMD_SUM2(w2, g2)
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const REAL wi = param[i];
+        const REAL sum = penalty ? g[i] + alpha * wi : g[i];
+        const REAL gi = by_reciprocal ? sum * reciprocal : sum / divisor;
+        g[i] = gi;
+        w2 += (double)wi * (double)wi;
+        g2 += (double)gi * (double)gi;
+        if (rule == FM_RULE_ADAM)
+            SFX(adam_element)(&c, param + i, gi, s1 + i, s2 + i);
+        else if (rule >= FM_RULE_ADAMW)
+            SFX(adamw_element)(&cw, param + i, gi, s1 + i, s2 + i, amsgrad ? s3 + i : NULL,
+                               decay, amsgrad);
+        else
+            SFX(sgd_element)(lr, mu, param + i, gi, s1 + i, rule == FM_RULE_SGD_NESTEROV);
+    }
+    *w2_out = w2;
+    *g2_out = g2;
+}
+
+FASTMLP_CLONES
+int SFX(fm_finish_step)(const fm_optim *o, REAL *g, REAL *param, int penalize, ptrdiff_t n,
+                        double alpha, double divisor, double *sum_w2, double *sum_g2, REAL *s1,
+                        REAL *s2, REAL *s3)
+{
+    int rule;
+    if (o->solver == FM_SOLVER_ADAM)
+        rule = FM_RULE_ADAM;
+    else if (o->solver == FM_SOLVER_SGD)
+        rule = o->nesterov ? FM_RULE_SGD_NESTEROV : FM_RULE_SGD;
+    else if (o->solver == FM_SOLVER_ADAMW)
+        rule = FM_RULE_ADAMW + (o->amsgrad ? 1 : 0) + (o->weight_decay != 0 ? 2 : 0);
+    else
+        return 0;
+    const REAL alpha_r = (REAL)alpha, divisor_r = (REAL)divisor;
+    const int penalty = penalize && alpha_r != 0;
+    const int by_reciprocal = SFX(exact_reciprocal)(divisor_r);
+    double w2, g2;
+    switch (rule * 4 + penalty * 2 + by_reciprocal) {
+#define FM_FINISH_STEP(rule, p, r) \
+    case (rule) * 4 + p * 2 + r: \
+        SFX(finish_step_loop)(o, g, param, s1, s2, s3, n, alpha_r, divisor_r, &w2, &g2, p, r, \
+                              rule); \
+        break;
+    FM_FINISH_STEP(FM_RULE_ADAM, 0, 0) FM_FINISH_STEP(FM_RULE_ADAM, 0, 1)
+    FM_FINISH_STEP(FM_RULE_ADAM, 1, 0) FM_FINISH_STEP(FM_RULE_ADAM, 1, 1)
+    FM_FINISH_STEP(FM_RULE_SGD, 0, 0) FM_FINISH_STEP(FM_RULE_SGD, 0, 1)
+    FM_FINISH_STEP(FM_RULE_SGD, 1, 0) FM_FINISH_STEP(FM_RULE_SGD, 1, 1)
+    FM_FINISH_STEP(FM_RULE_SGD_NESTEROV, 0, 0) FM_FINISH_STEP(FM_RULE_SGD_NESTEROV, 0, 1)
+    FM_FINISH_STEP(FM_RULE_SGD_NESTEROV, 1, 0) FM_FINISH_STEP(FM_RULE_SGD_NESTEROV, 1, 1)
+#define FM_FINISH_ADAMW(rule) FM_FINISH_STEP(rule, 0, 0) FM_FINISH_STEP(rule, 0, 1) \
+    FM_FINISH_STEP(rule, 1, 0) FM_FINISH_STEP(rule, 1, 1)
+    FM_FINISH_ADAMW(FM_RULE_ADAMW) FM_FINISH_ADAMW(FM_RULE_ADAMW + 1)
+    FM_FINISH_ADAMW(FM_RULE_ADAMW + 2) FM_FINISH_ADAMW(FM_RULE_ADAMW + 3)
+#undef FM_FINISH_ADAMW
+#undef FM_FINISH_STEP
+    }
+    if (sum_w2 != NULL && penalize)
+        *sum_w2 = w2;
+    if (sum_g2 != NULL)
+        *sum_g2 = g2;
+    return 1;
 }
 
 FASTMLP_CLONES

@@ -479,12 +479,13 @@ cdef inline void finish_job(const Geometry *g, Py_ssize_t job, floating *theta, 
     cdef bint weights = work.job_hi[job] >= 0
     job_span(g, work, job, &offset, &count)
     # With a step that needs no other job's gradient (no max_grad_norm), the finish and the
-    # step in one pass where the solver has it (csrc/optimizers.c's fm_finish_step: Adam and
-    # SGD), the same bits as the two passes below.
+    # step in one pass where the solver has it (csrc/optimizers.c's fm_finish_step: Adam, SGD,
+    # AdamW), the same bits as the two passes below.
     if (step.take_step and step.max_grad_norm <= 0 and step.grad_scale == 1.0
             and finish_step(step.optim, grad + offset, theta + offset, weights, count,
                             g.alpha, step.divisor, &sum_w2, &sum_g2, state_1 + offset,
-                            state_2 + offset if state_2 != NULL else NULL)):
+                            state_2 + offset if state_2 != NULL else NULL,
+                            state_3 + offset if state_3 != NULL else NULL)):
         work.partial[job] = sum_w2
         work.grad_partial[job] = sum_g2
         if step.weight_clip > 0:

@@ -450,40 +450,46 @@ def test_finish_gradient_is_finalize_and_sum_squares_in_one_pass(dtype, alpha, b
 @pytest.mark.parametrize("bias", [False, True])
 def test_finish_step_is_the_finish_then_the_step_bit_for_bit(dtype, alpha, bias):
     """A weight job's finish and its solver's step in one pass (fm_finish_step: Adam, SGD with
-    and without Nesterov): g, the parameters, the state and both sums bit for bit those of
-    fm_finish_gradient and then fm_optim_step, for lengths around the vector widths and blocks
-    off a vector's alignment; another solver gets None and nothing touched (the engine then
-    takes the two passes)."""
+    and without Nesterov, AdamW with and without amsgrad and weight decay): g, the parameters,
+    the state and both sums bit for bit those of fm_finish_gradient and then fm_optim_step, for
+    lengths around the vector widths and blocks off a vector's alignment; another solver gets
+    None and nothing touched (the engine then takes the two passes)."""
     from fastmlp._stochastic_optimizers import AdamOptimizer, SGDOptimizer, TorchOptimizer
     solvers = [lambda n: AdamOptimizer(n, dtype, 0.01, 0.8, 0.95, 1e-7),
                lambda n: SGDOptimizer(n, dtype, 0.05, momentum=0.8, nesterov=True),
-               lambda n: SGDOptimizer(n, dtype, 0.05, momentum=0.7, nesterov=False)]
+               lambda n: SGDOptimizer(n, dtype, 0.05, momentum=0.7, nesterov=False),
+               lambda n: TorchOptimizer("adamw", n, dtype, 0.01, beta_2=0.9),
+               lambda n: TorchOptimizer("adamw", n, dtype, 0.01, weight_decay=0.0),
+               lambda n: TorchOptimizer("adamw", n, dtype, 0.01, amsgrad=True),
+               lambda n: TorchOptimizer("adamw", n, dtype, 0.01, amsgrad=True,
+                                        weight_decay=0.0)]
     rng = np.random.RandomState(6)
     for n in (1, 7, 8, 9, 16, 17, 33, 100, 1023, 4099):
         for offset in (0, 3):
             def vector(scale=1.0):
                 return (scale * rng.standard_normal(n + offset)).astype(dtype)[offset:]
-            g, w, s1, s2 = vector(), vector(), vector(0.1), np.abs(vector(0.01))
+            g, w, s1 = vector(), vector(), vector(0.1)
+            s2, s3 = np.abs(vector(0.01)), np.abs(vector(0.01))
             for make, (want_w2, want_g2) in itertools.product(
                     solvers, [(True, True), (False, True), (True, False)]):
                 for divisor in (37.0, 32.0):
                     opt = make(n)
                     opt.t = 3
                     spec = opt.spec()
-                    expected = [g.copy(), w.copy(), s1.copy(), s2.copy()]
+                    state = [s1, s2, s3 if spec["amsgrad"][0] else s3[:0]]
+                    expected = [g.copy(), w.copy()] + [x.copy() for x in state]
                     sums = K.kernel_finish_gradient(expected[0], None if bias else expected[1],
                                                     alpha, divisor, want_w2, want_g2)
-                    K.kernel_optim_step(spec.copy(), expected[1], expected[0], expected[2],
-                                        expected[3], expected[3][:0])
-                    got = [g.copy(), w.copy(), s1.copy(), s2.copy()]
+                    K.kernel_optim_step(spec.copy(), expected[1], expected[0], *expected[2:])
+                    got = [g.copy(), w.copy()] + [x.copy() for x in state]
                     assert K.kernel_finish_step(spec, got[0], got[1], not bias, alpha, divisor,
-                                                got[2], got[3], want_w2, want_g2) == sums
+                                                *got[2:], want_w2, want_g2) == sums
                     assert spec["t"][0] == 4
                     for ours, theirs in zip(got, expected):
                         np.testing.assert_array_equal(ours, theirs)
     spec = TorchOptimizer("nadam", n, dtype, 0.1).spec()  # (its step also moves mu_product)
     record = spec.tobytes()
-    got = [g.copy(), w.copy(), s1.copy(), s2.copy()]
+    got = [g.copy(), w.copy(), s1.copy(), s2.copy(), s3[:0].copy()]
     assert K.kernel_finish_step(spec, *got[:2], True, alpha, 32.0, *got[2:], True, True) is None
     assert spec.tobytes() == record
     for ours, theirs in zip(got, (g, w, s1, s2)):
