@@ -209,10 +209,10 @@ unsigned long long fm_dropout_key(unsigned long long seed, long long step);
     void fm_adam_step##SFX(REAL *param, const REAL *grad, REAL *m, REAL *v, ptrdiff_t n,          \
                            double step_size, double beta_1, double beta_2, double epsilon);        \
     /* fm_finish_gradient (w = param where `penalize`, else none) and then fm_optim_step, in one \
-     * pass where the solver has it (Adam, SGD, AdamW: returns 1); else does nothing, returns 0.*/ \
-    int fm_finish_step##SFX(const fm_optim *o, REAL *g, REAL *param, int penalize, ptrdiff_t n,    \
-                            double alpha, double divisor, double *sum_w2, double *sum_g2,          \
-                            REAL *s1, REAL *s2, REAL *s3);                                         \
+     * pass where the solver has it (Adam, SGD, AdamW), else in the two passes.                */ \
+    void fm_finish_step##SFX(const fm_optim *o, REAL *g, REAL *param, int penalize, ptrdiff_t n,   \
+                             double alpha, double divisor, double *sum_w2, double *sum_g2,         \
+                             REAL *s1, REAL *s2, REAL *s3);                                        \
     /* One step of any solver (o after fm_optim_begin_step) over n parameters; s1..s3 are its    \
      * state vectors (see csrc/optimizers.c for which solver uses which).                       */ \
     void fm_optim_step##SFX(const fm_optim *o, REAL *param, const REAL *grad, REAL *s1, REAL *s2, \

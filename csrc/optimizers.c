@@ -515,8 +515,8 @@ FM_INLINE void SFX(ftrl)(const fm_optim *o, REAL *param, const REAL *grad, REAL 
  * step. On the 2-core AVX-512 Xeon VM (benchmarks/profile_breakdown.py --workloads mnist,wide
  * --threads 2, the builds in turns, three runs each), Adam's finish and step took 320-359 us
  * of CPU a batch of `mnist` as two passes and 198-242 as one; `wide` 4.0-4.8 ms and 3.1-3.3
- * (of ~55 ms a batch). The other torch solvers keep the two passes (fm_finish_step returns
- * 0): each would be rules of its own.
+ * (of ~55 ms a batch). The other torch solvers keep the two passes (fm_finish_step takes them
+ * for those): each would be rules of its own.
  *
  * Every option of a solver that changes its loop is a rule of its own (a constant in the loop),
  * not a flag read in it: with AdamW's weight decay a flag, GCC unswitched the loop on it and
@@ -555,9 +555,9 @@ FM_INLINE void SFX(finish_step_loop)(const fm_optim *o, REAL *g, REAL *param, RE
 }
 
 FASTMLP_CLONES
-int SFX(fm_finish_step)(const fm_optim *o, REAL *g, REAL *param, int penalize, ptrdiff_t n,
-                        double alpha, double divisor, double *sum_w2, double *sum_g2, REAL *s1,
-                        REAL *s2, REAL *s3)
+void SFX(fm_finish_step)(const fm_optim *o, REAL *g, REAL *param, int penalize, ptrdiff_t n,
+                         double alpha, double divisor, double *sum_w2, double *sum_g2, REAL *s1,
+                         REAL *s2, REAL *s3)
 {
     int rule;
     if (o->solver == FM_SOLVER_ADAM)
@@ -566,8 +566,11 @@ int SFX(fm_finish_step)(const fm_optim *o, REAL *g, REAL *param, int penalize, p
         rule = o->nesterov ? FM_RULE_SGD_NESTEROV : FM_RULE_SGD;
     else if (o->solver == FM_SOLVER_ADAMW)
         rule = FM_RULE_ADAMW + (o->amsgrad ? 1 : 0) + (o->weight_decay != 0 ? 2 : 0);
-    else
-        return 0;
+    else {  /* the two passes */
+        SFX(fm_finish_gradient)(g, penalize ? param : NULL, n, alpha, divisor, sum_w2, sum_g2);
+        SFX(fm_optim_step)(o, param, g, s1, s2, s3, n);
+        return;
+    }
     const REAL alpha_r = (REAL)alpha, divisor_r = (REAL)divisor;
     const int penalty = penalize && alpha_r != 0;
     const int by_reciprocal = SFX(exact_reciprocal)(divisor_r);
@@ -595,7 +598,6 @@ int SFX(fm_finish_step)(const fm_optim *o, REAL *g, REAL *param, int penalize, p
         *sum_w2 = w2;
     if (sum_g2 != NULL)
         *sum_g2 = g2;
-    return 1;
 }
 
 FASTMLP_CLONES

@@ -116,8 +116,8 @@ cdef extern from "fastmlp_kernels.h" nogil:
     void fm_scale_d(double *g, Py_ssize_t n, double scale)
     void fm_clamp_f(float *w, Py_ssize_t n, double c)
     void fm_clamp_d(double *w, Py_ssize_t n, double c)
-    int fm_finish_step_f(const fm_optim *o, float *g, float *param, int penalize, Py_ssize_t n, double alpha, double divisor, double *sum_w2, double *sum_g2, float *s1, float *s2, float *s3)
-    int fm_finish_step_d(const fm_optim *o, double *g, double *param, int penalize, Py_ssize_t n, double alpha, double divisor, double *sum_w2, double *sum_g2, double *s1, double *s2, double *s3)
+    void fm_finish_step_f(const fm_optim *o, float *g, float *param, int penalize, Py_ssize_t n, double alpha, double divisor, double *sum_w2, double *sum_g2, float *s1, float *s2, float *s3)
+    void fm_finish_step_d(const fm_optim *o, double *g, double *param, int penalize, Py_ssize_t n, double alpha, double divisor, double *sum_w2, double *sum_g2, double *s1, double *s2, double *s3)
     void fm_optim_step_f(const fm_optim *o, float *param, const float *grad, float *s1, float *s2, float *s3, Py_ssize_t n)
     void fm_optim_step_d(const fm_optim *o, double *param, const double *grad, double *s1, double *s2, double *s3, Py_ssize_t n)
     void fm_exp_array_f(float *out, const float *x, Py_ssize_t n)
@@ -298,18 +298,16 @@ cdef inline void optim_step(const fm_optim *o, floating *param, const floating *
         fm_optim_step_d(o, param, grad, s1, s2, s3, n)
 
 
-cdef inline bint finish_step(const fm_optim *o, floating *g, floating *param, bint penalize,
+cdef inline void finish_step(const fm_optim *o, floating *g, floating *param, bint penalize,
                              Py_ssize_t n, double alpha, double divisor, double *sum_w2,
                              double *sum_g2, floating *s1, floating *s2,
                              floating *s3) noexcept nogil:
-    """finish_gradient and then optim_step in one pass, where the solver has one (True);
-    else nothing is done (False)."""
+    """finish_gradient (param's penalty where `penalize`) and then optim_step: in one pass
+    where the solver has one, the same bits."""
     if floating is float:
-        return fm_finish_step_f(o, g, param, penalize, n, alpha, divisor, sum_w2, sum_g2, s1,
-                                s2, s3) != 0
+        fm_finish_step_f(o, g, param, penalize, n, alpha, divisor, sum_w2, sum_g2, s1, s2, s3)
     else:
-        return fm_finish_step_d(o, g, param, penalize, n, alpha, divisor, sum_w2, sum_g2, s1,
-                                s2, s3) != 0
+        fm_finish_step_d(o, g, param, penalize, n, alpha, divisor, sum_w2, sum_g2, s1, s2, s3)
 
 
 cdef inline void small_product(floating *out, const floating *a, Py_ssize_t lda,

@@ -478,14 +478,14 @@ cdef inline void finish_job(const Geometry *g, Py_ssize_t job, floating *theta, 
     cdef double sum_w2 = 0.0, sum_g2 = 0.0
     cdef bint weights = work.job_hi[job] >= 0
     job_span(g, work, job, &offset, &count)
-    # With a step that needs no other job's gradient (no max_grad_norm), the finish and the
-    # step in one pass where the solver has it (csrc/optimizers.c's fm_finish_step: Adam, SGD,
-    # AdamW), the same bits as the two passes below.
-    if (step.take_step and step.max_grad_norm <= 0 and step.grad_scale == 1.0
-            and finish_step(step.optim, grad + offset, theta + offset, weights, count,
-                            g.alpha, step.divisor, &sum_w2, &sum_g2, state_1 + offset,
-                            state_2 + offset if state_2 != NULL else NULL,
-                            state_3 + offset if state_3 != NULL else NULL)):
+    # With a step that needs no other job's gradient (no max_grad_norm, so no clip factor),
+    # the finish and the step (csrc/optimizers.c's fm_finish_step: in one pass for Adam, SGD
+    # and AdamW, the same bits as finish_gradient and then step_job).
+    if step.take_step and step.max_grad_norm <= 0:
+        finish_step(step.optim, grad + offset, theta + offset, weights, count, g.alpha,
+                    step.divisor, &sum_w2, &sum_g2, state_1 + offset,
+                    state_2 + offset if state_2 != NULL else NULL,
+                    state_3 + offset if state_3 != NULL else NULL)
         work.partial[job] = sum_w2
         work.grad_partial[job] = sum_g2
         if step.weight_clip > 0:
@@ -495,16 +495,12 @@ cdef inline void finish_job(const Geometry *g, Py_ssize_t job, floating *theta, 
     # the loss (a bias: none), and with a step sum(g^2) of the finished gradient: the global
     # norm for max_grad_norm, and each layer's norm for the estimators' gradient_norms_
     # (layer_norms).
-    finish_gradient(grad + offset, <floating *> NULL if work.job_hi[job] < 0 else theta + offset,
-                    count, 0.0 if work.job_hi[job] < 0 else g.alpha, step.divisor, &sum_w2,
+    finish_gradient(grad + offset, theta + offset if weights else <floating *> NULL, count,
+                    g.alpha if weights else 0.0, step.divisor, &sum_w2,
                     &sum_g2 if step.take_step else NULL)
     work.partial[job] = sum_w2
-    if not step.take_step:
-        return
-    work.grad_partial[job] = sum_g2
-    if step.max_grad_norm > 0:
-        return  # the step waits for the whole gradient's norm
-    step_job(g, job, theta, grad, state_1, state_2, state_3, step, work)
+    if step.take_step:
+        work.grad_partial[job] = sum_g2  # (max_grad_norm: the step waits for the whole norm)
 
 
 cdef inline void weights_job(const Geometry *g, Py_ssize_t job, floating *theta, floating *grad,

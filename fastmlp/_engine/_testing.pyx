@@ -167,21 +167,17 @@ def kernel_optim_step(fm_optim[::1] spec, floating[::1] param, const floating[::
 def kernel_finish_step(fm_optim[::1] spec, floating[::1] g, floating[::1] param, bint penalize,
                        double alpha, double divisor, floating[::1] s1, floating[::1] s2,
                        floating[::1] s3, bint want_w2, bint want_g2):
-    """finish_gradient and the step of `spec`'s solver (its t advanced) in one pass, as a
-    weight job takes them: returns None where the solver has no such pass (nothing done), else
-    (sum(w^2), sum(g^2)) as kernel_finish_gradient returns them. An empty s3 stands for none."""
+    """finish_gradient and the step of `spec`'s solver (its t advanced), as a weight job takes
+    them (in one pass where the solver has one): returns (sum(w^2), sum(g^2)) as
+    kernel_finish_gradient returns them. An empty s2 or s3 stands for none."""
     cdef double sum_w2 = 0.0, sum_g2 = 0.0
-    cdef fm_optim before
-    if (spec.shape[0] != 1 or not g.shape[0] == param.shape[0] == s1.shape[0] == s2.shape[0]
-            or s3.shape[0] not in (0, g.shape[0])):
+    if (spec.shape[0] != 1 or not g.shape[0] == param.shape[0] == s1.shape[0]
+            or s2.shape[0] not in (0, g.shape[0]) or s3.shape[0] not in (0, g.shape[0])):
         raise ValueError("one OPTIM_SPEC record, and g, param and the state of one length")
-    before = spec[0]
     fm_optim_begin_step(&spec[0])
-    if not finish_step(&spec[0], &g[0], &param[0], penalize, g.shape[0], alpha, divisor,
-                       &sum_w2 if want_w2 else NULL, &sum_g2 if want_g2 else NULL, &s1[0],
-                       &s2[0], &s3[0] if s3.shape[0] > 0 else NULL):
-        spec[0] = before  # (the record as it was: its step not taken)
-        return None
+    finish_step(&spec[0], &g[0], &param[0], penalize, g.shape[0], alpha, divisor,
+                &sum_w2 if want_w2 else NULL, &sum_g2 if want_g2 else NULL, &s1[0],
+                &s2[0] if s2.shape[0] > 0 else NULL, &s3[0] if s3.shape[0] > 0 else NULL)
     return (sum_w2 if want_w2 and penalize else None), (sum_g2 if want_g2 else None)
 
 
