@@ -117,6 +117,38 @@ def copy_for(network, theta):
     return record.copy
 
 
+# A model's compiled few-row prediction (_engine.SteadyPrediction), by id(estimator): kept here,
+# not in the estimator's __dict__, because a prediction must not change the estimator (scikit-
+# learn's check_dict_unchanged), and dropped by a finalizer when the estimator dies. It holds
+# no reference to the estimator, only to the objects it checks the estimator still holds.
+_STEADY = {}
+_FINALIZED = set()  # the ids of estimators whose finalizer is registered (one each)
+
+
+def steady_prediction(estimator):
+    """The estimator's compiled few-row prediction, or None."""
+    return _STEADY.get(id(estimator))
+
+
+def keep_steady_prediction(estimator, steady):
+    key = id(estimator)
+    if key not in _FINALIZED:
+        _FINALIZED.add(key)
+        weakref.finalize(estimator, _forget_estimator, key)
+    _STEADY[key] = steady
+
+
+def drop_steady_prediction(estimator):
+    """Forget the estimator's compiled few-row prediction (a fit is replacing what it holds:
+    it would keep the old weights alive until the next few-row prediction made another)."""
+    _STEADY.pop(id(estimator), None)
+
+
+def _forget_estimator(key):
+    _STEADY.pop(key, None)
+    _FINALIZED.discard(key)
+
+
 def begin_training(estimator):
     """Before anything that writes the estimator's theta (fit, partial_fit; end_training after
     it, in a `finally`): no copy is made or read anywhere in the process until the matching

@@ -21,7 +21,8 @@ What the estimators use is re-exported here; everything else is internal to the 
     _interrupt.pxd        Ctrl-C through a call that runs without the GIL
     _trainer.pyx          Trainer (epochs, full-batch gradients), predict, surely_finite, the
                           limit that holds BLAS to one thread while the engine runs, and
-                          SteadyCall (a partial_fit call in its steady state, compiled)
+                          SteadyCall (a partial_fit call in its steady state, compiled),
+                          SteadyPrediction (a few-row prediction in its steady state, compiled)
     _blas.pxd, _kernels.pxd, _openmp.pxd   shims: scipy's BLAS, csrc/'s kernels, OpenMP
     _testing.pyx          the kernels one by one on numpy arrays, for the tests only
 
@@ -48,9 +49,9 @@ stepping the optimizer is one element-wise pass (csrc/optimizers.c).
 """
 from fastmlp._engine._network import Network
 from fastmlp._engine._trainer import (
-    OPENMP_ENABLED, OPTIM_SPEC, PARALLEL_CHECK_VALUES, SMALL_PREDICT_ROWS, SteadyCall, Trainer,
-    blas_limit_enter, blas_limit_exit, blas_thread_calls, max_threads, predict, small_pack_copies,
-    surely_finite,
+    OPENMP_ENABLED, OPTIM_SPEC, PARALLEL_CHECK_VALUES, SMALL_PREDICT_ROWS, SteadyCall,
+    SteadyPrediction, Trainer, blas_limit_enter, blas_limit_exit, blas_thread_calls, max_threads,
+    predict, small_pack_copies, surely_finite,
 )
 from fastmlp._engine.vocabulary import (
     ACTIVATION_CODES, HIDDEN_ACTIVATIONS, LOSS_CODES, OTHER_LOSSES, OUTPUT_LOSSES, SOLVERS,
@@ -59,5 +60,5 @@ from fastmlp._engine.vocabulary import (
 __all__ = ["ACTIVATION_CODES", "HIDDEN_ACTIVATIONS", "LOSS_CODES", "Network", "OPENMP_ENABLED",
            "OPTIM_SPEC", "OTHER_LOSSES", "OUTPUT_LOSSES", "PARALLEL_CHECK_VALUES",
            "SMALL_PREDICT_ROWS", "SOLVERS",
-           "SteadyCall", "Trainer", "blas_limit_enter", "blas_limit_exit", "blas_thread_calls",
+           "SteadyCall", "SteadyPrediction", "Trainer", "blas_limit_enter", "blas_limit_exit", "blas_thread_calls",
            "max_threads", "predict", "small_pack_copies", "surely_finite"]
