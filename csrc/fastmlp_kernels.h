@@ -125,14 +125,16 @@ unsigned long long fm_dropout_key(unsigned long long seed, long long step);
     /* out (rows x n_out) = a (rows x n_in, rows lda apart) @ W, for a few rows, without BLAS.  */ \
     void fm_small_product##SFX(REAL *out, const REAL *a, ptrdiff_t lda, const REAL *W,             \
                                ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t n_out);                   \
-    /* The same product and bits, reading W's first fm_small_pack_columns(n_out) columns from   \
-     * `copy`, made by fm_small_pack (csrc/small_product.c says when that is faster).            */ \
+    /* The same product and bits, reading W's first columns (AVX-512: all of W) from `copy`,    \
+     * made by fm_small_pack (csrc/small_product.c says when that is faster).                    */ \
     void fm_small_product_packed##SFX(REAL *out, const REAL *a, ptrdiff_t lda, const REAL *W,      \
                                       const REAL *copy, ptrdiff_t rows, ptrdiff_t n_in,            \
                                       ptrdiff_t n_out);                                            \
-    /* How many of n_out columns a packed copy holds on this processor (0: none would help).    */ \
+    /* How many of n_out columns a packed copy holds on this processor (0: none would help;     \
+     * AVX-512: a row's length in the copy, n_out rounded up to whole cache lines).              */ \
     ptrdiff_t fm_small_pack_columns##SFX(ptrdiff_t n_out);                                         \
-    /* copy (n_in x fm_small_pack_columns(n_out) elements) = W's first columns, block by block.  */ \
+    /* copy (n_in x fm_small_pack_columns(n_out) elements) = W's first columns, block by block   \
+     * (AVX-512: W's rows, each padded to whole lines).                                          */ \
     void fm_small_pack##SFX(REAL *copy, const REAL *W, ptrdiff_t n_in, ptrdiff_t n_out);           \
     /* a[r, :] = act(a[r, :] + b) for every row r of the row-major rows x cols block a; z (when    \
      * not NULL, same shape) receives the pre-activation a + b. params may be NULL for the         \

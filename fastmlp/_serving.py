@@ -10,8 +10,10 @@ block of columns: a strided read that costs more than the cache W sits in (784 x
 of W stored block by block (each block's rows one after another) is read as sequential streams
 by the same loop, the same terms in the same order: the same bits in 0.72 of the time
 (benchmarks/one_row_layout.py; benchmarks/RESULTS.md has the engine's and predict_proba's
-figures). The copy costs one more W per model (O(parameters)), made at the second few-row
-prediction of a model so that a single prediction never pays for it.
+figures). On processors that take its AVX-512 path, which reads whole rows of W, the copy is W
+with each row on cache lines of its own (numpy places theta 16 or 48 bytes past one): 0.87-0.91 of
+the engine's time. The copy costs one more W per model (O(parameters)), made at the second
+few-row prediction of a model so that a single prediction never pays for it.
 
 The copy must never be stale, and `coefs_` are numpy views into the flat weights `_theta` that a
 user may edit in place at any time (pruning: `clf.coefs_[0][mask] = 0`) with nothing that tells

@@ -653,7 +653,8 @@ cdef Py_ssize_t predict_scratch(const Geometry *g, const Rows *rows, Py_ssize_t 
 
 def small_pack_copies(Network network, const floating[::1] theta):
     """A copy of the network's W laid out for one-row predictions (csrc/small_product.c's packed
-    copy: each block of columns' rows one after another), every layer's in turn in one array;
+    copy: each block of columns' rows one after another; on AVX-512, W's rows each on cache
+    lines of their own), every layer's in turn in one array;
     None where no layer's copy would hold anything on this processor. It holds theta's weights
     as they are now: `predict(..., copies=...)` must be given it only while theta is unchanged
     (fastmlp/_serving.py's copy_for keeps that promise)."""

@@ -288,6 +288,7 @@ def test_small_product_sums_in_order_bit_for_bit(dtype, n_in, zeros):
     dict(hidden_layer_sizes=(64, 130), activation="tanh"),  # dense inputs in every layer
     dict(hidden_layer_sizes=(72,), activation="maxout", maxout_pieces=3),  # W1 216 wide
     dict(hidden_layer_sizes=(128, 64), batch_norm=True),  # the fold scales the product
+    dict(hidden_layer_sizes=(17, 16)),  # AVX-512's rows padded to lines: just past one, one
 ])
 @pytest.mark.parametrize("n_features", [40, 1100])  # 1100: two pieces of terms
 def test_predict_with_the_packed_copy_gives_the_same_bits(dtype, options, n_features):
