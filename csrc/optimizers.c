@@ -501,8 +501,8 @@ FM_INLINE void SFX(ftrl)(const fm_optim *o, REAL *param, const REAL *grad, REAL 
 
 /* The gradient's finish and the step, one pass over a weight job's block, for Adam and SGD
  * (scikit-learn's solvers) and AdamW (`rule`: FM_RULE_*): fm_finish_gradient and then
- * fm_optim_step, each
- * element's operations those loops do, in their order, and the two sums those of finish_loop
+ * fm_optim_step, each element's operations those loops do, in their order, and the two sums
+ * those of finish_loop
  * (the same simd reduction over the same values), so the same bits (tests/engine/test_kernels.py
  * holds the pass to the two; tools/fingerprint.py: 301 of 301 fits equal). Both sums are always
  * taken, so that only `penalty`, `by_reciprocal` and `rule` make loops of their own (a weight
@@ -581,17 +581,12 @@ void SFX(fm_finish_step)(const fm_optim *o, REAL *g, REAL *param, int penalize, 
         SFX(finish_step_loop)(o, g, param, s1, s2, s3, n, alpha_r, divisor_r, &w2, &g2, p, r, \
                               rule); \
         break;
-    FM_FINISH_STEP(FM_RULE_ADAM, 0, 0) FM_FINISH_STEP(FM_RULE_ADAM, 0, 1)
-    FM_FINISH_STEP(FM_RULE_ADAM, 1, 0) FM_FINISH_STEP(FM_RULE_ADAM, 1, 1)
-    FM_FINISH_STEP(FM_RULE_SGD, 0, 0) FM_FINISH_STEP(FM_RULE_SGD, 0, 1)
-    FM_FINISH_STEP(FM_RULE_SGD, 1, 0) FM_FINISH_STEP(FM_RULE_SGD, 1, 1)
-    FM_FINISH_STEP(FM_RULE_SGD_NESTEROV, 0, 0) FM_FINISH_STEP(FM_RULE_SGD_NESTEROV, 0, 1)
-    FM_FINISH_STEP(FM_RULE_SGD_NESTEROV, 1, 0) FM_FINISH_STEP(FM_RULE_SGD_NESTEROV, 1, 1)
-#define FM_FINISH_ADAMW(rule) FM_FINISH_STEP(rule, 0, 0) FM_FINISH_STEP(rule, 0, 1) \
+#define FM_FINISH_RULE(rule) FM_FINISH_STEP(rule, 0, 0) FM_FINISH_STEP(rule, 0, 1) \
     FM_FINISH_STEP(rule, 1, 0) FM_FINISH_STEP(rule, 1, 1)
-    FM_FINISH_ADAMW(FM_RULE_ADAMW) FM_FINISH_ADAMW(FM_RULE_ADAMW + 1)
-    FM_FINISH_ADAMW(FM_RULE_ADAMW + 2) FM_FINISH_ADAMW(FM_RULE_ADAMW + 3)
-#undef FM_FINISH_ADAMW
+    FM_FINISH_RULE(FM_RULE_ADAM) FM_FINISH_RULE(FM_RULE_SGD) FM_FINISH_RULE(FM_RULE_SGD_NESTEROV)
+    FM_FINISH_RULE(FM_RULE_ADAMW) FM_FINISH_RULE(FM_RULE_ADAMW + 1)
+    FM_FINISH_RULE(FM_RULE_ADAMW + 2) FM_FINISH_RULE(FM_RULE_ADAMW + 3)
+#undef FM_FINISH_RULE
 #undef FM_FINISH_STEP
     }
     if (sum_w2 != NULL && penalize)
