@@ -376,11 +376,29 @@ FM_RP_TARGET static void rp_product_at(float *out, ptrdiff_t ldo, const float *a
  * next panel's rows of W into L2 tile by tile during the current panel (packing a panel of a
  * 1024-column W reads 512 lines 4 KB apart: ~10 % of the forward product's time in perf),
  * `wide` 1.010x: the prefetches stalled as the loads had; tiles of 14 rows (28 accumulators),
- * `wide` 1.012x, `mnist` 1.084x, `tiny-batch` 1.048x (5 rounds). */
+ * `wide` 1.012x, `mnist` 1.084x, `tiny-batch` 1.048x (5 rounds).
+ *
+ * What did help with those strided reads: where a block has many rows, W's block of terms is
+ * packed FM_RP_GROUP panels at a time (rp_pack_group, into 256 columns by the block's terms on
+ * the heap: up to 512 KB, in L2), each row of W a run of up to 1 KB instead of 128 bytes from
+ * every row for each panel, and the panels then run from that copy in the same order: the same
+ * terms in the same chains, no bit changed (tools/fingerprint.py: 301 of 301 fits equal to
+ * b720452). That covers the forward products and the weight jobs (delta is their W); W^T's
+ * pack reads runs along rows of W already. 2-core Xeon VM (AVX-512, L2 2 MB a core),
+ * 2026-12-04: own / OpenBLAS (python benchmarks/few_rows_product.py, three runs each, in
+ * turns) 0.907-0.949 -> 0.910-0.915 for 256 x 784 x 1024, 0.914-0.982 -> 0.926-0.946 for
+ * 256 x 1024 x 1024, 128 x 784 x 256 unchanged (0.76-0.80); groups of 4, 16 or 32 panels
+ * within that noise of 8. Builds alternating (benchmarks/ab_builds.py, 5 rounds): `wide`
+ * 0.977x, bulk prediction 0.988x, `mnist` 0.985x. Blocks of fewer than FM_RP_GROUP_ROWS rows
+ * (`tiny-batch`'s 16-32, partial_fit's) pack a panel at a time as before: with groups from one
+ * row on, `tiny-batch` read 1.044x (`small`, all of whose blocks have 100 rows, 0.970x: noise;
+ * same script, 5 rounds). */
 enum {
     FM_RP_MR512 = 12,
     FM_RP_NR512 = 32,
-    FM_RP_KC512 = 512
+    FM_RP_KC512 = 512,
+    FM_RP_GROUP = 8,  /* panels packed at once (rp_pack_group) ... */
+    FM_RP_GROUP_ROWS = 64  /* ... for products of at least this many rows */
 };
 
 #define FM_RP_TARGET512 __attribute__((target("avx512f,avx2,fma")))
@@ -476,6 +494,30 @@ FM_RP_TARGET512 FM_INLINE void rp_strips512(float *strips, ptrdiff_t strip_size,
     }
 }
 
+/* W's rows k0..k0+kc of columns g0..g0+g_cols packed panel after panel (each kc x 32, the last
+ * one's missing columns zeros), read row by row: each row of W a run of g_cols floats, where
+ * rp_pack, one panel at a time, reads 128 bytes a row (see rp_product512 for why). */
+FM_RP_TARGET512 FM_INLINE void rp_pack_group(float *panels, const float *W, ptrdiff_t ldw,
+                                             ptrdiff_t g0, ptrdiff_t g_cols, ptrdiff_t k0,
+                                             ptrdiff_t kc)
+{
+    const ptrdiff_t whole = g_cols / FM_RP_NR512, rest = g_cols % FM_RP_NR512;
+    for (ptrdiff_t k = 0; k < kc; k++) {
+        const float *w = W + (k0 + k) * ldw + g0;
+        float *p = panels + k * FM_RP_NR512;
+        for (ptrdiff_t j = 0; j < whole; j++, w += FM_RP_NR512, p += kc * FM_RP_NR512) {
+            _mm512_store_ps(p, _mm512_loadu_ps(w));
+            _mm512_store_ps(p + 16, _mm512_loadu_ps(w + 16));
+        }
+        if (rest) {
+            const __mmask16 m0 = (__mmask16) (rest >= 16 ? 0xFFFF : (1u << rest) - 1u);
+            const __mmask16 m1 = (__mmask16) (rest > 16 ? (1u << (rest - 16)) - 1u : 0);
+            _mm512_store_ps(p, _mm512_maskz_loadu_ps(m0, w));
+            _mm512_store_ps(p + 16, _mm512_maskz_loadu_ps(m1, w + 16));
+        }
+    }
+}
+
 /* rp_product's loops with the AVX-512 tiles and panels. */
 FM_RP_TARGET512 FM_INLINE void rp_product512(float *out, ptrdiff_t ldo, const float *a,
                                              ptrdiff_t lda, const float *W, ptrdiff_t ldw,
@@ -496,29 +538,44 @@ FM_RP_TARGET512 FM_INLINE void rp_product512(float *out, ptrdiff_t ldo, const fl
     float *strips = a_trans && cols > FM_RP_NR512
         ? malloc((size_t) ((rows + FM_RP_MR512 - 1) / FM_RP_MR512 * strip_size) * sizeof(float))
         : NULL;
+    const ptrdiff_t group = FM_RP_GROUP * FM_RP_NR512;
+    float *panels_heap = !transposed && cols > FM_RP_NR512 && rows >= FM_RP_GROUP_ROWS
+        ? malloc((size_t) block * group * sizeof(float) + 64) : NULL;
+    float *panels = panels_heap
+        ? (float *) (((size_t) panels_heap + 63) & ~(size_t) 63) : NULL;
     for (ptrdiff_t k0 = 0; k0 < n_in; k0 += block) {
         const ptrdiff_t kc = n_in - k0 < block ? n_in - k0 : block;
         const float *a_k0 = a_trans ? a + k0 * lda : a + k0;
         const int first = k0 == 0 && !accumulate;
         if (strips)
             rp_strips512(strips, strip_size, a_k0, lda, rows, kc);
-        for (ptrdiff_t j0 = 0; j0 < cols; j0 += FM_RP_NR512) {
-            const ptrdiff_t width = cols - j0 < FM_RP_NR512 ? cols - j0 : FM_RP_NR512;
-            rp_pack(packed, W, ldw, j0, width, k0, kc, transposed, FM_RP_NR512);
-            if (width == FM_RP_NR512) {
-                rp_rows512(out + j0, ldo, a_k0, lda, packed, rows, kc, first, 0xFFFF, 0xFFFF, 0,
-                           a_trans, 2, strips, strip_size);
-            } else if (width <= 16) {  /* one register a row */
-                const __mmask16 mask = (__mmask16) ((1u << width) - 1u);
-                rp_rows512(out + j0, ldo, a_k0, lda, packed, rows, kc, first, mask, 0, 1,
-                           a_trans, 1, strips, strip_size);
-            } else {
-                const __mmask16 mask = (__mmask16) ((1u << (width - 16)) - 1u);
-                rp_rows512(out + j0, ldo, a_k0, lda, packed, rows, kc, first, 0xFFFF, mask, 1,
-                           a_trans, 2, strips, strip_size);
+        for (ptrdiff_t g0 = 0; g0 < cols; g0 += group) {
+            const ptrdiff_t g_cols = cols - g0 < group ? cols - g0 : group;
+            if (panels)
+                rp_pack_group(panels, W, ldw, g0, g_cols, k0, kc);
+            for (ptrdiff_t j0 = g0; j0 < g0 + g_cols; j0 += FM_RP_NR512) {
+                const ptrdiff_t width = cols - j0 < FM_RP_NR512 ? cols - j0 : FM_RP_NR512;
+                const float *p = packed;
+                if (panels)
+                    p = panels + (j0 - g0) / FM_RP_NR512 * kc * FM_RP_NR512;
+                else
+                    rp_pack(packed, W, ldw, j0, width, k0, kc, transposed, FM_RP_NR512);
+                if (width == FM_RP_NR512) {
+                    rp_rows512(out + j0, ldo, a_k0, lda, p, rows, kc, first, 0xFFFF, 0xFFFF, 0,
+                               a_trans, 2, strips, strip_size);
+                } else if (width <= 16) {  /* one register a row */
+                    const __mmask16 mask = (__mmask16) ((1u << width) - 1u);
+                    rp_rows512(out + j0, ldo, a_k0, lda, p, rows, kc, first, mask, 0, 1,
+                               a_trans, 1, strips, strip_size);
+                } else {
+                    const __mmask16 mask = (__mmask16) ((1u << (width - 16)) - 1u);
+                    rp_rows512(out + j0, ldo, a_k0, lda, p, rows, kc, first, 0xFFFF, mask, 1,
+                               a_trans, 2, strips, strip_size);
+                }
             }
         }
     }
+    free(panels_heap);
     free(strips);
 }
 

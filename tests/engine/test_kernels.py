@@ -503,9 +503,19 @@ def test_rows_product_refuses_a_kernel_this_machine_does_not_run():
     assert (out == 7.0).all()
 
 
+# The shapes: around the tiles, panels and blocks; and from 64 rows on (csrc/rows_product.c's
+# FM_RP_GROUP_ROWS), where the AVX-512 kernel packs 8 panels (256 columns) of W at a time, around
+# that group, with a last group and a last panel that are partial.
+FEW_ROWS = ((1, 2, 5, 6, 7, 11, 12, 13, 16, 24, 25, 32),
+            (0, 1, 5, 8, 9, 255, 256, 257, 511, 512, 513, 600, 1023, 1024, 1025, 2100),
+            (1, 7, 8, 15, 16, 17, 31, 32, 33, 48, 65, 100))
+MANY_ROWS = ((63, 64, 77), (1, 257, 513, 1025), (31, 33, 100, 256, 257, 300, 520))
+
+
 @pytest.mark.skipif(not K.ROWS_PRODUCT, reason="csrc/rows_product.c needs AVX2 and FMA")
+@pytest.mark.parametrize("shapes", [FEW_ROWS, MANY_ROWS], ids=["few rows", "many rows"])
 @pytest.mark.parametrize("kind", ["a W", "a W^T", "a^T W", "out + a^T W"])
-def test_rows_product_is_the_fma_chain_over_k_for_every_shape_and_stride(kind):
+def test_rows_product_is_the_fma_chain_over_k_for_every_shape_and_stride(kind, shapes):
     """csrc/rows_product.c: every element one chain of fused multiply-adds in k's order (its
     bits, whatever the tiles of rows, the panels of 16 columns and the blocks of 1024 terms,
     256 for a^T; on AVX-512 tiles of 12 rows, panels of 32 and blocks of 512, a^T in strips),
@@ -516,9 +526,9 @@ def test_rows_product_is_the_fma_chain_over_k_for_every_shape_and_stride(kind):
     were. Each kernel this machine runs (on AVX-512 both: the same bits)."""
     rng = np.random.RandomState(6)
     transposed, a_transposed, accumulate = kind == "a W^T", "a^T" in kind, "out +" in kind
-    for rows in (1, 2, 5, 6, 7, 11, 12, 13, 16, 24, 25, 32):
-        for n_in in (0, 1, 5, 8, 9, 255, 256, 257, 511, 512, 513, 600, 1023, 1024, 1025, 2100):
-            for cols in (1, 7, 8, 15, 16, 17, 31, 32, 33, 48, 65, 100):
+    for rows in shapes[0]:
+        for n_in in shapes[1]:
+            for cols in shapes[2]:
                 if a_transposed:  # a is n_in x rows: a block of a_in's columns
                     a = rng.standard_normal((n_in, rows + 3)).astype(np.float32)[:, 1:rows + 1]
                 else:
