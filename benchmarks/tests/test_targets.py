@@ -87,6 +87,17 @@ def test_issue12_targets_judge_against_every_peer_and_onnxruntime():
         "59 us", "PASS")
 
 
+def test_bulk_prediction_target_says_how_near_the_sgemm_ceiling_it_lies():
+    results = {"predict": {"predict-bulk": {
+        "fastmlp": {"median_s": 1.0, "samples_per_s": 1200.0, "gflops": 360.0},
+        "onnxruntime": {"median_s": 1.2, "samples_per_s": 1000.0, "gflops": 300.0}}},
+        "gemm": {"sgemm": {"best_gflops": 400.0}}}
+    checks = {label: (measured, verdict) for label, measured, verdict
+              in check_targets(results, MNIST)}
+    assert checks["predict-bulk: rows/s >= 1.2x ONNX Runtime's"] == (
+        "1.20x (1.2e+03 vs 1e+03 rows/s; 1.2x is 360 GFLOP/s, 90% of sgemm's 400)", "PASS")
+
+
 def test_issue12_targets_are_na_when_not_run():
     checks = check_targets({}, MNIST)
     assert len(checks) == 10 + 5 + 2 + 2 + 1 + 1
