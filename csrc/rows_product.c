@@ -523,7 +523,7 @@ FM_RP_TARGET512 FM_INLINE void rp_product512(float *out, ptrdiff_t ldo, const fl
                                              ptrdiff_t lda, const float *W, ptrdiff_t ldw,
                                              ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols,
                                              int accumulate, const int transposed,
-                                             const int a_trans)
+                                             const int a_trans, const float *prepacked)
 {
     float packed[FM_RP_KC512 * FM_RP_NR512] __attribute__((aligned(64)));
     if (n_in == 0) {
@@ -539,8 +539,9 @@ FM_RP_TARGET512 FM_INLINE void rp_product512(float *out, ptrdiff_t ldo, const fl
         ? malloc((size_t) ((rows + FM_RP_MR512 - 1) / FM_RP_MR512 * strip_size) * sizeof(float))
         : NULL;
     const ptrdiff_t group = FM_RP_GROUP * FM_RP_NR512;
-    float *panels_heap = !transposed && cols > FM_RP_NR512 && rows >= FM_RP_GROUP_ROWS
-        ? malloc((size_t) block * group * sizeof(float) + 64) : NULL;
+    float *panels_heap = !prepacked && !transposed && cols > FM_RP_NR512
+        && rows >= FM_RP_GROUP_ROWS ? malloc((size_t) block * group * sizeof(float) + 64) : NULL;
+    const ptrdiff_t cols_whole = (cols + FM_RP_NR512 - 1) / FM_RP_NR512 * FM_RP_NR512;
     float *panels = panels_heap
         ? (float *) (((size_t) panels_heap + 63) & ~(size_t) 63) : NULL;
     for (ptrdiff_t k0 = 0; k0 < n_in; k0 += block) {
@@ -556,7 +557,9 @@ FM_RP_TARGET512 FM_INLINE void rp_product512(float *out, ptrdiff_t ldo, const fl
             for (ptrdiff_t j0 = g0; j0 < g0 + g_cols; j0 += FM_RP_NR512) {
                 const ptrdiff_t width = cols - j0 < FM_RP_NR512 ? cols - j0 : FM_RP_NR512;
                 const float *p = packed;
-                if (panels)
+                if (prepacked)  /* fm_rows_pack's layout */
+                    p = prepacked + k0 * cols_whole + j0 * kc;
+                else if (panels)
                     p = panels + (j0 - g0) / FM_RP_NR512 * kc * FM_RP_NR512;
                 else
                     rp_pack(packed, W, ldw, j0, width, k0, kc, transposed, FM_RP_NR512);
@@ -583,14 +586,14 @@ FM_RP_TARGET512 static void rp_product512_n(float *out, ptrdiff_t ldo, const flo
                                             ptrdiff_t lda, const float *W, ptrdiff_t ldw,
                                             ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols)
 {
-    rp_product512(out, ldo, a, lda, W, ldw, rows, n_in, cols, 0, 0, 0);
+    rp_product512(out, ldo, a, lda, W, ldw, rows, n_in, cols, 0, 0, 0, NULL);
 }
 
 FM_RP_TARGET512 static void rp_product512_t(float *out, ptrdiff_t ldo, const float *a,
                                             ptrdiff_t lda, const float *W, ptrdiff_t ldw,
                                             ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols)
 {
-    rp_product512(out, ldo, a, lda, W, ldw, rows, n_in, cols, 0, 1, 0);
+    rp_product512(out, ldo, a, lda, W, ldw, rows, n_in, cols, 0, 1, 0, NULL);
 }
 
 FM_RP_TARGET512 static void rp_product512_at(float *out, ptrdiff_t ldo, const float *a,
@@ -598,7 +601,24 @@ FM_RP_TARGET512 static void rp_product512_at(float *out, ptrdiff_t ldo, const fl
                                              ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols,
                                              int accumulate)
 {
-    rp_product512(out, ldo, a, lda, W, ldw, rows, n_in, cols, accumulate, 0, 1);
+    rp_product512(out, ldo, a, lda, W, ldw, rows, n_in, cols, accumulate, 0, 1, NULL);
+}
+
+FM_RP_TARGET512 static void rp_product512_packed(float *out, ptrdiff_t ldo, const float *a,
+                                                 ptrdiff_t lda, const float *packed,
+                                                 ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols)
+{
+    rp_product512(out, ldo, a, lda, NULL, 0, rows, n_in, cols, 0, 0, 0, packed);
+}
+
+FM_RP_TARGET512 static void rp_pack512(float *packed, const float *W, ptrdiff_t ldw,
+                                       ptrdiff_t n_in, ptrdiff_t cols)
+{
+    const ptrdiff_t cols_whole = (cols + FM_RP_NR512 - 1) / FM_RP_NR512 * FM_RP_NR512;
+    for (ptrdiff_t k0 = 0; k0 < n_in; k0 += FM_RP_KC512) {
+        const ptrdiff_t kc = n_in - k0 < FM_RP_KC512 ? n_in - k0 : FM_RP_KC512;
+        rp_pack_group(packed + k0 * cols_whole, W, ldw, 0, cols, k0, kc);
+    }
 }
 #endif
 
@@ -661,5 +681,42 @@ int fm_rows_product_by(int kernel, int kind, float *out, ptrdiff_t ldo, const fl
     (void) kernel, (void) kind, (void) out, (void) ldo, (void) a, (void) lda, (void) W,
         (void) ldw, (void) rows, (void) n_in, (void) cols, (void) accumulate;
     return -1;
+#endif
+}
+
+/* W packed once for many products a W (a bulk prediction's blocks of rows): see
+ * fastmlp_kernels.h. The AVX-512 kernel's blocks of FM_RP_KC512 terms one after another, each
+ * its panels of 32 columns one after another (rp_pack_group's layout over all of W's columns),
+ * so that rp_product512 reads panel j0 of the block at k0 at k0 * cols_whole + j0 * kc. */
+ptrdiff_t fm_rows_packed_size(ptrdiff_t n_in, ptrdiff_t cols)
+{
+#if defined(FM_RP_X86)
+    if (rp_kernel == 2 && n_in > 0 && cols > 0)
+        return n_in * ((cols + FM_RP_NR512 - 1) / FM_RP_NR512 * FM_RP_NR512);
+#endif
+    (void) n_in, (void) cols;
+    return 0;
+}
+
+void fm_rows_pack_f(float *packed, const float *W, ptrdiff_t ldw, ptrdiff_t n_in, ptrdiff_t cols)
+{
+#if defined(FM_RP_X86)
+    if (fm_rows_packed_size(n_in, cols) > 0)
+        rp_pack512(packed, W, ldw, n_in, cols);
+#else
+    (void) packed, (void) W, (void) ldw, (void) n_in, (void) cols;
+#endif
+}
+
+void fm_rows_product_packed_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda,
+                              const float *packed, ptrdiff_t rows, ptrdiff_t n_in,
+                              ptrdiff_t cols)
+{
+#if defined(FM_RP_X86)
+    if (fm_rows_packed_size(n_in, cols) > 0)
+        rp_product512_packed(out, ldo, a, lda, packed, rows, n_in, cols);
+#else
+    (void) out, (void) ldo, (void) a, (void) lda, (void) packed, (void) rows, (void) n_in,
+        (void) cols;
 #endif
 }

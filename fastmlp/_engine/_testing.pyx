@@ -4,6 +4,7 @@
 both dtypes. Not used by the estimators; a module of its own so that the trainer holds only what
 training and prediction need.
 """
+import numpy as np
 from cython cimport floating
 from libc.math cimport fmaf
 
@@ -11,7 +12,8 @@ from fastmlp._engine._kernels cimport (
     activation_backward, adam_step, bias_activation_forward, clamp, dropout_backward,
     dropout_forward, finish_gradient, finish_step, fm_activation_needs_preactivation,
     fm_activation_params, fm_rows_product_at_f, fm_rows_product_available, fm_rows_product_by,
-    fm_rows_product_f, fm_rows_product_kernel, fm_rows_product_t_f,
+    fm_rows_pack_f, fm_rows_packed_size, fm_rows_product_f, fm_rows_product_kernel,
+    fm_rows_product_packed_f, fm_rows_product_t_f,
     fm_dropout_key, fm_exp_array_d, fm_exp_array_f, fm_expm1_array_d, fm_expm1_array_f,
     fm_log1p_unit_array_d, fm_log1p_unit_array_f, fm_optim, fm_optim_begin_step,
     maxout_backward, maxout_forward, optim_step, output_delta, scale, sgd_step, small_product,
@@ -252,6 +254,29 @@ def kernel_rows_product(float[:, :] out, const float[:, :] a, const float[:, :] 
     else:
         fm_rows_product_f(&out[0, 0], out.strides[0] // 4, a_ptr, a.strides[0] // 4, W_ptr,
                           W.strides[0] // 4, rows, n_in, cols)
+
+
+def kernel_rows_product_packed(float[:, :] out, const float[:, :] a, const float[:, :] W):
+    """out = a @ W from W packed once (fm_rows_pack_f, as a bulk prediction packs each layer's
+    W), then multiplied by each of a's halves of rows in turn (the prediction's blocks).
+    Returns False, having done nothing, where this machine's kernel reads no such copy."""
+    cdef Py_ssize_t rows = a.shape[0], n_in = a.shape[1], cols = W.shape[1], half = rows // 2
+    cdef Py_ssize_t size = fm_rows_packed_size(n_in, cols)
+    if W.shape[0] != n_in or out.shape[0] != rows or out.shape[1] != cols:
+        raise ValueError("shapes differ")
+    if a.strides[1] != 4 or W.strides[1] != 4 or out.strides[1] != 4:
+        raise ValueError("rows must be contiguous")
+    if size == 0:
+        return False
+    raw = np.empty(size + 16, np.float32)  # 64-byte aligned below
+    cdef float[::1] copy = raw[(-raw.ctypes.data % 64) // 4:][:size]
+    fm_rows_pack_f(&copy[0], &W[0, 0], W.strides[0] // 4, n_in, cols)
+    if half:
+        fm_rows_product_packed_f(&out[0, 0], out.strides[0] // 4, &a[0, 0], a.strides[0] // 4,
+                                 &copy[0], half, n_in, cols)
+    fm_rows_product_packed_f(&out[half, 0], out.strides[0] // 4, &a[half, 0],
+                             a.strides[0] // 4, &copy[0], rows - half, n_in, cols)
+    return True
 
 
 def fma_chain_product(float[:, ::1] out, const float[:, :] a, const float[:, :] W,

@@ -36,8 +36,9 @@ from fastmlp._engine._interrupt cimport (
     Interrupt, interrupt_init, interrupted, reraise_interrupt,
 )
 from fastmlp._engine._kernels cimport (
-    FM_MAXOUT, all_finite, fm_optim, fm_optim_begin_step, fm_small_pack_columns_d,
-    fm_small_pack_columns_f, small_pack, small_product_packed,
+    FM_MAXOUT, all_finite, fm_optim, fm_optim_begin_step, fm_rows_pack_f, fm_rows_packed_size,
+    fm_rows_product_packed_f, fm_small_pack_columns_d, fm_small_pack_columns_f, small_pack,
+    small_product_packed,
 )
 from fastmlp._engine._layer_dense cimport OWN_PRODUCT_ROWS, SMALL_ROWS, own_rows_product
 from fastmlp._engine._layer_dropout cimport dropout_at_step
@@ -597,14 +598,16 @@ cdef class Trainer:
 cdef bint predict_block(const Geometry *g, const floating *theta, const Rows *rows,
                         Py_ssize_t r0, Py_ssize_t r1, floating *out, floating *scratch,
                         Py_ssize_t cap, const floating *fold, bint check,
-                        const floating **copies) noexcept nogil:
+                        const floating **copies, const float **packs) noexcept nogil:
     """out rows r0..r1 (at most cap rows) = the network's output for rows r0..r1 of X.
     scratch: two blocks of cap x max_width, then (a maxout network) one for a layer's pieces,
     then (a strided X) one of cap x n_features for its gathered rows (see predict_scratch).
     copies (NULL, or one per layer, each NULL or small_pack_copies' copy of that layer's W):
     a layer with a copy multiplies by it (fewer than SMALL_ROWS rows, a dense input; the same
-    bits). Returns whether `check` found the first layer's product finite (False if not
-    checked)."""
+    bits). packs (NULL, or one per layer, each NULL or that layer's float32 W packed once for
+    the whole prediction: predict_packs): a layer with one multiplies a block of at least
+    SMALL_ROWS rows from it (the same bits as from W). Returns whether `check` found the first
+    layer's product finite (False if not checked)."""
     cdef Py_ssize_t l, r, n_out, ld_in = rows.ldx
     cdef const floating *a_in = NULL
     cdef floating *a_out
@@ -629,6 +632,10 @@ cdef bint predict_block(const Geometry *g, const floating *theta, const Rows *ro
         if copies != NULL and copies[l] != NULL:
             small_product_packed(product, a_in, ld_in, theta + g.coef_offset[l], copies[l],
                                  r1 - r0, g.units[l], g.cols[l])
+        elif floating is float and packs != NULL and packs[l] != NULL and r1 - r0 >= SMALL_ROWS:
+            # (fewer rows: layer_product's row-by-row loop, whose bits differ)
+            fm_rows_product_packed_f(product, g.cols[l], a_in, ld_in, packs[l], r1 - r0,
+                                     g.units[l], g.cols[l])
         else:
             layer_product(g, l, product, a_in, ld_in, rows, r0, r1, theta)
         if l == 0 and check:
@@ -649,6 +656,45 @@ cdef Py_ssize_t predict_scratch(const Geometry *g, const Rows *rows, Py_ssize_t 
     if not rows.sparse and rows.strided:
         size += cap * g.units[0]
     return size
+
+
+cdef float *predict_packs(const Geometry *g, const float *theta, bint sparse,
+                          const float **packs) noexcept nogil:
+    """Every dense layer's W packed once (csrc/rows_product.c's fm_rows_pack_f) for a bulk
+    prediction, whose blocks of rows would each pack it again: packs[l] is layer l's copy, or
+    NULL where the machine's kernel reads none (then every layer's is NULL) or the layer's input
+    is a sparse X. Returns the allocation that holds them (free it), NULL where there is none or
+    malloc failed (all NULL: the blocks pack W as before). The copies hold W's values (each
+    layer's columns rounded up to 32), for the call only: O(parameters), as a fit's buffers.
+
+    Each block of rows packed W1 again: `predict-bulk`'s (784, 256, 128, 10) network over
+    20,000 rows packed its 800 KB 79 times. Packed once (one thread, before the blocks: W1's
+    copy and 4 rows' product took ~40 us by _testing.kernel_rows_product_packed, of a ~27 ms
+    call), 2-core Xeon VM (AVX-512), 2026-12-04: benchmarks/ab_builds.py
+    --workloads predict-bulk, 7 rounds, 0.955x the time; 20,000 rows in one process per build,
+    builds in turns, medians of 40 calls: 27.9, 27.3, 26.7 ms against 28.9, 28.2, 27.8. Only
+    the AVX-512 kernel reads such a copy (fm_rows_packed_size is 0 elsewhere: the AVX2
+    kernel's panels were not given one)."""
+    cdef Py_ssize_t l, size, total = 0
+    cdef float *held
+    cdef float *at
+    for l in range(g.n_layers):
+        packs[l] = NULL
+        if not (l == 0 and sparse):
+            total += fm_rows_packed_size(g.units[l], g.cols[l])
+    if total == 0:
+        return NULL
+    held = <float *> malloc(total * sizeof(float) + 64)
+    if held == NULL:
+        return NULL
+    at = <float *> ((<size_t> held + 63) & ~(<size_t> 63))  # the kernel's aligned loads
+    for l in range(g.n_layers):
+        size = 0 if l == 0 and sparse else fm_rows_packed_size(g.units[l], g.cols[l])
+        if size > 0:
+            fm_rows_pack_f(at, theta + g.coef_offset[l], g.cols[l], g.units[l], g.cols[l])
+            packs[l] = at
+            at += size
+    return held
 
 
 def small_pack_copies(Network network, const floating[::1] theta):
@@ -732,6 +778,8 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
     cdef unsigned char *block_finite
     cdef const floating[::1] copy
     cdef const floating **copy_ptrs = NULL
+    cdef const float **packs = NULL
+    cdef float *packs_held = NULL
     if g.batch_norm:
         if fold is None:
             raise ValueError("a batch-normalised network predicts with its folded statistics")
@@ -767,12 +815,20 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
             copy_layout(g, &copy[0], copy_ptrs)
             if rows.sparse:
                 copy_ptrs[0] = NULL  # a CSR first layer keeps W (its own product)
+        if floating is float and blocks > 1 and block_rows == OWN_PRODUCT_ROWS:
+            packs = <const float **> malloc(g.n_layers * sizeof(float *))
+            if packs == NULL:
+                raise MemoryError()
+            packs_held = predict_packs(g, &theta[0], rows.sparse, <const float **> packs)
+            if packs_held == NULL:
+                free(packs)
+                packs = NULL
         if n_threads == 1:
             with nogil:
                 for b in range(blocks):
                     block_finite[b] = predict_block(
                         g, &theta[0], &rows, b * block_rows, min(n, (b + 1) * block_rows),
-                        &out[0, 0], scratch, cap, fold_ptr, check, copy_ptrs)
+                        &out[0, 0], scratch, cap, fold_ptr, check, copy_ptrs, packs)
         else:
             caller_cpu = fm_current_cpu()
             for b in prange(blocks, nogil=True, schedule='dynamic', num_threads=n_threads):
@@ -781,13 +837,15 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
                 block_finite[b] = predict_block(
                     g, &theta[0], &rows, b * block_rows, min(n, (b + 1) * block_rows),
                     &out[0, 0], scratch + threadid() * scratch_size, cap, fold_ptr, check,
-                    copy_ptrs)
+                    copy_ptrs, packs)
         if not check:
             return None
         for b in range(blocks):
             finite = finite and block_finite[b]
         return finite
     finally:
+        free(packs_held)
+        free(packs)
         free(copy_ptrs)
         free(scratch)
 
@@ -1324,7 +1382,8 @@ cdef class SteadyPrediction:
                             copy_ptrs)
             with nogil:
                 finite = predict_block(g, <const floating *> self.theta_data, &rows, 0, n,
-                                       out_data, <floating *> scratch, n, NULL, True, copy_ptrs)
+                                       out_data, <floating *> scratch, n, NULL, True, copy_ptrs,
+                                       NULL)
         finally:
             free(scratch)
         return finite

@@ -226,3 +226,28 @@ def test_the_layout_of_X_does_not_change_the_fit():
                         proba = est.predict_proba(X_layout)
                     np.testing.assert_array_equal(est._theta, reference._theta, err_msg=name)
                     np.testing.assert_array_equal(proba, reference.predict_proba(Xd))
+
+
+def test_a_bulk_prediction_gives_each_block_the_bits_it_gets_alone():
+    # Where csrc/rows_product.c multiplies float32 blocks of rows (256 at a time), a prediction
+    # of several blocks packs each layer's W once (on AVX-512: fastmlp/_engine/_trainer.pyx's
+    # predict_packs) and one block alone packs it inside the product: the same bits, for every
+    # block, a last short one, a strided X and a sparse X (whose first layer keeps W).
+    from fastmlp._engine import _testing as K
+    if not K.ROWS_PRODUCT:
+        pytest.skip("csrc/rows_product.c needs AVX2 and FMA")
+    rng = np.random.RandomState(3)
+    X = rng.standard_normal((3 * 256 + 7, 70)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
+    sparse = pytest.importorskip("scipy.sparse").csr_matrix(np.where(X > 1, X, 0))
+    for params in ({"hidden_layer_sizes": (300, 40)}, {"hidden_layer_sizes": (33,)},
+                   {"hidden_layer_sizes": (257, 20), "activation": "tanh"}):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clf = MLPClassifier(max_iter=2, random_state=0, **params).fit(X, y)
+        for data in (X, np.asfortranarray(X), sparse):
+            whole = clf.predict_proba(data)
+            for r0 in range(0, len(X), 256):
+                np.testing.assert_array_equal(whole[r0:r0 + 256],
+                                              clf.predict_proba(data[r0:r0 + 256]),
+                                              err_msg=f"{params}, rows {r0}")
