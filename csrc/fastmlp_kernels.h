@@ -251,15 +251,17 @@ void fm_rows_product_at_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t l
 int fm_rows_product_by(int kernel, int kind, float *out, ptrdiff_t ldo, const float *a,
                        ptrdiff_t lda, const float *W, ptrdiff_t ldw, ptrdiff_t rows,
                        ptrdiff_t n_in, ptrdiff_t cols, int accumulate);
-/* W packed once for many products out = a W of its rows (a bulk prediction's blocks): the
- * floats fm_rows_pack_f writes (0 where this machine's kernel reads no such copy: then use
+/* W packed once for many products out = a W of its rows (a bulk prediction's blocks), by
+ * `kernel` (fm_rows_product_kernel()'s, or for the tests any that runs here): the floats
+ * fm_rows_pack_f writes (0 where that kernel does not run here or W is empty: then use
  * fm_rows_product_f); the copy, into `packed` (64-byte aligned); and out = a W from it, the same
  * bits as fm_rows_product_f's. */
-ptrdiff_t fm_rows_packed_size(ptrdiff_t n_in, ptrdiff_t cols);
-void fm_rows_pack_f(float *packed, const float *W, ptrdiff_t ldw, ptrdiff_t n_in, ptrdiff_t cols);
-void fm_rows_product_packed_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda,
-                              const float *packed, ptrdiff_t rows, ptrdiff_t n_in,
-                              ptrdiff_t cols);
+ptrdiff_t fm_rows_packed_size(int kernel, ptrdiff_t n_in, ptrdiff_t cols);
+void fm_rows_pack_f(int kernel, float *packed, const float *W, ptrdiff_t ldw, ptrdiff_t n_in,
+                    ptrdiff_t cols);
+void fm_rows_product_packed_f(int kernel, float *out, ptrdiff_t ldo, const float *a,
+                              ptrdiff_t lda, const float *packed, ptrdiff_t rows,
+                              ptrdiff_t n_in, ptrdiff_t cols);
 
 #undef FASTMLP_DECLARE
 

@@ -117,7 +117,10 @@
  * so predictions went in blocks of 1024 rows to BLAS. With blocks of 1024 terms, float32
  * predictions go in blocks of OWN_PRODUCT_ROWS rows to this kernel (`predict` in
  * fastmlp/_engine/_trainer.pyx; PREDICT_ROWS has the figures: 0.94-0.96x the time of 20,000
- * and 12,000 rows).
+ * and 12,000 rows). Each block packed all of W again; a prediction of several blocks now packs
+ * each layer's W once, in each kernel's layout (fm_rows_pack_f, at the end of this file), and
+ * every block multiplies from that copy (fm_rows_product_packed_f): the same panels, the same
+ * bits (predict_packs in fastmlp/_engine/_trainer.pyx has the figures).
  */
 #include <stddef.h>
 #include <stdlib.h>
@@ -300,7 +303,8 @@ FM_RP_TARGET FM_INLINE void rp_pack(float *packed, const float *W, ptrdiff_t ldw
 FM_RP_TARGET FM_INLINE void rp_product(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda,
                                        const float *W, ptrdiff_t ldw, ptrdiff_t rows,
                                        ptrdiff_t n_in, ptrdiff_t cols, int accumulate,
-                                       const int transposed, const int a_trans)
+                                       const int transposed, const int a_trans,
+                                       const float *prepacked)
 {
     float packed[FM_RP_KC * FM_RP_NR] __attribute__((aligned(64)));
     if (n_in == 0) {
@@ -310,13 +314,18 @@ FM_RP_TARGET FM_INLINE void rp_product(float *out, ptrdiff_t ldo, const float *a
         return;
     }
     const ptrdiff_t block = a_trans ? FM_RP_KC_AT : FM_RP_KC;
+    const ptrdiff_t cols_whole = (cols + FM_RP_NR - 1) / FM_RP_NR * FM_RP_NR;
     for (ptrdiff_t k0 = 0; k0 < n_in; k0 += block) {
         const ptrdiff_t kc = n_in - k0 < block ? n_in - k0 : block;
         const float *a_k0 = a_trans ? a + k0 * lda : a + k0;
         const int first = k0 == 0 && !accumulate;
         for (ptrdiff_t j0 = 0; j0 < cols; j0 += FM_RP_NR) {
             const ptrdiff_t width = cols - j0 < FM_RP_NR ? cols - j0 : FM_RP_NR;
-            rp_pack(packed, W, ldw, j0, width, k0, kc, transposed, FM_RP_NR);
+            const float *p = packed;
+            if (prepacked)  /* rp_pack_all's layout */
+                p = prepacked + k0 * cols_whole + j0 * kc;
+            else
+                rp_pack(packed, W, ldw, j0, width, k0, kc, transposed, FM_RP_NR);
             if (width < FM_RP_NR) {
                 int lanes[FM_RP_NR];
                 for (int j = 0; j < FM_RP_NR; j++)
@@ -324,14 +333,14 @@ FM_RP_TARGET FM_INLINE void rp_product(float *out, ptrdiff_t ldo, const float *a
                 const __m256i mask_0 = _mm256_loadu_si256((const __m256i *) lanes);
                 const __m256i mask_1 = _mm256_loadu_si256((const __m256i *) (lanes + 8));
                 if (width <= 8)  /* half the multiply-adds: 100 columns end in 4 */
-                    rp_rows(out + j0, ldo, a_k0, lda, packed, rows, kc, first, mask_0, mask_1,
-                            1, a_trans, 1);
+                    rp_rows(out + j0, ldo, a_k0, lda, p, rows, kc, first, mask_0, mask_1, 1,
+                            a_trans, 1);
                 else
-                    rp_rows(out + j0, ldo, a_k0, lda, packed, rows, kc, first, mask_0, mask_1,
-                            1, a_trans, 2);
+                    rp_rows(out + j0, ldo, a_k0, lda, p, rows, kc, first, mask_0, mask_1, 1,
+                            a_trans, 2);
             } else {
-                rp_rows(out + j0, ldo, a_k0, lda, packed, rows, kc, first,
-                        _mm256_setzero_si256(), _mm256_setzero_si256(), 0, a_trans, 2);
+                rp_rows(out + j0, ldo, a_k0, lda, p, rows, kc, first, _mm256_setzero_si256(),
+                        _mm256_setzero_si256(), 0, a_trans, 2);
             }
         }
     }
@@ -341,14 +350,14 @@ FM_RP_TARGET static void rp_product_n(float *out, ptrdiff_t ldo, const float *a,
                                       const float *W, ptrdiff_t ldw, ptrdiff_t rows,
                                       ptrdiff_t n_in, ptrdiff_t cols)
 {
-    rp_product(out, ldo, a, lda, W, ldw, rows, n_in, cols, 0, 0, 0);
+    rp_product(out, ldo, a, lda, W, ldw, rows, n_in, cols, 0, 0, 0, NULL);
 }
 
 FM_RP_TARGET static void rp_product_t(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda,
                                       const float *W, ptrdiff_t ldw, ptrdiff_t rows,
                                       ptrdiff_t n_in, ptrdiff_t cols)
 {
-    rp_product(out, ldo, a, lda, W, ldw, rows, n_in, cols, 0, 1, 0);
+    rp_product(out, ldo, a, lda, W, ldw, rows, n_in, cols, 0, 1, 0, NULL);
 }
 
 FM_RP_TARGET static void rp_product_at(float *out, ptrdiff_t ldo, const float *a,
@@ -356,7 +365,29 @@ FM_RP_TARGET static void rp_product_at(float *out, ptrdiff_t ldo, const float *a
                                        ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols,
                                        int accumulate)
 {
-    rp_product(out, ldo, a, lda, W, ldw, rows, n_in, cols, accumulate, 0, 1);
+    rp_product(out, ldo, a, lda, W, ldw, rows, n_in, cols, accumulate, 0, 1, NULL);
+}
+
+FM_RP_TARGET static void rp_product_packed(float *out, ptrdiff_t ldo, const float *a,
+                                           ptrdiff_t lda, const float *packed, ptrdiff_t rows,
+                                           ptrdiff_t n_in, ptrdiff_t cols)
+{
+    rp_product(out, ldo, a, lda, NULL, 0, rows, n_in, cols, 0, 0, 0, packed);
+}
+
+/* All of W packed for rp_product_packed: its blocks of FM_RP_KC terms one after another, each
+ * its panels of 16 columns one after another (panel j0 of the block at k0 at k0 * cols_whole
+ * + j0 * kc), each as rp_pack packs it. */
+FM_RP_TARGET static void rp_pack_all(float *packed, const float *W, ptrdiff_t ldw,
+                                     ptrdiff_t n_in, ptrdiff_t cols)
+{
+    const ptrdiff_t cols_whole = (cols + FM_RP_NR - 1) / FM_RP_NR * FM_RP_NR;
+    for (ptrdiff_t k0 = 0; k0 < n_in; k0 += FM_RP_KC) {
+        const ptrdiff_t kc = n_in - k0 < FM_RP_KC ? n_in - k0 : FM_RP_KC;
+        for (ptrdiff_t j0 = 0; j0 < cols; j0 += FM_RP_NR)
+            rp_pack(packed + k0 * cols_whole + j0 * kc, W, ldw, j0,
+                    cols - j0 < FM_RP_NR ? cols - j0 : FM_RP_NR, k0, kc, 0, FM_RP_NR);
+    }
 }
 
 /* The AVX-512 kernel: the same sums (each out[r, j] the chain of fused multiply-adds over k in
@@ -685,38 +716,45 @@ int fm_rows_product_by(int kernel, int kind, float *out, ptrdiff_t ldo, const fl
 }
 
 /* W packed once for many products a W (a bulk prediction's blocks of rows): see
- * fastmlp_kernels.h. The AVX-512 kernel's blocks of FM_RP_KC512 terms one after another, each
- * its panels of 32 columns one after another (rp_pack_group's layout over all of W's columns),
- * so that rp_product512 reads panel j0 of the block at k0 at k0 * cols_whole + j0 * kc. */
-ptrdiff_t fm_rows_packed_size(ptrdiff_t n_in, ptrdiff_t cols)
+ * fastmlp_kernels.h. Each kernel's blocks of terms one after another, each its panels one after
+ * another, as its product reads them (rp_pack_all; on AVX-512 rp_pack512, rp_pack_group's
+ * layout over all of W's columns). */
+ptrdiff_t fm_rows_packed_size(int kernel, ptrdiff_t n_in, ptrdiff_t cols)
 {
 #if defined(FM_RP_X86)
-    if (rp_kernel == 2 && n_in > 0 && cols > 0)
-        return n_in * ((cols + FM_RP_NR512 - 1) / FM_RP_NR512 * FM_RP_NR512);
+    if (kernel >= 1 && kernel <= rp_kernel && n_in > 0 && cols > 0) {
+        const ptrdiff_t nr = kernel == 2 ? FM_RP_NR512 : FM_RP_NR;
+        return n_in * ((cols + nr - 1) / nr * nr);
+    }
 #endif
-    (void) n_in, (void) cols;
+    (void) kernel, (void) n_in, (void) cols;
     return 0;
 }
 
-void fm_rows_pack_f(float *packed, const float *W, ptrdiff_t ldw, ptrdiff_t n_in, ptrdiff_t cols)
+void fm_rows_pack_f(int kernel, float *packed, const float *W, ptrdiff_t ldw, ptrdiff_t n_in,
+                    ptrdiff_t cols)
 {
 #if defined(FM_RP_X86)
-    if (fm_rows_packed_size(n_in, cols) > 0)
+    if (fm_rows_packed_size(kernel, n_in, cols) > 0 && kernel == 2)
         rp_pack512(packed, W, ldw, n_in, cols);
+    else if (fm_rows_packed_size(kernel, n_in, cols) > 0)
+        rp_pack_all(packed, W, ldw, n_in, cols);
 #else
-    (void) packed, (void) W, (void) ldw, (void) n_in, (void) cols;
+    (void) kernel, (void) packed, (void) W, (void) ldw, (void) n_in, (void) cols;
 #endif
 }
 
-void fm_rows_product_packed_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda,
-                              const float *packed, ptrdiff_t rows, ptrdiff_t n_in,
-                              ptrdiff_t cols)
+void fm_rows_product_packed_f(int kernel, float *out, ptrdiff_t ldo, const float *a,
+                              ptrdiff_t lda, const float *packed, ptrdiff_t rows,
+                              ptrdiff_t n_in, ptrdiff_t cols)
 {
 #if defined(FM_RP_X86)
-    if (fm_rows_packed_size(n_in, cols) > 0)
+    if (fm_rows_packed_size(kernel, n_in, cols) > 0 && kernel == 2)
         rp_product512_packed(out, ldo, a, lda, packed, rows, n_in, cols);
+    else if (fm_rows_packed_size(kernel, n_in, cols) > 0)
+        rp_product_packed(out, ldo, a, lda, packed, rows, n_in, cols);
 #else
-    (void) out, (void) ldo, (void) a, (void) lda, (void) packed, (void) rows, (void) n_in,
-        (void) cols;
+    (void) kernel, (void) out, (void) ldo, (void) a, (void) lda, (void) packed, (void) rows,
+        (void) n_in, (void) cols;
 #endif
 }

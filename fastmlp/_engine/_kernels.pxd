@@ -19,9 +19,9 @@ cdef extern from "fastmlp_kernels.h" nogil:
     void fm_rows_product_t_f(float *out, Py_ssize_t ldo, const float *a, Py_ssize_t lda, const float *W, Py_ssize_t ldw, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t cols)
     void fm_rows_product_at_f(float *out, Py_ssize_t ldo, const float *a, Py_ssize_t lda, const float *W, Py_ssize_t ldw, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t cols, int accumulate)
     int fm_rows_product_by(int kernel, int kind, float *out, Py_ssize_t ldo, const float *a, Py_ssize_t lda, const float *W, Py_ssize_t ldw, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t cols, int accumulate)
-    Py_ssize_t fm_rows_packed_size(Py_ssize_t n_in, Py_ssize_t cols)
-    void fm_rows_pack_f(float *packed, const float *W, Py_ssize_t ldw, Py_ssize_t n_in, Py_ssize_t cols)
-    void fm_rows_product_packed_f(float *out, Py_ssize_t ldo, const float *a, Py_ssize_t lda, const float *packed, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t cols)
+    Py_ssize_t fm_rows_packed_size(int kernel, Py_ssize_t n_in, Py_ssize_t cols)
+    void fm_rows_pack_f(int kernel, float *packed, const float *W, Py_ssize_t ldw, Py_ssize_t n_in, Py_ssize_t cols)
+    void fm_rows_product_packed_f(int kernel, float *out, Py_ssize_t ldo, const float *a, Py_ssize_t lda, const float *packed, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t cols)
     enum:
         FM_IDENTITY
         FM_LOGISTIC

@@ -256,12 +256,19 @@ def kernel_rows_product(float[:, :] out, const float[:, :] a, const float[:, :] 
                           W.strides[0] // 4, rows, n_in, cols)
 
 
-def kernel_rows_product_packed(float[:, :] out, const float[:, :] a, const float[:, :] W):
+def kernel_rows_product_packed(float[:, :] out, const float[:, :] a, const float[:, :] W,
+                               int kernel=0):
     """out = a @ W from W packed once (fm_rows_pack_f, as a bulk prediction packs each layer's
-    W), then multiplied by each of a's halves of rows in turn (the prediction's blocks).
-    Returns False, having done nothing, where this machine's kernel reads no such copy."""
+    W), then multiplied by each of a's halves of rows in turn (the prediction's blocks), by
+    `kernel` (one of ROWS_PRODUCT_KERNELS; 0: the engine's). Returns False, having done
+    nothing, where that kernel makes no such copy (an empty W)."""
     cdef Py_ssize_t rows = a.shape[0], n_in = a.shape[1], cols = W.shape[1], half = rows // 2
-    cdef Py_ssize_t size = fm_rows_packed_size(n_in, cols)
+    cdef Py_ssize_t size
+    if not fm_rows_product_available():
+        raise RuntimeError("csrc/rows_product.c does not run on this processor")
+    if kernel == 0:
+        kernel = fm_rows_product_kernel()
+    size = fm_rows_packed_size(kernel, n_in, cols)
     if W.shape[0] != n_in or out.shape[0] != rows or out.shape[1] != cols:
         raise ValueError("shapes differ")
     if a.strides[1] != 4 or W.strides[1] != 4 or out.strides[1] != 4:
@@ -270,11 +277,11 @@ def kernel_rows_product_packed(float[:, :] out, const float[:, :] a, const float
         return False
     raw = np.empty(size + 16, np.float32)  # 64-byte aligned below
     cdef float[::1] copy = raw[(-raw.ctypes.data % 64) // 4:][:size]
-    fm_rows_pack_f(&copy[0], &W[0, 0], W.strides[0] // 4, n_in, cols)
+    fm_rows_pack_f(kernel, &copy[0], &W[0, 0], W.strides[0] // 4, n_in, cols)
     if half:
-        fm_rows_product_packed_f(&out[0, 0], out.strides[0] // 4, &a[0, 0], a.strides[0] // 4,
-                                 &copy[0], half, n_in, cols)
-    fm_rows_product_packed_f(&out[half, 0], out.strides[0] // 4, &a[half, 0],
+        fm_rows_product_packed_f(kernel, &out[0, 0], out.strides[0] // 4, &a[0, 0],
+                                 a.strides[0] // 4, &copy[0], half, n_in, cols)
+    fm_rows_product_packed_f(kernel, &out[half, 0], out.strides[0] // 4, &a[half, 0],
                              a.strides[0] // 4, &copy[0], rows - half, n_in, cols)
     return True
 

@@ -37,7 +37,7 @@ from fastmlp._engine._interrupt cimport (
 )
 from fastmlp._engine._kernels cimport (
     FM_MAXOUT, all_finite, fm_optim, fm_optim_begin_step, fm_rows_pack_f, fm_rows_packed_size,
-    fm_rows_product_packed_f, fm_small_pack_columns_d, fm_small_pack_columns_f, small_pack,
+    fm_rows_product_kernel, fm_rows_product_packed_f, fm_small_pack_columns_d, fm_small_pack_columns_f, small_pack,
     small_product_packed,
 )
 from fastmlp._engine._layer_dense cimport OWN_PRODUCT_ROWS, SMALL_ROWS, own_rows_product
@@ -634,8 +634,8 @@ cdef bint predict_block(const Geometry *g, const floating *theta, const Rows *ro
                                  r1 - r0, g.units[l], g.cols[l])
         elif floating is float and packs != NULL and packs[l] != NULL and r1 - r0 >= SMALL_ROWS:
             # (fewer rows: layer_product's row-by-row loop, whose bits differ)
-            fm_rows_product_packed_f(product, g.cols[l], a_in, ld_in, packs[l], r1 - r0,
-                                     g.units[l], g.cols[l])
+            fm_rows_product_packed_f(fm_rows_product_kernel(), product, g.cols[l], a_in, ld_in,
+                                     packs[l], r1 - r0, g.units[l], g.cols[l])
         else:
             layer_product(g, l, product, a_in, ld_in, rows, r0, r1, theta)
         if l == 0 and check:
@@ -662,7 +662,7 @@ cdef float *predict_packs(const Geometry *g, const float *theta, bint sparse,
                           const float **packs) noexcept nogil:
     """Every dense layer's W packed once (csrc/rows_product.c's fm_rows_pack_f) for a bulk
     prediction, whose blocks of rows would each pack it again: packs[l] is layer l's copy, or
-    NULL where the machine's kernel reads none (then every layer's is NULL) or the layer's input
+    NULL where the machine has no such kernel (then every layer's is NULL) or the layer's input
     is a sparse X. Returns the allocation that holds them (free it), NULL where there is none or
     malloc failed (all NULL: the blocks pack W as before). The copies hold W's values (each
     layer's columns rounded up to 32), for the call only: O(parameters), as a fit's buffers.
@@ -672,16 +672,18 @@ cdef float *predict_packs(const Geometry *g, const float *theta, bint sparse,
     copy and 4 rows' product took ~40 us by _testing.kernel_rows_product_packed, of a ~27 ms
     call), 2-core Xeon VM (AVX-512), 2026-12-04: benchmarks/ab_builds.py
     --workloads predict-bulk, 7 rounds, 0.955x the time; 20,000 rows in one process per build,
-    builds in turns, medians of 40 calls: 27.9, 27.3, 26.7 ms against 28.9, 28.2, 27.8. Only
-    the AVX-512 kernel reads such a copy (fm_rows_packed_size is 0 elsewhere: the AVX2
-    kernel's panels were not given one)."""
+    builds in turns, medians of 40 calls: 27.9, 27.3, 26.7 ms against 28.9, 28.2, 27.8. The
+    AVX2 kernel's copy (its panels of 16 columns), timed on the same VM with the AVX2 kernel
+    forced in both builds (a scratch edit of rp_settle_available): 0.989x (7 rounds); not timed
+    on an AVX2-only host."""
     cdef Py_ssize_t l, size, total = 0
+    cdef int kernel = fm_rows_product_kernel()
     cdef float *held
     cdef float *at
     for l in range(g.n_layers):
         packs[l] = NULL
         if not (l == 0 and sparse):
-            total += fm_rows_packed_size(g.units[l], g.cols[l])
+            total += fm_rows_packed_size(kernel, g.units[l], g.cols[l])
     if total == 0:
         return NULL
     held = <float *> malloc(total * sizeof(float) + 64)
@@ -689,9 +691,10 @@ cdef float *predict_packs(const Geometry *g, const float *theta, bint sparse,
         return NULL
     at = <float *> ((<size_t> held + 63) & ~(<size_t> 63))  # the kernel's aligned loads
     for l in range(g.n_layers):
-        size = 0 if l == 0 and sparse else fm_rows_packed_size(g.units[l], g.cols[l])
+        size = 0 if l == 0 and sparse else fm_rows_packed_size(kernel, g.units[l], g.cols[l])
         if size > 0:
-            fm_rows_pack_f(at, theta + g.coef_offset[l], g.cols[l], g.units[l], g.cols[l])
+            fm_rows_pack_f(kernel, at, theta + g.coef_offset[l], g.cols[l], g.units[l],
+                           g.cols[l])
             packs[l] = at
             at += size
     return held

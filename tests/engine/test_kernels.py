@@ -552,24 +552,27 @@ def test_rows_product_is_the_fma_chain_over_k_for_every_shape_and_stride(kind, s
                     assert (out_k[:, cols + 3:] == 7.0).all()
 
 
-@pytest.mark.skipif(2 not in K.ROWS_PRODUCT_KERNELS, reason="W packed once: the AVX-512 kernel's")
+@pytest.mark.skipif(not K.ROWS_PRODUCT, reason="csrc/rows_product.c needs AVX2 and FMA")
 @pytest.mark.parametrize("shapes", [FEW_ROWS, MANY_ROWS], ids=["few rows", "many rows"])
 def test_rows_product_from_w_packed_once_is_the_same_chain(shapes):
     """A bulk prediction packs each layer's W once (fm_rows_pack_f) and multiplies every block
     of rows from that copy: the same fused chain over k as fm_rows_product_f, for W and a that
-    are slices of wider arrays, each half of the rows from the one copy."""
+    are slices of wider arrays, each half of the rows from the one copy, by each kernel this
+    machine runs."""
     rng = np.random.RandomState(8)
     for rows in shapes[0]:
         for n_in in shapes[1]:
             for cols in shapes[2]:
                 a = rng.standard_normal((rows, n_in + 3)).astype(np.float32)[:, 1:n_in + 1]
                 W = rng.standard_normal((n_in, cols + 5)).astype(np.float32)[:, 2:cols + 2]
-                out_wide = np.full((rows, cols + 4), 7.0, dtype=np.float32)
                 expected = np.zeros((rows, cols), np.float32)
                 K.fma_chain_product(expected, a, W)
-                done = K.kernel_rows_product_packed(out_wide[:, 3:cols + 3], a, W)
-                assert done == (n_in > 0)
-                if done:
-                    np.testing.assert_array_equal(out_wide[:, 3:cols + 3], expected,
-                                                  err_msg=f"{rows, n_in, cols}")
-                assert (out_wide[:, :3] == 7.0).all() and (out_wide[:, cols + 3:] == 7.0).all()
+                for kernel in K.ROWS_PRODUCT_KERNELS:
+                    out_wide = np.full((rows, cols + 4), 7.0, dtype=np.float32)
+                    done = K.kernel_rows_product_packed(out_wide[:, 3:cols + 3], a, W, kernel)
+                    assert done == (n_in > 0)
+                    if done:
+                        np.testing.assert_array_equal(out_wide[:, 3:cols + 3], expected,
+                                                      err_msg=f"{kernel, rows, n_in, cols}")
+                    assert (out_wide[:, :3] == 7.0).all()
+                    assert (out_wide[:, cols + 3:] == 7.0).all()
