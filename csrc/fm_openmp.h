@@ -82,20 +82,35 @@ static inline int fm_count(const int *count)
 #endif
 
 /* Spin until *count reaches target, or *stop (if given) is set; returns whether it was reached.
- * It spins a few microseconds, then gives the CPU away between looks: the row job it waits for
- * may belong to a thread the OS runs on the same CPU (beside a busy process). */
+ * It spins ~20 us, then yields the CPU between looks for a while (~50 us where no other thread
+ * wants this CPU), then sleeps between looks (fm_nap). The sleep is what matters beside a busy
+ * process: the thread it waits for may be queued behind that process on the other CPU for a
+ * time slice of the OS (milliseconds), and a thread that yields keeps its own CPU busy, so the
+ * kernel never moves the queued thread onto it; a sleeping one idles it, and the kernel's
+ * balancing pulls the queued thread over at once. Measured beside a spinning process (2-core
+ * Intel Xeon VM, `python benchmarks/harness_runs.py --runs busy-core --scale 0.5 --repeats 3`,
+ * two threads forced on every batch, a /tmp build): 2 threads over 1 on `mnist` 1.07-1.10 with
+ * yields only, 0.88-0.95 with the sleep after 0, 100, 300 or 1,000 yields; `wide` 0.80-0.81
+ * against 0.87-0.90. The yields first keep short waits on a quiet machine from sleeping (a sleep there
+ * lasts 30-100 us, the timer's slack): builds in turns on `tiny-batch` (benchmarks/ab_builds.py,
+ * 5-7 rounds) 1.048x the epoch with no yields, 0.978-0.988x with 100 or 300; `mnist`, `wide`
+ * 1.000x. (A futex that the count's writer wakes would end the sleep sooner; not needed here.) */
 void fm_yield_cpu(void);
+void fm_nap(void);
 static inline int fm_wait_count(const int *count, int target, const int *stop)
 {
-    int spins = 0;
+    int looks = 0;
     while (fm_count(count) < target) {
         if (stop != NULL && fm_load_flag(stop))
             return 0;
-        if (spins < 2000) {  /* as GOMP_SPINCOUNT, set at load (fastmlp/_runtime.py) */
-            spins++;
+        if (looks < 2000) {  /* as GOMP_SPINCOUNT, set at load (fastmlp/_runtime.py) */
+            looks++;
             FM_PAUSE();
-        } else {
+        } else if (looks < 2300) {
+            looks++;
             fm_yield_cpu();
+        } else {
+            fm_nap();
         }
     }
     return 1;

@@ -20,7 +20,9 @@ from fastmlp._engine._kernels cimport (
     sum_squares,
 )
 from fastmlp._engine._network cimport Network
-from fastmlp._engine._openmp cimport fm_current_cpu, fm_leave_cpu, fm_spare_seconds
+from fastmlp._engine._openmp cimport (
+    fm_count_done, fm_current_cpu, fm_leave_cpu, fm_spare_seconds, fm_store_flag, fm_wait_count,
+)
 from fastmlp._engine._schedule cimport first_tiles as schedule_first_tiles
 from fastmlp._engine._threads cimport (
     ThreadChoice, choice_for, choice_gate, choice_init, choice_next, choice_record,
@@ -311,6 +313,25 @@ def leave_cpu(int cpu):
     on `cpu`, move it to another CPU it may use and leave its affinity mask as it was."""
     with nogil:
         fm_leave_cpu(cpu)
+
+
+def wait_count(int[::1] count, int target, int[::1] stop):
+    """csrc/fm_openmp.h's fm_wait_count on count[0], without the GIL: whether count[0] reached
+    `target` (1) or stop[0] was set first (0)."""
+    cdef int reached
+    with nogil:
+        reached = fm_wait_count(&count[0], target, &stop[0])
+    return reached
+
+
+def count_done(int[::1] count):
+    """What a row job does when a layer's deltas are written: count[0] += 1 (release)."""
+    fm_count_done(&count[0])
+
+
+def raise_stop(int[::1] stop):
+    """What Ctrl-C does to the threads of a batch: the flag that ends their waits."""
+    fm_store_flag(&stop[0], 1)
 
 
 def spare_seconds():

@@ -393,13 +393,23 @@ def test_a_free_cpu_lets_the_probes_run_and_all_threads_come_back():
     assert trace[40 + 320 + PROBE_BATCHES + 1:].count(1) < 0.03 * len(trace[40 + 329:])
 
 
-def test_the_gate_covers_batches_of_a_few_milliseconds():
-    # mnist's batches: ~2.6-4.3 ms on one thread. Beside a busy core the threads' probes there
-    # cost more than they find (_threads.pxd): the gate keeps the threads away as for
-    # tiny-batch.
+def test_the_gate_covers_batches_of_about_a_millisecond():
+    # tiny-batch's batches on a slower host: ~1 ms on one thread. Beside a busy core the
+    # threads' probes there cost more than they find (a fork and a join each batch): the gate
+    # keeps the threads away.
     costs = [(1.0, 1.5)] * 3000
-    gated = _gated(2, costs, [0.0] * 3000, unit=1.3e-4)  # 4.2 ms a one-thread batch
+    gated = _gated(2, costs, [0.0] * 3000, unit=3.4e-5)  # 1.1 ms a one-thread batch
     assert gated[40:].count(2) == 0 < _trace(2, costs)[40:].count(2)
+
+
+def test_the_gate_leaves_batches_of_a_few_milliseconds_to_the_probes():
+    # mnist's batches: ~1.8-4.3 ms on one thread. Since a waiting thread sleeps
+    # (csrc/fm_openmp.h), two threads beside a busy core beat one there (_threads.pxd): where
+    # they do, they get the batches back, gate or no gate.
+    costs = [(1.0, 1.5)] * 40 + [(1.0, 0.8)] * 3000
+    for unit in (5.8e-5, 1.3e-4):  # 1.9 and 4.2 ms a one-thread batch
+        later = _gated(2, costs, [0.0] * 3040, unit=unit)[40 + 2 * MAX_PROBE_GAP:]
+        assert later.count(2) > 0.9 * len(later)
 
 
 def test_the_gate_leaves_long_batches_to_the_probes():
@@ -407,6 +417,51 @@ def test_the_gate_leaves_long_batches_to_the_probes():
     # often as they lose there: the probes decide, gate or no gate.
     costs = [(1.0, 1.2)] * 3000
     assert _gated(2, costs, [0.0] * 3000, unit=3e-4) == _trace(2, costs)
+
+
+# -- a thread that waits for a row block (csrc/fm_openmp.h's fm_wait_count) --------------------
+
+def _waiter(count, target, stop):
+    from fastmlp._engine._testing import wait_count
+    result = {}
+
+    def run():
+        cpu = time.thread_time()
+        result["reached"] = wait_count(count, target, stop)
+        result["cpu"] = time.thread_time() - cpu
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, result
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the wait sleeps on POSIX only")
+def test_a_long_wait_sleeps_and_ends_when_the_count_arrives():
+    # Beside a busy process the thread waited for may sit queued behind it for milliseconds: a
+    # waiter that spins or yields keeps its CPU busy, and the kernel never moves that thread
+    # onto it. Past a short spin the waiter sleeps between looks: little CPU of its own.
+    from fastmlp._engine._testing import count_done
+    count, stop = np.zeros(1, np.int32), np.zeros(1, np.int32)
+    thread, result = _waiter(count, 2, stop)
+    count_done(count)  # one of two: still waiting
+    start = time.perf_counter()
+    time.sleep(0.3)
+    assert thread.is_alive()
+    count_done(count)
+    thread.join(5.0)
+    wall = time.perf_counter() - start
+    assert not thread.is_alive() and result["reached"] == 1
+    assert result["cpu"] < 0.3 * wall
+
+
+def test_a_stop_ends_a_long_wait():
+    from fastmlp._engine._testing import raise_stop
+    count, stop = np.zeros(1, np.int32), np.zeros(1, np.int32)
+    thread, result = _waiter(count, 1, stop)
+    time.sleep(0.1)
+    assert thread.is_alive()
+    raise_stop(stop)
+    thread.join(5.0)
+    assert not thread.is_alive() and result["reached"] == 0
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/stat is Linux's")
