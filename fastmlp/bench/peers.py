@@ -20,9 +20,11 @@ benchmarks/compare.py); round by round, a burst of load lands on every system al
 already did for the in-process ones. Idle between its epochs, a child blocks on its stdin and
 takes no CPU, and the pause before every timed call (timing.SETTLE_SECONDS) lets its
 runtime's threads stop spinning before the next system is timed. ONNX Runtime's predictions
-stay in one child run after the others (one-row predictions are timed back to back per
-system: alternating systems call by call would have each evict the others' weights from the
-cache). Every peer trains the in-process systems' problem: ReLU hidden layers, softmax
+stay in one child run after the others, each bulk call after the same pause as every
+in-process system's (timed back to back, its calls found its threads spinning and ran in
+0.78x the time they take from a pause, against fastmlp's 0.92x: benchmarks/bulk_pause.py),
+and one-row predictions back to back, as for every system (alternating systems call by call
+would have each evict the others' weights from the cache). Every peer trains the in-process systems' problem: ReLU hidden layers, softmax
 cross-entropy, Adam(lr=1e-3, eps=1e-8), scikit-learn's L2 penalty alpha=1e-4 (0.5 x alpha x
 sum of squared weights / batch rows, added to each batch's loss), shuffled mini-batches of the
 workload's size, in its dtype; the losses in the table show it.
@@ -44,7 +46,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from .timing import OwnTiming, TaskFailed
+from .timing import SETTLE_SECONDS, OwnTiming, TaskFailed
 from .workloads import (
     N_CLASSES, PREDICT_BULK_ROWS, PREDICT_ONE_CALLS, Workload, make_blobs,
 )
@@ -431,6 +433,10 @@ def _onnxruntime_child(workload, X, y, threads, spec):
         predict_proba(bulk)
         record["predict-bulk"] = []
         for _ in range(max(spec["repeats"], 5)):
+            # the pause bench_predict leaves before each in-process system's bulk call: back
+            # to back, ONNX Runtime's calls found its threads spinning and the caches warm
+            # from its own call before, and were timed against fastmlp's from a pause
+            time.sleep(SETTLE_SECONDS)
             start = time.perf_counter()
             predict_proba(bulk)
             record["predict-bulk"].append(time.perf_counter() - start)

@@ -45,10 +45,12 @@ class TaskFailed(Exception):
     died): the task is dropped from the rounds, with the reason, and the others go on."""
 
 
-def time_interleaved(tasks, repeats, budget, failed=None):
+def time_interleaved(tasks, repeats, budget, failed=None, settle=None):
     """tasks: {key: callable}. Call each once per round, in turn, for up to `repeats` rounds; a
     task whose calls have taken more than `budget` seconds in all stops after 3 (or `repeats`)
     samples. Returns {key: [wall seconds, ...]} and {key: [CPU seconds of the process, ...]}.
+    Each call follows a pause of SETTLE_SECONDS where there is more than one task (below), or
+    where `settle` says so (True: always; False: never).
 
     A task timed elsewhere (a peer's epoch in its child process, which times itself so that
     the round trip through the pipe is not counted) returns an OwnTiming; the others are timed
@@ -63,7 +65,7 @@ def time_interleaved(tasks, repeats, budget, failed=None):
                 continue
             if len(times[key]) >= min_samples and sum(times[key]) > budget:
                 continue
-            if len(tasks) > 1:
+            if settle if settle is not None else len(tasks) > 1:
                 # OpenBLAS's idle threads spin for ~0.1 s after a call before they sleep: left
                 # alone, numpy's (scikit-learn's matmuls) would be timed as part of the next
                 # system's call. Measured: fastmlp's bulk predict 33 ms alone, 55 ms right after
@@ -130,9 +132,12 @@ def bench_predict(workload, runners, X, kinds, repeats, budget, log):
         log(f"  predict-bulk: {bulk.shape[0]} rows")
         for runner in runners.values():
             runner.predict_proba(bulk)
+        # Every call after the same pause, however many systems run here, as ONNX Runtime's
+        # in its child process (peers.py): each system's bulk call starts from the same idle
+        # machine (threads asleep, clocks down), not from the warmth of its own call before.
         times, cpu = time_interleaved({name: (lambda r=runner: r.predict_proba(bulk))
                                        for name, runner in runners.items()},
-                                      max(repeats, 5), budget)
+                                      max(repeats, 5), budget, settle=True)
         flops = 2 * workload.n_weights * bulk.shape[0]
         results["predict-bulk"] = {name: summarize(t, bulk.shape[0], flops, cpu[name])
                                    for name, t in times.items()}

@@ -93,6 +93,20 @@ def test_time_interleaved_respects_the_budget():
     assert len(times["a"]) == len(cpu["b"]) == 3
 
 
+def test_time_interleaved_pauses_before_each_call_where_told(monkeypatch):
+    # Bulk predictions pause before every call however many systems run in the process, as
+    # ONNX Runtime's in its child: the same idle start for every system's call.
+    pauses = []
+    monkeypatch.setattr(timing.time, "sleep", pauses.append)
+    timing.time_interleaved({"a": lambda: None}, repeats=3, budget=60.0)
+    assert pauses == []
+    timing.time_interleaved({"a": lambda: None}, repeats=3, budget=60.0, settle=True)
+    assert pauses == [timing.SETTLE_SECONDS] * 3
+    timing.time_interleaved({"a": lambda: None, "b": lambda: None}, repeats=2, budget=60.0,
+                            settle=False)
+    assert len(pauses) == 3
+
+
 def test_main_end_to_end(tmp_path, capsys):
     out = tmp_path / "results.json"
     assert bench.main(["--quick", "--workloads", "small", "--systems", "fastmlp,sklearn",
