@@ -15,25 +15,10 @@ import warnings
 
 import numpy as np
 
+from fastmlp.bench.peers import onnx_predict_proba
 from fastmlp.bench.systems import EstimatorSystem
 from fastmlp.bench.timing import SETTLE_SECONDS
 from fastmlp.bench.workloads import FIT_WORKLOADS, PREDICT_BULK_ROWS, make_blobs
-
-
-def onnx_session(model, X, threads):
-    import onnxruntime
-    from skl2onnx import to_onnx
-
-    from fastmlp._onnx import register_onnx_converters
-    register_onnx_converters()
-    graph = to_onnx(model, X[:1], options={"zipmap": False})
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = onnxruntime.InferenceSession(graph.SerializeToString(), options,
-                                           providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    output = [o.name for o in session.get_outputs() if "prob" in o.name][:1] or None
-    return lambda rows: session.run(output, {name: rows})
 
 
 def main():
@@ -49,7 +34,7 @@ def main():
         runner.fit_epoch(X, y)
     bulk = np.ascontiguousarray(X[:PREDICT_BULK_ROWS])
     calls = {"fastmlp": runner.model.predict_proba,
-             "onnxruntime": onnx_session(runner.model, X, args.threads)}
+             "onnxruntime": onnx_predict_proba(runner.model, X, args.threads)}
     times = {(name, way): [] for name in calls for way in ("back to back", "after a pause")}
     for call in calls.values():
         call(bulk)

@@ -91,10 +91,11 @@ static inline int fm_count(const int *count)
  * Intel Xeon VM, `python benchmarks/harness_runs.py --runs busy-core --scale 0.5 --repeats 3`,
  * two threads forced on every batch, a /tmp build): 2 threads over 1 on `mnist` 1.07-1.10 with
  * yields only, 0.88-0.95 with the sleep after 0, 100, 300 or 1,000 yields; `wide` 0.80-0.81
- * against 0.87-0.90. The yields first keep short waits on a quiet machine from sleeping (a sleep there
- * lasts 30-100 us, the timer's slack): builds in turns on `tiny-batch` (benchmarks/ab_builds.py,
- * 5-7 rounds) 1.048x the epoch with no yields, 0.978-0.988x with 100 or 300; `mnist`, `wide`
- * 1.000x. (A futex that the count's writer wakes would end the sleep sooner; not needed here.) */
+ * against 0.87-0.90. The yields first keep short waits on a quiet machine from sleeping (a sleep
+ * there lasts 30-100 us, the timer's slack): builds in turns on `tiny-batch`
+ * (benchmarks/ab_builds.py, 5-7 rounds) 1.048x the epoch with no yields, 0.978-0.988x with 100
+ * or 300; `mnist`, `wide` 1.000x. (A futex that the count's writer wakes would end the sleep
+ * sooner; not needed here.) */
 void fm_yield_cpu(void);
 void fm_nap(void);
 static inline int fm_wait_count(const int *count, int target, const int *stop)

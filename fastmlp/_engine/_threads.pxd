@@ -55,26 +55,25 @@
 # runs) against 1.01-1.16 (1.09), `mnist-f64` 0.92-1.06 against 1.01-1.05, `tiny-batch`
 # 1.03-1.05 against 0.99-1.01: no clear gain either way; the threads' margin stays.
 #
-# The margin is not the same both ways (choice_margin): one thread takes over when 3 % cheaper,
-# all threads needed 10 % (5 % now: below). Where the two cost about the same (`mnist` and `mnist-f64` beside
-# a busy core: the thread that shares it gets part of a CPU, and two threads win some epochs and
-# lose others), 10 % both ways kept whichever choice held the batches, and probes that found one
+# The margin is not the same both ways (choice_margin): one thread takes over when 3 % cheaper, all
+# threads needed 10 % (5 % now: below). Where the two cost about the same (`mnist` and `mnist-f64`
+# beside a busy core: the thread that shares it gets part of a CPU, and two threads win some epochs
+# and lose others), 10 % both ways kept whichever choice held the batches, and probes that found one
 # thread 3-9 % cheaper left the batches on the threads, up to 1.12x the one-thread epoch. Now,
 # between the two margins, the batches go to (and stay on) one thread, which on a tie also leaves
 # the neighbour its CPU. On a quiet machine one thread costs 1.7-1.9x the threads, nowhere near
 # either margin, and a probe that beats the threads' estimate by 3 % still waits for the threads'
 # next batches to confirm it (a burst that has passed moves nothing). Beside a spinning process
 # (2-core AMD EPYC VM), builds alternating run by run, 8 runs each (`python
-# benchmarks/harness_runs.py --runs busy-core --workloads mnist,mnist-f64 --scale 0.5 --repeats
-# 5`): 2 threads over 1 on `mnist` 0.99-1.06, median 1.00, against 0.89-1.12, median 1.03;
-# `mnist-f64` 0.90-1.09, median 0.98, against 0.95-1.09, median 1.04. In four five-workload runs
-# of 3 epochs each, `mnist-f64` 0.95-1.05 against 1.02-1.11, but `mnist` 1.04-1.12 against
-# 1.02-1.14: its probes of the threads there cost ~2x a one-thread batch (traced: an epoch of
-# 100 one-thread and 18 threaded batches took 1.17x the one-thread epoch), which no margin
-# changes. In the choice's simulator (_testing.thread_choice_trace, 20,000 batches whose costs
-# are each choice's times a lognormal factor of sigma 0.6, drawn by RandomState(0)), one thread
-# at 1.7x the threads gets 460 batches against 291 before (its probes); at equal costs (sigma
-# 0.3), 13,395 against 5,819.
+# benchmarks/harness_runs.py --runs busy-core --workloads mnist,mnist-f64 --scale 0.5 --repeats 5`):
+# 2 threads over 1 on `mnist` 0.99-1.06, median 1.00, against 0.89-1.12, median 1.03; `mnist-f64`
+# 0.90-1.09, median 0.98, against 0.95-1.09, median 1.04. In four five-workload runs of 3 epochs
+# each, `mnist-f64` 0.95-1.05 against 1.02-1.11, but `mnist` 1.04-1.12 against 1.02-1.14: its probes
+# of the threads there cost ~2x a one-thread batch (traced: an epoch of 100 one-thread and 18
+# threaded batches took 1.17x the one-thread epoch), which no margin changes. In the choice's
+# simulator (_testing.thread_choice_trace, 20,000 batches whose costs are each choice's times a
+# lognormal factor of sigma 0.6, drawn by RandomState(0)), one thread at 1.7x the threads gets 460
+# batches against 291 before (its probes); at equal costs (sigma 0.3), 13,395 against 5,819.
 #
 # A probe's first batch is run and not counted (nor a confirmation's): it follows batches on the
 # other thread count and pays for the change (one thread right after threaded batches ran
@@ -136,12 +135,12 @@
 # 1.8 ms on the 2-core Xeon VM) the gate still held `mnist` on one thread wherever one probe
 # had gone its way: traced epoch by epoch, 0 of 118 batches on the threads for good in one run
 # of two, and 2 threads over 1 read 0.98 and 1.04 at 5 ms, 0.91, 1.02, 0.98 and 0.92 at 2 ms,
-# run by run (`python benchmarks/harness_runs.py --runs
-# busy-core --workloads tiny-batch,mnist,mnist-f64 --scale 0.5 --repeats 3`, a /tmp build with
-# the bound read from the environment); at 1.2 ms, three runs: `mnist` 0.90, 0.92, 0.94, the
-# threads on 91-118 of its 118 batches an epoch, and `tiny-batch` (0.77 ms a one-thread batch;
-# two threads forced there still took 1.45x with the sleep: a fork and a join each batch)
-# still gated, 0.99-1.01.
+# run by run (`python benchmarks/harness_runs.py --runs busy-core --workloads
+# tiny-batch,mnist,mnist-f64 --scale 0.5 --repeats 3`, a /tmp build with the bound read from
+# the environment); at 1.2 ms, three runs: `mnist` 0.90, 0.92, 0.94, the threads on 91-118 of
+# its 118 batches an epoch, and `tiny-batch` (0.77 ms a one-thread batch; two threads forced
+# there still took 1.35-1.45x with the sleep: a fork and a join each batch) still gated,
+# 0.99-1.01.
 #
 # And the threads' margin is 5 % since then (was 10 %): two threads beside a busy core now cost
 # ~0.87-0.9x one thread's batches, so at 10 % the choice was bistable. In the harness's full

@@ -24,10 +24,11 @@ stay in one child run after the others, each bulk call after the same pause as e
 in-process system's (timed back to back, its calls found its threads spinning and ran in
 0.78x the time they take from a pause, against fastmlp's 0.92x: benchmarks/bulk_pause.py),
 and one-row predictions back to back, as for every system (alternating systems call by call
-would have each evict the others' weights from the cache). Every peer trains the in-process systems' problem: ReLU hidden layers, softmax
-cross-entropy, Adam(lr=1e-3, eps=1e-8), scikit-learn's L2 penalty alpha=1e-4 (0.5 x alpha x
-sum of squared weights / batch rows, added to each batch's loss), shuffled mini-batches of the
-workload's size, in its dtype; the losses in the table show it.
+would have each evict the others' weights from the cache). Every peer trains the in-process
+systems' problem: ReLU hidden layers, softmax cross-entropy, Adam(lr=1e-3, eps=1e-8),
+scikit-learn's L2 penalty alpha=1e-4 (0.5 x alpha x sum of squared weights / batch rows, added
+to each batch's loss), shuffled mini-batches of the workload's size, in its dtype; the losses in
+the table show it.
 
 Each peer is optional: `unavailable(system)` says in one line why it cannot run (a package
 missing, no C++ compiler for inductor) without importing anything heavy, so `fastmlp bench`
@@ -403,20 +404,17 @@ def _keras_trainer(workload, X, y, seed=0):
     return epoch
 
 
-def _onnxruntime_child(workload, X, y, threads, spec):
-    """fastmlp's network, trained one epoch, exported by fastmlp's ONNX converter and run by
-    ONNX Runtime (probabilities as a plain tensor, no ZipMap), timed as bench_predict times the
-    in-process systems."""
+def onnx_predict_proba(model, X, threads):
+    """A fitted fastmlp estimator exported by fastmlp's ONNX converter (probabilities as a plain
+    tensor, no ZipMap) and run by an ONNX Runtime session of `threads` intra-op threads (0: its
+    default): its predict_proba. X: rows of the model's input (the first gives the type)."""
     import onnxruntime
     from skl2onnx import to_onnx
 
     from .._onnx import register_onnx_converters
-    from .systems import EstimatorSystem
 
-    runner = EstimatorSystem("fastmlp", workload)
-    runner.fit_epoch(X, y)
     register_onnx_converters()
-    graph = to_onnx(runner.model, X[:1], options={"zipmap": False})
+    graph = to_onnx(model, X[:1], options={"zipmap": False})
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     session = onnxruntime.InferenceSession(graph.SerializeToString(), options,
@@ -426,7 +424,17 @@ def _onnxruntime_child(workload, X, y, threads, spec):
 
     def predict_proba(rows):
         return session.run(output, {name: rows})
+    return predict_proba
 
+
+def _onnxruntime_child(workload, X, y, threads, spec):
+    """fastmlp's network, trained one epoch, run by ONNX Runtime (onnx_predict_proba), timed
+    as bench_predict times the in-process systems."""
+    from .systems import EstimatorSystem
+
+    runner = EstimatorSystem("fastmlp", workload)
+    runner.fit_epoch(X, y)
+    predict_proba = onnx_predict_proba(runner.model, X, threads)
     record = {}
     if "predict-bulk" in spec["kinds"]:
         bulk = np.ascontiguousarray(X[:PREDICT_BULK_ROWS])
