@@ -432,7 +432,8 @@ def _waiter(count, target, stop):
         cpu = time.thread_time()
         result["reached"] = wait_count(count, target, stop)
         result["cpu"] = time.thread_time() - cpu
-    thread = threading.Thread(target=run)
+    # a daemon: a wait that never ends fails its test, not the interpreter's exit
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread, result
 
