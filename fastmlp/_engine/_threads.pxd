@@ -148,9 +148,9 @@
 # every peer; the /tmp build with the margin read from the environment), `mnist` went to one
 # thread in the warm-up epoch and its probes of the threads, which start from a worker asleep
 # and the OS's placement to settle, lost by the 10 % margin: 216-233 of 235 batches an epoch on
-# one thread, 2 threads over 1 1.00 in three runs of three (0.84-0.89 in six runs of
-# harness_runs.py alone or with fewer peers). At 5 %: 0.91 and 0.92, 3-27 batches an epoch on
-# one thread.
+# one thread in the traced run, and 2 threads over 1 1.00 in it and in two runs of the
+# committed build (0.84-0.89 in six runs of harness_runs.py alone or with fewer peers). At 5 %:
+# 0.91 and 0.92 traced (3-27 batches an epoch on one thread), 0.91 in the committed build's run.
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 cdef enum:
