@@ -35,21 +35,22 @@ def main():
     bulk = np.ascontiguousarray(X[:PREDICT_BULK_ROWS])
     calls = {"fastmlp": runner.model.predict_proba,
              "onnxruntime": onnx_predict_proba(runner.model, X, args.threads)}
-    times = {(name, way): [] for name in calls for way in ("back to back", "after a pause")}
+    ways = ("after a pause", "back to back")
+    times = {(name, way): [] for name in calls for way in ways}
     for call in calls.values():
         call(bulk)
     for _ in range(args.rounds):
         for name, call in calls.items():
-            for way in ("after a pause", "back to back"):
-                if way == "back to back":
-                    call(bulk)
-                    call(bulk)
-                else:
+            for way in ways:
+                if way == "after a pause":
                     time.sleep(SETTLE_SECONDS)
+                else:  # two calls of its own just before the timed one
+                    call(bulk)
+                    call(bulk)
                 start = time.perf_counter()
                 call(bulk)
                 times[name, way].append(time.perf_counter() - start)
-    for way in ("back to back", "after a pause"):
+    for way in reversed(ways):
         ours = statistics.median(times["fastmlp", way])
         theirs = statistics.median(times["onnxruntime", way])
         print(f"{way:14s} fastmlp {1e3 * ours:6.2f} ms, ONNX Runtime {1e3 * theirs:6.2f} ms: "

@@ -98,16 +98,20 @@ static inline int fm_count(const int *count)
  * sooner; not needed here.) */
 void fm_yield_cpu(void);
 void fm_nap(void);
+enum {
+    FM_WAIT_SPINS = 2000,  /* as GOMP_SPINCOUNT, set at load (fastmlp/_runtime.py) */
+    FM_WAIT_YIELDS = 300   /* then this many yields before the naps */
+};
 static inline int fm_wait_count(const int *count, int target, const int *stop)
 {
     int looks = 0;
     while (fm_count(count) < target) {
         if (stop != NULL && fm_load_flag(stop))
             return 0;
-        if (looks < 2000) {  /* as GOMP_SPINCOUNT, set at load (fastmlp/_runtime.py) */
+        if (looks < FM_WAIT_SPINS) {
             looks++;
             FM_PAUSE();
-        } else if (looks < 2300) {
+        } else if (looks < FM_WAIT_SPINS + FM_WAIT_YIELDS) {
             looks++;
             fm_yield_cpu();
         } else {
