@@ -32,7 +32,8 @@ static inline int fm_load_flag(const int *flag) { return *(const volatile int *)
 static inline void fm_store_flag(int *flag, int value) { *(volatile int *)flag = value; }
 #endif
 
-/* A mini-batch's jobs in one parallel region (fastmlp/_engine/_schedule.pxd, batch_jobs): each
+/* A mini-batch's jobs in one parallel region (fastmlp/_engine/_schedule.pxd, batch_jobs; in an
+ * epoch's pool they are claimed with fm_claim, below, instead of fm_take_next): each
  * thread takes the next job from a shared counter; a row job counts each layer's delta done for
  * its rows (release: the delta is written before the count says so), and a weight job waits until
  * every row block's count is in (acquire), or until the batch is abandoned. */
@@ -120,4 +121,61 @@ static inline int fm_wait_count(const int *count, int target, const int *stop)
     }
     return 1;
 }
+
+/* The epoch's pool (fastmlp/_engine/_schedule.pxd's Pool): a batch's jobs are claimed from one
+ * 64-bit word, (generation << 32) | (jobs << 16) | next, by a compare-and-swap that fails once
+ * the caller has moved to another batch. A helper that wakes late for a batch therefore cannot
+ * take a job of the next one, and the caller, which waits only for jobs that were claimed,
+ * never waits for a helper to arrive. (OpenMP's parallel region ends in a barrier that waits
+ * for every thread of the team, including one that the OS has queued behind another process
+ * and that would find no job left.) */
+enum { FM_POOL_MAX_JOBS = 0xffff };
+#if defined(__GNUC__) || defined(__clang__)
+static inline void fm_publish_jobs(long long *word, unsigned int generation, int jobs)
+{
+    __atomic_store_n(word, (long long)(((unsigned long long)generation << 32)
+                                       | ((unsigned long long)jobs << 16)), __ATOMIC_RELEASE);
+}
+/* The next job of `generation`, or -1 when it has none left or the word is another's. */
+static inline int fm_claim(long long *word, unsigned int generation)
+{
+    long long w = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+    for (;;) {
+        int next = (int)(w & 0xffff), jobs = (int)((w >> 16) & 0xffff);
+        if ((unsigned int)((unsigned long long)w >> 32) != generation || next >= jobs)
+            return -1;
+        if (__atomic_compare_exchange_n(word, &w, w + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            return next;
+    }
+}
+#else
+static inline void fm_publish_jobs(long long *word, unsigned int generation, int jobs)
+{
+#ifdef _OPENMP
+#pragma omp critical(fm_pool_word)
+#endif
+    *word = (long long)(((unsigned long long)generation << 32) | ((unsigned long long)jobs << 16));
+}
+static inline int fm_claim(long long *word, unsigned int generation)
+{
+    int taken = -1;
+#ifdef _OPENMP
+#pragma omp critical(fm_pool_word)
+#endif
+    {
+        long long w = *word;
+        if ((unsigned int)((unsigned long long)w >> 32) == generation
+            && (int)(w & 0xffff) < (int)((w >> 16) & 0xffff)) {
+            taken = (int)(w & 0xffff);
+            *word = w + 1;
+        }
+    }
+    return taken;
+}
+#endif
+/* csrc/placement.c: a helper's wait for the caller to call it to another batch (*value to
+ * change from `seen`; spins, yields, then sleeps on a futex where Linux has one, else naps),
+ * and the caller's call (stores `value`, wakes the sleepers). */
+int fm_wait_call(int *value, int seen, int *sleepers);
+void fm_call(int *value, int set, int *sleepers);
 #endif

@@ -22,7 +22,10 @@
 #include "fm_openmp.h"
 #if defined(__linux__)
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #endif
 
@@ -75,6 +78,64 @@ void fm_yield_cpu(void)
 {
 #if defined(__linux__) || defined(__APPLE__) || defined(__unix__)
     sched_yield();
+#endif
+}
+
+/* The pool's call to a batch (fastmlp/_engine/_schedule.pxd's Pool): a helper waits for *value
+ * to change from `seen` as fm_wait_count waits for a count (spins ~20 us, yields ~50 us), then
+ * sleeps until the caller's fm_call wakes it: on a futex where Linux has one, so that a helper
+ * that the caller leaves out (one-thread batches, the run-time choice's) costs no CPU, else in
+ * naps. `sleepers` counts the helpers that may be asleep: fm_call makes its system call only
+ * then. Both sides store, then load the other's word, sequentially consistent, so that either
+ * the caller sees a sleeper or the sleeper sees the new value before it sleeps (and the futex
+ * call returns at once if the value changed in between). */
+#if defined(__GNUC__) || defined(__clang__)
+#define FM_LOAD_SC(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
+#define FM_STORE_SC(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
+#define FM_ADD_SC(p, v) __atomic_add_fetch((p), (v), __ATOMIC_SEQ_CST)
+#else
+#define FM_LOAD_SC(p) (*(volatile int *)(p))
+#define FM_STORE_SC(p, v) (*(volatile int *)(p) = (v))
+#define FM_ADD_SC(p, v) (*(volatile int *)(p) += (v))
+#endif
+
+int fm_wait_call(int *value, int seen, int *sleepers)
+{
+    int looks, now;
+    for (looks = 0; looks < FM_WAIT_SPINS + FM_WAIT_YIELDS; looks++) {
+        now = FM_LOAD_SC(value);
+        if (now != seen)
+            return now;
+        if (looks < FM_WAIT_SPINS)
+            FM_PAUSE();
+        else
+            fm_yield_cpu();
+    }
+    for (;;) {
+        FM_ADD_SC(sleepers, 1);
+        now = FM_LOAD_SC(value);
+        if (now == seen) {
+#if defined(__linux__) && defined(SYS_futex)
+            syscall(SYS_futex, value, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+#else
+            fm_nap();
+#endif
+            now = FM_LOAD_SC(value);
+        }
+        FM_ADD_SC(sleepers, -1);
+        if (now != seen)
+            return now;
+    }
+}
+
+void fm_call(int *value, int set, int *sleepers)
+{
+    FM_STORE_SC(value, set);
+#if defined(__linux__) && defined(SYS_futex)
+    if (FM_LOAD_SC(sleepers) > 0)
+        syscall(SYS_futex, value, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+#else
+    (void)sleepers;
 #endif
 }
 

@@ -12,3 +12,8 @@ cdef extern from "fm_openmp.h" nogil:
     void fm_count_done(int *count)
     int fm_wait_count(const int *count, int target, const int *stop)
     int FASTMLP_HAVE_OPENMP
+    int FM_POOL_MAX_JOBS
+    void fm_publish_jobs(long long *word, unsigned int generation, int jobs)
+    int fm_claim(long long *word, unsigned int generation)
+    int fm_wait_call(int *value, int seen, int *sleepers)
+    void fm_call(int *value, int set, int *sleepers)

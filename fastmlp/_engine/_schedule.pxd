@@ -101,7 +101,8 @@ from fastmlp._engine._layers cimport (
     Kept, hidden_backward, kept_input, layer_activate, layer_forward, layer_product,
 )
 from fastmlp._engine._openmp cimport (
-    fm_count_done, fm_current_cpu, fm_leave_cpu, fm_take_next, fm_wait_count,
+    FM_POOL_MAX_JOBS, fm_call, fm_claim, fm_count_done, fm_current_cpu, fm_leave_cpu,
+    fm_publish_jobs, fm_take_next, fm_wait_call, fm_wait_count, fm_load_flag, fm_store_flag,
 )
 from fastmlp._engine._rows cimport Rows, dense_input, gather_rows, gathers, source_row
 
@@ -155,6 +156,21 @@ cdef struct Work:
                                   # blocks whose layer-l delta is complete, [1 + n_layers] the
                                   # first layer's column tiles done (first_tiles)
     Interrupt *interrupt          # NULL: not stoppable
+    Pool *pool                    # the epoch's helpers (batch_jobs); NULL: a region per batch
+
+
+cdef struct Pool:
+    # An epoch's threads, kept in one parallel region (Trainer._epoch): the caller runs the
+    # batches, the helpers (pool_help) take jobs of those it calls them to (batch_jobs).
+    long long word          # the batch's jobs: fm_claim's (generation, jobs, next)
+    unsigned int generation # the caller's batch count (the word's generation)
+    int called              # the generation the helpers were last called to (a futex word)
+    int sleepers            # helpers that may sleep on `called`
+    int done                # jobs of the batch finished
+    int closed              # the epoch is over: helpers leave
+    int caller_cpu          # where the caller runs (a helper moves off it: fm_leave_cpu)
+    Py_ssize_t tiles        # the batch's first-layer tiles and row blocks (batch_jobs)
+    Py_ssize_t row_blocks
 
 
 cdef struct Step:
@@ -544,6 +560,24 @@ cdef inline void weights_job(const Geometry *g, Py_ssize_t job, floating *theta,
     finish_job(g, job, theta, grad, state_1, state_2, state_3, step, work)
 
 
+cdef inline void batch_job(const Geometry *g, Py_ssize_t taken, Py_ssize_t tiles,
+                           Py_ssize_t r_blocks, floating *theta, floating *grad,
+                           floating *state_1, floating *state_2, floating *state_3,
+                           const Step *step, bint accumulate, const Rows *rows,
+                           const Work *work, bint calling) noexcept nogil:
+    """Job `taken` of batch_jobs's order: a first-layer tile, a row block, or a weight job
+    (skipped once the batch is abandoned; `calling`: the thread that runs Python's handlers)."""
+    if interrupted(work.interrupt, calling):
+        return
+    if taken < tiles:
+        first_product_job(g, taken, tiles, theta, rows, work)
+    elif taken < tiles + r_blocks:
+        rows_job(g, taken - tiles, r_blocks, tiles, theta, rows, work)
+    else:
+        weights_job(g, work.dispatch[taken - tiles - r_blocks], theta, grad, state_1, state_2,
+                    state_3, step, accumulate, rows, work, r_blocks)
+
+
 cdef inline void batch_jobs(const Geometry *g, floating *theta, floating *grad,
                             floating *state_1, floating *state_2, floating *state_3,
                             const Step *step, bint accumulate, const Rows *rows,
@@ -556,33 +590,120 @@ cdef inline void batch_jobs(const Geometry *g, floating *theta, floating *grad,
     not twice. Every job computes what it computed in two passes, from the same inputs: the
     bits are those of the two passes. With first_tiles, the first layer's column tiles go out
     before the row blocks, which wait for them. Jobs are taken in order, so a job waits only for
-    jobs that other threads have begun and that wait for nothing it waits for: no deadlock."""
+    jobs that other threads have begun and that wait for nothing it waits for: no deadlock.
+    With work.pool (an epoch's region: Trainer._epoch), the caller claims the jobs from the
+    pool's word instead, after calling the helpers to them when n_threads > 1, and waits only
+    for the jobs they claimed (pool_batch)."""
     cdef Py_ssize_t l, taken, r_blocks = n_blocks(rows.n, MIN_ROWS, work.cpus, MIN_SPLIT)
     cdef Py_ssize_t tiles = first_tiles(g, rows.n, rows.sparse, work.cpus)
     cdef Py_ssize_t n_total = tiles + r_blocks + work.n_jobs
-    cdef Interrupt *it = work.interrupt
     cdef int *counters = work.counters
     for l in range(g.n_layers + 2):
         counters[l] = 0
     if tiles > 0 and gathers(rows):
         # Every tile reads every row: gathered once, here, rather than by each row block.
         gather_rows(<floating *> work.gathered, 0, rows, 0, rows.n, g.units[0])
+    if work.pool != NULL and n_total <= FM_POOL_MAX_JOBS:
+        pool_batch(g, theta, grad, state_1, state_2, state_3, step, accumulate, rows, work,
+                   tiles, r_blocks, n_total, n_threads > 1, caller_cpu)
+        return
     taken = 0  # (each thread's own in the region: Cython copies it in)
     with parallel(num_threads=n_threads):
         if threadid() != 0:
             fm_leave_cpu(caller_cpu)  # csrc/placement.c: why
         taken = fm_take_next(counters)
         while taken < n_total:
-            if not interrupted(it, threadid() == 0):
-                if taken < tiles:
-                    first_product_job(g, taken, tiles, theta, rows, work)
-                elif taken < tiles + r_blocks:
-                    rows_job(g, taken - tiles, r_blocks, tiles, theta, rows, work)
-                else:
-                    weights_job(g, work.dispatch[taken - tiles - r_blocks], theta, grad,
-                                state_1, state_2, state_3, step, accumulate, rows, work,
-                                r_blocks)
+            batch_job(g, taken, tiles, r_blocks, theta, grad, state_1, state_2, state_3, step,
+                      accumulate, rows, work, threadid() == 0)
             taken = fm_take_next(counters)
+
+
+# The pool. A region per batch (batch_jobs without a pool) ends in OpenMP's barrier, which waits
+# for every thread of the team to arrive, also one that took no job: beside a process that keeps
+# a core busy, a helper queued behind it for a time slice of the OS (milliseconds) held each
+# batch that long, and two threads forced on every `tiny-batch` batch (0.4-0.8 ms) took
+# 1.35-1.45x the one-thread epoch. So an epoch of threaded batches runs in one region
+# (Trainer._epoch): the caller runs the batch loop, the helpers wait to be called (pool_help),
+# and a batch's jobs are claimed from the pool's word, whose generation ends a helper's claims
+# once the caller has moved on (csrc/fm_openmp.h's fm_claim). The caller takes every job no
+# helper has taken and then waits for the claimed ones only. Which thread runs which job still
+# changes no bit (the jobs are batch_jobs's; tools/fingerprint.py: 301 of 301 fits equal to
+# the region per batch). Batch normalization and the gradient's clipping keep a region per pass
+# (Trainer._epoch uses no pool there). Measured on the 2-core Xeon VM beside a spinning process
+# (`python benchmarks/harness_runs.py --runs busy-core --scale 0.5 --repeats 3`, /tmp builds
+# with the run-time choice forced to all threads, two runs each): 2 threads over 1 on
+# `tiny-batch` 0.90 and 0.93 against 0.99 and 0.97 with a region per batch, `mnist` 0.91 and
+# 0.89 against 1.03 and 0.96, `mnist-f64` 0.99 and 0.90 against 0.91 and 0.94. On the quiet
+# machine (benchmarks/ab_builds.py, 7 rounds) the epoch took 0.95x on `tiny-batch`, 0.98-1.02x
+# on `small`, `mnist`, `mnist-f64` and `wide`.
+
+cdef inline void pool_init(Pool *pool) noexcept nogil:
+    pool.word = 0
+    pool.generation = 0
+    pool.called = 0
+    pool.sleepers = 0
+    pool.done = 0
+    pool.closed = 0
+    pool.caller_cpu = -1
+    pool.tiles = 0
+    pool.row_blocks = 0
+
+
+cdef inline void pool_close(Pool *pool) noexcept nogil:
+    """The epoch's end: the helpers leave pool_help (the region's end waits for them)."""
+    fm_store_flag(&pool.closed, 1)
+    fm_call(&pool.called, <int> (pool.generation + 1), &pool.sleepers)
+
+
+cdef inline void pool_batch(const Geometry *g, floating *theta, floating *grad,
+                            floating *state_1, floating *state_2, floating *state_3,
+                            const Step *step, bint accumulate, const Rows *rows,
+                            const Work *work, Py_ssize_t tiles, Py_ssize_t r_blocks,
+                            Py_ssize_t n_total, bint call, int caller_cpu) noexcept nogil:
+    """batch_jobs's jobs in the pool: a new generation of the word (with `call`, the helpers
+    are called to it; else it is the caller's alone), every job the caller can claim, then a
+    wait for those the helpers claimed."""
+    cdef Pool *pool = work.pool
+    cdef int taken
+    pool.generation += 1
+    pool.done = 0
+    pool.tiles = tiles
+    pool.row_blocks = r_blocks
+    pool.caller_cpu = caller_cpu
+    fm_publish_jobs(&pool.word, pool.generation, <int> n_total)  # (release: all of the above)
+    if call:
+        fm_call(&pool.called, <int> pool.generation, &pool.sleepers)
+    taken = fm_claim(&pool.word, pool.generation)
+    while taken >= 0:
+        batch_job(g, taken, tiles, r_blocks, theta, grad, state_1, state_2, state_3, step,
+                  accumulate, rows, work, True)
+        fm_count_done(&pool.done)
+        taken = fm_claim(&pool.word, pool.generation)
+    fm_wait_count(&pool.done, <int> n_total, NULL)  # claimed jobs end, abandoned or not
+
+
+cdef inline void pool_help(const Geometry *g, floating *theta, floating *grad,
+                           floating *state_1, floating *state_2, floating *state_3,
+                           const Step *step, const Rows *rows, const Work *work) noexcept nogil:
+    """A helper's part of an epoch: wait to be called to a batch, claim its jobs while there are
+    any, and wait again, until the caller closes the pool. What a claimed job reads (the rows,
+    the step, the pool's tiles) was written before the word's generation (fm_claim acquires)."""
+    cdef Pool *pool = work.pool
+    cdef int seen = 0, taken
+    cdef unsigned int generation
+    while True:
+        seen = fm_wait_call(&pool.called, seen, &pool.sleepers)
+        if fm_load_flag(&pool.closed):
+            return
+        generation = <unsigned int> seen
+        taken = fm_claim(&pool.word, generation)
+        if taken >= 0:
+            fm_leave_cpu(pool.caller_cpu)  # csrc/placement.c: why
+        while taken >= 0:
+            batch_job(g, taken, pool.tiles, pool.row_blocks, theta, grad, state_1, state_2,
+                      state_3, step, False, rows, work, False)
+            fm_count_done(&pool.done)
+            taken = fm_claim(&pool.word, generation)
 
 
 cdef inline double sum_partials(const double *partial, Py_ssize_t n_jobs) noexcept nogil:

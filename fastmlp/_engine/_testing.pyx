@@ -21,7 +21,8 @@ from fastmlp._engine._kernels cimport (
 )
 from fastmlp._engine._network cimport Network
 from fastmlp._engine._openmp cimport (
-    fm_count_done, fm_current_cpu, fm_leave_cpu, fm_spare_seconds, fm_store_flag, fm_wait_count,
+    fm_call, fm_claim, fm_count_done, fm_current_cpu, fm_leave_cpu, fm_publish_jobs,
+    fm_spare_seconds, fm_store_flag, fm_wait_call, fm_wait_count,
 )
 from fastmlp._engine._schedule cimport first_tiles as schedule_first_tiles
 from fastmlp._engine._threads cimport (
@@ -332,6 +333,39 @@ def count_done(int[::1] count):
 def raise_stop(int[::1] stop):
     """What Ctrl-C does to the threads of a batch: the flag that ends their waits."""
     fm_store_flag(&stop[0], 1)
+
+
+def publish_jobs(long long[::1] word, unsigned int generation, int jobs):
+    """What the pool's caller does at a batch's start (csrc/fm_openmp.h's fm_publish_jobs):
+    word[0] holds `jobs` jobs of `generation`, none claimed."""
+    fm_publish_jobs(&word[0], generation, jobs)
+
+
+def claim_all(long long[::1] word, unsigned int generation, int[::1] out):
+    """Claim jobs of `generation` from word[0] without the GIL until it has none (fm_claim),
+    writing each one taken to out in turn; returns how many were taken."""
+    cdef int taken, n = 0
+    with nogil:
+        taken = fm_claim(&word[0], generation)
+        while taken >= 0 and n < out.shape[0]:
+            out[n] = taken
+            n += 1
+            taken = fm_claim(&word[0], generation)
+    return n
+
+
+def wait_call(int[::1] value, int seen, int[::1] sleepers):
+    """A pool helper's wait to be called to a batch (csrc/placement.c's fm_wait_call), without
+    the GIL: value[0] once it differs from `seen`."""
+    cdef int now
+    with nogil:
+        now = fm_wait_call(&value[0], seen, &sleepers[0])
+    return now
+
+
+def call(int[::1] value, int generation, int[::1] sleepers):
+    """The pool's caller calling its helpers to `generation` (fm_call)."""
+    fm_call(&value[0], generation, &sleepers[0])
 
 
 def spare_seconds():

@@ -151,6 +151,14 @@
 # one thread in the traced run, and 2 threads over 1 1.00 in it and in two runs of the
 # committed build (0.84-0.89 in six runs of harness_runs.py alone or with fewer peers). At 5 %:
 # 0.91 and 0.92 traced (3-27 batches an epoch on one thread), 0.91 in the committed build's run.
+#
+# Since an epoch's threads stay in one parallel region (_schedule.pxd's pool), a batch no longer
+# forks and joins its threads, and the caller no longer waits for a helper that took no job:
+# two threads forced on every `tiny-batch` batch beside a spinning process took 0.90-0.93x the
+# one-thread epoch (0.97-0.99x with a region per batch, the same session). The gate stays: with
+# its bound at 0 (no gate), `tiny-batch` read 0.94, 0.97, 0.84 against 0.97, 0.84, 0.85 with it,
+# run by run (`python benchmarks/harness_runs.py --runs busy-core --workloads tiny-batch --scale
+# 0.5 --repeats 5`): no difference the noise lets one see.
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 cdef enum:

@@ -24,7 +24,7 @@ from cpython.buffer cimport (
 )
 from cpython.dict cimport PyDict_GetItem
 from cpython.ref cimport PyObject
-from cython.parallel cimport prange, threadid
+from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport isfinite
 from libc.stdlib cimport free, malloc
 
@@ -51,11 +51,11 @@ from fastmlp._engine._openmp cimport (
 )
 from fastmlp._engine._rows cimport Rows, gather_rows
 from fastmlp._engine._schedule cimport (
-    MIN_WEIGHT_ROWS, NORM_JOB, WEIGHT_SPLIT, Step, Work, add_layer_norms, batch_step, block_start,
-    finish_all, n_blocks, sum_partials,
+    MIN_WEIGHT_ROWS, NORM_JOB, WEIGHT_SPLIT, Pool, Step, Work, add_layer_norms, batch_step,
+    block_start, finish_all, n_blocks, pool_close, pool_help, pool_init, sum_partials,
 )
 from fastmlp._engine._threads cimport (
-    choice_for, choice_gate, choice_next, choice_record, choice_threads,
+    ThreadChoice, choice_for, choice_gate, choice_next, choice_record, choice_threads,
     choice_wants_gate, seconds_now,
 )
 
@@ -253,6 +253,48 @@ cdef int take_record(spec, Py_buffer *record) except -1:
     return 0
 
 
+cdef void run_batches(const Geometry *g, ThreadChoice *choice, Step *step, Work *work,
+                      Rows *rows, Py_ssize_t n_samples, const Py_ssize_t *order,
+                      Py_ssize_t batch_size, floating *theta, floating *grad, floating *state_1,
+                      floating *state_2, floating *state_3, fm_optim *optim,
+                      unsigned long long dropout_seed, double *norm_sums,
+                      double *accumulated) noexcept nogil:
+    """Trainer._epoch's batches, in turn, on the calling thread: each takes the thread count
+    that the run-time choice gives it (_threads.pxd) and adds its loss x its length to
+    *accumulated; a raised interrupt (work.interrupt) ends them."""
+    cdef Py_ssize_t start = 0, stop
+    cdef double batch_loss, started
+    cdef int which
+    while start < n_samples:
+        stop = start + batch_size
+        if stop > n_samples:
+            stop = n_samples
+        rows.n = stop - start
+        rows.first = start
+        rows.index = &order[start] if order != NULL else NULL
+        # The step's counter and scalars; dropout's mask depends on the counter.
+        fm_optim_begin_step(optim)
+        dropout_at_step(&work.kept.dropout, g.dropout, dropout_seed, optim.t)
+        which = choice_next(choice)
+        started = seconds_now()
+        batch_loss = batch_step(g, theta, grad, state_1, state_2, state_3, step, False, rows,
+                                work, choice_threads(choice, which))
+        if work.interrupt.raised:
+            break
+        if rows.n == batch_size:  # (a short last batch is not a fair measure)
+            choice_record(choice, which, (seconds_now() - started) / rows.n)
+            if choice_wants_gate(choice, rows.n):
+                choice_gate(choice, rows.n, fm_spare_seconds(), seconds_now())
+        if norm_sums != NULL:
+            add_layer_norms(g, work, norm_sums)
+        batch_loss = (batch_loss / step.divisor
+                      + 0.5 * g.alpha * sum_partials(work.partial, work.n_jobs) / step.divisor)
+        accumulated[0] = accumulated[0] + batch_loss * rows.n
+        start = stop
+        if interrupted(work.interrupt, True):
+            break
+
+
 cdef class Trainer:
     """Every buffer a fit needs, allocated once; runs epochs and full-batch gradients.
 
@@ -398,6 +440,7 @@ cdef class Trainer:
         work.dispatch = &dispatch[0]
         work.counters = &counters[0]
         work.interrupt = NULL  # the caller points it at its Interrupt to make batches stoppable
+        work.pool = NULL  # Trainer._epoch's, while its region runs
         return work
 
     def epoch(self, floating[::1] theta, floating[::1] grad, floating[::1] state_1,
@@ -452,13 +495,17 @@ cdef class Trainer:
                        fm_optim *optim, int n_threads, double *norm_sums) except? -1.0:
         """epoch's batches, on checked pointers: `work` (a copy of the template, pointed at the
         running statistics) and `rows` (X, Y and the weights) are the caller's; order is NULL
-        for the rows in turn."""
+        for the rows in turn. With threads (and neither batch normalization nor the gradient's
+        clipping, whose passes keep a region each), the batches run in one parallel region,
+        the helpers in _schedule.pxd's pool (its comment says why)."""
         cdef Geometry *g = &self.network.g
         cdef Interrupt interrupt
         cdef Step step
-        cdef Py_ssize_t start, stop
-        cdef double batch_loss, accumulated = 0.0, started
-        cdef int which, l
+        cdef Pool pool
+        cdef double accumulated = 0.0
+        cdef int l
+        cdef bint pooled = (FASTMLP_HAVE_OPENMP and n_threads > 1 and not g.batch_norm
+                            and self.max_grad_norm == 0)
         if norm_sums != NULL:
             for l in range(g.n_layers):
                 norm_sums[l] = 0.0
@@ -471,38 +518,22 @@ cdef class Trainer:
         work.interrupt = &interrupt
         choice_for(&self.network.choice, &self.network.kept_choice, n_threads)
         with nogil:
-            start = 0
-            while start < n_samples:
-                stop = start + batch_size
-                if stop > n_samples:
-                    stop = n_samples
-                rows.n = stop - start
-                rows.first = start
-                rows.index = &order[start] if order != NULL else NULL
-                # The step's counter and scalars; dropout's mask depends on the counter.
-                fm_optim_begin_step(optim)
-                dropout_at_step(&work.kept.dropout, g.dropout, self.dropout_seed, optim.t)
-                which = choice_next(&self.network.choice)
-                started = seconds_now()
-                batch_loss = batch_step(g, theta, grad, state_1, state_2, state_3, &step, False,
-                                        rows, work, choice_threads(&self.network.choice, which))
-                if interrupt.raised:
-                    break
-                if rows.n == batch_size:  # (a short last batch is not a fair measure)
-                    choice_record(&self.network.choice, which,
-                                  (seconds_now() - started) / rows.n)
-                    if choice_wants_gate(&self.network.choice, rows.n):
-                        choice_gate(&self.network.choice, rows.n, fm_spare_seconds(),
-                                    seconds_now())
-                if norm_sums != NULL:
-                    add_layer_norms(g, work, norm_sums)
-                batch_loss = (batch_loss / step.divisor
-                              + 0.5 * g.alpha * sum_partials(work.partial, work.n_jobs)
-                              / step.divisor)
-                accumulated = accumulated + batch_loss * rows.n
-                start = stop
-                if interrupted(&interrupt, True):
-                    break
+            if pooled:
+                pool_init(&pool)
+                work.pool = &pool
+                with parallel(num_threads=n_threads):
+                    if threadid() == 0:
+                        run_batches(g, &self.network.choice, &step, work, rows, n_samples,
+                                    order, batch_size, theta, grad, state_1, state_2, state_3,
+                                    optim, self.dropout_seed, norm_sums, &accumulated)
+                        pool_close(&pool)
+                    else:
+                        pool_help(g, theta, grad, state_1, state_2, state_3, &step, rows, work)
+                work.pool = NULL
+            else:
+                run_batches(g, &self.network.choice, &step, work, rows, n_samples, order,
+                            batch_size, theta, grad, state_1, state_2, state_3, optim,
+                            self.dropout_seed, norm_sums, &accumulated)
         reraise_interrupt(&interrupt)
         return accumulated
 

@@ -480,3 +480,74 @@ def test_spare_seconds_count_idle_cpus_and_our_own_time():
     # at least the CPU time we spun (a shared host may steal some), at most every CPU's wall
     # time (+ the idle counts' 10 ms ticks)
     assert 0.5 * wall <= second - first <= cpus * wall + 0.02 * cpus + 0.01
+
+
+# -- the epoch's pool (fastmlp/_engine/_schedule.pxd's Pool) ------------------------------------
+
+def test_every_job_of_a_batch_is_claimed_once_by_threads_claiming_at_once():
+    from fastmlp._engine._testing import claim_all, publish_jobs
+    word, jobs = np.zeros(1, np.int64), 60000
+    publish_jobs(word, 7, jobs)
+    outs = [np.full(jobs, -1, np.int32) for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        counts = list(pool.map(lambda out: claim_all(word, 7, out), outs))
+    taken = np.concatenate([out[:n] for out, n in zip(outs, counts)])
+    assert sum(counts) == jobs and np.array_equal(np.sort(taken), np.arange(jobs))
+    assert claim_all(word, 7, outs[0]) == 0  # none left
+
+
+def test_a_helper_late_for_a_batch_takes_no_job_of_the_next():
+    # A helper called to batch 7 that runs only once the caller has moved to batch 8 must not
+    # take batch 8's jobs as batch 7's: the word's generation says whose they are.
+    from fastmlp._engine._testing import claim_all, publish_jobs
+    word, out = np.zeros(1, np.int64), np.zeros(8, np.int32)
+    publish_jobs(word, 7, 3)
+    assert claim_all(word, 7, out[:1]) == 1 and out[0] == 0
+    publish_jobs(word, 8, 5)
+    assert claim_all(word, 7, out) == 0
+    assert claim_all(word, 8, out) == 5 and list(out[:5]) == [0, 1, 2, 3, 4]
+
+
+def _call_waiter(value, seen, sleepers):
+    from fastmlp._engine._testing import wait_call
+    result = {}
+
+    def run():
+        cpu = time.thread_time()
+        result["now"] = wait_call(value, seen, sleepers)
+        result["cpu"] = time.thread_time() - cpu
+    thread = threading.Thread(target=run, daemon=True)  # (as _waiter's)
+    thread.start()
+    return thread, result
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the wait sleeps on POSIX only")
+def test_a_helper_left_out_sleeps_until_it_is_called():
+    # Batches on one thread (the run-time choice's) leave the helpers out: they must not spin or
+    # yield meanwhile, and the next call must wake them.
+    from fastmlp._engine._testing import call
+    value, sleepers = np.zeros(1, np.int32), np.zeros(1, np.int32)
+    thread, result = _call_waiter(value, 0, sleepers)
+    start = time.perf_counter()
+    time.sleep(0.3)
+    assert thread.is_alive()
+    call(value, 1, sleepers)
+    thread.join(5.0)
+    wall = time.perf_counter() - start
+    assert not thread.is_alive() and result["now"] == 1
+    assert result["cpu"] < 0.3 * wall
+    assert sleepers[0] == 0
+
+
+def test_no_call_is_missed_whatever_phase_of_its_wait_the_helper_is_in():
+    # Called at once, after a spin, during the yields, or asleep: the helper sees every call (a
+    # call lost between its last look and its sleep would leave it asleep for good).
+    from fastmlp._engine._testing import call
+    value, sleepers = np.zeros(1, np.int32), np.zeros(1, np.int32)
+    delays = np.random.RandomState(0).choice([0.0, 2e-5, 1e-4, 1e-3], 120)
+    for generation, delay in enumerate(delays, start=1):
+        thread, result = _call_waiter(value, generation - 1, sleepers)
+        time.sleep(delay)
+        call(value, generation, sleepers)
+        thread.join(5.0)
+        assert not thread.is_alive() and result["now"] == generation
