@@ -12,7 +12,10 @@ what the table times:
   medians, which a noisy neighbour or an unlucky schedule moves.
 - busy core: a second process spins on one core (a `while True` loop, not pinned) while every
   training workload runs with 1 and with 2 threads, interleaved (`bench_threads`): two threads
-  must never be slower than one.
+  must never be slower than one. Each thread count gets epochs until they add up to
+  BUSY_SECONDS (at least 3, at most BUSY_EPOCHS): the median of 3 epochs of `small` (~12 ms
+  each, one thread with either count) read 0.93-1.08 for the same code both ways, which says
+  nothing; 15 epochs read 0.97-1.00.
 - per call: `partial_fit` of the same 32 rows on a (64 -> 100 -> 10) network, fastmlp and
   scikit-learn, microseconds per call (median), after the first call that sets the classes.
 
@@ -43,6 +46,7 @@ from fastmlp.bench.workloads import FIT_WORKLOADS, N_CLASSES, make_blobs
 HARNESS_RUNS = ("steadiness", "busy-core", "per-call")
 STEADY_WORKLOADS = ("tiny-batch", "small")
 STEADY_RUNS = 5
+BUSY_SECONDS, BUSY_EPOCHS = 1.5, 25  # a full run's busy-core epochs per thread count (above)
 PER_CALL_ROWS, PER_CALL_HIDDEN, PER_CALL_FEATURES = 32, (100,), 64
 
 
@@ -65,8 +69,9 @@ def steadiness(threads, repeats, budget, scale, log, runs=STEADY_RUNS,
 
 def busy_core(repeats, budget, scale, log, names=None):
     """{workload: {"1": s, "2": s, "two_over_one": ratio}}: fastmlp's epoch medians with 1 and
-    2 threads while another process keeps one core busy (`repeats` epochs each; 3 in a full
-    run, which keeps `wide` at ~20 s a thread count)."""
+    2 threads while another process keeps one core busy (`repeats` epochs each, or fewer, but
+    at least 3, once they add up to `budget` seconds: BUSY_EPOCHS and BUSY_SECONDS in a full
+    run, which keeps `wide` at 3 epochs, ~20 s a thread count)."""
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     results = {}
     try:
@@ -120,8 +125,9 @@ def run_harness(runs, threads, repeats, budget, scale, log, workloads=None):
         results["steadiness"] = steadiness(threads, repeats, budget, scale, log, names=names)
     if "busy-core" in runs and threads >= 2:
         names = [w for w in FIT_WORKLOADS if workloads is None or w in workloads]
-        results["busy-core"] = busy_core(min(repeats, 3) if workloads is None else repeats,
-                                         budget, scale, log, names=names)
+        results["busy-core"] = (busy_core(BUSY_EPOCHS, BUSY_SECONDS, scale, log, names=names)
+                                if workloads is None else
+                                busy_core(repeats, budget, scale, log, names=names))
     if "per-call" in runs:
         calls = (("fastmlp", max(20, int(2000 * scale))), ("sklearn", max(10, int(300 * scale))))
         results["per-call"] = per_call(threads, log, calls)

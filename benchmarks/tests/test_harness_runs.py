@@ -38,6 +38,26 @@ def test_workloads_narrow_steadiness_and_busy_core(monkeypatch, capsys):
     assert "tiny " in capsys.readouterr().out
 
 
+def test_a_full_run_gives_short_epochs_more_samples_beside_the_busy_core(monkeypatch):
+    # The median of 3 epochs of ~12 ms said nothing (the same code read 0.93-1.08 both ways):
+    # a full run times each thread count for BUSY_SECONDS, at least 3 epochs and at most
+    # BUSY_EPOCHS, whatever repeats and budget the table used.
+    seen = []
+
+    def fake_bench_threads(workload, systems, threads, repeats, budget, log):
+        seen.append((workload.name, repeats, budget))
+        one = {"median_s": 1.0}
+        return {"fastmlp": {"by_threads": {"1": one, "2": one}}}
+    tiny = Workload("tiny", 256, 8, (4,), 32, "float32")
+    monkeypatch.setattr(harness_runs, "FIT_WORKLOADS", {"tiny": tiny})
+    monkeypatch.setattr(harness_runs, "bench_threads", fake_bench_threads)
+    harness_runs.run_harness(["busy-core"], 2, 3, 10.0, 1.0, quiet)
+    assert seen == [("tiny", harness_runs.BUSY_EPOCHS, harness_runs.BUSY_SECONDS)]
+    assert harness_runs.BUSY_EPOCHS >= 15
+    harness_runs.run_harness(["busy-core"], 2, 3, 10.0, 1.0, quiet, workloads=["tiny"])
+    assert seen[1] == ("tiny", 3, 10.0)  # a run of named workloads keeps what it was given
+
+
 def test_an_unknown_workload_is_refused(capsys):
     with pytest.raises(SystemExit):
         harness_runs.main(["--runs", "busy-core", "--workloads", "tiny-batch,nope"])
