@@ -178,4 +178,7 @@ static inline int fm_claim(long long *word, unsigned int generation)
  * and the caller's call (stores `value`, wakes the sleepers). */
 int fm_wait_call(int *value, int seen, int *sleepers);
 void fm_call(int *value, int set, int *sleepers);
+/* and the caller's wait for the jobs claimed (*done to reach target), and a job's count */
+void fm_wait_done(int *done, int target, int *sleepers);
+void fm_done(int *done, int *sleepers);
 #endif

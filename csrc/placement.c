@@ -128,6 +128,49 @@ int fm_wait_call(int *value, int seen, int *sleepers)
     }
 }
 
+/* The caller's wait, at a batch's end, for the jobs its helpers claimed (*done to reach
+ * `target`), and a helper's count of a job done: as fm_wait_call and fm_call, on the count. A
+ * nap (fm_wait_count's) would oversleep the helper's last job by up to ~100 us a batch; the
+ * futex wakes the caller as the count arrives. */
+void fm_wait_done(int *done, int target, int *sleepers)
+{
+    int looks, now;
+    for (looks = 0; looks < FM_WAIT_SPINS + FM_WAIT_YIELDS; looks++) {
+        if (FM_LOAD_SC(done) >= target)
+            return;
+        if (looks < FM_WAIT_SPINS)
+            FM_PAUSE();
+        else
+            fm_yield_cpu();
+    }
+    for (;;) {
+        FM_ADD_SC(sleepers, 1);
+        now = FM_LOAD_SC(done);
+        if (now < target) {
+#if defined(__linux__) && defined(SYS_futex)
+            syscall(SYS_futex, done, FUTEX_WAIT_PRIVATE, now, NULL, NULL, 0);
+#else
+            fm_nap();
+#endif
+            now = FM_LOAD_SC(done);
+        }
+        FM_ADD_SC(sleepers, -1);
+        if (now >= target)
+            return;
+    }
+}
+
+void fm_done(int *done, int *sleepers)
+{
+    FM_ADD_SC(done, 1);
+#if defined(__linux__) && defined(SYS_futex)
+    if (FM_LOAD_SC(sleepers) > 0)
+        syscall(SYS_futex, done, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+#else
+    (void)sleepers;
+#endif
+}
+
 void fm_call(int *value, int set, int *sleepers)
 {
     FM_STORE_SC(value, set);

@@ -17,3 +17,5 @@ cdef extern from "fm_openmp.h" nogil:
     int fm_claim(long long *word, unsigned int generation)
     int fm_wait_call(int *value, int seen, int *sleepers)
     void fm_call(int *value, int set, int *sleepers)
+    void fm_wait_done(int *done, int target, int *sleepers)
+    void fm_done(int *done, int *sleepers)

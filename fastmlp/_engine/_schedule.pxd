@@ -101,8 +101,9 @@ from fastmlp._engine._layers cimport (
     Kept, hidden_backward, kept_input, layer_activate, layer_forward, layer_product,
 )
 from fastmlp._engine._openmp cimport (
-    FM_POOL_MAX_JOBS, fm_call, fm_claim, fm_count_done, fm_current_cpu, fm_leave_cpu,
-    fm_publish_jobs, fm_take_next, fm_wait_call, fm_wait_count, fm_load_flag, fm_store_flag,
+    FM_POOL_MAX_JOBS, fm_call, fm_claim, fm_count_done, fm_current_cpu, fm_done, fm_leave_cpu,
+    fm_load_flag, fm_publish_jobs, fm_store_flag, fm_take_next, fm_wait_call, fm_wait_count,
+    fm_wait_done,
 )
 from fastmlp._engine._rows cimport Rows, dense_input, gather_rows, gathers, source_row
 
@@ -167,6 +168,7 @@ cdef struct Pool:
     int called              # the generation the helpers were last called to (a futex word)
     int sleepers            # helpers that may sleep on `called`
     int done                # jobs of the batch finished
+    int waiting             # the caller may sleep on `done` (fm_wait_done)
     int closed              # the epoch is over: helpers leave
     int caller_cpu          # where the caller runs (a helper moves off it: fm_leave_cpu)
     Py_ssize_t tiles        # the batch's first-layer tiles and row blocks (batch_jobs)
@@ -635,7 +637,10 @@ cdef inline void batch_jobs(const Geometry *g, floating *theta, floating *grad,
 # `tiny-batch` 0.90 and 0.93 against 0.99 and 0.97 with a region per batch, `mnist` 0.91 and
 # 0.89 against 1.03 and 0.96, `mnist-f64` 0.99 and 0.90 against 0.91 and 0.94. On the quiet
 # machine (benchmarks/ab_builds.py, 7 rounds) the epoch took 0.95x on `tiny-batch`, 0.98-1.02x
-# on `small`, `mnist`, `mnist-f64` and `wide`.
+# on `small`, `mnist`, `mnist-f64` and `wide`. The caller's wait at a batch's end sleeps on a
+# futex that the last job's count wakes (csrc/placement.c's fm_wait_done), not in naps: on the
+# 2-core AMD EPYC VM (Zen 4) the pool with naps there took 1.008-1.057x the epoch of `wide`
+# (three ab_builds.py runs of 5-7 rounds), with the futex 0.973x (10 rounds; `mnist` 1.005x).
 
 cdef inline void pool_init(Pool *pool) noexcept nogil:
     pool.word = 0
@@ -643,6 +648,7 @@ cdef inline void pool_init(Pool *pool) noexcept nogil:
     pool.called = 0
     pool.sleepers = 0
     pool.done = 0
+    pool.waiting = 0
     pool.closed = 0
     pool.caller_cpu = -1
     pool.tiles = 0
@@ -677,9 +683,9 @@ cdef inline void pool_batch(const Geometry *g, floating *theta, floating *grad,
     while taken >= 0:
         batch_job(g, taken, tiles, r_blocks, theta, grad, state_1, state_2, state_3, step,
                   accumulate, rows, work, True)
-        fm_count_done(&pool.done)
+        fm_done(&pool.done, &pool.waiting)
         taken = fm_claim(&pool.word, pool.generation)
-    fm_wait_count(&pool.done, <int> n_total, NULL)  # claimed jobs end, abandoned or not
+    fm_wait_done(&pool.done, <int> n_total, &pool.waiting)  # claimed jobs end, abandoned or not
 
 
 cdef inline void pool_help(const Geometry *g, floating *theta, floating *grad,
@@ -702,7 +708,7 @@ cdef inline void pool_help(const Geometry *g, floating *theta, floating *grad,
         while taken >= 0:
             batch_job(g, taken, pool.tiles, pool.row_blocks, theta, grad, state_1, state_2,
                       state_3, step, False, rows, work, False)
-            fm_count_done(&pool.done)
+            fm_done(&pool.done, &pool.waiting)
             taken = fm_claim(&pool.word, generation)
 
 

@@ -21,8 +21,8 @@ from fastmlp._engine._kernels cimport (
 )
 from fastmlp._engine._network cimport Network
 from fastmlp._engine._openmp cimport (
-    fm_call, fm_claim, fm_count_done, fm_current_cpu, fm_leave_cpu, fm_publish_jobs,
-    fm_spare_seconds, fm_store_flag, fm_wait_call, fm_wait_count,
+    fm_call, fm_claim, fm_count_done, fm_current_cpu, fm_done, fm_leave_cpu, fm_publish_jobs,
+    fm_spare_seconds, fm_store_flag, fm_wait_call, fm_wait_count, fm_wait_done,
 )
 from fastmlp._engine._schedule cimport first_tiles as schedule_first_tiles
 from fastmlp._engine._threads cimport (
@@ -366,6 +366,18 @@ def wait_call(int[::1] value, int seen, int[::1] sleepers):
 def call(int[::1] value, int generation, int[::1] sleepers):
     """The pool's caller calling its helpers to `generation` (fm_call)."""
     fm_call(&value[0], generation, &sleepers[0])
+
+
+def wait_done(int[::1] done, int target, int[::1] sleepers):
+    """The pool's caller at a batch's end (csrc/placement.c's fm_wait_done), without the GIL:
+    returns once done[0] reaches `target`."""
+    with nogil:
+        fm_wait_done(&done[0], target, &sleepers[0])
+
+
+def job_done(int[::1] done, int[::1] sleepers):
+    """A helper's count of a job done (fm_done): done[0] += 1, waking a sleeping caller."""
+    fm_done(&done[0], &sleepers[0])
 
 
 def spare_seconds():

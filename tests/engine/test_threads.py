@@ -539,6 +539,31 @@ def test_a_helper_left_out_sleeps_until_it_is_called():
     assert sleepers[0] == 0
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="the wait sleeps on POSIX only")
+def test_the_caller_sleeps_until_the_helpers_last_job_is_done():
+    # At a batch's end the caller waits for the jobs its helpers claimed: asleep past a short
+    # spin, and woken by the last one's count (a nap would oversleep it by up to ~100 us).
+    from fastmlp._engine._testing import job_done, wait_done
+    done, sleepers = np.zeros(1, np.int32), np.zeros(1, np.int32)
+    result = {}
+
+    def run():
+        cpu = time.thread_time()
+        wait_done(done, 2, sleepers)
+        result["cpu"] = time.thread_time() - cpu
+    thread = threading.Thread(target=run, daemon=True)  # (as _waiter's)
+    thread.start()
+    job_done(done, sleepers)  # one of two
+    start = time.perf_counter()
+    time.sleep(0.3)
+    assert thread.is_alive()
+    job_done(done, sleepers)
+    thread.join(5.0)
+    wall = time.perf_counter() - start
+    assert not thread.is_alive() and done[0] == 2 and sleepers[0] == 0
+    assert result["cpu"] < 0.3 * wall
+
+
 def test_no_call_is_missed_whatever_phase_of_its_wait_the_helper_is_in():
     # Called at once, after a spin, during the yields, or asleep: the helper sees every call (a
     # call lost between its last look and its sleep would leave it asleep for good).
