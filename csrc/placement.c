@@ -99,12 +99,17 @@ void fm_yield_cpu(void)
 #define FM_ADD_SC(p, v) (*(volatile int *)(p) += (v))
 #endif
 
-int fm_wait_call(int *value, int seen, int *sleepers)
+/* Whether a wait on a word is over: `reach` waits for it to reach `ref`, else to leave it. */
+static int fm_arrived(int now, int ref, int reach) { return reach ? now >= ref : now != ref; }
+
+/* Both waits: spins, yields, then sleeps on the word (the futex call returns at once if the
+ * word changed after the look); returns the word's value that ended it. */
+static int fm_wait_word(int *word, int ref, int reach, int *sleepers)
 {
     int looks, now;
     for (looks = 0; looks < FM_WAIT_SPINS + FM_WAIT_YIELDS; looks++) {
-        now = FM_LOAD_SC(value);
-        if (now != seen)
+        now = FM_LOAD_SC(word);
+        if (fm_arrived(now, ref, reach))
             return now;
         if (looks < FM_WAIT_SPINS)
             FM_PAUSE();
@@ -113,19 +118,42 @@ int fm_wait_call(int *value, int seen, int *sleepers)
     }
     for (;;) {
         FM_ADD_SC(sleepers, 1);
-        now = FM_LOAD_SC(value);
-        if (now == seen) {
+        now = FM_LOAD_SC(word);
+        if (!fm_arrived(now, ref, reach)) {
 #if defined(__linux__) && defined(SYS_futex)
-            syscall(SYS_futex, value, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+            syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, now, NULL, NULL, 0);
 #else
             fm_nap();
 #endif
-            now = FM_LOAD_SC(value);
+            now = FM_LOAD_SC(word);
         }
         FM_ADD_SC(sleepers, -1);
-        if (now != seen)
+        if (fm_arrived(now, ref, reach))
             return now;
     }
+}
+
+/* Both wakes, after the word's store: a system call only where a waiter may sleep. */
+static void fm_wake_sleepers(int *word, int *sleepers)
+{
+#if defined(__linux__) && defined(SYS_futex)
+    if (FM_LOAD_SC(sleepers) > 0)
+        syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+#else
+    (void)word;
+    (void)sleepers;
+#endif
+}
+
+int fm_wait_call(int *value, int seen, int *sleepers)
+{
+    return fm_wait_word(value, seen, 0, sleepers);
+}
+
+void fm_call(int *value, int set, int *sleepers)
+{
+    FM_STORE_SC(value, set);
+    fm_wake_sleepers(value, sleepers);
 }
 
 /* The caller's wait, at a batch's end, for the jobs its helpers claimed (*done to reach
@@ -134,52 +162,13 @@ int fm_wait_call(int *value, int seen, int *sleepers)
  * futex wakes the caller as the count arrives. */
 void fm_wait_done(int *done, int target, int *sleepers)
 {
-    int looks, now;
-    for (looks = 0; looks < FM_WAIT_SPINS + FM_WAIT_YIELDS; looks++) {
-        if (FM_LOAD_SC(done) >= target)
-            return;
-        if (looks < FM_WAIT_SPINS)
-            FM_PAUSE();
-        else
-            fm_yield_cpu();
-    }
-    for (;;) {
-        FM_ADD_SC(sleepers, 1);
-        now = FM_LOAD_SC(done);
-        if (now < target) {
-#if defined(__linux__) && defined(SYS_futex)
-            syscall(SYS_futex, done, FUTEX_WAIT_PRIVATE, now, NULL, NULL, 0);
-#else
-            fm_nap();
-#endif
-            now = FM_LOAD_SC(done);
-        }
-        FM_ADD_SC(sleepers, -1);
-        if (now >= target)
-            return;
-    }
+    fm_wait_word(done, target, 1, sleepers);
 }
 
 void fm_done(int *done, int *sleepers)
 {
     FM_ADD_SC(done, 1);
-#if defined(__linux__) && defined(SYS_futex)
-    if (FM_LOAD_SC(sleepers) > 0)
-        syscall(SYS_futex, done, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
-#else
-    (void)sleepers;
-#endif
-}
-
-void fm_call(int *value, int set, int *sleepers)
-{
-    FM_STORE_SC(value, set);
-#if defined(__linux__) && defined(SYS_futex)
-    if (FM_LOAD_SC(sleepers) > 0)
-        syscall(SYS_futex, value, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
-#else
-    (void)sleepers;
-#endif
+    fm_wake_sleepers(done, sleepers);
 }
 
 /* Seconds for which the CPUs this process may run on have been idle since boot (the idle and

@@ -424,18 +424,37 @@ def test_the_gate_leaves_long_batches_to_the_probes():
 
 # -- a thread that waits for a row block (csrc/fm_openmp.h's fm_wait_count) --------------------
 
-def _waiter(count, target, stop):
-    from fastmlp._engine._testing import wait_count
+def _in_a_thread(wait):
+    """Run wait() in a thread of its own: (thread, {"value": what it returned, "cpu": that
+    thread's CPU seconds in it}). A daemon: a wait that never ends fails its test, not the
+    interpreter's exit."""
     result = {}
 
     def run():
         cpu = time.thread_time()
-        result["reached"] = wait_count(count, target, stop)
+        result["value"] = wait()
         result["cpu"] = time.thread_time() - cpu
-    # a daemon: a wait that never ends fails its test, not the interpreter's exit
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread, result
+
+
+def _asleep_until_woken(thread, result, wake):
+    """The wait in `thread` (_in_a_thread's) goes on for 0.3 s, then wake() ends it; it must
+    have taken under 0.3x that time's CPU: it slept rather than spun or yielded."""
+    start = time.perf_counter()
+    time.sleep(0.3)
+    assert thread.is_alive()
+    wake()
+    thread.join(5.0)
+    wall = time.perf_counter() - start
+    assert not thread.is_alive()
+    assert result["cpu"] < 0.3 * wall
+
+
+def _waiter(count, target, stop):
+    from fastmlp._engine._testing import wait_count
+    return _in_a_thread(lambda: wait_count(count, target, stop))
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="the wait sleeps on POSIX only")
@@ -447,14 +466,8 @@ def test_a_long_wait_sleeps_and_ends_when_the_count_arrives():
     count, stop = np.zeros(1, np.int32), np.zeros(1, np.int32)
     thread, result = _waiter(count, 2, stop)
     count_done(count)  # one of two: still waiting
-    start = time.perf_counter()
-    time.sleep(0.3)
-    assert thread.is_alive()
-    count_done(count)
-    thread.join(5.0)
-    wall = time.perf_counter() - start
-    assert not thread.is_alive() and result["reached"] == 1
-    assert result["cpu"] < 0.3 * wall
+    _asleep_until_woken(thread, result, lambda: count_done(count))
+    assert result["value"] == 1
 
 
 def test_a_stop_ends_a_long_wait():
@@ -465,7 +478,7 @@ def test_a_stop_ends_a_long_wait():
     assert thread.is_alive()
     raise_stop(stop)
     thread.join(5.0)
-    assert not thread.is_alive() and result["reached"] == 0
+    assert not thread.is_alive() and result["value"] == 0
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/stat is Linux's")
@@ -510,15 +523,7 @@ def test_a_helper_late_for_a_batch_takes_no_job_of_the_next():
 
 def _call_waiter(value, seen, sleepers):
     from fastmlp._engine._testing import wait_call
-    result = {}
-
-    def run():
-        cpu = time.thread_time()
-        result["now"] = wait_call(value, seen, sleepers)
-        result["cpu"] = time.thread_time() - cpu
-    thread = threading.Thread(target=run, daemon=True)  # (as _waiter's)
-    thread.start()
-    return thread, result
+    return _in_a_thread(lambda: wait_call(value, seen, sleepers))
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="the wait sleeps on POSIX only")
@@ -528,15 +533,8 @@ def test_a_helper_left_out_sleeps_until_it_is_called():
     from fastmlp._engine._testing import call
     value, sleepers = np.zeros(1, np.int32), np.zeros(1, np.int32)
     thread, result = _call_waiter(value, 0, sleepers)
-    start = time.perf_counter()
-    time.sleep(0.3)
-    assert thread.is_alive()
-    call(value, 1, sleepers)
-    thread.join(5.0)
-    wall = time.perf_counter() - start
-    assert not thread.is_alive() and result["now"] == 1
-    assert result["cpu"] < 0.3 * wall
-    assert sleepers[0] == 0
+    _asleep_until_woken(thread, result, lambda: call(value, 1, sleepers))
+    assert result["value"] == 1 and sleepers[0] == 0
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="the wait sleeps on POSIX only")
@@ -545,23 +543,10 @@ def test_the_caller_sleeps_until_the_helpers_last_job_is_done():
     # spin, and woken by the last one's count (a nap would oversleep it by up to ~100 us).
     from fastmlp._engine._testing import job_done, wait_done
     done, sleepers = np.zeros(1, np.int32), np.zeros(1, np.int32)
-    result = {}
-
-    def run():
-        cpu = time.thread_time()
-        wait_done(done, 2, sleepers)
-        result["cpu"] = time.thread_time() - cpu
-    thread = threading.Thread(target=run, daemon=True)  # (as _waiter's)
-    thread.start()
+    thread, result = _in_a_thread(lambda: wait_done(done, 2, sleepers))
     job_done(done, sleepers)  # one of two
-    start = time.perf_counter()
-    time.sleep(0.3)
-    assert thread.is_alive()
-    job_done(done, sleepers)
-    thread.join(5.0)
-    wall = time.perf_counter() - start
-    assert not thread.is_alive() and done[0] == 2 and sleepers[0] == 0
-    assert result["cpu"] < 0.3 * wall
+    _asleep_until_woken(thread, result, lambda: job_done(done, sleepers))
+    assert done[0] == 2 and sleepers[0] == 0
 
 
 def test_no_call_is_missed_whatever_phase_of_its_wait_the_helper_is_in():
@@ -575,4 +560,4 @@ def test_no_call_is_missed_whatever_phase_of_its_wait_the_helper_is_in():
         time.sleep(delay)
         call(value, generation, sleepers)
         thread.join(5.0)
-        assert not thread.is_alive() and result["now"] == generation
+        assert not thread.is_alive() and result["value"] == generation
