@@ -631,15 +631,15 @@ cdef inline void batch_jobs(const Geometry *g, floating *theta, floating *grad,
 # helper has taken and then waits for the claimed ones only. Which thread runs which job still
 # changes no bit (the jobs are batch_jobs's; tools/fingerprint.py: 301 of 301 fits equal to
 # the region per batch). Batch normalization and the gradient's clipping keep a region per pass
-# (Trainer._epoch uses no pool there). Measured on the 2-core Xeon VM beside a spinning process
-# (`python benchmarks/harness_runs.py --runs busy-core --scale 0.5 --repeats 3`, /tmp builds
-# with the run-time choice forced to all threads, two runs each): 2 threads over 1 on
-# `tiny-batch` 0.90 and 0.93 against 0.99 and 0.97 with a region per batch, `mnist` 0.91 and
-# 0.89 against 1.03 and 0.96, `mnist-f64` 0.99 and 0.90 against 0.91 and 0.94. On the quiet
-# machine (benchmarks/ab_builds.py, 7 rounds) the epoch took 0.95x on `tiny-batch`, 0.98-1.02x
-# on `small`, `mnist`, `mnist-f64` and `wide`. The caller's wait at a batch's end sleeps on a
-# futex that the last job's count wakes (csrc/placement.c's fm_wait_done), not in naps: on the
-# 2-core AMD EPYC VM (Zen 4) the pool with naps there took 1.008-1.057x the epoch of `wide`
+# (Trainer._epoch uses no pool there). Measured on the 2-core AMD EPYC VM (Zen 4) beside a
+# spinning process (`python benchmarks/harness_runs.py --runs busy-core --scale 0.5 --repeats
+# 3`, /tmp builds with the run-time choice forced to all threads, two runs each): 2 threads
+# over 1 on `tiny-batch` 0.90 and 0.93 against 0.99 and 0.97 with a region per batch, `mnist`
+# 0.91 and 0.89 against 1.03 and 0.96, `mnist-f64` 0.99 and 0.90 against 0.91 and 0.94. On the
+# quiet machine (benchmarks/ab_builds.py, 7 rounds) the epoch took 0.95x on `tiny-batch`,
+# 0.98-1.02x on `small`, `mnist`, `mnist-f64` and `wide`. The caller's wait at a batch's end
+# sleeps on a futex that the last job's count wakes (csrc/placement.c's fm_wait_done), not in
+# naps: the pool with naps there took 1.008-1.057x the epoch of `wide`
 # (three ab_builds.py runs of 5-7 rounds), with the futex 0.973x (10 rounds; `mnist` 1.005x).
 
 cdef inline void pool_init(Pool *pool) noexcept nogil:

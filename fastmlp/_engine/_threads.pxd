@@ -154,7 +154,8 @@
 #
 # Since an epoch's threads stay in one parallel region (_schedule.pxd's pool), a batch no longer
 # forks and joins its threads, and the caller no longer waits for a helper that took no job:
-# two threads forced on every `tiny-batch` batch beside a spinning process took 0.90-0.93x the
+# two threads forced on every `tiny-batch` batch beside a spinning process (2-core AMD EPYC VM,
+# Zen 4) took 0.90-0.93x the
 # one-thread epoch (0.97-0.99x with a region per batch, the same session). The gate stays: with
 # its bound at 0 (no gate), `tiny-batch` read 0.94, 0.97, 0.84 against 0.97, 0.84, 0.85 with it,
 # run by run (`python benchmarks/harness_runs.py --runs busy-core --workloads tiny-batch --scale
