@@ -661,6 +661,24 @@ cdef inline void pool_close(Pool *pool) noexcept nogil:
     fm_call(&pool.called, <int> (pool.generation + 1), &pool.sleepers)
 
 
+cdef inline void pool_claim_jobs(const Geometry *g, floating *theta, floating *grad,
+                                 floating *state_1, floating *state_2, floating *state_3,
+                                 const Step *step, bint accumulate, const Rows *rows,
+                                 const Work *work, unsigned int generation,
+                                 bint calling) noexcept nogil:
+    """Run and count the jobs of `generation` this thread can claim (the caller's, `calling`,
+    or a helper's, which first moves off the caller's CPU if it shares it)."""
+    cdef Pool *pool = work.pool
+    cdef int taken = fm_claim(&pool.word, generation)
+    if taken >= 0 and not calling:
+        fm_leave_cpu(pool.caller_cpu)  # csrc/placement.c: why
+    while taken >= 0:
+        batch_job(g, taken, pool.tiles, pool.row_blocks, theta, grad, state_1, state_2,
+                  state_3, step, accumulate, rows, work, calling)
+        fm_done(&pool.done, &pool.waiting)
+        taken = fm_claim(&pool.word, generation)
+
+
 cdef inline void pool_batch(const Geometry *g, floating *theta, floating *grad,
                             floating *state_1, floating *state_2, floating *state_3,
                             const Step *step, bint accumulate, const Rows *rows,
@@ -679,12 +697,8 @@ cdef inline void pool_batch(const Geometry *g, floating *theta, floating *grad,
     fm_publish_jobs(&pool.word, pool.generation, <int> n_total)  # (release: all of the above)
     if call:
         fm_call(&pool.called, <int> pool.generation, &pool.sleepers)
-    taken = fm_claim(&pool.word, pool.generation)
-    while taken >= 0:
-        batch_job(g, taken, tiles, r_blocks, theta, grad, state_1, state_2, state_3, step,
-                  accumulate, rows, work, True)
-        fm_done(&pool.done, &pool.waiting)
-        taken = fm_claim(&pool.word, pool.generation)
+    pool_claim_jobs(g, theta, grad, state_1, state_2, state_3, step, accumulate, rows, work,
+                    pool.generation, True)
     fm_wait_done(&pool.done, <int> n_total, &pool.waiting)  # claimed jobs end, abandoned or not
 
 
@@ -695,21 +709,13 @@ cdef inline void pool_help(const Geometry *g, floating *theta, floating *grad,
     any, and wait again, until the caller closes the pool. What a claimed job reads (the rows,
     the step, the pool's tiles) was written before the word's generation (fm_claim acquires)."""
     cdef Pool *pool = work.pool
-    cdef int seen = 0, taken
-    cdef unsigned int generation
+    cdef int seen = 0
     while True:
         seen = fm_wait_call(&pool.called, seen, &pool.sleepers)
         if fm_load_flag(&pool.closed):
             return
-        generation = <unsigned int> seen
-        taken = fm_claim(&pool.word, generation)
-        if taken >= 0:
-            fm_leave_cpu(pool.caller_cpu)  # csrc/placement.c: why
-        while taken >= 0:
-            batch_job(g, taken, pool.tiles, pool.row_blocks, theta, grad, state_1, state_2,
-                      state_3, step, False, rows, work, False)
-            fm_done(&pool.done, &pool.waiting)
-            taken = fm_claim(&pool.word, generation)
+        pool_claim_jobs(g, theta, grad, state_1, state_2, state_3, step, False, rows, work,
+                        <unsigned int> seen, False)
 
 
 cdef inline double sum_partials(const double *partial, Py_ssize_t n_jobs) noexcept nogil:
