@@ -688,7 +688,6 @@ cdef inline void pool_batch(const Geometry *g, floating *theta, floating *grad,
     are called to it; else it is the caller's alone), every job the caller can claim, then a
     wait for those the helpers claimed."""
     cdef Pool *pool = work.pool
-    cdef int taken
     pool.generation += 1
     pool.done = 0
     pool.tiles = tiles
