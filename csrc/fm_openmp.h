@@ -173,6 +173,21 @@ static inline int fm_claim(long long *word, unsigned int generation)
     return taken;
 }
 #endif
+
+/* csrc/placement.c: whether this thread's few-row prediction splits its products over two
+ * threads (fm_split_begin; `now` the fm_split_clock at its start), and its end (fm_split_end;
+ * `began` that clock, `now` the clock at its end, `wait` the caller's longest wait for its
+ * helper after its own part, in seconds, or -1 where it did not split). fm_split_mode: 0 the
+ * rule, 1 always split, -1 never (tests). */
+enum { FM_SPLIT_BACKOFF_MIN = 16, FM_SPLIT_BACKOFF_MAX = 4096 };
+#define FM_SPLIT_GAP 30e-6
+#define FM_SPLIT_LATE 10e-6
+#define FM_SPLIT_WAKE 200e-6
+extern int fm_split_mode;
+int fm_split_begin(double now);
+void fm_split_end(double began, double now, double wait);
+double fm_split_clock(void);
+
 /* csrc/placement.c: a helper's wait for the caller to call it to another batch (*value to
  * change from `seen`; spins, yields, then sleeps on a futex where Linux has one, else naps),
  * and the caller's call (stores `value`, wakes the sleepers). */

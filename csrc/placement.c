@@ -171,6 +171,84 @@ void fm_done(int *done, int *sleepers)
     fm_wake_sleepers(done, sleepers);
 }
 
+/* Whether a few-row prediction splits its products over two threads (csrc/small_product.c's
+ * Design says why): the calling thread's own record, so that two Python threads predicting at
+ * once (each with its own OpenMP team) judge their own helpers.
+ *
+ * Two threads pay only while the helper is still spinning from the region before: asleep, it
+ * takes ~30-60 us to wake (a halted virtual CPU), against ~4 us saved. libgomp's helper spins
+ * GOMP_SPINCOUNT (2,000, fastmlp/_runtime.py) pauses after a region, 40-80 us here; so a
+ * prediction splits only when this thread's previous few-row prediction ended under
+ * FM_SPLIT_GAP ago (calls back to back, as a serving loop makes them; the first of a run pays
+ * the wake once). A helper that the OS starts late (beside a busy process it may wait a time
+ * slice, milliseconds) shows as the caller's wait after its own part: a wait over
+ * FM_SPLIT_LATE where the helper should have been spinning (a split region ended under
+ * FM_SPLIT_GAP before), or over FM_SPLIT_WAKE where it had to wake, puts the next
+ * FM_SPLIT_BACKOFF_MIN calls on one thread, doubled at each late split up to
+ * FM_SPLIT_BACKOFF_MAX and halved at each timely one with a spinning helper, so that a busy
+ * machine costs at most one late call every few thousand. A model's compiled call (the
+ * engine's SteadyPrediction) asks this rule only where its own choice between one thread and
+ * two, by what each has cost its calls, says two. fm_split_mode: 0 this rule, 1 always split,
+ * -1 never (tests and benchmarks: the engine's few_row_split). */
+#if (defined(__GNUC__) || defined(__clang__)) && defined(CLOCK_MONOTONIC)
+#define FM_SPLIT_GATE 1  /* (elsewhere a few-row prediction stays on one thread) */
+static __thread double split_call_end = -1e30;    /* this thread's last few-row prediction's end */
+static __thread double split_region_end = -1e30;  /* its last split region's end */
+static __thread int split_skip, split_backoff;
+#endif
+int fm_split_mode;
+
+double fm_split_clock(void)
+{
+#if defined(CLOCK_MONOTONIC)
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
+#else
+    return 0.0;
+#endif
+}
+
+int fm_split_begin(double now)
+{
+    if (fm_split_mode != 0)
+        return fm_split_mode > 0;
+#if defined(FM_SPLIT_GATE)
+    if (split_skip > 0) {
+        split_skip--;
+        return 0;
+    }
+    return now - split_call_end < FM_SPLIT_GAP;
+#else
+    (void)now;
+    return 0;
+#endif
+}
+
+void fm_split_end(double began, double now, double wait)
+{
+#if defined(FM_SPLIT_GATE)
+    if (wait >= 0.0) {  /* it split */
+        /* whether the helper should have been spinning (else it had to wake) */
+        const int spinning = began - split_region_end < FM_SPLIT_GAP;
+        if (wait > (spinning ? FM_SPLIT_LATE : FM_SPLIT_WAKE)) {
+            split_backoff = split_backoff == 0 ? FM_SPLIT_BACKOFF_MIN
+                            : split_backoff < FM_SPLIT_BACKOFF_MAX ? 2 * split_backoff
+                            : FM_SPLIT_BACKOFF_MAX;
+            split_skip = split_backoff;
+        } else if (spinning) {
+            split_backoff /= 2;
+        }
+        split_region_end = now;
+    }
+    split_call_end = now;
+#else
+    (void)began;
+    (void)now;
+    (void)wait;
+#endif
+}
+
 /* Seconds for which the CPUs this process may run on have been idle since boot (the idle and
  * iowait columns of /proc/stat's per-CPU lines, summed over the affinity mask), plus the CPU
  * seconds this process has run, or -1 where there is no such count (not Linux, /proc not

@@ -89,6 +89,32 @@
  * exists, and when a prediction may read it (the weights may be edited in place through
  * `coefs_`), is fastmlp/_serving.py's.
  *
+ * Two threads on one row, built (a later session; 2-core AMD EPYC VM, Zen 4, L2 1 MB a core,
+ * 8-way). One row through `mnist`'s network reads W1's copy (800 KB), W2's (128 KB), the row
+ * and the interpreter's lines: about as much as one core's L2 holds. A one-thread
+ * predict_proba took 12.4-12.8 us in some processes and rounds and 15.5-18 in others (a C loop
+ * streaming 936 KB alone: 9.3-10.5 us), and W1 on a copy in one 2 MB huge page changed
+ * nothing. Cut by columns (fm_small_product_part: z[j] depends on column j alone, the same
+ * bits) at a line near the middle (fm_small_split, only for a W of FM_SPLIT_BYTES or more),
+ * each core streams half of W1 from its own L2 (the engine's split_product, a parallel region
+ * of two threads per such layer, the caller taking the first half). The tries above lost
+ * because the worker slept between calls: libgomp's helper spins GOMP_SPINCOUNT (2,000,
+ * fastmlp/_runtime.py) pauses after a region, 40-80 us here, and waking it costs 30-60 us.
+ * Split on every call, a call that followed the one before after a pause of 0 / 10 / 20 / 40
+ * / 80 / 160 / 1000 us took 8.5 / 8.4 / 8.8 / 9.0 / 35 / 33 / 57 us, one thread 15-21; so a
+ * call splits only where the thread's call before ended under FM_SPLIT_GAP = 30 us earlier,
+ * and a helper that the OS starts late (beside a busy process) backs the calls off to one
+ * thread (csrc/placement.c's fm_split_begin and fm_split_end). Six processes of each build in
+ * turns, eight rounds of 200 calls each (one row of 784 float32, the harness's network
+ * trained by partial_fit): medians of the rounds 11.1 us (quartiles 9.2-12.4) against 15.5
+ * (12.9-17.3); the harness (benchmarks/RESULTS.md has the runs): 8.5-10.8 us against
+ * 15.3-16.9. But in some processes (2 of 7 in one trial, lasting the process's life) every
+ * split call took 1.25-1.3x one thread's time: so a model's compiled call (the engine's
+ * SteadyPrediction) splits only while its own calls say it pays, by the trainer's choice
+ * between one thread and all (_threads.pxd: probes of the other way, each way's smoothed
+ * cost). Beside a spinning process: medians of 10 rounds 12.7 and 13.1 us against 12.7 and
+ * 18.0 (a few rounds' means at ~30 us, before the back-off).
+ *
  * This file includes itself once per dtype (see activations.c).
  */
 #ifndef REAL
@@ -101,6 +127,9 @@
 /* The terms of one z[j] listed at a time (a longer row is taken in pieces of this many k, the
  * sums kept in z between pieces): 1024 x 8 bytes of indices on the stack. */
 enum { FM_PRODUCT_TERMS = 1024 };
+
+/* The smallest W whose few-row product two threads share (fm_small_split). */
+enum { FM_SPLIT_BYTES = 256 * 1024 };
 
 /* AVX-512 has masked loads and stores, with which the column blocks follow W's cache lines
  * (see SFX(product_columns_avx512)); the generic vector code below serves other processors. */
@@ -349,21 +378,24 @@ FM_INLINE void SFX(product_packed)(REAL *z, SFX(fm_terms) p, const REAL *copy, p
 }
 
 /* One piece of terms by the path this processor takes; `copy` (the generic path's 8-vector
- * blocks only) a packed copy of W's first `packed` columns. */
+ * blocks only) a packed copy of W's first `packed` columns. AVX-512: `copy` holds W's rows on
+ * lines of their own (fm_small_pack), copy_ld apart, where packed > 0. */
 FM_INLINE void SFX(product_piece)(REAL *z, SFX(fm_terms) p, int avx512, int most,
-                                  const REAL *copy, ptrdiff_t packed, ptrdiff_t n_in)
+                                  const REAL *copy, ptrdiff_t packed, ptrdiff_t copy_ld,
+                                  ptrdiff_t n_in)
 {
 #if defined(FM_PRODUCT_AVX512)
     if (avx512) {
-        if (packed > 0) {  /* the copy: W's rows on lines of their own (fm_small_pack) */
+        if (packed > 0) {
             p.W = copy;
-            p.ldw = packed;
+            p.ldw = copy_ld;
         }
         SFX(product_piece_avx512)(z, p);
         return;
     }
 #endif
     (void) avx512;
+    (void) copy_ld;
     if (packed > 0 && p.index != NULL)
         SFX(product_packed)(z, p, copy, packed, n_in, most);
     else if (packed > 0)
@@ -376,26 +408,38 @@ FM_INLINE void SFX(product_piece)(REAL *z, SFX(fm_terms) p, int avx512, int most
                                                 p.first}, most, 0);
 }
 
-/* The product of fm_small_product and fm_small_product_packed: `copy` holds W's first
- * `packed` columns packed (fm_small_pack), or packed is 0. */
+/* Columns c0..c1 of the product of fm_small_product and fm_small_product_packed (out, W and
+ * the copy as the whole product has them: out rows n_out apart): `copy` holds W's first
+ * `packed` columns packed (fm_small_pack), or packed is 0. The generic path's copy is cut only
+ * at a block's edge, c0 a multiple of FM_PACK_BLOCK (fm_small_split's columns are). Each z[j]
+ * is computed as in the whole product, whatever the columns around it: the same bits. */
 FM_INLINE void SFX(small_product)(REAL *out, const REAL *a, ptrdiff_t lda, const REAL *W,
                                   const REAL *copy, ptrdiff_t packed, ptrdiff_t rows,
-                                  ptrdiff_t n_in, ptrdiff_t n_out)
+                                  ptrdiff_t n_in, ptrdiff_t n_out, ptrdiff_t c0, ptrdiff_t c1)
 {
     const int avx512 = fm_product_avx512(), most = fm_product_vectors();
+    const ptrdiff_t copy_ld = packed;  /* AVX-512: a row of the copy */
     ptrdiff_t index[FM_PRODUCT_TERMS];
     if (!avx512 && most < 8)
         packed = 0;  /* (fm_small_pack_columns gave 0: no copy is made for this path) */
+    if (avx512 && packed > 0) {
+        copy += c0;
+    } else if (packed > 0) {  /* the generic path's blocks of the part's columns */
+        copy += c0 * n_in;
+        packed = (packed < c1 ? packed : c1) - c0;
+        if (packed < 0)
+            packed = 0;
+    }
     for (ptrdiff_t r = 0; r < rows; r++) {
-        REAL *z = out + r * n_out;
-        SFX(fm_terms) p = {a + r * lda, W, n_out, n_out, NULL, 0, 0, 1};
+        REAL *z = out + r * n_out + c0;
+        SFX(fm_terms) p = {a + r * lda, W + c0, c1 - c0, n_out, NULL, 0, 0, 1};
         ptrdiff_t zeros = 0;
         FM_SIMD_SUM(zeros)
         for (ptrdiff_t k = 0; k < n_in; k++)
             zeros += p.a[k] == 0;
         const int skip = zeros * 8 >= n_in;  /* see the Design block */
         if (n_in == 0)
-            SFX(product_piece)(z, p, avx512, most, NULL, 0, 0);  /* z = 0 */
+            SFX(product_piece)(z, p, avx512, most, NULL, 0, 0, 0);  /* z = 0 */
         for (ptrdiff_t k0 = 0; k0 < n_in; k0 += FM_PRODUCT_TERMS) {
             const ptrdiff_t piece = n_in - k0 < FM_PRODUCT_TERMS ? n_in - k0 : FM_PRODUCT_TERMS;
             p.k0 = k0;
@@ -410,7 +454,7 @@ FM_INLINE void SFX(small_product)(REAL *out, const REAL *a, ptrdiff_t lda, const
                     p.terms += p.a[k] != 0;
                 }
             }
-            SFX(product_piece)(z, p, avx512, most, copy, packed, n_in);
+            SFX(product_piece)(z, p, avx512, most, copy, packed, copy_ld, n_in);
         }
     }
 }
@@ -419,7 +463,7 @@ FASTMLP_CLONES
 void SFX(fm_small_product)(REAL *out, const REAL *a, ptrdiff_t lda, const REAL *W, ptrdiff_t rows,
                            ptrdiff_t n_in, ptrdiff_t n_out)
 {
-    SFX(small_product)(out, a, lda, W, NULL, 0, rows, n_in, n_out);
+    SFX(small_product)(out, a, lda, W, NULL, 0, rows, n_in, n_out, 0, n_out);
 }
 
 FASTMLP_CLONES
@@ -428,7 +472,29 @@ void SFX(fm_small_product_packed)(REAL *out, const REAL *a, ptrdiff_t lda, const
                                   ptrdiff_t n_out)
 {
     SFX(small_product)(out, a, lda, W, copy, SFX(fm_small_pack_columns)(n_out), rows, n_in,
-                       n_out);
+                       n_out, 0, n_out);
+}
+
+FASTMLP_CLONES
+void SFX(fm_small_product_part)(REAL *out, const REAL *a, ptrdiff_t lda, const REAL *W,
+                                const REAL *copy, ptrdiff_t rows, ptrdiff_t n_in,
+                                ptrdiff_t n_out, ptrdiff_t c0, ptrdiff_t c1)
+{
+    SFX(small_product)(out, a, lda, W, copy, copy != NULL ? SFX(fm_small_pack_columns)(n_out) : 0,
+                       rows, n_in, n_out, c0, c1);
+}
+
+/* Where a few rows' product through an n_in x n_out W is cut in two for two threads: a column
+ * on a cache line of W's rows (AVX-512) or at a block of the generic path's copy, near the
+ * middle; 0 where W is under FM_SPLIT_BYTES (two threads would not gain: see the Design
+ * block) or too narrow to cut there. */
+ptrdiff_t SFX(fm_small_split)(ptrdiff_t n_in, ptrdiff_t n_out)
+{
+    const ptrdiff_t step = fm_product_avx512() ? 64 / (ptrdiff_t) sizeof(REAL) : FM_PACK_BLOCK;
+    if (n_in * n_out * (ptrdiff_t) sizeof(REAL) < FM_SPLIT_BYTES)
+        return 0;
+    return (n_out / 2 + step / 2) / step * step < n_out ? (n_out / 2 + step / 2) / step * step
+                                                       : 0;
 }
 
 /* The generic path: its blocks' columns (a multiple of FM_PACK_BLOCK, at most n_out), or 0

@@ -1283,9 +1283,11 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
                 if self.__dict__.get("_batch_norm") else None)
         if X.shape[0] < _engine.SMALL_PREDICT_ROWS:
             # A few rows never reach BLAS (csrc/small_product.c): no limit to set. They read
-            # the packed copy of W where there may be one (fastmlp/_serving.py says when).
-            finite = _engine.predict(network, theta, X, out, 1, fold, unproven,
-                                     _serving.copy_for(network, theta))
+            # the packed copy of W where there may be one (fastmlp/_serving.py says when), and
+            # share a large W's product with a second thread where that pays (the engine's
+            # split_product).
+            finite = _engine.predict(network, theta, X, out, effective_n_threads(), fold,
+                                     unproven, _serving.copy_for(network, theta))
             if unproven and finite and fold is None:
                 d = self.__dict__
                 _serving.keep_steady_prediction(self, _engine.SteadyPrediction(

@@ -9,6 +9,10 @@ cdef extern from "fastmlp_kernels.h" nogil:
     void fm_small_product_d(double *out, const double *a, Py_ssize_t lda, const double *W, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t n_out)
     void fm_small_product_packed_f(float *out, const float *a, Py_ssize_t lda, const float *W, const float *copy, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t n_out)
     void fm_small_product_packed_d(double *out, const double *a, Py_ssize_t lda, const double *W, const double *copy, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t n_out)
+    void fm_small_product_part_f(float *out, const float *a, Py_ssize_t lda, const float *W, const float *copy, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t n_out, Py_ssize_t c0, Py_ssize_t c1)
+    void fm_small_product_part_d(double *out, const double *a, Py_ssize_t lda, const double *W, const double *copy, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t n_out, Py_ssize_t c0, Py_ssize_t c1)
+    Py_ssize_t fm_small_split_f(Py_ssize_t n_in, Py_ssize_t n_out)
+    Py_ssize_t fm_small_split_d(Py_ssize_t n_in, Py_ssize_t n_out)
     Py_ssize_t fm_small_pack_columns_f(Py_ssize_t n_out)
     Py_ssize_t fm_small_pack_columns_d(Py_ssize_t n_out)
     void fm_small_pack_f(float *copy, const float *W, Py_ssize_t n_in, Py_ssize_t n_out)
@@ -329,6 +333,25 @@ cdef inline void small_product_packed(floating *out, const floating *a, Py_ssize
         fm_small_product_packed_f(out, a, lda, W, copy, rows, n_in, n_out)
     else:
         fm_small_product_packed_d(out, a, lda, W, copy, rows, n_in, n_out)
+
+
+cdef inline void small_product_part(floating *out, const floating *a, Py_ssize_t lda,
+                                    const floating *W, const floating *copy, Py_ssize_t rows,
+                                    Py_ssize_t n_in, Py_ssize_t n_out, Py_ssize_t c0,
+                                    Py_ssize_t c1) noexcept nogil:
+    if floating is float:
+        fm_small_product_part_f(out, a, lda, W, copy, rows, n_in, n_out, c0, c1)
+    else:
+        fm_small_product_part_d(out, a, lda, W, copy, rows, n_in, n_out, c0, c1)
+
+
+cdef inline Py_ssize_t small_split(const floating *W, Py_ssize_t n_in,
+                                   Py_ssize_t n_out) noexcept nogil:
+    """fm_small_split for W's dtype (W only picks it)."""
+    if floating is float:
+        return fm_small_split_f(n_in, n_out)
+    else:
+        return fm_small_split_d(n_in, n_out)
 
 
 cdef inline void small_pack(floating *copy, const floating *W, Py_ssize_t n_in,

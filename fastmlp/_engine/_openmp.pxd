@@ -19,3 +19,7 @@ cdef extern from "fm_openmp.h" nogil:
     void fm_call(int *value, int set, int *sleepers)
     void fm_wait_done(int *done, int target, int *sleepers)
     void fm_done(int *done, int *sleepers)
+    int fm_split_mode
+    int fm_split_begin(double now)
+    void fm_split_end(double began, double now, double wait)
+    double fm_split_clock()

@@ -11,18 +11,20 @@ from libc.math cimport fmaf
 from fastmlp._engine._kernels cimport (
     activation_backward, adam_step, bias_activation_forward, clamp, dropout_backward,
     dropout_forward, finish_gradient, finish_step, fm_activation_needs_preactivation,
+    fm_small_pack_columns_d, fm_small_pack_columns_f,
     fm_activation_params, fm_rows_product_at_f, fm_rows_product_available, fm_rows_product_by,
     fm_rows_pack_f, fm_rows_packed_size, fm_rows_product_f, fm_rows_product_kernel,
     fm_rows_product_packed_f, fm_rows_product_t_f,
     fm_dropout_key, fm_exp_array_d, fm_exp_array_f, fm_expm1_array_d, fm_expm1_array_f,
     fm_log1p_unit_array_d, fm_log1p_unit_array_f, fm_optim, fm_optim_begin_step,
-    maxout_backward, maxout_forward, optim_step, output_delta, scale, sgd_step, small_product,
-    sum_squares,
+    maxout_backward, maxout_forward, optim_step, output_delta, scale, sgd_step, small_pack,
+    small_product, small_product_part, small_split, sum_squares,
 )
 from fastmlp._engine._network cimport Network
 from fastmlp._engine._openmp cimport (
     fm_call, fm_claim, fm_count_done, fm_current_cpu, fm_done, fm_leave_cpu, fm_publish_jobs,
-    fm_spare_seconds, fm_store_flag, fm_wait_call, fm_wait_count, fm_wait_done,
+    fm_spare_seconds, fm_split_begin, fm_split_end,
+    fm_store_flag, fm_wait_call, fm_wait_count, fm_wait_done,
 )
 from fastmlp._engine._schedule cimport first_tiles as schedule_first_tiles
 from fastmlp._engine._threads cimport (
@@ -214,6 +216,60 @@ def kernel_small_product(floating[:, ::1] out, const floating[:, ::1] a,
     """out = a @ W by the few-rows loop (no BLAS)."""
     small_product(&out[0, 0], &a[0, 0], a.shape[1], &W[0, 0], a.shape[0], a.shape[1],
                   W.shape[1])
+
+
+def kernel_small_pack(const floating[:, ::1] W):
+    """W's packed copy for few-row products (csrc/small_product.c's fm_small_pack), on a cache
+    line as the engine places it, or None where this processor's loop makes none."""
+    cdef Py_ssize_t n_in = W.shape[0], n_out = W.shape[1], size
+    dtype = np.float32 if floating is float else np.float64
+    if floating is float:
+        size = n_in * fm_small_pack_columns_f(n_out)
+    else:
+        size = n_in * fm_small_pack_columns_d(n_out)
+    if size == 0:
+        return None
+    buffer = np.empty(size + 64 // sizeof(floating), dtype)
+    start = (-buffer.ctypes.data % 64) // sizeof(floating)
+    cdef floating[::1] copy = buffer[start:start + size]
+    small_pack(&copy[0], &W[0, 0], n_in, n_out)
+    return np.asarray(copy)
+
+
+def kernel_small_product_part(floating[:, ::1] out, const floating[:, ::1] a,
+                              const floating[:, ::1] W, copy, Py_ssize_t c0, Py_ssize_t c1):
+    """out[:, c0:c1] = (a @ W)[:, c0:c1] by the few-rows loop (fm_small_product_part), reading
+    kernel_small_pack's copy of W where copy is not None; other columns untouched."""
+    cdef const floating[::1] packed
+    cdef const floating *copy_ptr = NULL
+    if copy is not None:
+        packed = copy
+        copy_ptr = &packed[0]
+    small_product_part(&out[0, 0], &a[0, 0], a.shape[1], &W[0, 0], copy_ptr, a.shape[0],
+                       a.shape[1], W.shape[1], c0, c1)
+
+
+def kernel_small_split(Py_ssize_t n_in, Py_ssize_t n_out, dtype):
+    """The column where two threads cut a few rows' product through an n_in x n_out W of
+    `dtype`, or 0 (fm_small_split)."""
+    if np.dtype(dtype) == np.float32:
+        return small_split(<const float *> NULL, n_in, n_out)
+    return small_split(<const double *> NULL, n_in, n_out)
+
+
+def split_gate(events):
+    """The calling thread's split rule (csrc/placement.c's fm_split_begin, fm_split_end) over
+    `events`, each ("begin", now) or ("end", began, now, wait), in seconds on any one scale
+    (the rule compares them, it reads no clock): the list of fm_split_begin's answers. The
+    record is the thread's own (and this module's: each compiled module links its own copy of
+    csrc/): a test runs it in a thread of its own for a fresh one."""
+    answers = []
+    for event in events:
+        if event[0] == "begin":
+            answers.append(bool(fm_split_begin(event[1])))
+        else:
+            fm_split_end(event[1], event[2], event[3])
+    return answers
 
 
 ROWS_PRODUCT = bool(fm_rows_product_available())  # csrc/rows_product.c runs on this machine

@@ -38,7 +38,7 @@ from fastmlp._engine._interrupt cimport (
 from fastmlp._engine._kernels cimport (
     FM_MAXOUT, all_finite, fm_optim, fm_optim_begin_step, fm_rows_pack_f, fm_rows_packed_size,
     fm_rows_product_kernel, fm_rows_product_packed_f, fm_small_pack_columns_d, fm_small_pack_columns_f, small_pack,
-    small_product_packed,
+    small_product_packed, small_product_part, small_split,
 )
 from fastmlp._engine._layer_dense cimport OWN_PRODUCT_ROWS, SMALL_ROWS, own_rows_product
 from fastmlp._engine._layer_dropout cimport dropout_at_step
@@ -47,7 +47,8 @@ from fastmlp._engine._layers cimport (
 )
 from fastmlp._engine._network cimport Network
 from fastmlp._engine._openmp cimport (
-    FASTMLP_HAVE_OPENMP, fm_current_cpu, fm_leave_cpu, fm_spare_seconds, omp_get_max_threads,
+    FASTMLP_HAVE_OPENMP, fm_current_cpu, fm_leave_cpu, fm_spare_seconds, fm_split_begin,
+    fm_split_clock, fm_split_end, fm_split_mode, omp_get_max_threads,
 )
 from fastmlp._engine._rows cimport Rows, gather_rows
 from fastmlp._engine._schedule cimport (
@@ -55,8 +56,8 @@ from fastmlp._engine._schedule cimport (
     block_start, finish_all, n_blocks, pool_close, pool_help, pool_init, sum_partials,
 )
 from fastmlp._engine._threads cimport (
-    ThreadChoice, choice_for, choice_gate, choice_next, choice_record, choice_threads,
-    choice_wants_gate, seconds_now,
+    ThreadChoice, choice_for, choice_gate, choice_init, choice_next, choice_record,
+    choice_threads, choice_wants_gate, seconds_now,
 )
 
 OPENMP_ENABLED = bool(FASTMLP_HAVE_OPENMP)
@@ -626,10 +627,37 @@ cdef class Trainer:
 # weight), so the caller runs the exact check.
 # ---------------------------------------------------------------------------------------------
 
+cdef void split_product(floating *out, const floating *a, Py_ssize_t lda, const floating *W,
+                        const floating *copy, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t n_out,
+                        Py_ssize_t cut, double *wait) noexcept nogil:
+    """A few rows' product (small_product_packed's, or small_product's where copy is NULL) on
+    two threads, columns 0..cut and cut..n_out (fm_small_split's cut): the same bits. *wait
+    becomes the longer of itself and the caller's wait for its helper after its own part
+    (csrc/placement.c's fm_split_end judges it)."""
+    cdef Py_ssize_t part
+    cdef int caller_cpu = fm_current_cpu()
+    cdef double caller_done[1]  # (an array: shared by the region's threads, not privatised)
+    cdef double waited
+    caller_done[0] = 0
+    # static, chunks of 1: part 0 is the caller's (thread 0), part 1 the helper's, or both the
+    # caller's in a team of one
+    for part in prange(2, nogil=True, schedule='static', chunksize=1, num_threads=2):
+        if threadid() != 0:
+            fm_leave_cpu(caller_cpu)  # as in batch_step (csrc/placement.c)
+        small_product_part(out, a, lda, W, copy, rows, n_in, n_out, 0 if part == 0 else cut,
+                           cut if part == 0 else n_out)
+        if threadid() == 0:
+            caller_done[0] = fm_split_clock()
+    waited = fm_split_clock() - caller_done[0]
+    if waited > wait[0]:
+        wait[0] = waited
+
+
 cdef bint predict_block(const Geometry *g, const floating *theta, const Rows *rows,
                         Py_ssize_t r0, Py_ssize_t r1, floating *out, floating *scratch,
                         Py_ssize_t cap, const floating *fold, bint check,
-                        const floating **copies, const float **packs) noexcept nogil:
+                        const floating **copies, const float **packs,
+                        double *split_wait) noexcept nogil:
     """out rows r0..r1 (at most cap rows) = the network's output for rows r0..r1 of X.
     scratch: two blocks of cap x max_width, then (a maxout network) one for a layer's pieces,
     then (a strided X) one of cap x n_features for its gathered rows (see predict_scratch).
@@ -637,9 +665,12 @@ cdef bint predict_block(const Geometry *g, const floating *theta, const Rows *ro
     a layer with a copy multiplies by it (fewer than SMALL_ROWS rows, a dense input; the same
     bits). packs (NULL, or one per layer, each NULL or that layer's float32 W packed once for
     the whole prediction: predict_packs): a layer with one multiplies a block of at least
-    SMALL_ROWS rows from it (the same bits as from W). Returns whether `check` found the first
-    layer's product finite (False if not checked)."""
-    cdef Py_ssize_t l, r, n_out, ld_in = rows.ldx
+    SMALL_ROWS rows from it (the same bits as from W). split_wait (NULL, or a few rows on one
+    thread outside any parallel region): each layer whose product fm_small_split cuts runs on
+    two threads (split_product; the same bits), the caller's longest wait for its helper kept
+    there. Returns whether `check` found the first layer's product finite (False if not
+    checked)."""
+    cdef Py_ssize_t l, r, n_out, cut, ld_in = rows.ldx
     cdef const floating *a_in = NULL
     cdef floating *a_out
     cdef floating *product
@@ -660,7 +691,14 @@ cdef bint predict_block(const Geometry *g, const floating *theta, const Rows *ro
         # layer_forward in its two halves: the product (by the layer's copy of W where it
         # has one), the first layer's check, then bias and activation
         product = forward_product(g, l, a_out, pieces)
-        if copies != NULL and copies[l] != NULL:
+        cut = 0
+        if split_wait != NULL and r1 - r0 < SMALL_ROWS and not (l == 0 and rows.sparse):
+            cut = small_split(theta, g.units[l], g.cols[l])
+        if cut > 0:
+            split_product(product, a_in, ld_in, theta + g.coef_offset[l],
+                          copies[l] if copies != NULL else NULL, r1 - r0, g.units[l],
+                          g.cols[l], cut, split_wait)
+        elif copies != NULL and copies[l] != NULL:
             small_product_packed(product, a_in, ld_in, theta + g.coef_offset[l], copies[l],
                                  r1 - r0, g.units[l], g.cols[l])
         elif floating is float and packs != NULL and packs[l] != NULL and r1 - r0 >= SMALL_ROWS:
@@ -814,6 +852,9 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
     cdef const floating **copy_ptrs = NULL
     cdef const float **packs = NULL
     cdef float *packs_held = NULL
+    cdef double split_began = 0, split_wait = -1
+    cdef double *split_at = NULL
+    cdef bint gated = False
     if g.batch_norm:
         if fold is None:
             raise ValueError("a batch-normalised network predicts with its folded statistics")
@@ -829,6 +870,13 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
     rows.index = NULL
     rows.first = 0
     scratch_size = predict_scratch(g, &rows, cap)
+    if n < SMALL_ROWS and n_threads > 1:
+        # A few rows: one block on this thread, whose large products may take a helper
+        # (csrc/placement.c's fm_split_begin says when)
+        gated = True
+        split_began = fm_split_clock()
+        if fm_split_begin(split_began):
+            split_at = &split_wait
     if blocks < n_threads:
         n_threads = <int> blocks
     # Per-thread scratch, allocated here so that a failure is a MemoryError, not a lost block
@@ -862,7 +910,7 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
                 for b in range(blocks):
                     block_finite[b] = predict_block(
                         g, &theta[0], &rows, b * block_rows, min(n, (b + 1) * block_rows),
-                        &out[0, 0], scratch, cap, fold_ptr, check, copy_ptrs, packs)
+                        &out[0, 0], scratch, cap, fold_ptr, check, copy_ptrs, packs, split_at)
         else:
             caller_cpu = fm_current_cpu()
             for b in prange(blocks, nogil=True, schedule='dynamic', num_threads=n_threads):
@@ -871,17 +919,30 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
                 block_finite[b] = predict_block(
                     g, &theta[0], &rows, b * block_rows, min(n, (b + 1) * block_rows),
                     &out[0, 0], scratch + threadid() * scratch_size, cap, fold_ptr, check,
-                    copy_ptrs, packs)
+                    copy_ptrs, packs, NULL)
         if not check:
             return None
         for b in range(blocks):
             finite = finite and block_finite[b]
         return finite
     finally:
+        if gated:
+            fm_split_end(split_began, fm_split_clock(), split_wait)
         free(packs_held)
         free(packs)
         free(copy_ptrs)
         free(scratch)
+
+
+def few_row_split(int mode):
+    """Whether few-row predictions split a large W's product over two threads
+    (csrc/placement.c): 0 by its rule (the default), 1 always, -1 never; for tests and
+    benchmarks. Returns the mode before. (Here, not in _testing: each compiled module links its
+    own copy of csrc/, so only this module's setting reaches predict.)"""
+    global fm_split_mode
+    cdef int before = fm_split_mode
+    fm_split_mode = mode
+    return before
 
 
 # X's finiteness is proven on every thread from this many values on (a fit's X by
@@ -1325,7 +1386,8 @@ cdef class SteadyPrediction:
     and X is a C-ordered ndarray of theta's dtype with 1 to SMALL_ROWS - 1 rows of the
     network's width; it refuses too when its pass could not prove X finite (the Python path
     then raises scikit-learn's error, or predicts a finite X whose products overflow). It runs
-    predict_block as `predict` does on one thread: the same bits
+    predict_block as `predict` does on one thread (its large products shared with a helper
+    where self.choice and csrc/placement.c's rule say so): the same bits
     (tests/estimator/test_steady_prediction.py compares the two paths). A batch-normalised
     network's prediction needs its folded statistics at every call: it has none."""
     cdef Network network
@@ -1333,8 +1395,13 @@ cdef class SteadyPrediction:
     cdef object estimator_type, dtype, copies
     cdef tuple names, values, views, shapes
     cdef Py_ssize_t n_features, n_outputs, n_copy
-    cdef bint double_precision
+    cdef bint double_precision, splits
     cdef const void *theta_data
+    # Whether a call splits its large products over two threads, chosen by what each way has
+    # cost this model's calls (_threads.pxd's choice, as for a Trainer's batches): on the
+    # 2-core AMD EPYC VM the split took 0.55-0.75x one thread's time in most processes and
+    # 1.25-1.3x in some (a helper whose CPU or L2 is shared elsewhere, it seems), lasting.
+    cdef ThreadChoice choice
 
     def __init__(self, estimator, names, views, Network network, theta, copies):
         """names: the estimator's attributes that must stay the same objects; views: the names
@@ -1362,6 +1429,13 @@ cdef class SteadyPrediction:
             self.n_copy = copy_layout(g, <const double *> NULL, NULL)
         else:
             self.n_copy = copy_layout(g, <const float *> NULL, NULL)
+        self.splits = False
+        for n in range(g.n_layers):
+            if self.double_precision:
+                self.splits |= small_split(<const double *> NULL, g.units[n], g.cols[n]) > 0
+            else:
+                self.splits |= small_split(<const float *> NULL, g.units[n], g.cols[n]) > 0
+        choice_init(&self.choice, 2)
 
     def predict(self, estimator, X):
         """The network's output for X's rows (a new C-ordered array, n x outputs), or None:
@@ -1398,6 +1472,17 @@ cdef class SteadyPrediction:
         cdef const floating **copy_ptrs = NULL
         cdef floating *out_data = <floating *> array_data(out, sizeof(floating), True)
         cdef bint finite
+        cdef double split_began = fm_split_clock(), split_ended, split_wait = -1
+        cdef double *split_at = NULL
+        cdef int which = 0
+        cdef bint chose = self.splits and omp_get_max_threads() > 1
+        # a helper where this model's choice asks for one (self.choice), OpenMP may give it,
+        # and fm_split_begin finds it still spinning; a call that asked and was refused is not
+        # counted either way
+        if chose:  # (few_row_split's mode, where set, overrides the choice too)
+            which = choice_next(&self.choice) if fm_split_mode == 0 else fm_split_mode > 0
+            if which == 1 and fm_split_begin(split_began):
+                split_at = &split_wait
         set_dense_input(&rows, X, self.n_features)
         rows.index = NULL
         rows.first = 0
@@ -1417,9 +1502,13 @@ cdef class SteadyPrediction:
             with nogil:
                 finite = predict_block(g, <const floating *> self.theta_data, &rows, 0, n,
                                        out_data, <floating *> scratch, n, NULL, True, copy_ptrs,
-                                       NULL)
+                                       NULL, split_at)
         finally:
+            split_ended = fm_split_clock()
+            fm_split_end(split_began, split_ended, split_wait)
             free(scratch)
+        if chose and (which == 0 or split_at != NULL):
+            choice_record(&self.choice, which, (split_ended - split_began) / n)
         return finite
 
 

@@ -576,3 +576,49 @@ def test_rows_product_from_w_packed_once_is_the_same_chain(shapes):
                                                       err_msg=f"{kernel, rows, n_in, cols}")
                     assert (out_wide[:, :3] == 7.0).all()
                     assert (out_wide[:, cols + 3:] == 7.0).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_in", [37, 1100])  # 1100: two pieces of terms
+@pytest.mark.parametrize("zeros", [False, True])
+def test_small_product_in_column_parts_gives_the_whole_products_bits(dtype, n_in, zeros):
+    """A few-row prediction on two threads (the engine's split_product) computes columns
+    0..cut and cut..n_out apart: each part holds the whole product's bits, from W and from its
+    packed copy, at every cut on a 256-byte boundary (the generic path's copy is cut at its
+    blocks' edges, the AVX-512 path's at a line), and writes no column outside its own."""
+    rng = np.random.default_rng(n_in)
+    step = 256 // np.dtype(dtype).itemsize
+    for n_out in [2 * step, 2 * step + 5, 4 * step + 16, 300]:
+        W = rng.standard_normal((n_in, n_out)).astype(dtype)
+        copy = K.kernel_small_pack(W)
+        a = rng.standard_normal((3, n_in)).astype(dtype)
+        if zeros:
+            a[a < 0] = -0.0
+            a[:, ::7] = 0.0
+        for rows in (1, 3):
+            whole = np.full((rows, n_out), np.nan, dtype)
+            K.kernel_small_product(whole, a[:rows], W)
+            for cut in range(step, n_out, step):
+                for packed in (None,) if copy is None else (None, copy):
+                    out = np.full((rows, n_out), 7.0, dtype)
+                    K.kernel_small_product_part(out, a[:rows], W, packed, 0, cut)
+                    assert (out[:, cut:] == 7.0).all(), (n_out, cut)
+                    K.kernel_small_product_part(out, a[:rows], W, packed, cut, n_out)
+                    assert out.tobytes() == whole.tobytes(), (n_out, cut, packed is None)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_split_cuts_large_products_on_a_boundary_near_the_middle(dtype):
+    itemsize = np.dtype(dtype).itemsize
+    step = 256 // itemsize
+    for n_in, n_out in [(784, 256), (784, 300), (1024, 1024), (64, 4096), (2048, 100)]:
+        cut = K.kernel_small_split(n_in, n_out, dtype)
+        if n_in * n_out * itemsize < 256 * 1024:
+            assert cut == 0
+            continue
+        if n_out < 2 * (64 // itemsize):
+            assert cut == 0
+            continue
+        assert 0 < cut < n_out and cut % (64 // itemsize) == 0, (n_in, n_out, cut)
+        assert abs(cut - n_out / 2) <= step / 2, (n_in, n_out, cut)
+    assert K.kernel_small_split(256 * 1024 // (64 * itemsize) - 1, 64, dtype) == 0  # one thread

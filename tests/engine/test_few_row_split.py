@@ -1,0 +1,155 @@
+"""A few-row prediction shares a large W's product with a second thread (the engine's
+split_product; csrc/small_product.c's Design says why): when it does (csrc/placement.c's rule),
+and that its results keep every bit."""
+import threading
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from fastmlp import MLPClassifier
+from fastmlp import _engine as E
+from fastmlp import _serving
+from fastmlp._engine import _testing as K
+
+GAP, LATE, WAKE = 30e-6, 10e-6, 200e-6  # csrc/fm_openmp.h's FM_SPLIT_GAP, _LATE, _WAKE
+BACKOFF_MIN, BACKOFF_MAX = 16, 4096
+
+
+def _in_a_fresh_thread(run):
+    """run() in a thread of its own (the rule's record is per thread): what it returned."""
+    result = []
+    thread = threading.Thread(target=lambda: result.append(run()))
+    thread.start()
+    thread.join()
+    return result[0]
+
+
+def _calls(n, late=lambda i: False, took=5e-6, pause=2e-6, first_pause=2e-6):
+    """n predictions back to back (pause apart), each split where the rule says; a split call
+    i with late(i) waits 1 ms for its helper, others 1 us. Which calls split."""
+    def run():
+        splits, t = [], 0.0
+        for i in range(n):
+            split = K.split_gate([("begin", t)])[0]
+            wait = (1e-3 if late(i) else 1e-6) if split else -1.0
+            end = t + took + max(wait, 0.0)
+            K.split_gate([("end", t, end, wait)])
+            splits.append(split)
+            t = end + (first_pause if i == 0 else pause)
+        return splits
+    return _in_a_fresh_thread(run)
+
+
+def _runs_on_one_thread(splits):
+    """The lengths of the runs of calls on one thread between two split calls."""
+    runs, run, started = [], 0, False
+    for split in splits:
+        if split and started:
+            runs.append(run)
+        if split:
+            started, run = True, 0
+        else:
+            run += 1
+    return runs
+
+
+def test_a_prediction_splits_only_right_after_another():
+    # the first of a run on one thread (its helper asleep), the next ones on two
+    assert _calls(5) == [False, True, True, True, True]
+    # calls further apart than the helper spins: each on one thread
+    assert _calls(4, pause=2 * GAP, first_pause=2 * GAP) == [False] * 4
+    assert _calls(3, first_pause=2 * GAP) == [False, False, True]
+
+
+def test_a_late_helper_puts_the_next_calls_on_one_thread_ever_longer_then_less():
+    # every helper late from call 5 on: after each late split the next calls stay on one
+    # thread, BACKOFF_MIN of them, then twice as many, up to BACKOFF_MAX
+    splits = _calls(40_000, late=lambda i: i >= 5)
+    assert splits[:6] == [False] + [True] * 5
+    runs = _runs_on_one_thread(splits[5:])
+    assert runs[:3] == [BACKOFF_MIN, 2 * BACKOFF_MIN, 4 * BACKOFF_MIN]
+    assert max(runs) == BACKOFF_MAX and runs[-2:] == [BACKOFF_MAX, BACKOFF_MAX]
+    # helpers on time again after a few late ones: each timely split halves the back-off
+    splits = _calls(2_000, late=lambda i: 5 <= i < 200)
+    runs = _runs_on_one_thread(splits[5:])
+    assert max(runs) > 2 * BACKOFF_MIN
+    assert splits[-50:] == [True] * 50
+
+
+def test_a_helper_that_had_to_wake_is_judged_by_the_longer_bound():
+    # a split whose previous split region ended more than the gap before found its helper
+    # asleep: a wake (tens of microseconds) is no sign of a busy machine, a millisecond is
+    def run(wait):
+        t, answers = 0.0, []
+        for _ in range(3):  # one call on one thread, then one split that waits `wait`
+            answers += K.split_gate([("begin", t), ("end", t, t + 5e-6, -1.0),
+                                     ("begin", t + 7e-6), ("end", t + 7e-6, t + 1e-4, wait)])
+            t += 1.0
+        return answers + K.split_gate([("begin", t - 1.0 + 1e-4 + 2e-6)])
+    assert _in_a_fresh_thread(lambda: run(WAKE / 2)) == [False, True] * 3 + [True]
+    assert _in_a_fresh_thread(lambda: run(2 * WAKE)) == [False, True] + [False, False] * 2 + [
+        False]
+
+
+def _fitted(dtype, **options):
+    rng = np.random.default_rng(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return MLPClassifier(max_iter=2, random_state=0, **options).fit(
+            rng.standard_normal((120, 784)).astype(dtype), np.arange(120) % 5)
+
+
+def _predict(network, theta, x, copies, n_threads, mode, rows):
+    before = E.few_row_split(mode)
+    try:
+        out = np.full((rows, 5), np.nan, theta.dtype)
+        E.predict(network, theta, x, out, n_threads, None, False, copies)
+        return out
+    finally:
+        E.few_row_split(before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("options", [
+    dict(hidden_layer_sizes=(256, 128)),  # `mnist`'s: W1 split, W2 not (128 KB in float32)
+    dict(hidden_layer_sizes=(300, 400), activation="tanh"),  # two layers split, ragged ends
+    dict(hidden_layer_sizes=(100,), activation="maxout", maxout_pieces=3),  # W1 300 wide
+])
+def test_a_split_prediction_gives_the_same_bits(dtype, options):
+    """Split on two threads (forced), on one, or never: the same bits, with and without the
+    packed copy, one and three rows, inputs with zeros (listed terms) and without, a strided X
+    and a CSR one (whose first layer is not split)."""
+    clf = _fitted(dtype, **options)
+    theta, network = clf._packed_parameters(), clf._network()
+    first_columns = options["hidden_layer_sizes"][0] * options.get("maxout_pieces", 1)
+    assert K.kernel_small_split(784, first_columns, dtype) > 0  # (so the split is tried)
+    copies = E.small_pack_copies(network, theta)
+    rng = np.random.default_rng(1)
+    for rows in (1, 3):
+        X = rng.standard_normal((rows, 2 * 784)).astype(dtype)[:, ::2]
+        X[:, ::3] = 0.0
+        for x in (X, np.ascontiguousarray(X), np.abs(X) + 1, sp.csr_matrix(X)):
+            for copy in (None, copies):
+                never = _predict(network, theta, x, copy, 2, -1, rows)
+                assert not np.isnan(never).any()
+                for n_threads in (1, 2):
+                    split = _predict(network, theta, x, copy, n_threads, 1, rows)
+                    assert split.tobytes() == never.tobytes(), (rows, n_threads)
+
+
+def test_predict_proba_of_one_row_keeps_its_bits_split_or_not():
+    # the estimator's compiled few-row call (SteadyPrediction) and its Python path alike
+    clf = _fitted(np.float32, hidden_layer_sizes=(256, 128))
+    rows = np.random.default_rng(2).standard_normal((30, 784)).astype(np.float32)
+    before = E.few_row_split(-1)
+    try:
+        expected = [clf.predict_proba(rows[i:i + 1]) for i in range(30)]
+        E.few_row_split(1)
+        got = [clf.predict_proba(rows[i:i + 1]) for i in range(30)]
+        assert _serving.steady_prediction(clf) is not None
+    finally:
+        E.few_row_split(before)
+    for e, g in zip(expected, got):
+        assert e.tobytes() == g.tobytes()
