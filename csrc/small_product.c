@@ -104,16 +104,19 @@
  * / 80 / 160 / 1000 us took 8.5 / 8.4 / 8.8 / 9.0 / 35 / 33 / 57 us, one thread 15-21; so a
  * call splits only where the thread's call before ended under FM_SPLIT_GAP = 30 us earlier,
  * and a helper that the OS starts late (beside a busy process) backs the calls off to one
- * thread (csrc/placement.c's fm_split_begin and fm_split_end). Six processes of each build in
- * turns, eight rounds of 200 calls each (one row of 784 float32, the harness's network
- * trained by partial_fit): medians of the rounds 11.1 us (quartiles 9.2-12.4) against 15.5
- * (12.9-17.3); the harness (benchmarks/RESULTS.md has the runs): 8.5-10.8 us against
- * 15.3-16.9. But in some processes (2 of 7 in one trial, lasting the process's life) every
- * split call took 1.25-1.3x one thread's time: so a model's compiled call (the engine's
- * SteadyPrediction) splits only while its own calls say it pays, by the trainer's choice
- * between one thread and all (_threads.pxd: probes of the other way, each way's smoothed
- * cost). Beside a spinning process: medians of 10 rounds 12.7 and 13.1 us against 12.7 and
- * 18.0 (a few rounds' means at ~30 us, before the back-off).
+ * thread (csrc/placement.c's fm_split_begin and fm_split_end). A first build that split
+ * every call, six processes of it and of the one-thread build in turns, eight rounds of 200
+ * calls each (one row of 784 float32, the harness's network trained by partial_fit): medians
+ * of the rounds 11.1 us (quartiles 9.2-12.4) against 15.5 (12.9-17.3). But in some processes
+ * (2 of 7 in one trial, lasting the process's life) every split call took 1.25-1.3x one
+ * thread's time: so a model's compiled call (the engine's SteadyPrediction) splits only while
+ * its own calls say it pays, by the trainer's choice between one thread and all
+ * (_threads.pxd: probes of the other way, each way's smoothed cost). The result,
+ * `python benchmarks/one_row_threads.py` (the split by its rule against one thread, in turns
+ * in one process): 8.20 us against 12.22; beside a spinning process (--busy) 8.29 against
+ * 12.06, one round's mean 31 us (late helpers, before the back-off); with 40 us of the
+ * caller's own work between calls (--pause-us 40) 13.27 against 13.22 (no split).
+ * benchmarks/RESULTS.md has the harness's runs.
  *
  * This file includes itself once per dtype (see activations.c).
  */
@@ -128,7 +131,9 @@
  * sums kept in z between pieces): 1024 x 8 bytes of indices on the stack. */
 enum { FM_PRODUCT_TERMS = 1024 };
 
-/* The smallest W whose few-row product two threads share (fm_small_split). */
+/* The smallest W whose few-row product two threads share (fm_small_split): a quarter of the
+ * Zen 4 host's L2, a guess, not timed apart (what was timed is `mnist`'s 800 KB W1, and a
+ * model's compiled call keeps one thread where its calls say the split does not pay). */
 enum { FM_SPLIT_BYTES = 256 * 1024 };
 
 /* AVX-512 has masked loads and stores, with which the column blocks follow W's cache lines
