@@ -178,7 +178,7 @@ static inline int fm_claim(long long *word, unsigned int generation)
  * threads (fm_split_begin; `now` the fm_split_clock at its start), and its end (fm_split_end;
  * `began` that clock, `now` the clock at its end, `wait` the caller's longest wait for its
  * helper after its own part, in seconds, or -1 where it did not split). fm_split_mode: 0 the
- * rule, 1 always split, -1 never (tests). */
+ * rule, 1 always split, -1 never (tests and benchmarks: the engine's few_row_split). */
 enum { FM_SPLIT_BACKOFF_MIN = 16, FM_SPLIT_BACKOFF_MAX = 4096 };
 #define FM_SPLIT_GAP 30e-6
 #define FM_SPLIT_LATE 10e-6

@@ -115,7 +115,9 @@
  * `python benchmarks/one_row_threads.py` (the split by its rule against one thread, in turns
  * in one process): 8.20 us against 12.22; beside a spinning process (--busy) 8.29 against
  * 12.06, one round's mean 31 us (late helpers, before the back-off); with 40 us of the
- * caller's own work between calls (--pause-us 40) 13.27 against 13.22 (no split).
+ * caller's own work between calls (--pause-us 40) 13.27 against 13.22 (no split). Once a
+ * forced mode's calls no longer fed the choice (the benchmark's one-thread rounds had read as
+ * its probes; one run 1.09x), six runs of 6-8 rounds: 0.71-0.87x, --busy 0.74x.
  * benchmarks/RESULTS.md has the harness's runs.
  *
  * This file includes itself once per dtype (see activations.c).

@@ -1472,14 +1472,18 @@ cdef class SteadyPrediction:
         cdef const floating **copy_ptrs = NULL
         cdef floating *out_data = <floating *> array_data(out, sizeof(floating), True)
         cdef bint finite
-        cdef double split_began = fm_split_clock(), split_ended, split_wait = -1
+        cdef double split_began = 0, split_ended, split_wait = -1
         cdef double *split_at = NULL
         cdef int which = 0
         cdef bint chose = self.splits and omp_get_max_threads() > 1
         # a helper where this model's choice asks for one (self.choice), OpenMP may give it,
         # and fm_split_begin finds it still spinning; a call that asked and was refused is not
-        # counted either way
-        if chose:  # (few_row_split's mode, where set, overrides the choice too)
+        # counted either way. (A model with nothing to split reads no clock: ~0.1 us of a
+        # ~2.6 us call.)
+        if chose:  # (few_row_split's mode, where set, overrides the choice, and its calls
+                   # are not counted: benchmarks/one_row_threads.py's rounds of one thread
+                   # would otherwise read as the choice's probes)
+            split_began = fm_split_clock()
             which = choice_next(&self.choice) if fm_split_mode == 0 else fm_split_mode > 0
             if which == 1 and fm_split_begin(split_began):
                 split_at = &split_wait
@@ -1504,10 +1508,11 @@ cdef class SteadyPrediction:
                                        out_data, <floating *> scratch, n, NULL, True, copy_ptrs,
                                        NULL, split_at)
         finally:
-            split_ended = fm_split_clock()
-            fm_split_end(split_began, split_ended, split_wait)
+            if chose:
+                split_ended = fm_split_clock()
+                fm_split_end(split_began, split_ended, split_wait)
             free(scratch)
-        if chose and (which == 0 or split_at != NULL):
+        if chose and fm_split_mode == 0 and (which == 0 or split_at != NULL):
             choice_record(&self.choice, which, (split_ended - split_began) / n)
         return finite
 
