@@ -175,10 +175,11 @@ static inline int fm_claim(long long *word, unsigned int generation)
 #endif
 
 /* csrc/placement.c: whether this thread's few-row prediction splits its products over two
- * threads (fm_split_begin; `now` the fm_split_clock at its start), and its end (fm_split_end;
- * `began` that clock, `now` the clock at its end, `wait` the caller's longest wait for its
- * helper after its own part, in seconds, or -1 where it did not split). fm_split_mode: 0 the
- * rule, 1 always split, -1 never (tests and benchmarks: the engine's few_row_split). */
+ * threads (fm_split_begin; `now` CLOCK_MONOTONIC's seconds at its start, the engine's
+ * seconds_now), and its end (fm_split_end; `began` that reading, `now` the one at its end,
+ * `wait` the caller's longest wait for its helper after its own part, in seconds, or -1 where
+ * it did not split). fm_split_mode: 0 the rule, 1 always split, -1 never (tests and
+ * benchmarks: the engine's few_row_split). */
 enum { FM_SPLIT_BACKOFF_MIN = 16, FM_SPLIT_BACKOFF_MAX = 4096 };
 #define FM_SPLIT_GAP 30e-6
 #define FM_SPLIT_LATE 10e-6
@@ -186,7 +187,6 @@ enum { FM_SPLIT_BACKOFF_MIN = 16, FM_SPLIT_BACKOFF_MAX = 4096 };
 extern int fm_split_mode;
 int fm_split_begin(double now);
 void fm_split_end(double began, double now, double wait);
-double fm_split_clock(void);
 
 /* csrc/placement.c: a helper's wait for the caller to call it to another batch (*value to
  * change from `seen`; spins, yields, then sleeps on a futex where Linux has one, else naps),

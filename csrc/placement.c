@@ -190,24 +190,13 @@ void fm_done(int *done, int *sleepers)
  * engine's SteadyPrediction) asks this rule only where its own choice between one thread and
  * two, by what each has cost its calls, says two. fm_split_mode: 0 this rule, 1 always split,
  * -1 never (tests and benchmarks: the engine's few_row_split). */
-#if (defined(__GNUC__) || defined(__clang__)) && defined(CLOCK_MONOTONIC)
+#if defined(__GNUC__) || defined(__clang__)
 #define FM_SPLIT_GATE 1  /* (elsewhere a few-row prediction stays on one thread) */
 static __thread double split_call_end = -1e30;    /* this thread's last few-row prediction's end */
 static __thread double split_region_end = -1e30;  /* its last split region's end */
 static __thread int split_skip, split_backoff;
 #endif
 int fm_split_mode;
-
-double fm_split_clock(void)
-{
-#if defined(CLOCK_MONOTONIC)
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
-#else
-    return 0.0;
-#endif
-}
 
 int fm_split_begin(double now)
 {

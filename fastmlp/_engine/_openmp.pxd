@@ -22,4 +22,3 @@ cdef extern from "fm_openmp.h" nogil:
     int fm_split_mode
     int fm_split_begin(double now)
     void fm_split_end(double began, double now, double wait)
-    double fm_split_clock()

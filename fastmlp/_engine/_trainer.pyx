@@ -48,7 +48,7 @@ from fastmlp._engine._layers cimport (
 from fastmlp._engine._network cimport Network
 from fastmlp._engine._openmp cimport (
     FASTMLP_HAVE_OPENMP, fm_current_cpu, fm_leave_cpu, fm_spare_seconds, fm_split_begin,
-    fm_split_clock, fm_split_end, fm_split_mode, omp_get_max_threads,
+    fm_split_end, fm_split_mode, omp_get_max_threads,
 )
 from fastmlp._engine._rows cimport Rows, gather_rows
 from fastmlp._engine._schedule cimport (
@@ -647,8 +647,8 @@ cdef void split_product(floating *out, const floating *a, Py_ssize_t lda, const 
         small_product_part(out, a, lda, W, copy, rows, n_in, n_out, 0 if part == 0 else cut,
                            cut if part == 0 else n_out)
         if threadid() == 0:
-            caller_done[0] = fm_split_clock()
-    waited = fm_split_clock() - caller_done[0]
+            caller_done[0] = seconds_now()
+    waited = seconds_now() - caller_done[0]
     if waited > wait[0]:
         wait[0] = waited
 
@@ -874,7 +874,7 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
         # A few rows: one block on this thread, whose large products may take a helper
         # (csrc/placement.c's fm_split_begin says when)
         gated = True
-        split_began = fm_split_clock()
+        split_began = seconds_now()
         if fm_split_begin(split_began):
             split_at = &split_wait
     if blocks < n_threads:
@@ -927,7 +927,7 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
         return finite
     finally:
         if gated:
-            fm_split_end(split_began, fm_split_clock(), split_wait)
+            fm_split_end(split_began, seconds_now(), split_wait)
         free(packs_held)
         free(packs)
         free(copy_ptrs)
@@ -1483,7 +1483,7 @@ cdef class SteadyPrediction:
         if chose:  # (few_row_split's mode, where set, overrides the choice, and its calls
                    # are not counted: benchmarks/one_row_threads.py's rounds of one thread
                    # would otherwise read as the choice's probes)
-            split_began = fm_split_clock()
+            split_began = seconds_now()
             which = choice_next(&self.choice) if fm_split_mode == 0 else fm_split_mode > 0
             if which == 1 and fm_split_begin(split_began):
                 split_at = &split_wait
@@ -1509,7 +1509,7 @@ cdef class SteadyPrediction:
                                        NULL, split_at)
         finally:
             if chose:
-                split_ended = fm_split_clock()
+                split_ended = seconds_now()
                 fm_split_end(split_began, split_ended, split_wait)
             free(scratch)
         if chose and fm_split_mode == 0 and (which == 0 or split_at != NULL):
