@@ -553,6 +553,40 @@ def test_rows_product_is_the_fma_chain_over_k_for_every_shape_and_stride(kind, s
 
 
 @pytest.mark.skipif(not K.ROWS_PRODUCT, reason="csrc/rows_product.c needs AVX2 and FMA")
+@pytest.mark.parametrize("ld", [512, 1024, 2048])
+@pytest.mark.parametrize("kind", ["a W", "a W^T", "a W packed once"])
+def test_rows_product_of_rows_that_crowd_l1_sets_is_the_same_chain(kind, ld):
+    """Rows of a 2, 4 or 8 KB apart (a 1024-unit layer's activations or deltas) put a tile's
+    rows in few sets of L1, so the AVX-512 product copies each block of terms of a into rows
+    an odd number of lines apart first (csrc/rows_product.c's rp_crowded512): the same chain
+    over k, for blocks of rows at and past FM_RP_GROUP_ROWS with a partial last tile, one or
+    several blocks of terms (the last partial), a that uses all of each row or part of it, one
+    or several panels; columns outside the product's are left as they were."""
+    rng = np.random.RandomState(9)
+    transposed, packed = kind == "a W^T", "packed" in kind
+    for rows in (63, 64, 77, 256):
+        for n_in in sorted(n for n in {1, 300, 511, 513, ld - 5, ld} if n <= ld):
+            for cols in (33, 100, 300):
+                a = rng.standard_normal((rows, ld)).astype(np.float32)[:, ld - n_in:]
+                shape = (cols, n_in + 5) if transposed else (n_in, cols + 5)
+                W_wide = rng.standard_normal(shape).astype(np.float32)
+                W = W_wide[:, 2:n_in + 2] if transposed else W_wide[:, 2:cols + 2]
+                expected = np.zeros((rows, cols), np.float32)
+                K.fma_chain_product(expected, a, W.T if transposed else W)
+                for kernel in K.ROWS_PRODUCT_KERNELS:
+                    out_wide = np.full((rows, cols + 4), 7.0, dtype=np.float32)
+                    out = out_wide[:, 3:cols + 3]
+                    if packed:
+                        K.kernel_rows_product_packed(out, a, W, kernel)
+                    else:
+                        K.kernel_rows_product(out, a, W, transposed, False, False, kernel)
+                    np.testing.assert_array_equal(out, expected,
+                                                  err_msg=f"{kernel, rows, n_in, cols}")
+                    assert (out_wide[:, :3] == 7.0).all()
+                    assert (out_wide[:, cols + 3:] == 7.0).all()
+
+
+@pytest.mark.skipif(not K.ROWS_PRODUCT, reason="csrc/rows_product.c needs AVX2 and FMA")
 @pytest.mark.parametrize("shapes", [FEW_ROWS, MANY_ROWS], ids=["few rows", "many rows"])
 def test_rows_product_from_w_packed_once_is_the_same_chain(shapes):
     """A bulk prediction packs each layer's W once (fm_rows_pack_f) and multiplies every block
