@@ -420,9 +420,9 @@ FM_RP_TARGET static void rp_pack_all(float *packed, const float *W, ptrdiff_t ld
  * What did help with those strided reads: where a block has many rows, W's block of terms is
  * packed FM_RP_GROUP panels at a time (rp_pack_group, into 256 columns by the block's terms on
  * the heap: up to 512 KB, in L2), each row of W a run of up to 1 KB instead of 128 bytes from
- * every row for each panel, and the panels then run from that copy in the same order: the same
- * terms in the same chains, no bit changed (tools/fingerprint.py: 301 of 301 fits equal to
- * b720452). That covers the forward products and the weight jobs (delta is their W); W^T's
+ * every row for each panel, and the panels then run from that copy (since 2026-12-04 tile by
+ * tile over the group's panels: rp_product512 says why): the same terms in the same chains, no
+ * bit changed (tools/fingerprint.py: 301 of 301 fits equal to b720452). That covers the forward products and the weight jobs (delta is their W); W^T's
  * pack reads runs along rows of W already. 2-core Xeon VM (AVX-512, L2 2 MB a core),
  * 2026-12-04: own / OpenBLAS (python benchmarks/few_rows_product.py, three runs each, in
  * turns) 0.907-0.949 -> 0.910-0.915 for 256 x 784 x 1024, 0.914-0.982 -> 0.926-0.946 for
@@ -436,7 +436,9 @@ enum {
     FM_RP_MR512 = 12,
     FM_RP_NR512 = 32,
     FM_RP_KC512 = 512,
-    FM_RP_GROUP = 8,  /* panels packed at once (rp_pack_group) ... */
+    FM_RP_GROUP = 8,  /* panels packed at once (rp_pack_group; on the Zen 4 host, run tile by
+                       * tile, groups of 4 and 16 read 0.97-1.02 of 8's time, 1024-term blocks
+                       * 0.96-1.10 of 512's, product by product) ... */
     FM_RP_GROUP_ROWS = 64,  /* ... for products of at least this many rows */
     FM_RP_TILE_TERMS = 128  /* blocks of at least this many terms go tile by tile over a group */
 };
