@@ -160,6 +160,15 @@
 # its bound at 0 (no gate), `tiny-batch` read 0.94, 0.97, 0.84 against 0.97, 0.84, 0.85 with it,
 # run by run (`python benchmarks/harness_runs.py --runs busy-core --workloads tiny-batch --scale
 # 0.5 --repeats 5`): no difference the noise lets one see.
+#
+# A probe of one thread that ends early as clearly slower (PROBE_EARLY) puts the next probe four
+# times as far (PROBE_GROWTH), not twice: there one thread costs ~2x, and each such probe costs
+# about a batch and a half of the threads' time. `wide` (59 batches an epoch, 25.8 ms a batch
+# on two threads, 51.6 on one; traced, 2-core AMD EPYC VM, Zen 4) probed at batches 3, 71, 202
+# and 461: in a run of three timed epochs after a warm-up, two of them held a probe (~75 ms, 5 %
+# of the epoch), so the median was a probe's epoch. Now at 3, ~134, ~650: one timed epoch of
+# the first five holds a probe. A machine that changes still starts a probe at once (the third
+# rule above), whatever the gap.
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 cdef enum:
@@ -167,6 +176,7 @@ cdef enum:
     MAX_PROBE_GAP = 1024
     PROBE_BATCHES = 8
     PROBE_EARLY = 2  # a probe of one thread ends after this many batches if clearly slower
+    PROBE_GROWTH = 4  # and the gap to the next probe then grows this many times (else twice)
     SHORT_BATCH_US = 1200  # the gate looks at CPUs only where a one-thread batch is shorter
     IDLE_WINDOW_MS = 100   # the least window of /proc/stat's counts it reads a CPU's idling in
 
@@ -250,20 +260,23 @@ cdef inline int choice_threads(const ThreadChoice *c, int which) noexcept nogil:
     return c.most if which == 1 else 1
 
 
-cdef inline void choice_hold(ThreadChoice *c, bint confirmed) noexcept nogil:
-    """The current choice holds for the next `gap` batches, twice as many as before (up to
-    MAX_PROBE_GAP) where a probe (or the gate, below) has just confirmed it."""
+cdef inline void choice_hold(ThreadChoice *c, bint confirmed, int growth=2) noexcept nogil:
+    """The current choice holds for the next `gap` batches, `growth` times as many as before (up
+    to MAX_PROBE_GAP) where a probe (or the gate, below) has just confirmed it."""
     if confirmed and c.gap < MAX_PROBE_GAP:
-        c.gap = 2 * c.gap
+        c.gap = growth * c.gap
+        if c.gap > MAX_PROBE_GAP:
+            c.gap = MAX_PROBE_GAP
     c.settled = c.per_row[c.current]
     c.until_probe = c.gap
 
 
 cdef inline void choice_settle(ThreadChoice *c, int which, double probe,
-                               double current) noexcept nogil:
+                               double current, int growth=2) noexcept nogil:
     """The end of a probe of choice `which`, whose batches cost `probe` seconds per row where the
     current choice's cost `current`: the probed choice takes over if cheaper by its margin; the
-    gap to the next probe starts again after a switch and doubles after a confirmation."""
+    gap to the next probe starts again after a switch and grows `growth` times after a
+    confirmation."""
     c.per_row[which] = probe
     choice_probe_clear(c)
     c.pending = 0.0
@@ -272,7 +285,7 @@ cdef inline void choice_settle(ThreadChoice *c, int which, double probe,
         c.gap = FIRST_PROBE
         choice_hold(c, False)
     else:
-        choice_hold(c, True)
+        choice_hold(c, True, growth)
 
 
 cdef inline void choice_record(ThreadChoice *c, int which, double seconds_per_row) noexcept nogil:
@@ -315,7 +328,8 @@ cdef inline void choice_record(ThreadChoice *c, int which, double seconds_per_ro
     c.probed += 1
     mean = c.probe_sum / c.probed
     if which == 0 and c.probed == PROBE_EARLY and mean > 1.25 * c.per_row[c.current]:
-        choice_settle(c, which, mean, c.per_row[c.current])  # clearly slower: no more of it
+        # Clearly slower: no more of it, and the next look four times as far (PROBE_GROWTH).
+        choice_settle(c, which, mean, c.per_row[c.current], PROBE_GROWTH)
         return
     if c.probed < PROBE_BATCHES:
         return
