@@ -422,8 +422,9 @@ FM_RP_TARGET static void rp_pack_all(float *packed, const float *W, ptrdiff_t ld
  * the heap: up to 512 KB, in L2), each row of W a run of up to 1 KB instead of 128 bytes from
  * every row for each panel, and the panels then run from that copy (since 2026-12-04 tile by
  * tile over the group's panels: rp_product512 says why): the same terms in the same chains, no
- * bit changed (tools/fingerprint.py: 301 of 301 fits equal to b720452). That covers the forward products and the weight jobs (delta is their W); W^T's
- * pack reads runs along rows of W already. 2-core Xeon VM (AVX-512, L2 2 MB a core),
+ * bit changed (tools/fingerprint.py: 301 of 301 fits equal to b720452). That covers the
+ * forward products and the weight jobs (delta is their W); W^T's pack reads runs along rows of
+ * W already. 2-core Xeon VM (AVX-512, L2 2 MB a core),
  * 2026-12-04: own / OpenBLAS (python benchmarks/few_rows_product.py, three runs each, in
  * turns) 0.907-0.949 -> 0.910-0.915 for 256 x 784 x 1024, 0.914-0.982 -> 0.926-0.946 for
  * 256 x 1024 x 1024, 128 x 784 x 256 unchanged (0.76-0.80); groups of 4, 16 or 32 panels
@@ -612,7 +613,13 @@ static ptrdiff_t rp_spread512(ptrdiff_t kc)
  * calls in turns with the build before it, W and a read from memory (a C harness linking
  * both): 256 x 1024 x 1024 (`wide`'s second layer) 0.83-0.85 of the time, 71-75 -> 82-85
  * GFLOP/s, its backward product by W2^T 0.80-0.89; products whose rows are not crowded
- * unchanged. The copy is a memcpy of the block (rows x 512 floats, ~1 % of the product). */
+ * unchanged. The copy is a memcpy of the block (rows x 512 floats); with a read from
+ * memory, as in that harness, the copied product still took 1.12-1.15x the time of one whose
+ * rows lie 1040 floats apart (no copy needed). A copy of each tile's rows alone, just before
+ * the tile runs over a group (the block's copy and the group's panels together fill the 1 MB
+ * L2): 0.96-0.98 of the time in the harness, but `wide`'s epoch 1.012x (8 rounds): in an
+ * epoch, a is the activations or deltas just written, in cache. A padded row stride in the
+ * engine's buffers would need no copy at all; not done. */
 FM_RP_TARGET512 FM_INLINE void rp_product512(float *out, ptrdiff_t ldo, const float *a,
                                              ptrdiff_t lda, const float *W, ptrdiff_t ldw,
                                              ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols,
