@@ -419,12 +419,13 @@ FM_RP_TARGET static void rp_pack_all(float *packed, const float *W, ptrdiff_t ld
  *
  * What did help with those strided reads: where a block has many rows, W's block of terms is
  * packed FM_RP_GROUP panels at a time (rp_pack_group, into 256 columns by the block's terms on
- * the heap: up to 512 KB, in L2), each row of W a run of up to 1 KB instead of 128 bytes from
- * every row for each panel, and the panels then run from that copy (since 2026-12-04 tile by
- * tile over the group's panels: rp_product512 says why): the same terms in the same chains, no
- * bit changed (tools/fingerprint.py: 301 of 301 fits equal to b720452). That covers the
- * forward products and the weight jobs (delta is their W); W^T's pack reads runs along rows of
- * W already. 2-core Xeon VM (AVX-512, L2 2 MB a core),
+ * the heap: up to 512 KB, in L2; since 2026-12-04 a forward product's groups are half that,
+ * with the next group fetched meanwhile: rp_product512), each row of W a run of up to 1 KB
+ * instead of 128 bytes from every row for each panel, and the panels then run from that copy
+ * (since 2026-12-04 tile by tile over the group's panels: rp_product512 says why): the same
+ * terms in the same chains, no bit changed (tools/fingerprint.py: 301 of 301 fits equal to
+ * b720452). That covers the forward products and the weight jobs (delta is their W); W^T's
+ * pack reads runs along rows of W already. 2-core Xeon VM (AVX-512, L2 2 MB a core),
  * 2026-12-04: own / OpenBLAS (python benchmarks/few_rows_product.py, three runs each, in
  * turns) 0.907-0.949 -> 0.910-0.915 for 256 x 784 x 1024, 0.914-0.982 -> 0.926-0.946 for
  * 256 x 1024 x 1024, 128 x 784 x 256 unchanged (0.76-0.80); groups of 4, 16 or 32 panels
