@@ -684,7 +684,7 @@ FM_RP_TARGET512 FM_INLINE void rp_product512(float *out, ptrdiff_t ldo, const fl
             }
             /* from a copy of the group's panels (or of all of W): tile by tile, each tile's
              * rows of a (12 x 512 floats, 24 KB) read from L1 by all the group's panels, which
-             * stay in L2 (8 x 64 KB); panel by panel, as before, every panel read all of a's
+             * stay in L2 (up to 8 x 64 KB); panel by panel, as before, every panel read all of a's
              * block again from L2, and the group and the block (up to 512 KB each) overflowed
              * a 1 MB L2. The same chains: each out[r, j] still takes its blocks of terms in
              * order. Zen 4 host, the C harness in turns with the build before it, medians of
@@ -697,8 +697,8 @@ FM_RP_TARGET512 FM_INLINE void rp_product512(float *out, ptrdiff_t ldo, const fl
             /* The next group's rows of W (or the next block's first group) are fetched into
              * L2 a slice per tile while the tiles run, so that rp_pack_group reads them from
              * L2 rather than memory: from a copy of W packed once, a forward product took
-             * 0.89-0.94 of the time: its packing overlaps no multiply-add. Zen 4
-             * host, the C harness in turns, medians of 31 calls, W and a from memory: `wide`'s
+             * 0.89-0.94 of the time: its packing overlaps no multiply-add. Zen 4 host, the C
+             * harness in turns, medians of 31 calls, W and a from memory: `wide`'s
              * 256 x 1024 x 1024 0.957 of the time (twice), 256 x 784 x 1024 0.99-1.01, the
              * weight jobs, `mnist`'s products and bulk prediction's 0.99-1.02; with groups of
              * 8 panels, no change; groups of 4 without the fetch, 0.95-1.00 for the forward
