@@ -255,6 +255,19 @@ def test_a_quiet_machine_keeps_every_thread_and_probes_ever_less_often():
     assert gaps == sorted(gaps) and gaps[-1] >= MAX_PROBE_GAP
 
 
+def test_a_probe_that_finds_one_thread_clearly_slower_puts_the_next_four_times_as_far():
+    """_threads.pxd's PROBE_GROWTH: after a probe of one thread that ends early (one thread
+    clearly slower), the gap to the next probe grows 4x (32 -> 128 -> 512 -> MAX_PROBE_GAP);
+    after one that ran its PROBE_BATCHES (one thread slower, but not clearly), 2x."""
+    clearly = _runs(_trace(2, [(2.0, 1.0)] * 3000), 1)
+    gaps = [b - (a + n) for (a, n), (b, _) in zip(clearly, clearly[1:])]
+    assert gaps[:3] == [128, 512, MAX_PROBE_GAP]
+    barely = _runs(_trace(2, [(1.1, 1.0)] * 3000), 1)  # under 1.25x: the whole probe runs
+    assert all(length == PROBE_RUN for _, length in barely)
+    gaps = [b - (a + n) for (a, n), (b, _) in zip(barely, barely[1:])]
+    assert gaps[:4] == [64, 128, 256, 512]
+
+
 def test_a_busy_core_moves_the_batches_to_one_thread_and_back_when_it_frees():
     quiet, busy = [(1.0, 0.55)] * 300, [(1.0, 1.6)] * 300
     trace = _trace(4, quiet + busy + quiet * 6)
