@@ -584,6 +584,16 @@ FM_RP_TARGET512 FM_INLINE void rp_pack_group(float *panels, const float *W, ptrd
     }
 }
 
+/* Rows of W (n of them, ldw floats apart, `cols` floats each) fetched into L2 ahead of their
+ * packing (rp_product512 says why). */
+FM_RP_TARGET512 FM_INLINE void rp_fetch_rows512(const float *W, ptrdiff_t ldw, ptrdiff_t n,
+                                                ptrdiff_t cols)
+{
+    for (ptrdiff_t k = 0; k < n; k++)
+        for (ptrdiff_t c = 0; c < cols; c += 16)
+            _mm_prefetch((const char *) (W + k * ldw + c), _MM_HINT_T1);
+}
+
 /* Whether a tile's FM_RP_MR512 rows of a, lda floats apart, read in place, crowd into few sets
  * of L1: an x86 L1D has 64 sets of lines (4 KB a way: 32 KB 8-way, 48 KB 12-way), so rows 4 KB
  * apart (a 1024-unit layer's activations or deltas) put all twelve lines of a term in one set,
@@ -704,25 +714,18 @@ FM_RP_TARGET512 FM_INLINE void rp_product512(float *out, ptrdiff_t ldo, const fl
              * 8 panels, no change; groups of 4 without the fetch, 0.95-1.00 for the forward
              * products and 1.01-1.02 for the weight jobs (which keep 8). `wide`'s epoch 0.987x
              * (benchmarks/ab_builds.py, 10 rounds). The same panels: no bit changes. */
-            ptrdiff_t pf_g0 = g0 + group, pf_k0 = k0, pf_kc = kc;
-            if (pf_g0 >= cols) {
-                pf_g0 = 0;
-                pf_k0 = k0 + kc;
-                pf_kc = n_in - pf_k0 < block ? n_in - pf_k0 : block;
-            }
-            const ptrdiff_t pf_cols = cols - pf_g0 < group ? cols - pf_g0 : group;
-            const ptrdiff_t pf_lines = (pf_cols + 15) / 16;
+            const ptrdiff_t next_g0 = g0 + group < cols ? g0 + group : 0;
+            const ptrdiff_t next_k0 = g0 + group < cols ? k0 : k0 + kc;
+            const ptrdiff_t next_kc = next_k0 >= n_in ? 0
+                : n_in - next_k0 < block ? n_in - next_k0 : block;
+            const ptrdiff_t next_cols = cols - next_g0 < group ? cols - next_g0 : group;
             const ptrdiff_t tiles = (rows + tile_rows_at - 1) / tile_rows_at;
-            const ptrdiff_t pf_per_tile = panels && pf_k0 < n_in
-                ? (pf_kc + tiles - 1) / tiles : 0;
-            ptrdiff_t pf_row = 0;
-            for (ptrdiff_t r0 = 0; r0 < rows; r0 += tile_rows_at) {
+            const ptrdiff_t per_tile = panels && next_kc > 0 ? (next_kc + tiles - 1) / tiles : 0;
+            for (ptrdiff_t r0 = 0, fetched = 0; r0 < rows; r0 += tile_rows_at) {
                 const ptrdiff_t tile_rows = rows - r0 < tile_rows_at ? rows - r0 : tile_rows_at;
-                for (ptrdiff_t q = 0; q < pf_per_tile && pf_row < pf_kc; q++, pf_row++) {
-                    const float *w_row = W + (pf_k0 + pf_row) * ldw + pf_g0;
-                    for (ptrdiff_t l = 0; l < pf_lines; l++)
-                        _mm_prefetch((const char *) (w_row + 16 * l), _MM_HINT_T1);
-                }
+                const ptrdiff_t fetch = next_kc - fetched < per_tile ? next_kc - fetched : per_tile;
+                rp_fetch_rows512(W + (next_k0 + fetched) * ldw + next_g0, ldw, fetch, next_cols);
+                fetched += fetch;
                 const float *a_tile = a_trans ? a_k0 + r0 : a_k0 + r0 * lda_k0;
                 const float *strip = strips ? strips + r0 / FM_RP_MR512 * strip_size : NULL;
                 for (ptrdiff_t j0 = g0; j0 < g0 + g_cols; j0 += FM_RP_NR512) {
