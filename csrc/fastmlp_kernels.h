@@ -270,6 +270,29 @@ void fm_rows_product_packed_f(int kernel, float *out, ptrdiff_t ldo, const float
                               ptrdiff_t lda, const float *packed, ptrdiff_t rows,
                               ptrdiff_t n_in, ptrdiff_t cols);
 
+/* Float64, the same products with doubles by the AVX-512 kernel alone: the kernel that runs
+ * them here (2, or 0: use BLAS), the three products (call them only where it is 2), the one
+ * the tests call by kernel, and W packed once (doubles to allocate, 0 where it does not run). */
+int fm_rows_product_kernel_d(void);
+void fm_rows_product_d(double *out, ptrdiff_t ldo, const double *a, ptrdiff_t lda,
+                       const double *W, ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in,
+                       ptrdiff_t cols);
+void fm_rows_product_t_d(double *out, ptrdiff_t ldo, const double *a, ptrdiff_t lda,
+                         const double *W, ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in,
+                         ptrdiff_t cols);
+void fm_rows_product_at_d(double *out, ptrdiff_t ldo, const double *a, ptrdiff_t lda,
+                          const double *W, ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in,
+                          ptrdiff_t cols, int accumulate);
+int fm_rows_product_by_d(int kernel, int kind, double *out, ptrdiff_t ldo, const double *a,
+                         ptrdiff_t lda, const double *W, ptrdiff_t ldw, ptrdiff_t rows,
+                         ptrdiff_t n_in, ptrdiff_t cols, int accumulate);
+ptrdiff_t fm_rows_packed_size_d(int kernel, ptrdiff_t n_in, ptrdiff_t cols);
+void fm_rows_pack_d(int kernel, double *packed, const double *W, ptrdiff_t ldw, ptrdiff_t n_in,
+                    ptrdiff_t cols);
+void fm_rows_product_packed_d(int kernel, double *out, ptrdiff_t ldo, const double *a,
+                              ptrdiff_t lda, const double *packed, ptrdiff_t rows,
+                              ptrdiff_t n_in, ptrdiff_t cols);
+
 #undef FASTMLP_DECLARE
 
 #endif

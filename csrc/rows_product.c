@@ -1,5 +1,6 @@
 /* The product of a few rows (a row block of a small mini-batch) with a weight matrix: out = a W,
- * float32, with our own packing of W and an AVX2 + FMA register kernel.
+ * float32, with our own packing of W and an AVX2 + FMA register kernel; on AVX-512 a kernel of
+ * its own, for float32 and float64 (Float64, below).
  *
  * Design
  * ------
@@ -43,16 +44,22 @@
  * (fastmlp/_engine/_layer_dense.pxd's dense_backward_weights). Elsewhere the engine
  * multiplies with BLAS.
  *
- * Float32 only. This kernel on panels of 8 doubles (the same register tiles, a 4 x 4 transpose
- * for W^T; it passed the float32 kernel's test, every element the fused chain over k) was built
- * and timed against OpenBLAS's dgemm (scipy.linalg.blas's, which allocates its output; thread
- * CPU time, one thread, medians of 40 calls, three runs, 2-core AMD EPYC VM): own / OpenBLAS
- * 1.03-1.12 on `mnist-f64`'s 128 x 784 x 256 row block, 0.92-1.02 on 128 x 256 x 128,
- * 0.88-0.96 on the backward's 128 rows by a 128 x 256 W^T, 0.95-1.02 on a 128 x 128 weight job
- * over 256 rows, 1.12-1.30 on 392 x 256 over 256 (the same script's float32 figures 0.89,
- * 0.83-0.88, 0.74-0.84, 0.67-0.79, 1.09-1.10); blocks of 128 or 64 terms instead of 256 (a
- * 6-row strip of doubles and a packed block together in L1) did no better, and `mnist-f64`'s
- * epoch read 1.10x (benchmarks/ab_builds.py, 8 rounds). Float64 stays with BLAS.
+ * Float64: the AVX-512 kernel alone (fm_rows_product_kernel_d() 2; elsewhere doubles go to
+ * BLAS). It is compiled once per dtype from the body at the end of this file: panels of 16
+ * doubles (two registers of 8) where float32's are of 32 floats, the same tiles of 12 rows,
+ * blocks of terms, groups and copies in bytes, and the same chains, fused multiply-adds in k's
+ * order from +0 (so the same bits for any thread count and cut of the rows). The AVX2 kernel on
+ * panels of 8 doubles had lost to OpenBLAS's dgemm (2-core AMD EPYC VM, one thread, medians of
+ * 40 calls: own / OpenBLAS 1.03-1.12 on `mnist-f64`'s 128 x 784 x 256 row block, 1.12-1.30 on
+ * its 392 x 256 weight job over 256 rows; `mnist-f64`'s epoch 1.10x), and float64 stayed with
+ * BLAS. The AVX-512 kernel wins (Zen 4 host, 2026-12-04, python benchmarks/few_rows_product.py
+ * --dtype float64, two runs, own / OpenBLAS's dgemm on its SkylakeX kernels): 0.947-0.954 on
+ * that row block, 0.925-0.935 on 128 x 256 x 128, 0.891-0.899 on its W2^T, 0.888-0.913 on that
+ * weight job, 0.945-0.951 on 128 x 128 over 256 rows, 0.909-0.910 on 256 x 784 x 256; but
+ * 1.34-1.41 on the 10-column output layer's products (10 columns take two registers of 8 a
+ * row; ~13 us of a batch's ~6,000 of CPU, left so). `mnist-f64`'s epoch 0.904x
+ * (benchmarks/ab_builds.py, 6 rounds): OpenBLAS's dgemm packed its operands (15 % of the
+ * epoch's CPU on one thread) and zeroed C for beta = 0 (2 %).
  *
  * How: W is taken by panels of 16 columns (two vectors of 8; the last panel's missing columns
  * packed as zeros and never stored) and blocks of FM_RP_KC rows of k, packed into a buffer on the
@@ -122,6 +129,7 @@
  * every block multiplies from that copy (fm_rows_product_packed_f): the same panels, the same
  * bits (predict_packs in fastmlp/_engine/_trainer.pyx has the figures).
  */
+#ifndef REAL
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -306,6 +314,60 @@ FM_RP_TARGET FM_INLINE void rp_pack(float *packed, const float *W, ptrdiff_t ldw
     }
 }
 
+
+/* 4 x 4 doubles transposed: rows[i][0..3] become columns (unpack, then swap 128-bit halves). */
+FM_RP_TARGET FM_INLINE void rp_transpose4_d(__m256d *r)
+{
+    const __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
+    const __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
+    r[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
+    r[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+    r[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
+    r[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
+}
+
+/* rp_pack for doubles (the AVX-512 kernel's panels of 16): the same panel, W^T's transposed
+ * 4 x 4 at a time, a quarter of the panel's rows of W over all the block's terms at once (as
+ * rp_pack takes eighths). */
+FM_RP_TARGET FM_INLINE void rp_pack_d(double *packed, const double *W, ptrdiff_t ldw,
+                                      ptrdiff_t j0, ptrdiff_t width, ptrdiff_t k0, ptrdiff_t kc,
+                                      const int transposed, const int nr)
+{
+    if (!transposed && width == nr) {
+        const double *w = W + k0 * ldw + j0;
+        for (ptrdiff_t k = 0; k < kc; k++)
+            for (int v = 0; v < nr; v += 4)
+                _mm256_store_pd(packed + k * nr + v, _mm256_loadu_pd(w + k * ldw + v));
+    } else if (!transposed) {
+        const double *w = W + k0 * ldw + j0;
+        for (ptrdiff_t k = 0; k < kc; k++) {
+            double *row = packed + k * nr;
+            memset(row, 0, (size_t) nr * sizeof(double));
+            memcpy(row, w + k * ldw, (size_t) width * sizeof(double));
+        }
+    } else {
+        const double *w = W + j0 * ldw + k0;  /* row c of W: w + c * ldw, from term k0 */
+        ptrdiff_t k = 0;
+        if (width == nr) {
+            const ptrdiff_t k4 = kc / 4 * 4;
+            for (int quarter = 0; quarter < nr / 4; quarter++) {
+                for (ptrdiff_t kk = 0; kk < k4; kk += 4) {
+                    __m256d r[4];
+                    for (int c = 0; c < 4; c++)
+                        r[c] = _mm256_loadu_pd(w + (quarter * 4 + c) * ldw + kk);
+                    rp_transpose4_d(r);
+                    for (int t = 0; t < 4; t++)
+                        _mm256_store_pd(packed + (kk + t) * nr + quarter * 4, r[t]);
+                }
+            }
+            k = k4;
+        }
+        for (; k < kc; k++)
+            for (ptrdiff_t c = 0; c < nr; c++)
+                packed[k * nr + c] = c < width ? w[c * ldw + k] : 0.0;
+    }
+}
+
 /* out (rows x cols) (+)= A B: A[r, k] as rp_tile reads it (a_trans: a is n_in x rows), B is W
  * or W^T as rp_pack reads it; `accumulate` adds to out, else out is overwritten. */
 FM_RP_TARGET FM_INLINE void rp_product(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda,
@@ -447,340 +509,49 @@ enum {
 
 #define FM_RP_TARGET512 __attribute__((target("avx512f,avx2,fma")))
 
-FM_RP_TARGET512 FM_INLINE void rp_tile512(float *out, ptrdiff_t ldo, const float *a,
-                                          ptrdiff_t lda, const float *packed, ptrdiff_t kc,
-                                          int first, __mmask16 mask_0, __mmask16 mask_1,
-                                          const int mr, const int masked, const int a_trans,
-                                          const int nv)
-{
-    __m512 acc[FM_RP_MR512][2];
-    for (int r = 0; r < mr; r++) {
-        for (int v = 0; v < nv; v++) {
-            if (first)
-                acc[r][v] = _mm512_setzero_ps();
-            else if (masked)
-                acc[r][v] = _mm512_maskz_loadu_ps(v ? mask_1 : mask_0, out + r * ldo + 16 * v);
-            else
-                acc[r][v] = _mm512_loadu_ps(out + r * ldo + 16 * v);
-        }
-    }
-    for (ptrdiff_t k = 0; k < kc; k++) {
-        __m512 w[2];
-        for (int v = 0; v < nv; v++)
-            w[v] = _mm512_load_ps(packed + k * FM_RP_NR512 + 16 * v);
-        for (int r = 0; r < mr; r++) {
-            const __m512 a_rk = _mm512_set1_ps(a_trans ? a[k * lda + r] : a[r * lda + k]);
-            for (int v = 0; v < nv; v++)
-                acc[r][v] = _mm512_fmadd_ps(a_rk, w[v], acc[r][v]);
-        }
-    }
-    for (int r = 0; r < mr; r++) {
-        for (int v = 0; v < nv; v++) {
-            if (masked)
-                _mm512_mask_storeu_ps(out + r * ldo + 16 * v, v ? mask_1 : mask_0, acc[r][v]);
-            else
-                _mm512_storeu_ps(out + r * ldo + 16 * v, acc[r][v]);
-        }
-    }
-}
+/* The AVX-512 kernel once per dtype: the body at the end of this file (below `#else`), with
+ * REAL = float (suffix _f: panels of 32, two registers of 16) and REAL = double (suffix _d:
+ * panels of 16, two registers of 8). A packed panel, a group of panels and a line take the
+ * same bytes in both; a block of terms is FM_RP_KC512 terms in both, so a tile's rows of a
+ * take twice the bytes in doubles (12 x 512: 48 KB, past L1). Blocks of 256 terms for doubles
+ * (24 KB; weight jobs 128) read no better (few_rows_product.py --dtype float64, two runs each,
+ * own / OpenBLAS: 0.951-0.962 against 0.947-0.954 on `mnist-f64`'s 128 x 784 x 256,
+ * 0.938-0.962 against 0.888-0.913 on its W1 job, 0.943 against 0.909-0.910 on 256 rows). */
+#define RP_ALL ((VMASK) -1)
+#define RP_NR (2 * RP_LANES)
+#define REAL float
+#define SFX(name) name##_f
+#define V(op) _mm512_##op##_ps
+#define VEC __m512
+#define VMASK __mmask16
+#define RP_LANES 16
+#define RP_PACK rp_pack
+#include "rows_product.c"
+#undef REAL
+#undef SFX
+#undef V
+#undef VEC
+#undef VMASK
+#undef RP_LANES
+#undef RP_PACK
 
-FM_RP_TARGET512 FM_INLINE void rp_rows512(float *out, ptrdiff_t ldo, const float *a,
-                                          ptrdiff_t lda, const float *packed, ptrdiff_t rows,
-                                          ptrdiff_t kc, int first, __mmask16 mask_0,
-                                          __mmask16 mask_1, const int masked, const int a_trans,
-                                          const int nv, const float *strips,
-                                          ptrdiff_t strip_size)
-{
-    ptrdiff_t r0 = 0;
-    /* a tile's rows of A: with strips (a^T packed, rp_strips512) its own strip, else in place */
-#define FM_RP_A(r0) \
-    (strips ? strips + (r0) / FM_RP_MR512 * strip_size : a_trans ? a + (r0) : a + (r0) * lda)
-#define FM_RP_LDA (strips ? (ptrdiff_t) FM_RP_MR512 : lda)
-    for (; rows - r0 >= FM_RP_MR512; r0 += FM_RP_MR512)
-        rp_tile512(out + r0 * ldo, ldo, FM_RP_A(r0), FM_RP_LDA, packed, kc, first, mask_0,
-                   mask_1, FM_RP_MR512, masked, a_trans, nv);
-    switch (rows - r0) {
-#define FM_RP_TAIL(n) \
-    case n: \
-        rp_tile512(out + r0 * ldo, ldo, FM_RP_A(r0), FM_RP_LDA, packed, kc, first, mask_0, \
-                   mask_1, n, masked, a_trans, nv); \
-        break;
-    FM_RP_TAIL(1) FM_RP_TAIL(2) FM_RP_TAIL(3) FM_RP_TAIL(4) FM_RP_TAIL(5) FM_RP_TAIL(6)
-    FM_RP_TAIL(7) FM_RP_TAIL(8) FM_RP_TAIL(9) FM_RP_TAIL(10) FM_RP_TAIL(11)
-#undef FM_RP_TAIL
-#undef FM_RP_LDA
-#undef FM_RP_A
-    default:
-        break;
-    }
-}
-
-/* One tile of at most FM_RP_MR512 rows over one panel of `width` columns (masked where it is
- * narrower than 32, one register a row where it is at most 16). */
-FM_RP_TARGET512 FM_INLINE void rp_panel512(float *out, ptrdiff_t ldo, const float *a,
-                                           ptrdiff_t lda, const float *p, ptrdiff_t rows,
-                                           ptrdiff_t kc, int first, ptrdiff_t width,
-                                           const int a_trans, const float *strip,
-                                           ptrdiff_t strip_size)
-{
-    if (width == FM_RP_NR512) {
-        rp_rows512(out, ldo, a, lda, p, rows, kc, first, 0xFFFF, 0xFFFF, 0, a_trans, 2, strip,
-                   strip_size);
-    } else if (width <= 16) {
-        const __mmask16 mask = (__mmask16) ((1u << width) - 1u);
-        rp_rows512(out, ldo, a, lda, p, rows, kc, first, mask, 0, 1, a_trans, 1, strip,
-                   strip_size);
-    } else {
-        const __mmask16 mask = (__mmask16) ((1u << (width - 16)) - 1u);
-        rp_rows512(out, ldo, a, lda, p, rows, kc, first, 0xFFFF, mask, 1, a_trans, 2, strip,
-                   strip_size);
-    }
-}
-
-/* A weight gradient's a^T, a block of kc terms (the batch's rows) packed into strips: tile t's
- * strip (strip_size floats apart) holds, term after term, the FM_RP_MR512 values of a^T its
- * rows read (strip[k FM_RP_MR512 + i] = a[k lda + FM_RP_MR512 t + i]). In place, each term
- * of a tile is a line of its own, lda floats apart (4 KB for a 1024-unit layer: every line in
- * one set of L1), read again by each panel. */
-FM_RP_TARGET512 FM_INLINE void rp_strips512(float *strips, ptrdiff_t strip_size, const float *a,
-                                            ptrdiff_t lda, ptrdiff_t rows, ptrdiff_t kc)
-{
-    /* term by term, so that a's rows are read in order (each a run of `rows` floats) */
-    const ptrdiff_t whole = rows / FM_RP_MR512 * FM_RP_MR512;
-    const int rest = (int) (rows - whole);
-    const __mmask16 tile = (__mmask16) ((1u << FM_RP_MR512) - 1u);
-    const __mmask16 mask = (__mmask16) ((1u << rest) - 1u);
-    for (ptrdiff_t k = 0; k < kc; k++) {
-        float *strip = strips + k * FM_RP_MR512;
-        const float *row = a + k * lda;
-        for (ptrdiff_t r0 = 0; r0 < whole; r0 += FM_RP_MR512, strip += strip_size)
-            _mm512_mask_storeu_ps(strip, tile, _mm512_maskz_loadu_ps(tile, row + r0));
-        if (rest)
-            _mm512_mask_storeu_ps(strip, mask, _mm512_maskz_loadu_ps(mask, row + whole));
-    }
-}
-
-/* W's rows k0..k0+kc of columns g0..g0+g_cols packed panel after panel (each kc x 32, the last
- * one's missing columns zeros), read row by row: each row of W a run of g_cols floats, where
- * rp_pack, one panel at a time, reads 128 bytes a row (see rp_product512 for why). */
-FM_RP_TARGET512 FM_INLINE void rp_pack_group(float *panels, const float *W, ptrdiff_t ldw,
-                                             ptrdiff_t g0, ptrdiff_t g_cols, ptrdiff_t k0,
-                                             ptrdiff_t kc)
-{
-    const ptrdiff_t whole = g_cols / FM_RP_NR512, rest = g_cols % FM_RP_NR512;
-    for (ptrdiff_t k = 0; k < kc; k++) {
-        const float *w = W + (k0 + k) * ldw + g0;
-        float *p = panels + k * FM_RP_NR512;
-        for (ptrdiff_t j = 0; j < whole; j++, w += FM_RP_NR512, p += kc * FM_RP_NR512) {
-            _mm512_store_ps(p, _mm512_loadu_ps(w));
-            _mm512_store_ps(p + 16, _mm512_loadu_ps(w + 16));
-        }
-        if (rest) {
-            const __mmask16 m0 = (__mmask16) (rest >= 16 ? 0xFFFF : (1u << rest) - 1u);
-            const __mmask16 m1 = (__mmask16) (rest > 16 ? (1u << (rest - 16)) - 1u : 0);
-            _mm512_store_ps(p, _mm512_maskz_loadu_ps(m0, w));
-            _mm512_store_ps(p + 16, _mm512_maskz_loadu_ps(m1, w + 16));
-        }
-    }
-}
-
-/* Rows of W (n of them, ldw floats apart, `cols` floats each) fetched into L2 ahead of their
- * packing (rp_product512 says why). */
-FM_RP_TARGET512 FM_INLINE void rp_fetch_rows512(const float *W, ptrdiff_t ldw, ptrdiff_t n,
-                                                ptrdiff_t cols)
-{
-    for (ptrdiff_t k = 0; k < n; k++)
-        for (ptrdiff_t c = 0; c < cols; c += 16)
-            _mm_prefetch((const char *) (W + k * ldw + c), _MM_HINT_T1);
-}
-
-/* Whether a tile's FM_RP_MR512 rows of a, lda floats apart, read in place, crowd into few sets
- * of L1: an x86 L1D has 64 sets of lines (4 KB a way: 32 KB 8-way, 48 KB 12-way), so rows 4 KB
- * apart (a 1024-unit layer's activations or deltas) put all twelve lines of a term in one set,
- * beside the lines of W's panel and of out, and evict one another at every term; 2 KB apart,
- * six to a set. Crowded: more than four of the twelve in one set (mnist's 256-unit rows, 1 KB
- * apart, put three in each of four sets). */
-static int rp_crowded512(ptrdiff_t lda)
-{
-    int in_set[64] = {0};
-    for (ptrdiff_t r = 0; r < FM_RP_MR512; r++)
-        if (++in_set[(r * lda * (ptrdiff_t) sizeof(float) / 64) % 64] > 4)
-            return 1;
-    return 0;
-}
-
-/* Floats between the rows of rp_product512's copy of a block of kc terms: the block rounded up
- * to whole lines, an odd number of them, so that the twelve rows' lines of a term fall in
- * twelve different sets. */
-static ptrdiff_t rp_spread512(ptrdiff_t kc)
-{
-    return ((kc + 15) / 16 | 1) * 16;
-}
-
-/* rp_product's loops with the AVX-512 tiles and panels. Where a's rows crowd L1's sets
- * (rp_crowded512) and many panels read them, each block of terms of a is first copied into rows
- * an odd number of lines apart (rp_spread512): the tiles read the same values, no bit changes.
- * 2-core AMD EPYC VM (Zen 4: L1D 32 KB 8-way, L2 1 MB), one thread's CPU time, medians of 31
- * calls in turns with the build before it, W and a read from memory (a C harness linking
- * both): 256 x 1024 x 1024 (`wide`'s second layer) 0.83-0.85 of the time, 71-75 -> 82-85
- * GFLOP/s, its backward product by W2^T 0.80-0.89; products whose rows are not crowded
- * unchanged. The copy is a memcpy of the block (rows x 512 floats); with a read from
- * memory, as in that harness, the copied product still took 1.12-1.15x the time of one whose
- * rows lie 1040 floats apart (no copy needed). A copy of each tile's rows alone, just before
- * the tile runs over a group (the block's copy and the group's panels together fill the 1 MB
- * L2): 0.96-0.98 of the time in the harness, but `wide`'s epoch 1.012x (8 rounds): in an
- * epoch, a is the activations or deltas just written, in cache. A padded row stride in the
- * engine's buffers would need no copy at all; not done. */
-FM_RP_TARGET512 FM_INLINE void rp_product512(float *out, ptrdiff_t ldo, const float *a,
-                                             ptrdiff_t lda, const float *W, ptrdiff_t ldw,
-                                             ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols,
-                                             int accumulate, const int transposed,
-                                             const int a_trans, const float *prepacked)
-{
-    float packed[FM_RP_KC512 * FM_RP_NR512] __attribute__((aligned(64)));
-    if (n_in == 0) {
-        if (!accumulate)  /* out = 0 */
-            for (ptrdiff_t r = 0; r < rows; r++)
-                memset(out + r * ldo, 0, (size_t) cols * sizeof(float));
-        return;
-    }
-    const ptrdiff_t block = a_trans ? FM_RP_KC_AT : FM_RP_KC512;
-    /* a^T in strips where more than one panel reads it (else in place; also if malloc fails) */
-    const ptrdiff_t strip_size = FM_RP_MR512 * (n_in < block ? n_in : block);
-    float *strips = a_trans && cols > FM_RP_NR512
-        ? malloc((size_t) ((rows + FM_RP_MR512 - 1) / FM_RP_MR512 * strip_size) * sizeof(float))
-        : NULL;
-    /* a forward product's groups are half as wide: with the next group's rows of W fetched
-     * into L2 meanwhile (below), a group of 8 panels (512 KB) and the next one's rows overflow
-     * the 1 MB L2 of the Zen 4 host */
-    const ptrdiff_t group = (a_trans ? FM_RP_GROUP : FM_RP_GROUP / 2) * FM_RP_NR512;
-    float *panels_heap = !prepacked && !transposed && cols > FM_RP_NR512
-        && rows >= FM_RP_GROUP_ROWS ? malloc((size_t) block * group * sizeof(float) + 64) : NULL;
-    const ptrdiff_t cols_whole = (cols + FM_RP_NR512 - 1) / FM_RP_NR512 * FM_RP_NR512;
-    float *panels = panels_heap
-        ? (float *) (((size_t) panels_heap + 63) & ~(size_t) 63) : NULL;
-    /* a's rows copied a block of terms at a time where they crowd L1's sets (rp_crowded512) */
-    const ptrdiff_t ld_copy = rp_spread512(n_in < block ? n_in : block);
-    float *copy_heap = !a_trans && cols > FM_RP_NR512 && rows >= FM_RP_GROUP_ROWS
-        && rp_crowded512(lda) ? malloc((size_t) (rows * ld_copy) * sizeof(float) + 64) : NULL;
-    float *copy = copy_heap ? (float *) (((size_t) copy_heap + 63) & ~(size_t) 63) : NULL;
-    for (ptrdiff_t k0 = 0; k0 < n_in; k0 += block) {
-        const ptrdiff_t kc = n_in - k0 < block ? n_in - k0 : block;
-        const float *a_k0 = a_trans ? a + k0 * lda : a + k0;
-        ptrdiff_t lda_k0 = lda;
-        const int first = k0 == 0 && !accumulate;
-        if (copy) {
-            for (ptrdiff_t r = 0; r < rows; r++)
-                memcpy(copy + r * ld_copy, a_k0 + r * lda, (size_t) kc * sizeof(float));
-            a_k0 = copy;
-            lda_k0 = ld_copy;
-        }
-        if (strips)
-            rp_strips512(strips, strip_size, a_k0, lda, rows, kc);
-        /* (a short block of terms, as a weight job's over a small batch, runs each panel over
-         * all the rows: tiles of 12 rows over 32 terms, one at a time over each panel, read
-         * 1.01-1.04 of the time for `tiny-batch`'s 392 x 256 over 32 rows) */
-        const ptrdiff_t tile_rows_at = kc >= FM_RP_TILE_TERMS ? FM_RP_MR512 : rows;
-        for (ptrdiff_t g0 = 0; g0 < cols; g0 += group) {
-            const ptrdiff_t g_cols = cols - g0 < group ? cols - g0 : group;
-            if (!panels && !prepacked) {  /* panel by panel, each packed on the stack */
-                for (ptrdiff_t j0 = g0; j0 < g0 + g_cols; j0 += FM_RP_NR512) {
-                    const ptrdiff_t width = cols - j0 < FM_RP_NR512 ? cols - j0 : FM_RP_NR512;
-                    rp_pack(packed, W, ldw, j0, width, k0, kc, transposed, FM_RP_NR512);
-                    rp_panel512(out + j0, ldo, a_k0, lda_k0, packed, rows, kc, first, width,
-                                a_trans, strips, strip_size);
-                }
-                continue;
-            }
-            /* from a copy of the group's panels (or of all of W): tile by tile, each tile's
-             * rows of a (12 x 512 floats, 24 KB) read from L1 by all the group's panels, which
-             * stay in L2 (up to 8 x 64 KB); panel by panel, as before, every panel read all of a's
-             * block again from L2, and the group and the block (up to 512 KB each) overflowed
-             * a 1 MB L2. The same chains: each out[r, j] still takes its blocks of terms in
-             * order. Zen 4 host, the C harness in turns with the build before it, medians of
-             * 31 calls, W and a from memory: `wide`'s forward products 0.97-0.98 of the time,
-             * its weight jobs 0.95, bulk prediction's 512 x 784 x 1024 0.975; products of
-             * fewer than FM_RP_GROUP_ROWS rows and by W^T (packed panel by panel) keep the
-             * order above (by W^T from a group copy, tile by tile, read 1.02-1.04). */
-            if (panels)
-                rp_pack_group(panels, W, ldw, g0, g_cols, k0, kc);
-            /* The next group's rows of W (or the next block's first group) are fetched into
-             * L2 a slice per tile while the tiles run, so that rp_pack_group reads them from
-             * L2 rather than memory: from a copy of W packed once, a forward product took
-             * 0.89-0.94 of the time: its packing overlaps no multiply-add. Zen 4 host, the C
-             * harness in turns, medians of 31 calls, W and a from memory: `wide`'s
-             * 256 x 1024 x 1024 0.957 of the time (twice), 256 x 784 x 1024 0.99-1.01, the
-             * weight jobs, `mnist`'s products and bulk prediction's 0.99-1.02; with groups of
-             * 8 panels, no change; groups of 4 without the fetch, 0.95-1.00 for the forward
-             * products and 1.01-1.02 for the weight jobs (which keep 8). `wide`'s epoch 0.987x
-             * (benchmarks/ab_builds.py, 10 rounds). The same panels: no bit changes. */
-            const ptrdiff_t next_g0 = g0 + group < cols ? g0 + group : 0;
-            const ptrdiff_t next_k0 = g0 + group < cols ? k0 : k0 + kc;
-            const ptrdiff_t next_kc = next_k0 >= n_in ? 0
-                : n_in - next_k0 < block ? n_in - next_k0 : block;
-            const ptrdiff_t next_cols = cols - next_g0 < group ? cols - next_g0 : group;
-            const ptrdiff_t tiles = (rows + tile_rows_at - 1) / tile_rows_at;
-            const ptrdiff_t per_tile = panels && next_kc > 0 ? (next_kc + tiles - 1) / tiles : 0;
-            for (ptrdiff_t r0 = 0, fetched = 0; r0 < rows; r0 += tile_rows_at) {
-                const ptrdiff_t tile_rows = rows - r0 < tile_rows_at ? rows - r0 : tile_rows_at;
-                const ptrdiff_t fetch = next_kc - fetched < per_tile ? next_kc - fetched : per_tile;
-                rp_fetch_rows512(W + (next_k0 + fetched) * ldw + next_g0, ldw, fetch, next_cols);
-                fetched += fetch;
-                const float *a_tile = a_trans ? a_k0 + r0 : a_k0 + r0 * lda_k0;
-                const float *strip = strips ? strips + r0 / FM_RP_MR512 * strip_size : NULL;
-                for (ptrdiff_t j0 = g0; j0 < g0 + g_cols; j0 += FM_RP_NR512) {
-                    const ptrdiff_t width = cols - j0 < FM_RP_NR512 ? cols - j0 : FM_RP_NR512;
-                    const float *p = prepacked  /* fm_rows_pack's layout */
-                        ? prepacked + k0 * cols_whole + j0 * kc : panels + (j0 - g0) * kc;
-                    rp_panel512(out + r0 * ldo + j0, ldo, a_tile, lda_k0, p, tile_rows, kc,
-                                first, width, a_trans, strip, strip_size);
-                }
-            }
-        }
-    }
-    free(panels_heap);
-    free(strips);
-    free(copy_heap);
-}
-
-FM_RP_TARGET512 static void rp_product512_n(float *out, ptrdiff_t ldo, const float *a,
-                                            ptrdiff_t lda, const float *W, ptrdiff_t ldw,
-                                            ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols)
-{
-    rp_product512(out, ldo, a, lda, W, ldw, rows, n_in, cols, 0, 0, 0, NULL);
-}
-
-FM_RP_TARGET512 static void rp_product512_t(float *out, ptrdiff_t ldo, const float *a,
-                                            ptrdiff_t lda, const float *W, ptrdiff_t ldw,
-                                            ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols)
-{
-    rp_product512(out, ldo, a, lda, W, ldw, rows, n_in, cols, 0, 1, 0, NULL);
-}
-
-FM_RP_TARGET512 static void rp_product512_at(float *out, ptrdiff_t ldo, const float *a,
-                                             ptrdiff_t lda, const float *W, ptrdiff_t ldw,
-                                             ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols,
-                                             int accumulate)
-{
-    rp_product512(out, ldo, a, lda, W, ldw, rows, n_in, cols, accumulate, 0, 1, NULL);
-}
-
-FM_RP_TARGET512 static void rp_product512_packed(float *out, ptrdiff_t ldo, const float *a,
-                                                 ptrdiff_t lda, const float *packed,
-                                                 ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols)
-{
-    rp_product512(out, ldo, a, lda, NULL, 0, rows, n_in, cols, 0, 0, 0, packed);
-}
-
-FM_RP_TARGET512 static void rp_pack512(float *packed, const float *W, ptrdiff_t ldw,
-                                       ptrdiff_t n_in, ptrdiff_t cols)
-{
-    const ptrdiff_t cols_whole = (cols + FM_RP_NR512 - 1) / FM_RP_NR512 * FM_RP_NR512;
-    for (ptrdiff_t k0 = 0; k0 < n_in; k0 += FM_RP_KC512) {
-        const ptrdiff_t kc = n_in - k0 < FM_RP_KC512 ? n_in - k0 : FM_RP_KC512;
-        rp_pack_group(packed + k0 * cols_whole, W, ldw, 0, cols, k0, kc);
-    }
-}
+#define REAL double
+#define SFX(name) name##_d
+#define V(op) _mm512_##op##_pd
+#define VEC __m512d
+#define VMASK __mmask8
+#define RP_LANES 8
+#define RP_PACK rp_pack_d
+#include "rows_product.c"
+#undef REAL
+#undef SFX
+#undef V
+#undef VEC
+#undef VMASK
+#undef RP_LANES
+#undef RP_PACK
+#undef RP_NR
+#undef RP_ALL
 #endif
 
 /* The product `kind` (0: a W, 1: a W^T, 2: a^T W) by `kernel` (1: AVX2, 2: AVX-512): the one
@@ -792,11 +563,11 @@ static void rp_dispatch(int kernel, int kind, float *out, ptrdiff_t ldo, const f
                         ptrdiff_t n_in, ptrdiff_t cols, int accumulate)
 {
     if (kernel == 2 && kind == 0)
-        rp_product512_n(out, ldo, a, lda, W, ldw, rows, n_in, cols);
+        rp_product512_n_f(out, ldo, a, lda, W, ldw, rows, n_in, cols);
     else if (kernel == 2 && kind == 1)
-        rp_product512_t(out, ldo, a, lda, W, ldw, rows, n_in, cols);
+        rp_product512_t_f(out, ldo, a, lda, W, ldw, rows, n_in, cols);
     else if (kernel == 2)
-        rp_product512_at(out, ldo, a, lda, W, ldw, rows, n_in, cols, accumulate);
+        rp_product512_at_f(out, ldo, a, lda, W, ldw, rows, n_in, cols, accumulate);
     else if (kind == 0)
         rp_product_n(out, ldo, a, lda, W, ldw, rows, n_in, cols);
     else if (kind == 1)
@@ -866,7 +637,7 @@ void fm_rows_pack_f(int kernel, float *packed, const float *W, ptrdiff_t ldw, pt
 {
 #if defined(FM_RP_X86)
     if (fm_rows_packed_size(kernel, n_in, cols) > 0 && kernel == 2)
-        rp_pack512(packed, W, ldw, n_in, cols);
+        rp_pack512_f(packed, W, ldw, n_in, cols);
     else if (fm_rows_packed_size(kernel, n_in, cols) > 0)
         rp_pack_all(packed, W, ldw, n_in, cols);
 #else
@@ -880,7 +651,7 @@ void fm_rows_product_packed_f(int kernel, float *out, ptrdiff_t ldo, const float
 {
 #if defined(FM_RP_X86)
     if (fm_rows_packed_size(kernel, n_in, cols) > 0 && kernel == 2)
-        rp_product512_packed(out, ldo, a, lda, packed, rows, n_in, cols);
+        rp_product512_packed_f(out, ldo, a, lda, packed, rows, n_in, cols);
     else if (fm_rows_packed_size(kernel, n_in, cols) > 0)
         rp_product_packed(out, ldo, a, lda, packed, rows, n_in, cols);
 #else
@@ -888,3 +659,437 @@ void fm_rows_product_packed_f(int kernel, float *out, ptrdiff_t ldo, const float
         (void) n_in, (void) cols;
 #endif
 }
+
+/* Float64: the AVX-512 kernel alone, kernel 2 where it runs (else 0: BLAS); the AVX2 kernel's
+ * panels of 8 doubles lost to OpenBLAS's dgemm (Design, "Float64"). The same entry points as
+ * float32's, suffix _d, the same bits rule: each out[r, j] the chain of fused multiply-adds over
+ * k in order from +0. */
+int fm_rows_product_kernel_d(void)
+{
+    return fm_rows_product_kernel() == 2 ? 2 : 0;
+}
+
+int fm_rows_product_by_d(int kernel, int kind, double *out, ptrdiff_t ldo, const double *a,
+                         ptrdiff_t lda, const double *W, ptrdiff_t ldw, ptrdiff_t rows,
+                         ptrdiff_t n_in, ptrdiff_t cols, int accumulate)
+{
+#if defined(FM_RP_X86)
+    if (kernel != 2 || fm_rows_product_kernel_d() != 2 || kind < 0 || kind > 2)
+        return -1;
+    if (kind == 0)
+        rp_product512_n_d(out, ldo, a, lda, W, ldw, rows, n_in, cols);
+    else if (kind == 1)
+        rp_product512_t_d(out, ldo, a, lda, W, ldw, rows, n_in, cols);
+    else
+        rp_product512_at_d(out, ldo, a, lda, W, ldw, rows, n_in, cols, accumulate);
+    return 0;
+#else
+    (void) kernel, (void) kind, (void) out, (void) ldo, (void) a, (void) lda, (void) W,
+        (void) ldw, (void) rows, (void) n_in, (void) cols, (void) accumulate;
+    return -1;
+#endif
+}
+
+void fm_rows_product_d(double *out, ptrdiff_t ldo, const double *a, ptrdiff_t lda,
+                       const double *W, ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in,
+                       ptrdiff_t cols)
+{
+    fm_rows_product_by_d(fm_rows_product_kernel_d(), 0, out, ldo, a, lda, W, ldw, rows, n_in,
+                         cols, 0);
+}
+
+void fm_rows_product_t_d(double *out, ptrdiff_t ldo, const double *a, ptrdiff_t lda,
+                         const double *W, ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in,
+                         ptrdiff_t cols)
+{
+    fm_rows_product_by_d(fm_rows_product_kernel_d(), 1, out, ldo, a, lda, W, ldw, rows, n_in,
+                         cols, 0);
+}
+
+void fm_rows_product_at_d(double *out, ptrdiff_t ldo, const double *a, ptrdiff_t lda,
+                          const double *W, ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in,
+                          ptrdiff_t cols, int accumulate)
+{
+    fm_rows_product_by_d(fm_rows_product_kernel_d(), 2, out, ldo, a, lda, W, ldw, rows, n_in,
+                         cols, accumulate);
+}
+
+/* W packed once, float64 (fm_rows_pack_f's counterpart; kernel 2 only): doubles to allocate,
+ * the copy, and out = a W from it. */
+ptrdiff_t fm_rows_packed_size_d(int kernel, ptrdiff_t n_in, ptrdiff_t cols)
+{
+    if (kernel != 2 || fm_rows_product_kernel_d() != 2 || n_in <= 0 || cols <= 0)
+        return 0;
+    return n_in * ((cols + 15) / 16 * 16);
+}
+
+void fm_rows_pack_d(int kernel, double *packed, const double *W, ptrdiff_t ldw, ptrdiff_t n_in,
+                    ptrdiff_t cols)
+{
+#if defined(FM_RP_X86)
+    if (fm_rows_packed_size_d(kernel, n_in, cols) > 0)
+        rp_pack512_d(packed, W, ldw, n_in, cols);
+#else
+    (void) kernel, (void) packed, (void) W, (void) ldw, (void) n_in, (void) cols;
+#endif
+}
+
+void fm_rows_product_packed_d(int kernel, double *out, ptrdiff_t ldo, const double *a,
+                              ptrdiff_t lda, const double *packed, ptrdiff_t rows,
+                              ptrdiff_t n_in, ptrdiff_t cols)
+{
+#if defined(FM_RP_X86)
+    if (fm_rows_packed_size_d(kernel, n_in, cols) > 0)
+        rp_product512_packed_d(out, ldo, a, lda, packed, rows, n_in, cols);
+#else
+    (void) kernel, (void) out, (void) ldo, (void) a, (void) lda, (void) packed, (void) rows,
+        (void) n_in, (void) cols;
+#endif
+}
+
+#else  /* REAL: the AVX-512 kernel, compiled once per dtype (above) */
+
+FM_RP_TARGET512 FM_INLINE void SFX(rp_tile512)(REAL *out, ptrdiff_t ldo, const REAL *a,
+                                               ptrdiff_t lda, const REAL *packed, ptrdiff_t kc,
+                                               int first, VMASK mask_0, VMASK mask_1,
+                                               const int mr, const int masked, const int a_trans,
+                                               const int nv)
+{
+    VEC acc[FM_RP_MR512][2];
+    for (int r = 0; r < mr; r++) {
+        for (int v = 0; v < nv; v++) {
+            if (first)
+                acc[r][v] = V(setzero)();
+            else if (masked)
+                acc[r][v] = V(maskz_loadu)(v ? mask_1 : mask_0, out + r * ldo + RP_LANES * v);
+            else
+                acc[r][v] = V(loadu)(out + r * ldo + RP_LANES * v);
+        }
+    }
+    for (ptrdiff_t k = 0; k < kc; k++) {
+        VEC w[2];
+        for (int v = 0; v < nv; v++)
+            w[v] = V(load)(packed + k * RP_NR + RP_LANES * v);
+        for (int r = 0; r < mr; r++) {
+            const VEC a_rk = V(set1)(a_trans ? a[k * lda + r] : a[r * lda + k]);
+            for (int v = 0; v < nv; v++)
+                acc[r][v] = V(fmadd)(a_rk, w[v], acc[r][v]);
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        for (int v = 0; v < nv; v++) {
+            if (masked)
+                V(mask_storeu)(out + r * ldo + RP_LANES * v, v ? mask_1 : mask_0, acc[r][v]);
+            else
+                V(storeu)(out + r * ldo + RP_LANES * v, acc[r][v]);
+        }
+    }
+}
+
+FM_RP_TARGET512 FM_INLINE void SFX(rp_rows512)(REAL *out, ptrdiff_t ldo, const REAL *a,
+                                               ptrdiff_t lda, const REAL *packed, ptrdiff_t rows,
+                                               ptrdiff_t kc, int first, VMASK mask_0,
+                                               VMASK mask_1, const int masked, const int a_trans,
+                                               const int nv, const REAL *strips,
+                                               ptrdiff_t strip_size)
+{
+    ptrdiff_t r0 = 0;
+    /* a tile's rows of A: with strips (a^T packed, rp_strips512) its own strip, else in place */
+#define FM_RP_A(r0) \
+    (strips ? strips + (r0) / FM_RP_MR512 * strip_size : a_trans ? a + (r0) : a + (r0) * lda)
+#define FM_RP_LDA (strips ? (ptrdiff_t) FM_RP_MR512 : lda)
+    for (; rows - r0 >= FM_RP_MR512; r0 += FM_RP_MR512)
+        SFX(rp_tile512)(out + r0 * ldo, ldo, FM_RP_A(r0), FM_RP_LDA, packed, kc, first, mask_0,
+                   mask_1, FM_RP_MR512, masked, a_trans, nv);
+    switch (rows - r0) {
+#define FM_RP_TAIL(n) \
+    case n: \
+        SFX(rp_tile512)(out + r0 * ldo, ldo, FM_RP_A(r0), FM_RP_LDA, packed, kc, first, mask_0, \
+                   mask_1, n, masked, a_trans, nv); \
+        break;
+    FM_RP_TAIL(1) FM_RP_TAIL(2) FM_RP_TAIL(3) FM_RP_TAIL(4) FM_RP_TAIL(5) FM_RP_TAIL(6)
+    FM_RP_TAIL(7) FM_RP_TAIL(8) FM_RP_TAIL(9) FM_RP_TAIL(10) FM_RP_TAIL(11)
+#undef FM_RP_TAIL
+#undef FM_RP_LDA
+#undef FM_RP_A
+    default:
+        break;
+    }
+}
+
+/* One tile of at most FM_RP_MR512 rows over one panel of `width` columns (masked where it is
+ * narrower than RP_NR, one register a row where it is at most RP_LANES). */
+FM_RP_TARGET512 FM_INLINE void SFX(rp_panel512)(REAL *out, ptrdiff_t ldo, const REAL *a,
+                                                ptrdiff_t lda, const REAL *p, ptrdiff_t rows,
+                                                ptrdiff_t kc, int first, ptrdiff_t width,
+                                                const int a_trans, const REAL *strip,
+                                                ptrdiff_t strip_size)
+{
+    if (width == RP_NR) {
+        SFX(rp_rows512)(out, ldo, a, lda, p, rows, kc, first, RP_ALL, RP_ALL, 0, a_trans, 2, strip,
+                   strip_size);
+    } else if (width <= RP_LANES) {
+        const VMASK mask = (VMASK) ((1u << width) - 1u);
+        SFX(rp_rows512)(out, ldo, a, lda, p, rows, kc, first, mask, 0, 1, a_trans, 1, strip,
+                   strip_size);
+    } else {
+        const VMASK mask = (VMASK) ((1u << (width - RP_LANES)) - 1u);
+        SFX(rp_rows512)(out, ldo, a, lda, p, rows, kc, first, RP_ALL, mask, 1, a_trans, 2, strip,
+                   strip_size);
+    }
+}
+
+/* n (at most FM_RP_MR512) consecutive values copied by masked loads and stores of at most
+ * RP_LANES: one of 12 floats, or 8 and 4 doubles (n a constant: the masks are too). */
+FM_RP_TARGET512 FM_INLINE void SFX(rp_run512)(REAL *dst, const REAL *src, int n)
+{
+    for (int c = 0; c < n; c += RP_LANES) {
+        const VMASK m = (VMASK) (n - c >= RP_LANES ? RP_ALL : (1u << (n - c)) - 1u);
+        V(mask_storeu)(dst + c, m, V(maskz_loadu)(m, src + c));
+    }
+}
+
+/* A weight gradient's a^T, a block of kc terms (the batch's rows) packed into strips: tile t's
+ * strip (strip_size floats apart) holds, term after term, the FM_RP_MR512 values of a^T its
+ * rows read (strip[k FM_RP_MR512 + i] = a[k lda + FM_RP_MR512 t + i]). In place, each term
+ * of a tile is a line of its own, lda floats apart (4 KB for a 1024-unit layer: every line in
+ * one set of L1), read again by each panel. */
+FM_RP_TARGET512 FM_INLINE void SFX(rp_strips512)(REAL *strips, ptrdiff_t strip_size, const REAL *a,
+                                                 ptrdiff_t lda, ptrdiff_t rows, ptrdiff_t kc)
+{
+    /* term by term, so that a's rows are read in order (each a run of `rows` values) */
+    for (ptrdiff_t k = 0; k < kc; k++) {
+        REAL *strip = strips + k * FM_RP_MR512;
+        const REAL *row = a + k * lda;
+        ptrdiff_t r0 = 0;
+        for (; rows - r0 >= FM_RP_MR512; r0 += FM_RP_MR512, strip += strip_size)
+            SFX(rp_run512)(strip, row + r0, FM_RP_MR512);
+        if (rows > r0)
+            SFX(rp_run512)(strip, row + r0, (int) (rows - r0));
+    }
+}
+
+/* W's rows k0..k0+kc of columns g0..g0+g_cols packed panel after panel (each kc x 32, the last
+ * one's missing columns zeros), read row by row: each row of W a run of g_cols floats, where
+ * rp_pack, one panel at a time, reads 128 bytes a row (see rp_product512 for why). */
+FM_RP_TARGET512 FM_INLINE void SFX(rp_pack_group)(REAL *panels, const REAL *W, ptrdiff_t ldw,
+                                                  ptrdiff_t g0, ptrdiff_t g_cols, ptrdiff_t k0,
+                                                  ptrdiff_t kc)
+{
+    const ptrdiff_t whole = g_cols / RP_NR, rest = g_cols % RP_NR;
+    for (ptrdiff_t k = 0; k < kc; k++) {
+        const REAL *w = W + (k0 + k) * ldw + g0;
+        REAL *p = panels + k * RP_NR;
+        for (ptrdiff_t j = 0; j < whole; j++, w += RP_NR, p += kc * RP_NR) {
+            V(store)(p, V(loadu)(w));
+            V(store)(p + RP_LANES, V(loadu)(w + RP_LANES));
+        }
+        if (rest) {
+            const VMASK m0 = (VMASK) (rest >= RP_LANES ? RP_ALL : (1u << rest) - 1u);
+            const VMASK m1 = (VMASK) (rest > RP_LANES ? (1u << (rest - RP_LANES)) - 1u : 0);
+            V(store)(p, V(maskz_loadu)(m0, w));
+            V(store)(p + RP_LANES, V(maskz_loadu)(m1, w + RP_LANES));
+        }
+    }
+}
+
+/* Rows of W (n of them, ldw floats apart, `cols` floats each) fetched into L2 ahead of their
+ * packing (rp_product512 says why). */
+FM_RP_TARGET512 FM_INLINE void SFX(rp_fetch_rows512)(const REAL *W, ptrdiff_t ldw, ptrdiff_t n,
+                                                     ptrdiff_t cols)
+{
+    for (ptrdiff_t k = 0; k < n; k++)
+        for (ptrdiff_t c = 0; c < cols; c += RP_LANES)
+            _mm_prefetch((const char *) (W + k * ldw + c), _MM_HINT_T1);
+}
+
+/* Whether a tile's FM_RP_MR512 rows of a, lda floats apart, read in place, crowd into few sets
+ * of L1: an x86 L1D has 64 sets of lines (4 KB a way: 32 KB 8-way, 48 KB 12-way), so rows 4 KB
+ * apart (a 1024-unit layer's activations or deltas) put all twelve lines of a term in one set,
+ * beside the lines of W's panel and of out, and evict one another at every term; 2 KB apart,
+ * six to a set. Crowded: more than four of the twelve in one set (mnist's 256-unit rows, 1 KB
+ * apart, put three in each of four sets). */
+static int SFX(rp_crowded512)(ptrdiff_t lda)
+{
+    int in_set[64] = {0};
+    for (ptrdiff_t r = 0; r < FM_RP_MR512; r++)
+        if (++in_set[(r * lda * (ptrdiff_t) sizeof(REAL) / 64) % 64] > 4)
+            return 1;
+    return 0;
+}
+
+/* Floats between the rows of rp_product512's copy of a block of kc terms: the block rounded up
+ * to whole lines, an odd number of them, so that the twelve rows' lines of a term fall in
+ * twelve different sets. */
+static ptrdiff_t SFX(rp_spread512)(ptrdiff_t kc)
+{
+    return ((kc + RP_LANES - 1) / RP_LANES | 1) * RP_LANES;
+}
+
+/* rp_product's loops with the AVX-512 tiles and panels. Where a's rows crowd L1's sets
+ * (rp_crowded512) and many panels read them, each block of terms of a is first copied into rows
+ * an odd number of lines apart (rp_spread512): the tiles read the same values, no bit changes.
+ * 2-core AMD EPYC VM (Zen 4: L1D 32 KB 8-way, L2 1 MB), one thread's CPU time, medians of 31
+ * calls in turns with the build before it, W and a read from memory (a C harness linking
+ * both): 256 x 1024 x 1024 (`wide`'s second layer) 0.83-0.85 of the time, 71-75 -> 82-85
+ * GFLOP/s, its backward product by W2^T 0.80-0.89; products whose rows are not crowded
+ * unchanged. The copy is a memcpy of the block (rows x 512 floats); with a read from
+ * memory, as in that harness, the copied product still took 1.12-1.15x the time of one whose
+ * rows lie 1040 floats apart (no copy needed). A copy of each tile's rows alone, just before
+ * the tile runs over a group (the block's copy and the group's panels together fill the 1 MB
+ * L2): 0.96-0.98 of the time in the harness, but `wide`'s epoch 1.012x (8 rounds): in an
+ * epoch, a is the activations or deltas just written, in cache. A padded row stride in the
+ * engine's buffers would need no copy at all; not done. */
+FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, const REAL *a,
+                                                  ptrdiff_t lda, const REAL *W, ptrdiff_t ldw,
+                                                  ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols,
+                                                  int accumulate, const int transposed,
+                                                  const int a_trans, const REAL *prepacked)
+{
+    REAL packed[FM_RP_KC512 * RP_NR] __attribute__((aligned(64)));
+    if (n_in == 0) {
+        if (!accumulate)  /* out = 0 */
+            for (ptrdiff_t r = 0; r < rows; r++)
+                memset(out + r * ldo, 0, (size_t) cols * sizeof(REAL));
+        return;
+    }
+    const ptrdiff_t block = a_trans ? FM_RP_KC_AT : FM_RP_KC512;
+    /* a^T in strips where more than one panel reads it (else in place; also if malloc fails) */
+    const ptrdiff_t strip_size = FM_RP_MR512 * (n_in < block ? n_in : block);
+    REAL *strips = a_trans && cols > RP_NR
+        ? malloc((size_t) ((rows + FM_RP_MR512 - 1) / FM_RP_MR512 * strip_size) * sizeof(REAL))
+        : NULL;
+    /* a forward product's groups are half as wide: with the next group's rows of W fetched
+     * into L2 meanwhile (below), a group of 8 panels (512 KB) and the next one's rows overflow
+     * the 1 MB L2 of the Zen 4 host */
+    const ptrdiff_t group = (a_trans ? FM_RP_GROUP : FM_RP_GROUP / 2) * RP_NR;
+    REAL *panels_heap = !prepacked && !transposed && cols > RP_NR
+        && rows >= FM_RP_GROUP_ROWS ? malloc((size_t) block * group * sizeof(REAL) + 64) : NULL;
+    const ptrdiff_t cols_whole = (cols + RP_NR - 1) / RP_NR * RP_NR;
+    REAL *panels = panels_heap
+        ? (REAL *) (((size_t) panels_heap + 63) & ~(size_t) 63) : NULL;
+    /* a's rows copied a block of terms at a time where they crowd L1's sets (rp_crowded512) */
+    const ptrdiff_t ld_copy = SFX(rp_spread512)(n_in < block ? n_in : block);
+    REAL *copy_heap = !a_trans && cols > RP_NR && rows >= FM_RP_GROUP_ROWS
+        && SFX(rp_crowded512)(lda) ? malloc((size_t) (rows * ld_copy) * sizeof(REAL) + 64) : NULL;
+    REAL *copy = copy_heap ? (REAL *) (((size_t) copy_heap + 63) & ~(size_t) 63) : NULL;
+    for (ptrdiff_t k0 = 0; k0 < n_in; k0 += block) {
+        const ptrdiff_t kc = n_in - k0 < block ? n_in - k0 : block;
+        const REAL *a_k0 = a_trans ? a + k0 * lda : a + k0;
+        ptrdiff_t lda_k0 = lda;
+        const int first = k0 == 0 && !accumulate;
+        if (copy) {
+            for (ptrdiff_t r = 0; r < rows; r++)
+                memcpy(copy + r * ld_copy, a_k0 + r * lda, (size_t) kc * sizeof(REAL));
+            a_k0 = copy;
+            lda_k0 = ld_copy;
+        }
+        if (strips)
+            SFX(rp_strips512)(strips, strip_size, a_k0, lda, rows, kc);
+        /* (a short block of terms, as a weight job's over a small batch, runs each panel over
+         * all the rows: tiles of 12 rows over 32 terms, one at a time over each panel, read
+         * 1.01-1.04 of the time for `tiny-batch`'s 392 x 256 over 32 rows) */
+        const ptrdiff_t tile_rows_at = kc >= FM_RP_TILE_TERMS ? FM_RP_MR512 : rows;
+        for (ptrdiff_t g0 = 0; g0 < cols; g0 += group) {
+            const ptrdiff_t g_cols = cols - g0 < group ? cols - g0 : group;
+            if (!panels && !prepacked) {  /* panel by panel, each packed on the stack */
+                for (ptrdiff_t j0 = g0; j0 < g0 + g_cols; j0 += RP_NR) {
+                    const ptrdiff_t width = cols - j0 < RP_NR ? cols - j0 : RP_NR;
+                    RP_PACK(packed, W, ldw, j0, width, k0, kc, transposed, RP_NR);
+                    SFX(rp_panel512)(out + j0, ldo, a_k0, lda_k0, packed, rows, kc, first, width,
+                                a_trans, strips, strip_size);
+                }
+                continue;
+            }
+            /* from a copy of the group's panels (or of all of W): tile by tile, each tile's
+             * rows of a (12 x 512 floats, 24 KB) read from L1 by all the group's panels, which
+             * stay in L2 (up to 8 x 64 KB); panel by panel, as before, every panel read all of a's
+             * block again from L2, and the group and the block (up to 512 KB each) overflowed
+             * a 1 MB L2. The same chains: each out[r, j] still takes its blocks of terms in
+             * order. Zen 4 host, the C harness in turns with the build before it, medians of
+             * 31 calls, W and a from memory: `wide`'s forward products 0.97-0.98 of the time,
+             * its weight jobs 0.95, bulk prediction's 512 x 784 x 1024 0.975; products of
+             * fewer than FM_RP_GROUP_ROWS rows and by W^T (packed panel by panel) keep the
+             * order above (by W^T from a group copy, tile by tile, read 1.02-1.04). */
+            if (panels)
+                SFX(rp_pack_group)(panels, W, ldw, g0, g_cols, k0, kc);
+            /* The next group's rows of W (or the next block's first group) are fetched into
+             * L2 a slice per tile while the tiles run, so that rp_pack_group reads them from
+             * L2 rather than memory: from a copy of W packed once, a forward product took
+             * 0.89-0.94 of the time: its packing overlaps no multiply-add. Zen 4 host, the C
+             * harness in turns, medians of 31 calls, W and a from memory: `wide`'s
+             * 256 x 1024 x 1024 0.957 of the time (twice), 256 x 784 x 1024 0.99-1.01, the
+             * weight jobs, `mnist`'s products and bulk prediction's 0.99-1.02; with groups of
+             * 8 panels, no change; groups of 4 without the fetch, 0.95-1.00 for the forward
+             * products and 1.01-1.02 for the weight jobs (which keep 8). `wide`'s epoch 0.987x
+             * (benchmarks/ab_builds.py, 10 rounds). The same panels: no bit changes. */
+            const ptrdiff_t next_g0 = g0 + group < cols ? g0 + group : 0;
+            const ptrdiff_t next_k0 = g0 + group < cols ? k0 : k0 + kc;
+            const ptrdiff_t next_kc = next_k0 >= n_in ? 0
+                : n_in - next_k0 < block ? n_in - next_k0 : block;
+            const ptrdiff_t next_cols = cols - next_g0 < group ? cols - next_g0 : group;
+            const ptrdiff_t tiles = (rows + tile_rows_at - 1) / tile_rows_at;
+            const ptrdiff_t per_tile = panels && next_kc > 0 ? (next_kc + tiles - 1) / tiles : 0;
+            for (ptrdiff_t r0 = 0, fetched = 0; r0 < rows; r0 += tile_rows_at) {
+                const ptrdiff_t tile_rows = rows - r0 < tile_rows_at ? rows - r0 : tile_rows_at;
+                const ptrdiff_t fetch = next_kc - fetched < per_tile ? next_kc - fetched : per_tile;
+                SFX(rp_fetch_rows512)(W + (next_k0 + fetched) * ldw + next_g0, ldw, fetch,
+                                      next_cols);
+                fetched += fetch;
+                const REAL *a_tile = a_trans ? a_k0 + r0 : a_k0 + r0 * lda_k0;
+                const REAL *strip = strips ? strips + r0 / FM_RP_MR512 * strip_size : NULL;
+                for (ptrdiff_t j0 = g0; j0 < g0 + g_cols; j0 += RP_NR) {
+                    const ptrdiff_t width = cols - j0 < RP_NR ? cols - j0 : RP_NR;
+                    const REAL *p = prepacked  /* fm_rows_pack's layout */
+                        ? prepacked + k0 * cols_whole + j0 * kc : panels + (j0 - g0) * kc;
+                    SFX(rp_panel512)(out + r0 * ldo + j0, ldo, a_tile, lda_k0, p, tile_rows, kc,
+                                first, width, a_trans, strip, strip_size);
+                }
+            }
+        }
+    }
+    free(panels_heap);
+    free(strips);
+    free(copy_heap);
+}
+
+FM_RP_TARGET512 static void SFX(rp_product512_n)(REAL *out, ptrdiff_t ldo, const REAL *a,
+                                                 ptrdiff_t lda, const REAL *W, ptrdiff_t ldw,
+                                                 ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols)
+{
+    SFX(rp_product512)(out, ldo, a, lda, W, ldw, rows, n_in, cols, 0, 0, 0, NULL);
+}
+
+FM_RP_TARGET512 static void SFX(rp_product512_t)(REAL *out, ptrdiff_t ldo, const REAL *a,
+                                                 ptrdiff_t lda, const REAL *W, ptrdiff_t ldw,
+                                                 ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols)
+{
+    SFX(rp_product512)(out, ldo, a, lda, W, ldw, rows, n_in, cols, 0, 1, 0, NULL);
+}
+
+FM_RP_TARGET512 static void SFX(rp_product512_at)(REAL *out, ptrdiff_t ldo, const REAL *a,
+                                                  ptrdiff_t lda, const REAL *W, ptrdiff_t ldw,
+                                                  ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols,
+                                                  int accumulate)
+{
+    SFX(rp_product512)(out, ldo, a, lda, W, ldw, rows, n_in, cols, accumulate, 0, 1, NULL);
+}
+
+FM_RP_TARGET512 static void SFX(rp_product512_packed)(REAL *out, ptrdiff_t ldo, const REAL *a,
+                                                      ptrdiff_t lda, const REAL *packed,
+                                                      ptrdiff_t rows, ptrdiff_t n_in,
+                                                      ptrdiff_t cols)
+{
+    SFX(rp_product512)(out, ldo, a, lda, NULL, 0, rows, n_in, cols, 0, 0, 0, packed);
+}
+
+FM_RP_TARGET512 static void SFX(rp_pack512)(REAL *packed, const REAL *W, ptrdiff_t ldw,
+                                            ptrdiff_t n_in, ptrdiff_t cols)
+{
+    const ptrdiff_t cols_whole = (cols + RP_NR - 1) / RP_NR * RP_NR;
+    for (ptrdiff_t k0 = 0; k0 < n_in; k0 += FM_RP_KC512) {
+        const ptrdiff_t kc = n_in - k0 < FM_RP_KC512 ? n_in - k0 : FM_RP_KC512;
+        SFX(rp_pack_group)(packed + k0 * cols_whole, W, ldw, 0, cols, k0, kc);
+    }
+}
+#endif

@@ -31,15 +31,26 @@ def test_the_shapes_kept_from_blas_are_the_engines():
         assert own == ("stays with BLAS" not in what), what
 
 
-@pytest.mark.skipif(not K.ROWS_PRODUCT, reason="csrc/rows_product.c does not run here")
-@pytest.mark.parametrize("kind", ["W", "W^T", "a^T"])
-def test_both_systems_compute_the_product(kind, monkeypatch):
-    """time_shape's two calls, on one small shape, each against numpy's product."""
-    outputs = []
-    real_sgemm, real_own = frp.sgemm, K.kernel_rows_product
+def test_the_float64_shapes_are_all_the_kernels():
+    """Float64's products are the AVX-512 kernel's at every size the engine sends it: a block of
+    at most OWN_PRODUCT_ROWS rows, every weight job."""
+    for rows, n_in, n_out, kind, what in frp.SHAPES_F64:
+        assert kind == "a^T" or rows <= 256, what
+        assert "stays with BLAS" not in what
 
-    def sgemm(*args, **kwargs):
-        result = real_sgemm(*args, **kwargs)
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["W", "W^T", "a^T"])
+def test_both_systems_compute_the_product(kind, dtype, monkeypatch):
+    """time_shape's two calls, on one small shape, each against numpy's product."""
+    if not K.rows_product_kernels(dtype):
+        pytest.skip("csrc/rows_product.c does not run this dtype here")
+    outputs = []
+    real_gemm = frp.sgemm if dtype == np.float32 else frp.dgemm
+    real_own = K.kernel_rows_product
+
+    def gemm(*args, **kwargs):
+        result = real_gemm(*args, **kwargs)
         outputs.append(kwargs["c"].T.copy())
         return result
 
@@ -47,17 +58,17 @@ def test_both_systems_compute_the_product(kind, monkeypatch):
         real_own(out, *args, **kwargs)
         outputs.append(out.copy())
 
-    monkeypatch.setattr(frp, "sgemm", sgemm)
+    monkeypatch.setattr(frp, "sgemm" if dtype == np.float32 else "dgemm", gemm)
     monkeypatch.setattr(frp.K, "kernel_rows_product", own)
-    frp.time_shape(7, 19, 23, kind, 1, np.random.RandomState(0))
+    frp.time_shape(7, 19, 23, kind, 1, np.random.RandomState(0), dtype)
     rng = np.random.RandomState(0)  # the same draws as time_shape's
-    W = rng.standard_normal((19, 23)).astype(np.float32)
+    W = rng.standard_normal((19, 23)).astype(dtype)
     if kind == "a^T":
-        delta, a = (rng.standard_normal((7, 23)).astype(np.float32),
-                    rng.standard_normal((7, 19)).astype(np.float32))
+        delta, a = (rng.standard_normal((7, 23)).astype(dtype),
+                    rng.standard_normal((7, 19)).astype(dtype))
         expected = a.T @ delta
     else:
-        a = rng.standard_normal((7, 23 if kind == "W^T" else 19)).astype(np.float32)
+        a = rng.standard_normal((7, 23 if kind == "W^T" else 19)).astype(dtype)
         expected = a @ (W.T if kind == "W^T" else W)
     assert len(outputs) == 2
     for out in outputs:

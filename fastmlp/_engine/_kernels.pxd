@@ -26,6 +26,14 @@ cdef extern from "fastmlp_kernels.h" nogil:
     Py_ssize_t fm_rows_packed_size(int kernel, Py_ssize_t n_in, Py_ssize_t cols)
     void fm_rows_pack_f(int kernel, float *packed, const float *W, Py_ssize_t ldw, Py_ssize_t n_in, Py_ssize_t cols)
     void fm_rows_product_packed_f(int kernel, float *out, Py_ssize_t ldo, const float *a, Py_ssize_t lda, const float *packed, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t cols)
+    int fm_rows_product_kernel_d()
+    void fm_rows_product_d(double *out, Py_ssize_t ldo, const double *a, Py_ssize_t lda, const double *W, Py_ssize_t ldw, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t cols)
+    void fm_rows_product_t_d(double *out, Py_ssize_t ldo, const double *a, Py_ssize_t lda, const double *W, Py_ssize_t ldw, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t cols)
+    void fm_rows_product_at_d(double *out, Py_ssize_t ldo, const double *a, Py_ssize_t lda, const double *W, Py_ssize_t ldw, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t cols, int accumulate)
+    int fm_rows_product_by_d(int kernel, int kind, double *out, Py_ssize_t ldo, const double *a, Py_ssize_t lda, const double *W, Py_ssize_t ldw, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t cols, int accumulate)
+    Py_ssize_t fm_rows_packed_size_d(int kernel, Py_ssize_t n_in, Py_ssize_t cols)
+    void fm_rows_pack_d(int kernel, double *packed, const double *W, Py_ssize_t ldw, Py_ssize_t n_in, Py_ssize_t cols)
+    void fm_rows_product_packed_d(int kernel, double *out, Py_ssize_t ldo, const double *a, Py_ssize_t lda, const double *packed, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t cols)
     enum:
         FM_IDENTITY
         FM_LOGISTIC

@@ -11,7 +11,8 @@ from libc.string cimport memset
 from fastmlp._engine._blas cimport NoTrans, Trans, gemm
 from fastmlp._engine._kernels cimport (
     activation_backward, bias_activation_forward, fm_activation_params, fm_rows_product_available,
-    fm_rows_product_at_f, fm_rows_product_f, fm_rows_product_kernel, fm_rows_product_t_f,
+    fm_rows_product_at_d, fm_rows_product_at_f, fm_rows_product_d, fm_rows_product_f,
+    fm_rows_product_kernel, fm_rows_product_kernel_d, fm_rows_product_t_d, fm_rows_product_t_f,
     small_product,
 )
 
@@ -36,6 +37,12 @@ cdef inline bint own_rows_product(Py_ssize_t rows) noexcept nogil:
     """Whether a float32 block of `rows` rows is multiplied (by W or W^T) by
     csrc/rows_product.c: dense_product_columns says why this many."""
     return rows <= OWN_PRODUCT_ROWS and fm_rows_product_available()
+
+
+cdef inline bint own_rows_product_d(Py_ssize_t rows) noexcept nogil:
+    """The same for float64 blocks: csrc/rows_product.c's AVX-512 kernel, where it runs (its
+    Design, "Float64", says why only that one), takes them and every float64 weight job."""
+    return rows <= OWN_PRODUCT_ROWS and fm_rows_product_kernel_d() == 2
 
 
 cdef inline bint own_weight_gradient(Py_ssize_t rows, Py_ssize_t n_in_block,
@@ -81,11 +88,16 @@ cdef inline void dense_product_columns(floating *out, const floating *a_in, Py_s
     0.6; epochs, the builds alternating (benchmarks/ab_builds.py, 6 and 8 rounds) 0.961x and
     0.987x, `small` (one block of 200 rows: its batches take one thread) 0.965x. Its sums are
     fused multiply-adds in k's order, so a product's bits depend on the rows' count (the path)
-    and not on the thread count."""
+    and not on the thread count. Float64 blocks as many rows go to its AVX-512 kernel where it
+    runs (own_rows_product_d; csrc/rows_product.c's Design, "Float64": 0.91-0.95 of dgemm's
+    time on `mnist-f64`'s row blocks)."""
     if floating is float:
         if own_rows_product(rows):
             fm_rows_product_f(out + c0, n_out, a_in, ld_in, W + c0, n_out, rows, n_in, c1 - c0)
             return
+    elif own_rows_product_d(rows):
+        fm_rows_product_d(out + c0, n_out, a_in, ld_in, W + c0, n_out, rows, n_in, c1 - c0)
+        return
     gemm(NoTrans, NoTrans, <int> rows, <int> (c1 - c0), <int> n_in, <floating> 1.0, a_in,
          <int> ld_in, W + c0, <int> n_out, <floating> 0.0, out + c0, <int> n_out)
 
@@ -160,12 +172,18 @@ cdef inline void dense_backward_weights(floating *dW, const floating *a_in, Py_s
     with BLAS. The AVX-512 kernel (fm_rows_product_kernel() 2) takes every float32 block: it
     reads a_in from strips where it is read more than once, and ran `mnist`'s 392 x 256 over
     256 rows in 0.81-0.84 of OpenBLAS's time and `wide`'s jobs in 0.90-0.95 (2-core Xeon VM
-    with AVX-512, same script; csrc/rows_product.c has the epochs)."""
+    with AVX-512, same script; csrc/rows_product.c has the epochs). It takes every float64 block
+    too where it runs (`mnist-f64`'s 392 x 256 over 256 rows: 0.89-0.91 of dgemm's time, Zen 4
+    host, same script with --dtype float64)."""
     if floating is float:
         if own_weight_gradient(rows, n_in_block, n_out):
             fm_rows_product_at_f(dW, n_out, a_in, ld_in, delta, n_out, n_in_block, rows, n_out,
                                  accumulate)
             return
+    elif fm_rows_product_kernel_d() == 2:
+        fm_rows_product_at_d(dW, n_out, a_in, ld_in, delta, n_out, n_in_block, rows, n_out,
+                             accumulate)
+        return
     gemm(Trans, NoTrans, <int> n_in_block, <int> n_out, <int> rows, <floating> 1.0,
          a_in, <int> ld_in, delta, <int> n_out, <floating> (1.0 if accumulate else 0.0),
          dW, <int> n_out)
@@ -191,10 +209,14 @@ cdef inline void dense_backward_input(floating *delta_in, const floating *delta,
     which the layer below then turns into its own delta (fastmlp/_engine/_layers.pxd). Blocks
     of float32 rows as in dense_product_columns: csrc/rows_product.c, which packs W^T (own /
     OpenBLAS, benchmarks/few_rows_product.py: `tiny-batch`'s 16 x 128 delta times its 128 x 256
-    W2^T 0.51, `mnist`'s 128 rows 0.84)."""
+    W2^T 0.51, `mnist`'s 128 rows 0.84); float64 blocks as in dense_product_columns (`mnist-f64`'s
+    128 rows by W2^T: 0.89-0.90 of dgemm's time)."""
     if floating is float:
         if own_rows_product(rows):
             fm_rows_product_t_f(delta_in, n_in, delta, n_out, W, n_out, rows, n_out, n_in)
             return
+    elif own_rows_product_d(rows):
+        fm_rows_product_t_d(delta_in, n_in, delta, n_out, W, n_out, rows, n_out, n_in)
+        return
     gemm(NoTrans, Trans, <int> rows, <int> n_in, <int> n_out, <floating> 1.0,
          delta, <int> n_out, W, <int> n_out, <floating> 0.0, delta_in, <int> n_in)

@@ -6,15 +6,17 @@ training and prediction need.
 """
 import numpy as np
 from cython cimport floating
-from libc.math cimport fmaf
+from libc.math cimport fma, fmaf
 
 from fastmlp._engine._kernels cimport (
     activation_backward, adam_step, bias_activation_forward, clamp, dropout_backward,
     dropout_forward, finish_gradient, finish_step, fm_activation_needs_preactivation,
     fm_small_pack_columns_d, fm_small_pack_columns_f,
-    fm_activation_params, fm_rows_product_at_f, fm_rows_product_available, fm_rows_product_by,
-    fm_rows_pack_f, fm_rows_packed_size, fm_rows_product_f, fm_rows_product_kernel,
-    fm_rows_product_packed_f, fm_rows_product_t_f,
+    fm_activation_params, fm_rows_product_at_d, fm_rows_product_at_f, fm_rows_product_available,
+    fm_rows_product_by, fm_rows_product_by_d, fm_rows_pack_d, fm_rows_pack_f,
+    fm_rows_packed_size, fm_rows_packed_size_d, fm_rows_product_d, fm_rows_product_f,
+    fm_rows_product_kernel, fm_rows_product_kernel_d, fm_rows_product_packed_d,
+    fm_rows_product_packed_f, fm_rows_product_t_d, fm_rows_product_t_f,
     fm_dropout_key, fm_exp_array_d, fm_exp_array_f, fm_expm1_array_d, fm_expm1_array_f,
     fm_log1p_unit_array_d, fm_log1p_unit_array_f, fm_optim, fm_optim_begin_step,
     maxout_backward, maxout_forward, optim_step, output_delta, scale, sgd_step, small_pack,
@@ -275,88 +277,127 @@ def split_gate(events):
 ROWS_PRODUCT = bool(fm_rows_product_available())  # csrc/rows_product.c runs on this machine
 # Its kernels this machine runs (1: AVX2, 2: AVX-512; the engine uses the last): both on AVX-512.
 ROWS_PRODUCT_KERNELS = tuple(range(1, fm_rows_product_kernel() + 1))
+# Its kernels for float64: the AVX-512 one alone (2), where it runs.
+ROWS_PRODUCT_KERNELS_D = (2,) if fm_rows_product_kernel_d() == 2 else ()
 
 
-def kernel_rows_product(float[:, :] out, const float[:, :] a, const float[:, :] W,
+def rows_product_kernels(dtype):
+    """The kernels of csrc/rows_product.c that run `dtype`'s products here."""
+    return ROWS_PRODUCT_KERNELS if np.dtype(dtype) == np.float32 else ROWS_PRODUCT_KERNELS_D
+
+
+def kernel_rows_product(floating[:, :] out, const floating[:, :] a, const floating[:, :] W,
                         bint transposed=False, bint a_transposed=False, bint accumulate=False,
                         int kernel=0):
-    """out = a @ W by csrc/rows_product.c (only where ROWS_PRODUCT); transposed: a @ W.T (W
-    given as cols x n_in); a_transposed: a.T @ W (a given as n_in x rows), added to out with
-    accumulate. Each argument may be a slice of a larger C-ordered array (its rows further
-    apart than its width), as the engine passes X's column slices and the column tiles of W
-    and of the product. kernel: one of ROWS_PRODUCT_KERNELS (0: the engine's)."""
+    """out = a @ W by csrc/rows_product.c (only where rows_product_kernels(dtype)); transposed:
+    a @ W.T (W given as cols x n_in); a_transposed: a.T @ W (a given as n_in x rows), added to
+    out with accumulate. Each argument may be a slice of a larger C-ordered array (its rows
+    further apart than its width), as the engine passes X's column slices and the column tiles
+    of W and of the product. kernel: one of rows_product_kernels(dtype) (0: the engine's)."""
     cdef Py_ssize_t rows = a.shape[1] if a_transposed else a.shape[0]
     cdef Py_ssize_t n_in = a.shape[0] if a_transposed else a.shape[1]
     cdef Py_ssize_t cols = W.shape[0] if transposed else W.shape[1]
-    cdef const float *a_ptr = &a[0, 0] if a.shape[0] and a.shape[1] else NULL
-    cdef const float *W_ptr = &W[0, 0] if W.shape[0] and W.shape[1] else NULL
-    if not fm_rows_product_available():
-        raise RuntimeError("csrc/rows_product.c does not run on this processor")
+    cdef const floating *a_ptr = &a[0, 0] if a.shape[0] and a.shape[1] else NULL
+    cdef const floating *W_ptr = &W[0, 0] if W.shape[0] and W.shape[1] else NULL
+    cdef Py_ssize_t item = sizeof(floating)
+    cdef int kind = 2 if a_transposed else 1 if transposed else 0
+    if not (fm_rows_product_available() if floating is float else fm_rows_product_kernel_d()):
+        raise RuntimeError("csrc/rows_product.c does not run this dtype on this processor")
     if ((W.shape[1] if transposed else W.shape[0]) != n_in or out.shape[0] != rows
             or out.shape[1] != cols or (transposed and a_transposed)
             or (accumulate and not a_transposed)):
         raise ValueError("shapes or options differ")
-    if a.strides[1] != 4 or W.strides[1] != 4 or out.strides[1] != 4:
+    if a.strides[1] != item or W.strides[1] != item or out.strides[1] != item:
         raise ValueError("rows must be contiguous")
     if kernel:
-        if fm_rows_product_by(kernel, 2 if a_transposed else 1 if transposed else 0,
-                              &out[0, 0], out.strides[0] // 4, a_ptr, a.strides[0] // 4, W_ptr,
-                              W.strides[0] // 4, rows, n_in, cols, accumulate):
+        if floating is float:
+            failed = fm_rows_product_by(kernel, kind, &out[0, 0], out.strides[0] // item, a_ptr,
+                                        a.strides[0] // item, W_ptr, W.strides[0] // item, rows,
+                                        n_in, cols, accumulate)
+        else:
+            failed = fm_rows_product_by_d(kernel, kind, &out[0, 0], out.strides[0] // item,
+                                          a_ptr, a.strides[0] // item, W_ptr,
+                                          W.strides[0] // item, rows, n_in, cols, accumulate)
+        if failed:
             raise RuntimeError(f"kernel {kernel} of csrc/rows_product.c does not run here")
         return
-    if a_transposed:
-        fm_rows_product_at_f(&out[0, 0], out.strides[0] // 4, a_ptr, a.strides[0] // 4, W_ptr,
-                             W.strides[0] // 4, rows, n_in, cols, accumulate)
-    elif transposed:
-        fm_rows_product_t_f(&out[0, 0], out.strides[0] // 4, a_ptr, a.strides[0] // 4, W_ptr,
-                            W.strides[0] // 4, rows, n_in, cols)
+    # the engine's own entry points (this machine's kernel)
+    cdef Py_ssize_t ldo = out.strides[0] // item, lda = a.strides[0] // item
+    cdef Py_ssize_t ldw = W.strides[0] // item
+    if floating is float:
+        if a_transposed:
+            fm_rows_product_at_f(&out[0, 0], ldo, a_ptr, lda, W_ptr, ldw, rows, n_in, cols,
+                                 accumulate)
+        elif transposed:
+            fm_rows_product_t_f(&out[0, 0], ldo, a_ptr, lda, W_ptr, ldw, rows, n_in, cols)
+        else:
+            fm_rows_product_f(&out[0, 0], ldo, a_ptr, lda, W_ptr, ldw, rows, n_in, cols)
     else:
-        fm_rows_product_f(&out[0, 0], out.strides[0] // 4, a_ptr, a.strides[0] // 4, W_ptr,
-                          W.strides[0] // 4, rows, n_in, cols)
+        if a_transposed:
+            fm_rows_product_at_d(&out[0, 0], ldo, a_ptr, lda, W_ptr, ldw, rows, n_in, cols,
+                                 accumulate)
+        elif transposed:
+            fm_rows_product_t_d(&out[0, 0], ldo, a_ptr, lda, W_ptr, ldw, rows, n_in, cols)
+        else:
+            fm_rows_product_d(&out[0, 0], ldo, a_ptr, lda, W_ptr, ldw, rows, n_in, cols)
 
 
-def kernel_rows_product_packed(float[:, :] out, const float[:, :] a, const float[:, :] W,
-                               int kernel=0):
-    """out = a @ W from W packed once (fm_rows_pack_f, as a bulk prediction packs each layer's
-    W), then multiplied by each of a's halves of rows in turn (the prediction's blocks), by
-    `kernel` (one of ROWS_PRODUCT_KERNELS; 0: the engine's). Returns False, having done
-    nothing, where that kernel makes no such copy (an empty W)."""
+def kernel_rows_product_packed(floating[:, :] out, const floating[:, :] a,
+                               const floating[:, :] W, int kernel=0):
+    """out = a @ W from W packed once (fm_rows_pack_f or _d, as a bulk prediction packs each
+    layer's W), then multiplied by each of a's halves of rows in turn (the prediction's
+    blocks), by `kernel` (one of rows_product_kernels(dtype); 0: the engine's). Returns False,
+    having done nothing, where that kernel makes no such copy (an empty W)."""
     cdef Py_ssize_t rows = a.shape[0], n_in = a.shape[1], cols = W.shape[1], half = rows // 2
-    cdef Py_ssize_t size
-    if not fm_rows_product_available():
-        raise RuntimeError("csrc/rows_product.c does not run on this processor")
+    cdef Py_ssize_t size, item = sizeof(floating)
+    if not (fm_rows_product_available() if floating is float else fm_rows_product_kernel_d()):
+        raise RuntimeError("csrc/rows_product.c does not run this dtype on this processor")
     if kernel == 0:
-        kernel = fm_rows_product_kernel()
-    size = fm_rows_packed_size(kernel, n_in, cols)
+        kernel = fm_rows_product_kernel() if floating is float else fm_rows_product_kernel_d()
+    if floating is float:
+        size = fm_rows_packed_size(kernel, n_in, cols)
+    else:
+        size = fm_rows_packed_size_d(kernel, n_in, cols)
     if W.shape[0] != n_in or out.shape[0] != rows or out.shape[1] != cols:
         raise ValueError("shapes differ")
-    if a.strides[1] != 4 or W.strides[1] != 4 or out.strides[1] != 4:
+    if a.strides[1] != item or W.strides[1] != item or out.strides[1] != item:
         raise ValueError("rows must be contiguous")
     if size == 0:
         return False
-    raw = np.empty(size + 16, np.float32)  # 64-byte aligned below
-    cdef float[::1] copy = raw[(-raw.ctypes.data % 64) // 4:][:size]
-    fm_rows_pack_f(kernel, &copy[0], &W[0, 0], W.strides[0] // 4, n_in, cols)
-    if half:
-        fm_rows_product_packed_f(kernel, &out[0, 0], out.strides[0] // 4, &a[0, 0],
-                                 a.strides[0] // 4, &copy[0], half, n_in, cols)
-    fm_rows_product_packed_f(kernel, &out[half, 0], out.strides[0] // 4, &a[half, 0],
-                             a.strides[0] // 4, &copy[0], rows - half, n_in, cols)
+    dtype = np.float32 if floating is float else np.float64
+    raw = np.empty(size + 64 // item, dtype)  # 64-byte aligned below
+    cdef floating[::1] copy = raw[(-raw.ctypes.data % 64) // item:][:size]
+    if floating is float:
+        fm_rows_pack_f(kernel, &copy[0], &W[0, 0], W.strides[0] // item, n_in, cols)
+    else:
+        fm_rows_pack_d(kernel, &copy[0], &W[0, 0], W.strides[0] // item, n_in, cols)
+    for r0, r1 in ((0, half), (half, rows)):
+        if r1 == r0:
+            continue
+        if floating is float:
+            fm_rows_product_packed_f(kernel, &out[r0, 0], out.strides[0] // item, &a[r0, 0],
+                                     a.strides[0] // item, &copy[0], r1 - r0, n_in, cols)
+        else:
+            fm_rows_product_packed_d(kernel, &out[r0, 0], out.strides[0] // item, &a[r0, 0],
+                                     a.strides[0] // item, &copy[0], r1 - r0, n_in, cols)
     return True
 
 
-def fma_chain_product(float[:, ::1] out, const float[:, :] a, const float[:, :] W,
+def fma_chain_product(floating[:, ::1] out, const floating[:, :] a, const floating[:, :] W,
                       bint accumulate=False):
-    """out[r, j] = the chain acc = fmaf(a[r, k], W[k, j], acc) over k in order, from +0 (or,
+    """out[r, j] = the chain acc = fma(a[r, k], W[k, j], acc) over k in order, from +0 (or,
     accumulate, from out[r, j]): the sums csrc/rows_product.c promises, one scalar at a time
-    (C's fmaf rounds once)."""
+    (C's fmaf and fma round once)."""
     cdef Py_ssize_t r, j, k
-    cdef float acc
+    cdef floating acc
     for r in range(a.shape[0]):
         for j in range(W.shape[1]):
             acc = out[r, j] if accumulate else 0.0
             for k in range(a.shape[1]):
-                acc = fmaf(a[r, k], W[k, j], acc)
+                if floating is float:
+                    acc = fmaf(a[r, k], W[k, j], acc)
+                else:
+                    acc = fma(a[r, k], W[k, j], acc)
             out[r, j] = acc
 
 

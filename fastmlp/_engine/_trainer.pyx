@@ -36,11 +36,15 @@ from fastmlp._engine._interrupt cimport (
     Interrupt, interrupt_init, interrupted, reraise_interrupt,
 )
 from fastmlp._engine._kernels cimport (
-    FM_MAXOUT, all_finite, fm_optim, fm_optim_begin_step, fm_rows_pack_f, fm_rows_packed_size,
-    fm_rows_product_kernel, fm_rows_product_packed_f, fm_small_pack_columns_d, fm_small_pack_columns_f, small_pack,
+    FM_MAXOUT, all_finite, fm_optim, fm_optim_begin_step, fm_rows_pack_d, fm_rows_pack_f,
+    fm_rows_packed_size, fm_rows_packed_size_d, fm_rows_product_kernel,
+    fm_rows_product_kernel_d, fm_rows_product_packed_d, fm_rows_product_packed_f,
+    fm_small_pack_columns_d, fm_small_pack_columns_f, small_pack,
     small_product_packed, small_product_part, small_split,
 )
-from fastmlp._engine._layer_dense cimport OWN_PRODUCT_ROWS, SMALL_ROWS, own_rows_product
+from fastmlp._engine._layer_dense cimport (
+    OWN_PRODUCT_ROWS, SMALL_ROWS, own_rows_product, own_rows_product_d,
+)
 from fastmlp._engine._layer_dropout cimport dropout_at_step
 from fastmlp._engine._layers cimport (
     forward_product, layer_activate, layer_product,
@@ -98,7 +102,12 @@ cdef enum:
     # 0.964x and 0.944x (10 and 12 rounds), 128 0.964x; 20,000 rows in one process per build,
     # builds alternating, medians of 30 calls: 52.6-54.6 ms against 56.1-60.3. Float64 in
     # blocks of 256 on BLAS read 172-177 ms against 168-174 for 1024 (20,000 rows), so BLAS
-    # keeps 1024.
+    # keeps 1024. Where the kernel's AVX-512 version multiplies float64 rows too, they go in its
+    # blocks as float32's do, W packed once (Zen 4 host, 2026-12-04, a (784, 256, 128, 10)
+    # network, one process per build in turns, medians of 30-200 calls, against BLAS's blocks
+    # of 1024: 20,000 rows 88.7-92.9 ms against 104.6-108.3, 1,000 rows 4.7-5.1 against
+    # 10.6-10.7 (one block on one thread before), 300 rows 2.4-2.7 against 3.1-3.6, 100 rows
+    # 0.90-1.02 against 0.97-1.11).
     PREDICT_ROWS = 1024
     SURE_CHUNKS = 16  # surely_finite's blocks of rows
     PARALLEL_CHECK = 1 << 24  # PARALLEL_CHECK_VALUES (at surely_finite, which says why)
@@ -656,14 +665,14 @@ cdef void split_product(floating *out, const floating *a, Py_ssize_t lda, const 
 cdef bint predict_block(const Geometry *g, const floating *theta, const Rows *rows,
                         Py_ssize_t r0, Py_ssize_t r1, floating *out, floating *scratch,
                         Py_ssize_t cap, const floating *fold, bint check,
-                        const floating **copies, const float **packs,
+                        const floating **copies, const floating **packs,
                         double *split_wait) noexcept nogil:
     """out rows r0..r1 (at most cap rows) = the network's output for rows r0..r1 of X.
     scratch: two blocks of cap x max_width, then (a maxout network) one for a layer's pieces,
     then (a strided X) one of cap x n_features for its gathered rows (see predict_scratch).
     copies (NULL, or one per layer, each NULL or small_pack_copies' copy of that layer's W):
     a layer with a copy multiplies by it (fewer than SMALL_ROWS rows, a dense input; the same
-    bits). packs (NULL, or one per layer, each NULL or that layer's float32 W packed once for
+    bits). packs (NULL, or one per layer, each NULL or that layer's W packed once for
     the whole prediction: predict_packs): a layer with one multiplies a block of at least
     SMALL_ROWS rows from it (the same bits as from W). split_wait (NULL, or a few rows on one
     thread outside any parallel region): each layer whose product fm_small_split cuts runs on
@@ -701,10 +710,14 @@ cdef bint predict_block(const Geometry *g, const floating *theta, const Rows *ro
         elif copies != NULL and copies[l] != NULL:
             small_product_packed(product, a_in, ld_in, theta + g.coef_offset[l], copies[l],
                                  r1 - r0, g.units[l], g.cols[l])
-        elif floating is float and packs != NULL and packs[l] != NULL and r1 - r0 >= SMALL_ROWS:
+        elif packs != NULL and packs[l] != NULL and r1 - r0 >= SMALL_ROWS:
             # (fewer rows: layer_product's row-by-row loop, whose bits differ)
-            fm_rows_product_packed_f(fm_rows_product_kernel(), product, g.cols[l], a_in, ld_in,
-                                     packs[l], r1 - r0, g.units[l], g.cols[l])
+            if floating is float:
+                fm_rows_product_packed_f(fm_rows_product_kernel(), product, g.cols[l], a_in,
+                                         ld_in, packs[l], r1 - r0, g.units[l], g.cols[l])
+            else:
+                fm_rows_product_packed_d(fm_rows_product_kernel_d(), product, g.cols[l], a_in,
+                                         ld_in, packs[l], r1 - r0, g.units[l], g.cols[l])
         else:
             layer_product(g, l, product, a_in, ld_in, rows, r0, r1, theta)
         if l == 0 and check:
@@ -727,14 +740,16 @@ cdef Py_ssize_t predict_scratch(const Geometry *g, const Rows *rows, Py_ssize_t 
     return size
 
 
-cdef float *predict_packs(const Geometry *g, const float *theta, bint sparse,
-                          const float **packs) noexcept nogil:
-    """Every dense layer's W packed once (csrc/rows_product.c's fm_rows_pack_f) for a bulk
+cdef floating *predict_packs(const Geometry *g, const floating *theta, bint sparse,
+                             const floating **packs) noexcept nogil:
+    """Every dense layer's W packed once (csrc/rows_product.c's fm_rows_pack_f or _d) for a bulk
     prediction, whose blocks of rows would each pack it again: packs[l] is layer l's copy, or
     NULL where the machine has no such kernel (then every layer's is NULL) or the layer's input
     is a sparse X. Returns the allocation that holds them (free it), NULL where there is none or
     malloc failed (all NULL: the blocks pack W as before). The copies hold W's values (each
-    layer's columns rounded up to 32), for the call only: O(parameters), as a fit's buffers.
+    layer's columns rounded up to a panel's), for the call only: O(parameters), as a fit's
+    buffers. Float64 has a copy where csrc/rows_product.c's AVX-512 kernel runs (its only one
+    for doubles).
 
     Each block of rows packed W1 again: `predict-bulk`'s (784, 256, 128, 10) network over
     20,000 rows packed its 800 KB 79 times. Packed once (one thread, before the blocks: W1's
@@ -746,27 +761,43 @@ cdef float *predict_packs(const Geometry *g, const float *theta, bint sparse,
     forced in both builds (a scratch edit of rp_settle_available): 0.989x (7 rounds); not timed
     on an AVX2-only host."""
     cdef Py_ssize_t l, size, total = 0
-    cdef int kernel = fm_rows_product_kernel()
-    cdef float *held
-    cdef float *at
+    cdef int kernel = fm_rows_product_kernel() if floating is float else fm_rows_product_kernel_d()
+    cdef floating *held
+    cdef floating *at
     for l in range(g.n_layers):
         packs[l] = NULL
-        if not (l == 0 and sparse):
-            total += fm_rows_packed_size(kernel, g.units[l], g.cols[l])
+        total += packed_size(theta, kernel, g, l, sparse)
     if total == 0:
         return NULL
-    held = <float *> malloc(total * sizeof(float) + 64)
+    held = <floating *> malloc(total * sizeof(floating) + 64)
     if held == NULL:
         return NULL
-    at = <float *> ((<size_t> held + 63) & ~(<size_t> 63))  # the kernel's aligned loads
+    at = <floating *> ((<size_t> held + 63) & ~(<size_t> 63))  # the kernel's aligned loads
     for l in range(g.n_layers):
-        size = 0 if l == 0 and sparse else fm_rows_packed_size(kernel, g.units[l], g.cols[l])
-        if size > 0:
+        size = packed_size(theta, kernel, g, l, sparse)
+        if size == 0:
+            continue
+        if floating is float:
             fm_rows_pack_f(kernel, at, theta + g.coef_offset[l], g.cols[l], g.units[l],
                            g.cols[l])
-            packs[l] = at
-            at += size
+        else:
+            fm_rows_pack_d(kernel, at, theta + g.coef_offset[l], g.cols[l], g.units[l],
+                           g.cols[l])
+        packs[l] = at
+        at += size
     return held
+
+
+cdef inline Py_ssize_t packed_size(const floating *theta, int kernel, const Geometry *g,
+                                   Py_ssize_t l, bint sparse) noexcept nogil:
+    """The elements of layer l's copy in predict_packs (0: none; a sparse X's first layer has
+    none); theta only picks the dtype."""
+    if l == 0 and sparse:
+        return 0
+    if floating is float:
+        return fm_rows_packed_size(kernel, g.units[l], g.cols[l])
+    else:
+        return fm_rows_packed_size_d(kernel, g.units[l], g.cols[l])
 
 
 def small_pack_copies(Network network, const floating[::1] theta):
@@ -838,7 +869,8 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
     # Blocks of block_rows rows, or all of them if fewer: one row must not allocate (and
     # spread its few values over) scratch for a thousand.
     cdef Py_ssize_t n = out.shape[0], block_rows = PREDICT_ROWS, b
-    if floating is float and own_rows_product(OWN_PRODUCT_ROWS):
+    if own_rows_product(OWN_PRODUCT_ROWS) if floating is float else own_rows_product_d(
+            OWN_PRODUCT_ROWS):
         block_rows = OWN_PRODUCT_ROWS  # the most rows csrc/rows_product.c's kernel takes
     cdef Py_ssize_t blocks = (n + block_rows - 1) // block_rows
     cdef Py_ssize_t cap = min(n, block_rows), scratch_size
@@ -850,8 +882,8 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
     cdef unsigned char *block_finite
     cdef const floating[::1] copy
     cdef const floating **copy_ptrs = NULL
-    cdef const float **packs = NULL
-    cdef float *packs_held = NULL
+    cdef const floating **packs = NULL
+    cdef floating *packs_held = NULL
     cdef double split_began = 0, split_wait = -1
     cdef double *split_at = NULL
     cdef bint gated = False
@@ -897,11 +929,11 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
             copy_layout(g, &copy[0], copy_ptrs)
             if rows.sparse:
                 copy_ptrs[0] = NULL  # a CSR first layer keeps W (its own product)
-        if floating is float and blocks > 1 and block_rows == OWN_PRODUCT_ROWS:
-            packs = <const float **> malloc(g.n_layers * sizeof(float *))
+        if blocks > 1 and block_rows == OWN_PRODUCT_ROWS:
+            packs = <const floating **> malloc(g.n_layers * sizeof(floating *))
             if packs == NULL:
                 raise MemoryError()
-            packs_held = predict_packs(g, &theta[0], rows.sparse, <const float **> packs)
+            packs_held = predict_packs(g, &theta[0], rows.sparse, packs)
             if packs_held == NULL:
                 free(packs)
                 packs = NULL

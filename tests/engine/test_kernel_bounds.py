@@ -162,26 +162,30 @@ def test_small_product_writes_only_its_elements(dtype):
 
 
 @pytest.mark.skipif(not K.ROWS_PRODUCT, reason="csrc/rows_product.c needs AVX2 and FMA")
-def test_rows_product_writes_only_its_elements():
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rows_product_writes_only_its_elements(dtype):
+    kernels = K.rows_product_kernels(dtype)
+    if not kernels:
+        pytest.skip("no kernel of csrc/rows_product.c runs this dtype here")
     rng = np.random.default_rng(7)
-    # tiles of 6 (AVX2) and 12 (AVX-512) rows, panels of 16 and 32 columns; from 64 rows on
-    # AVX-512 packs W 256 columns at a time (the last group partial)
+    # tiles of 6 (AVX2) and 12 (AVX-512) rows, panels of 16 and 32 columns (16 for float64);
+    # from 64 rows on AVX-512 packs W 4 or 8 panels at a time (the last group partial)
     for rows, n_in, cols_list in ([(rows, n_in, (1, 7, 8, 9, 16, 17, 31, 32, 33, 47, 65))
                                    for rows in (1, 5, 6, 7, 11, 12, 13, 25) for n_in in (1, 9, 70)]
                                   + [(rows, 70, (33, 257, 300)) for rows in (64, 77)]):
         for cols in cols_list:
-            a = rng.standard_normal((rows, n_in)).astype(np.float32)
-            W = rng.standard_normal((n_in, cols)).astype(np.float32)
-            for kernel in K.ROWS_PRODUCT_KERNELS:  # (on AVX-512: both)
+            a = rng.standard_normal((rows, n_in)).astype(dtype)
+            W = rng.standard_normal((n_in, cols)).astype(dtype)
+            for kernel in kernels:  # (float32 on AVX-512: both)
                 for transposed in (False, True):
                     w = np.ascontiguousarray(W.T) if transposed else W
                     guard = Guarded()
-                    K.kernel_rows_product(guard(np.zeros((rows, cols), np.float32)), a, w,
+                    K.kernel_rows_product(guard(np.zeros((rows, cols), dtype)), a, w,
                                           transposed=transposed, kernel=kernel)
                     guard.check(f"rows product {kernel}, {rows} x {n_in} x {cols}, "
                                 f"T={transposed}")
                 guard = Guarded()  # a weight job's a^T delta: a given as n_in x rows
-                K.kernel_rows_product(guard(np.zeros((rows, cols), np.float32)),
+                K.kernel_rows_product(guard(np.zeros((rows, cols), dtype)),
                                       np.ascontiguousarray(a.T), W, a_transposed=True,
                                       kernel=kernel)
                 guard.check(f"rows product {kernel} a^T, {rows} x {n_in} x {cols}")

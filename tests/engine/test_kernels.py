@@ -494,10 +494,17 @@ def test_finish_step_is_the_finish_then_the_step_bit_for_bit(dtype, alpha, bias)
 
 
 @pytest.mark.skipif(not K.ROWS_PRODUCT, reason="csrc/rows_product.c needs AVX2 and FMA")
-def test_rows_product_refuses_a_kernel_this_machine_does_not_run():
-    out = np.full((2, 3), 7.0, dtype=np.float32)
-    a, W = np.ones((2, 4), np.float32), np.ones((4, 3), np.float32)
-    for kernel in (-1, max(K.ROWS_PRODUCT_KERNELS) + 1):
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rows_product_refuses_a_kernel_this_machine_does_not_run(dtype):
+    """By number, a kernel that does not run here (or not this dtype: float64 has the AVX-512
+    kernel alone) is refused and out left as it was."""
+    kernels = K.rows_product_kernels(dtype)
+    if not kernels:
+        pytest.skip("no kernel of csrc/rows_product.c runs this dtype here")
+    out = np.full((2, 3), 7.0, dtype=dtype)
+    a, W = np.ones((2, 4), dtype), np.ones((4, 3), dtype)
+    refused = [-1, max(kernels) + 1] + ([1] if dtype == np.float64 else [])
+    for kernel in refused:
         with pytest.raises(RuntimeError, match="does not run here"):
             K.kernel_rows_product(out, a, W, kernel=kernel)
     assert (out == 7.0).all()
@@ -515,7 +522,8 @@ MANY_ROWS = ((63, 64, 77), (1, 257, 513, 1025), (31, 33, 100, 256, 257, 300, 520
 @pytest.mark.skipif(not K.ROWS_PRODUCT, reason="csrc/rows_product.c needs AVX2 and FMA")
 @pytest.mark.parametrize("shapes", [FEW_ROWS, MANY_ROWS], ids=["few rows", "many rows"])
 @pytest.mark.parametrize("kind", ["a W", "a W^T", "a^T W", "out + a^T W"])
-def test_rows_product_is_the_fma_chain_over_k_for_every_shape_and_stride(kind, shapes):
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rows_product_is_the_fma_chain_over_k_for_every_shape_and_stride(kind, shapes, dtype):
     """csrc/rows_product.c: every element one chain of fused multiply-adds in k's order (its
     bits, whatever the tiles of rows, the panels of 16 columns and the blocks of 1024 terms,
     256 for a^T; on AVX-512 tiles of 12 rows, panels of 32 and blocks of 512, a^T in strips),
@@ -524,24 +532,27 @@ def test_rows_product_is_the_fma_chain_over_k_for_every_shape_and_stride(kind, s
     and for arguments that are slices of wider arrays (X's column slices, W's and the product's
     column tiles, a weight job's rows of W); columns outside the product's are left as they
     were. Each kernel this machine runs (on AVX-512 both: the same bits)."""
+    kernels = K.rows_product_kernels(dtype)
+    if not kernels:
+        pytest.skip("no kernel of csrc/rows_product.c runs this dtype here")
     rng = np.random.RandomState(6)
     transposed, a_transposed, accumulate = kind == "a W^T", "a^T" in kind, "out +" in kind
     for rows in shapes[0]:
         for n_in in shapes[1]:
             for cols in shapes[2]:
                 if a_transposed:  # a is n_in x rows: a block of a_in's columns
-                    a = rng.standard_normal((n_in, rows + 3)).astype(np.float32)[:, 1:rows + 1]
+                    a = rng.standard_normal((n_in, rows + 3)).astype(dtype)[:, 1:rows + 1]
                 else:
-                    a = rng.standard_normal((rows, n_in + 3)).astype(np.float32)[:, 1:n_in + 1]
+                    a = rng.standard_normal((rows, n_in + 3)).astype(dtype)[:, 1:n_in + 1]
                 shape = (cols, n_in + 5) if transposed else (n_in, cols + 5)
-                W_wide = rng.standard_normal(shape).astype(np.float32)
+                W_wide = rng.standard_normal(shape).astype(dtype)
                 W = W_wide[:, 2:n_in + 2] if transposed else W_wide[:, 2:cols + 2]
-                out_wide = np.full((rows, cols + 4), 7.0, dtype=np.float32)
+                out_wide = np.full((rows, cols + 4), 7.0, dtype=dtype)
                 out_wide[:, 3:cols + 3] = rng.standard_normal((rows, cols))
                 expected = out_wide[:, 3:cols + 3].copy()
                 K.fma_chain_product(expected, a.T if a_transposed else a,
                                     W.T if transposed else W, accumulate)
-                for kernel in K.ROWS_PRODUCT_KERNELS:
+                for kernel in kernels:
                     out_k = out_wide.copy()
                     out = out_k[:, 3:cols + 3]
                     K.kernel_rows_product(out, a, W, transposed, a_transposed, accumulate,
@@ -555,26 +566,30 @@ def test_rows_product_is_the_fma_chain_over_k_for_every_shape_and_stride(kind, s
 @pytest.mark.skipif(not K.ROWS_PRODUCT, reason="csrc/rows_product.c needs AVX2 and FMA")
 @pytest.mark.parametrize("ld", [512, 1024, 2048])
 @pytest.mark.parametrize("kind", ["a W", "a W^T", "a W packed once"])
-def test_rows_product_of_rows_that_crowd_l1_sets_is_the_same_chain(kind, ld):
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rows_product_of_rows_that_crowd_l1_sets_is_the_same_chain(kind, ld, dtype):
     """Rows of a 2, 4 or 8 KB apart (a 1024-unit layer's activations or deltas) put a tile's
     rows in few sets of L1, so the AVX-512 product copies each block of terms of a into rows
     an odd number of lines apart first (csrc/rows_product.c's rp_crowded512): the same chain
     over k, for blocks of rows at and past FM_RP_GROUP_ROWS with a partial last tile, one or
     several blocks of terms (the last partial), a that uses all of each row or part of it, one
     or several panels; columns outside the product's are left as they were."""
+    kernels = K.rows_product_kernels(dtype)
+    if not kernels:
+        pytest.skip("no kernel of csrc/rows_product.c runs this dtype here")
     rng = np.random.RandomState(9)
     transposed, packed = kind == "a W^T", "packed" in kind
     for rows in (63, 64, 77, 256):
         for n_in in sorted(n for n in {1, 300, 511, 513, ld - 5, ld} if n <= ld):
             for cols in (33, 100, 300):
-                a = rng.standard_normal((rows, ld)).astype(np.float32)[:, ld - n_in:]
+                a = rng.standard_normal((rows, ld)).astype(dtype)[:, ld - n_in:]
                 shape = (cols, n_in + 5) if transposed else (n_in, cols + 5)
-                W_wide = rng.standard_normal(shape).astype(np.float32)
+                W_wide = rng.standard_normal(shape).astype(dtype)
                 W = W_wide[:, 2:n_in + 2] if transposed else W_wide[:, 2:cols + 2]
-                expected = np.zeros((rows, cols), np.float32)
+                expected = np.zeros((rows, cols), dtype)
                 K.fma_chain_product(expected, a, W.T if transposed else W)
-                for kernel in K.ROWS_PRODUCT_KERNELS:
-                    out_wide = np.full((rows, cols + 4), 7.0, dtype=np.float32)
+                for kernel in kernels:
+                    out_wide = np.full((rows, cols + 4), 7.0, dtype=dtype)
                     out = out_wide[:, 3:cols + 3]
                     if packed:
                         K.kernel_rows_product_packed(out, a, W, kernel)
@@ -588,21 +603,25 @@ def test_rows_product_of_rows_that_crowd_l1_sets_is_the_same_chain(kind, ld):
 
 @pytest.mark.skipif(not K.ROWS_PRODUCT, reason="csrc/rows_product.c needs AVX2 and FMA")
 @pytest.mark.parametrize("shapes", [FEW_ROWS, MANY_ROWS], ids=["few rows", "many rows"])
-def test_rows_product_from_w_packed_once_is_the_same_chain(shapes):
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rows_product_from_w_packed_once_is_the_same_chain(shapes, dtype):
     """A bulk prediction packs each layer's W once (fm_rows_pack_f) and multiplies every block
     of rows from that copy: the same fused chain over k as fm_rows_product_f, for W and a that
     are slices of wider arrays, each half of the rows from the one copy, by each kernel this
     machine runs."""
+    kernels = K.rows_product_kernels(dtype)
+    if not kernels:
+        pytest.skip("no kernel of csrc/rows_product.c runs this dtype here")
     rng = np.random.RandomState(8)
     for rows in shapes[0]:
         for n_in in shapes[1]:
             for cols in shapes[2]:
-                a = rng.standard_normal((rows, n_in + 3)).astype(np.float32)[:, 1:n_in + 1]
-                W = rng.standard_normal((n_in, cols + 5)).astype(np.float32)[:, 2:cols + 2]
-                expected = np.zeros((rows, cols), np.float32)
+                a = rng.standard_normal((rows, n_in + 3)).astype(dtype)[:, 1:n_in + 1]
+                W = rng.standard_normal((n_in, cols + 5)).astype(dtype)[:, 2:cols + 2]
+                expected = np.zeros((rows, cols), dtype)
                 K.fma_chain_product(expected, a, W)
-                for kernel in K.ROWS_PRODUCT_KERNELS:
-                    out_wide = np.full((rows, cols + 4), 7.0, dtype=np.float32)
+                for kernel in kernels:
+                    out_wide = np.full((rows, cols + 4), 7.0, dtype=dtype)
                     done = K.kernel_rows_product_packed(out_wide[:, 3:cols + 3], a, W, kernel)
                     assert done == (n_in > 0)
                     if done:
