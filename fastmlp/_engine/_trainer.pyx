@@ -761,7 +761,8 @@ cdef floating *predict_packs(const Geometry *g, const floating *theta, bint spar
     forced in both builds (a scratch edit of rp_settle_available): 0.989x (7 rounds); not timed
     on an AVX2-only host."""
     cdef Py_ssize_t l, size, total = 0
-    cdef int kernel = fm_rows_product_kernel() if floating is float else fm_rows_product_kernel_d()
+    cdef int kernel = (fm_rows_product_kernel() if floating is float
+                       else fm_rows_product_kernel_d())
     cdef floating *held
     cdef floating *at
     for l in range(g.n_layers):
@@ -869,8 +870,9 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
     # Blocks of block_rows rows, or all of them if fewer: one row must not allocate (and
     # spread its few values over) scratch for a thousand.
     cdef Py_ssize_t n = out.shape[0], block_rows = PREDICT_ROWS, b
-    if own_rows_product(OWN_PRODUCT_ROWS) if floating is float else own_rows_product_d(
-            OWN_PRODUCT_ROWS):
+    cdef bint own_blocks = (own_rows_product(OWN_PRODUCT_ROWS) if floating is float
+                            else own_rows_product_d(OWN_PRODUCT_ROWS))
+    if own_blocks:
         block_rows = OWN_PRODUCT_ROWS  # the most rows csrc/rows_product.c's kernel takes
     cdef Py_ssize_t blocks = (n + block_rows - 1) // block_rows
     cdef Py_ssize_t cap = min(n, block_rows), scratch_size
