@@ -718,9 +718,10 @@ void fm_rows_product_at_d(double *out, ptrdiff_t ldo, const double *a, ptrdiff_t
  * the copy, and out = a W from it. */
 ptrdiff_t fm_rows_packed_size_d(int kernel, ptrdiff_t n_in, ptrdiff_t cols)
 {
+    const ptrdiff_t nr = FM_RP_NR512 / 2;  /* a panel of doubles: RP_NR of the _d body */
     if (kernel != 2 || fm_rows_product_kernel_d() != 2 || n_in <= 0 || cols <= 0)
         return 0;
-    return n_in * ((cols + 15) / 16 * 16);
+    return n_in * ((cols + nr - 1) / nr * nr);
 }
 
 void fm_rows_pack_d(int kernel, double *packed, const double *W, ptrdiff_t ldw, ptrdiff_t n_in,
