@@ -309,21 +309,19 @@ def kernel_rows_product(floating[:, :] out, const floating[:, :] a, const floati
         raise ValueError("shapes or options differ")
     if a.strides[1] != item or W.strides[1] != item or out.strides[1] != item:
         raise ValueError("rows must be contiguous")
+    cdef Py_ssize_t ldo = out.strides[0] // item, lda = a.strides[0] // item
+    cdef Py_ssize_t ldw = W.strides[0] // item
     if kernel:
         if floating is float:
-            failed = fm_rows_product_by(kernel, kind, &out[0, 0], out.strides[0] // item, a_ptr,
-                                        a.strides[0] // item, W_ptr, W.strides[0] // item, rows,
-                                        n_in, cols, accumulate)
+            failed = fm_rows_product_by(kernel, kind, &out[0, 0], ldo, a_ptr, lda, W_ptr, ldw,
+                                        rows, n_in, cols, accumulate)
         else:
-            failed = fm_rows_product_by_d(kernel, kind, &out[0, 0], out.strides[0] // item,
-                                          a_ptr, a.strides[0] // item, W_ptr,
-                                          W.strides[0] // item, rows, n_in, cols, accumulate)
+            failed = fm_rows_product_by_d(kernel, kind, &out[0, 0], ldo, a_ptr, lda, W_ptr, ldw,
+                                          rows, n_in, cols, accumulate)
         if failed:
             raise RuntimeError(f"kernel {kernel} of csrc/rows_product.c does not run here")
         return
     # the engine's own entry points (this machine's kernel)
-    cdef Py_ssize_t ldo = out.strides[0] // item, lda = a.strides[0] // item
-    cdef Py_ssize_t ldw = W.strides[0] // item
     if floating is float:
         if a_transposed:
             fm_rows_product_at_f(&out[0, 0], ldo, a_ptr, lda, W_ptr, ldw, rows, n_in, cols,
@@ -349,7 +347,7 @@ def kernel_rows_product_packed(floating[:, :] out, const floating[:, :] a,
     blocks), by `kernel` (one of rows_product_kernels(dtype); 0: the engine's). Returns False,
     having done nothing, where that kernel makes no such copy (an empty W)."""
     cdef Py_ssize_t rows = a.shape[0], n_in = a.shape[1], cols = W.shape[1], half = rows // 2
-    cdef Py_ssize_t size, item = sizeof(floating)
+    cdef Py_ssize_t size, item = sizeof(floating), r0, r1
     if not (fm_rows_product_available() if floating is float else fm_rows_product_kernel_d()):
         raise RuntimeError("csrc/rows_product.c does not run this dtype on this processor")
     if kernel == 0:
