@@ -265,56 +265,6 @@ FM_RP_TARGET FM_INLINE void rp_transpose8(__m256 *r)
     r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-/* packed[k][c] = B[k0 + k, j0 + c] for k < kc, c < width (zeros for c >= width), a panel of
- * nr columns (16, or 32 for the AVX-512 kernel), where B is W (n_in x cols, ldw apart:
- * `transposed` 0) or W^T for a W of cols x n_in (`transposed` 1: the panel's columns of B are
- * rows of W, transposed 8 x 8 at a time). */
-FM_RP_TARGET FM_INLINE void rp_pack(float *packed, const float *W, ptrdiff_t ldw, ptrdiff_t j0,
-                                    ptrdiff_t width, ptrdiff_t k0, ptrdiff_t kc,
-                                    const int transposed, const int nr)
-{
-    if (!transposed && width == nr) {
-        const float *w = W + k0 * ldw + j0;
-        for (ptrdiff_t k = 0; k < kc; k++)
-            for (int v = 0; v < nr; v += 8)
-                _mm256_store_ps(packed + k * nr + v, _mm256_loadu_ps(w + k * ldw + v));
-    } else if (!transposed) {
-        const float *w = W + k0 * ldw + j0;
-        for (ptrdiff_t k = 0; k < kc; k++) {
-            float *row = packed + k * nr;
-            memset(row, 0, (size_t) nr * sizeof(float));
-            memcpy(row, w + k * ldw, (size_t) width * sizeof(float));
-        }
-    } else {
-        const float *w = W + j0 * ldw + k0;  /* row c of W: w + c * ldw, from term k0 */
-        ptrdiff_t k = 0;
-        if (width == nr) {
-            /* eighth by eighth of the panel's rows of W, each over all the block's terms: its 8
-             * rows' lines (ldw apart: 4 KB for a 1024-unit layer, one set of L1) are read again
-             * for the next 8 terms while they are still in L1; all 32 rows at each 8 terms,
-             * as before, overflowed the set's 8 ways. Zen 4 host, the C harness in turns: the
-             * backward product by `wide`'s W2^T 0.943-0.956 of the time; the same packed
-             * panel. */
-            const ptrdiff_t k8 = kc / 8 * 8;
-            for (int eighth = 0; eighth < nr / 8; eighth++) {
-                for (ptrdiff_t kk = 0; kk < k8; kk += 8) {
-                    __m256 r[8];
-                    for (int c = 0; c < 8; c++)
-                        r[c] = _mm256_loadu_ps(w + (eighth * 8 + c) * ldw + kk);
-                    rp_transpose8(r);
-                    for (int t = 0; t < 8; t++)
-                        _mm256_store_ps(packed + (kk + t) * nr + eighth * 8, r[t]);
-                }
-            }
-            k = k8;
-        }
-        for (; k < kc; k++)
-            for (ptrdiff_t c = 0; c < nr; c++)
-                packed[k * nr + c] = c < width ? w[c * ldw + k] : 0.0f;
-    }
-}
-
-
 /* 4 x 4 doubles transposed: rows[i][0..3] become columns (unpack, then swap 128-bit halves). */
 FM_RP_TARGET FM_INLINE void rp_transpose4_d(__m256d *r)
 {
@@ -326,47 +276,39 @@ FM_RP_TARGET FM_INLINE void rp_transpose4_d(__m256d *r)
     r[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
 }
 
-/* rp_pack for doubles (the AVX-512 kernel's panels of 16): the same panel, W^T's transposed
- * 4 x 4 at a time, a quarter of the panel's rows of W over all the block's terms at once (as
- * rp_pack takes eighths). */
-FM_RP_TARGET FM_INLINE void rp_pack_d(double *packed, const double *W, ptrdiff_t ldw,
-                                      ptrdiff_t j0, ptrdiff_t width, ptrdiff_t k0, ptrdiff_t kc,
-                                      const int transposed, const int nr)
-{
-    if (!transposed && width == nr) {
-        const double *w = W + k0 * ldw + j0;
-        for (ptrdiff_t k = 0; k < kc; k++)
-            for (int v = 0; v < nr; v += 4)
-                _mm256_store_pd(packed + k * nr + v, _mm256_loadu_pd(w + k * ldw + v));
-    } else if (!transposed) {
-        const double *w = W + k0 * ldw + j0;
-        for (ptrdiff_t k = 0; k < kc; k++) {
-            double *row = packed + k * nr;
-            memset(row, 0, (size_t) nr * sizeof(double));
-            memcpy(row, w + k * ldw, (size_t) width * sizeof(double));
-        }
-    } else {
-        const double *w = W + j0 * ldw + k0;  /* row c of W: w + c * ldw, from term k0 */
-        ptrdiff_t k = 0;
-        if (width == nr) {
-            const ptrdiff_t k4 = kc / 4 * 4;
-            for (int quarter = 0; quarter < nr / 4; quarter++) {
-                for (ptrdiff_t kk = 0; kk < k4; kk += 4) {
-                    __m256d r[4];
-                    for (int c = 0; c < 4; c++)
-                        r[c] = _mm256_loadu_pd(w + (quarter * 4 + c) * ldw + kk);
-                    rp_transpose4_d(r);
-                    for (int t = 0; t < 4; t++)
-                        _mm256_store_pd(packed + (kk + t) * nr + quarter * 4, r[t]);
-                }
-            }
-            k = k4;
-        }
-        for (; k < kc; k++)
-            for (ptrdiff_t c = 0; c < nr; c++)
-                packed[k * nr + c] = c < width ? w[c * ldw + k] : 0.0;
-    }
-}
+/* rp_pack once per dtype: the body's first part at the end of this file (below `#else`), with
+ * REAL = float (rp_pack_f: 8 x 8 transposes, the AVX2 kernel's panels of 16 and the AVX-512
+ * kernel's of 32) and REAL = double (rp_pack_d: 4 x 4, the AVX-512 kernel's panels of 16). */
+#define RP_PART 1
+#define REAL float
+#define SFX(name) name##_f
+#define W256(op) _mm256_##op##_ps
+#define VEC256 __m256
+#define RP_T 8
+#define RP_TRANSPOSE rp_transpose8
+#include "rows_product.c"
+#undef REAL
+#undef SFX
+#undef W256
+#undef VEC256
+#undef RP_T
+#undef RP_TRANSPOSE
+
+#define REAL double
+#define SFX(name) name##_d
+#define W256(op) _mm256_##op##_pd
+#define VEC256 __m256d
+#define RP_T 4
+#define RP_TRANSPOSE rp_transpose4_d
+#include "rows_product.c"
+#undef REAL
+#undef SFX
+#undef W256
+#undef VEC256
+#undef RP_T
+#undef RP_TRANSPOSE
+#undef RP_PART
+
 
 /* out (rows x cols) (+)= A B: A[r, k] as rp_tile reads it (a_trans: a is n_in x rows), B is W
  * or W^T as rp_pack reads it; `accumulate` adds to out, else out is overwritten. */
@@ -395,7 +337,7 @@ FM_RP_TARGET FM_INLINE void rp_product(float *out, ptrdiff_t ldo, const float *a
             if (prepacked)  /* rp_pack_all's layout */
                 p = prepacked + k0 * cols_whole + j0 * kc;
             else
-                rp_pack(packed, W, ldw, j0, width, k0, kc, transposed, FM_RP_NR);
+                rp_pack_f(packed, W, ldw, j0, width, k0, kc, transposed, FM_RP_NR);
             if (width < FM_RP_NR) {
                 int lanes[FM_RP_NR];
                 for (int j = 0; j < FM_RP_NR; j++)
@@ -455,7 +397,7 @@ FM_RP_TARGET static void rp_pack_all(float *packed, const float *W, ptrdiff_t ld
     for (ptrdiff_t k0 = 0; k0 < n_in; k0 += FM_RP_KC) {
         const ptrdiff_t kc = n_in - k0 < FM_RP_KC ? n_in - k0 : FM_RP_KC;
         for (ptrdiff_t j0 = 0; j0 < cols; j0 += FM_RP_NR)
-            rp_pack(packed + k0 * cols_whole + j0 * kc, W, ldw, j0,
+            rp_pack_f(packed + k0 * cols_whole + j0 * kc, W, ldw, j0,
                     cols - j0 < FM_RP_NR ? cols - j0 : FM_RP_NR, k0, kc, 0, FM_RP_NR);
     }
 }
@@ -525,7 +467,7 @@ enum {
 #define VEC __m512
 #define VMASK __mmask16
 #define RP_LANES 16
-#define RP_PACK rp_pack
+#define RP_PART 2
 #include "rows_product.c"
 #undef REAL
 #undef SFX
@@ -533,7 +475,7 @@ enum {
 #undef VEC
 #undef VMASK
 #undef RP_LANES
-#undef RP_PACK
+#undef RP_PART
 
 #define REAL double
 #define SFX(name) name##_d
@@ -541,7 +483,7 @@ enum {
 #define VEC __m512d
 #define VMASK __mmask8
 #define RP_LANES 8
-#define RP_PACK rp_pack_d
+#define RP_PART 2
 #include "rows_product.c"
 #undef REAL
 #undef SFX
@@ -549,7 +491,7 @@ enum {
 #undef VEC
 #undef VMASK
 #undef RP_LANES
-#undef RP_PACK
+#undef RP_PART
 #undef RP_NR
 #undef RP_ALL
 #endif
@@ -748,7 +690,58 @@ void fm_rows_product_packed_d(int kernel, double *out, ptrdiff_t ldo, const doub
 #endif
 }
 
-#else  /* REAL: the AVX-512 kernel, compiled once per dtype (above) */
+#elif RP_PART == 1  /* REAL: rp_pack, compiled once per dtype (above) */
+
+/* packed[k][c] = B[k0 + k, j0 + c] for k < kc, c < width (zeros for c >= width), a panel of
+ * nr columns (16, or 32 for the AVX-512 kernel), where B is W (n_in x cols, ldw apart:
+ * `transposed` 0) or W^T for a W of cols x n_in (`transposed` 1: the panel's columns of B are
+ * rows of W, transposed 8 x 8 at a time). */
+FM_RP_TARGET FM_INLINE void SFX(rp_pack)(REAL *packed, const REAL *W, ptrdiff_t ldw,
+                                         ptrdiff_t j0, ptrdiff_t width, ptrdiff_t k0,
+                                         ptrdiff_t kc, const int transposed, const int nr)
+{
+    if (!transposed && width == nr) {
+        const REAL *w = W + k0 * ldw + j0;
+        for (ptrdiff_t k = 0; k < kc; k++)
+            for (int v = 0; v < nr; v += RP_T)
+                W256(store)(packed + k * nr + v, W256(loadu)(w + k * ldw + v));
+    } else if (!transposed) {
+        const REAL *w = W + k0 * ldw + j0;
+        for (ptrdiff_t k = 0; k < kc; k++) {
+            REAL *row = packed + k * nr;
+            memset(row, 0, (size_t) nr * sizeof(REAL));
+            memcpy(row, w + k * ldw, (size_t) width * sizeof(REAL));
+        }
+    } else {
+        const REAL *w = W + j0 * ldw + k0;  /* row c of W: w + c * ldw, from term k0 */
+        ptrdiff_t k = 0;
+        if (width == nr) {
+            /* a register's worth (RP_T) of the panel's rows of W at a time, each over all the
+             * block's terms: its rows' lines (ldw apart: 4 KB for a 1024-unit float32 layer,
+             * one set of L1) are read again for the next RP_T terms while they are still in
+             * L1; all 32 rows at each 8 terms, as before, overflowed the set's 8 ways. Zen 4
+             * host, the C harness in turns: the backward product by `wide`'s W2^T 0.943-0.956
+             * of the time; the same packed panel. */
+            const ptrdiff_t kt = kc / RP_T * RP_T;
+            for (int part = 0; part < nr / RP_T; part++) {
+                for (ptrdiff_t kk = 0; kk < kt; kk += RP_T) {
+                    VEC256 r[RP_T];
+                    for (int c = 0; c < RP_T; c++)
+                        r[c] = W256(loadu)(w + (part * RP_T + c) * ldw + kk);
+                    RP_TRANSPOSE(r);
+                    for (int t = 0; t < RP_T; t++)
+                        W256(store)(packed + (kk + t) * nr + part * RP_T, r[t]);
+                }
+            }
+            k = kt;
+        }
+        for (; k < kc; k++)
+            for (ptrdiff_t c = 0; c < nr; c++)
+                packed[k * nr + c] = c < width ? w[c * ldw + k] : (REAL) 0;
+    }
+}
+
+#else  /* REAL, RP_PART 2: the AVX-512 kernel, compiled once per dtype (above) */
 
 FM_RP_TARGET512 FM_INLINE void SFX(rp_tile512)(REAL *out, ptrdiff_t ldo, const REAL *a,
                                                ptrdiff_t lda, const REAL *packed, ptrdiff_t kc,
@@ -996,7 +989,7 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, cons
             if (!panels && !prepacked) {  /* panel by panel, each packed on the stack */
                 for (ptrdiff_t j0 = g0; j0 < g0 + g_cols; j0 += RP_NR) {
                     const ptrdiff_t width = cols - j0 < RP_NR ? cols - j0 : RP_NR;
-                    RP_PACK(packed, W, ldw, j0, width, k0, kc, transposed, RP_NR);
+                    SFX(rp_pack)(packed, W, ldw, j0, width, k0, kc, transposed, RP_NR);
                     SFX(rp_panel512)(out + j0, ldo, a_k0, lda_k0, packed, rows, kc, first, width,
                                 a_trans, strips, strip_size);
                 }
