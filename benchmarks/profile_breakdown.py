@@ -39,8 +39,10 @@ CATEGORIES = [  # (label, predicate on (dso, symbol)); the first match wins
     ("OpenBLAS other (beta=0 zeroing, threads)", lambda d, s: "openblas" in d),
     ("libgomp (fork/join, barrier spin)", lambda d, s: "libgomp" in d),
     ("Adam step", lambda d, s: "adam_step" in s),
-    # (the finish and Adam's, SGD's or AdamW's step in one pass: optimizers.c's fm_finish_step)
-    ("gradient finish + step (Adam, SGD, AdamW), one pass", lambda d, s: "finish_step" in s),
+    # (the finish and Adam's, SGD's or AdamW's step in one pass: optimizers.c's fm_finish_step,
+    # and its copy of a block's new W past the caches, fm_stream_copy, where not inlined)
+    ("gradient finish + step (Adam, SGD, AdamW), one pass", lambda d, s: "finish_step" in s
+     or "stream_copy" in s),
     ("gradient finish (L2, /n, sum W^2)", lambda d, s: "finalize_gradient" in s
      or "finish_gradient" in s or "sum_squares" in s),
     ("bias + activation forward", lambda d, s: "bias_activation_forward" in s),

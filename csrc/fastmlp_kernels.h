@@ -89,6 +89,10 @@ enum {
     FM_SOLVER_FTRL = 8
 };
 
+/* fm_finish_step's `stream` writes a block of new parameters past the caches from this many
+ * bytes on (csrc/optimizers.c's fm_stream_copy says why and measures it). */
+enum { FM_STREAM_MIN_BYTES = 1 << 17 };
+
 /* A solver, as the engine steps it: its hyper-parameters (scikit-learn's names for sgd and adam,
  * torch's for the others), the state that is a scalar (the step count, NAdam's product of
  * momentum coefficients) and the scalars of the current step, which fm_optim_begin_step computes
@@ -218,10 +222,11 @@ unsigned long long fm_dropout_key(unsigned long long seed, long long step);
     void fm_adam_step##SFX(REAL *param, const REAL *grad, REAL *m, REAL *v, ptrdiff_t n,          \
                            double step_size, double beta_1, double beta_2, double epsilon);        \
     /* fm_finish_gradient (w = param where `penalize`, else none) and then fm_optim_step, in one \
-     * pass where the solver has it (Adam, SGD, AdamW), else in the two passes.                */ \
+     * pass where the solver has it (Adam, SGD, AdamW), else in the two passes. `stream`: write  \
+     * a large block's new parameters past the caches (csrc/optimizers.c says when it pays).  */ \
     void fm_finish_step##SFX(const fm_optim *o, REAL *g, REAL *param, int penalize, ptrdiff_t n,   \
                              double alpha, double divisor, double *sum_w2, double *sum_g2,         \
-                             REAL *s1, REAL *s2, REAL *s3);                                        \
+                             REAL *s1, REAL *s2, REAL *s3, int stream);                            \
     /* One step of any solver (o after fm_optim_begin_step) over n parameters; s1..s3 are its    \
      * state vectors (see csrc/optimizers.c for which solver uses which).                       */ \
     void fm_optim_step##SFX(const fm_optim *o, REAL *param, const REAL *grad, REAL *s1, REAL *s2, \

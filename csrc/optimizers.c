@@ -4,8 +4,9 @@
  * ------
  * Parameters, gradients and optimizer state share one layout (every W^l, then every b^l, as
  * scikit-learn packs them), so an optimizer is a single element-wise pass: nothing is per layer,
- * nothing is allocated. Scalars that are per step (Adam's bias-corrected step size) are computed
- * once per step, by fm_optim_begin_step. The formulas and their order of rounding are scikit-learn's
+ * nothing is allocated (but the block a streamed step writes through: fm_stream_copy, below).
+ * Scalars that are per step (Adam's bias-corrected step size) are computed once per step, by
+ * fm_optim_begin_step. The formulas and their order of rounding are scikit-learn's
  * (sklearn/neural_network/_stochastic_optimizers.py) under numpy's promotion rules: a Python float
  * hyper-parameter is first rounded to REAL. One deliberate difference: scikit-learn's float32 Adam
  * forms its update in float64 (numpy promotes it through the float64 learning rate); here float32
@@ -40,6 +41,12 @@
  */
 #ifndef REAL
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "fastmlp_kernels.h"
 #include "fm_math.h"
@@ -49,6 +56,50 @@ enum {
     FM_RULE_ADAM, FM_RULE_SGD, FM_RULE_SGD_NESTEROV,
     FM_RULE_ADAMW  /* + 1 with amsgrad, + 2 with weight decay: four rules */
 };
+
+/* A weight job's new parameters, past the caches (fm_finish_step's `stream`).
+ *
+ * On two threads every row block reads all of W, so when a weight job's step stores its block
+ * of W, each line it writes is also in the other core's caches: each store first takes the
+ * line from there (a read for ownership). Measured with a C harness linking fm_finish_step_d
+ * (2-core AMD EPYC VM, Zen 4; 234,752 doubles, mnist-f64's parameters, split in halves over
+ * two threads after both read all of W, as the forward pass does): 508-555 us of CPU a step
+ * where one thread alone took 247-255, and 2,300-2,500 us in the host's other state (it
+ * comes and goes, often within a minute, for every process alike: benchmarks/
+ * profile_breakdown.py showed mnist-f64's step at 674-3,371 us a batch and wide's at 1.9-6.6
+ * ms from run to run). A loop
+ * that only scales W took 760 us with plain stores and 81 with streaming (non-temporal)
+ * stores, which invalidate the other core's copy without reading it first. So the step writes
+ * the job's new W into a block of its own (private lines, in this core's cache) and then
+ * streams it over W: 366-420 us in both states (930,000 doubles: 1.6-2.0 ms against
+ * 2.1-9.0), counting the next pass's reads of W from memory. The loop is the same loop over
+ * the same values (its sums the same bits; the block has param's alignment modulo 64 bytes,
+ * so that the vectorised loop lines up as it does in place). Small blocks stay in place: the
+ * next forward pass reads a streamed W from memory, not from the cache, and below
+ * FM_STREAM_MIN_BYTES that costs more than the stores save (8,192 doubles: 54.7 us against
+ * 32.7 a step and the reads; 32,768: 82 against 116). The engine asks for it only on
+ * batches of two threads or more: one thread's W stays in its own cache. */
+
+/* dst = src, n bytes, with streaming stores where the processor has them (x86-64 always has
+ * SSE2's), then a store fence: streaming stores are not ordered by the release store that
+ * tells another thread the job is done. Elsewhere memcpy. */
+static void fm_stream_copy(void *dst, const void *src, size_t n)
+{
+#if defined(__SSE2__)
+    char *d = (char *)dst;
+    const char *s = (const char *)src;
+    size_t head = (16 - ((uintptr_t)d & 15)) & 15;
+    if (head > n)
+        head = n;
+    memcpy(d, s, head);
+    for (d += head, s += head, n -= head; n >= 16; d += 16, s += 16, n -= 16)
+        _mm_stream_si128((__m128i *)d, _mm_loadu_si128((const __m128i *)s));
+    memcpy(d, s, n);
+    _mm_sfence();
+#else
+    memcpy(dst, src, n);
+#endif
+}
 
 void fm_optim_begin_step(fm_optim *o)
 {
@@ -522,10 +573,10 @@ FM_INLINE void SFX(ftrl)(const fm_optim *o, REAL *param, const REAL *grad, REAL 
  * not a flag read in it: with AdamW's weight decay a flag, GCC unswitched the loop on it and
  * vectorised the copy without decay otherwise, and its sums lost the bits of finish_loop's
  * (by ~1e-13 relative; the test above caught it). */
-FM_INLINE void SFX(finish_step_loop)(const fm_optim *o, REAL *g, REAL *param, REAL *s1,
-                                     REAL *s2, REAL *s3, ptrdiff_t n, REAL alpha, REAL divisor,
-                                     double *w2_out, double *g2_out, const int penalty,
-                                     const int by_reciprocal, const int rule)
+FM_INLINE void SFX(finish_step_loop)(const fm_optim *o, REAL *g, const REAL *param, REAL *out,
+                                     REAL *s1, REAL *s2, REAL *s3, ptrdiff_t n, REAL alpha,
+                                     REAL divisor, double *w2_out, double *g2_out,
+                                     const int penalty, const int by_reciprocal, const int rule)
 {
     const REAL reciprocal = (REAL)1 / divisor;
     const SFX(adam_scalars) c = SFX(adam_scalars_of)(o->c0, o->beta_1, o->beta_2, o->eps);
@@ -539,16 +590,18 @@ FM_INLINE void SFX(finish_step_loop)(const fm_optim *o, REAL *g, REAL *param, RE
         const REAL wi = param[i];
         const REAL sum = penalty ? g[i] + alpha * wi : g[i];
         const REAL gi = by_reciprocal ? sum * reciprocal : sum / divisor;
+        REAL p = wi;
         g[i] = gi;
         w2 += (double)wi * (double)wi;
         g2 += (double)gi * (double)gi;
         if (rule == FM_RULE_ADAM)
-            SFX(adam_element)(&c, param + i, gi, s1 + i, s2 + i);
+            SFX(adam_element)(&c, &p, gi, s1 + i, s2 + i);
         else if (rule >= FM_RULE_ADAMW)
-            SFX(adamw_element)(&cw, param + i, gi, s1 + i, s2 + i, amsgrad ? s3 + i : NULL,
-                               decay, amsgrad);
+            SFX(adamw_element)(&cw, &p, gi, s1 + i, s2 + i, amsgrad ? s3 + i : NULL, decay,
+                               amsgrad);
         else
-            SFX(sgd_element)(lr, mu, param + i, gi, s1 + i, rule == FM_RULE_SGD_NESTEROV);
+            SFX(sgd_element)(lr, mu, &p, gi, s1 + i, rule == FM_RULE_SGD_NESTEROV);
+        out[i] = p;
     }
     *w2_out = w2;
     *g2_out = g2;
@@ -557,8 +610,11 @@ FM_INLINE void SFX(finish_step_loop)(const fm_optim *o, REAL *g, REAL *param, RE
 FASTMLP_CLONES
 void SFX(fm_finish_step)(const fm_optim *o, REAL *g, REAL *param, int penalize, ptrdiff_t n,
                          double alpha, double divisor, double *sum_w2, double *sum_g2, REAL *s1,
-                         REAL *s2, REAL *s3)
+                         REAL *s2, REAL *s3, int stream)
 {
+    const size_t bytes = (size_t)n * sizeof(REAL);
+    void *block = NULL;
+    REAL *out = param;
     int rule;
     if (o->solver == FM_SOLVER_ADAM)
         rule = FM_RULE_ADAM;
@@ -575,11 +631,13 @@ void SFX(fm_finish_step)(const fm_optim *o, REAL *g, REAL *param, int penalize, 
     const int penalty = penalize && alpha_r != 0;
     const int by_reciprocal = SFX(exact_reciprocal)(divisor_r);
     double w2, g2;
+    if (stream && bytes >= FM_STREAM_MIN_BYTES && (block = malloc(bytes + 64)) != NULL)
+        out = (REAL *)((char *)block + (((uintptr_t)param - (uintptr_t)block) & 63));
     switch (rule * 4 + penalty * 2 + by_reciprocal) {
 #define FM_FINISH_STEP(rule, p, r) \
     case (rule) * 4 + p * 2 + r: \
-        SFX(finish_step_loop)(o, g, param, s1, s2, s3, n, alpha_r, divisor_r, &w2, &g2, p, r, \
-                              rule); \
+        SFX(finish_step_loop)(o, g, param, out, s1, s2, s3, n, alpha_r, divisor_r, &w2, &g2, \
+                              p, r, rule); \
         break;
 #define FM_FINISH_RULE(rule) FM_FINISH_STEP(rule, 0, 0) FM_FINISH_STEP(rule, 0, 1) \
     FM_FINISH_STEP(rule, 1, 0) FM_FINISH_STEP(rule, 1, 1)
@@ -588,6 +646,10 @@ void SFX(fm_finish_step)(const fm_optim *o, REAL *g, REAL *param, int penalize, 
     FM_FINISH_RULE(FM_RULE_ADAMW + 2) FM_FINISH_RULE(FM_RULE_ADAMW + 3)
 #undef FM_FINISH_RULE
 #undef FM_FINISH_STEP
+    }
+    if (block != NULL) {
+        fm_stream_copy(param, out, bytes);
+        free(block);
     }
     if (sum_w2 != NULL && penalize)
         *sum_w2 = w2;

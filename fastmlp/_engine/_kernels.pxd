@@ -67,6 +67,8 @@ cdef extern from "fastmlp_kernels.h" nogil:
         FM_SOLVER_NADAM
         FM_SOLVER_ADAMW
         FM_SOLVER_FTRL
+    enum:
+        FM_STREAM_MIN_BYTES
 
     ctypedef struct fm_activation_params:
         double negative_slope
@@ -131,8 +133,8 @@ cdef extern from "fastmlp_kernels.h" nogil:
     void fm_scale_d(double *g, Py_ssize_t n, double scale)
     void fm_clamp_f(float *w, Py_ssize_t n, double c)
     void fm_clamp_d(double *w, Py_ssize_t n, double c)
-    void fm_finish_step_f(const fm_optim *o, float *g, float *param, int penalize, Py_ssize_t n, double alpha, double divisor, double *sum_w2, double *sum_g2, float *s1, float *s2, float *s3)
-    void fm_finish_step_d(const fm_optim *o, double *g, double *param, int penalize, Py_ssize_t n, double alpha, double divisor, double *sum_w2, double *sum_g2, double *s1, double *s2, double *s3)
+    void fm_finish_step_f(const fm_optim *o, float *g, float *param, int penalize, Py_ssize_t n, double alpha, double divisor, double *sum_w2, double *sum_g2, float *s1, float *s2, float *s3, int stream)
+    void fm_finish_step_d(const fm_optim *o, double *g, double *param, int penalize, Py_ssize_t n, double alpha, double divisor, double *sum_w2, double *sum_g2, double *s1, double *s2, double *s3, int stream)
     void fm_optim_step_f(const fm_optim *o, float *param, const float *grad, float *s1, float *s2, float *s3, Py_ssize_t n)
     void fm_optim_step_d(const fm_optim *o, double *param, const double *grad, double *s1, double *s2, double *s3, Py_ssize_t n)
     void fm_exp_array_f(float *out, const float *x, Py_ssize_t n)
@@ -315,14 +317,17 @@ cdef inline void optim_step(const fm_optim *o, floating *param, const floating *
 
 cdef inline void finish_step(const fm_optim *o, floating *g, floating *param, bint penalize,
                              Py_ssize_t n, double alpha, double divisor, double *sum_w2,
-                             double *sum_g2, floating *s1, floating *s2,
-                             floating *s3) noexcept nogil:
+                             double *sum_g2, floating *s1, floating *s2, floating *s3,
+                             bint stream) noexcept nogil:
     """finish_gradient (param's penalty where `penalize`) and then optim_step: in one pass
-    where the solver has one, the same bits."""
+    where the solver has one, the same bits; `stream`: a large block's new parameters written
+    past the caches (csrc/optimizers.c's fm_stream_copy says when it pays), the same bits."""
     if floating is float:
-        fm_finish_step_f(o, g, param, penalize, n, alpha, divisor, sum_w2, sum_g2, s1, s2, s3)
+        fm_finish_step_f(o, g, param, penalize, n, alpha, divisor, sum_w2, sum_g2, s1, s2, s3,
+                         stream)
     else:
-        fm_finish_step_d(o, g, param, penalize, n, alpha, divisor, sum_w2, sum_g2, s1, s2, s3)
+        fm_finish_step_d(o, g, param, penalize, n, alpha, divisor, sum_w2, sum_g2, s1, s2, s3,
+                         stream)
 
 
 cdef inline void small_product(floating *out, const floating *a, Py_ssize_t lda,

@@ -114,6 +114,18 @@ cdef enum:
     MIN_SPLIT = 16
     WEIGHT_SPLIT = 64
     MAX_BLOCKS = 16
+    # A two-thread batch streams its steps' W past the caches (Step.stream, csrc/optimizers.c's
+    # fm_stream_copy) from this many rows on. The next batch then reads W from memory: a cost
+    # per batch that W's size sets, against arithmetic that the rows multiply. On the 2-core
+    # AMD EPYC VM (Zen 4), whose host comes and goes between two states a few times a minute
+    # (in one, each store to a W that the other core has read costs ~5x: 2,300-2,600 us for
+    # mnist-f64's Adam step in a C harness, 510-560 in the other), builds in turns
+    # (benchmarks/ab_builds.py, 2-6 rounds, the state read between runs), in the costly state:
+    # mnist 0.62-0.90x the epoch, mnist-f64 0.67-0.72x, wide 0.84-0.95x; in the other 0.98-1.01x,
+    # 1.00-1.01x, 1.00-1.01x. `tiny-batch` (32 rows) streamed read 1.16-1.21x in the other state,
+    # where its batches take two threads (in the costly one they take one: nothing streams).
+    # `small`'s W is under FM_STREAM_MIN_BYTES.
+    STREAM_MIN_ROWS = 128
 
 
 cdef inline Py_ssize_t n_blocks(Py_ssize_t n, Py_ssize_t min_rows, Py_ssize_t want,
@@ -184,6 +196,8 @@ cdef struct Step:
     double max_grad_norm  # 0: the gradient's norm is not clipped
     double grad_scale     # this step's clip factor, min(1, max_grad_norm / (|g| + 1e-6))
     double weight_clip    # 0: the parameters are not clamped
+    bint stream           # the step writes large blocks of W past the caches: set by batch_step
+                          # on batches of two threads or more (csrc/optimizers.c says why)
 
 
 cdef inline Py_ssize_t layer_input(const floating **a_in, const Geometry *g, Py_ssize_t l,
@@ -503,7 +517,7 @@ cdef inline void finish_job(const Geometry *g, Py_ssize_t job, floating *theta, 
         finish_step(step.optim, grad + offset, theta + offset, weights, count, g.alpha,
                     step.divisor, &sum_w2, &sum_g2, state_1 + offset,
                     state_2 + offset if state_2 != NULL else NULL,
-                    state_3 + offset if state_3 != NULL else NULL)
+                    state_3 + offset if state_3 != NULL else NULL, step.stream)
         work.partial[job] = sum_w2
         work.grad_partial[job] = sum_g2
         if step.weight_clip > 0:
@@ -763,6 +777,11 @@ cdef inline double batch_step(const Geometry *g, floating *theta, floating *grad
     if step.finish:
         step.divisor = divisor if w != NULL else <double> rows.n
     step.grad_scale = 1.0
+    # With two threads, both have read all of W when a job steps its block (finish_job), and
+    # storing it costs more than streaming it past the caches; where the batch's rows are
+    # few, not so (STREAM_MIN_ROWS says why). The clamp of weight_clip would read the streamed
+    # block back at once.
+    step.stream = n_threads > 1 and rows.n >= STREAM_MIN_ROWS and step.weight_clip == 0
     if g.batch_norm:
         batch_weights(w, rows, work)
         if not normalized_row_passes(g, theta, grad, accumulate, rows, work, n_threads,

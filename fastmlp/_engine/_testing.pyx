@@ -17,7 +17,8 @@ from fastmlp._engine._kernels cimport (
     fm_rows_packed_size, fm_rows_packed_size_d, fm_rows_product_d, fm_rows_product_f,
     fm_rows_product_kernel, fm_rows_product_kernel_d, fm_rows_product_packed_d,
     fm_rows_product_packed_f, fm_rows_product_t_d, fm_rows_product_t_f,
-    fm_dropout_key, fm_exp_array_d, fm_exp_array_f, fm_expm1_array_d, fm_expm1_array_f,
+    FM_STREAM_MIN_BYTES, fm_dropout_key, fm_exp_array_d, fm_exp_array_f, fm_expm1_array_d,
+    fm_expm1_array_f,
     fm_log1p_unit_array_d, fm_log1p_unit_array_f, fm_optim, fm_optim_begin_step,
     maxout_backward, maxout_forward, optim_step, output_delta, scale, sgd_step, small_pack,
     small_product, small_product_part, small_split, sum_squares,
@@ -175,10 +176,11 @@ def kernel_optim_step(fm_optim[::1] spec, floating[::1] param, const floating[::
 
 def kernel_finish_step(fm_optim[::1] spec, floating[::1] g, floating[::1] param, bint penalize,
                        double alpha, double divisor, floating[::1] s1, floating[::1] s2,
-                       floating[::1] s3, bint want_w2, bint want_g2):
+                       floating[::1] s3, bint want_w2, bint want_g2, bint stream=False):
     """finish_gradient and the step of `spec`'s solver (its t advanced), as a weight job takes
     them (in one pass where the solver has one): returns (sum(w^2), sum(g^2)) as
-    kernel_finish_gradient returns them. An empty s2 or s3 stands for none."""
+    kernel_finish_gradient returns them. An empty s2 or s3 stands for none; `stream` as a job
+    of a two-thread batch takes it."""
     cdef double sum_w2 = 0.0, sum_g2 = 0.0
     if (spec.shape[0] != 1 or not g.shape[0] == param.shape[0] == s1.shape[0]
             or s2.shape[0] not in (0, g.shape[0]) or s3.shape[0] not in (0, g.shape[0])):
@@ -186,8 +188,14 @@ def kernel_finish_step(fm_optim[::1] spec, floating[::1] g, floating[::1] param,
     fm_optim_begin_step(&spec[0])
     finish_step(&spec[0], &g[0], &param[0], penalize, g.shape[0], alpha, divisor,
                 &sum_w2 if want_w2 else NULL, &sum_g2 if want_g2 else NULL, &s1[0],
-                &s2[0] if s2.shape[0] > 0 else NULL, &s3[0] if s3.shape[0] > 0 else NULL)
+                &s2[0] if s2.shape[0] > 0 else NULL, &s3[0] if s3.shape[0] > 0 else NULL,
+                stream)
     return (sum_w2 if want_w2 and penalize else None), (sum_g2 if want_g2 else None)
+
+
+# From this many bytes on, a block's streamed step (kernel_finish_step's `stream`) writes through
+# a block of its own: csrc/optimizers.c's fm_stream_copy.
+STREAM_MIN_BYTES = FM_STREAM_MIN_BYTES
 
 
 def kernel_scale(floating[::1] g, double factor):

@@ -524,6 +524,7 @@ cdef class Trainer:
         step.max_grad_norm = self.max_grad_norm
         step.weight_clip = self.weight_clip
         step.grad_scale = 1.0
+        step.stream = False  # (batch_step sets it per batch)
         interrupt_init(&interrupt)
         work.interrupt = &interrupt
         choice_for(&self.network.choice, &self.network.kept_choice, n_threads)
@@ -582,6 +583,7 @@ cdef class Trainer:
         step.divisor = <double> n_samples
         step.optim = NULL
         step.max_grad_norm = step.weight_clip = 0.0
+        step.stream = False
         self._check_dtype(&theta[0])
         if g.batch_norm and n_samples > self.capacity:
             raise ValueError("a batch-normalised network's full-batch gradient needs capacity "

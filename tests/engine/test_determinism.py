@@ -202,6 +202,43 @@ def test_batches_held_on_more_threads_than_cores_give_the_one_thread_bits(dtype)
     assert many[2::3] == one[2::3] and many[3::3] == one[3::3]
 
 
+# Batches of 256 rows on two threads whose weight jobs are blocks of 150 x 256 weights (154 KB
+# in float32, twice that in float64): their steps write the new W past the caches, through a
+# block of their own (Step.stream; csrc/optimizers.c's fm_stream_copy), where one thread steps
+# W in place. Each of the solvers that step in the finish's pass (Adam, SGD, AdamW), and one
+# that takes its two passes (NAdam, never streamed).
+STREAMED_STEPS = """
+import sys, warnings
+import numpy as np
+from fastmlp import MLPClassifier
+from fastmlp._engine._testing import hold_all_threads
+from fastmlp._runtime import effective_n_threads
+warnings.simplefilter("ignore")
+rng = np.random.RandomState(0)
+X = rng.standard_normal((512, 300)).astype(sys.argv[1])
+y = (X[:, 0] > 0) + 2 * (X[:, 1] + X[:, 2] > 0)
+out = [str(effective_n_threads())]
+for params in (dict(solver="adam"), dict(solver="sgd", momentum=0.9),
+               dict(solver="adamw", amsgrad=True), dict(solver="nadam")):
+    clf = MLPClassifier((256,), batch_size=256, random_state=0, alpha=1e-3, **params)
+    clf.partial_fit(X, y, classes=[0, 1, 2, 3])
+    hold_all_threads(clf._network(), effective_n_threads())
+    for _ in range(3):
+        clf.partial_fit(X, y)
+    out += [str(clf._network().thread_choice[0]), clf._theta.tobytes().hex(),
+            np.asarray(clf.loss_curve_).tobytes().hex()]
+print(" ".join(out))
+"""
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_steps_streamed_on_two_threads_give_the_one_thread_bits(dtype):
+    one, two = (run_python(STREAMED_STEPS, dtype, omp_threads=n).split(" ") for n in (1, 2))
+    assert one[0] == "1" and two[0] == "2"
+    assert two[1::3] == ["2"] * 4  # every batch on both
+    assert two[2::3] == one[2::3] and two[3::3] == one[3::3]
+
+
 def test_the_layout_of_X_does_not_change_the_fit():
     # C order is read in place, other layouts are gathered batch by batch (large data) or
     # copied once (small data): every route gives bitwise the same weights and predictions.

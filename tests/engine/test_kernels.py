@@ -493,6 +493,44 @@ def test_finish_step_is_the_finish_then_the_step_bit_for_bit(dtype, alpha, bias)
                         np.testing.assert_array_equal(ours, theirs)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_streamed_step_is_the_step_in_place_bit_for_bit(dtype):
+    """A two-thread batch's step (fm_finish_step's `stream`: a large block's new parameters
+    written into a block of their own and then streamed over them) leaves g, the parameters,
+    the state and both sums bit for bit as the step in place does, on both sides of
+    FM_STREAM_MIN_BYTES, for blocks off a vector's and a line's alignment and ends that are not
+    a whole vector."""
+    from fastmlp._stochastic_optimizers import AdamOptimizer, SGDOptimizer, TorchOptimizer
+    solvers = [lambda n: AdamOptimizer(n, dtype, 0.01, 0.8, 0.95, 1e-7),
+               lambda n: SGDOptimizer(n, dtype, 0.05, momentum=0.8, nesterov=True),
+               lambda n: TorchOptimizer("adamw", n, dtype, 0.01, amsgrad=True)]
+    least = K.STREAM_MIN_BYTES // np.dtype(dtype).itemsize
+    rng = np.random.RandomState(8)
+    for n in (least - 1, least, least + 1, least + 31):
+        for offset in (0, 1, 3, 12):
+            def vector(scale=1.0):
+                return (scale * rng.standard_normal(n + offset)).astype(dtype)[offset:]
+            g, w, s1 = vector(), vector(), vector(0.1)
+            s2, s3 = np.abs(vector(0.01)), np.abs(vector(0.01))
+            for make in solvers:
+                opt = make(n)
+                opt.t = 3
+                spec = opt.spec()
+                state = [s1, s2[:0] if opt.state[1].size == 0 else s2,
+                         s3 if spec["amsgrad"][0] else s3[:0]]
+                results = []
+                for stream in (False, True):
+                    got = [g.copy(), w.copy()] + [x.copy() for x in state]
+                    sums = K.kernel_finish_step(spec.copy(), got[0], got[1], True, 1e-3, 37.0,
+                                                *got[2:], True, True, stream=stream)
+                    results.append((sums, got))
+                (sums, in_place), (streamed_sums, streamed) = results
+                assert streamed_sums == sums
+                assert not np.array_equal(in_place[1], w)  # the step moved the parameters
+                for ours, theirs in zip(streamed, in_place):
+                    np.testing.assert_array_equal(ours, theirs)
+
+
 @pytest.mark.skipif(not K.ROWS_PRODUCT, reason="csrc/rows_product.c needs AVX2 and FMA")
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_rows_product_refuses_a_kernel_this_machine_does_not_run(dtype):
