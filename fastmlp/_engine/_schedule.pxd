@@ -197,7 +197,8 @@ cdef struct Step:
     double grad_scale     # this step's clip factor, min(1, max_grad_norm / (|g| + 1e-6))
     double weight_clip    # 0: the parameters are not clamped
     bint stream           # the step writes large blocks of W past the caches: set by batch_step
-                          # on batches of two threads or more (csrc/optimizers.c says why)
+                          # on batches of two threads or more and STREAM_MIN_ROWS rows or more,
+                          # without weight_clip (csrc/optimizers.c's fm_stream_copy says why)
 
 
 cdef inline Py_ssize_t layer_input(const floating **a_in, const Geometry *g, Py_ssize_t l,
