@@ -93,6 +93,11 @@ enum {
  * bytes on (csrc/optimizers.c's fm_stream_copy says why and measures it). */
 enum { FM_STREAM_MIN_BYTES = 1 << 17 };
 
+/* n bytes copied with streaming (non-temporal) stores, unfenced, and the store fence that orders
+ * them before a later release store (csrc/optimizers.c). */
+void fm_stream_store(void *dst, const void *src, size_t n);
+void fm_store_fence(void);
+
 /* A solver, as the engine steps it: its hyper-parameters (scikit-learn's names for sgd and adam,
  * torch's for the others), the state that is a scalar (the step count, NAdam's product of
  * momentum coefficients) and the scalars of the current step, which fm_optim_begin_step computes

@@ -69,6 +69,8 @@ cdef extern from "fastmlp_kernels.h" nogil:
         FM_SOLVER_FTRL
     enum:
         FM_STREAM_MIN_BYTES
+    void fm_stream_store(void *dst, const void *src, size_t n)
+    void fm_store_fence()
 
     ctypedef struct fm_activation_params:
         double negative_slope

@@ -1,4 +1,5 @@
 from fastmlp._engine._geometry cimport Geometry
+from fastmlp._engine._stores cimport StoreChoice
 from fastmlp._engine._threads cimport ThreadChoice
 
 
@@ -9,4 +10,6 @@ cdef class Network:
     # machine lately, kept across the trainers of a model (partial_fit makes one per call).
     cdef ThreadChoice choice
     cdef ThreadChoice kept_choice  # the choice for the thread count before (_threads.choice_for)
+    # How a two-thread batch stores its gathered rows (_stores.pxd), kept the same way.
+    cdef StoreChoice store
     cdef readonly Py_ssize_t n_coefs, n_params, n_running

@@ -8,6 +8,7 @@ import numpy as np
 
 from fastmlp._engine._blas cimport BLAS_INT_MAX
 from fastmlp._engine._kernels cimport FM_MAXOUT, fm_activation_needs_preactivation
+from fastmlp._engine._stores cimport StoreChoice, store_init, store_next
 from fastmlp._engine._threads cimport ThreadChoice, choice_init, choice_next, choice_threads
 
 from fastmlp._engine.vocabulary import HIDDEN_ACTIVATIONS, OTHER_LOSSES, OUTPUT_LOSSES
@@ -88,6 +89,7 @@ cdef class Network:
         self.n_running = 2 * self.g.n_bn_features
         choice_init(&self.choice, 0)  # the first epoch sets its thread count
         choice_init(&self.kept_choice, 0)
+        store_init(&self.store, -1)
 
     @property
     def thread_choice(self):
@@ -96,6 +98,21 @@ cdef class Network:
         benchmarks."""
         cdef ThreadChoice *c = &self.choice
         return (choice_threads(c, choice_next(c)) if c.most else 0, c.per_row[0], c.per_row[1])
+
+    @property
+    def store_choice(self):
+        """(the way of the next gather that may stream: 1 streamed, 0 cached; its seconds per
+        byte measured lately cached and streamed, 0 where not measured; batches timed, and of
+        those streamed): the run-time choice of _stores.pxd, for tests and benchmarks."""
+        cdef StoreChoice *c = &self.store
+        return (store_next(c), c.per_byte[0], c.per_byte[1], c.timed, c.streamed)
+
+    def force_store(self, way):
+        """Gather every batch that may stream `way` (1 streamed, 0 cached), or choose at run
+        time (None, the default): for tests and benchmarks. The bits are the same either way."""
+        if way not in (None, 0, 1):
+            raise ValueError(f"way must be None, 0 or 1, got {way!r}")
+        store_init(&self.store, -1 if way is None else way)
 
     @property
     def batch_norm(self):

@@ -11,6 +11,8 @@
 from cython cimport floating
 from libc.string cimport memcpy
 
+from fastmlp._engine._kernels cimport fm_store_fence, fm_stream_store
+
 
 cdef struct Rows:
     # Row r of the pass is source row index[r] when index is not NULL, else first + r. X (dense:
@@ -55,15 +57,22 @@ cdef inline bint gathers(const Rows *rows) noexcept nogil:
 
 
 cdef inline void gather_rows(floating *dst, Py_ssize_t dst_first, const Rows *rows, Py_ssize_t r0,
-                             Py_ssize_t r1, Py_ssize_t n_in) noexcept nogil:
+                             Py_ssize_t r1, Py_ssize_t n_in, bint stream=False) noexcept nogil:
     """dst[r - dst_first] = row r of the pass, for r in r0..r1 (dst row-major, n_in columns).
     A shuffled epoch's rows come from memory: a C harness gathering 60,000 random rows of 784
     float32 (an epoch of `mnist`) read ~10 GB/s on one thread, 17.4-19.3 ms an epoch, and
     17.7-18.3 ms with a software prefetch of the next row's lines (2-core AMD EPYC VM): memory's
-    rate either way, so the loop stays a memcpy per row."""
+    rate either way, so the loop stays a memcpy per row. `stream`: the rows go past the caches
+    (streaming stores, fenced once at the end; _stores.pxd says when), the same values."""
     cdef const floating *X = <const floating *> rows.X
     cdef const floating *column
     cdef Py_ssize_t r, j
+    if rows.col_stride == 1 and stream:
+        for r in range(r0, r1):
+            fm_stream_store(dst + (r - dst_first) * n_in, X + source_row(rows, r) * rows.ldx,
+                            n_in * sizeof(floating))
+        fm_store_fence()
+        return
     if rows.col_stride == 1:
         for r in range(r0, r1):
             memcpy(dst + (r - dst_first) * n_in, X + source_row(rows, r) * rows.ldx,

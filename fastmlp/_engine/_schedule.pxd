@@ -106,6 +106,7 @@ from fastmlp._engine._openmp cimport (
     fm_wait_done,
 )
 from fastmlp._engine._rows cimport Rows, dense_input, gather_rows, gathers, source_row
+from fastmlp._engine._threads cimport seconds_now
 
 cdef enum:
     NORM_JOB = -2  # job_hi of a layer's gamma and beta (of its bias: -1)
@@ -155,6 +156,7 @@ cdef struct Work:
     Kept kept         # each layer's output and what its kind keeps for backward
     void *deltas      # each layer's delta, layer l at delta_at(l) (as acts unless maxout)
     void *gathered    # capacity x n_features: the shuffled batch's input rows
+    double *gather_seconds        # MAX_BLOCKS: each row block's time gathering its rows (0: none)
     double *row_loss  # capacity
     double *partial   # one sum(W^2) per weight job
     double *grad_partial          # one sum(g^2) per weight job (max_grad_norm)
@@ -199,11 +201,14 @@ cdef struct Step:
     bint stream           # the step writes large blocks of W past the caches: set by batch_step
                           # on batches of two threads or more and STREAM_MIN_ROWS rows or more,
                           # without weight_clip (csrc/optimizers.c's fm_stream_copy says why)
+    bint stream_rows      # the row blocks gather their rows past the caches: the caller's way
+                          # (_stores.pxd), kept by batch_step where the step's `stream` rules
+                          # (threads, rows; not weight_clip) allow it
 
 
 cdef inline Py_ssize_t layer_input(const floating **a_in, const Geometry *g, Py_ssize_t l,
                                    Py_ssize_t r0, Py_ssize_t r1, const Rows *rows,
-                                   const Work *work) noexcept nogil:
+                                   const Work *work, bint stream=False) noexcept nogil:
     """a_in = rows r0..r1 of layer l's input in a training pass; returns their distance: X's
     rows in place or gathered (gathering them here), or the layer below's output after dropout;
     NULL for the first layer of a sparse pass (the product reads the CSR X itself)."""
@@ -214,7 +219,7 @@ cdef inline Py_ssize_t layer_input(const floating **a_in, const Geometry *g, Py_
     elif rows.sparse:
         pass
     elif gathers(rows):
-        gather_rows(<floating *> work.gathered, 0, rows, r0, r1, n_in)
+        gather_rows(<floating *> work.gathered, 0, rows, r0, r1, n_in, stream)
         a_in[0] = <const floating *> work.gathered + r0 * n_in
     else:
         a_in[0] = <const floating *> rows.X + (rows.first + r0) * rows.ldx
@@ -307,7 +312,7 @@ cdef inline void first_product_job(const Geometry *g, Py_ssize_t job, Py_ssize_t
 
 cdef inline void rows_job(const Geometry *g, Py_ssize_t job, Py_ssize_t blocks,
                           Py_ssize_t tiles, const floating *theta, const Rows *rows,
-                          const Work *work) noexcept nogil:
+                          const Work *work, bint stream) noexcept nogil:
     """Everything that is row by row, for one block of rows: the forward pass through every
     layer, the output delta, and every hidden layer's delta. No other block is waited for; with
     `tiles` (first_tiles), the first layer's product is the tiles', waited for."""
@@ -319,6 +324,7 @@ cdef inline void rows_job(const Geometry *g, Py_ssize_t job, Py_ssize_t blocks,
     cdef const floating *a_in
     cdef int *done = work.counters + 1
     cdef const int *stop = &work.interrupt.raised if work.interrupt != NULL else NULL
+    cdef double started = 0.0
     if r1 == r0:
         for l in range(L):
             fm_count_done(&done[l])
@@ -333,7 +339,11 @@ cdef inline void rows_job(const Geometry *g, Py_ssize_t job, Py_ssize_t blocks,
                            <int *> NULL, <floating *> NULL, r1 - r0, theta,
                            <const floating *> NULL)
         else:
-            ld_in = layer_input(&a_in, g, l, r0, r1, rows, work)
+            if l == 0 and gathers(rows):
+                started = seconds_now()
+            ld_in = layer_input(&a_in, g, l, r0, r1, rows, work, stream)
+            if l == 0 and gathers(rows):
+                work.gather_seconds[job] = seconds_now() - started
             # A maxout layer's pieces go to its delta rows, not needed before backward reaches
             # them.
             layer_forward(g, l, acts + slot,
@@ -589,7 +599,7 @@ cdef inline void batch_job(const Geometry *g, Py_ssize_t taken, Py_ssize_t tiles
     if taken < tiles:
         first_product_job(g, taken, tiles, theta, rows, work)
     elif taken < tiles + r_blocks:
-        rows_job(g, taken - tiles, r_blocks, tiles, theta, rows, work)
+        rows_job(g, taken - tiles, r_blocks, tiles, theta, rows, work, step.stream_rows)
     else:
         weights_job(g, work.dispatch[taken - tiles - r_blocks], theta, grad, state_1, state_2,
                     state_3, step, accumulate, rows, work, r_blocks)
@@ -783,6 +793,7 @@ cdef inline double batch_step(const Geometry *g, floating *theta, floating *grad
     # few, not so (STREAM_MIN_ROWS says why). The clamp of weight_clip would read the streamed
     # block back at once.
     step.stream = n_threads > 1 and rows.n >= STREAM_MIN_ROWS and step.weight_clip == 0
+    step.stream_rows = step.stream_rows and n_threads > 1 and rows.n >= STREAM_MIN_ROWS
     if g.batch_norm:
         batch_weights(w, rows, work)
         if not normalized_row_passes(g, theta, grad, accumulate, rows, work, n_threads,

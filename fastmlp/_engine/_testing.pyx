@@ -17,7 +17,7 @@ from fastmlp._engine._kernels cimport (
     fm_rows_packed_size, fm_rows_packed_size_d, fm_rows_product_d, fm_rows_product_f,
     fm_rows_product_kernel, fm_rows_product_kernel_d, fm_rows_product_packed_d,
     fm_rows_product_packed_f, fm_rows_product_t_d, fm_rows_product_t_f,
-    FM_STREAM_MIN_BYTES, fm_dropout_key, fm_exp_array_d, fm_exp_array_f, fm_expm1_array_d,
+    FM_STREAM_MIN_BYTES, fm_dropout_key, fm_store_fence, fm_stream_store, fm_exp_array_d, fm_exp_array_f, fm_expm1_array_d,
     fm_expm1_array_f,
     fm_log1p_unit_array_d, fm_log1p_unit_array_f, fm_optim, fm_optim_begin_step,
     maxout_backward, maxout_forward, optim_step, output_delta, scale, sgd_step, small_pack,
@@ -30,6 +30,9 @@ from fastmlp._engine._openmp cimport (
     fm_store_flag, fm_wait_call, fm_wait_count, fm_wait_done,
 )
 from fastmlp._engine._schedule cimport first_tiles as schedule_first_tiles
+from fastmlp._engine._stores cimport STORE_PROBE_BATCHES as _STORE_PROBE_BATCHES
+from fastmlp._engine._stores cimport STORE_PROBE_GAP as _STORE_PROBE_GAP
+from fastmlp._engine._stores cimport StoreChoice, store_init, store_next, store_record
 from fastmlp._engine._threads cimport (
     ThreadChoice, choice_for, choice_gate, choice_init, choice_next, choice_record,
     choice_threads, choice_wants_gate,
@@ -524,6 +527,33 @@ def thread_choice_trace(most, costs, idle=None, Py_ssize_t rows=32, double unit=
             spare += (idle[i] + threads) * seconds
             if choice_wants_gate(&c, rows):
                 choice_gate(&c, rows, spare, now)
+    return trace
+
+
+def kernel_stream_store(unsigned char[::1] dst, const unsigned char[::1] src):
+    """dst[:len(src)] = src by csrc/optimizers.c's fm_stream_store (streaming stores), fenced."""
+    if src.shape[0] > dst.shape[0]:
+        raise ValueError("src is longer than dst")
+    if src.shape[0] > 0:
+        fm_stream_store(&dst[0], &src[0], <size_t> src.shape[0])
+    fm_store_fence()
+
+
+STORE_PROBE_GAP = _STORE_PROBE_GAP
+STORE_PROBE_BATCHES = _STORE_PROBE_BATCHES
+
+
+def store_choice_trace(costs):
+    """The ways _stores.pxd's choice gives batch after batch (1 streamed, 0 cached), when a
+    batch's gather costs costs[i][0] seconds per byte cached and costs[i][1] streamed."""
+    cdef StoreChoice c
+    cdef int way
+    store_init(&c, -1)
+    trace = []
+    for cached, streamed in costs:
+        way = store_next(&c)
+        trace.append(way)
+        store_record(&c, way, streamed if way == 1 else cached)
     return trace
 
 

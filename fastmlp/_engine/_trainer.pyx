@@ -56,9 +56,11 @@ from fastmlp._engine._openmp cimport (
 )
 from fastmlp._engine._rows cimport Rows, gather_rows
 from fastmlp._engine._schedule cimport (
-    MIN_WEIGHT_ROWS, NORM_JOB, WEIGHT_SPLIT, Pool, Step, Work, add_layer_norms, batch_step,
-    block_start, finish_all, n_blocks, pool_close, pool_help, pool_init, sum_partials,
+    MAX_BLOCKS, MIN_WEIGHT_ROWS, NORM_JOB, STREAM_MIN_ROWS, WEIGHT_SPLIT, Pool, Step, Work,
+    add_layer_norms, batch_step, block_start, finish_all, n_blocks, pool_close, pool_help,
+    pool_init, sum_partials,
 )
+from fastmlp._engine._stores cimport StoreChoice, store_next, store_record
 from fastmlp._engine._threads cimport (
     ThreadChoice, choice_for, choice_gate, choice_init, choice_next, choice_record,
     choice_threads, choice_wants_gate, seconds_now,
@@ -263,18 +265,20 @@ cdef int take_record(spec, Py_buffer *record) except -1:
     return 0
 
 
-cdef void run_batches(const Geometry *g, ThreadChoice *choice, Step *step, Work *work,
-                      Rows *rows, Py_ssize_t n_samples, const Py_ssize_t *order,
+cdef void run_batches(const Geometry *g, ThreadChoice *choice, StoreChoice *store, Step *step,
+                      Work *work, Rows *rows, Py_ssize_t n_samples, const Py_ssize_t *order,
                       Py_ssize_t batch_size, floating *theta, floating *grad, floating *state_1,
                       floating *state_2, floating *state_3, fm_optim *optim,
                       unsigned long long dropout_seed, double *norm_sums,
                       double *accumulated) noexcept nogil:
     """Trainer._epoch's batches, in turn, on the calling thread: each takes the thread count
-    that the run-time choice gives it (_threads.pxd) and adds its loss x its length to
-    *accumulated; a raised interrupt (work.interrupt) ends them."""
-    cdef Py_ssize_t start = 0, stop
-    cdef double batch_loss, started
-    cdef int which
+    that the run-time choice gives it (_threads.pxd), gathers its rows the way `store` gives
+    (_stores.pxd), and adds its loss x its length to *accumulated; a raised interrupt
+    (work.interrupt) ends them."""
+    cdef Py_ssize_t start = 0, stop, b
+    cdef double batch_loss, started, gathering
+    cdef int which, way, threads
+    cdef bint may_stream
     while start < n_samples:
         stop = start + batch_size
         if stop > n_samples:
@@ -286,13 +290,25 @@ cdef void run_batches(const Geometry *g, ThreadChoice *choice, Step *step, Work 
         fm_optim_begin_step(optim)
         dropout_at_step(&work.kept.dropout, g.dropout, dropout_seed, optim.t)
         which = choice_next(choice)
+        threads = choice_threads(choice, which)
+        # (batch_step keeps the way where its rules for streaming allow: those read here)
+        may_stream = threads > 1 and rows.n >= STREAM_MIN_ROWS
+        way = store_next(store)
+        step.stream_rows = way == 1
+        for b in range(MAX_BLOCKS):
+            work.gather_seconds[b] = 0.0
         started = seconds_now()
         batch_loss = batch_step(g, theta, grad, state_1, state_2, state_3, step, False, rows,
-                                work, choice_threads(choice, which))
+                                work, threads)
         if work.interrupt.raised:
             break
         if rows.n == batch_size:  # (a short last batch is not a fair measure)
             choice_record(choice, which, (seconds_now() - started) / rows.n)
+            gathering = 0.0
+            for b in range(MAX_BLOCKS):
+                gathering += work.gather_seconds[b]
+            if may_stream and gathering > 0:  # (a pass that gathers in its row blocks)
+                store_record(store, way, gathering / (rows.n * g.units[0] * sizeof(floating)))
             if choice_wants_gate(choice, rows.n):
                 choice_gate(choice, rows.n, fm_spare_seconds(), seconds_now())
         if norm_sums != NULL:
@@ -316,6 +332,7 @@ cdef class Trainer:
     out as Network.running_views says), updated in place by every training step."""
     cdef Network network
     cdef readonly object acts, deltas, gathered, row_loss, partial, jobs, dispatch, counters
+    cdef readonly object gather_seconds
     cdef readonly object pre, dropped, argmax, grad_partial
     cdef readonly object xhat, bn_stats, row_w, bn_batch
     cdef readonly Py_ssize_t capacity
@@ -366,6 +383,7 @@ cdef class Trainer:
         self.dispatch = np.array(sorted(range(len(jobs)), key=lambda j: -jobs[j][0]),
                                  dtype=np.intp)
         self.counters = np.zeros(g.n_layers + 2, dtype=np.intc)
+        self.gather_seconds = np.zeros(MAX_BLOCKS, dtype=np.float64)
         self.partial = np.zeros(len(jobs), dtype=np.float64)
         self.grad_partial = np.zeros(len(jobs), dtype=np.float64)
         hidden = capacity * g.n_hidden
@@ -417,6 +435,7 @@ cdef class Trainer:
         cdef Py_ssize_t[:, ::1] jobs = self.jobs
         cdef Py_ssize_t[::1] dispatch = self.dispatch
         cdef int[::1] counters = self.counters
+        cdef double[::1] gather_seconds = self.gather_seconds
         cdef floating[::1] pre = self.pre
         cdef floating[::1] dropped = self.dropped
         cdef int[::1] argmax = self.argmax
@@ -439,6 +458,7 @@ cdef class Trainer:
         work.kept.bn.momentum = self.network.g.bn_momentum
         work.deltas = &deltas[0]
         work.gathered = &gathered[0] if gathered.shape[0] > 0 else NULL
+        work.gather_seconds = &gather_seconds[0]
         work.row_loss = &row_loss[0]
         work.partial = &partial[0]
         work.grad_partial = &grad_partial[0]
@@ -525,6 +545,7 @@ cdef class Trainer:
         step.weight_clip = self.weight_clip
         step.grad_scale = 1.0
         step.stream = False  # (batch_step sets it per batch)
+        step.stream_rows = False  # (run_batches sets it per batch)
         interrupt_init(&interrupt)
         work.interrupt = &interrupt
         choice_for(&self.network.choice, &self.network.kept_choice, n_threads)
@@ -534,17 +555,18 @@ cdef class Trainer:
                 work.pool = &pool
                 with parallel(num_threads=n_threads):
                     if threadid() == 0:
-                        run_batches(g, &self.network.choice, &step, work, rows, n_samples,
-                                    order, batch_size, theta, grad, state_1, state_2, state_3,
-                                    optim, self.dropout_seed, norm_sums, &accumulated)
+                        run_batches(g, &self.network.choice, &self.network.store, &step, work,
+                                    rows, n_samples, order, batch_size, theta, grad, state_1,
+                                    state_2, state_3, optim, self.dropout_seed, norm_sums,
+                                    &accumulated)
                         pool_close(&pool)
                     else:
                         pool_help(g, theta, grad, state_1, state_2, state_3, &step, rows, work)
                 work.pool = NULL
             else:
-                run_batches(g, &self.network.choice, &step, work, rows, n_samples, order,
-                            batch_size, theta, grad, state_1, state_2, state_3, optim,
-                            self.dropout_seed, norm_sums, &accumulated)
+                run_batches(g, &self.network.choice, &self.network.store, &step, work, rows,
+                            n_samples, order, batch_size, theta, grad, state_1, state_2, state_3,
+                            optim, self.dropout_seed, norm_sums, &accumulated)
         reraise_interrupt(&interrupt)
         return accumulated
 
@@ -584,6 +606,7 @@ cdef class Trainer:
         step.optim = NULL
         step.max_grad_norm = step.weight_clip = 0.0
         step.stream = False
+        step.stream_rows = False
         self._check_dtype(&theta[0])
         if g.batch_norm and n_samples > self.capacity:
             raise ValueError("a batch-normalised network's full-batch gradient needs capacity "

@@ -239,6 +239,51 @@ def test_steps_streamed_on_two_threads_give_the_one_thread_bits(dtype):
     assert two[2::3] == one[2::3] and two[3::3] == one[3::3]
 
 
+# The same batches with their rows gathered past the caches (Step.stream_rows: the row blocks'
+# streaming stores, csrc/optimizers.c's fm_stream_store) and through them, each way held for
+# every batch (Network.force_store), against one thread's: a classifier and a regressor, and a
+# last batch too short to be timed.
+STREAMED_ROWS = """
+import sys, warnings
+import numpy as np
+from fastmlp import MLPClassifier, MLPRegressor
+from fastmlp._engine._testing import hold_all_threads
+from fastmlp._runtime import effective_n_threads
+warnings.simplefilter("ignore")
+rng = np.random.RandomState(1)
+X = rng.standard_normal((700, 300)).astype(sys.argv[1])
+y = (X[:, 0] > 0) + 2 * (X[:, 1] + X[:, 2] > 0)
+out = [str(effective_n_threads())]
+for way in (0, 1):
+    for est in (MLPClassifier(hidden_layer_sizes=(200, 64), batch_size=256, random_state=0),
+                MLPRegressor(hidden_layer_sizes=(200,), batch_size=256, random_state=0)):
+        classifier = isinstance(est, MLPClassifier)
+        target = y if classifier else X[:, :3] @ [1.0, -2.0, 0.5]
+        kwargs = {"classes": [0, 1, 2, 3]} if classifier else {}
+        est.partial_fit(X, target, **kwargs)
+        hold_all_threads(est._network(), effective_n_threads())
+        est._network().force_store(way)
+        for _ in range(3):
+            est.partial_fit(X, target)
+        choice = est._network().store_choice
+        out += [f"{choice[0]}:{choice[3]}:{choice[4]}", est._theta.tobytes().hex(),
+                np.asarray(est.loss_curve_).tobytes().hex()]
+print(" ".join(out))
+"""
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_rows_gathered_past_the_caches_give_the_one_thread_bits(dtype):
+    one, two = (run_python(STREAMED_ROWS, dtype, omp_threads=n).split(" ") for n in (1, 2))
+    assert one[0] == "1" and two[0] == "2"
+    # one thread times no gather (none may stream); two time their 2 full batches an epoch,
+    # all streamed where held so
+    assert one[1::3] == ["0:0:0", "0:0:0", "1:0:0", "1:0:0"]
+    assert two[1::3] == ["0:6:0", "0:6:0", "1:6:6", "1:6:6"]
+    assert two[2::3] == one[2::3] and two[3::3] == one[3::3]
+    assert two[2] == two[8] and two[5] == two[11]  # and the same bits either way
+
+
 def test_the_layout_of_X_does_not_change_the_fit():
     # C order is read in place, other layouts are gathered batch by batch (large data) or
     # copied once (small data): every route gives bitwise the same weights and predictions.

@@ -493,6 +493,19 @@ def test_finish_step_is_the_finish_then_the_step_bit_for_bit(dtype, alpha, bias)
                         np.testing.assert_array_equal(ours, theirs)
 
 
+def test_stream_store_copies_every_byte_and_no_other():
+    # fm_stream_store (the gathered rows' and the streamed steps' copy): a head up to the
+    # stores' alignment, whole stores, a tail; shorter than one store, and empty
+    rng = np.random.RandomState(0)
+    for n in (0, 1, 15, 16, 17, 48, 63, 64, 65, 100, 1200, 4099):
+        for offset in (0, 1, 7, 16, 33, 63):
+            src = rng.randint(0, 256, n).astype(np.uint8)
+            dst = np.full(n + 128, 0xAB, dtype=np.uint8)
+            K.kernel_stream_store(dst[offset:], src)
+            np.testing.assert_array_equal(dst[offset:offset + n], src, err_msg=f"{n} {offset}")
+            assert (dst[:offset] == 0xAB).all() and (dst[offset + n:] == 0xAB).all()
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_streamed_step_is_the_step_in_place_bit_for_bit(dtype):
     """A two-thread batch's step (fm_finish_step's `stream`: a large block's new parameters

@@ -1,0 +1,59 @@
+"""The run-time choice of how a two-thread batch stores its gathered rows (_stores.pxd): through
+the caches or past them, by what each way's gather has cost per byte. Traced on made-up costs
+(_testing.store_choice_trace); the bits either way are test_determinism.py's."""
+from fastmlp._engine import _testing as K
+
+GAP, PROBE = K.STORE_PROBE_GAP, K.STORE_PROBE_BATCHES
+
+
+def first_probe_end():
+    return 2 + PROBE  # two batches of the cached way, then the first probe
+
+
+def test_the_streamed_way_takes_the_batches_where_the_cached_gather_costs_far_more():
+    # the host's costly state: each cached store takes the line from the other core first
+    trace = K.store_choice_trace([(3.0, 1.0)] * 400)
+    assert trace[:2] == [0, 0] and trace[2:first_probe_end()] == [1] * PROBE
+    after = trace[first_probe_end():]
+    # the cached way comes back only in its probes, PROBE batches every GAP
+    assert after[:GAP] == [1] * GAP and after[GAP:GAP + PROBE] == [0] * PROBE
+    assert after.count(0) == PROBE * (len(after) // (GAP + PROBE))
+
+
+def test_the_cached_way_keeps_the_batches_where_streaming_saves_little():
+    # the cheap state: a streamed gather costs about as much, and its block is then read back
+    # from memory, which the gather's clock does not see
+    for streamed in (1.2, 1.0, 0.9, 0.7):
+        trace = K.store_choice_trace([(1.0, streamed)] * 400)
+        probes = [i for i, way in enumerate(trace) if way == 1]
+        assert len(probes) == PROBE * (1 + (400 - first_probe_end()) // (GAP + PROBE)), streamed
+        assert probes[:PROBE] == list(range(2, first_probe_end()))
+
+
+def held(trace, way):
+    """Whether `way` holds the batches of trace, the other way in probes only: runs of at most
+    PROBE batches at least GAP apart."""
+    runs, i = [], 0
+    while i < len(trace):
+        j = i
+        while j < len(trace) and trace[j] == trace[i]:
+            j += 1
+        runs.append((trace[i], j - i))
+        i = j
+    return all(n <= PROBE for w, n in runs if w != way) and all(
+        n >= GAP for w, n in runs[1:-1] if w == way)
+
+
+def test_the_choice_follows_the_host_from_state_to_state():
+    cheap, costly = [(1.0, 0.95)] * 300, [(3.0, 1.0)] * 300
+    trace = K.store_choice_trace(cheap + costly + cheap)
+    settle = GAP + 2 * PROBE  # at most a gap and a probe after a change
+    assert held(trace[first_probe_end():300], 0)
+    assert held(trace[300 + settle:600], 1)  # streamed after the change
+    assert held(trace[600 + settle:], 0)  # and cached again after the next
+
+
+def test_one_slow_cached_batch_is_capped_and_moves_nothing():
+    costs = [(1.0, 0.95)] * 200
+    costs[100] = (500.0, 0.95)
+    assert K.store_choice_trace(costs) == K.store_choice_trace([(1.0, 0.95)] * 200)
