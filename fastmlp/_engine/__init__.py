@@ -18,6 +18,8 @@ What the estimators use is re-exported here; everything else is internal to the 
     _layer_batchnorm.pxd  batch normalization: statistics over the batch, by blocks of features
     _schedule.pxd         the blocks of a mini-batch and who computes them: the determinism
     _threads.pxd          one thread or all per batch, by what each has just cost
+    _stores.pxd           a two-thread batch's gathered rows through the caches or past them,
+                          by what each way's gather has just cost
     _interrupt.pxd        Ctrl-C through a call that runs without the GIL
     _trainer.pyx          Trainer (epochs, full-batch gradients), predict, surely_finite, the
                           limit that holds BLAS to one thread while the engine runs, and
