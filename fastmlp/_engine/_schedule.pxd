@@ -129,6 +129,13 @@ cdef enum:
     STREAM_MIN_ROWS = 128
 
 
+cdef inline bint may_stream(int n_threads, Py_ssize_t rows) noexcept nogil:
+    """Whether a batch of `rows` rows on `n_threads` threads may write past the caches: its
+    steps (Step.stream, unless weight_clip) and its gathered rows (Step.stream_rows, where the
+    run-time choice says so: _stores.pxd)."""
+    return n_threads > 1 and rows >= STREAM_MIN_ROWS
+
+
 cdef inline Py_ssize_t n_blocks(Py_ssize_t n, Py_ssize_t min_rows, Py_ssize_t want,
                                 Py_ssize_t split) noexcept nogil:
     """How many blocks n rows are cut into: n // min_rows, or `want` (the schedule class) of at
@@ -202,8 +209,7 @@ cdef struct Step:
                           # on batches of two threads or more and STREAM_MIN_ROWS rows or more,
                           # without weight_clip (csrc/optimizers.c's fm_stream_copy says why)
     bint stream_rows      # the row blocks gather their rows past the caches: the caller's way
-                          # (_stores.pxd), kept by batch_step where the step's `stream` rules
-                          # (threads, rows; not weight_clip) allow it
+                          # (_stores.pxd), kept by batch_step where may_stream allows it
 
 
 cdef inline Py_ssize_t layer_input(const floating **a_in, const Geometry *g, Py_ssize_t l,
@@ -792,8 +798,8 @@ cdef inline double batch_step(const Geometry *g, floating *theta, floating *grad
     # storing it costs more than streaming it past the caches; where the batch's rows are
     # few, not so (STREAM_MIN_ROWS says why). The clamp of weight_clip would read the streamed
     # block back at once.
-    step.stream = n_threads > 1 and rows.n >= STREAM_MIN_ROWS and step.weight_clip == 0
-    step.stream_rows = step.stream_rows and n_threads > 1 and rows.n >= STREAM_MIN_ROWS
+    step.stream = may_stream(n_threads, rows.n) and step.weight_clip == 0
+    step.stream_rows = step.stream_rows and may_stream(n_threads, rows.n)
     if g.batch_norm:
         batch_weights(w, rows, work)
         if not normalized_row_passes(g, theta, grad, accumulate, rows, work, n_threads,

@@ -20,10 +20,10 @@
 #   mnist-f64  cheap 0.3456-0.3488 / 0.3460-0.3518;      costly 0.4015-0.4143 / 0.3841-0.3906
 #   wide       the same either way (its gather is ~1 % of an epoch's CPU)
 # Neither way wins in both states, and the state changes within a fit, so every full batch
-# that may stream (two threads or more, STREAM_MIN_ROWS rows; batch_step's rule) times its row
-# blocks' gathers, and the way that costs less a byte holds the batches; every STORE_PROBE_GAP
-# batches, STORE_PROBE_BATCHES go the other way to see whether the host has changed. The
-# gather's own clock tells the states apart where an epoch's noise would hide them (one
+# that may stream (_schedule.pxd's may_stream: two threads or more, STREAM_MIN_ROWS rows)
+# times its row blocks' gathers, and the way that costs less a byte holds the batches; every
+# STORE_PROBE_GAP batches, STORE_PROBE_BATCHES go the other way to see whether the host has
+# changed. The gather's own clock tells the states apart where an epoch's noise would hide them (one
 # process, each way forced for two epochs and then the choice's, 2-core AMD EPYC VM, Zen 4):
 # cached 0.119-0.148 ns a byte in the cheap state against 0.117-0.139 streamed, and
 # 0.362-0.398 against 0.119-0.157 in the costly one. Streaming leaves a cost its clock does

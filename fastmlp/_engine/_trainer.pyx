@@ -56,9 +56,9 @@ from fastmlp._engine._openmp cimport (
 )
 from fastmlp._engine._rows cimport Rows, gather_rows
 from fastmlp._engine._schedule cimport (
-    MAX_BLOCKS, MIN_WEIGHT_ROWS, NORM_JOB, STREAM_MIN_ROWS, WEIGHT_SPLIT, Pool, Step, Work,
-    add_layer_norms, batch_step, block_start, finish_all, n_blocks, pool_close, pool_help,
-    pool_init, sum_partials,
+    MAX_BLOCKS, MIN_WEIGHT_ROWS, NORM_JOB, WEIGHT_SPLIT, Pool, Step, Work, add_layer_norms,
+    batch_step, block_start, finish_all, may_stream, n_blocks, pool_close, pool_help, pool_init,
+    sum_partials,
 )
 from fastmlp._engine._stores cimport StoreChoice, store_next, store_record
 from fastmlp._engine._threads cimport (
@@ -278,7 +278,7 @@ cdef void run_batches(const Geometry *g, ThreadChoice *choice, StoreChoice *stor
     cdef Py_ssize_t start = 0, stop, b
     cdef double batch_loss, started, gathering
     cdef int which, way, threads
-    cdef bint may_stream
+    cdef bint timed
     while start < n_samples:
         stop = start + batch_size
         if stop > n_samples:
@@ -291,8 +291,7 @@ cdef void run_batches(const Geometry *g, ThreadChoice *choice, StoreChoice *stor
         dropout_at_step(&work.kept.dropout, g.dropout, dropout_seed, optim.t)
         which = choice_next(choice)
         threads = choice_threads(choice, which)
-        # (batch_step keeps the way where its rules for streaming allow: those read here)
-        may_stream = threads > 1 and rows.n >= STREAM_MIN_ROWS
+        timed = may_stream(threads, rows.n)  # (batch_step keeps the way only there)
         way = store_next(store)
         step.stream_rows = way == 1
         for b in range(MAX_BLOCKS):
@@ -307,7 +306,7 @@ cdef void run_batches(const Geometry *g, ThreadChoice *choice, StoreChoice *stor
             gathering = 0.0
             for b in range(MAX_BLOCKS):
                 gathering += work.gather_seconds[b]
-            if may_stream and gathering > 0:  # (a pass that gathers in its row blocks)
+            if timed and gathering > 0:  # (a pass that gathers in its row blocks)
                 store_record(store, way, gathering / (rows.n * g.units[0] * sizeof(floating)))
             if choice_wants_gate(choice, rows.n):
                 choice_gate(choice, rows.n, fm_spare_seconds(), seconds_now())
