@@ -87,11 +87,12 @@ enum {
  * order without one. */
 #if defined(__GNUC__) && defined(__x86_64__)
 /* With AVX-512, a whole line a store (64 bytes), as the processors' manuals advise for
- * streaming stores (SSE2's 16 bytes fill a quarter of a write-combining buffer each). Streamed
- * gathers (fastmlp/_engine/_stores.pxd), the cheap state, `mnist-f64`: 16-byte stores read
- * 1.012x the cached gather's epoch, 64-byte ones 1.001x and 1.009x in two runs (medians of
- * 21-27 runs each, builds in turns): no difference the noise lets one see; the steps' streams
- * the same. */
+ * streaming stores (SSE2's 16 bytes fill a quarter of a write-combining buffer each). The
+ * streamed gather's own clock (fastmlp/_engine/_stores.pxd; `mnist`, 2-core AMD EPYC VM, Zen 4,
+ * builds in turns, 31 processes each): 0.144-0.160 ns a byte with these stores against
+ * 0.164-0.209 with SSE2's alone, in both of the host's states; the epochs with the gather forced
+ * streamed 0.416-0.428 s against 0.418-0.431 in the costly state (within their noise). The same
+ * head / stores / tail as the SSE2 loop below, at another width and instruction set. */
 __attribute__((target("avx512f"))) static void fm_stream_store512(char *d, const char *s,
                                                                  size_t n)
 {
