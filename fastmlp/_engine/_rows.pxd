@@ -67,16 +67,16 @@ cdef inline void gather_rows(floating *dst, Py_ssize_t dst_first, const Rows *ro
     cdef const floating *X = <const floating *> rows.X
     cdef const floating *column
     cdef Py_ssize_t r, j
-    if rows.col_stride == 1 and stream:
-        for r in range(r0, r1):
-            fm_stream_store(dst + (r - dst_first) * n_in, X + source_row(rows, r) * rows.ldx,
-                            n_in * sizeof(floating))
-        fm_store_fence()
-        return
     if rows.col_stride == 1:
         for r in range(r0, r1):
-            memcpy(dst + (r - dst_first) * n_in, X + source_row(rows, r) * rows.ldx,
-                   n_in * sizeof(floating))
+            if stream:
+                fm_stream_store(dst + (r - dst_first) * n_in,
+                                X + source_row(rows, r) * rows.ldx, n_in * sizeof(floating))
+            else:
+                memcpy(dst + (r - dst_first) * n_in, X + source_row(rows, r) * rows.ldx,
+                       n_in * sizeof(floating))
+        if stream:
+            fm_store_fence()
         return
     for j in range(n_in):  # column by column: a column-major X is read along its columns
         column = X + j * rows.col_stride

@@ -331,6 +331,7 @@ cdef inline void rows_job(const Geometry *g, Py_ssize_t job, Py_ssize_t blocks,
     cdef int *done = work.counters + 1
     cdef const int *stop = &work.interrupt.raised if work.interrupt != NULL else NULL
     cdef double started = 0.0
+    cdef bint timing
     if r1 == r0:
         for l in range(L):
             fm_count_done(&done[l])
@@ -345,10 +346,11 @@ cdef inline void rows_job(const Geometry *g, Py_ssize_t job, Py_ssize_t blocks,
                            <int *> NULL, <floating *> NULL, r1 - r0, theta,
                            <const floating *> NULL)
         else:
-            if l == 0 and gathers(rows):
+            timing = l == 0 and gathers(rows)  # (the gather's clock: _stores.pxd)
+            if timing:
                 started = seconds_now()
             ld_in = layer_input(&a_in, g, l, r0, r1, rows, work, stream)
-            if l == 0 and gathers(rows):
+            if timing:
                 work.gather_seconds[job] = seconds_now() - started
             # A maxout layer's pieces go to its delta rows, not needed before backward reaches
             # them.
