@@ -303,6 +303,19 @@ void fm_rows_product_packed_d(int kernel, double *out, ptrdiff_t ldo, const doub
                               ptrdiff_t lda, const double *packed, ptrdiff_t rows,
                               ptrdiff_t n_in, ptrdiff_t cols);
 
+/* Products whose a is picked rows (a shuffled batch's rows of X where they lie, read without a
+ * gathered copy): kind 0, out = a W with row r of a at a + picked[r] lda; kind 2, out (+)= a^T W
+ * with term k of a^T (row k of a) at a + picked[k] lda. The same bits as the product of those
+ * rows gathered (fm_rows_product_f and _at_f, _d). The AVX-512 kernel alone: -1 (nothing done)
+ * where fm_rows_product_kernel() (float32) or fm_rows_product_kernel_d() (float64) is not 2. */
+int fm_rows_product_picked_f(int kind, float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda,
+                             const ptrdiff_t *picked, const float *W, ptrdiff_t ldw,
+                             ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols, int accumulate);
+int fm_rows_product_picked_d(int kind, double *out, ptrdiff_t ldo, const double *a,
+                             ptrdiff_t lda, const ptrdiff_t *picked, const double *W,
+                             ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols,
+                             int accumulate);
+
 #undef FASTMLP_DECLARE
 
 #endif

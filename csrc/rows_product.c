@@ -437,7 +437,25 @@ FM_RP_TARGET static void rp_pack_all(float *packed, const float *W, ptrdiff_t ld
  * 0.977x, bulk prediction 0.988x, `mnist` 0.985x. Blocks of fewer than FM_RP_GROUP_ROWS rows
  * (`tiny-batch`'s 16-32, partial_fit's) pack a panel at a time as before: with groups from one
  * row on, `tiny-batch` read 1.044x (`small`, all of whose blocks have 100 rows, 0.970x: noise;
- * same script, 5 rounds). */
+ * same script, 5 rounds).
+ *
+ * Picked rows (fm_rows_product_picked; since 2026-12-05). A shuffled batch's first layer took
+ * its rows from a gathered copy (fastmlp/_engine/_rows.pxd's gather_rows): each row copied from
+ * memory, stored, and read back by the product, and the first layer's weight jobs read the
+ * copy again. Now, where this kernel takes all of a batch's first-layer products
+ * (fastmlp/_engine/_schedule.pxd's picks_rows), a is X itself and a tile's row r is row
+ * picked[r] of it (the tile takes its twelve row addresses before its terms, as it took r lda
+ * apart), and a weight job's strips take term k from row picked[k]: the same values in the
+ * same chains, no bit changed (tools/fingerprint.py: 301 of 301 fits equal to a54f0de). The
+ * first group of each block of terms runs the tiles over rows read from memory; while a tile
+ * runs, the next tile's picked rows are fetched into L2 (rp_fetch_rows512). Zen 4 host
+ * (2026-12-05), perf on `mnist-f64`'s epochs on two threads: the gather's memcpy had 3.6 % of
+ * the CPU, 0.4 % after (what is left: batches that still gather). Epochs, the builds in turns,
+ * the host's state read between runs (2 threads, cheap state, medians of 14-21 runs each):
+ * `mnist-f64` 0.971x (0.987x without the fetch of the next tile's rows), `mnist` 0.978x,
+ * `wide` 1.000x, `small` 0.98x; one thread, `mnist-f64` 0.976x. The rows of an X in order,
+ * read in place as before without an index, bound what this could give: 0.957-0.995x the
+ * shuffled epoch on two threads, 0.968-0.972x on one. */
 enum {
     FM_RP_MR512 = 12,
     FM_RP_NR512 = 32,
@@ -558,6 +576,26 @@ int fm_rows_product_by(int kernel, int kind, float *out, ptrdiff_t ldo, const fl
 #endif
 }
 
+int fm_rows_product_picked_f(int kind, float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda,
+                             const ptrdiff_t *picked, const float *W, ptrdiff_t ldw,
+                             ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols, int accumulate)
+{
+#if defined(FM_RP_X86)
+    if (rp_kernel != 2 || (kind != 0 && kind != 2))
+        return -1;
+    if (kind == 0)
+        rp_product512_picked_f(out, ldo, a, lda, picked, W, ldw, rows, n_in, cols);
+    else
+        rp_product512_at_picked_f(out, ldo, a, lda, picked, W, ldw, rows, n_in, cols,
+                                  accumulate);
+    return 0;
+#else
+    (void) kind, (void) out, (void) ldo, (void) a, (void) lda, (void) picked, (void) W,
+        (void) ldw, (void) rows, (void) n_in, (void) cols, (void) accumulate;
+    return -1;
+#endif
+}
+
 /* W packed once for many products a W (a bulk prediction's blocks of rows): see
  * fastmlp_kernels.h. Each kernel's blocks of terms one after another, each its panels one after
  * another, as its product reads them (rp_pack_all; on AVX-512 rp_pack512, rp_pack_group's
@@ -656,6 +694,27 @@ void fm_rows_product_at_d(double *out, ptrdiff_t ldo, const double *a, ptrdiff_t
                          cols, accumulate);
 }
 
+int fm_rows_product_picked_d(int kind, double *out, ptrdiff_t ldo, const double *a,
+                             ptrdiff_t lda, const ptrdiff_t *picked, const double *W,
+                             ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols,
+                             int accumulate)
+{
+#if defined(FM_RP_X86)
+    if (fm_rows_product_kernel_d() != 2 || (kind != 0 && kind != 2))
+        return -1;
+    if (kind == 0)
+        rp_product512_picked_d(out, ldo, a, lda, picked, W, ldw, rows, n_in, cols);
+    else
+        rp_product512_at_picked_d(out, ldo, a, lda, picked, W, ldw, rows, n_in, cols,
+                                  accumulate);
+    return 0;
+#else
+    (void) kind, (void) out, (void) ldo, (void) a, (void) lda, (void) picked, (void) W,
+        (void) ldw, (void) rows, (void) n_in, (void) cols, (void) accumulate;
+    return -1;
+#endif
+}
+
 /* W packed once, float64 (fm_rows_pack_f's counterpart; kernel 2 only): doubles to allocate,
  * the copy, and out = a W from it. */
 ptrdiff_t fm_rows_packed_size_d(int kernel, ptrdiff_t n_in, ptrdiff_t cols)
@@ -747,9 +806,14 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_tile512)(REAL *out, ptrdiff_t ldo, const R
                                                ptrdiff_t lda, const REAL *packed, ptrdiff_t kc,
                                                int first, VMASK mask_0, VMASK mask_1,
                                                const int mr, const int masked, const int a_trans,
-                                               const int nv)
+                                               const int nv, const ptrdiff_t *picked)
 {
     VEC acc[FM_RP_MR512][2];
+    /* row r of a: a + r lda, or a + picked[r] lda (rp_product512's `picked`); a_trans: term
+     * k's values at a + k lda, or a + picked[k] lda */
+    const REAL *a_row[FM_RP_MR512];
+    for (int r = 0; r < mr && !a_trans; r++)
+        a_row[r] = a + (picked ? picked[r] : r) * lda;
     for (int r = 0; r < mr; r++) {
         for (int v = 0; v < nv; v++) {
             if (first)
@@ -765,7 +829,8 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_tile512)(REAL *out, ptrdiff_t ldo, const R
         for (int v = 0; v < nv; v++)
             w[v] = V(load)(packed + k * RP_NR + RP_LANES * v);
         for (int r = 0; r < mr; r++) {
-            const VEC a_rk = V(set1)(a_trans ? a[k * lda + r] : a[r * lda + k]);
+            const VEC a_rk = V(set1)(!a_trans ? a_row[r][k]
+                                     : picked ? a[picked[k] * lda + r] : a[k * lda + r]);
             for (int v = 0; v < nv; v++)
                 acc[r][v] = V(fmadd)(a_rk, w[v], acc[r][v]);
         }
@@ -785,25 +850,28 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_rows512)(REAL *out, ptrdiff_t ldo, const R
                                                ptrdiff_t kc, int first, VMASK mask_0,
                                                VMASK mask_1, const int masked, const int a_trans,
                                                const int nv, const REAL *strips,
-                                               ptrdiff_t strip_size)
+                                               ptrdiff_t strip_size, const ptrdiff_t *picked)
 {
     ptrdiff_t r0 = 0;
     /* a tile's rows of A: with strips (a^T packed, rp_strips512) its own strip, else in place */
 #define FM_RP_A(r0) \
-    (strips ? strips + (r0) / FM_RP_MR512 * strip_size : a_trans ? a + (r0) : a + (r0) * lda)
+    (strips ? strips + (r0) / FM_RP_MR512 * strip_size : a_trans ? a + (r0) \
+     : picked ? a : a + (r0) * lda)
+#define FM_RP_PICKED(r0) (!picked || strips ? NULL : a_trans ? picked : picked + (r0))
 #define FM_RP_LDA (strips ? (ptrdiff_t) FM_RP_MR512 : lda)
     for (; rows - r0 >= FM_RP_MR512; r0 += FM_RP_MR512)
         SFX(rp_tile512)(out + r0 * ldo, ldo, FM_RP_A(r0), FM_RP_LDA, packed, kc, first, mask_0,
-                   mask_1, FM_RP_MR512, masked, a_trans, nv);
+                   mask_1, FM_RP_MR512, masked, a_trans, nv, FM_RP_PICKED(r0));
     switch (rows - r0) {
 #define FM_RP_TAIL(n) \
     case n: \
         SFX(rp_tile512)(out + r0 * ldo, ldo, FM_RP_A(r0), FM_RP_LDA, packed, kc, first, mask_0, \
-                   mask_1, n, masked, a_trans, nv); \
+                   mask_1, n, masked, a_trans, nv, FM_RP_PICKED(r0)); \
         break;
     FM_RP_TAIL(1) FM_RP_TAIL(2) FM_RP_TAIL(3) FM_RP_TAIL(4) FM_RP_TAIL(5) FM_RP_TAIL(6)
     FM_RP_TAIL(7) FM_RP_TAIL(8) FM_RP_TAIL(9) FM_RP_TAIL(10) FM_RP_TAIL(11)
 #undef FM_RP_TAIL
+#undef FM_RP_PICKED
 #undef FM_RP_LDA
 #undef FM_RP_A
     default:
@@ -817,19 +885,19 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_panel512)(REAL *out, ptrdiff_t ldo, const 
                                                 ptrdiff_t lda, const REAL *p, ptrdiff_t rows,
                                                 ptrdiff_t kc, int first, ptrdiff_t width,
                                                 const int a_trans, const REAL *strip,
-                                                ptrdiff_t strip_size)
+                                                ptrdiff_t strip_size, const ptrdiff_t *picked)
 {
     if (width == RP_NR) {
         SFX(rp_rows512)(out, ldo, a, lda, p, rows, kc, first, RP_ALL, RP_ALL, 0, a_trans, 2, strip,
-                   strip_size);
+                   strip_size, picked);
     } else if (width <= RP_LANES) {
         const VMASK mask = (VMASK) ((1u << width) - 1u);
         SFX(rp_rows512)(out, ldo, a, lda, p, rows, kc, first, mask, 0, 1, a_trans, 1, strip,
-                   strip_size);
+                   strip_size, picked);
     } else {
         const VMASK mask = (VMASK) ((1u << (width - RP_LANES)) - 1u);
         SFX(rp_rows512)(out, ldo, a, lda, p, rows, kc, first, RP_ALL, mask, 1, a_trans, 2, strip,
-                   strip_size);
+                   strip_size, picked);
     }
 }
 
@@ -849,12 +917,14 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_run512)(REAL *dst, const REAL *src, int n)
  * of a tile is a line of its own, lda floats apart (4 KB for a 1024-unit layer: every line in
  * one set of L1), read again by each panel. */
 FM_RP_TARGET512 FM_INLINE void SFX(rp_strips512)(REAL *strips, ptrdiff_t strip_size, const REAL *a,
-                                                 ptrdiff_t lda, ptrdiff_t rows, ptrdiff_t kc)
+                                                 ptrdiff_t lda, ptrdiff_t rows, ptrdiff_t kc,
+                                                 const ptrdiff_t *picked)
 {
-    /* term by term, so that a's rows are read in order (each a run of `rows` values) */
+    /* term by term, so that a's rows are read in order (each a run of `rows` values); term k
+     * is row picked[k] of a where picked is given */
     for (ptrdiff_t k = 0; k < kc; k++) {
         REAL *strip = strips + k * FM_RP_MR512;
-        const REAL *row = a + k * lda;
+        const REAL *row = a + (picked ? picked[k] : k) * lda;
         ptrdiff_t r0 = 0;
         for (; rows - r0 >= FM_RP_MR512; r0 += FM_RP_MR512, strip += strip_size)
             SFX(rp_run512)(strip, row + r0, FM_RP_MR512);
@@ -938,7 +1008,8 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, cons
                                                   ptrdiff_t lda, const REAL *W, ptrdiff_t ldw,
                                                   ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols,
                                                   int accumulate, const int transposed,
-                                                  const int a_trans, const REAL *prepacked)
+                                                  const int a_trans, const REAL *prepacked,
+                                                  const ptrdiff_t *picked)
 {
     REAL packed[FM_RP_KC512 * RP_NR] __attribute__((aligned(64)));
     if (n_in == 0) {
@@ -950,7 +1021,7 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, cons
     const ptrdiff_t block = a_trans ? FM_RP_KC_AT : FM_RP_KC512;
     /* a^T in strips where more than one panel reads it (else in place; also if malloc fails) */
     const ptrdiff_t strip_size = FM_RP_MR512 * (n_in < block ? n_in : block);
-    REAL *strips = a_trans && cols > RP_NR
+    REAL *strips = a_trans && (cols > RP_NR || picked)
         ? malloc((size_t) ((rows + FM_RP_MR512 - 1) / FM_RP_MR512 * strip_size) * sizeof(REAL))
         : NULL;
     /* a forward product's groups are half as wide: with the next group's rows of W fetched
@@ -969,17 +1040,21 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, cons
     REAL *copy = copy_heap ? (REAL *) (((size_t) copy_heap + 63) & ~(size_t) 63) : NULL;
     for (ptrdiff_t k0 = 0; k0 < n_in; k0 += block) {
         const ptrdiff_t kc = n_in - k0 < block ? n_in - k0 : block;
-        const REAL *a_k0 = a_trans ? a + k0 * lda : a + k0;
+        /* with `picked`, a's rows are picked[r] (terms picked[k0 + k] where a_trans) */
+        const REAL *a_k0 = a_trans ? (picked ? a : a + k0 * lda) : a + k0;
+        const ptrdiff_t *pick = picked && a_trans ? picked + k0 : picked;
         ptrdiff_t lda_k0 = lda;
         const int first = k0 == 0 && !accumulate;
         if (copy) {
             for (ptrdiff_t r = 0; r < rows; r++)
-                memcpy(copy + r * ld_copy, a_k0 + r * lda, (size_t) kc * sizeof(REAL));
+                memcpy(copy + r * ld_copy, a_k0 + (pick ? pick[r] : r) * lda,
+                       (size_t) kc * sizeof(REAL));
             a_k0 = copy;
             lda_k0 = ld_copy;
+            pick = NULL;
         }
         if (strips)
-            SFX(rp_strips512)(strips, strip_size, a_k0, lda, rows, kc);
+            SFX(rp_strips512)(strips, strip_size, a_k0, lda, rows, kc, pick);
         /* (a short block of terms, as a weight job's over a small batch, runs each panel over
          * all the rows: tiles of 12 rows over 32 terms, one at a time over each panel, read
          * 1.01-1.04 of the time for `tiny-batch`'s 392 x 256 over 32 rows) */
@@ -991,7 +1066,7 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, cons
                     const ptrdiff_t width = cols - j0 < RP_NR ? cols - j0 : RP_NR;
                     SFX(rp_pack)(packed, W, ldw, j0, width, k0, kc, transposed, RP_NR);
                     SFX(rp_panel512)(out + j0, ldo, a_k0, lda_k0, packed, rows, kc, first, width,
-                                a_trans, strips, strip_size);
+                                a_trans, strips, strip_size, pick);
                 }
                 continue;
             }
@@ -1030,14 +1105,21 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, cons
                 SFX(rp_fetch_rows512)(W + (next_k0 + fetched) * ldw + next_g0, ldw, fetch,
                                       next_cols);
                 fetched += fetch;
-                const REAL *a_tile = a_trans ? a_k0 + r0 : a_k0 + r0 * lda_k0;
+                /* the next tile's picked rows, from memory, while this tile runs (Design,
+                 * "Picked rows") */
+                if (pick && !a_trans && g0 == 0)
+                    for (ptrdiff_t r = r0 + tile_rows_at; r < r0 + 2 * tile_rows_at && r < rows;
+                         r++)
+                        SFX(rp_fetch_rows512)(a_k0 + pick[r] * lda_k0, 0, 1, kc);
+                const REAL *a_tile = a_trans ? a_k0 + r0 : pick ? a_k0 : a_k0 + r0 * lda_k0;
+                const ptrdiff_t *tile_pick = !pick || a_trans ? pick : pick + r0;
                 const REAL *strip = strips ? strips + r0 / FM_RP_MR512 * strip_size : NULL;
                 for (ptrdiff_t j0 = g0; j0 < g0 + g_cols; j0 += RP_NR) {
                     const ptrdiff_t width = cols - j0 < RP_NR ? cols - j0 : RP_NR;
                     const REAL *p = prepacked  /* fm_rows_pack's layout */
                         ? prepacked + k0 * cols_whole + j0 * kc : panels + (j0 - g0) * kc;
                     SFX(rp_panel512)(out + r0 * ldo + j0, ldo, a_tile, lda_k0, p, tile_rows, kc,
-                                first, width, a_trans, strip, strip_size);
+                                first, width, a_trans, strip, strip_size, tile_pick);
                 }
             }
         }
@@ -1051,14 +1133,14 @@ FM_RP_TARGET512 static void SFX(rp_product512_n)(REAL *out, ptrdiff_t ldo, const
                                                  ptrdiff_t lda, const REAL *W, ptrdiff_t ldw,
                                                  ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols)
 {
-    SFX(rp_product512)(out, ldo, a, lda, W, ldw, rows, n_in, cols, 0, 0, 0, NULL);
+    SFX(rp_product512)(out, ldo, a, lda, W, ldw, rows, n_in, cols, 0, 0, 0, NULL, NULL);
 }
 
 FM_RP_TARGET512 static void SFX(rp_product512_t)(REAL *out, ptrdiff_t ldo, const REAL *a,
                                                  ptrdiff_t lda, const REAL *W, ptrdiff_t ldw,
                                                  ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols)
 {
-    SFX(rp_product512)(out, ldo, a, lda, W, ldw, rows, n_in, cols, 0, 1, 0, NULL);
+    SFX(rp_product512)(out, ldo, a, lda, W, ldw, rows, n_in, cols, 0, 1, 0, NULL, NULL);
 }
 
 FM_RP_TARGET512 static void SFX(rp_product512_at)(REAL *out, ptrdiff_t ldo, const REAL *a,
@@ -1066,7 +1148,28 @@ FM_RP_TARGET512 static void SFX(rp_product512_at)(REAL *out, ptrdiff_t ldo, cons
                                                   ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols,
                                                   int accumulate)
 {
-    SFX(rp_product512)(out, ldo, a, lda, W, ldw, rows, n_in, cols, accumulate, 0, 1, NULL);
+    SFX(rp_product512)(out, ldo, a, lda, W, ldw, rows, n_in, cols, accumulate, 0, 1, NULL, NULL);
+}
+
+/* The same two products with a's rows where they lie, picked by an index (fm_rows_product_picked
+ * in fastmlp_kernels.h: a shuffled batch's rows of X, read without a gathered copy). */
+FM_RP_TARGET512 static void SFX(rp_product512_picked)(REAL *out, ptrdiff_t ldo, const REAL *a,
+                                                      ptrdiff_t lda, const ptrdiff_t *picked,
+                                                      const REAL *W, ptrdiff_t ldw,
+                                                      ptrdiff_t rows, ptrdiff_t n_in,
+                                                      ptrdiff_t cols)
+{
+    SFX(rp_product512)(out, ldo, a, lda, W, ldw, rows, n_in, cols, 0, 0, 0, NULL, picked);
+}
+
+FM_RP_TARGET512 static void SFX(rp_product512_at_picked)(REAL *out, ptrdiff_t ldo, const REAL *a,
+                                                         ptrdiff_t lda, const ptrdiff_t *picked,
+                                                         const REAL *W, ptrdiff_t ldw,
+                                                         ptrdiff_t rows, ptrdiff_t n_in,
+                                                         ptrdiff_t cols, int accumulate)
+{
+    SFX(rp_product512)(out, ldo, a, lda, W, ldw, rows, n_in, cols, accumulate, 0, 1, NULL,
+                       picked);
 }
 
 FM_RP_TARGET512 static void SFX(rp_product512_packed)(REAL *out, ptrdiff_t ldo, const REAL *a,
@@ -1074,7 +1177,7 @@ FM_RP_TARGET512 static void SFX(rp_product512_packed)(REAL *out, ptrdiff_t ldo, 
                                                       ptrdiff_t rows, ptrdiff_t n_in,
                                                       ptrdiff_t cols)
 {
-    SFX(rp_product512)(out, ldo, a, lda, NULL, 0, rows, n_in, cols, 0, 0, 0, packed);
+    SFX(rp_product512)(out, ldo, a, lda, NULL, 0, rows, n_in, cols, 0, 0, 0, packed, NULL);
 }
 
 FM_RP_TARGET512 static void SFX(rp_pack512)(REAL *packed, const REAL *W, ptrdiff_t ldw,

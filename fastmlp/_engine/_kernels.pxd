@@ -34,6 +34,8 @@ cdef extern from "fastmlp_kernels.h" nogil:
     Py_ssize_t fm_rows_packed_size_d(int kernel, Py_ssize_t n_in, Py_ssize_t cols)
     void fm_rows_pack_d(int kernel, double *packed, const double *W, Py_ssize_t ldw, Py_ssize_t n_in, Py_ssize_t cols)
     void fm_rows_product_packed_d(int kernel, double *out, Py_ssize_t ldo, const double *a, Py_ssize_t lda, const double *packed, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t cols)
+    int fm_rows_product_picked_f(int kind, float *out, Py_ssize_t ldo, const float *a, Py_ssize_t lda, const Py_ssize_t *picked, const float *W, Py_ssize_t ldw, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t cols, int accumulate)
+    int fm_rows_product_picked_d(int kind, double *out, Py_ssize_t ldo, const double *a, Py_ssize_t lda, const Py_ssize_t *picked, const double *W, Py_ssize_t ldw, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t cols, int accumulate)
     enum:
         FM_IDENTITY
         FM_LOGISTIC

@@ -12,8 +12,8 @@ from fastmlp._engine._blas cimport NoTrans, Trans, gemm
 from fastmlp._engine._kernels cimport (
     activation_backward, bias_activation_forward, fm_activation_params, fm_rows_product_available,
     fm_rows_product_at_d, fm_rows_product_at_f, fm_rows_product_d, fm_rows_product_f,
-    fm_rows_product_kernel, fm_rows_product_kernel_d, fm_rows_product_t_d, fm_rows_product_t_f,
-    small_product,
+    fm_rows_product_kernel, fm_rows_product_kernel_d, fm_rows_product_picked_d,
+    fm_rows_product_picked_f, fm_rows_product_t_d, fm_rows_product_t_f, small_product,
 )
 
 cdef enum:
@@ -59,8 +59,8 @@ cdef inline bint own_weight_gradient(Py_ssize_t rows, Py_ssize_t n_in_block,
 
 cdef inline void dense_product_columns(floating *out, const floating *a_in, Py_ssize_t ld_in,
                                        const floating *W, Py_ssize_t rows, Py_ssize_t n_in,
-                                       Py_ssize_t n_out, Py_ssize_t c0,
-                                       Py_ssize_t c1) noexcept nogil:
+                                       Py_ssize_t n_out, Py_ssize_t c0, Py_ssize_t c1,
+                                       const Py_ssize_t *picked=NULL) noexcept nogil:
     """Columns c0..c1 of out (rows x n_out) = a_in (rows x n_in, ld_in apart) @ W: one GEMM (or
     one call of csrc/rows_product.c, below), which packs only those columns of W.
     dense_product's tiles are such products; so is the first layer's product over a whole batch
@@ -90,7 +90,19 @@ cdef inline void dense_product_columns(floating *out, const floating *a_in, Py_s
     fused multiply-adds in k's order, so a product's bits depend on the rows' count (the path)
     and not on the thread count. Float64 blocks as many rows go to its AVX-512 kernel where it
     runs (own_rows_product_d; csrc/rows_product.c's Design, "Float64": 0.91-0.95 of dgemm's
-    time on `mnist-f64`'s row blocks)."""
+    time on `mnist-f64`'s row blocks).
+
+    `picked` (not NULL): row r of a_in is a_in + picked[r] ld_in, a shuffled batch's rows of X
+    where they lie; only where that kernel takes the product (fastmlp/_engine/_schedule.pxd's
+    picks_rows decides)."""
+    if picked != NULL:
+        if floating is float:
+            fm_rows_product_picked_f(0, out + c0, n_out, a_in, ld_in, picked, W + c0, n_out, rows,
+                                     n_in, c1 - c0, 0)
+        else:
+            fm_rows_product_picked_d(0, out + c0, n_out, a_in, ld_in, picked, W + c0, n_out, rows,
+                                     n_in, c1 - c0, 0)
+        return
     if floating is float:
         if own_rows_product(rows):
             fm_rows_product_f(out + c0, n_out, a_in, ld_in, W + c0, n_out, rows, n_in, c1 - c0)
@@ -104,7 +116,7 @@ cdef inline void dense_product_columns(floating *out, const floating *a_in, Py_s
 
 cdef inline void dense_product(floating *out, const floating *a_in, Py_ssize_t ld_in,
                                const floating *W, Py_ssize_t rows, Py_ssize_t n_in,
-                               Py_ssize_t n_out) noexcept nogil:
+                               Py_ssize_t n_out, const Py_ssize_t *picked=NULL) noexcept nogil:
     """out (rows x n_out) = a_in (rows x n_in, leading dim ld_in) @ W: a layer's z before the
     bias.
 
@@ -122,8 +134,12 @@ cdef inline void dense_product(floating *out, const floating *a_in, Py_ssize_t l
     kernel of csrc/rows_product.c's (2026-12-03), x86-64 with AVX2 multiplies such float32
     blocks with it (own_rows_product), and the tiles serve only processors without AVX2, where
     they were never timed. The kernel against these tiles, product by product, was not timed
-    apart; the epochs with it were (csrc/rows_product.c)."""
+    apart; the epochs with it were (csrc/rows_product.c). `picked`: dense_product_columns's,
+    the whole product in one call."""
     cdef Py_ssize_t width = 0, c0
+    if picked != NULL:
+        dense_product_columns(out, a_in, ld_in, W, rows, n_in, n_out, 0, n_out, picked)
+        return
     if rows < SMALL_ROWS:
         # A few rows (one-row prediction): no BLAS at all (csrc/small_product.c says why).
         small_product(out, a_in, ld_in, W, rows, n_in, n_out)
@@ -158,7 +174,8 @@ cdef inline void activation_delta(floating *delta, const floating *a, const floa
 cdef inline void dense_backward_weights(floating *dW, const floating *a_in, Py_ssize_t ld_in,
                                         const floating *delta, Py_ssize_t rows,
                                         Py_ssize_t n_in_block, Py_ssize_t n_out,
-                                        bint accumulate) noexcept nogil:
+                                        bint accumulate,
+                                        const Py_ssize_t *picked=NULL) noexcept nogil:
     """dW (n_in_block x n_out) (+)= a_in[:, block]^T @ delta: rows of W's gradient.
 
     float32 blocks of at most OWN_GRADIENT_SIDE columns go to csrc/rows_product.c where it runs
@@ -174,7 +191,16 @@ cdef inline void dense_backward_weights(floating *dW, const floating *a_in, Py_s
     256 rows in 0.81-0.84 of OpenBLAS's time and `wide`'s jobs in 0.90-0.95 (2-core Xeon VM
     with AVX-512, same script; csrc/rows_product.c has the epochs). It takes every float64 block
     too where it runs (`mnist-f64`'s 392 x 256 over 256 rows: 0.89-0.91 of dgemm's time, Zen 4
-    host, same script with --dtype float64)."""
+    host, same script with --dtype float64). `picked` (not NULL): row r of a_in is a_in +
+    picked[r] ld_in, as in dense_product_columns."""
+    if picked != NULL:
+        if floating is float:
+            fm_rows_product_picked_f(2, dW, n_out, a_in, ld_in, picked, delta, n_out, n_in_block,
+                                     rows, n_out, accumulate)
+        else:
+            fm_rows_product_picked_d(2, dW, n_out, a_in, ld_in, picked, delta, n_out, n_in_block,
+                                     rows, n_out, accumulate)
+        return
     if floating is float:
         if own_weight_gradient(rows, n_in_block, n_out):
             fm_rows_product_at_f(dW, n_out, a_in, ld_in, delta, n_out, n_in_block, rows, n_out,

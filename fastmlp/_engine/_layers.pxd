@@ -46,26 +46,31 @@ cdef inline const void *kept_input(const Kept *kept) noexcept nogil:
 
 cdef inline void layer_product(const Geometry *g, Py_ssize_t l, floating *product,
                                const floating *a_in, Py_ssize_t ld_in, const Rows *rows,
-                               Py_ssize_t r0, Py_ssize_t r1, const floating *theta) noexcept nogil:
+                               Py_ssize_t r0, Py_ssize_t r1, const floating *theta,
+                               const Py_ssize_t *picked=NULL) noexcept nogil:
     """product (rows r0..r1 x cols[l]) = layer l's input @ W: the sparse X for the first layer
-    of a sparse pass, else a_in (ld_in apart)."""
+    of a sparse pass, else a_in (ld_in apart; with `picked`, its rows picked[0..], as
+    _schedule.pxd's layer_input gives them)."""
     cdef const floating *W = theta + g.coef_offset[l]
     if l == 0 and rows.sparse:
         sparse_product(product, rows, r0, r1, W, g.cols[l])
     else:
-        dense_product(product, a_in, ld_in, W, r1 - r0, g.units[l], g.cols[l])
+        dense_product(product, a_in, ld_in, W, r1 - r0, g.units[l], g.cols[l], picked)
 
 
 cdef inline void layer_forward(const Geometry *g, Py_ssize_t l, floating *a_out, floating *z_out,
                                int *argmax, floating *pieces, const floating *a_in,
                                Py_ssize_t ld_in, const Rows *rows, Py_ssize_t r0, Py_ssize_t r1,
-                               const floating *theta, const floating *fold) noexcept nogil:
+                               const floating *theta, const floating *fold,
+                               const Py_ssize_t *picked=NULL) noexcept nogil:
     """Layer l's output for rows r0..r1 (a_out: rows x units[l + 1]): its product, bias and
     activation, keeping z in z_out if not NULL. A maxout layer's k pieces per unit go to
     `pieces` (rows x cols[l]) and the winners to argmax (if not NULL). fold (prediction of a
     batch-normalised network; NULL otherwise): each hidden layer's normalization folded into a
-    scale of the product and a shift in the bias's place (Network.batch_norm_fold)."""
-    layer_product(g, l, forward_product(g, l, a_out, pieces), a_in, ld_in, rows, r0, r1, theta)
+    scale of the product and a shift in the bias's place (Network.batch_norm_fold). `picked`:
+    layer_product's."""
+    layer_product(g, l, forward_product(g, l, a_out, pieces), a_in, ld_in, rows, r0, r1, theta,
+                  picked)
     layer_activate(g, l, a_out, z_out, argmax, pieces, r1 - r0, theta, fold)
 
 

@@ -84,15 +84,16 @@ from libc.math cimport sqrt
 from fastmlp._engine._geometry cimport Geometry, act_at, delta_at, is_maxout
 from fastmlp._engine._interrupt cimport Interrupt, interrupted
 from fastmlp._engine._kernels cimport (
-    clamp, finish_gradient, finish_step, fm_optim, optim_step, output_delta, scale,
+    clamp, finish_gradient, finish_step, fm_optim, fm_rows_product_kernel, optim_step,
+    output_delta, scale,
 )
 from fastmlp._engine._layer_batchnorm cimport (
     MIN_NORM_UNITS, BatchNorm, batchnorm_layer_backward, batchnorm_layer_forward,
     batchnorm_update_running, beta_of, normalized_z,
 )
 from fastmlp._engine._layer_dense cimport (
-    activation_forward, dense_backward_bias, dense_backward_input, dense_backward_weights,
-    dense_product_columns,
+    OWN_PRODUCT_ROWS, SMALL_ROWS, activation_forward, dense_backward_bias, dense_backward_input,
+    dense_backward_weights, dense_product_columns,
 )
 from fastmlp._engine._layer_dropout cimport dropout_layer_forward
 from fastmlp._engine._layer_maxout cimport maxout_layer_forward
@@ -212,18 +213,49 @@ cdef struct Step:
                           # (_stores.pxd), kept by batch_step where may_stream allows it
 
 
-cdef inline Py_ssize_t layer_input(const floating **a_in, const Geometry *g, Py_ssize_t l,
-                                   Py_ssize_t r0, Py_ssize_t r1, const Rows *rows,
-                                   const Work *work, bint stream=False) noexcept nogil:
+cdef inline bint picks_rows(const Geometry *g, const Rows *rows, const Work *work) noexcept nogil:
+    """Whether a shuffled batch's first layer reads its rows where they lie in X, picked by the
+    batch's index (its row blocks' products and its weight jobs: csrc/rows_product.c's
+    fm_rows_product_picked), instead of from rows gathered first (gather_rows). Where the
+    AVX-512 kernel takes every first-layer product of the batch: a dense X of contiguous rows,
+    no first-layer tiles (first_tiles gathers once for them), every row block between
+    SMALL_ROWS and OWN_PRODUCT_ROWS rows (dense_product's own kernel). The same values in the
+    same chains of multiply-adds: no bit changes. The gather was a copy of each row from memory
+    and a store of it, and the first product then read the copy (on the 2-core AMD EPYC VM,
+    Zen 4, perf: 3.6 % of `mnist-f64`'s CPU in its memcpy, more in its streamed stores); the
+    kernel now reads each row once, from memory, in its first panel. A function of the batch's
+    shapes and the machine only, asked by every reader of the first layer's input (layer_input,
+    weights_job), so that all of them read the rows the same way."""
+    cdef Py_ssize_t blocks
+    if (rows.index == NULL or rows.strided or rows.sparse or rows.col_stride != 1
+            or fm_rows_product_kernel() != 2
+            or first_tiles(g, rows.n, rows.sparse, work.cpus) > 0):
+        return False
+    blocks = n_blocks(rows.n, MIN_ROWS, work.cpus, MIN_SPLIT)
+    return (rows.n // blocks >= SMALL_ROWS
+            and (rows.n + blocks - 1) // blocks <= OWN_PRODUCT_ROWS)
+
+
+cdef inline Py_ssize_t layer_input(const floating **a_in, const Py_ssize_t **picked,
+                                   const Geometry *g, Py_ssize_t l, Py_ssize_t r0, Py_ssize_t r1,
+                                   const Rows *rows, const Work *work,
+                                   bint stream=False) noexcept nogil:
     """a_in = rows r0..r1 of layer l's input in a training pass; returns their distance: X's
     rows in place or gathered (gathering them here), or the layer below's output after dropout;
-    NULL for the first layer of a sparse pass (the product reads the CSR X itself)."""
+    NULL for the first layer of a sparse pass (the product reads the CSR X itself). Where the
+    rows are picked from X (picks_rows), a_in is X itself, picked[0] their rows' index (row
+    r0's first; else NULL), and the distance X's."""
     cdef Py_ssize_t n_in = g.units[l]
     a_in[0] = NULL
+    picked[0] = NULL
     if l > 0:
         a_in[0] = <const floating *> kept_input(&work.kept) + act_at(g, rows.n, l - 1, r0)
     elif rows.sparse:
         pass
+    elif picks_rows(g, rows, work):
+        a_in[0] = <const floating *> rows.X
+        picked[0] = rows.index + r0
+        return rows.ldx
     elif gathers(rows):
         gather_rows(<floating *> work.gathered, 0, rows, r0, r1, n_in, stream)
         a_in[0] = <const floating *> work.gathered + r0 * n_in
@@ -243,11 +275,12 @@ cdef inline void output_rows(const Geometry *g, Py_ssize_t r0, Py_ssize_t r1,
     cdef floating *a_out = <floating *> work.kept.acts + slot
     cdef floating *delta_out = <floating *> work.deltas + delta_at(g, rows.n, L - 1, r0)
     cdef const floating *a_in
+    cdef const Py_ssize_t *picked
     cdef const floating *Y = <const floating *> rows.Y
     cdef const floating *w = <const floating *> rows.w
-    ld_in = layer_input(&a_in, g, L - 1, r0, r1, rows, work)
+    ld_in = layer_input(&a_in, &picked, g, L - 1, r0, r1, rows, work)
     layer_forward(g, L - 1, a_out, <floating *> NULL, NULL, delta_out, a_in, ld_in, rows, r0, r1,
-                  theta, <const floating *> NULL)
+                  theta, <const floating *> NULL, picked)
     if rows.index != NULL:
         output_delta(delta_out, work.row_loss + r0, a_out, Y, w, rows.index + r0, r1 - r0,
                      n_out, g.loss, g.loss_param)
@@ -328,6 +361,7 @@ cdef inline void rows_job(const Geometry *g, Py_ssize_t job, Py_ssize_t blocks,
     cdef floating *acts = <floating *> kept.acts
     cdef floating *deltas = <floating *> work.deltas
     cdef const floating *a_in
+    cdef const Py_ssize_t *picked
     cdef int *done = work.counters + 1
     cdef const int *stop = &work.interrupt.raised if work.interrupt != NULL else NULL
     cdef double started = 0.0
@@ -346,10 +380,11 @@ cdef inline void rows_job(const Geometry *g, Py_ssize_t job, Py_ssize_t blocks,
                            <int *> NULL, <floating *> NULL, r1 - r0, theta,
                            <const floating *> NULL)
         else:
-            timing = l == 0 and gathers(rows)  # (the gather's clock: _stores.pxd)
+            # (the gather's clock: _stores.pxd)
+            timing = l == 0 and gathers(rows) and not picks_rows(g, rows, work)
             if timing:
                 started = seconds_now()
-            ld_in = layer_input(&a_in, g, l, r0, r1, rows, work, stream)
+            ld_in = layer_input(&a_in, &picked, g, l, r0, r1, rows, work, stream)
             if timing:
                 work.gather_seconds[job] = seconds_now() - started
             # A maxout layer's pieces go to its delta rows, not needed before backward reaches
@@ -358,7 +393,7 @@ cdef inline void rows_job(const Geometry *g, Py_ssize_t job, Py_ssize_t blocks,
                           <floating *> kept.pre + slot if g.keep_z else <floating *> NULL,
                           kept.argmax + slot if kept.argmax != NULL else NULL,
                           deltas + delta_at(g, rows.n, l, r0), a_in, ld_in, rows, r0, r1, theta,
-                          <const floating *> NULL)
+                          <const floating *> NULL, picked)
         if kept.dropout.threshold > 0:
             dropout_layer_forward(<floating *> kept.dropout.dropped + slot, acts + slot,
                                   &kept.dropout, g, l, rows, r0, r1)
@@ -391,6 +426,7 @@ cdef inline void normalized_forward_rows(const Geometry *g, Py_ssize_t l, Py_ssi
     cdef floating *deltas = <floating *> work.deltas
     cdef const floating *beta
     cdef const floating *a_in
+    cdef const Py_ssize_t *picked
     if r1 == r0:
         return
     if l > 0:
@@ -408,9 +444,9 @@ cdef inline void normalized_forward_rows(const Geometry *g, Py_ssize_t l, Py_ssi
             dropout_layer_forward(<floating *> kept.dropout.dropped + slot, acts + slot,
                                   &kept.dropout, g, l - 1, rows, r0, r1)
     if l < L - 1:
-        ld_in = layer_input(&a_in, g, l, r0, r1, rows, work)
+        ld_in = layer_input(&a_in, &picked, g, l, r0, r1, rows, work)
         layer_product(g, l, normalized_z(g, l, acts, deltas, rows.n, r0), a_in, ld_in, rows, r0,
-                      r1, theta)
+                      r1, theta, picked)
         return
     output_rows(g, r0, r1, theta, rows, work)
     backward_rows(g, L - 1, r0, r1, theta, rows, work)
@@ -567,6 +603,7 @@ cdef inline void weights_job(const Geometry *g, Py_ssize_t job, floating *theta,
     cdef Py_ssize_t n_in = g.units[l], n_out = g.cols[l], ld_in = n_in
     cdef const floating *delta = <const floating *> work.deltas + delta_at(g, rows.n, l, 0)
     cdef const floating *a_in
+    cdef const Py_ssize_t *picked = NULL
     cdef const int *done = work.counters + 1
     cdef const int *stop = &work.interrupt.raised if work.interrupt != NULL else NULL
     if row_blocks > 0 and not fm_wait_count(&done[l], <int> row_blocks, stop):
@@ -578,13 +615,17 @@ cdef inline void weights_job(const Geometry *g, Py_ssize_t job, floating *theta,
     elif l == 0 and rows.sparse:
         sparse_backward_weights(grad + g.coef_offset[0], rows, delta, n_out, lo, hi, accumulate)
     else:
-        if l == 0:
+        if l == 0 and picks_rows(g, rows, work):  # (as the row blocks read them)
+            a_in = <const floating *> rows.X
+            ld_in = rows.ldx
+            picked = rows.index
+        elif l == 0:
             a_in = dense_input(rows, <const floating *> work.gathered)
             ld_in = n_in if gathers(rows) else rows.ldx
         else:
             a_in = <const floating *> kept_input(&work.kept) + act_at(g, rows.n, l - 1, 0)
         dense_backward_weights(grad + g.coef_offset[l] + lo * n_out, a_in + lo, ld_in, delta,
-                               rows.n, hi - lo, n_out, accumulate)
+                               rows.n, hi - lo, n_out, accumulate, picked)
     if not step.finish:
         return
     # W^l is read by every row block's backward through layer l (its delta of layer l - 1),

@@ -34,7 +34,9 @@
 # 0.3547-0.3562) and 0.4179-0.4188 (costly; 0.4370-0.4388 and 0.4170-0.4186), its batches
 # streamed 16 of 468 and 452 of 468; the probes cost a batch of the other way's time in 33.
 # The gather times itself in each row block (two clock reads, ~50 ns a block), read and summed
-# by the caller after the batch (_trainer.pyx's run_batches).
+# by the caller after the batch (_trainer.pyx's run_batches). Batches whose rows are read where
+# they lie (_schedule.pxd's picks_rows: on AVX-512, the figures above are from before it) gather
+# nothing and time nothing: the choice then only waits.
 
 cdef enum:
     STORE_PROBE_GAP = 64      # batches the current way holds between probes of the other

@@ -16,7 +16,8 @@ from fastmlp._engine._kernels cimport (
     fm_rows_product_by, fm_rows_product_by_d, fm_rows_pack_d, fm_rows_pack_f,
     fm_rows_packed_size, fm_rows_packed_size_d, fm_rows_product_d, fm_rows_product_f,
     fm_rows_product_kernel, fm_rows_product_kernel_d, fm_rows_product_packed_d,
-    fm_rows_product_packed_f, fm_rows_product_t_d, fm_rows_product_t_f,
+    fm_rows_product_packed_f, fm_rows_product_picked_d, fm_rows_product_picked_f,
+    fm_rows_product_t_d, fm_rows_product_t_f,
     FM_STREAM_MIN_BYTES, fm_dropout_key, fm_store_fence, fm_stream_store, fm_exp_array_d, fm_exp_array_f, fm_expm1_array_d,
     fm_expm1_array_f,
     fm_log1p_unit_array_d, fm_log1p_unit_array_f, fm_optim, fm_optim_begin_step,
@@ -390,6 +391,40 @@ def kernel_rows_product_packed(floating[:, :] out, const floating[:, :] a,
             fm_rows_product_packed_d(kernel, &out[r0, 0], out.strides[0] // item, &a[r0, 0],
                                      a.strides[0] // item, &copy[0], r1 - r0, n_in, cols)
     return True
+
+
+def kernel_rows_product_picked(floating[:, :] out, const floating[:, :] X,
+                               const Py_ssize_t[::1] picked, const floating[:, :] W,
+                               bint a_transposed=False, bint accumulate=False):
+    """out = X[picked] @ W, or (a_transposed) out (+)= X[picked].T @ W, by csrc/rows_product.c's
+    fm_rows_product_picked: a shuffled batch's rows read where they lie in X, as the engine's
+    first layer reads them (fastmlp/_engine/_schedule.pxd's picks_rows). X may be a column
+    slice of a wider array (a weight job's block of features). RuntimeError where the AVX-512
+    kernel does not run."""
+    cdef Py_ssize_t n = picked.shape[0], item = sizeof(floating), i
+    cdef Py_ssize_t rows = X.shape[1] if a_transposed else n
+    cdef Py_ssize_t n_in = n if a_transposed else X.shape[1], cols = W.shape[1]
+    cdef int failed
+    if W.shape[0] != n_in or out.shape[0] != rows or out.shape[1] != cols:
+        raise ValueError("shapes differ")
+    if (X.strides[1] != item or W.strides[1] != item or out.strides[1] != item
+            or min(X.shape[0], X.shape[1], W.shape[0], W.shape[1], n) == 0):
+        raise ValueError("rows must be contiguous and every side non-empty")
+    for i in range(n):
+        if not 0 <= picked[i] < X.shape[0]:
+            raise IndexError("a picked row is outside X")
+    if floating is float:
+        failed = fm_rows_product_picked_f(2 if a_transposed else 0, &out[0, 0],
+                                          out.strides[0] // item, &X[0, 0], X.strides[0] // item,
+                                          &picked[0], &W[0, 0], W.strides[0] // item, rows, n_in,
+                                          cols, accumulate)
+    else:
+        failed = fm_rows_product_picked_d(2 if a_transposed else 0, &out[0, 0],
+                                          out.strides[0] // item, &X[0, 0], X.strides[0] // item,
+                                          &picked[0], &W[0, 0], W.strides[0] // item, rows, n_in,
+                                          cols, accumulate)
+    if failed:
+        raise RuntimeError("csrc/rows_product.c's AVX-512 kernel does not run here")
 
 
 def fma_chain_product(floating[:, ::1] out, const floating[:, :] a, const floating[:, :] W,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from fastmlp import MLPClassifier
+from fastmlp import MLPClassifier, MLPRegressor
 from fastmlp import _validation
 
 from _helpers import assert_bitwise_equal_on_one_and_two_threads, digits, run_python
@@ -44,7 +44,7 @@ FEW_ROWS_ON_THREADS = """
 import sys, warnings
 import numpy as np
 from sklearn.datasets import load_digits
-from fastmlp import MLPClassifier
+from fastmlp import MLPClassifier, MLPRegressor
 from fastmlp._runtime import effective_n_threads
 X, y = load_digits(return_X_y=True)
 X = np.hstack([X / 16.0] * 5).astype("float32")
@@ -172,7 +172,7 @@ def test_same_seed_gives_bitwise_the_same_weights_with_any_thread_count():
 HELD_ON_ALL_THREADS = """
 import sys, warnings
 import numpy as np
-from fastmlp import MLPClassifier
+from fastmlp import MLPClassifier, MLPRegressor
 from fastmlp._engine._testing import hold_all_threads
 from fastmlp._runtime import effective_n_threads
 warnings.simplefilter("ignore")
@@ -210,7 +210,7 @@ def test_batches_held_on_more_threads_than_cores_give_the_one_thread_bits(dtype)
 STREAMED_STEPS = """
 import sys, warnings
 import numpy as np
-from fastmlp import MLPClassifier
+from fastmlp import MLPClassifier, MLPRegressor
 from fastmlp._engine._testing import hold_all_threads
 from fastmlp._runtime import effective_n_threads
 warnings.simplefilter("ignore")
@@ -242,7 +242,9 @@ def test_steps_streamed_on_two_threads_give_the_one_thread_bits(dtype):
 # The same batches with their rows gathered past the caches (Step.stream_rows: the row blocks'
 # streaming stores, csrc/optimizers.c's fm_stream_store) and through them, each way held for
 # every batch (Network.force_store), against one thread's: a classifier and a regressor, and a
-# last batch too short to be timed.
+# last batch too short to be timed. Batches of 520 rows, whose two row blocks of 260 rows go to
+# BLAS and gather (blocks of at most 256 rows, on AVX-512, read their rows where they lie:
+# fastmlp/_engine/_schedule.pxd's picks_rows).
 STREAMED_ROWS = """
 import sys, warnings
 import numpy as np
@@ -251,12 +253,12 @@ from fastmlp._engine._testing import hold_all_threads
 from fastmlp._runtime import effective_n_threads
 warnings.simplefilter("ignore")
 rng = np.random.RandomState(1)
-X = rng.standard_normal((700, 300)).astype(sys.argv[1])
+X = rng.standard_normal((1100, 300)).astype(sys.argv[1])
 y = (X[:, 0] > 0) + 2 * (X[:, 1] + X[:, 2] > 0)
 out = [str(effective_n_threads())]
 for way in (0, 1):
-    for est in (MLPClassifier(hidden_layer_sizes=(200, 64), batch_size=256, random_state=0),
-                MLPRegressor(hidden_layer_sizes=(200,), batch_size=256, random_state=0)):
+    for est in (MLPClassifier(hidden_layer_sizes=(200, 64), batch_size=520, random_state=0),
+                MLPRegressor(hidden_layer_sizes=(200,), batch_size=520, random_state=0)):
         classifier = isinstance(est, MLPClassifier)
         target = y if classifier else X[:, :3] @ [1.0, -2.0, 0.5]
         kwargs = {"classes": [0, 1, 2, 3]} if classifier else {}
@@ -308,6 +310,43 @@ def test_the_layout_of_X_does_not_change_the_fit():
                         proba = est.predict_proba(X_layout)
                     np.testing.assert_array_equal(est._theta, reference._theta, err_msg=name)
                     np.testing.assert_array_equal(proba, reference.predict_proba(Xd))
+
+
+def test_a_shuffled_batch_read_where_it_lies_is_the_fit_of_its_rows_gathered():
+    # Where csrc/rows_product.c's AVX-512 kernel takes a batch's first-layer products, the
+    # shuffled rows of a C-ordered X are read where they lie, through the batch's index
+    # (fastmlp/_engine/_schedule.pxd's picks_rows); those of an F-ordered X are gathered first:
+    # bitwise the same fits, for both dtypes, batches of one row block, of two, and of blocks
+    # past 256 rows (BLAS's: gathered either way), a short last batch, and the layer kinds and
+    # options around the first layer.
+    rng = np.random.RandomState(5)
+    X64 = rng.standard_normal((700, 40))
+    y = (X64[:, 0] > 0).astype(int) + (X64[:, 1] > 0.5)
+    cases = ({"hidden_layer_sizes": (30, 20)}, {"hidden_layer_sizes": ()},
+             {"hidden_layer_sizes": (24,), "activation": "maxout"},
+             {"hidden_layer_sizes": (24, 12), "dropout": 0.2},
+             {"hidden_layer_sizes": (24, 12), "batch_norm": True},
+             {"hidden_layer_sizes": (24,), "solver": "sgd"})
+    for dtype in (np.float32, np.float64):
+        X = X64.astype(dtype)
+        for params in cases:
+            for batch_size in (37, 128, 600):
+                fits = []
+                for data in (X, np.asfortranarray(X)):
+                    with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings():
+                        patch.setattr(_validation, "_COPY_STRIDED_BELOW", 0)  # gathered
+                        warnings.simplefilter("ignore")
+                        est = MLPClassifier(max_iter=2, batch_size=batch_size, random_state=0,
+                                            **params).fit(data, y)
+                    fits.append((est._theta.copy(), est.loss_curve_, est.predict_proba(X)))
+                name = f"{dtype.__name__}, {params}, batch {batch_size}"
+                np.testing.assert_array_equal(fits[0][0], fits[1][0], err_msg=name)
+                assert fits[0][1] == fits[1][1], name
+                np.testing.assert_array_equal(fits[0][2], fits[1][2], err_msg=name)
+    reg = [MLPRegressor(hidden_layer_sizes=(16,), max_iter=2, batch_size=64,
+                        random_state=0).fit(data, X64[:, :2]) for data in (X64,
+                                                                            np.asfortranarray(X64))]
+    np.testing.assert_array_equal(reg[0]._theta, reg[1]._theta)
 
 
 def test_a_bulk_prediction_gives_each_block_the_bits_it_gets_alone():

@@ -652,6 +652,51 @@ def test_rows_product_of_rows_that_crowd_l1_sets_is_the_same_chain(kind, ld, dty
                     assert (out_wide[:, cols + 3:] == 7.0).all()
 
 
+@pytest.mark.parametrize("shapes", [FEW_ROWS, MANY_ROWS], ids=["few rows", "many rows"])
+@pytest.mark.parametrize("kind", ["a W", "a^T W", "out + a^T W"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rows_product_of_picked_rows_is_the_chain_of_the_gathered_rows(kind, shapes, dtype):
+    """A shuffled batch's first layer reads its rows where they lie in X, picked by the batch's
+    index (fm_rows_product_picked; fastmlp/_engine/_schedule.pxd's picks_rows): its forward
+    product (X[index] W) and its weight gradient (X[index]^T delta, also added to what out
+    holds) are the chains of the rows gathered, for shapes around the tiles, panels, blocks
+    and groups, an X that is a column slice of a wider array (a weight job's features), rows
+    picked in any order and more than once, and rows 4 KB apart (float32 rows of 1024, which
+    crowd L1's sets: the product copies them first)."""
+    if 2 not in K.rows_product_kernels(dtype):
+        with pytest.raises(RuntimeError):
+            K.kernel_rows_product_picked(np.zeros((2, 2), dtype), np.ones((3, 2), dtype),
+                                         np.array([0, 2], np.intp), np.ones((2, 2), dtype))
+        return
+    rng = np.random.RandomState(10)
+    a_transposed, accumulate = "a^T" in kind, "out +" in kind
+    # (every other n_in of the other tests' shapes: a picked row changes where a's rows are
+    # read, not how the blocks of terms are cut)
+    cases = [(rows, n_in, cols) for rows in shapes[0]
+             for n_in in sorted(set(shapes[1][1::2]) | {1024}) for cols in shapes[2]]
+    if a_transposed and shapes is MANY_ROWS:  # the batch's rows past a block of 256 terms
+        cases += [(rows, n_in, cols) for rows in (300, 513) for n_in in (1, 392)
+                  for cols in (31, 100)]
+    for rows, n_in, cols in cases:
+        X_wide = rng.standard_normal((2 * rows + 5, n_in + 3)).astype(dtype)
+        X = X_wide[:, 1:n_in + 1]
+        picked = rng.randint(0, X.shape[0], size=rows).astype(np.intp)
+        gathered = np.ascontiguousarray(X[picked])
+        W = rng.standard_normal((rows if a_transposed else n_in, cols + 5)).astype(
+            dtype)[:, 2:cols + 2]
+        out_rows = n_in if a_transposed else rows
+        out_wide = np.full((out_rows, cols + 4), 7.0, dtype=dtype)
+        out_wide[:, 3:cols + 3] = rng.standard_normal((out_rows, cols))
+        expected = out_wide[:, 3:cols + 3].copy()
+        K.fma_chain_product(expected, gathered.T if a_transposed else gathered, W,
+                            accumulate)
+        out = out_wide[:, 3:cols + 3]
+        K.kernel_rows_product_picked(out, X, picked, W, a_transposed, accumulate)
+        np.testing.assert_array_equal(out, expected, err_msg=f"{rows, n_in, cols}")
+        assert (out_wide[:, :3] == 7.0).all()
+        assert (out_wide[:, cols + 3:] == 7.0).all()
+
+
 @pytest.mark.skipif(not K.ROWS_PRODUCT, reason="csrc/rows_product.c needs AVX2 and FMA")
 @pytest.mark.parametrize("shapes", [FEW_ROWS, MANY_ROWS], ids=["few rows", "many rows"])
 @pytest.mark.parametrize("dtype", DTYPES)
