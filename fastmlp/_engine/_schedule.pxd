@@ -218,8 +218,9 @@ cdef inline bint picks_rows(const Geometry *g, const Rows *rows, const Work *wor
     batch's index (its row blocks' products and its weight jobs: csrc/rows_product.c's
     fm_rows_product_picked), instead of from rows gathered first (gather_rows). Where the
     AVX-512 kernel takes every first-layer product of the batch: a dense X of contiguous rows,
-    no first-layer tiles (first_tiles gathers once for them), every row block between
-    SMALL_ROWS and OWN_PRODUCT_ROWS rows (dense_product's own kernel). The same values in the
+    and every row block between SMALL_ROWS and OWN_PRODUCT_ROWS rows (dense_product's own
+    kernel), or with first-layer tiles (first_tiles: each over all the batch's rows) at most
+    OWN_PRODUCT_ROWS rows in all (dense_product_columns's). The same values in the
     same chains of multiply-adds: no bit changes. The gather was a copy of each row from memory
     and a store of it, and the first product then read the copy (on the 2-core AMD EPYC VM,
     Zen 4, perf: 3.6 % of `mnist-f64`'s CPU in its memcpy, more in its streamed stores); the
@@ -228,9 +229,10 @@ cdef inline bint picks_rows(const Geometry *g, const Rows *rows, const Work *wor
     weights_job), so that all of them read the rows the same way."""
     cdef Py_ssize_t blocks
     if (rows.index == NULL or rows.strided or rows.sparse or rows.col_stride != 1
-            or fm_rows_product_kernel() != 2
-            or first_tiles(g, rows.n, rows.sparse, work.cpus) > 0):
+            or fm_rows_product_kernel() != 2):
         return False
+    if first_tiles(g, rows.n, rows.sparse, work.cpus) > 0:
+        return rows.n <= OWN_PRODUCT_ROWS
     blocks = n_blocks(rows.n, MIN_ROWS, work.cpus, MIN_SPLIT)
     return (rows.n // blocks >= SMALL_ROWS
             and (rows.n + blocks - 1) // blocks <= OWN_PRODUCT_ROWS)
@@ -339,13 +341,17 @@ cdef inline void first_product_job(const Geometry *g, Py_ssize_t job, Py_ssize_t
                                    const floating *theta, const Rows *rows,
                                    const Work *work) noexcept nogil:
     """Column tile `job` of the first layer's product over every row of the batch (first_tiles;
-    its input gathered before the tiles start, batch_jobs), where rows_job would have put it."""
+    its input gathered before the tiles start, batch_jobs, or read where it lies: picks_rows),
+    where rows_job would have put it."""
     cdef Py_ssize_t n_cols = g.cols[0]
+    cdef bint picks = picks_rows(g, rows, work)
     dense_product_columns(<floating *> work.kept.acts + act_at(g, rows.n, 0, 0),
-                          dense_input(rows, <const floating *> work.gathered),
-                          g.units[0] if gathers(rows) else rows.ldx, theta + g.coef_offset[0],
-                          rows.n, g.units[0], n_cols, block_start(n_cols, tiles, job),
-                          block_start(n_cols, tiles, job + 1))
+                          <const floating *> rows.X if picks
+                          else dense_input(rows, <const floating *> work.gathered),
+                          rows.ldx if picks or not gathers(rows) else g.units[0],
+                          theta + g.coef_offset[0], rows.n, g.units[0], n_cols,
+                          block_start(n_cols, tiles, job), block_start(n_cols, tiles, job + 1),
+                          rows.index if picks else NULL)
     fm_count_done(&work.counters[1 + g.n_layers])
 
 
@@ -676,7 +682,7 @@ cdef inline void batch_jobs(const Geometry *g, floating *theta, floating *grad,
     cdef int *counters = work.counters
     for l in range(g.n_layers + 2):
         counters[l] = 0
-    if tiles > 0 and gathers(rows):
+    if tiles > 0 and gathers(rows) and not picks_rows(g, rows, work):
         # Every tile reads every row: gathered once, here, rather than by each row block.
         gather_rows(<floating *> work.gathered, 0, rows, 0, rows.n, g.units[0])
     if work.pool != NULL and n_total <= FM_POOL_MAX_JOBS:

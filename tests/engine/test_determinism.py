@@ -317,19 +317,21 @@ def test_a_shuffled_batch_read_where_it_lies_is_the_fit_of_its_rows_gathered():
     # shuffled rows of a C-ordered X are read where they lie, through the batch's index
     # (fastmlp/_engine/_schedule.pxd's picks_rows); those of an F-ordered X are gathered first:
     # bitwise the same fits, for both dtypes, batches of one row block, of two, and of blocks
-    # past 256 rows (BLAS's: gathered either way), a short last batch, and the layer kinds and
-    # options around the first layer.
+    # past 256 rows (BLAS's: gathered either way), first-layer tiles (_schedule.pxd's
+    # first_tiles), a short last batch, and the layer kinds and options around the first layer.
     rng = np.random.RandomState(5)
-    X64 = rng.standard_normal((700, 40))
+    X64 = rng.standard_normal((700, 300))
     y = (X64[:, 0] > 0).astype(int) + (X64[:, 1] > 0.5)
     cases = ({"hidden_layer_sizes": (30, 20)}, {"hidden_layer_sizes": ()},
+             {"hidden_layer_sizes": (400, 20)},  # on 300 features, batches of 37 rows: tiles
              {"hidden_layer_sizes": (24,), "activation": "maxout"},
              {"hidden_layer_sizes": (24, 12), "dropout": 0.2},
              {"hidden_layer_sizes": (24, 12), "batch_norm": True},
              {"hidden_layer_sizes": (24,), "solver": "sgd"})
     for dtype in (np.float32, np.float64):
-        X = X64.astype(dtype)
         for params in cases:
+            # (the tiles want a batch of two threads' work: fastmlp/_runtime.py's batch_schedule)
+            X = X64.astype(dtype)[:, :300 if params["hidden_layer_sizes"] == (400, 20) else 40]
             for batch_size in (37, 128, 600):
                 fits = []
                 for data in (X, np.asfortranarray(X)):
