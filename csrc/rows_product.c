@@ -453,7 +453,12 @@ FM_RP_TARGET static void rp_pack_all(float *packed, const float *W, ptrdiff_t ld
  * the CPU, 0.4 % after (what is left: batches that still gather). Epochs, the builds in turns,
  * the host's state read between runs (2 threads, cheap state, medians of 14-21 runs each):
  * `mnist-f64` 0.971x (0.987x without the fetch of the next tile's rows), `mnist` 0.978x,
- * `wide` 1.000x, `small` 0.98x; one thread, `mnist-f64` 0.976x. The rows of an X in order,
+ * `wide` 1.000x, `small` 0.98x; one thread, `mnist-f64` 0.976x. The fetch of the next tile's
+ * rows, in a later run against a build without it: cheap state 0.3443 s against 0.3434 (16 and
+ * 19 runs), costly state 0.3594 against 0.3702 (16 and 13); the kernel alone, timed call by call
+ * (128 x 784 x 256 picked from 30,000 rows), within its noise either way. Fetching the first
+ * tile's rows too, and a weight job's strips fetching picked rows ahead, read 0.988-0.997x and
+ * 0.992x: not kept. The rows of an X in order,
  * read in place as before without an index, bound what this could give: 0.957-0.995x the
  * shuffled epoch on two threads, 0.968-0.972x on one. */
 enum {
