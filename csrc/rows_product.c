@@ -581,25 +581,36 @@ int fm_rows_product_by(int kernel, int kind, float *out, ptrdiff_t ldo, const fl
 #endif
 }
 
-int fm_rows_product_picked_f(int kind, float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda,
-                             const ptrdiff_t *picked, const float *W, ptrdiff_t ldw,
-                             ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols, int accumulate)
-{
+/* fm_rows_product_picked_f and _d (fastmlp_kernels.h): one definition for both dtypes. The
+ * float64 kernel runs where the float32 AVX-512 one does (fm_rows_product_kernel_d). */
 #if defined(FM_RP_X86)
-    if (rp_kernel != 2 || (kind != 0 && kind != 2))
-        return -1;
-    if (kind == 0)
-        rp_product512_picked_f(out, ldo, a, lda, picked, W, ldw, rows, n_in, cols);
-    else
-        rp_product512_at_picked_f(out, ldo, a, lda, picked, W, ldw, rows, n_in, cols,
-                                  accumulate);
+#define FM_RP_PICKED_RUN(SFX_)                                                                  \
+    if (rp_kernel != 2 || (kind != 0 && kind != 2))                                             \
+        return -1;                                                                              \
+    if (kind == 0)                                                                              \
+        rp_product512_picked##SFX_(out, ldo, a, lda, picked, W, ldw, rows, n_in, cols);         \
+    else                                                                                        \
+        rp_product512_at_picked##SFX_(out, ldo, a, lda, picked, W, ldw, rows, n_in, cols,       \
+                                      accumulate);                                              \
     return 0;
 #else
-    (void) kind, (void) out, (void) ldo, (void) a, (void) lda, (void) picked, (void) W,
-        (void) ldw, (void) rows, (void) n_in, (void) cols, (void) accumulate;
+#define FM_RP_PICKED_RUN(SFX_)                                                                  \
+    (void) kind, (void) out, (void) ldo, (void) a, (void) lda, (void) picked, (void) W,         \
+        (void) ldw, (void) rows, (void) n_in, (void) cols, (void) accumulate;                   \
     return -1;
 #endif
-}
+#define FM_RP_PICKED_ENTRY(REAL_, SFX_)                                                         \
+    int fm_rows_product_picked##SFX_(int kind, REAL_ *out, ptrdiff_t ldo, const REAL_ *a,       \
+                                     ptrdiff_t lda, const ptrdiff_t *picked, const REAL_ *W,    \
+                                     ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in,             \
+                                     ptrdiff_t cols, int accumulate)                            \
+    {                                                                                           \
+        FM_RP_PICKED_RUN(SFX_)                                                                  \
+    }
+FM_RP_PICKED_ENTRY(float, _f)
+FM_RP_PICKED_ENTRY(double, _d)
+#undef FM_RP_PICKED_ENTRY
+#undef FM_RP_PICKED_RUN
 
 /* W packed once for many products a W (a bulk prediction's blocks of rows): see
  * fastmlp_kernels.h. Each kernel's blocks of terms one after another, each its panels one after
@@ -699,35 +710,17 @@ void fm_rows_product_at_d(double *out, ptrdiff_t ldo, const double *a, ptrdiff_t
                          cols, accumulate);
 }
 
-int fm_rows_product_picked_d(int kind, double *out, ptrdiff_t ldo, const double *a,
-                             ptrdiff_t lda, const ptrdiff_t *picked, const double *W,
-                             ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols,
-                             int accumulate)
-{
-#if defined(FM_RP_X86)
-    if (fm_rows_product_kernel_d() != 2 || (kind != 0 && kind != 2))
-        return -1;
-    if (kind == 0)
-        rp_product512_picked_d(out, ldo, a, lda, picked, W, ldw, rows, n_in, cols);
-    else
-        rp_product512_at_picked_d(out, ldo, a, lda, picked, W, ldw, rows, n_in, cols,
-                                  accumulate);
-    return 0;
-#else
-    (void) kind, (void) out, (void) ldo, (void) a, (void) lda, (void) picked, (void) W,
-        (void) ldw, (void) rows, (void) n_in, (void) cols, (void) accumulate;
-    return -1;
-#endif
-}
-
 /* W packed once, float64 (fm_rows_pack_f's counterpart; kernel 2 only): doubles to allocate,
  * the copy, and out = a W from it. */
 ptrdiff_t fm_rows_packed_size_d(int kernel, ptrdiff_t n_in, ptrdiff_t cols)
 {
+#if defined(FM_RP_X86)  /* (FM_RP_NR512 is x86-64's alone: elsewhere this did not compile) */
     const ptrdiff_t nr = FM_RP_NR512 / 2;  /* a panel of doubles: RP_NR of the _d body */
-    if (kernel != 2 || fm_rows_product_kernel_d() != 2 || n_in <= 0 || cols <= 0)
-        return 0;
-    return n_in * ((cols + nr - 1) / nr * nr);
+    if (kernel == 2 && fm_rows_product_kernel_d() == 2 && n_in > 0 && cols > 0)
+        return n_in * ((cols + nr - 1) / nr * nr);
+#endif
+    (void) kernel, (void) n_in, (void) cols;
+    return 0;
 }
 
 void fm_rows_pack_d(int kernel, double *packed, const double *W, ptrdiff_t ldw, ptrdiff_t n_in,
