@@ -8,9 +8,9 @@
 # place. Where csrc/rows_product.c's AVX-512 kernel takes every first-layer product of a batch,
 # a shuffled batch of a C-ordered X is not gathered either: its products read each row where it
 # lies, through the batch's index (_schedule.pxd's picks_rows has when, csrc/rows_product.c's
-# Design, "Picked rows", the figures). An X whose rows are not contiguous (a DataFrame's values are column-major) is gathered
-# the same way, batch by batch, never copied whole. A CSR X is read in place by the sparse-input
-# layer (fastmlp/_engine/_layer_sparse_input.pxd).
+# Design, "Picked rows", the figures). An X whose rows are not contiguous (a DataFrame's values
+# are column-major) is gathered the same way, batch by batch, never copied whole. A CSR X is read
+# in place by the sparse-input layer (fastmlp/_engine/_layer_sparse_input.pxd).
 from cython cimport floating
 from libc.string cimport memcpy
 
