@@ -78,7 +78,9 @@ enum {
  * next forward pass reads a streamed W from memory, not from the cache, and below
  * FM_STREAM_MIN_BYTES that costs more than the stores save (8,192 doubles: 54.7 us against
  * 32.7 a step and the reads; 32,768: 82 against 116). The engine asks for it only on
- * batches of two threads or more: one thread's W stays in its own cache. */
+ * batches of two threads or more (one thread's W stays in its own cache), and only while
+ * streaming is measured to cost less there (fastmlp/_engine/_stores.pxd: on a 2-core Intel
+ * Xeon VM it cost 3-6 % of the epoch, W then read from memory by the next pass). */
 
 /* dst = src, n bytes, with streaming stores where the processor has them (x86-64 always has
  * SSE2's; elsewhere memcpy), and no fence: a caller that hands dst to another thread fences

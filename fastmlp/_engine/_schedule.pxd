@@ -126,7 +126,8 @@ cdef enum:
     # mnist 0.62-0.90x the epoch, mnist-f64 0.67-0.72x, wide 0.84-0.95x; in the other 0.98-1.01x,
     # 1.00-1.01x, 1.00-1.01x. `tiny-batch` (32 rows) streamed read 1.16-1.21x in the other state,
     # where its batches take two threads (in the costly one they take one: nothing streams).
-    # `small`'s W is under FM_STREAM_MIN_BYTES.
+    # `small`'s W is under FM_STREAM_MIN_BYTES. Where batches may stream, whether they do is
+    # chosen at run time (_stores.pxd's step choice: on a 2-core Intel Xeon VM, streaming cost).
     STREAM_MIN_ROWS = 128
 
 
@@ -206,7 +207,8 @@ cdef struct Step:
     double max_grad_norm  # 0: the gradient's norm is not clipped
     double grad_scale     # this step's clip factor, min(1, max_grad_norm / (|g| + 1e-6))
     double weight_clip    # 0: the parameters are not clamped
-    bint stream           # the step writes large blocks of W past the caches: set by batch_step
+    bint stream           # the step writes large blocks of W past the caches: the caller's way
+                          # (_stores.pxd), kept by batch_step
                           # on batches of two threads or more and STREAM_MIN_ROWS rows or more,
                           # without weight_clip (csrc/optimizers.c's fm_stream_copy says why)
     bint stream_rows      # the row blocks gather their rows past the caches: the caller's way
@@ -844,10 +846,11 @@ cdef inline double batch_step(const Geometry *g, floating *theta, floating *grad
         step.divisor = divisor if w != NULL else <double> rows.n
     step.grad_scale = 1.0
     # With two threads, both have read all of W when a job steps its block (finish_job), and
-    # storing it costs more than streaming it past the caches; where the batch's rows are
-    # few, not so (STREAM_MIN_ROWS says why). The clamp of weight_clip would read the streamed
+    # storing it may cost more than streaming it past the caches: the caller's way
+    # (_stores.pxd's step choice), kept where the batch may stream; where its rows are few,
+    # not so (STREAM_MIN_ROWS says why). The clamp of weight_clip would read the streamed
     # block back at once.
-    step.stream = may_stream(n_threads, rows.n) and step.weight_clip == 0
+    step.stream = step.stream and may_stream(n_threads, rows.n) and step.weight_clip == 0
     step.stream_rows = step.stream_rows and may_stream(n_threads, rows.n)
     if g.batch_norm:
         batch_weights(w, rows, work)

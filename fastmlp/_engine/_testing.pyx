@@ -33,7 +33,9 @@ from fastmlp._engine._openmp cimport (
 from fastmlp._engine._schedule cimport first_tiles as schedule_first_tiles
 from fastmlp._engine._stores cimport STORE_PROBE_BATCHES as _STORE_PROBE_BATCHES
 from fastmlp._engine._stores cimport STORE_PROBE_GAP as _STORE_PROBE_GAP
-from fastmlp._engine._stores cimport StoreChoice, store_init, store_next, store_record
+from fastmlp._engine._stores cimport STEP_PROBE_BATCHES as _STEP_PROBE_BATCHES
+from fastmlp._engine._stores cimport (
+    StoreChoice, step_store_init, store_init, store_next, store_ran, store_record)
 from fastmlp._engine._threads cimport (
     ThreadChoice, choice_for, choice_gate, choice_init, choice_next, choice_record,
     choice_threads, choice_wants_gate,
@@ -589,6 +591,29 @@ def store_choice_trace(costs):
         way = store_next(&c)
         trace.append(way)
         store_record(&c, way, streamed if way == 1 else cached)
+    return trace
+
+
+STEP_PROBE_BATCHES = _STEP_PROBE_BATCHES
+
+
+def step_store_choice_trace(costs):
+    """The ways _stores.pxd's step choice gives batch after batch (1 streamed, 0 cached), when
+    a batch costs costs[i][0] seconds a row with the step's W cached and costs[i][1] streamed
+    (None: the batch was not timed, a short or one-thread batch, which stores through the
+    caches)."""
+    cdef StoreChoice c
+    cdef int way
+    step_store_init(&c, -1)
+    trace = []
+    for cost in costs:
+        way = store_next(&c)
+        if cost is None:
+            trace.append(None)
+            store_ran(&c, 0)
+            continue
+        trace.append(way)
+        store_record(&c, way, cost[1] if way == 1 else cost[0])
     return trace
 
 

@@ -60,7 +60,7 @@ from fastmlp._engine._schedule cimport (
     batch_step, block_start, finish_all, may_stream, n_blocks, pool_close, pool_help, pool_init,
     sum_partials,
 )
-from fastmlp._engine._stores cimport StoreChoice, store_next, store_record
+from fastmlp._engine._stores cimport StoreChoice, store_next, store_ran, store_record
 from fastmlp._engine._threads cimport (
     ThreadChoice, choice_for, choice_gate, choice_init, choice_next, choice_record,
     choice_threads, choice_wants_gate, seconds_now,
@@ -265,20 +265,21 @@ cdef int take_record(spec, Py_buffer *record) except -1:
     return 0
 
 
-cdef void run_batches(const Geometry *g, ThreadChoice *choice, StoreChoice *store, Step *step,
-                      Work *work, Rows *rows, Py_ssize_t n_samples, const Py_ssize_t *order,
+cdef void run_batches(const Geometry *g, ThreadChoice *choice, StoreChoice *store,
+                      StoreChoice *step_store, Step *step, Work *work, Rows *rows,
+                      Py_ssize_t n_samples, const Py_ssize_t *order,
                       Py_ssize_t batch_size, floating *theta, floating *grad, floating *state_1,
                       floating *state_2, floating *state_3, fm_optim *optim,
                       unsigned long long dropout_seed, double *norm_sums,
                       double *accumulated) noexcept nogil:
     """Trainer._epoch's batches, in turn, on the calling thread: each takes the thread count
     that the run-time choice gives it (_threads.pxd), gathers its rows the way `store` gives
-    (_stores.pxd), and adds its loss x its length to *accumulated; a raised interrupt
-    (work.interrupt) ends them."""
+    and stores its step's W the way `step_store` gives (_stores.pxd), and adds its loss x its
+    length to *accumulated; a raised interrupt (work.interrupt) ends them."""
     cdef Py_ssize_t start = 0, stop, b
-    cdef double batch_loss, started, gathering
+    cdef double batch_loss, started, gathering, per_row
     cdef int which, way, threads
-    cdef bint timed
+    cdef bint timed, step_timed
     while start < n_samples:
         stop = start + batch_size
         if stop > n_samples:
@@ -294,6 +295,8 @@ cdef void run_batches(const Geometry *g, ThreadChoice *choice, StoreChoice *stor
         timed = may_stream(threads, rows.n)  # (batch_step keeps the way only there)
         way = store_next(store)
         step.stream_rows = way == 1
+        step_timed = timed and step.weight_clip == 0  # (where batch_step keeps step.stream)
+        step.stream = store_next(step_store) == 1
         for b in range(MAX_BLOCKS):
             work.gather_seconds[b] = 0.0
         started = seconds_now()
@@ -302,7 +305,12 @@ cdef void run_batches(const Geometry *g, ThreadChoice *choice, StoreChoice *stor
         if work.interrupt.raised:
             break
         if rows.n == batch_size:  # (a short last batch is not a fair measure)
-            choice_record(choice, which, (seconds_now() - started) / rows.n)
+            per_row = (seconds_now() - started) / rows.n
+            choice_record(choice, which, per_row)
+            if step_timed:
+                store_record(step_store, step.stream, per_row)
+            else:
+                store_ran(step_store, step.stream)
             gathering = 0.0
             for b in range(MAX_BLOCKS):
                 gathering += work.gather_seconds[b]
@@ -310,6 +318,8 @@ cdef void run_batches(const Geometry *g, ThreadChoice *choice, StoreChoice *stor
                 store_record(store, way, gathering / (rows.n * g.units[0] * sizeof(floating)))
             if choice_wants_gate(choice, rows.n):
                 choice_gate(choice, rows.n, fm_spare_seconds(), seconds_now())
+        else:
+            store_ran(step_store, step.stream)
         if norm_sums != NULL:
             add_layer_norms(g, work, norm_sums)
         batch_loss = (batch_loss / step.divisor
@@ -543,7 +553,7 @@ cdef class Trainer:
         step.max_grad_norm = self.max_grad_norm
         step.weight_clip = self.weight_clip
         step.grad_scale = 1.0
-        step.stream = False  # (batch_step sets it per batch)
+        step.stream = False  # (run_batches sets it per batch, batch_step keeps it where it may)
         step.stream_rows = False  # (run_batches sets it per batch)
         interrupt_init(&interrupt)
         work.interrupt = &interrupt
@@ -554,18 +564,19 @@ cdef class Trainer:
                 work.pool = &pool
                 with parallel(num_threads=n_threads):
                     if threadid() == 0:
-                        run_batches(g, &self.network.choice, &self.network.store, &step, work,
-                                    rows, n_samples, order, batch_size, theta, grad, state_1,
-                                    state_2, state_3, optim, self.dropout_seed, norm_sums,
-                                    &accumulated)
+                        run_batches(g, &self.network.choice, &self.network.store,
+                                    &self.network.step_store, &step, work, rows, n_samples,
+                                    order, batch_size, theta, grad, state_1, state_2, state_3,
+                                    optim, self.dropout_seed, norm_sums, &accumulated)
                         pool_close(&pool)
                     else:
                         pool_help(g, theta, grad, state_1, state_2, state_3, &step, rows, work)
                 work.pool = NULL
             else:
-                run_batches(g, &self.network.choice, &self.network.store, &step, work, rows,
-                            n_samples, order, batch_size, theta, grad, state_1, state_2, state_3,
-                            optim, self.dropout_seed, norm_sums, &accumulated)
+                run_batches(g, &self.network.choice, &self.network.store,
+                            &self.network.step_store, &step, work, rows, n_samples, order,
+                            batch_size, theta, grad, state_1, state_2, state_3, optim,
+                            self.dropout_seed, norm_sums, &accumulated)
         reraise_interrupt(&interrupt)
         return accumulated
 

@@ -205,8 +205,10 @@ def test_batches_held_on_more_threads_than_cores_give_the_one_thread_bits(dtype)
 # Batches of 256 rows on two threads whose weight jobs are blocks of 150 x 256 weights (154 KB
 # in float32, twice that in float64): their steps write the new W past the caches, through a
 # block of their own (Step.stream; csrc/optimizers.c's fm_stream_copy), where one thread steps
-# W in place. Each of the solvers that step in the finish's pass (Adam, SGD, AdamW), and one
-# that takes its two passes (NAdam, never streamed).
+# W in place; each way held for every batch (Network.force_step_store: the run-time choice of
+# _stores.pxd picks one of the two by what the batches cost). Each of the solvers that step in
+# the finish's pass (Adam, SGD, AdamW), and one that takes its two passes (NAdam, never
+# streamed).
 STREAMED_STEPS = """
 import sys, warnings
 import numpy as np
@@ -218,15 +220,18 @@ rng = np.random.RandomState(0)
 X = rng.standard_normal((512, 300)).astype(sys.argv[1])
 y = (X[:, 0] > 0) + 2 * (X[:, 1] + X[:, 2] > 0)
 out = [str(effective_n_threads())]
-for params in (dict(solver="adam"), dict(solver="sgd", momentum=0.9),
-               dict(solver="adamw", amsgrad=True), dict(solver="nadam")):
-    clf = MLPClassifier((256,), batch_size=256, random_state=0, alpha=1e-3, **params)
-    clf.partial_fit(X, y, classes=[0, 1, 2, 3])
-    hold_all_threads(clf._network(), effective_n_threads())
-    for _ in range(3):
-        clf.partial_fit(X, y)
-    out += [str(clf._network().thread_choice[0]), clf._theta.tobytes().hex(),
-            np.asarray(clf.loss_curve_).tobytes().hex()]
+for way in (1, 0):
+    for params in (dict(solver="adam"), dict(solver="sgd", momentum=0.9),
+                   dict(solver="adamw", amsgrad=True), dict(solver="nadam")):
+        clf = MLPClassifier((256,), batch_size=256, random_state=0, alpha=1e-3, **params)
+        clf.partial_fit(X, y, classes=[0, 1, 2, 3])
+        hold_all_threads(clf._network(), effective_n_threads())
+        clf._network().force_step_store(way)
+        for _ in range(3):
+            clf.partial_fit(X, y)
+        choice = clf._network().step_store_choice
+        out += [str(clf._network().thread_choice[0]), f"{choice[0]}:{choice[3]}:{choice[4]}",
+                clf._theta.tobytes().hex(), np.asarray(clf.loss_curve_).tobytes().hex()]
 print(" ".join(out))
 """
 
@@ -235,8 +240,13 @@ print(" ".join(out))
 def test_steps_streamed_on_two_threads_give_the_one_thread_bits(dtype):
     one, two = (run_python(STREAMED_STEPS, dtype, omp_threads=n).split(" ") for n in (1, 2))
     assert one[0] == "1" and two[0] == "2"
-    assert two[1::3] == ["2"] * 4  # every batch on both
-    assert two[2::3] == one[2::3] and two[3::3] == one[3::3]
+    assert two[1::4] == ["2"] * 8  # every batch on both
+    # one thread times no step (none may stream); two time their 2 full batches an epoch,
+    # all streamed where held so (NAdam's too: its two passes then write in place)
+    assert one[2::4] == ["1:0:0"] * 4 + ["0:0:0"] * 4
+    assert two[2::4] == ["1:6:6"] * 4 + ["0:6:0"] * 4
+    assert two[3::4] == one[3::4] and two[4::4] == one[4::4]
+    assert two[3:19:4] == two[19::4]  # and the same bits either way
 
 
 # The same batches with their rows gathered past the caches (Step.stream_rows: the row blocks'

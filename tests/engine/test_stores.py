@@ -57,3 +57,58 @@ def test_one_slow_cached_batch_is_capped_and_moves_nothing():
     costs = [(1.0, 0.95)] * 200
     costs[100] = (500.0, 0.95)
     assert K.store_choice_trace(costs) == K.store_choice_trace([(1.0, 0.95)] * 200)
+
+
+# The optimizer step's choice (_stores.pxd, "The step's W"): the same rule on whole batches'
+# seconds a row, with probes of STEP_PROBE of its batches, each after one that is not counted,
+# and the cached way held unless streaming is clearly cheaper.
+STEP_PROBE = K.STEP_PROBE_BATCHES
+STEP_FIRST = 9  # batches of the cached way before the first probe (its first not counted)
+
+
+def changes(trace):
+    return [i for i in range(1, len(trace)) if trace[i] != trace[i - 1]]
+
+
+def test_the_streamed_step_takes_the_batches_where_the_cached_one_costs_clearly_more():
+    trace = K.step_store_choice_trace([(1.3, 1.0)] * 400)
+    probe_end = STEP_FIRST + 1 + STEP_PROBE
+    assert trace[:STEP_FIRST] == [0] * STEP_FIRST and trace[STEP_FIRST:probe_end] == [1] * (
+        STEP_PROBE + 1)
+    after = trace[probe_end:]
+    # the cached way comes back only in its probes, each a batch longer than it counts
+    assert after[:GAP] == [1] * GAP and after[GAP:GAP + STEP_PROBE + 1] == [0] * (STEP_PROBE + 1)
+    assert after[GAP + STEP_PROBE + 1] == 1
+
+
+def test_the_cached_step_keeps_the_batches_where_streaming_wins_by_less_than_its_margin():
+    for streamed in (1.2, 1.0, 0.98):
+        trace = K.step_store_choice_trace([(1.0, streamed)] * 400)
+        assert trace.count(1) == (STEP_PROBE + 1) * len(changes(trace)[::2]), streamed
+        assert all(n == STEP_PROBE + 1 for n in map(len, "".join(map(str, trace)).split("0"))
+                   if n), streamed
+
+
+def test_a_batch_after_the_other_way_is_not_counted():
+    # its forward pass read W where the other way's step left it: make those batches cost 50x
+    # either way, and nothing changes
+    costs = [(1.0, 0.9)] * 300
+    trace = K.step_store_choice_trace(costs)
+    assert len(changes(trace)) >= 4
+    for i in changes(trace) + [0]:
+        costs[i] = (50.0, 50.0)
+    assert K.step_store_choice_trace(costs) == trace
+    # counted, the first probe's 50 would have kept the cached way: the test can tell
+    assert trace[STEP_FIRST + 1 + STEP_PROBE:][:GAP] == [1] * GAP
+
+
+def test_an_untimed_batch_stores_through_the_caches_and_the_next_is_not_counted():
+    # (a one-thread or short batch): the streamed batch after it read a cached W
+    costs = [(1.0, 0.9)] * 200
+    trace = K.step_store_choice_trace(costs)
+    i = trace.index(1, STEP_FIRST + 1 + STEP_PROBE + 5)
+    costs[i] = None
+    untimed = K.step_store_choice_trace(costs)
+    assert untimed[i] is None and untimed[:i] == trace[:i] and untimed[i + 1] == 1
+    costs[i + 1] = (50.0, 50.0)
+    assert K.step_store_choice_trace(costs) == untimed
