@@ -269,6 +269,23 @@ cdef inline Py_ssize_t layer_input(const floating **a_in, const Py_ssize_t **pic
     return n_in
 
 
+cdef inline Py_ssize_t batch_input(const floating **a_in, const Py_ssize_t **picked,
+                                   const Geometry *g, const Rows *rows,
+                                   const Work *work) noexcept nogil:
+    """a_in = the first layer's input over every row of a dense pass's batch, for the jobs that
+    read all its rows at once (the first-layer tiles, the first layer's weight jobs); returns
+    its distance. Where the rows are read where they lie (picks_rows, as layer_input reads
+    them), X itself with picked[0] the batch's index; else (picked[0] NULL) the rows gathered
+    before (batch_jobs, rows_job) or X's rows in place."""
+    if picks_rows(g, rows, work):
+        a_in[0] = <const floating *> rows.X
+        picked[0] = rows.index
+        return rows.ldx
+    a_in[0] = dense_input(rows, <const floating *> work.gathered)
+    picked[0] = NULL
+    return g.units[0] if gathers(rows) else rows.ldx
+
+
 cdef inline void output_rows(const Geometry *g, Py_ssize_t r0, Py_ssize_t r1,
                              const floating *theta, const Rows *rows,
                              const Work *work) noexcept nogil:
@@ -345,15 +362,14 @@ cdef inline void first_product_job(const Geometry *g, Py_ssize_t job, Py_ssize_t
     """Column tile `job` of the first layer's product over every row of the batch (first_tiles;
     its input gathered before the tiles start, batch_jobs, or read where it lies: picks_rows),
     where rows_job would have put it."""
-    cdef Py_ssize_t n_cols = g.cols[0]
-    cdef bint picks = picks_rows(g, rows, work)
-    dense_product_columns(<floating *> work.kept.acts + act_at(g, rows.n, 0, 0),
-                          <const floating *> rows.X if picks
-                          else dense_input(rows, <const floating *> work.gathered),
-                          rows.ldx if picks or not gathers(rows) else g.units[0],
+    cdef Py_ssize_t n_cols = g.cols[0], ld_in
+    cdef const floating *a_in
+    cdef const Py_ssize_t *picked
+    ld_in = batch_input(&a_in, &picked, g, rows, work)
+    dense_product_columns(<floating *> work.kept.acts + act_at(g, rows.n, 0, 0), a_in, ld_in,
                           theta + g.coef_offset[0], rows.n, g.units[0], n_cols,
                           block_start(n_cols, tiles, job), block_start(n_cols, tiles, job + 1),
-                          rows.index if picks else NULL)
+                          picked)
     fm_count_done(&work.counters[1 + g.n_layers])
 
 
@@ -623,13 +639,8 @@ cdef inline void weights_job(const Geometry *g, Py_ssize_t job, floating *theta,
     elif l == 0 and rows.sparse:
         sparse_backward_weights(grad + g.coef_offset[0], rows, delta, n_out, lo, hi, accumulate)
     else:
-        if l == 0 and picks_rows(g, rows, work):  # (as the row blocks read them)
-            a_in = <const floating *> rows.X
-            ld_in = rows.ldx
-            picked = rows.index
-        elif l == 0:
-            a_in = dense_input(rows, <const floating *> work.gathered)
-            ld_in = n_in if gathers(rows) else rows.ldx
+        if l == 0:  # (as the row blocks read them)
+            ld_in = batch_input(&a_in, &picked, g, rows, work)
         else:
             a_in = <const floating *> kept_input(&work.kept) + act_at(g, rows.n, l - 1, 0)
         dense_backward_weights(grad + g.coef_offset[l] + lo * n_out, a_in + lo, ld_in, delta,
