@@ -249,6 +249,13 @@ FASTMLP_DECLARE(double, _d)
 int fm_rows_product_available(void);
 /* Which of its kernels runs here: 0 none, 1 AVX2 and FMA, 2 AVX-512 (the same bits). */
 int fm_rows_product_kernel(void);
+/* Whether the AVX-512 kernel's products fetch the next group's rows of W into L2 while a group
+ * runs (1, the default) or leave them to the hardware (0): csrc/rows_product.c's Design says
+ * when each is faster; no bit depends on it. Set by a training pass's run-time choice
+ * (fastmlp/_engine/_stores.pxd's fetch choice) before each batch, read by every product of the
+ * process (two fits running at once share it: only their speed can differ). */
+void fm_rows_product_set_fetch(int fetch);
+int fm_rows_product_fetch(void);
 void fm_rows_product_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda, const float *W,
                        ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols);
 /* The same with W^T for W: out = a W^T, W (cols x n_in, ldw apart): a layer's delta times its

@@ -172,6 +172,20 @@ int fm_rows_product_kernel(void)
 #endif
 }
 
+/* fm_rows_product_set_fetch's switch (relaxed: a hint that changes no bit, written by the
+ * thread that runs the batches before it calls the others to them). */
+static int rp_fetch = 1;
+
+void fm_rows_product_set_fetch(int fetch)
+{
+    __atomic_store_n(&rp_fetch, fetch ? 1 : 0, __ATOMIC_RELAXED);
+}
+
+int fm_rows_product_fetch(void)
+{
+    return __atomic_load_n(&rp_fetch, __ATOMIC_RELAXED);
+}
+
 int fm_rows_product_available(void)
 {
     return fm_rows_product_kernel() != 0;
@@ -1017,6 +1031,7 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, cons
         return;
     }
     const ptrdiff_t block = a_trans ? FM_RP_KC_AT : FM_RP_KC512;
+    const int fetch_ahead = fm_rows_product_fetch();  /* the next group's rows (below) */
     /* a^T in strips where more than one panel reads it (else in place; also if malloc fails) */
     const ptrdiff_t strip_size = FM_RP_MR512 * (n_in < block ? n_in : block);
     REAL *strips = a_trans && (cols > RP_NR || picked)
@@ -1089,14 +1104,26 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, cons
              * weight jobs, `mnist`'s products and bulk prediction's 0.99-1.02; with groups of
              * 8 panels, no change; groups of 4 without the fetch, 0.95-1.00 for the forward
              * products and 1.01-1.02 for the weight jobs (which keep 8). `wide`'s epoch 0.987x
-             * (benchmarks/ab_builds.py, 10 rounds). The same panels: no bit changes. */
+             * (benchmarks/ab_builds.py, 10 rounds). The same panels: no bit changes.
+             *
+             * On the 2-core Intel Xeon VM (L2 2 MB a core) the fetch costs instead: the same
+             * harness, the builds with and without it in turns (2026-12-05, three runs),
+             * 0.955-0.997 of `wide`'s forward products' time without it, 0.973-0.984 of its
+             * weight jobs' (its products by W^T, which fetch nothing either way, 1.006-1.023:
+             * the harness's noise); `mnist`'s 0.98-1.01; the fetch spread over the tile's
+             * panels, or inside its loop of terms (a line every 8 terms), or to L3, or every
+             * other line: 0.99-1.06, no better. `wide`'s epoch without it 0.977x (builds in
+             * turns, 8 runs each). So whether the products fetch is chosen at run time by the
+             * batches' clock (`fetch_ahead`, fm_rows_product_set_fetch;
+             * fastmlp/_engine/_stores.pxd's fetch choice). */
             const ptrdiff_t next_g0 = g0 + group < cols ? g0 + group : 0;
             const ptrdiff_t next_k0 = g0 + group < cols ? k0 : k0 + kc;
             const ptrdiff_t next_kc = next_k0 >= n_in ? 0
                 : n_in - next_k0 < block ? n_in - next_k0 : block;
             const ptrdiff_t next_cols = cols - next_g0 < group ? cols - next_g0 : group;
             const ptrdiff_t tiles = (rows + tile_rows_at - 1) / tile_rows_at;
-            const ptrdiff_t per_tile = panels && next_kc > 0 ? (next_kc + tiles - 1) / tiles : 0;
+            const ptrdiff_t per_tile = panels && next_kc > 0 && fetch_ahead
+                ? (next_kc + tiles - 1) / tiles : 0;
             for (ptrdiff_t r0 = 0, fetched = 0; r0 < rows; r0 += tile_rows_at) {
                 const ptrdiff_t tile_rows = rows - r0 < tile_rows_at ? rows - r0 : tile_rows_at;
                 const ptrdiff_t fetch = next_kc - fetched < per_tile ? next_kc - fetched : per_tile;

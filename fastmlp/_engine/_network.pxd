@@ -10,8 +10,9 @@ cdef class Network:
     # machine lately, kept across the trainers of a model (partial_fit makes one per call).
     cdef ThreadChoice choice
     cdef ThreadChoice kept_choice  # the choice for the thread count before (_threads.choice_for)
-    # How a two-thread batch stores its gathered rows, and its optimizer step's W
-    # (_stores.pxd), kept the same way.
+    # How a two-thread batch stores its gathered rows, and its optimizer step's W, and whether
+    # its products fetch the next rows of W (_stores.pxd), kept the same way.
     cdef StoreChoice store
     cdef StoreChoice step_store
+    cdef StoreChoice fetch
     cdef readonly Py_ssize_t n_coefs, n_params, n_running

@@ -8,7 +8,9 @@ import numpy as np
 
 from fastmlp._engine._blas cimport BLAS_INT_MAX
 from fastmlp._engine._kernels cimport FM_MAXOUT, fm_activation_needs_preactivation
-from fastmlp._engine._stores cimport StoreChoice, step_store_init, store_init, store_next
+from fastmlp._engine._stores cimport (
+    StoreChoice, fetch_init, step_store_init, store_init, store_next,
+)
 from fastmlp._engine._threads cimport ThreadChoice, choice_init, choice_next, choice_threads
 
 from fastmlp._engine.vocabulary import HIDDEN_ACTIVATIONS, OTHER_LOSSES, OUTPUT_LOSSES
@@ -91,6 +93,7 @@ cdef class Network:
         choice_init(&self.kept_choice, 0)
         store_init(&self.store, -1)
         step_store_init(&self.step_store, -1)
+        fetch_init(&self.fetch, -1)
 
     @property
     def thread_choice(self):
@@ -130,6 +133,23 @@ cdef class Network:
         if way not in (None, 0, 1):
             raise ValueError(f"way must be None, 0 or 1, got {way!r}")
         step_store_init(&self.step_store, -1 if way is None else way)
+
+    @property
+    def fetch_choice(self):
+        """(the way of the next batch's products: 0 they fetch the next rows of W, 1 they do
+        not; its batches' seconds per row measured lately each way, 0 where not measured;
+        batches timed, and of those without the fetch): the run-time choice of _stores.pxd,
+        for tests and benchmarks."""
+        cdef StoreChoice *c = &self.fetch
+        return (store_next(c), c.per_byte[0], c.per_byte[1], c.timed, c.streamed)
+
+    def force_fetch(self, way):
+        """Run every timed batch's products `way` (0 fetching the next rows of W, 1 not), or
+        choose at run time (None, the default): for tests and benchmarks. The bits are the
+        same either way."""
+        if way not in (None, 0, 1):
+            raise ValueError(f"way must be None, 0 or 1, got {way!r}")
+        fetch_init(&self.fetch, -1 if way is None else way)
 
     @property
     def batch_norm(self):

@@ -1,7 +1,8 @@
 # How a two-thread batch stores its gathered rows, and its optimizer step's new W: through the
 # caches, or past them with streaming stores, chosen at run time by what each way has just cost
-# (the gather's own clock; the step's whole batch). Like the thread count (_threads.pxd), it
-# reads the machine's state and changes no result bit.
+# (the gather's own clock; the step's whole batch); and whether its products fetch the next
+# rows of W ahead (the whole batch too). Like the thread count (_threads.pxd), each reads the
+# machine's state and changes no result bit.
 #
 # Design
 # ------
@@ -58,10 +59,28 @@
 # other way had left it. In those same runs the choice's epochs took 0.996x (`wide`) and
 # 0.995x (`mnist-f64`) the cached way's.
 
+#
+# The next group's rows of W. The AVX-512 kernel's products fetch the next group's rows of W
+# into L2 while a group runs (csrc/rows_product.c's rp_product512): on the Zen 4 host that made
+# `wide`'s 256 x 1024 x 1024 product 0.957 of its time, on the Intel Xeon VM (L2 2 MB a core)
+# its forward products take 0.955-0.997 of the time without it and its weight jobs 0.973-0.984
+# (a C harness linking both, call by call in turns: 2026-12-05; csrc/rows_product.c has the
+# figures), `wide`'s epoch 0.977x (builds in turns, 8 runs each). So whether
+# a batch's products fetch is chosen too (fm_rows_product_set_fetch), by the step's measure (a
+# whole batch's seconds a row): way 0 fetches (as before), way 1 leaves it to the hardware and
+# takes the batches where it is cheaper at all (fetch_margin: neither way leaves a cost the
+# clock does not see), in probes of FETCH_PROBE_BATCHES counted batches, twice the step's: the
+# difference is a few percent, within one batch's noise here. As the step's, the first batch
+# of a fit (its pages, its threads starting) and the first of each change of way are not
+# counted: with the first counted, the fetching way's estimate started 1.5x too high and the
+# first probe won by it. The two choices share the batches' clock, so they never probe at once:
+# a batch in which one probes is not counted by the other (clock_next, clock_record).
+
 cdef enum:
     STORE_PROBE_GAP = 64      # batches the current way holds between probes of the other
     STORE_PROBE_BATCHES = 2   # batches of a gather's probe
     STEP_PROBE_BATCHES = 4    # counted batches of a step's probe (after one that is not)
+    FETCH_PROBE_BATCHES = 8   # the same for the products' fetch (a smaller difference)
 
 
 cdef inline double stream_margin() noexcept nogil:
@@ -75,6 +94,12 @@ cdef inline double step_stream_margin() noexcept nogil:
     step's a row (and keeps the batches while they do): streaming must win clearly, a tie
     leaves W in the caches."""
     return 0.97
+
+
+cdef inline double fetch_margin() noexcept nogil:
+    """The products' batches go without the fetch where they cost under this share of the
+    fetching way's a row (Design, "The next group's rows of W")."""
+    return 1.0
 
 
 cdef struct StoreChoice:
@@ -118,6 +143,19 @@ cdef inline void step_store_init(StoreChoice *c, int forced) noexcept nogil:
     c.settle = True
     c.last = -1  # the first batch (buffers, threads starting) is not counted
     c.until_probe = 8  # the cached way's estimate from a few batches before the first probe
+
+
+cdef inline void fetch_init(StoreChoice *c, int forced) noexcept nogil:
+    """The products' fetch of the next group's rows (Design, "The next group's rows of W"):
+    way 0 fetches, way 1 does not; by whole batches, as the step's."""
+    step_store_init(c, forced)  # (its first batch and each probe's first not counted)
+    c.margin = fetch_margin()
+    c.probe_batches = FETCH_PROBE_BATCHES
+
+
+cdef inline bint store_probing(const StoreChoice *c) noexcept nogil:
+    """Whether the coming batch goes the other way to probe it."""
+    return c.forced < 0 and c.until_probe <= 0
 
 
 cdef inline void store_ran(StoreChoice *c, int which) noexcept nogil:
@@ -170,3 +208,44 @@ cdef inline void store_record(StoreChoice *c, int which, double seconds_per_byte
     c.until_probe = STORE_PROBE_GAP
     if store_cheaper(c, which):
         c.current = which
+
+
+# The batch's clock, shared by the step's choice and the fetch's (Design, "The next group's
+# rows of W"): run_batches asks clock_next for a batch's ways and, after it, clock_record
+# gives its seconds a row to the choices that count it.
+
+cdef struct ClockWays:
+    int step              # the step's way (1: its W streamed)
+    int fetch             # the products' way (1: without the fetch)
+    bint step_probe       # the step's choice probes in this batch (the fetch's does not count it)
+    bint fetch_probe      # the fetch's choice probes (the step's does not count it)
+
+
+cdef inline ClockWays clock_next(const StoreChoice *step, const StoreChoice *fetch,
+                                 bint step_timed) noexcept nogil:
+    """The coming batch's ways: each choice's, but the fetch's held way while the step's
+    probes (where the step's batch is timed: step_timed)."""
+    cdef ClockWays w
+    w.step = store_next(step)
+    w.step_probe = step_timed and store_probing(step)
+    w.fetch = store_next(fetch)
+    w.fetch_probe = store_probing(fetch) and not w.step_probe
+    if w.step_probe and fetch.forced < 0:
+        w.fetch = fetch.current
+    return w
+
+
+cdef inline void clock_record(StoreChoice *step, StoreChoice *fetch, const ClockWays *w,
+                              int step_way, bint step_timed, bint fetch_timed,
+                              double per_row) noexcept nogil:
+    """A batch ran with w's ways (the step's as it was taken: step_way) and cost per_row
+    seconds a row (< 0: not a fair measure, a short batch): each choice counts it where its
+    batches are timed and the other did not probe, else only notes its way."""
+    if per_row >= 0 and step_timed and not w.fetch_probe:
+        store_record(step, step_way, per_row)
+    else:
+        store_ran(step, step_way)
+    if per_row >= 0 and fetch_timed and not w.step_probe:
+        store_record(fetch, w.fetch, per_row)
+    else:
+        store_ran(fetch, w.fetch)

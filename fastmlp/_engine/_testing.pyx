@@ -34,8 +34,10 @@ from fastmlp._engine._schedule cimport first_tiles as schedule_first_tiles
 from fastmlp._engine._stores cimport STORE_PROBE_BATCHES as _STORE_PROBE_BATCHES
 from fastmlp._engine._stores cimport STORE_PROBE_GAP as _STORE_PROBE_GAP
 from fastmlp._engine._stores cimport STEP_PROBE_BATCHES as _STEP_PROBE_BATCHES
+from fastmlp._engine._stores cimport FETCH_PROBE_BATCHES as _FETCH_PROBE_BATCHES
 from fastmlp._engine._stores cimport (
-    StoreChoice, step_store_init, store_init, store_next, store_ran, store_record)
+    ClockWays, StoreChoice, clock_next, clock_record, fetch_init, step_store_init, store_init,
+    store_next, store_ran, store_record)
 from fastmlp._engine._threads cimport (
     ThreadChoice, choice_for, choice_gate, choice_init, choice_next, choice_record,
     choice_threads, choice_wants_gate,
@@ -595,16 +597,21 @@ def store_choice_trace(costs):
 
 
 STEP_PROBE_BATCHES = _STEP_PROBE_BATCHES
+FETCH_PROBE_BATCHES = _FETCH_PROBE_BATCHES
 
 
-def step_store_choice_trace(costs):
+def step_store_choice_trace(costs, fetch=False):
     """The ways _stores.pxd's step choice gives batch after batch (1 streamed, 0 cached), when
     a batch costs costs[i][0] seconds a row with the step's W cached and costs[i][1] streamed
     (None: the batch was not timed, a short or one-thread batch, which stores through the
-    caches)."""
+    caches). With `fetch`, the products' fetch choice's instead (0 fetching the next rows of W,
+    1 not; costs[i] for each)."""
     cdef StoreChoice c
     cdef int way
-    step_store_init(&c, -1)
+    if fetch:
+        fetch_init(&c, -1)
+    else:
+        step_store_init(&c, -1)
     trace = []
     for cost in costs:
         way = store_next(&c)
@@ -614,6 +621,24 @@ def step_store_choice_trace(costs):
             continue
         trace.append(way)
         store_record(&c, way, cost[1] if way == 1 else cost[0])
+    return trace
+
+
+def shared_clock_trace(costs):
+    """The step's and the fetch's choices on one clock, as _trainer.pyx's run_batches runs them
+    (_stores.pxd's clock_next and clock_record): batch i costs costs[i][step way][fetch way]
+    seconds a row (None: a short batch, not a fair measure), each batch timed by both. Returns
+    (step way, fetch way, the step's choice probes, the fetch's probes) batch after batch."""
+    cdef StoreChoice step, fetch
+    cdef ClockWays w
+    step_store_init(&step, -1)
+    fetch_init(&fetch, -1)
+    trace = []
+    for cost in costs:
+        w = clock_next(&step, &fetch, True)
+        trace.append((w.step, w.fetch, bool(w.step_probe), bool(w.fetch_probe)))
+        clock_record(&step, &fetch, &w, w.step, True, True,
+                     -1.0 if cost is None else cost[w.step][w.fetch])
     return trace
 
 

@@ -39,7 +39,7 @@ from fastmlp._engine._kernels cimport (
     FM_MAXOUT, all_finite, fm_optim, fm_optim_begin_step, fm_rows_pack_d, fm_rows_pack_f,
     fm_rows_packed_size, fm_rows_packed_size_d, fm_rows_product_kernel,
     fm_rows_product_kernel_d, fm_rows_product_packed_d, fm_rows_product_packed_f,
-    fm_small_pack_columns_d, fm_small_pack_columns_f, small_pack,
+    fm_rows_product_set_fetch, fm_small_pack_columns_d, fm_small_pack_columns_f, small_pack,
     small_product_packed, small_product_part, small_split,
 )
 from fastmlp._engine._layer_dense cimport (
@@ -60,7 +60,9 @@ from fastmlp._engine._schedule cimport (
     batch_step, block_start, finish_all, may_stream, n_blocks, pool_close, pool_help, pool_init,
     sum_partials,
 )
-from fastmlp._engine._stores cimport StoreChoice, store_next, store_ran, store_record
+from fastmlp._engine._stores cimport (
+    ClockWays, StoreChoice, clock_next, clock_record, store_next, store_record,
+)
 from fastmlp._engine._threads cimport (
     ThreadChoice, choice_for, choice_gate, choice_init, choice_next, choice_record,
     choice_threads, choice_wants_gate, seconds_now,
@@ -266,20 +268,24 @@ cdef int take_record(spec, Py_buffer *record) except -1:
 
 
 cdef void run_batches(const Geometry *g, ThreadChoice *choice, StoreChoice *store,
-                      StoreChoice *step_store, Step *step, Work *work, Rows *rows,
-                      Py_ssize_t n_samples, const Py_ssize_t *order,
+                      StoreChoice *step_store, StoreChoice *fetch, Step *step, Work *work,
+                      Rows *rows, Py_ssize_t n_samples, const Py_ssize_t *order,
                       Py_ssize_t batch_size, floating *theta, floating *grad, floating *state_1,
                       floating *state_2, floating *state_3, fm_optim *optim,
                       unsigned long long dropout_seed, double *norm_sums,
                       double *accumulated) noexcept nogil:
     """Trainer._epoch's batches, in turn, on the calling thread: each takes the thread count
     that the run-time choice gives it (_threads.pxd), gathers its rows the way `store` gives
-    and stores its step's W the way `step_store` gives (_stores.pxd), and adds its loss x its
-    length to *accumulated; a raised interrupt (work.interrupt) ends them."""
+    and stores its step's W the way `step_store` gives, its products fetching the next rows of
+    W or not as `fetch` gives (_stores.pxd), and adds its loss x its length to *accumulated; a
+    raised interrupt (work.interrupt) ends them."""
     cdef Py_ssize_t start = 0, stop, b
     cdef double batch_loss, started, gathering, per_row
     cdef int which, way, threads
     cdef bint timed, step_timed
+    cdef ClockWays ways
+    # (the fetch is the AVX-512 kernel's alone: elsewhere its choice times nothing)
+    cdef bint fetching = fm_rows_product_kernel() == 2
     while start < n_samples:
         stop = start + batch_size
         if stop > n_samples:
@@ -296,7 +302,12 @@ cdef void run_batches(const Geometry *g, ThreadChoice *choice, StoreChoice *stor
         way = store_next(store)
         step.stream_rows = way == 1
         step_timed = timed and step.weight_clip == 0  # (where batch_step keeps step.stream)
-        step.stream = store_next(step_store) == 1
+        # The step's choice and the fetch's share the batch's clock: one probes at a time
+        # (_stores.pxd, "The next group's rows of W").
+        ways = clock_next(step_store, fetch, step_timed)
+        step.stream = ways.step == 1
+        if fetching:
+            fm_rows_product_set_fetch(ways.fetch == 0)
         for b in range(MAX_BLOCKS):
             work.gather_seconds[b] = 0.0
         started = seconds_now()
@@ -307,10 +318,8 @@ cdef void run_batches(const Geometry *g, ThreadChoice *choice, StoreChoice *stor
         if rows.n == batch_size:  # (a short last batch is not a fair measure)
             per_row = (seconds_now() - started) / rows.n
             choice_record(choice, which, per_row)
-            if step_timed:
-                store_record(step_store, step.stream, per_row)
-            else:
-                store_ran(step_store, step.stream)
+            clock_record(step_store, fetch, &ways, step.stream, step_timed, fetching and timed,
+                         per_row)
             gathering = 0.0
             for b in range(MAX_BLOCKS):
                 gathering += work.gather_seconds[b]
@@ -319,7 +328,8 @@ cdef void run_batches(const Geometry *g, ThreadChoice *choice, StoreChoice *stor
             if choice_wants_gate(choice, rows.n):
                 choice_gate(choice, rows.n, fm_spare_seconds(), seconds_now())
         else:
-            store_ran(step_store, step.stream)
+            clock_record(step_store, fetch, &ways, step.stream, step_timed, fetching and timed,
+                         -1.0)
         if norm_sums != NULL:
             add_layer_norms(g, work, norm_sums)
         batch_loss = (batch_loss / step.divisor
@@ -328,6 +338,8 @@ cdef void run_batches(const Geometry *g, ThreadChoice *choice, StoreChoice *stor
         start = stop
         if interrupted(work.interrupt, True):
             break
+    if fetching:
+        fm_rows_product_set_fetch(1)  # (the default, for the process's other products)
 
 
 cdef class Trainer:
@@ -565,7 +577,8 @@ cdef class Trainer:
                 with parallel(num_threads=n_threads):
                     if threadid() == 0:
                         run_batches(g, &self.network.choice, &self.network.store,
-                                    &self.network.step_store, &step, work, rows, n_samples,
+                                    &self.network.step_store, &self.network.fetch, &step, work,
+                                    rows, n_samples,
                                     order, batch_size, theta, grad, state_1, state_2, state_3,
                                     optim, self.dropout_seed, norm_sums, &accumulated)
                         pool_close(&pool)
@@ -574,7 +587,8 @@ cdef class Trainer:
                 work.pool = NULL
             else:
                 run_batches(g, &self.network.choice, &self.network.store,
-                            &self.network.step_store, &step, work, rows, n_samples, order,
+                            &self.network.step_store, &self.network.fetch, &step, work, rows,
+                            n_samples, order,
                             batch_size, theta, grad, state_1, state_2, state_3, optim,
                             self.dropout_seed, norm_sums, &accumulated)
         reraise_interrupt(&interrupt)

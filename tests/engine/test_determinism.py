@@ -9,6 +9,7 @@ from sklearn.datasets import load_digits
 
 from fastmlp import MLPClassifier, MLPRegressor
 from fastmlp import _validation
+from fastmlp._engine import _testing as K
 
 from _helpers import assert_bitwise_equal_on_one_and_two_threads, digits, run_python
 
@@ -247,6 +248,49 @@ def test_steps_streamed_on_two_threads_give_the_one_thread_bits(dtype):
     assert two[2::4] == ["1:6:6"] * 4 + ["0:6:0"] * 4
     assert two[3::4] == one[3::4] and two[4::4] == one[4::4]
     assert two[3:19:4] == two[19::4]  # and the same bits either way
+
+
+# Batches of 256 rows on two threads, whose row blocks of 128 rows and weight jobs multiply by
+# groups of W's panels, with the products fetching the next group's rows of W into L2 and
+# without (fm_rows_product_set_fetch), each way held for every batch (Network.force_fetch: the
+# run-time choice of _stores.pxd picks one of the two by what the batches cost), against one
+# thread's bits: a prefetch changes no value.
+FETCHED = """
+import sys, warnings
+import numpy as np
+from fastmlp import MLPClassifier
+from fastmlp._engine._testing import hold_all_threads
+from fastmlp._runtime import effective_n_threads
+warnings.simplefilter("ignore")
+rng = np.random.RandomState(0)
+X = rng.standard_normal((512, 300)).astype(sys.argv[1])
+y = (X[:, 0] > 0) + 2 * (X[:, 1] + X[:, 2] > 0)
+out = [str(effective_n_threads())]
+for way in (0, 1):
+    clf = MLPClassifier((256, 128), batch_size=256, random_state=0, alpha=1e-3)
+    clf.partial_fit(X, y, classes=[0, 1, 2, 3])
+    hold_all_threads(clf._network(), effective_n_threads())
+    clf._network().force_fetch(way)
+    for _ in range(3):
+        clf.partial_fit(X, y)
+    choice = clf._network().fetch_choice
+    out += [f"{choice[0]}:{choice[3]}:{choice[4]}", clf._theta.tobytes().hex(),
+            np.asarray(clf.loss_curve_).tobytes().hex()]
+print(" ".join(out))
+"""
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_products_with_and_without_the_fetch_give_the_one_thread_bits(dtype):
+    one, two = (run_python(FETCHED, dtype, omp_threads=n).split() for n in (1, 2))
+    assert one[0] == "1" and two[0] == "2"
+    # one thread times no batch for the fetch's choice; two time their 2 full batches an epoch
+    # where the AVX-512 kernel runs (elsewhere nothing fetches: nothing is timed)
+    assert one[1::3] == ["0:0:0", "1:0:0"]
+    timed = 6 if 2 in K.rows_product_kernels(dtype) else 0
+    assert two[1::3] == [f"0:{timed}:0", f"1:{timed}:{timed}"]
+    assert two[2::3] == one[2::3] and two[3::3] == one[3::3]
+    assert two[2] == two[5] and two[3] == two[6]  # and the same bits either way
 
 
 # The same batches with their rows gathered past the caches (Step.stream_rows: the row blocks'

@@ -112,3 +112,58 @@ def test_an_untimed_batch_stores_through_the_caches_and_the_next_is_not_counted(
     assert untimed[i] is None and untimed[:i] == trace[:i] and untimed[i + 1] == 1
     costs[i + 1] = (50.0, 50.0)
     assert K.step_store_choice_trace(costs) == untimed
+
+
+# The products' fetch of the next rows of W (_stores.pxd, "The next group's rows of W"): way 0
+# fetches (the default), 1 leaves it to the hardware; whole batches' seconds a row, taken where
+# cheaper at all (no margin), in probes of FETCH_PROBE counted batches, the first batch and the
+# first after each change of way not counted (as the step's).
+FETCH_PROBE = K.FETCH_PROBE_BATCHES
+
+
+def test_the_batches_go_without_the_fetch_where_that_is_cheaper_at_all():
+    trace = K.step_store_choice_trace([(1.0, 0.98)] * 400, fetch=True)
+    assert trace[:STEP_FIRST] == [0] * STEP_FIRST
+    probe_end = STEP_FIRST + 1 + FETCH_PROBE
+    assert trace[STEP_FIRST:probe_end] == [1] * (FETCH_PROBE + 1)
+    after = trace[probe_end:]
+    # the fetching way comes back only in its probes
+    assert after[:GAP] == [1] * GAP and after[GAP:GAP + FETCH_PROBE + 1] == [0] * (FETCH_PROBE + 1)
+    assert after.count(0) == (FETCH_PROBE + 1) * (len(after) // (GAP + FETCH_PROBE + 1))
+
+
+def test_the_fetch_keeps_the_batches_where_it_costs_less_or_the_same():
+    for without in (1.02, 1.0):
+        trace = K.step_store_choice_trace([(1.0, without)] * 400, fetch=True)
+        runs = [n for n in map(len, "".join(map(str, trace)).split("0")) if n]
+        assert runs and all(n == FETCH_PROBE + 1 for n in runs), without
+        assert trace.count(1) == (FETCH_PROBE + 1) * len(runs), without
+
+
+def test_the_fetch_counts_neither_the_first_batch_nor_the_first_of_a_probe():
+    # the first batch (pages, threads starting) and each probe's first cost 50x: nothing changes
+    costs = [(1.0, 0.98)] * 300
+    trace = K.step_store_choice_trace(costs, fetch=True)
+    for i in changes(trace) + [0]:
+        costs[i] = (50.0, 50.0)
+    assert K.step_store_choice_trace(costs, fetch=True) == trace
+
+
+def test_the_step_and_the_fetch_never_probe_in_the_same_batch_and_each_finds_its_way():
+    # streaming the step's W clearly cheaper (1.3x cached), the batches without the fetch a
+    # little (0.97x); after a first short batch, both want their first probe at the same batch
+    table = [[1.3 * f for f in (1.0, 0.97)], [1.0 * f for f in (1.0, 0.97)]]
+    trace = K.shared_clock_trace([None] + [table] * 1200)
+    assert not any(step_probe and fetch_probe for _, _, step_probe, fetch_probe in trace)
+    first = STEP_FIRST
+    assert trace[first][2] and not trace[first][3]  # the step's probe first, the fetch held
+    assert trace[first][1] == 0
+    assert any(fetch_probe for *_, fetch_probe in trace[first:first + 20])
+    late = trace[600:]
+    # each way taken but for the probes of the other (a probe and its first batch every GAP)
+    assert sum(s for s, *_ in late) > 0.9 * len(late)
+    assert sum(f for _, f, *_ in late) >= GAP / (GAP + FETCH_PROBE + 1) * len(late)
+    # and where neither alternative wins, both keep their first ways but for their probes
+    flat = K.shared_clock_trace([[[1.0, 1.0], [1.0, 1.0]]] * 1200)
+    assert not any(step_probe and fetch_probe for _, _, step_probe, fetch_probe in flat)
+    assert sum(s for s, *_ in flat[600:]) < 0.15 * 600
