@@ -15,7 +15,11 @@ what the table times:
   must never be slower than one. Each thread count gets epochs until they add up to
   BUSY_SECONDS (at least 3, at most BUSY_EPOCHS): the median of 3 epochs of `small` (~12 ms
   each, one thread with either count) read 0.93-1.08 for the same code both ways, which says
-  nothing; 15 epochs read 0.97-1.00.
+  nothing; 15 epochs read 0.97-1.00. With 1.5 seconds, `mnist` (~0.45 s an epoch beside the
+  busy core) got 4 epochs a count and read 0.95-1.06 from run to run (2-core Intel Xeon VM,
+  2026-12-05: four full runs; alone, 5 epochs a count, 0.93-0.98); with 3 seconds (7
+  epochs) 0.89-0.99 in three full runs, `mnist-f64` 0.92-0.97, `wide` (3 epochs either way)
+  0.85-0.89.
 - per call: `partial_fit` of the same 32 rows on a (64 -> 100 -> 10) network, fastmlp and
   scikit-learn, microseconds per call (median), after the first call that sets the classes.
 
@@ -46,7 +50,7 @@ from fastmlp.bench.workloads import FIT_WORKLOADS, N_CLASSES, make_blobs
 HARNESS_RUNS = ("steadiness", "busy-core", "per-call")
 STEADY_WORKLOADS = ("tiny-batch", "small")
 STEADY_RUNS = 5
-BUSY_SECONDS, BUSY_EPOCHS = 1.5, 25  # a full run's busy-core epochs per thread count (above)
+BUSY_SECONDS, BUSY_EPOCHS = 3.0, 25  # a full run's busy-core epochs per thread count (above)
 PER_CALL_ROWS, PER_CALL_HIDDEN, PER_CALL_FEATURES = 32, (100,), 64
 
 
