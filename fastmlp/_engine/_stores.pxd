@@ -58,7 +58,6 @@
 # whose step stored through the caches) is not counted: its forward pass read W where the
 # other way had left it. In those same runs the choice's epochs took 0.996x (`wide`) and
 # 0.995x (`mnist-f64`) the cached way's.
-
 #
 # The next group's rows of W. The AVX-512 kernel's products fetch the next group's rows of W
 # into L2 while a group runs (csrc/rows_product.c's rp_product512): on the Zen 4 host that made
@@ -104,7 +103,8 @@ cdef inline double fetch_margin() noexcept nogil:
 
 cdef struct StoreChoice:
     double per_byte[2]     # smoothed cost a unit: [0] cached, [1] streamed (0: none); a
-                           # gather's seconds a byte, a step's batch seconds a row
+                           # gather's seconds a byte, a step's batch seconds a row (the
+                           # fetch's choice: [0] fetching, [1] not; its batches' too)
     double margin          # the streamed way takes over under margin x the cached way's cost
     int probe_batches      # counted batches of a probe
     bint settle            # a batch after one of the other way is not counted (a step's: its
