@@ -16,6 +16,20 @@ from fastmlp._engine._threads cimport ThreadChoice, choice_init, choice_next, ch
 from fastmlp._engine.vocabulary import HIDDEN_ACTIVATIONS, OTHER_LOSSES, OUTPUT_LOSSES
 
 
+cdef tuple store_state(const StoreChoice *c):
+    """A _stores.pxd choice as Network's properties give it: (the coming batch's way, its
+    cost a unit measured lately each way, 0 where not measured; batches timed, and of those
+    the second way's)."""
+    return (store_next(c), c.per_byte[0], c.per_byte[1], c.timed, c.streamed)
+
+
+cdef int forced_way(way) except -2:
+    """A force_* method's `way` as a choice's `forced`: -1 (None, chosen at run time), 0 or 1."""
+    if way not in (None, 0, 1):
+        raise ValueError(f"way must be None, 0 or 1, got {way!r}")
+    return -1 if way is None else way
+
+
 cdef class Network:
     """The geometry of a perceptron: widths, activations, loss and where each W and b live.
 
@@ -108,31 +122,25 @@ cdef class Network:
         """(the way of the next gather that may stream: 1 streamed, 0 cached; its seconds per
         byte measured lately cached and streamed, 0 where not measured; batches timed, and of
         those streamed): the run-time choice of _stores.pxd, for tests and benchmarks."""
-        cdef StoreChoice *c = &self.store
-        return (store_next(c), c.per_byte[0], c.per_byte[1], c.timed, c.streamed)
+        return store_state(&self.store)
 
     def force_store(self, way):
         """Gather every batch that may stream `way` (1 streamed, 0 cached), or choose at run
         time (None, the default): for tests and benchmarks. The bits are the same either way."""
-        if way not in (None, 0, 1):
-            raise ValueError(f"way must be None, 0 or 1, got {way!r}")
-        store_init(&self.store, -1 if way is None else way)
+        store_init(&self.store, forced_way(way))
 
     @property
     def step_store_choice(self):
         """(the way of the next optimizer step that may stream its W: 1 streamed, 0 cached; its
         batches' seconds per row measured lately each way, 0 where not measured; batches timed,
         and of those streamed): the run-time choice of _stores.pxd, for tests and benchmarks."""
-        cdef StoreChoice *c = &self.step_store
-        return (store_next(c), c.per_byte[0], c.per_byte[1], c.timed, c.streamed)
+        return store_state(&self.step_store)
 
     def force_step_store(self, way):
         """Store every optimizer step's W that may stream `way` (1 streamed, 0 cached), or
         choose at run time (None, the default): for tests and benchmarks. The bits are the same
         either way."""
-        if way not in (None, 0, 1):
-            raise ValueError(f"way must be None, 0 or 1, got {way!r}")
-        step_store_init(&self.step_store, -1 if way is None else way)
+        step_store_init(&self.step_store, forced_way(way))
 
     @property
     def fetch_choice(self):
@@ -140,16 +148,13 @@ cdef class Network:
         not; its batches' seconds per row measured lately each way, 0 where not measured;
         batches timed, and of those without the fetch): the run-time choice of _stores.pxd,
         for tests and benchmarks."""
-        cdef StoreChoice *c = &self.fetch
-        return (store_next(c), c.per_byte[0], c.per_byte[1], c.timed, c.streamed)
+        return store_state(&self.fetch)
 
     def force_fetch(self, way):
         """Run every timed batch's products `way` (0 fetching the next rows of W, 1 not), or
         choose at run time (None, the default): for tests and benchmarks. The bits are the
         same either way."""
-        if way not in (None, 0, 1):
-            raise ValueError(f"way must be None, 0 or 1, got {way!r}")
-        fetch_init(&self.fetch, -1 if way is None else way)
+        fetch_init(&self.fetch, forced_way(way))
 
     @property
     def batch_norm(self):

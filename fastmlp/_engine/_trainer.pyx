@@ -578,9 +578,9 @@ cdef class Trainer:
                     if threadid() == 0:
                         run_batches(g, &self.network.choice, &self.network.store,
                                     &self.network.step_store, &self.network.fetch, &step, work,
-                                    rows, n_samples,
-                                    order, batch_size, theta, grad, state_1, state_2, state_3,
-                                    optim, self.dropout_seed, norm_sums, &accumulated)
+                                    rows, n_samples, order, batch_size, theta, grad, state_1,
+                                    state_2, state_3, optim, self.dropout_seed, norm_sums,
+                                    &accumulated)
                         pool_close(&pool)
                     else:
                         pool_help(g, theta, grad, state_1, state_2, state_3, &step, rows, work)
@@ -588,9 +588,8 @@ cdef class Trainer:
             else:
                 run_batches(g, &self.network.choice, &self.network.store,
                             &self.network.step_store, &self.network.fetch, &step, work, rows,
-                            n_samples, order,
-                            batch_size, theta, grad, state_1, state_2, state_3, optim,
-                            self.dropout_seed, norm_sums, &accumulated)
+                            n_samples, order, batch_size, theta, grad, state_1, state_2,
+                            state_3, optim, self.dropout_seed, norm_sums, &accumulated)
         reraise_interrupt(&interrupt)
         return accumulated
 
