@@ -19,7 +19,11 @@ what the table times:
   busy core) got 4 epochs a count and read 0.95-1.06 from run to run (2-core Intel Xeon VM,
   2026-12-05: four full runs; alone, 5 epochs a count, 0.93-0.98); with 3 seconds (7
   epochs) 0.89-0.99 in three full runs, `mnist-f64` 0.92-0.97, `wide` (3 epochs either way)
-  0.85-0.89.
+  0.85-0.89. Beside each ratio the report gives how many of the 2-thread epochs' full batches
+  took two threads (the engine counts them: Network.thread_batches): where none did (`small`,
+  whose batches never take two; `tiny-batch`, which the thread choice's gate keeps on one
+  beside a busy core), both counts ran the same one-thread work, and their ratio is the host's
+  noise, on either side of 1.00 by the run.
 - per call: `partial_fit` of the same 32 rows on a (64 -> 100 -> 10) network, fastmlp and
   scikit-learn, microseconds per call (median), after the first call that sets the classes.
 
@@ -84,10 +88,14 @@ def busy_core(repeats, budget, scale, log, names=None):
             for name in (tuple(FIT_WORKLOADS) if names is None else names):
                 log(f"busy core: {name} with 1 and 2 threads")
                 workload = FIT_WORKLOADS[name].scaled(scale)
-                r = bench_threads(workload, ["fastmlp"], 2, repeats, budget,
-                                  lambda message: None)["fastmlp"]["by_threads"]
+                run = bench_threads(workload, ["fastmlp"], 2, repeats, budget,
+                                    lambda message: None)["fastmlp"]
+                r = run["by_threads"]
                 results[name] = {"1": r["1"]["median_s"], "2": r["2"]["median_s"],
                                  "two_over_one": r["2"]["median_s"] / r["1"]["median_s"]}
+                if "batches" in run:  # (the 2-thread epochs' batches, by the threads they got)
+                    results[name]["batches_on_2"] = run["batches"]["more"]
+                    results[name]["batches"] = run["batches"]["one"] + run["batches"]["more"]
     finally:
         spinner.kill()
         spinner.wait()
@@ -138,6 +146,17 @@ def run_harness(runs, threads, repeats, budget, scale, log, workloads=None):
     return results
 
 
+def threads_used(result):
+    """How many of a busy-core run's 2-thread batches took both threads, as the report says it
+    ("" where not counted): where none did, both counts ran the same one-thread work, and their
+    ratio is the host's noise (`small`'s batches never take two threads; `tiny-batch`'s are
+    held on one beside a busy core by _threads.pxd's gate)."""
+    if "batches" not in result:
+        return ""
+    return (f" (2-thread epochs: {result['batches_on_2']:,} of {result['batches']:,} "
+            "batches on 2 threads)")
+
+
 def format_harness(results):
     lines = []
     if "steadiness" in results:
@@ -149,7 +168,8 @@ def format_harness(results):
         lines += ["", "Beside a process spinning on one core: fastmlp's median s/epoch, "
                       "1 vs 2 threads:"]
         lines += [f"  {name:11s} 1 thread {r['1']:.4f}, 2 threads {r['2']:.4f}: "
-                  f"2/1 = {r['two_over_one']:.2f}" for name, r in results["busy-core"].items()]
+                  f"2/1 = {r['two_over_one']:.2f}{threads_used(r)}"
+                  for name, r in results["busy-core"].items()]
     if "per-call" in results:
         lines += ["", f"partial_fit of {PER_CALL_ROWS} rows, ({PER_CALL_FEATURES} -> "
                       f"{PER_CALL_HIDDEN[0]} -> {N_CLASSES}), float32, per call:"]

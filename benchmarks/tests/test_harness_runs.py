@@ -25,6 +25,10 @@ def test_busy_core_times_one_and_two_threads_per_workload(monkeypatch):
     result = harness_runs.busy_core(repeats=1, budget=1.0, scale=1.0, log=quiet)
     r = result["tiny"]
     assert r["two_over_one"] == r["2"] / r["1"] and r["1"] > 0
+    # its 2-thread epochs' full batches (8 an epoch), by the threads they took: a batch this
+    # small never takes two (fastmlp/_runtime.py's threads_for_batch)
+    assert r["batches"] >= 8 and r["batches"] % 8 == 0 and r["batches_on_2"] == 0
+    assert "(2-thread epochs: 0 of " in harness_runs.format_harness({"busy-core": result})
 
 
 def test_workloads_narrow_steadiness_and_busy_core(monkeypatch, capsys):
@@ -76,3 +80,7 @@ def test_format_harness_prints_every_run():
         "busy-core": {"mnist": {"1": 0.4, "2": 0.5, "two_over_one": 1.25}},
         "per-call": {"fastmlp": {"median_us": 700.0, "min_us": 650.0, "calls": 2000}}})
     assert "max/min 1.20" in text and "2/1 = 1.25" in text and "median 700 us" in text
+    assert "batches on 2 threads" not in text  # (a result without the counts)
+    text = harness_runs.format_harness({"busy-core": {"mnist": {
+        "1": 0.4, "2": 0.38, "two_over_one": 0.95, "batches_on_2": 1100, "batches": 1170}}})
+    assert "2/1 = 0.95 (2-thread epochs: 1,100 of 1,170 batches on 2 threads)" in text

@@ -87,6 +87,23 @@ def test_issue12_targets_judge_against_every_peer_and_onnxruntime():
         "59 us", "PASS")
 
 
+def test_the_busy_core_verdict_says_when_the_worst_ran_one_thread_both_ways():
+    # The verdict stays the ratio's; the measured text names a ratio of the same one-thread
+    # work (no batch of the 2-thread epochs took two threads): the host's noise.
+    label = "beside a busy core: 2 threads never slower than 1 on any workload"
+    busy = {"small": {"two_over_one": 1.01, "batches_on_2": 0, "batches": 2500},
+            "mnist": {"two_over_one": 0.95, "batches_on_2": 1100, "batches": 1170}}
+    checks = {lab: (measured, verdict) for lab, measured, verdict
+              in check_targets({"busy-core": busy}, MNIST)}
+    assert checks[label] == ("worst 2/1 = 1.01 (small, every batch on one thread both ways)",
+                             "FAIL")
+    busy["small"]["two_over_one"] = 0.9
+    busy["mnist"]["two_over_one"] = 1.02
+    checks = {lab: (measured, verdict) for lab, measured, verdict
+              in check_targets({"busy-core": busy}, MNIST)}
+    assert checks[label] == ("worst 2/1 = 1.02 (mnist)", "FAIL")
+
+
 def test_bulk_prediction_target_says_how_near_the_sgemm_ceiling_it_lies():
     results = {"predict": {"predict-bulk": {
         "fastmlp": {"median_s": 1.0, "samples_per_s": 1200.0, "gflops": 360.0},

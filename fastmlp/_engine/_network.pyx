@@ -118,6 +118,18 @@ cdef class Network:
         return (choice_threads(c, choice_next(c)) if c.most else 0, c.per_row[0], c.per_row[1])
 
     @property
+    def thread_batches(self):
+        """{thread limit: (full batches run on one thread, on all of them)} since the network
+        first trained under each of the two limits it keeps (_threads.pxd's choice_for), for
+        benchmarks: whether a limit's threads ran at all."""
+        cdef ThreadChoice *kept = &self.kept_choice
+        cdef ThreadChoice *c = &self.choice
+        counts = {kept.most: (kept.batches[0], kept.batches[1])} if kept.most > 0 else {}
+        if c.most > 0:
+            counts[c.most] = (c.batches[0], c.batches[1])
+        return counts
+
+    @property
     def store_choice(self):
         """(the way of the next gather that may stream: 1 streamed, 0 cached; its seconds per
         byte measured lately cached and streamed, 0 where not measured; batches timed, and of

@@ -204,6 +204,8 @@ cdef struct ThreadChoice:
                              # until the threads' next PROBE_BATCHES batches confirm it (0: none)
     double spare_mark        # the gate's window: fm_spare_seconds at its start
     double spare_since       # and when it started (0: none yet)
+    long long batches[2]     # full batches recorded: [0] on one thread, [1] on `most` (for
+                             # benchmarks: a busy-core run says whether its threads ran at all)
 
 
 cdef inline void choice_probe_clear(ThreadChoice *c) noexcept nogil:
@@ -225,6 +227,7 @@ cdef inline void choice_init(ThreadChoice *c, int most) noexcept nogil:
     c.pending = 0.0
     c.spare_mark = 0.0
     c.spare_since = 0.0
+    c.batches[0] = c.batches[1] = 0
 
 
 cdef inline void choice_for(ThreadChoice *c, ThreadChoice *kept, int most) noexcept nogil:
@@ -291,6 +294,7 @@ cdef inline void choice_settle(ThreadChoice *c, int which, double probe,
 cdef inline void choice_record(ThreadChoice *c, int which, double seconds_per_row) noexcept nogil:
     """What a full batch cost with choice `which`; the next choice follows from it."""
     cdef double mean
+    c.batches[which] += 1
     if c.most <= 1:
         return
     if not c.warm:

@@ -53,6 +53,15 @@ class EstimatorSystem:
     def set_threads(self, n):
         pass  # OpenMP and BLAS limits are set by the caller through threadpoolctl
 
+    def thread_batches(self):
+        """fastmlp's full batches so far as (run on one thread, on more): where more are
+        allowed, its run-time choice, or a batch too small to share, may still give one. None
+        for scikit-learn, and before the first epoch."""
+        if self.name != "fastmlp" or not self.started:
+            return None
+        counts = self.model._network().thread_batches.values()
+        return sum(one for one, _ in counts), sum(more for _, more in counts)
+
 
 class TorchSystem:
     """The plain PyTorch CPU loop: Linear/ReLU layers, cross-entropy plus scikit-learn's L2

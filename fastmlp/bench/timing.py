@@ -161,18 +161,28 @@ def bench_predict(workload, runners, X, kinds, repeats, budget, log):
 
 
 def bench_threads(workload, systems, threads, repeats, budget, log):
-    """Epoch time of `workload` with 1 thread and with `threads`, interleaved, per system."""
+    """Epoch time of `workload` with 1 thread and with `threads`, interleaved, per system; for
+    fastmlp also how many full batches of its `threads` epochs ran on one thread and on more
+    ("batches": {"one": n, "more": n}): its run-time choice may give them one."""
     X, y = make_blobs(workload.n_samples, workload.n_features, workload.dtype)
     counts = sorted({1, threads})
     runners = {name: make_system(name, workload, threads) for name in systems}
     for runner in runners.values():
         runner.fit_epoch(X, y)
+    batches = {name: [0, 0] for name, runner in runners.items()
+               if getattr(runner, "thread_batches", lambda: None)() is not None}
 
     def epoch(runner, n):
+        counted = n == threads and runner.name in batches
+        before = runner.thread_batches() if counted else None
         with threadpool_limits(n):
             runner.set_threads(n)
             runner.fit_epoch(X, y)
         runner.set_threads(threads)
+        if counted:
+            after = runner.thread_batches()
+            batches[runner.name][0] += after[0] - before[0]
+            batches[runner.name][1] += after[1] - before[1]
 
     log(f"  threads: {workload.name} with {counts} threads")
     tasks = {(name, n): (lambda r=runner, n=n: epoch(r, n))
@@ -186,6 +196,8 @@ def bench_threads(workload, systems, threads, repeats, budget, log):
                      for n in counts}
         speedup = per_count["1"]["median_s"] / per_count[str(counts[-1])]["median_s"]
         results[name] = {"by_threads": per_count, "speedup": speedup}
+        if name in batches:
+            results[name]["batches"] = dict(zip(("one", "more"), batches[name]))
     return results
 
 

@@ -378,6 +378,29 @@ def test_one_thread_allowed_is_one_thread():
     assert set(_trace(1, [(1.0, 0.5)] * 50)) == {1}
 
 
+def test_the_network_counts_the_full_batches_each_thread_count_ran():
+    # Network.thread_batches, which benchmarks read to tell a busy-core run whose threads ran
+    # from one whose 2-thread epochs all went to one thread: {limit: (on one, on all)}.
+    from threadpoolctl import threadpool_limits
+
+    from fastmlp._engine._testing import hold_all_threads
+    from fastmlp._runtime import threads_for_batch
+    X, y = digits(1536, np.float32)  # 6 full batches of 256
+    clf = MLPClassifier((256, 128), batch_size=256, random_state=0)
+    clf.partial_fit(X, y, classes=np.unique(y))
+    threads = threads_for_batch(256, clf._network().n_params)
+    if threads < 2:
+        pytest.skip("these batches get one thread here")
+    hold_all_threads(clf._network(), threads)
+    with threadpool_limits(threads):
+        clf.partial_fit(X, y)
+    assert clf._network().thread_batches[threads] == (0, 6)
+    with threadpool_limits(1):
+        clf.partial_fit(X, y)
+        clf.partial_fit(X[:1500], y[:1500])  # 5 full batches and a short one, not counted
+    assert clf._network().thread_batches == {threads: (0, 6), 1: (11, 0)}
+
+
 # -- the gate: no probe of all threads where no CPU stands free (_threads.pxd) -----------------
 
 def _gated(most, costs, idle, unit=1e-5):
