@@ -255,7 +255,6 @@ int fm_rows_product_kernel(void);
  * (fastmlp/_engine/_stores.pxd's fetch choice) before each batch, read by every product of the
  * process (two fits running at once share it: only their speed can differ). */
 void fm_rows_product_set_fetch(int fetch);
-int fm_rows_product_fetch(void);
 void fm_rows_product_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda, const float *W,
                        ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols);
 /* The same with W^T for W: out = a W^T, W (cols x n_in, ldw apart): a layer's delta times its

@@ -181,7 +181,7 @@ void fm_rows_product_set_fetch(int fetch)
     __atomic_store_n(&rp_fetch, fetch ? 1 : 0, __ATOMIC_RELAXED);
 }
 
-int fm_rows_product_fetch(void)
+static inline int rp_fetch_ahead(void)
 {
     return __atomic_load_n(&rp_fetch, __ATOMIC_RELAXED);
 }
@@ -1031,7 +1031,7 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, cons
         return;
     }
     const ptrdiff_t block = a_trans ? FM_RP_KC_AT : FM_RP_KC512;
-    const int fetch_ahead = fm_rows_product_fetch();  /* the next group's rows (below) */
+    const int fetch_ahead = rp_fetch_ahead();  /* the next group's rows (below) */
     /* a^T in strips where more than one panel reads it (else in place; also if malloc fails) */
     const ptrdiff_t strip_size = FM_RP_MR512 * (n_in < block ? n_in : block);
     REAL *strips = a_trans && (cols > RP_NR || picked)
