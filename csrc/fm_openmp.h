@@ -184,9 +184,25 @@ enum { FM_SPLIT_BACKOFF_MIN = 16, FM_SPLIT_BACKOFF_MAX = 4096 };
 #define FM_SPLIT_GAP 30e-6
 #define FM_SPLIT_LATE 10e-6
 #define FM_SPLIT_WAKE 200e-6
+/* A part the caller took back from a helper that had not started it counts as a wait of at
+ * least this (fm_split_run): late where the helper should have been spinning, not where it
+ * had to wake. (Taken back, the caller reads the other half of W from the other core's L2:
+ * beside a spinning process, splits that kept trying took 1.02-1.08x the time of those that
+ * backed off as a late helper makes them.) */
+#define FM_SPLIT_TAKEN 20e-6
 extern int fm_split_mode;
 int fm_split_begin(double now);
 void fm_split_end(double began, double now, double wait);
+
+/* csrc/placement.c: fn(mine) on the calling thread and fn(theirs) on the split's helper thread
+ * where it is free and takes it in time, else on the caller too (placement.c says how).
+ * Returns the seconds the caller spent after its own part (waiting for the helper, or running
+ * `theirs` itself), or -1 where no helper could be had (both parts ran here, one after the
+ * other). */
+typedef void (*fm_split_part_fn)(void *part);
+double fm_split_run(fm_split_part_fn fn, void *mine, void *theirs);
+/* (tests: with `stall`, the helper takes no part, as one that the OS has queued would not) */
+void fm_split_helper_stall(int stall);
 
 /* csrc/placement.c: a helper's wait for the caller to call it to another batch (*value to
  * change from `seen`; spins, yields, then sleeps on a futex where Linux has one, else naps),

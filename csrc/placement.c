@@ -175,9 +175,10 @@ void fm_done(int *done, int *sleepers)
  * Design says why): the calling thread's own record, so that two Python threads predicting at
  * once (each with its own OpenMP team) judge their own helpers.
  *
- * Two threads pay only while the helper is still spinning from the region before: asleep, it
- * takes ~30-60 us to wake (a halted virtual CPU), against ~4 us saved. libgomp's helper spins
- * GOMP_SPINCOUNT (2,000, fastmlp/_runtime.py) pauses after a region, 40-80 us here; so a
+ * Two threads pay only while the helper is still spinning from the split before: asleep, it
+ * takes ~30-60 us to wake (a halted virtual CPU), against ~4 us saved. The split's helper
+ * (fm_split_run, below) spins FM_WAIT_SPINS (2,000) pauses after a part, 40-80 us here, as
+ * libgomp's workers did after a region with GOMP_SPINCOUNT 2,000 (fastmlp/_runtime.py); so a
  * prediction splits only when this thread's previous few-row prediction ended under
  * FM_SPLIT_GAP ago (calls back to back, as a serving loop makes them; the first of a run pays
  * the wake once). A helper that the OS starts late (beside a busy process it may wait a time
@@ -236,6 +237,185 @@ void fm_split_end(double began, double now, double wait)
     (void)now;
     (void)wait;
 #endif
+}
+
+/* The split's second thread (the engine's split_product): a helper of our own, not an OpenMP
+ * team. A few-row prediction returns to Python between calls, so each split was a parallel region
+ * of its own, and libgomp's start and end of a region cost more than the half of the product
+ * they saved. A C harness of `mnist`'s one-row W1 (784 x 256 float32, halves of 128 columns, W
+ * in L2, 1.5 us of the caller's own work between calls; 2-core Xeon VM, AVX-512): one thread
+ * 4.7 us; two in a region 4.3-4.7 us (the region's start 0.3-0.7 us, its end 0.4-1.0, and each
+ * half 3.3-4.2 us in the region against 2.8-2.9 out of it); the same halves handed to a
+ * spinning thread of our own by a word, 2.9-3.4 us.
+ *
+ * The helper is one thread for the process, started by the first split that wants it (detached,
+ * every signal blocked, so that Python's handlers stay on its own threads), and forgotten in a
+ * forked child (pthread_atfork: the child has no such thread; its first split starts one). It
+ * waits for a call as the epoch's pool helpers do (fm_wait_call: spins FM_WAIT_SPINS pauses,
+ * ~40-80 us, as libgomp's workers after a region with GOMP_SPINCOUNT 2,000, yields, then sleeps
+ * on a futex), so that fm_split_begin's rule (split only within FM_SPLIT_GAP of the call before)
+ * still finds it spinning. The part is claimed from a word (fm_claim), so a caller done with
+ * its own part before the helper took the other takes it back and runs it itself: it never
+ * waits for a helper that the OS has queued behind another process, only for one that is
+ * running the part. One caller at a time holds it; another thread's split meanwhile runs both
+ * parts itself. Either way each part is the same function of the same columns: the same bits. */
+#if defined(FM_SPLIT_GATE) && (defined(__linux__) || defined(__APPLE__))
+#define FM_SPLIT_HELPER 1
+#include <pthread.h>
+#include <signal.h>
+static struct {
+    long long word;           /* the part's claim: fm_claim's (generation, 1 job, next) */
+    unsigned int generation;  /* the caller's split count (the word's generation) */
+    int called, sleepers;     /* the generation the helper was called to (a futex word) */
+    int done, waiting;        /* the part done (the caller may sleep on it) */
+    int caller_cpu;           /* (the helper moves off it: fm_leave_cpu) */
+    fm_split_part_fn fn;
+    void *part;
+} split_helper;
+static int split_helper_state;  /* 0 none, 1 starting, 2 running, -1 could not start */
+static int split_helper_held;   /* a caller's split holds it */
+static int split_helper_forks;  /* pthread_atfork's handler is registered */
+static int split_helper_stalls; /* tests: the helper takes no part (one the OS has queued) */
+
+static void split_helper_forget(void)
+{
+    memset(&split_helper, 0, sizeof split_helper);
+    split_helper_state = 0;
+    split_helper_held = 0;
+}
+
+/* The helper's life: it starts off its creator's CPU, then waits for calls; woken from its
+ * sleep onto the caller's CPU, it moves off that before it looks for the part. A new thread
+ * is put on its creator's CPU (as a woken one often is: see the top of this file) and runs
+ * only when the OS next preempts the creator, ~1 ms later in a loop of 50 us splits (the
+ * creator's spinning parts; tests/engine/test_few_row_split.py): so it is created with the
+ * creator's CPU taken out of its mask (split_helper_start), and puts its mask back first. */
+#if defined(__linux__)
+static cpu_set_t split_helper_mask;  /* the CPUs it may run on (its creator's) */
+static int split_helper_narrowed;    /* it was created with its creator's CPU taken out */
+#endif
+
+static void *split_helper_main(void *unused)
+{
+    int seen = 0;
+    (void)unused;
+#if defined(__linux__)
+    if (split_helper_narrowed)
+        sched_setaffinity(0, sizeof split_helper_mask, &split_helper_mask);
+#endif
+    for (;;) {
+        seen = fm_wait_call(&split_helper.called, seen, &split_helper.sleepers);
+        fm_leave_cpu(split_helper.caller_cpu);
+        /* (fm_claim acquires what the caller wrote before publishing the word) */
+        if (!fm_load_flag(&split_helper_stalls)
+            && fm_claim(&split_helper.word, (unsigned int)seen) >= 0) {
+            split_helper.fn(split_helper.part);
+            fm_done(&split_helper.done, &split_helper.waiting);
+        }
+    }
+    return NULL;
+}
+
+/* The new thread's mask: the creator's CPUs but the one it runs on (split_helper_main puts
+ * the creator's back), unless FASTMLP_NO_SPREAD (as fm_leave_cpu) or one CPU. */
+static void split_helper_narrow(pthread_attr_t *attr)
+{
+#if defined(__linux__)
+    cpu_set_t others;
+    const int cpu = sched_getcpu();
+    split_helper_narrowed = 0;
+    if (getenv("FASTMLP_NO_SPREAD") != NULL || cpu < 0 || cpu >= CPU_SETSIZE
+        || sched_getaffinity(0, sizeof split_helper_mask, &split_helper_mask) != 0
+        || !CPU_ISSET(cpu, &split_helper_mask) || CPU_COUNT(&split_helper_mask) < 2)
+        return;
+    others = split_helper_mask;
+    CPU_CLR(cpu, &others);
+    split_helper_narrowed = pthread_attr_setaffinity_np(attr, sizeof others, &others) == 0;
+#else
+    (void)attr;
+#endif
+}
+
+/* Whether the helper runs (started here by the first caller that asks). */
+static int split_helper_up(void)
+{
+    int state = __atomic_load_n(&split_helper_state, __ATOMIC_ACQUIRE), started;
+    pthread_attr_t attr;
+    pthread_t thread;
+    sigset_t all, before;
+    if (state != 0)
+        return state == 2;
+    if (!__atomic_compare_exchange_n(&split_helper_state, &state, 1, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE))
+        return state == 2;
+    if (!split_helper_forks)
+        split_helper_forks = pthread_atfork(NULL, NULL, split_helper_forget) == 0;
+    started = split_helper_forks && pthread_attr_init(&attr) == 0;
+    if (started) {
+        started = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0;
+        sigfillset(&all);
+        if (started && pthread_sigmask(SIG_SETMASK, &all, &before) == 0) {
+            split_helper_narrow(&attr);
+            started = pthread_create(&thread, &attr, split_helper_main, NULL) == 0;
+            pthread_sigmask(SIG_SETMASK, &before, NULL);
+        } else {
+            started = 0;
+        }
+        pthread_attr_destroy(&attr);
+    }
+    __atomic_store_n(&split_helper_state, started ? 2 : -1, __ATOMIC_RELEASE);
+    return started;
+}
+#endif
+
+void fm_split_helper_stall(int stall)
+{
+#if defined(FM_SPLIT_HELPER)
+    fm_store_flag(&split_helper_stalls, stall != 0);
+#else
+    (void)stall;
+#endif
+}
+
+#if defined(FM_SPLIT_HELPER)
+static double fm_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+#endif
+
+double fm_split_run(fm_split_part_fn fn, void *mine, void *theirs)
+{
+#if defined(FM_SPLIT_HELPER)
+    double own_end, after;
+    int free_ = 0, taken_back;
+    if (split_helper_up()
+        && __atomic_compare_exchange_n(&split_helper_held, &free_, 1, 0, __ATOMIC_ACQUIRE,
+                                       __ATOMIC_RELAXED)) {
+        const unsigned int generation = ++split_helper.generation;
+        split_helper.fn = fn;
+        split_helper.part = theirs;
+        split_helper.caller_cpu = fm_current_cpu();
+        split_helper.done = 0;
+        fm_publish_jobs(&split_helper.word, generation, 1);  /* (release: all of the above) */
+        fm_call(&split_helper.called, (int)generation, &split_helper.sleepers);
+        fn(mine);
+        own_end = fm_seconds();
+        taken_back = fm_claim(&split_helper.word, generation) >= 0;
+        if (taken_back)
+            fn(theirs);  /* the helper had not started it */
+        else
+            fm_wait_done(&split_helper.done, 1, &split_helper.waiting);
+        __atomic_store_n(&split_helper_held, 0, __ATOMIC_RELEASE);
+        after = fm_seconds() - own_end;
+        return taken_back && after < FM_SPLIT_TAKEN ? FM_SPLIT_TAKEN : after;
+    }
+#endif
+    fn(mine);
+    fn(theirs);
+    return -1.0;
 }
 
 /* Seconds for which the CPUs this process may run on have been idle since boot (the idle and

@@ -96,8 +96,9 @@
  * streaming 936 KB alone: 9.3-10.5 us), and W1 on a copy in one 2 MB huge page changed
  * nothing. Cut by columns (fm_small_product_part: z[j] depends on column j alone, the same
  * bits) at a line near the middle (fm_small_split, only for a W of FM_SPLIT_BYTES or more),
- * each core streams half of W1 from its own L2 (the engine's split_product, a parallel region
- * of two threads per such layer, the caller taking the first half). The tries above lost
+ * each core streams half of W1 from its own L2 (the engine's split_product: a parallel region
+ * of two threads per such layer, the caller taking the first half; since 2026-12-05 a helper
+ * thread of the engine's own, csrc/placement.c's fm_split_run, below). The tries above lost
  * because the worker slept between calls: libgomp's helper spins GOMP_SPINCOUNT (2,000,
  * fastmlp/_runtime.py) pauses after a region, 40-80 us here, and waking it costs 30-60 us.
  * Split on every call, a call that followed the one before after a pause of 0 / 10 / 20 / 40
@@ -118,6 +119,19 @@
  * caller's own work between calls (--pause-us 40) 13.27 against 13.22 (no split). Once a
  * forced mode's calls no longer fed the choice (the benchmark's one-thread rounds had read as
  * its probes; one run 1.09x), six runs of 6-8 rounds: 0.71-0.87x, --busy 0.74x.
+ *
+ * The second thread is the engine's own (2026-12-05; csrc/placement.c's fm_split_run): each
+ * split was a parallel region, whose start and end cost about what the half of W1 saved, and
+ * whose helper the caller waited for at the region's end even when the OS had not yet run it.
+ * Now the caller hands the second part to a thread that spins between calls and takes the
+ * part back if that thread has not started it by the time its own is done. 2-core Xeon VM
+ * (AVX-512, L2 2 MB a core): the two ways switched round by round in one process (a debug
+ * build's switch, 12 rounds of 200 calls of predict_proba, the harness's `mnist` network),
+ * the helper's calls took 0.905, 0.933 and 0.934 of the region's (6.9-7.9 us against
+ * 7.7-8.6); beside a spinning process 0.998-1.013, where before the take-back the helper's
+ * read 1.02-1.08 (the caller ran the taken part from the other core's L2, so a taken part now
+ * counts as a late helper: FM_SPLIT_TAKEN). benchmarks/one_row_threads.py, builds in turns,
+ * three runs each: split 7.38-7.75 us against 7.75-8.35.
  * benchmarks/RESULTS.md has the harness's runs.
  *
  * This file includes itself once per dtype (see activations.c).

@@ -22,3 +22,6 @@ cdef extern from "fm_openmp.h" nogil:
     int fm_split_mode
     int fm_split_begin(double now)
     void fm_split_end(double began, double now, double wait)
+    ctypedef void (*fm_split_part_fn)(void *part) noexcept nogil
+    double fm_split_run(fm_split_part_fn fn, void *mine, void *theirs)
+    void fm_split_helper_stall(int stall)

@@ -27,7 +27,7 @@ from fastmlp._engine._kernels cimport (
 from fastmlp._engine._network cimport Network
 from fastmlp._engine._openmp cimport (
     fm_call, fm_claim, fm_count_done, fm_current_cpu, fm_done, fm_leave_cpu, fm_publish_jobs,
-    fm_spare_seconds, fm_split_begin, fm_split_end,
+    fm_spare_seconds, fm_split_begin, fm_split_end, fm_split_helper_stall, fm_split_run,
     fm_store_flag, fm_wait_call, fm_wait_count, fm_wait_done,
 )
 from fastmlp._engine._schedule cimport first_tiles as schedule_first_tiles
@@ -40,7 +40,7 @@ from fastmlp._engine._stores cimport (
     store_next, store_ran, store_record)
 from fastmlp._engine._threads cimport (
     ThreadChoice, choice_for, choice_gate, choice_init, choice_next, choice_record,
-    choice_threads, choice_wants_gate,
+    choice_threads, choice_wants_gate, seconds_now,
 )
 
 
@@ -288,6 +288,51 @@ def split_gate(events):
         else:
             fm_split_end(event[1], event[2], event[3])
     return answers
+
+
+cdef extern from "<pthread.h>" nogil:
+    ctypedef unsigned long pthread_t
+    pthread_t pthread_self()
+
+
+cdef struct TracePart:
+    pthread_t thread  # the thread that ran it (last)
+    int runs          # how many times it ran
+    double busy       # seconds it keeps its thread busy
+
+
+cdef void trace_part(void *arg) noexcept nogil:
+    cdef TracePart *part = <TracePart *> arg
+    cdef double until = seconds_now() + part.busy
+    part.thread = pthread_self()
+    part.runs += 1
+    while seconds_now() < until:
+        pass
+
+
+def split_run_trace(int calls, double mine_busy=0.0, double theirs_busy=0.0, bint stall=False):
+    """csrc/placement.c's fm_split_run `calls` times back to back, with parts that note the
+    thread that ran them and keep it busy mine_busy and theirs_busy seconds (this module's own
+    helper: each compiled module links its own copy of csrc/); `stall`: its helper takes no
+    part. For each call: (times the caller's part ran, times the other part ran, whether the
+    other ran on another thread than the caller, the seconds fm_split_run returned)."""
+    cdef TracePart parts[2]
+    cdef double waited
+    cdef pthread_t caller = pthread_self()
+    trace = []
+    fm_split_helper_stall(stall)
+    try:
+        for _ in range(calls):
+            parts[0].runs = parts[1].runs = 0
+            parts[0].thread = parts[1].thread = 0
+            parts[0].busy, parts[1].busy = mine_busy, theirs_busy
+            with nogil:
+                waited = fm_split_run(trace_part, &parts[0], &parts[1])
+            trace.append((parts[0].runs, parts[1].runs,
+                          parts[1].runs == 1 and parts[1].thread != caller, waited))
+    finally:
+        fm_split_helper_stall(False)
+    return trace
 
 
 ROWS_PRODUCT = bool(fm_rows_product_available())  # csrc/rows_product.c runs on this machine

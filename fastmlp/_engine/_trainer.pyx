@@ -52,7 +52,7 @@ from fastmlp._engine._layers cimport (
 from fastmlp._engine._network cimport Network
 from fastmlp._engine._openmp cimport (
     FASTMLP_HAVE_OPENMP, fm_current_cpu, fm_leave_cpu, fm_spare_seconds, fm_split_begin,
-    fm_split_end, fm_split_mode, omp_get_max_threads,
+    fm_split_end, fm_split_mode, fm_split_run, omp_get_max_threads,
 )
 from fastmlp._engine._rows cimport Rows, gather_rows
 from fastmlp._engine._schedule cimport (
@@ -684,28 +684,44 @@ cdef class Trainer:
 # weight), so the caller runs the exact check.
 # ---------------------------------------------------------------------------------------------
 
+cdef struct SplitPart:
+    # one part of split_product's columns, for split_part on either thread
+    void *out
+    const void *a
+    const void *W
+    const void *copy
+    Py_ssize_t lda, rows, n_in, n_out, c0, c1
+    bint doubles
+
+
+cdef void split_part(void *arg) noexcept nogil:
+    cdef SplitPart *p = <SplitPart *> arg
+    if p.doubles:
+        small_product_part(<double *> p.out, <const double *> p.a, p.lda, <const double *> p.W,
+                           <const double *> p.copy, p.rows, p.n_in, p.n_out, p.c0, p.c1)
+    else:
+        small_product_part(<float *> p.out, <const float *> p.a, p.lda, <const float *> p.W,
+                           <const float *> p.copy, p.rows, p.n_in, p.n_out, p.c0, p.c1)
+
+
 cdef void split_product(floating *out, const floating *a, Py_ssize_t lda, const floating *W,
                         const floating *copy, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t n_out,
                         Py_ssize_t cut, double *wait) noexcept nogil:
-    """A few rows' product (small_product_packed's, or small_product's where copy is NULL) on
-    two threads, columns 0..cut and cut..n_out (fm_small_split's cut): the same bits. *wait
-    becomes the longer of itself and the caller's wait for its helper after its own part
-    (csrc/placement.c's fm_split_end judges it)."""
-    cdef Py_ssize_t part
-    cdef int caller_cpu = fm_current_cpu()
-    cdef double caller_done[1]  # (an array: shared by the region's threads, not privatised)
+    """A few rows' product (small_product_packed's, or small_product's where copy is NULL) in
+    two parts, columns 0..cut on the caller and cut..n_out on the split's helper thread where it
+    can be had (csrc/placement.c's fm_split_run, which says why it is not an OpenMP region):
+    the same bits. *wait becomes the longer of itself and the caller's time after its own part
+    (csrc/placement.c's fm_split_end judges it; -1: no helper, both parts ran here)."""
+    cdef SplitPart parts[2]
     cdef double waited
-    caller_done[0] = 0
-    # static, chunks of 1: part 0 is the caller's (thread 0), part 1 the helper's, or both the
-    # caller's in a team of one
-    for part in prange(2, nogil=True, schedule='static', chunksize=1, num_threads=2):
-        if threadid() != 0:
-            fm_leave_cpu(caller_cpu)  # as in batch_step (csrc/placement.c)
-        small_product_part(out, a, lda, W, copy, rows, n_in, n_out, 0 if part == 0 else cut,
-                           cut if part == 0 else n_out)
-        if threadid() == 0:
-            caller_done[0] = seconds_now()
-    waited = seconds_now() - caller_done[0]
+    cdef int p
+    for p in range(2):
+        parts[p].out, parts[p].a, parts[p].W, parts[p].copy = out, a, W, copy
+        parts[p].lda, parts[p].rows, parts[p].n_in, parts[p].n_out = lda, rows, n_in, n_out
+        parts[p].doubles = floating is double
+    parts[0].c0, parts[0].c1 = 0, cut
+    parts[1].c0, parts[1].c1 = cut, n_out
+    waited = fm_split_run(split_part, &parts[0], &parts[1])
     if waited > wait[0]:
         wait[0] = waited
 

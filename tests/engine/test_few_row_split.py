@@ -1,6 +1,8 @@
 """A few-row prediction shares a large W's product with a second thread (the engine's
 split_product; csrc/small_product.c's Design says why): when it does (csrc/placement.c's rule),
 and that its results keep every bit."""
+import multiprocessing
+import os
 import threading
 import warnings
 
@@ -153,3 +155,103 @@ def test_predict_proba_of_one_row_keeps_its_bits_split_or_not():
         E.few_row_split(before)
     for e, g in zip(expected, got):
         assert e.tobytes() == g.tobytes()
+
+
+# The split's second thread (csrc/placement.c's fm_split_run): a helper of the engine's own,
+# spinning between calls, from which a caller takes its part back if it has not started it.
+# (These drive the _testing module's copy of it: each compiled module links its own csrc/.)
+TAKEN = 20e-6  # csrc/fm_openmp.h's FM_SPLIT_TAKEN
+
+
+def _ran_once_each(trace):
+    return all(mine == 1 and theirs == 1 for mine, theirs, _, _ in trace)
+
+
+def _on_helper(trace):
+    """Whether the later calls' other parts ran on the helper, mostly. The first calls may
+    find it just started on the caller's CPU (it runs, and moves off, once the OS lets it);
+    then, called every 50 us, it spins between calls (a wait of ~80 us of pauses, then
+    yields, before it sleeps) and takes each part within a microsecond or two."""
+    on_helper = [elsewhere for _, _, elsewhere, _ in trace[-40:]]
+    return sum(on_helper) >= len(on_helper) // 2
+
+
+def test_the_helper_runs_the_other_part_while_the_caller_runs_its_own():
+    trace = K.split_run_trace(60, mine_busy=50e-6)
+    assert _ran_once_each(trace)
+    assert _on_helper(trace), trace
+    for _, _, elsewhere, waited in trace:
+        assert waited >= 0.0
+        if elsewhere:
+            assert waited < 0.1  # (its part keeps it busy no time at all)
+
+
+def test_a_part_the_helper_has_not_taken_runs_on_the_caller_and_counts_as_late():
+    # a helper that the OS has queued behind another process, as the stall makes it: the
+    # caller never waits for it, and fm_split_end sees at least FM_SPLIT_TAKEN
+    trace = K.split_run_trace(5, mine_busy=50e-6, theirs_busy=30e-6, stall=True)
+    assert _ran_once_each(trace)
+    assert not any(elsewhere for _, _, elsewhere, _ in trace)
+    assert all(waited >= 30e-6 for _, _, _, waited in trace)
+    quick = K.split_run_trace(5, stall=True)
+    assert _ran_once_each(quick)
+    assert all(TAKEN <= waited < TAKEN + 0.1 for _, _, _, waited in quick)
+
+
+def test_a_second_caller_runs_both_parts_itself_while_another_holds_the_helper():
+    holder = threading.Thread(target=K.split_run_trace, args=(1, 5e-3, 0.3))
+    holder.start()
+    try:
+        threading.Event().wait(0.05)  # (the holder is inside its 305 ms split)
+        trace = K.split_run_trace(3)
+    finally:
+        holder.join()
+    assert _ran_once_each(trace)
+    assert [(elsewhere, waited) for _, _, elsewhere, waited in trace] == [(False, -1.0)] * 3
+
+
+def _child_trace(conn):
+    conn.send(K.split_run_trace(60, mine_busy=50e-6))
+    conn.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX")
+def test_a_forked_child_splits_with_a_helper_of_its_own():
+    # the parent's helper is up (and may be mid-spin) when it forks; the child has no such
+    # thread, and its first split starts one (pthread_atfork), or every part would fall back
+    # on the caller
+    assert _ran_once_each(K.split_run_trace(3, mine_busy=50e-6))
+    context = multiprocessing.get_context("fork")
+    ours, theirs = context.Pipe()
+    child = context.Process(target=_child_trace, args=(theirs,))
+    child.start()
+    trace = ours.recv()
+    child.join()
+    assert child.exitcode == 0
+    assert _ran_once_each(trace)
+    assert _on_helper(trace), trace
+
+
+def test_threads_predicting_at_once_keep_every_bit():
+    # one holds the helper at a time, the others run both parts themselves: the same bits
+    clf = _fitted(np.float32, hidden_layer_sizes=(256, 128))
+    rows = np.random.default_rng(3).standard_normal((40, 784)).astype(np.float32)
+    before = E.few_row_split(-1)
+    try:
+        expected = [clf.predict_proba(rows[i:i + 1]).tobytes() for i in range(40)]
+        E.few_row_split(1)
+        results = [None] * 4
+
+        def predict(t):
+            results[t] = [clf.predict_proba(rows[i:i + 1]).tobytes()
+                          for _ in range(5) for i in range(40)]
+
+        threads = [threading.Thread(target=predict, args=(t,)) for t in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        E.few_row_split(before)
+    for got in results:
+        assert got == expected * 5
