@@ -263,6 +263,7 @@ void fm_split_end(double began, double now, double wait)
 #define FM_SPLIT_HELPER 1
 #include <pthread.h>
 #include <signal.h>
+#include <string.h>
 static struct {
     long long word;           /* the part's claim: fm_claim's (generation, 1 job, next) */
     unsigned int generation;  /* the caller's split count (the word's generation) */
@@ -289,7 +290,7 @@ static void split_helper_forget(void)
  * is put on its creator's CPU (as a woken one often is: see the top of this file) and runs
  * only when the OS next preempts the creator, ~1 ms later in a loop of 50 us splits (the
  * creator's spinning parts; tests/engine/test_few_row_split.py): so it is created with the
- * creator's CPU taken out of its mask (split_helper_start), and puts its mask back first. */
+ * creator's CPU taken out of its mask (split_helper_narrow), and puts its mask back first. */
 #if defined(__linux__)
 static cpu_set_t split_helper_mask;  /* the CPUs it may run on (its creator's) */
 static int split_helper_narrowed;    /* it was created with its creator's CPU taken out */
