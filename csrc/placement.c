@@ -38,25 +38,34 @@ int fm_current_cpu(void)
 #endif
 }
 
-void fm_leave_cpu(int cpu)
-{
 #if defined(__linux__)
+/* The calling thread's CPUs (*allowed) and the same but `cpu` (*others): whether a thread may
+ * move off `cpu` (it is one of at least two, and FASTMLP_NO_SPREAD is not set). For
+ * fm_leave_cpu, and for the split's helper at its creation (split_helper_narrow). */
+static int fm_cpus_but(int cpu, cpu_set_t *allowed, cpu_set_t *others)
+{
     static int disabled = -1;  /* FASTMLP_NO_SPREAD, read once (threads may race to read it:
                                 * they all store the same value, atomically) */
-    cpu_set_t allowed, others;
-    int off;
-    if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getcpu() != cpu)
-        return;
-    off = fm_load_flag(&disabled);
+    int off = fm_load_flag(&disabled);
     if (off < 0) {
         off = getenv("FASTMLP_NO_SPREAD") != NULL;
         fm_store_flag(&disabled, off);
     }
-    if (off || sched_getaffinity(0, sizeof allowed, &allowed) != 0
-        || !CPU_ISSET(cpu, &allowed) || CPU_COUNT(&allowed) < 2)
+    if (off || cpu < 0 || cpu >= CPU_SETSIZE || sched_getaffinity(0, sizeof *allowed, allowed) != 0
+        || !CPU_ISSET(cpu, allowed) || CPU_COUNT(allowed) < 2)
+        return 0;
+    *others = *allowed;
+    CPU_CLR(cpu, others);
+    return 1;
+}
+#endif
+
+void fm_leave_cpu(int cpu)
+{
+#if defined(__linux__)
+    cpu_set_t allowed, others;
+    if (cpu < 0 || sched_getcpu() != cpu || !fm_cpus_but(cpu, &allowed, &others))
         return;
-    others = allowed;
-    CPU_CLR(cpu, &others);
     if (sched_setaffinity(0, sizeof others, &others) == 0)
         sched_setaffinity(0, sizeof allowed, &allowed);
 #else
@@ -323,15 +332,8 @@ static void split_helper_narrow(pthread_attr_t *attr)
 {
 #if defined(__linux__)
     cpu_set_t others;
-    const int cpu = sched_getcpu();
-    split_helper_narrowed = 0;
-    if (getenv("FASTMLP_NO_SPREAD") != NULL || cpu < 0 || cpu >= CPU_SETSIZE
-        || sched_getaffinity(0, sizeof split_helper_mask, &split_helper_mask) != 0
-        || !CPU_ISSET(cpu, &split_helper_mask) || CPU_COUNT(&split_helper_mask) < 2)
-        return;
-    others = split_helper_mask;
-    CPU_CLR(cpu, &others);
-    split_helper_narrowed = pthread_attr_setaffinity_np(attr, sizeof others, &others) == 0;
+    split_helper_narrowed = fm_cpus_but(sched_getcpu(), &split_helper_mask, &others)
+                            && pthread_attr_setaffinity_np(attr, sizeof others, &others) == 0;
 #else
     (void)attr;
 #endif
