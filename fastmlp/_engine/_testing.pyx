@@ -120,11 +120,21 @@ def kernel_dropout(floating[:, ::1] out, const floating[:, ::1] inp, unsigned lo
 
 def kernel_output_delta(floating[:, ::1] delta, double[::1] row_loss, const floating[:, ::1] p,
                         const floating[:, ::1] y, const floating[::1] w, int loss,
-                        double loss_param=1.0):
-    """delta = dLoss/dz * w (w empty: unweighted); row_loss = each row's loss."""
+                        double loss_param=1.0, const Py_ssize_t[::1] index=None):
+    """delta = dLoss/dz * w (w empty: unweighted); row_loss = each row's loss. With `index`
+    (a shuffled batch's), row r's target is y[index[r]] and its weight w[index[r]]."""
+    cdef Py_ssize_t r
+    if index is not None:
+        if index.shape[0] != p.shape[0]:
+            raise ValueError("index must have one entry per row of p")
+        for r in range(index.shape[0]):
+            if not 0 <= index[r] < y.shape[0] or (w.shape[0] > 0 and index[r] >= w.shape[0]):
+                raise IndexError("an index is outside y or w")
+    elif y.shape[0] != p.shape[0]:
+        raise ValueError("y must have one row per row of p")
     output_delta(&delta[0, 0], &row_loss[0], &p[0, 0], &y[0, 0],
-                 &w[0] if w.shape[0] > 0 else NULL, NULL, p.shape[0], p.shape[1], loss,
-                 loss_param)
+                 &w[0] if w.shape[0] > 0 else NULL, &index[0] if index is not None else NULL,
+                 p.shape[0], p.shape[1], loss, loss_param)
 
 
 def kernel_exp(floating[::1] out, const floating[::1] x):

@@ -174,6 +174,27 @@ def test_output_delta_and_loss(name, weighted, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("n", [1, 5, 29])  # (fewer rows than the targets fetched ahead, and more)
+def test_output_delta_of_picked_targets_is_that_of_the_gathered_rows(n, weighted, dtype):
+    """A shuffled batch's targets and weights, read by its index where they lie, give the bits
+    of the same rows gathered first."""
+    rng = np.random.RandomState(5)
+    k, pool = 10, 300
+    p = ACTIVATIONS["softmax"](rng.standard_normal((n, k))).astype(dtype)
+    y = np.eye(k, dtype=dtype)[rng.randint(k, size=pool)]
+    w = rng.rand(pool).astype(dtype) if weighted else np.empty(0, dtype)
+    index = rng.permutation(pool)[:n].astype(np.intp)
+    delta, row_loss = np.empty_like(p), np.empty(n)
+    K.kernel_output_delta(delta, row_loss, p, y, w, E.LOSS_CODES["log_loss"], index=index)
+    gathered, gathered_loss = np.empty_like(p), np.empty(n)
+    K.kernel_output_delta(gathered, gathered_loss, p, np.ascontiguousarray(y[index]),
+                          w[index] if weighted else w, E.LOSS_CODES["log_loss"])
+    assert delta.tobytes() == gathered.tobytes()
+    assert row_loss.tobytes() == gathered_loss.tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("divisor", [37.0, 32.0, 1.0, 0.25, 3.0 * 2.0**-60, 2.0**-100])
 def test_finalize_gradient(dtype, divisor):
     """numpy's (g + alpha w) / divisor, bit for bit: also where the kernel multiplies by an
