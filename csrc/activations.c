@@ -57,6 +57,8 @@ int fm_activation_needs_preactivation(int activation, const fm_activation_params
     }
 }
 
+enum { FM_SOFTMAX_LANES = 16, FM_SOFTMAX_MAX_COLS = 32 };  /* softmax_forward_rows's block */
+
 #define REAL float
 #define SFX(name) name##_f
 #define EXP fm_exp_f
@@ -167,6 +169,57 @@ FM_INLINE void SFX(softmax_forward_row)(REAL *row, const REAL *b, ptrdiff_t cols
     FM_SIMD
     for (ptrdiff_t j = 0; j < cols; j++)
         row[j] /= total;
+}
+
+/* softmax_forward_row over FM_SOFTMAX_LANES rows at once, for rows of at most
+ * FM_SOFTMAX_MAX_COLS classes: the block is copied column by column into t, where each of the
+ * row's steps (max, exponentials, sum in index order, division) is a vector loop across the
+ * rows, then copied back. Each row meets the same operations in the same order as in
+ * softmax_forward_row (EXP is a function of its argument alone, lane by lane), so the bits are
+ * the same; a row's own max and sum were chains of dependent scalar operations (10 classes:
+ * ~20 of them a row), 8 % of `small`'s CPU with the bias and relu of its hidden layer. 2-core
+ * Intel Xeon VM, epochs in one process with the block way switched round by round (a debug
+ * build, 12 rounds of 15 epochs, twice): `small` 0.956x and 0.963x, `mnist` 0.992x (6 rounds). */
+FM_INLINE void SFX(softmax_forward_rows)(REAL *a, const REAL *b, ptrdiff_t rows, ptrdiff_t cols)
+{
+    REAL t[FM_SOFTMAX_MAX_COLS][FM_SOFTMAX_LANES], m[FM_SOFTMAX_LANES], s[FM_SOFTMAX_LANES];
+    ptrdiff_t r0 = 0;
+    for (; rows - r0 >= FM_SOFTMAX_LANES; r0 += FM_SOFTMAX_LANES) {
+        REAL *block = a + r0 * cols;
+        for (ptrdiff_t j = 0; j < cols; j++) {
+            FM_SIMD
+            for (int i = 0; i < FM_SOFTMAX_LANES; i++)
+                t[j][i] = block[i * cols + j] + b[j];
+        }
+        FM_SIMD
+        for (int i = 0; i < FM_SOFTMAX_LANES; i++)
+            m[i] = t[0][i];
+        for (ptrdiff_t j = 1; j < cols; j++) {
+            FM_SIMD
+            for (int i = 0; i < FM_SOFTMAX_LANES; i++)
+                m[i] = t[j][i] > m[i] ? t[j][i] : m[i];
+        }
+        for (ptrdiff_t j = 0; j < cols; j++) {
+            FM_SIMD
+            for (int i = 0; i < FM_SOFTMAX_LANES; i++)
+                t[j][i] = EXP(t[j][i] - m[i]);
+        }
+        FM_SIMD
+        for (int i = 0; i < FM_SOFTMAX_LANES; i++)
+            s[i] = 0;
+        for (ptrdiff_t j = 0; j < cols; j++) {
+            FM_SIMD
+            for (int i = 0; i < FM_SOFTMAX_LANES; i++)
+                s[i] += t[j][i];
+        }
+        for (ptrdiff_t j = 0; j < cols; j++) {
+            FM_SIMD
+            for (int i = 0; i < FM_SOFTMAX_LANES; i++)
+                block[i * cols + j] = t[j][i] / s[i];
+        }
+    }
+    for (; r0 < rows; r0++)
+        SFX(softmax_forward_row)(a + r0 * cols, b, cols);
 }
 
 /* ---- exp (output layer only: the Poisson log link) ----------------------------------------- */
@@ -355,6 +408,10 @@ void SFX(fm_bias_activation_forward)(REAL *a, REAL *z, const REAL *b, ptrdiff_t 
                                      ptrdiff_t cols, int activation,
                                      const fm_activation_params *params)
 {
+    if (activation == FM_SOFTMAX && cols <= FM_SOFTMAX_MAX_COLS) {
+        SFX(softmax_forward_rows)(a, b, rows, cols);
+        return;
+    }
     for (ptrdiff_t r = 0; r < rows; r++) {
         REAL *row = a + r * cols;
         /* z is kept only for the kinds that need it (fm_activation_needs_preactivation) */

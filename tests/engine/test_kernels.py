@@ -94,12 +94,13 @@ def test_activation_bits_are_the_same_in_vectors_and_alone(name, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("cols", [1, 3, 10, 37])
-def test_softmax_sums_its_row_in_index_order(dtype, cols):
+@pytest.mark.parametrize("rows", [5, 37])  # (37: blocks of 16 rows at once, then 5 alone)
+@pytest.mark.parametrize("cols", [1, 3, 10, 32, 37])
+def test_softmax_sums_its_row_in_index_order(dtype, cols, rows):
     """softmax: the exponentials as exp gives them, divided by their sum taken in index order
     (the same on every processor, whatever its vector width)."""
     rng = np.random.RandomState(4)
-    z = (rng.standard_normal((5, cols)) * 5).astype(dtype)
+    z = (rng.standard_normal((rows, cols)) * 5).astype(dtype)
     bias = rng.standard_normal(cols).astype(dtype)
     got = z.copy()
     K.kernel_bias_activation(got, bias, E.ACTIVATION_CODES["softmax"])
@@ -107,11 +108,33 @@ def test_softmax_sums_its_row_in_index_order(dtype, cols):
     shifted -= shifted.max(axis=1, keepdims=True)
     e = np.empty_like(shifted)
     K.kernel_exp(e.ravel(), shifted.ravel())
-    for r in range(5):
+    for r in range(rows):
         total = dtype(0)
         for value in e[r]:
             total = dtype(total + value)
         np.testing.assert_array_equal(got[r], e[r] / total)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cols", [1, 2, 10, 32])
+def test_softmax_of_a_block_of_rows_is_each_row_alone(dtype, cols):
+    """Rows of softmax taken 16 at a time (activations.c's softmax_forward_rows) have the bits
+    of each row taken alone, also with infinities, NaNs, huge and subnormal values."""
+    rng = np.random.RandomState(6)
+    z = (rng.standard_normal((50, cols)) * 30).astype(dtype)
+    specials = [np.inf, -np.inf, np.nan, 0.0, -0.0, np.finfo(dtype).max, np.finfo(dtype).tiny,
+                -np.finfo(dtype).max, 1e3, -1e3]
+    for r, value in enumerate(specials):
+        z[3 * r % 50, (5 * r) % cols] = value
+    z[40] = -np.inf  # a row of which every class is -inf (0 / 0)
+    bias = rng.standard_normal(cols).astype(dtype)
+    block = z.copy()
+    with np.errstate(all="ignore"):
+        K.kernel_bias_activation(block, bias, E.ACTIVATION_CODES["softmax"])
+        for r in range(50):
+            alone = z[r:r + 1].copy()
+            K.kernel_bias_activation(alone, bias, E.ACTIVATION_CODES["softmax"])
+            assert alone.tobytes() == block[r:r + 1].tobytes(), r
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
