@@ -58,6 +58,7 @@ int fm_activation_needs_preactivation(int activation, const fm_activation_params
 }
 
 enum { FM_SOFTMAX_LANES = 16, FM_SOFTMAX_MAX_COLS = 32 };  /* softmax_forward_rows's block */
+enum { FM_BIAS_COLUMNS = 64 };  /* fm_bias_gradient's columns summed at a time */
 
 #define REAL float
 #define SFX(name) name##_f
@@ -490,6 +491,43 @@ void SFX(fm_activation_backward)(REAL *delta, const REAL *a, const REAL *z, ptrd
         SFX(softplus_backward)(delta, z, n, params);
         break;
     }
+}
+
+/* ---- the bias's gradient: db (+)= the sum of delta's rows ----------------------------------- */
+
+/* Each db[j] is ((db[j] or 0) + delta[0, j]) + delta[1, j] + ..., the rows in order (numpy's
+ * order for sum(axis=0)), for a block of FM_BIAS_COLUMNS columns at a time held in a local
+ * array the vector loops keep in registers; the whole block's columns together for constant
+ * trip counts. (The engine's loop over rows and columns, in Cython, was compiled for the
+ * baseline instruction set and loaded and stored db for every row: 3.6 % of `small`'s CPU, 2.9 %
+ * after; `small`'s epoch 0.982x and 0.996x in one process, the two switched round by round.) */
+FM_INLINE void SFX(bias_gradient_block)(REAL *db, const REAL *delta, ptrdiff_t rows,
+                                        ptrdiff_t ld, ptrdiff_t width, int accumulate)
+{
+    REAL acc[FM_BIAS_COLUMNS];
+    FM_SIMD
+    for (ptrdiff_t j = 0; j < width; j++)
+        acc[j] = accumulate ? db[j] : (REAL)0;
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const REAL *row = delta + r * ld;
+        FM_SIMD
+        for (ptrdiff_t j = 0; j < width; j++)
+            acc[j] += row[j];
+    }
+    FM_SIMD
+    for (ptrdiff_t j = 0; j < width; j++)
+        db[j] = acc[j];
+}
+
+FASTMLP_CLONES
+void SFX(fm_bias_gradient)(REAL *db, const REAL *delta, ptrdiff_t rows, ptrdiff_t n_out,
+                           int accumulate)
+{
+    ptrdiff_t j0 = 0;
+    for (; n_out - j0 >= FM_BIAS_COLUMNS; j0 += FM_BIAS_COLUMNS)
+        SFX(bias_gradient_block)(db + j0, delta + j0, rows, n_out, FM_BIAS_COLUMNS, accumulate);
+    if (j0 < n_out)
+        SFX(bias_gradient_block)(db + j0, delta + j0, rows, n_out, n_out - j0, accumulate);
 }
 
 /* ---- fm_math.h's vectorised functions as array kernels, for the kernel tests --------------- */

@@ -108,6 +108,8 @@ cdef extern from "fastmlp_kernels.h" nogil:
     void fm_bias_activation_forward_d(double *a, double *z, const double *b, Py_ssize_t rows, Py_ssize_t cols, int activation, const fm_activation_params *params)
     void fm_activation_backward_f(float *delta, const float *a, const float *z, Py_ssize_t n, int activation, const fm_activation_params *params)
     void fm_activation_backward_d(double *delta, const double *a, const double *z, Py_ssize_t n, int activation, const fm_activation_params *params)
+    void fm_bias_gradient_f(float *db, const float *delta, Py_ssize_t rows, Py_ssize_t n_out, int accumulate)
+    void fm_bias_gradient_d(double *db, const double *delta, Py_ssize_t rows, Py_ssize_t n_out, int accumulate)
     void fm_maxout_forward_f(float *a, int *argmax, const float *z, const float *b, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t pieces)
     void fm_maxout_forward_d(double *a, int *argmax, const double *z, const double *b, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t pieces)
     void fm_maxout_backward_f(float *delta, const int *argmax, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t pieces)
@@ -157,6 +159,14 @@ cdef inline void bias_activation_forward(floating *a, floating *z, const floatin
         fm_bias_activation_forward_f(a, z, b, rows, cols, activation, params)
     else:
         fm_bias_activation_forward_d(a, z, b, rows, cols, activation, params)
+
+
+cdef inline void bias_gradient(floating *db, const floating *delta, Py_ssize_t rows,
+                               Py_ssize_t n_out, bint accumulate) noexcept nogil:
+    if floating is float:
+        fm_bias_gradient_f(db, delta, rows, n_out, accumulate)
+    else:
+        fm_bias_gradient_d(db, delta, rows, n_out, accumulate)
 
 
 cdef inline void activation_backward(floating *delta, const floating *a, const floating *z,

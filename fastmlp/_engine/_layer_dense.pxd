@@ -6,13 +6,12 @@
 #             delta_in = delta W^T                   (skipped for the first layer: no input grad)
 #             delta *= act'(a or z)                  (for the layer below, from what forward kept)
 from cython cimport floating
-from libc.string cimport memset
 
 from fastmlp._engine._blas cimport NoTrans, Trans, gemm
 from fastmlp._engine._kernels cimport (
-    activation_backward, bias_activation_forward, fm_activation_params, fm_rows_product_available,
-    fm_rows_product_at_d, fm_rows_product_at_f, fm_rows_product_d, fm_rows_product_f,
-    fm_rows_product_kernel, fm_rows_product_kernel_d, fm_rows_product_picked_d,
+    activation_backward, bias_activation_forward, bias_gradient, fm_activation_params,
+    fm_rows_product_at_d, fm_rows_product_at_f, fm_rows_product_available, fm_rows_product_d,
+    fm_rows_product_f, fm_rows_product_kernel, fm_rows_product_kernel_d, fm_rows_product_picked_d,
     fm_rows_product_picked_f, fm_rows_product_t_d, fm_rows_product_t_f, small_product,
 )
 
@@ -217,15 +216,9 @@ cdef inline void dense_backward_weights(floating *dW, const floating *a_in, Py_s
 
 cdef inline void dense_backward_bias(floating *db, const floating *delta, Py_ssize_t rows,
                                      Py_ssize_t n_out, bint accumulate) noexcept nogil:
-    """db (+)= sum over rows of delta, row after row (numpy's order for sum(axis=0))."""
-    cdef Py_ssize_t r, j
-    cdef const floating *row
-    if not accumulate:
-        memset(db, 0, n_out * sizeof(floating))
-    for r in range(rows):
-        row = delta + r * n_out
-        for j in range(n_out):
-            db[j] += row[j]
+    """db (+)= sum over rows of delta, row after row (numpy's order for sum(axis=0)):
+    csrc/activations.c's fm_bias_gradient, beside the bias's add in forward."""
+    bias_gradient(db, delta, rows, n_out, accumulate)
 
 
 cdef inline void dense_backward_input(floating *delta_in, const floating *delta,

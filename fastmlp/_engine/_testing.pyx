@@ -9,7 +9,8 @@ from cython cimport floating
 from libc.math cimport fma, fmaf
 
 from fastmlp._engine._kernels cimport (
-    activation_backward, adam_step, bias_activation_forward, clamp, dropout_backward,
+    activation_backward, adam_step, bias_activation_forward, bias_gradient, clamp,
+    dropout_backward,
     dropout_forward, finish_gradient, finish_step, fm_activation_needs_preactivation,
     fm_small_pack_columns_d, fm_small_pack_columns_f,
     fm_activation_params, fm_rows_product_at_d, fm_rows_product_at_f, fm_rows_product_available,
@@ -135,6 +136,14 @@ def kernel_output_delta(floating[:, ::1] delta, double[::1] row_loss, const floa
     output_delta(&delta[0, 0], &row_loss[0], &p[0, 0], &y[0, 0],
                  &w[0] if w.shape[0] > 0 else NULL, &index[0] if index is not None else NULL,
                  p.shape[0], p.shape[1], loss, loss_param)
+
+
+def kernel_bias_gradient(floating[::1] db, const floating[:, ::1] delta, bint accumulate=False):
+    """db (+)= the sum of delta's rows (csrc/activations.c's fm_bias_gradient: a dense layer's
+    bias gradient)."""
+    if db.shape[0] != delta.shape[1] or delta.shape[0] == 0 or db.shape[0] == 0:
+        raise ValueError("db must have one element per column of delta, both non-empty")
+    bias_gradient(&db[0], &delta[0, 0], delta.shape[0], delta.shape[1], accumulate)
 
 
 def kernel_exp(floating[::1] out, const floating[::1] x):

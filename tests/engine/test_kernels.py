@@ -218,6 +218,27 @@ def test_output_delta_of_picked_targets_is_that_of_the_gathered_rows(n, weighted
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("accumulate", [False, True])
+@pytest.mark.parametrize("cols", [1, 10, 63, 64, 100, 129])  # (blocks of 64 columns, and tails)
+def test_bias_gradient_sums_the_rows_in_order(cols, accumulate, dtype):
+    """db (+)= the sum of delta's rows, each column summed row after row (numpy's order for
+    sum(axis=0)), bit for bit; a column of -0.0 sums to +0.0 from zero, as numpy's does."""
+    rng = np.random.RandomState(7)
+    delta = (rng.standard_normal((37, cols)) * 10.0 ** rng.randint(-6, 6, (37, cols)))
+    delta = delta.astype(dtype)
+    delta[:, 0] = -0.0
+    db = rng.standard_normal(cols).astype(dtype)
+    start = db.copy()
+    K.kernel_bias_gradient(db, delta, accumulate)
+    stacked = np.vstack([start[None], delta]) if accumulate else delta
+    expected = np.add.reduce(stacked, axis=0) if accumulate else np.zeros(cols, dtype) + 0
+    if not accumulate:  # ((0 + delta[0]) + delta[1]) + ...
+        for row in delta:
+            expected = expected + row
+    assert db.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("divisor", [37.0, 32.0, 1.0, 0.25, 3.0 * 2.0**-60, 2.0**-100])
 def test_finalize_gradient(dtype, divisor):
     """numpy's (g + alpha w) / divisor, bit for bit: also where the kernel multiplies by an
