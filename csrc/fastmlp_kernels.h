@@ -162,7 +162,7 @@ unsigned long long fm_dropout_key(unsigned long long seed, long long step);
      * fm_activation_needs_preactivation says so; n elements.                                    */ \
     void fm_activation_backward##SFX(REAL *delta, const REAL *a, const REAL *z, ptrdiff_t n,      \
                                      int activation, const fm_activation_params *params);         \
-    /* db (rows of n_out) = the sum of delta's rows (rows x n_out), or db += it (accumulate):  \
+    /* db (n_out values) = the sum of delta's rows (rows x n_out), or db += it (accumulate):  \
      * each db[j] summed over the rows in order, numpy's order for sum(axis=0).               */ \
     void fm_bias_gradient##SFX(REAL *db, const REAL *delta, ptrdiff_t rows, ptrdiff_t n_out,      \
                                int accumulate);                                                   \

@@ -10,8 +10,8 @@ from libc.math cimport fma, fmaf
 
 from fastmlp._engine._kernels cimport (
     activation_backward, adam_step, bias_activation_forward, bias_gradient, clamp,
-    dropout_backward,
-    dropout_forward, finish_gradient, finish_step, fm_activation_needs_preactivation,
+    dropout_backward, dropout_forward, finish_gradient, finish_step,
+    fm_activation_needs_preactivation,
     fm_small_pack_columns_d, fm_small_pack_columns_f,
     fm_activation_params, fm_rows_product_at_d, fm_rows_product_at_f, fm_rows_product_available,
     fm_rows_product_by, fm_rows_product_by_d, fm_rows_pack_d, fm_rows_pack_f,
