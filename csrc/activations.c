@@ -173,7 +173,8 @@ FM_INLINE void SFX(softmax_forward_row)(REAL *row, const REAL *b, ptrdiff_t cols
 }
 
 /* softmax_forward_row over FM_SOFTMAX_LANES rows at once, for rows of at most
- * FM_SOFTMAX_MAX_COLS classes: the block is copied column by column into t, where each of the
+ * FM_SOFTMAX_MAX_COLS classes (wider rows, and the rows after the last whole block, go one at a
+ * time through softmax_forward_row): the block is copied column by column into t, where each of the
  * row's steps (max, exponentials, sum in index order, division) is a vector loop across the
  * rows, then copied back. Each row meets the same operations in the same order as in
  * softmax_forward_row (EXP is a function of its argument alone, lane by lane), so the bits are
@@ -185,7 +186,7 @@ FM_INLINE void SFX(softmax_forward_rows)(REAL *a, const REAL *b, ptrdiff_t rows,
 {
     REAL t[FM_SOFTMAX_MAX_COLS][FM_SOFTMAX_LANES], m[FM_SOFTMAX_LANES], s[FM_SOFTMAX_LANES];
     ptrdiff_t r0 = 0;
-    for (; rows - r0 >= FM_SOFTMAX_LANES; r0 += FM_SOFTMAX_LANES) {
+    for (; cols <= FM_SOFTMAX_MAX_COLS && rows - r0 >= FM_SOFTMAX_LANES; r0 += FM_SOFTMAX_LANES) {
         REAL *block = a + r0 * cols;
         for (ptrdiff_t j = 0; j < cols; j++) {
             FM_SIMD
@@ -409,7 +410,7 @@ void SFX(fm_bias_activation_forward)(REAL *a, REAL *z, const REAL *b, ptrdiff_t 
                                      ptrdiff_t cols, int activation,
                                      const fm_activation_params *params)
 {
-    if (activation == FM_SOFTMAX && cols <= FM_SOFTMAX_MAX_COLS) {
+    if (activation == FM_SOFTMAX) {  /* (by blocks of rows, not row by row as the others) */
         SFX(softmax_forward_rows)(a, b, rows, cols);
         return;
     }
@@ -429,9 +430,6 @@ void SFX(fm_bias_activation_forward)(REAL *a, REAL *z, const REAL *b, ptrdiff_t 
             break;
         case FM_RELU:
             SFX(relu_forward_row)(row, b, cols);
-            break;
-        case FM_SOFTMAX:
-            SFX(softmax_forward_row)(row, b, cols);
             break;
         case FM_EXP:
             SFX(exp_forward_row)(row, b, cols);

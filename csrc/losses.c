@@ -155,23 +155,24 @@ FM_INLINE void SFX(row_delta)(REAL *d, const REAL *p, const REAL *y, ptrdiff_t c
  * first read of its target (row_loss's) waited for it. So the targets FM_Y_AHEAD rows ahead
  * (and their weights) are fetched while this row's loss and delta are computed; a fetch changes
  * no value. */
+FM_INLINE void SFX(fetch_target)(const REAL *y, const REAL *w, ptrdiff_t src, ptrdiff_t cols)
+{
+    __builtin_prefetch(y + src * cols);
+    if (w)
+        __builtin_prefetch(w + src);
+}
+
 FASTMLP_CLONES
 void SFX(fm_output_delta)(REAL *delta, double *row_loss, const REAL *p, const REAL *y,
                           const REAL *w, const ptrdiff_t *rows_index, ptrdiff_t rows,
                           ptrdiff_t cols, int loss, double loss_param)
 {
-    for (ptrdiff_t r = 0; rows_index && r < rows && r < FM_Y_AHEAD; r++) {
-        __builtin_prefetch(y + rows_index[r] * cols);  /* (the first rows' misses at once) */
-        if (w)
-            __builtin_prefetch(w + rows_index[r]);
-    }
+    for (ptrdiff_t r = 0; rows_index && r < rows && r < FM_Y_AHEAD; r++)
+        SFX(fetch_target)(y, w, rows_index[r], cols);  /* (the first rows' misses at once) */
     for (ptrdiff_t r = 0; r < rows; r++) {
         ptrdiff_t src = rows_index ? rows_index[r] : r;
-        if (rows_index && r + FM_Y_AHEAD < rows) {
-            __builtin_prefetch(y + rows_index[r + FM_Y_AHEAD] * cols);
-            if (w)
-                __builtin_prefetch(w + rows_index[r + FM_Y_AHEAD]);
-        }
+        if (rows_index && r + FM_Y_AHEAD < rows)
+            SFX(fetch_target)(y, w, rows_index[r + FM_Y_AHEAD], cols);
         const REAL *p_row = p + r * cols;
         const REAL *y_row = y + src * cols;
         REAL *d_row = delta + r * cols;
