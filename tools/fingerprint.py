@@ -183,6 +183,11 @@ def _cases():
     # a W of >= 512 rows: more than two weight blocks under some rules (MIN_WEIGHT_ROWS)
     add("clf", "digits_large", {"hidden_layer_sizes": [640, 24], "batch_size": 512,
                                 "max_iter": 2}, dtype="float32")
+    # products by a W^T of >= 256 terms on row blocks of >= 64 rows, whose ReLU deltas have
+    # terms zero in all of a tile's rows (csrc/rows_product.c's rp_product512_t skips them)
+    for dtype in ("float32", "float64"):
+        add("clf", "digits_large", {"hidden_layer_sizes": [64, 512, 300], "batch_size": 256,
+                                    "max_iter": 2}, dtype=dtype)
 
     # sample and class weights
     for sw in ("uniform", "integers"):

@@ -211,7 +211,11 @@ def test_a_second_caller_runs_both_parts_itself_while_another_holds_the_helper()
 
 
 def _child_trace(conn):
-    conn.send(K.split_run_trace(60, mine_busy=50e-6))
+    # 200 calls where the parent's test takes 60: with 60 (3 ms) this failed once in a full
+    # run on a 2-core VM and passed alone, five times (2026-12-05): the child's helper is a new
+    # thread, which may not have left the caller's CPU by then. Without a helper of its own
+    # the child's parts never run elsewhere, however many calls.
+    conn.send(K.split_run_trace(200, mine_busy=50e-6))
     conn.close()
 
 

@@ -717,6 +717,60 @@ def test_rows_product_of_rows_that_crowd_l1_sets_is_the_same_chain(kind, ld, dty
                     assert (out_wide[:, cols + 3:] == 7.0).all()
 
 
+@pytest.mark.skipif(not K.ROWS_PRODUCT, reason="csrc/rows_product.c needs AVX2 and FMA")
+@pytest.mark.parametrize("ld", [None, 1024])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rows_product_by_w_transposed_skips_only_terms_whose_products_are_zero(ld, dtype):
+    """A product by W^T (delta W^T) skips, tile by tile, the terms at which all of a tile's rows
+    are zero (csrc/rows_product.c's rp_live_terms512): those add +-0 to a chain that starts from
+    +0 and is never -0, so the bits are the full chain's. Rows as a ReLU layer's deltas leave
+    them (zero where the unit was off; units off for the whole batch; -0; rows all zero), with a
+    NaN among them (a live term), tiles around the share of zeros below which a tile keeps all its
+    terms, and W with an infinity or a NaN at a term a tile would skip (0 * inf is NaN: the
+    panel's tiles then take all their terms); rows in place or 4 KB apart (copied), one or
+    several blocks of terms, one or several panels."""
+    kernels = K.rows_product_kernels(dtype)
+    if not kernels:
+        pytest.skip("no kernel of csrc/rows_product.c runs this dtype here")
+    rng = np.random.RandomState(12)
+    for rows in (64, 77, 256):
+        for n_in in (16, 100, 511, 512, 513, 1024):
+            for cols in (33, 100, 300):
+                width = ld or n_in
+                if width < n_in:
+                    continue
+                a_wide = rng.standard_normal((rows, width)).astype(dtype)
+                a = a_wide[:, width - n_in:]
+                on = rng.random_sample(n_in) < rng.uniform(0.02, 0.9, size=n_in)
+                a *= (rng.random_sample((rows, n_in)) < on * 0.9) | (rng.random_sample(n_in)
+                                                                   < 0.05)
+                a[rng.random_sample((rows, n_in)) < 0.05] = -0.0
+                a[5 % rows] = 0.0                           # a row all zero
+                a[12:24, : n_in // 20] = 0.0                 # a tile with few zero terms
+                a[24:36] *= rng.random_sample(n_in) > 0.07   # one around the threshold
+                a[36:48] = 0.0                              # a tile with none live
+                if n_in > 20:
+                    a[rows - 1, 17] = np.nan
+                W_wide = rng.standard_normal((cols, n_in + 5)).astype(dtype)
+                W = W_wide[:, 2:n_in + 2]
+                for bad in (None, np.inf, -np.inf, np.nan):
+                    if bad is not None:
+                        W = W.copy()
+                        W[cols // 2, int(np.argmin(np.abs(a).sum(0)))] = bad
+                    expected = np.zeros((rows, cols), dtype)
+                    K.fma_chain_product(expected, a, W.T)
+                    for kernel in kernels:
+                        out_wide = np.full((rows, cols + 4), 7.0, dtype=dtype)
+                        out = out_wide[:, 3:cols + 3]
+                        K.kernel_rows_product(out, a, W, True, False, False, kernel)
+                        np.testing.assert_array_equal(
+                            out, expected, err_msg=f"{kernel, rows, n_in, cols, bad}")
+                        zeros = expected == 0
+                        assert (np.signbit(out[zeros]) == np.signbit(expected[zeros])).all()
+                        assert (out_wide[:, :3] == 7.0).all()
+                        assert (out_wide[:, cols + 3:] == 7.0).all()
+
+
 @pytest.mark.parametrize("shapes", [FEW_ROWS, MANY_ROWS], ids=["few rows", "many rows"])
 @pytest.mark.parametrize("kind", ["a W", "a^T W", "out + a^T W"])
 @pytest.mark.parametrize("dtype", DTYPES)
