@@ -22,7 +22,10 @@
  * the vector width do not change that chain, so the result depends on the shapes and the values
  * only: the same on every machine that runs this kernel, for any thread count and any cut of the
  * rows. (The build's -ffp-contract=off keeps the compiler from fusing the element-wise kernels'
- * a * b + c; the fused multiply-adds here are explicit.)
+ * a * b + c; the fused multiply-adds here are explicit.) One exception: the AVX-512 product by
+ * W^T skips the terms at which all of a tile's rows are zero, the same sums but for the sign of
+ * a zero reached through a product's underflow, which then depends on the tile's other rows
+ * too (rp_product512_t); the engine's tiles are fixed by the shapes, whatever the threads.
  *
  * Where: x86-64 with AVX2 and FMA (fm_rows_product_kernel() 1), and with AVX-512 its own
  * kernel (2: rp_product512, below, tiles of 12 rows by panels of 32 columns): the same chain of
@@ -1290,7 +1293,7 @@ FM_RP_TARGET512 static void SFX(rp_product512_n)(REAL *out, ptrdiff_t ldo, const
  * of delta are zero. Behind a ReLU layer delta is zero wherever the unit was off: on `wide`'s
  * second layer after an epoch, 8 % of the units are off for a whole batch of 512 (units that
  * Adam's first steps switched off for good) and 15.6 % of a tile's terms are zero in all its 12
- * rows (both at a tile of the first layer: 0.4 %). Per block of terms, each tile's mask of live
+ * rows (a tile of the first layer's: 0.4 %). Per block of terms, each tile's mask of live
  * terms (rp_live_terms512), then its rows with those terms only, packed to the left by
  * vcompress, and the panel rows they meet (rp_live_rows512); the tile runs over those
  * (`indexed`). A tile keeps all its terms where fewer than 1/16 of them are zero in all its
@@ -1298,13 +1301,17 @@ FM_RP_TARGET512 static void SFX(rp_product512_n)(REAL *out, ptrdiff_t ldo, const
  * product took 1.04x the time with 6.6 % skipped; a tile of few terms pays the masks, copies and
  * indexed loads for little).
  *
- * The bits are the full chain's. A skipped term adds fma(+-0, w, acc) = acc + (+-0): acc itself
- * where acc is not zero, and +0 where acc is +0; a chain that starts from +0 is never -0 (a
- * zero sum of nonzero terms rounds to +0, and +0 + -0 = +0), so every skipped term leaves acc
- * as it was. Unless w is an infinity or a NaN (0 * inf is NaN): a panel whose values are not
- * all finite runs every tile over all its terms (rp_finite512). A NaN in delta is a live term.
- * tests/engine/test_kernels.py's test of this product failed, as it should, with a NaN taken
- * for zero and with the panel's check left out.
+ * The bits are the full chain's, but for one zero's sign. A skipped term adds fma(+-0, w, acc)
+ * = acc + (+-0): acc itself where acc is not zero, and +0 where acc is +0. A chain from +0
+ * reaches -0 only through a negative product too small for a subnormal (under 2^-150 in
+ * float32, 2^-1075 in float64: a delta and a weight both near 1e-23) rounded to -0; a skipped
+ * +0 after it would have made it +0. Apart from that sign, each out[r, j] is as before, and
+ * every result still depends on the shapes and values alone (the tiles are fixed by the rows'
+ * places in the block): the same for any thread count. Unless w is an infinity or a NaN (0 *
+ * inf is NaN): a panel whose values are not all finite runs every tile over all its terms
+ * (rp_finite512). A NaN in delta is a live term. tests/engine/test_kernels.py's test of this
+ * product failed, as it should, with a NaN taken for zero and with the panel's check left
+ * out.
  *
  * 2-core Intel Xeon VM (2026-12-05), `wide`'s 256 x 1024 by W2^T on deltas of its trained
  * network (ReLU's zeros, 15 % of a tile's terms), one thread's CPU time, in turns in one
