@@ -1128,11 +1128,11 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, cons
     /* A product by W^T skips, tile by tile, the terms at which all the tile's rows are zero
      * (rp_product512_t says why); its tiles' rows, live terms only, in live_rows (also the
      * copy of the tiles that keep all their terms, where their rows crowd L1's sets). */
-    const ptrdiff_t n_tiles = (rows + FM_RP_MR512 - 1) / FM_RP_MR512, w_at_size = RP_LIVE_LD;
+    const ptrdiff_t n_tiles = (rows + FM_RP_MR512 - 1) / FM_RP_MR512;
     char *live_heap = transposed && !picked && cols > RP_NR
         && rows >= FM_RP_GROUP_ROWS && n_in >= FM_RP_LIVE_TERMS
         ? malloc((size_t) (rows * RP_LIVE_LD) * sizeof(REAL) + 64
-                 + (size_t) n_tiles * (sizeof(ptrdiff_t) + (size_t) w_at_size * sizeof(REAL *)))
+                 + (size_t) n_tiles * (sizeof(ptrdiff_t) + RP_LIVE_LD * sizeof(REAL *)))
         : NULL;
     REAL *live_rows = live_heap ? (REAL *) (((size_t) live_heap + 63) & ~(size_t) 63) : NULL;
     ptrdiff_t *live_count = live_rows ? (ptrdiff_t *) (live_rows + rows * RP_LIVE_LD) : NULL;
@@ -1155,7 +1155,7 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, cons
                 live_count[t] = kc - n < kc / FM_RP_FEW_ZEROS ? -1 : n;
                 if (live_count[t] >= 0)
                     SFX(rp_live_rows512)(live_rows + r0 * RP_LIVE_LD, RP_LIVE_LD,
-                                         w_at + t * w_at_size, packed, live, a_k0 + r0 * lda,
+                                         w_at + t * RP_LIVE_LD, packed, live, a_k0 + r0 * lda,
                                          lda, mr, kc);
                 else if (crowded)
                     for (ptrdiff_t r = r0; r < r0 + mr; r++)
@@ -1189,23 +1189,22 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, cons
                     }
                     /* A term skipped must be one whose products are all +-0: this panel's
                      * values finite (else every tile takes all its terms, from a itself) */
-                    int finite = -1;
+                    int finite = -1;  /* not yet known */
                     for (ptrdiff_t t = 0, r0 = 0; r0 < rows; t++, r0 += FM_RP_MR512) {
                         const ptrdiff_t mr = rows - r0 < FM_RP_MR512 ? rows - r0 : FM_RP_MR512;
-                        if (live_count[t] >= 0 && finite < 0)
+                        const int skips = live_count[t] >= 0, copied = !skips && crowded;
+                        if (skips && finite < 0)
                             finite = SFX(rp_finite512)(packed, kc * RP_NR);
-                        if (live_count[t] >= 0 && finite)
+                        if (skips && finite)
                             SFX(rp_panel512)(out + r0 * ldo + j0, ldo,
                                              live_rows + r0 * RP_LIVE_LD, RP_LIVE_LD, packed, mr,
                                              live_count[t], first, width, 0,
-                                             NULL, 0, NULL, 1, w_at + t * w_at_size);
-                        else
+                                             NULL, 0, NULL, 1, w_at + t * RP_LIVE_LD);
+                        else  /* all its terms, from its copy or from a itself */
                             SFX(rp_panel512)(out + r0 * ldo + j0, ldo,
-                                             live_count[t] < 0 && crowded
-                                             ? live_rows + r0 * RP_LIVE_LD : a_k0 + r0 * lda,
-                                             live_count[t] < 0 && crowded ? RP_LIVE_LD : lda,
-                                             packed, mr, kc, first, width, 0, NULL, 0, NULL,
-                                             0, NULL);
+                                             copied ? live_rows + r0 * RP_LIVE_LD : a_k0 + r0 * lda,
+                                             copied ? RP_LIVE_LD : lda, packed, mr, kc, first,
+                                             width, 0, NULL, 0, NULL, 0, NULL);
                     }
                 }
                 continue;
