@@ -28,7 +28,7 @@ from setuptools.command.build_ext import build_ext
 
 CSRC = ["csrc/activations.c", "csrc/maxout.c", "csrc/dropout.c", "csrc/batchnorm.c",
         "csrc/losses.c", "csrc/optimizers.c", "csrc/small_product.c", "csrc/rows_product.c",
-        "csrc/placement.c"]
+        "csrc/placement.c", "csrc/scratch.c"]
 
 
 def compiler_supports(flags):

@@ -98,6 +98,19 @@ enum { FM_STREAM_MIN_BYTES = 1 << 17 };
 void fm_stream_store(void *dst, const void *src, size_t n);
 void fm_store_fence(void);
 
+/* csrc/scratch.c: a block of at least `bytes` bytes, aligned to 64, that the calling thread keeps
+ * for `slot` until its next call for the same slot (it grows; it is freed when the thread
+ * exits), or NULL where none can be had; so that no kernel allocates inside an epoch. And, for
+ * tests, the blocks allocated so far by every thread, the threads that hold blocks now, whether
+ * a block is kept from call to call (not in a build with AddressSanitizer), and whether each
+ * block handed out is first filled with NaNs. */
+enum { FM_SCRATCH_PRODUCT = 0, FM_SCRATCH_STEP = 1, FM_SCRATCH_SLOTS = 2 };
+void *fm_scratch(int slot, size_t bytes);
+long long fm_scratch_allocations(void);
+long long fm_scratch_threads(void);
+int fm_scratch_kept(void);
+void fm_scratch_set_poison(int on);
+
 /* A solver, as the engine steps it: its hyper-parameters (scikit-learn's names for sgd and adam,
  * torch's for the others), the state that is a scalar (the step count, NAdam's product of
  * momentum coefficients) and the scalars of the current step, which fm_optim_begin_step computes

@@ -675,7 +675,9 @@ void SFX(fm_finish_step)(const fm_optim *o, REAL *g, REAL *param, int penalize, 
     const int penalty = penalize && alpha_r != 0;
     const int by_reciprocal = SFX(exact_reciprocal)(divisor_r);
     double w2, g2;
-    if (stream && bytes >= FM_STREAM_MIN_BYTES && (block = malloc(bytes + 64)) != NULL)
+    /* (from the thread's scratch, csrc/scratch.c: nothing is allocated inside an epoch) */
+    if (stream && bytes >= FM_STREAM_MIN_BYTES
+        && (block = fm_scratch(FM_SCRATCH_STEP, bytes + 64)) != NULL)
         out = (REAL *)((char *)block + (((uintptr_t)param - (uintptr_t)block) & 63));
     switch (rule * 4 + penalty * 2 + by_reciprocal) {
 #define FM_FINISH_STEP(rule, p, r) \
@@ -691,10 +693,8 @@ void SFX(fm_finish_step)(const fm_optim *o, REAL *g, REAL *param, int penalize, 
 #undef FM_FINISH_RULE
 #undef FM_FINISH_STEP
     }
-    if (block != NULL) {
+    if (block != NULL)
         fm_stream_copy(param, out, bytes);
-        free(block);
-    }
     if (sum_w2 != NULL && penalize)
         *sum_w2 = w2;
     if (sum_g2 != NULL)

@@ -153,6 +153,9 @@ enum {
     FM_RP_KC_AT = 256  /* the same for a weight gradient's delta (a^T read in place) */
 };
 
+/* bytes rounded up to whole 64-byte lines (the parts of a product's scratch) */
+#define RP_LINES(bytes) (((bytes) + 63) / 64 * 64)
+
 #if defined(FM_RP_X86)
 /* Whether this processor runs the kernel: settled once, when the engine's library is loaded
  * (before any thread of the engine asks). */
@@ -1107,39 +1110,47 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, cons
     }
     const ptrdiff_t block = a_trans ? FM_RP_KC_AT : FM_RP_KC512;
     const int fetch_ahead = rp_fetch_ahead();  /* the next group's rows (below) */
-    /* a^T in strips where more than one panel reads it (else in place; also if malloc fails) */
+    /* Working memory, from the thread's scratch (csrc/scratch.c: nothing is allocated inside an
+     * epoch), each part on lines of its own; where none can be had, every part is NULL and the
+     * product reads a and packs W as it would without them. */
+    /* a^T in strips where more than one panel reads it (else in place) */
     const ptrdiff_t strip_size = FM_RP_MR512 * (n_in < block ? n_in : block);
-    REAL *strips = a_trans && (cols > RP_NR || picked)
-        ? malloc((size_t) ((rows + FM_RP_MR512 - 1) / FM_RP_MR512 * strip_size) * sizeof(REAL))
-        : NULL;
+    const size_t strips_bytes = a_trans && (cols > RP_NR || picked)
+        ? RP_LINES((size_t) ((rows + FM_RP_MR512 - 1) / FM_RP_MR512 * strip_size) * sizeof(REAL))
+        : 0;
     /* a forward product's groups are half as wide: with the next group's rows of W fetched
      * into L2 meanwhile (below), a group of 8 panels (512 KB) and the next one's rows overflow
      * the 1 MB L2 of the Zen 4 host */
     const ptrdiff_t group = (a_trans ? FM_RP_GROUP : FM_RP_GROUP / 2) * RP_NR;
-    REAL *panels_heap = !prepacked && !transposed && cols > RP_NR
-        && rows >= FM_RP_GROUP_ROWS ? malloc((size_t) block * group * sizeof(REAL) + 64) : NULL;
+    const size_t panels_bytes = !prepacked && !transposed && cols > RP_NR
+        && rows >= FM_RP_GROUP_ROWS ? RP_LINES((size_t) block * group * sizeof(REAL)) : 0;
     const ptrdiff_t cols_whole = (cols + RP_NR - 1) / RP_NR * RP_NR;
-    REAL *panels = panels_heap
-        ? (REAL *) (((size_t) panels_heap + 63) & ~(size_t) 63) : NULL;
     /* a's rows copied a block of terms at a time where they crowd L1's sets (rp_crowded512) */
     const ptrdiff_t ld_copy = SFX(rp_spread512)(n_in < block ? n_in : block);
     const int crowded = !a_trans && cols > RP_NR && rows >= FM_RP_GROUP_ROWS
         && SFX(rp_crowded512)(lda);
     /* A product by W^T skips, tile by tile, the terms at which all the tile's rows are zero
      * (rp_product512_t says why); its tiles' rows, live terms only, in live_rows (also the
-     * copy of the tiles that keep all their terms, where their rows crowd L1's sets). */
+     * copy of the tiles that keep all their terms, where their rows crowd L1's sets), then
+     * each tile's count of live terms and its pointers into the packed panel. */
     const ptrdiff_t n_tiles = (rows + FM_RP_MR512 - 1) / FM_RP_MR512;
-    char *live_heap = transposed && !picked && cols > RP_NR
+    const size_t live_bytes = transposed && !picked && cols > RP_NR
         && rows >= FM_RP_GROUP_ROWS && n_in >= FM_RP_LIVE_TERMS
-        ? malloc((size_t) (rows * RP_LIVE_LD) * sizeof(REAL) + 64
-                 + (size_t) n_tiles * (sizeof(ptrdiff_t) + RP_LIVE_LD * sizeof(REAL *)))
-        : NULL;
-    REAL *live_rows = live_heap ? (REAL *) (((size_t) live_heap + 63) & ~(size_t) 63) : NULL;
+        ? RP_LINES((size_t) (rows * RP_LIVE_LD) * sizeof(REAL)
+                   + (size_t) n_tiles * (sizeof(ptrdiff_t) + RP_LIVE_LD * sizeof(REAL *)))
+        : 0;
+    const size_t copy_bytes = crowded && !live_bytes
+        ? RP_LINES((size_t) (rows * ld_copy) * sizeof(REAL)) : 0;
+    const size_t scratch_bytes = strips_bytes + panels_bytes + live_bytes + copy_bytes;
+    char *scratch = scratch_bytes ? (char *) fm_scratch(FM_SCRATCH_PRODUCT, scratch_bytes) : NULL;
+    REAL *strips = scratch && strips_bytes ? (REAL *) scratch : NULL;
+    REAL *panels = scratch && panels_bytes ? (REAL *) (scratch + strips_bytes) : NULL;
+    REAL *live_rows = scratch && live_bytes
+        ? (REAL *) (scratch + strips_bytes + panels_bytes) : NULL;
     ptrdiff_t *live_count = live_rows ? (ptrdiff_t *) (live_rows + rows * RP_LIVE_LD) : NULL;
     const REAL **w_at = live_rows ? (const REAL **) (live_count + n_tiles) : NULL;
-    REAL *copy_heap = crowded && !live_rows
-        ? malloc((size_t) (rows * ld_copy) * sizeof(REAL) + 64) : NULL;
-    REAL *copy = copy_heap ? (REAL *) (((size_t) copy_heap + 63) & ~(size_t) 63) : NULL;
+    REAL *copy = scratch && copy_bytes
+        ? (REAL *) (scratch + strips_bytes + panels_bytes + live_bytes) : NULL;
     for (ptrdiff_t k0 = 0; k0 < n_in; k0 += block) {
         const ptrdiff_t kc = n_in - k0 < block ? n_in - k0 : block;
         /* with `picked`, a's rows are picked[r] (terms picked[k0 + k] where a_trans) */
@@ -1275,10 +1286,6 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, cons
             }
         }
     }
-    free(panels_heap);
-    free(strips);
-    free(copy_heap);
-    free(live_heap);
 }
 
 FM_RP_TARGET512 static void SFX(rp_product512_n)(REAL *out, ptrdiff_t ldo, const REAL *a,

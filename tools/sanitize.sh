@@ -42,7 +42,7 @@ ubsan="$(gcc -print-file-name=libubsan.so)"
 [ -e "$asan" ] && [ -e "$ubsan" ] || { echo "gcc's libasan/libubsan not found" >&2; exit 2; }
 
 if [ "$#" -eq 0 ]; then
-    set -- tests/engine/test_kernels.py tests/engine/test_gradients.py \
+    set -- tests/engine/test_kernels.py tests/engine/test_scratch.py tests/engine/test_gradients.py \
         tests/estimator/test_properties.py tests/periphery/test_persistence.py \
         tests/estimator/test_sklearn_equivalence.py \
         "tests/estimator/test_validation.py::test_bad_input_gets_sklearns_exception_and_message" \

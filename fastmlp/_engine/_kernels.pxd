@@ -74,6 +74,10 @@ cdef extern from "fastmlp_kernels.h" nogil:
         FM_STREAM_MIN_BYTES
     void fm_stream_store(void *dst, const void *src, size_t n)
     void fm_store_fence()
+    long long fm_scratch_allocations()
+    long long fm_scratch_threads()
+    int fm_scratch_kept()
+    void fm_scratch_set_poison(int on)
 
     ctypedef struct fm_activation_params:
         double negative_slope

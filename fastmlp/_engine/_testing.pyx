@@ -19,8 +19,9 @@ from fastmlp._engine._kernels cimport (
     fm_rows_product_kernel, fm_rows_product_kernel_d, fm_rows_product_packed_d,
     fm_rows_product_packed_f, fm_rows_product_picked_d, fm_rows_product_picked_f,
     fm_rows_product_t_d, fm_rows_product_t_f,
-    FM_STREAM_MIN_BYTES, fm_dropout_key, fm_store_fence, fm_stream_store, fm_exp_array_d, fm_exp_array_f, fm_expm1_array_d,
-    fm_expm1_array_f,
+    FM_STREAM_MIN_BYTES, fm_dropout_key, fm_scratch_allocations, fm_scratch_set_poison,
+    fm_scratch_threads, fm_store_fence, fm_stream_store, fm_exp_array_d, fm_exp_array_f,
+    fm_expm1_array_d, fm_expm1_array_f,
     fm_log1p_unit_array_d, fm_log1p_unit_array_f, fm_optim, fm_optim_begin_step,
     maxout_backward, maxout_forward, optim_step, output_delta, scale, sgd_step, small_pack,
     small_product, small_product_part, small_split, sum_squares,
@@ -631,6 +632,18 @@ def thread_choice_trace(most, costs, idle=None, Py_ssize_t rows=32, double unit=
             if choice_wants_gate(&c, rows):
                 choice_gate(&c, rows, spare, now)
     return trace
+
+
+def scratch_counts():
+    """(blocks allocated so far, threads holding blocks now) by csrc/scratch.c in this module
+    (the kernel_* functions' products and steps)."""
+    return fm_scratch_allocations(), fm_scratch_threads()
+
+
+def scratch_poison(bint on):
+    """Whether csrc/scratch.c fills every block it hands out with NaNs first (tests: a kernel
+    must not read a part of its scratch it did not write in the same call)."""
+    fm_scratch_set_poison(on)
 
 
 def kernel_stream_store(unsigned char[::1] dst, const unsigned char[::1] src):

@@ -37,6 +37,8 @@ from fastmlp._engine._interrupt cimport (
 )
 from fastmlp._engine._kernels cimport (
     FM_MAXOUT, all_finite, fm_optim, fm_optim_begin_step, fm_rows_pack_d, fm_rows_pack_f,
+    fm_scratch_allocations, fm_scratch_kept, fm_scratch_set_poison,
+    fm_scratch_threads,
     fm_rows_packed_size, fm_rows_packed_size_d, fm_rows_product_kernel,
     fm_rows_product_kernel_d, fm_rows_product_packed_d, fm_rows_product_packed_f,
     fm_rows_product_set_fetch, fm_small_pack_columns_d, fm_small_pack_columns_f, small_pack,
@@ -1030,6 +1032,26 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
         free(packs)
         free(copy_ptrs)
         free(scratch)
+
+
+def scratch_counts():
+    """(blocks allocated so far, threads holding blocks now) by csrc/scratch.c in this module,
+    whose threads run the epochs: the kernels' working memory is the threads' own, so an epoch
+    after the first allocates none. For tests. (Here, not in _testing: each compiled module links
+    its own copy of csrc/.)"""
+    return fm_scratch_allocations(), fm_scratch_threads()
+
+
+def scratch_kept():
+    """Whether csrc/scratch.c keeps a thread's blocks from call to call (not where the engine is
+    built with AddressSanitizer: there every call gets a block of its own size)."""
+    return bool(fm_scratch_kept())
+
+
+def scratch_poison(bint on):
+    """Whether csrc/scratch.c fills every block it hands out with NaNs first (tests: a kernel
+    must not read a part of its scratch it did not write in the same call)."""
+    fm_scratch_set_poison(on)
 
 
 def few_row_split(int mode):
