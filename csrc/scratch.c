@@ -56,12 +56,13 @@ static long long scratch_allocations;  /* blocks allocated, by every thread (tes
 static long long scratch_sets;         /* threads that hold blocks now (tests) */
 static int scratch_poison;             /* tests: every block handed out filled with NaNs */
 
-static void scratch_release(void *held)
+static void scratch_release(void *held)  /* (run by the exiting thread itself) */
 {
     scratch_set *set = (scratch_set *) held;
     for (int slot = 0; slot < FM_SCRATCH_SLOTS; slot++)
         free(set->block[slot]);
     free(set);
+    mine = NULL;  /* (a later call in the thread's exit would start afresh) */
     __atomic_sub_fetch(&scratch_sets, 1, __ATOMIC_RELAXED);
 }
 
