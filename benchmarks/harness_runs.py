@@ -23,7 +23,8 @@ what the table times:
   took two threads (the engine counts them: Network.thread_batches): where none did (`small`,
   whose batches never take two; `tiny-batch`, which the thread choice's gate keeps on one
   beside a busy core), both counts ran the same one-thread work, and their ratio is the host's
-  noise, on either side of 1.00 by the run.
+  noise, on either side of 1.00 by the run. And the process's CPU seconds a wall second in
+  each count's epochs: how much of the CPUs two threads got beside the spinner.
 - per call: `partial_fit` of the same 32 rows on a (64 -> 100 -> 10) network, fastmlp and
   scikit-learn, microseconds per call (median), after the first call that sets the classes.
 
@@ -96,6 +97,8 @@ def busy_core(repeats, budget, scale, log, names=None):
                 if "batches" in run:  # (the 2-thread epochs' batches, by the threads they got)
                     results[name]["batches_on_2"] = run["batches"]["more"]
                     results[name]["batches"] = run["batches"]["one"] + run["batches"]["more"]
+                if all("cpu_per_wall" in r[n] for n in ("1", "2")):
+                    results[name]["cpu_per_wall"] = {n: r[n]["cpu_per_wall"] for n in ("1", "2")}
     finally:
         spinner.kill()
         spinner.wait()
@@ -157,6 +160,17 @@ def threads_used(result):
             "batches on 2 threads)")
 
 
+def cpu_used(result):
+    """The process's CPU seconds a wall second in each count's epochs (median), as the report
+    says it ("" where not timed): beside the spinning process one thread gets ~1.0; two threads
+    of a pass that waits for the one the OS queued behind the spinner get ~1.1, not the 4/3 that
+    three runnable threads on two CPUs would share (benchmarks/RESULTS.md, 2026-12-05 22:15)."""
+    if "cpu_per_wall" not in result:
+        return ""
+    cpu = result["cpu_per_wall"]
+    return f"; CPU a wall second {cpu['1']:.2f} and {cpu['2']:.2f}"
+
+
 def format_harness(results):
     lines = []
     if "steadiness" in results:
@@ -168,7 +182,7 @@ def format_harness(results):
         lines += ["", "Beside a process spinning on one core: fastmlp's median s/epoch, "
                       "1 vs 2 threads:"]
         lines += [f"  {name:11s} 1 thread {r['1']:.4f}, 2 threads {r['2']:.4f}: "
-                  f"2/1 = {r['two_over_one']:.2f}{threads_used(r)}"
+                  f"2/1 = {r['two_over_one']:.2f}{threads_used(r)}{cpu_used(r)}"
                   for name, r in results["busy-core"].items()]
     if "per-call" in results:
         lines += ["", f"partial_fit of {PER_CALL_ROWS} rows, ({PER_CALL_FEATURES} -> "

@@ -36,7 +36,9 @@
 enum { SCRATCH_GRAIN = 1 << 16 };  /* blocks grow by whole 64 KB: fewer regrowths */
 
 /* Built with AddressSanitizer (tools/sanitize.sh), every call gets a block of exactly its size,
- * as from malloc before: a kept block larger than the call would hide an overrun into its rest. */
+ * as from malloc before: a kept block larger than the call would hide an overrun into its rest.
+ * (A product's parts share its one block, so ASan sees an overrun past the last part only; one
+ * of a part into the next changes the values the tests compare.) */
 #if defined(__SANITIZE_ADDRESS__)
 #define SCRATCH_EXACT 1
 #else

@@ -29,6 +29,8 @@ def test_busy_core_times_one_and_two_threads_per_workload(monkeypatch):
     # small never takes two (fastmlp/_runtime.py's threads_for_batch)
     assert r["batches"] >= 8 and r["batches"] % 8 == 0 and r["batches_on_2"] == 0
     assert "(2-thread epochs: 0 of " in harness_runs.format_harness({"busy-core": result})
+    assert set(r["cpu_per_wall"]) == {"1", "2"} and min(r["cpu_per_wall"].values()) > 0
+    assert "; CPU a wall second " in harness_runs.format_harness({"busy-core": result})
 
 
 def test_workloads_narrow_steadiness_and_busy_core(monkeypatch, capsys):
@@ -84,3 +86,7 @@ def test_format_harness_prints_every_run():
     text = harness_runs.format_harness({"busy-core": {"mnist": {
         "1": 0.4, "2": 0.38, "two_over_one": 0.95, "batches_on_2": 1100, "batches": 1170}}})
     assert "2/1 = 0.95 (2-thread epochs: 1,100 of 1,170 batches on 2 threads)" in text
+    assert "CPU a wall second" not in text  # (a result without the CPU times)
+    text = harness_runs.format_harness({"busy-core": {"mnist": {
+        "1": 0.4, "2": 0.38, "two_over_one": 0.95, "cpu_per_wall": {"1": 0.995, "2": 1.126}}}})
+    assert "2/1 = 0.95; CPU a wall second 0.99 and 1.13" in text

@@ -37,11 +37,10 @@ from fastmlp._engine._interrupt cimport (
 )
 from fastmlp._engine._kernels cimport (
     FM_MAXOUT, all_finite, fm_optim, fm_optim_begin_step, fm_rows_pack_d, fm_rows_pack_f,
-    fm_scratch_allocations, fm_scratch_kept, fm_scratch_set_poison,
-    fm_scratch_threads,
     fm_rows_packed_size, fm_rows_packed_size_d, fm_rows_product_kernel,
     fm_rows_product_kernel_d, fm_rows_product_packed_d, fm_rows_product_packed_f,
-    fm_rows_product_set_fetch, fm_small_pack_columns_d, fm_small_pack_columns_f, small_pack,
+    fm_rows_product_set_fetch, fm_scratch_allocations, fm_scratch_kept, fm_scratch_set_poison,
+    fm_scratch_threads, fm_small_pack_columns_d, fm_small_pack_columns_f, small_pack,
     small_product_packed, small_product_part, small_split,
 )
 from fastmlp._engine._layer_dense cimport (
@@ -1036,9 +1035,9 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
 
 def scratch_counts():
     """(blocks allocated so far, threads holding blocks now) by csrc/scratch.c in this module,
-    whose threads run the epochs: the kernels' working memory is the threads' own, so an epoch
-    after the first allocates none. For tests. (Here, not in _testing: each compiled module links
-    its own copy of csrc/.)"""
+    whose threads run the epochs: the kernels' working memory is the threads' own, so once their
+    blocks have grown to the largest call each runs, an epoch allocates none. For tests. (Here,
+    not in _testing: each compiled module links its own copy of csrc/.)"""
     return fm_scratch_allocations(), fm_scratch_threads()
 
 
