@@ -57,7 +57,8 @@ def test_kernels_read_none_of_their_kept_scratch_they_did_not_write(dtype):
     """A thread keeps its kernels' working memory from call to call (csrc/scratch.c), so a call
     finds there what the last one left, not a fresh malloc's zeroed pages: with every block
     filled with NaNs before it is handed out, each product's path that takes scratch, and the
-    streamed step, give the bits they give without (and the products the fma chain's)."""
+    streamed step, give the bits they give without. (That those are the fma chain's, the product
+    tests of test_kernels.py hold.)"""
     if 2 not in K.rows_product_kernels(dtype):
         pytest.skip("only the AVX-512 kernel takes scratch")
     rng = np.random.RandomState(31)
