@@ -890,4 +890,3 @@ def test_the_split_cuts_large_products_on_a_boundary_near_the_middle(dtype):
         assert 0 < cut < n_out and cut % (64 // itemsize) == 0, (n_in, n_out, cut)
         assert abs(cut - n_out / 2) <= step / 2, (n_in, n_out, cut)
     assert K.kernel_small_split(256 * 1024 // (64 * itemsize) - 1, 64, dtype) == 0  # one thread
-
