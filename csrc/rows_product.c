@@ -156,6 +156,16 @@ enum {
 /* bytes rounded up to whole 64-byte lines (the parts of a product's scratch) */
 #define RP_LINES(bytes) (((bytes) + 63) / 64 * 64)
 
+/* The next part of a product's scratch, `bytes` long, from *at (NULL where there is no scratch
+ * or the part is not wanted); *at moves past it. */
+static inline void *rp_part(char **at, size_t bytes)
+{
+    char *part = *at && bytes ? *at : NULL;
+    if (*at)
+        *at += bytes;
+    return part;
+}
+
 #if defined(FM_RP_X86)
 /* Whether this processor runs the kernel: settled once, when the engine's library is loaded
  * (before any thread of the engine asks). */
@@ -1142,15 +1152,13 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, cons
     const size_t copy_bytes = crowded && !live_bytes
         ? RP_LINES((size_t) (rows * ld_copy) * sizeof(REAL)) : 0;
     const size_t scratch_bytes = strips_bytes + panels_bytes + live_bytes + copy_bytes;
-    char *scratch = scratch_bytes ? (char *) fm_scratch(FM_SCRATCH_PRODUCT, scratch_bytes) : NULL;
-    REAL *strips = scratch && strips_bytes ? (REAL *) scratch : NULL;
-    REAL *panels = scratch && panels_bytes ? (REAL *) (scratch + strips_bytes) : NULL;
-    REAL *live_rows = scratch && live_bytes
-        ? (REAL *) (scratch + strips_bytes + panels_bytes) : NULL;
+    char *at = scratch_bytes ? (char *) fm_scratch(FM_SCRATCH_PRODUCT, scratch_bytes) : NULL;
+    REAL *strips = (REAL *) rp_part(&at, strips_bytes);
+    REAL *panels = (REAL *) rp_part(&at, panels_bytes);
+    REAL *live_rows = (REAL *) rp_part(&at, live_bytes);
+    REAL *copy = (REAL *) rp_part(&at, copy_bytes);
     ptrdiff_t *live_count = live_rows ? (ptrdiff_t *) (live_rows + rows * RP_LIVE_LD) : NULL;
     const REAL **w_at = live_rows ? (const REAL **) (live_count + n_tiles) : NULL;
-    REAL *copy = scratch && copy_bytes
-        ? (REAL *) (scratch + strips_bytes + panels_bytes + live_bytes) : NULL;
     for (ptrdiff_t k0 = 0; k0 < n_in; k0 += block) {
         const ptrdiff_t kc = n_in - k0 < block ? n_in - k0 : block;
         /* with `picked`, a's rows are picked[r] (terms picked[k0 + k] where a_trans) */
