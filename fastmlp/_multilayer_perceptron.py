@@ -721,7 +721,15 @@ class BaseMultilayerPerceptron(CallbackSupportMixin, BaseEstimator, ABC):
         d = self.__dict__
         call = d.get("_steady_call")
         if call is not None and call.accepts(self, X, y):
-            self._stochastic_epochs(call, True, NO_CALLBACKS, False, None, None, None)
+            n_iter = self.n_iter_
+            try:
+                self._stochastic_epochs(call, True, NO_CALLBACKS, False, None, None, None)
+            except _engine.InputNotFinite:
+                # X was not finite: the call put back what its epoch changed, and the whole
+                # path raises scikit-learn's error (the epoch loop had only reset n_iter_).
+                self.n_iter_ = n_iter
+                d.pop("_steady_call", None)
+                return False
             if not call.weights_finite():  # (~0.4 us where the full check costs ~3)
                 self._check_finite_weights(call.theta, NO_CALLBACKS)
             return True

@@ -109,3 +109,28 @@ def weights_on_threads(threads, dtype, **params):
 
 def assert_bitwise_equal_on_one_and_two_threads(dtype, **params):
     assert weights_on_threads(1, dtype, **params) == weights_on_threads(2, dtype, **params)
+
+
+def fitted_state(model):
+    """Everything a partial_fit changes, to compare bit for bit: weights, curves, counters, the
+    optimizer's state and step count, running statistics, the RandomState's state."""
+    state = {name: getattr(model, name, None) for name in (
+        "_theta", "loss_curve_", "gradient_norms_", "t_", "n_iter_", "loss_", "best_loss_",
+        "_no_improvement_count", "n_outputs_", "_batch_norm_running")}
+    for k, vector in enumerate(model._optimizer.state):
+        state[f"optimizer state {k}"] = vector.copy()
+    state["optimizer t"] = model._optimizer.t
+    state["learning rate"] = getattr(model._optimizer, "learning_rate", None)
+    state["random state"] = model._random_state.get_state()[1].copy()
+    return {name: np.array(value, copy=True) if isinstance(value, (np.ndarray, list)) else value
+            for name, value in state.items()}
+
+
+def assert_same_state(a, b):
+    assert a.keys() == b.keys()
+    for name, value in a.items():
+        if isinstance(value, np.ndarray):
+            assert value.dtype == b[name].dtype, name
+            np.testing.assert_array_equal(value, b[name], err_msg=name, strict=True)
+        else:
+            assert value == b[name], name

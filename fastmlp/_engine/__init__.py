@@ -51,7 +51,8 @@ stepping the optimizer is one element-wise pass (csrc/optimizers.c).
 """
 from fastmlp._engine._network import Network
 from fastmlp._engine._trainer import (
-    OPENMP_ENABLED, OPTIM_SPEC, PARALLEL_CHECK_VALUES, SMALL_PREDICT_ROWS, SteadyCall,
+    OPENMP_ENABLED, OPTIM_SPEC, PARALLEL_CHECK_VALUES, SMALL_PREDICT_ROWS, InputNotFinite,
+    SteadyCall,
     SteadyPrediction, Trainer, blas_limit_enter, blas_limit_exit, blas_thread_calls,
     few_row_split, max_threads, predict, small_pack_copies, surely_finite,
 )
@@ -59,7 +60,8 @@ from fastmlp._engine.vocabulary import (
     ACTIVATION_CODES, HIDDEN_ACTIVATIONS, LOSS_CODES, OTHER_LOSSES, OUTPUT_LOSSES, SOLVERS,
 )
 
-__all__ = ["ACTIVATION_CODES", "HIDDEN_ACTIVATIONS", "LOSS_CODES", "Network", "OPENMP_ENABLED",
+__all__ = ["ACTIVATION_CODES", "HIDDEN_ACTIVATIONS", "InputNotFinite", "LOSS_CODES", "Network",
+           "OPENMP_ENABLED",
            "OPTIM_SPEC", "OTHER_LOSSES", "OUTPUT_LOSSES", "PARALLEL_CHECK_VALUES",
            "SMALL_PREDICT_ROWS", "SOLVERS",
            "SteadyCall", "SteadyPrediction", "Trainer", "blas_limit_enter", "blas_limit_exit", "blas_thread_calls",

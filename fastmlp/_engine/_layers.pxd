@@ -19,6 +19,7 @@
 # _schedule.pxd; batch normalization's feature passes are the example). It is dispatched here, named in vocabulary.pyx, and tested against a numpy
 # reference (tests) and central differences.
 from cython cimport floating
+from libc.math cimport isfinite
 
 from fastmlp._engine._geometry cimport Geometry, act_at, is_maxout
 from fastmlp._engine._layer_batchnorm cimport BatchNorm, batchnorm_eval_scale
@@ -62,16 +63,37 @@ cdef inline void layer_forward(const Geometry *g, Py_ssize_t l, floating *a_out,
                                int *argmax, floating *pieces, const floating *a_in,
                                Py_ssize_t ld_in, const Rows *rows, Py_ssize_t r0, Py_ssize_t r1,
                                const floating *theta, const floating *fold,
-                               const Py_ssize_t *picked=NULL) noexcept nogil:
+                               const Py_ssize_t *picked=NULL,
+                               unsigned char *seen=NULL) noexcept nogil:
     """Layer l's output for rows r0..r1 (a_out: rows x units[l + 1]): its product, bias and
     activation, keeping z in z_out if not NULL. A maxout layer's k pieces per unit go to
     `pieces` (rows x cols[l]) and the winners to argmax (if not NULL). fold (prediction of a
     batch-normalised network; NULL otherwise): each hidden layer's normalization folded into a
     scale of the product and a shift in the bias's place (Network.batch_norm_fold). `picked`:
-    layer_product's."""
-    layer_product(g, l, forward_product(g, l, a_out, pieces), a_in, ld_in, rows, r0, r1, theta,
-                  picked)
+    layer_product's. `seen` (the first layer's, or NULL): note_nonfinite's, between the
+    product and the activation."""
+    cdef floating *product = forward_product(g, l, a_out, pieces)
+    layer_product(g, l, product, a_in, ld_in, rows, r0, r1, theta, picked)
+    if seen != NULL:
+        note_nonfinite(seen, product, r1 - r0, g.cols[l])
     layer_activate(g, l, a_out, z_out, argmax, pieces, r1 - r0, theta, fold)
+
+
+cdef inline void note_nonfinite(unsigned char *seen, const floating *product, Py_ssize_t rows,
+                                Py_ssize_t ld) noexcept nogil:
+    """seen[0] = 1 where a row of the first layer's product (`rows` rows, ld apart) is not
+    finite in its first column, else seen[0] as it was: one load a row, taken before the bias
+    and the activation (relu may turn NaN into 0). A NaN or an infinity anywhere in a row of
+    X makes every column of that row of the product non-finite (_trainer.pyx's note on
+    prediction says why: no product skips an input that is not 0), so a row the column calls
+    finite is; a finite X that overflows, or a non-finite weight, sets it too, which is why a
+    caller that reads it (SteadyCall, a partial_fit that left X's check to its epoch) then
+    checks X itself."""
+    cdef Py_ssize_t r
+    for r in range(rows):
+        if not isfinite(product[r * ld]):
+            seen[0] = 1
+            return
 
 
 cdef inline floating *forward_product(const Geometry *g, Py_ssize_t l, floating *a_out,

@@ -100,6 +100,7 @@ from fastmlp._engine._layer_maxout cimport maxout_layer_forward
 from fastmlp._engine._layer_sparse_input cimport sparse_backward_weights
 from fastmlp._engine._layers cimport (
     Kept, hidden_backward, kept_input, layer_activate, layer_forward, layer_product,
+    note_nonfinite,
 )
 from fastmlp._engine._openmp cimport (
     FM_POOL_MAX_JOBS, fm_call, fm_claim, fm_count_done, fm_current_cpu, fm_done, fm_leave_cpu,
@@ -166,6 +167,9 @@ cdef struct Work:
     void *deltas      # each layer's delta, layer l at delta_at(l) (as acts unless maxout)
     void *gathered    # capacity x n_features: the shuffled batch's input rows
     double *gather_seconds        # MAX_BLOCKS: each row block's time gathering its rows (0: none)
+    unsigned char *input_seen     # MAX_BLOCKS: 1 where a row block found its first layer's
+                                  # product not finite (_layers.pxd's note_nonfinite), in any
+                                  # batch since the Trainer's epoch began
     double *row_loss  # capacity
     double *partial   # one sum(W^2) per weight job
     double *grad_partial          # one sum(g^2) per weight job (max_grad_norm)
@@ -288,9 +292,10 @@ cdef inline Py_ssize_t batch_input(const floating **a_in, const Py_ssize_t **pic
 
 cdef inline void output_rows(const Geometry *g, Py_ssize_t r0, Py_ssize_t r1,
                              const floating *theta, const Rows *rows,
-                             const Work *work) noexcept nogil:
+                             const Work *work, unsigned char *seen) noexcept nogil:
     """Rows r0..r1 of the output layer, its input ready: forward, then the output delta and each
-    row's loss."""
+    row's loss. `seen`: the row block's work.input_seen, noted where the output layer is the
+    first (a network without hidden layers)."""
     cdef Py_ssize_t L = g.n_layers, ld_in, slot = act_at(g, rows.n, L - 1, r0)
     cdef Py_ssize_t n_out = g.units[L]
     cdef floating *a_out = <floating *> work.kept.acts + slot
@@ -301,7 +306,7 @@ cdef inline void output_rows(const Geometry *g, Py_ssize_t r0, Py_ssize_t r1,
     cdef const floating *w = <const floating *> rows.w
     ld_in = layer_input(&a_in, &picked, g, L - 1, r0, r1, rows, work)
     layer_forward(g, L - 1, a_out, <floating *> NULL, NULL, delta_out, a_in, ld_in, rows, r0, r1,
-                  theta, <const floating *> NULL, picked)
+                  theta, <const floating *> NULL, picked, seen if L == 1 else NULL)
     if rows.index != NULL:
         output_delta(delta_out, work.row_loss + r0, a_out, Y, w, rows.index + r0, r1 - r0,
                      n_out, g.loss, g.loss_param)
@@ -399,6 +404,7 @@ cdef inline void rows_job(const Geometry *g, Py_ssize_t job, Py_ssize_t blocks,
         if l == 0 and tiles > 0:
             if not fm_wait_count(&done[L], <int> tiles, stop):
                 return  # the batch is abandoned (Ctrl-C): nothing waits for this block then
+            note_nonfinite(work.input_seen + job, acts + slot, r1 - r0, g.cols[0])
             layer_activate(g, 0, acts + slot,
                            <floating *> kept.pre + slot if g.keep_z else <floating *> NULL,
                            <int *> NULL, <floating *> NULL, r1 - r0, theta,
@@ -417,11 +423,12 @@ cdef inline void rows_job(const Geometry *g, Py_ssize_t job, Py_ssize_t blocks,
                           <floating *> kept.pre + slot if g.keep_z else <floating *> NULL,
                           kept.argmax + slot if kept.argmax != NULL else NULL,
                           deltas + delta_at(g, rows.n, l, r0), a_in, ld_in, rows, r0, r1, theta,
-                          <const floating *> NULL, picked)
+                          <const floating *> NULL, picked,
+                          work.input_seen + job if l == 0 else NULL)
         if kept.dropout.threshold > 0:
             dropout_layer_forward(<floating *> kept.dropout.dropped + slot, acts + slot,
                                   &kept.dropout, g, l, rows, r0, r1)
-    output_rows(g, r0, r1, theta, rows, work)
+    output_rows(g, r0, r1, theta, rows, work, work.input_seen + job)
     fm_count_done(&done[L - 1])
     for l in range(L - 1, 0, -1):
         backward_rows(g, l, r0, r1, theta, rows, work)
@@ -471,8 +478,11 @@ cdef inline void normalized_forward_rows(const Geometry *g, Py_ssize_t l, Py_ssi
         ld_in = layer_input(&a_in, &picked, g, l, r0, r1, rows, work)
         layer_product(g, l, normalized_z(g, l, acts, deltas, rows.n, r0), a_in, ld_in, rows, r0,
                       r1, theta, picked)
+        if l == 0:
+            note_nonfinite(work.input_seen + job, normalized_z(g, 0, acts, deltas, rows.n, r0),
+                           r1 - r0, g.cols[0])
         return
-    output_rows(g, r0, r1, theta, rows, work)
+    output_rows(g, r0, r1, theta, rows, work, work.input_seen + job)
     backward_rows(g, L - 1, r0, r1, theta, rows, work)
 
 

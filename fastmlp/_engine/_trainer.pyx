@@ -354,7 +354,7 @@ cdef class Trainer:
     out as Network.running_views says), updated in place by every training step."""
     cdef Network network
     cdef readonly object acts, deltas, gathered, row_loss, partial, jobs, dispatch, counters
-    cdef readonly object gather_seconds
+    cdef readonly object gather_seconds, input_seen
     cdef readonly object pre, dropped, argmax, grad_partial
     cdef readonly object xhat, bn_stats, row_w, bn_batch
     cdef readonly Py_ssize_t capacity
@@ -406,6 +406,7 @@ cdef class Trainer:
                                  dtype=np.intp)
         self.counters = np.zeros(g.n_layers + 2, dtype=np.intc)
         self.gather_seconds = np.zeros(MAX_BLOCKS, dtype=np.float64)
+        self.input_seen = np.zeros(MAX_BLOCKS, dtype=np.uint8)
         self.partial = np.zeros(len(jobs), dtype=np.float64)
         self.grad_partial = np.zeros(len(jobs), dtype=np.float64)
         hidden = capacity * g.n_hidden
@@ -433,6 +434,17 @@ cdef class Trainer:
         else:
             raise ValueError(f"dtype must be float32 or float64, got {self.acts.dtype}")
 
+    def seen_nonfinite(self):
+        """Whether the last epoch (Trainer.epoch's, or a SteadyCall's) found a row of the first
+        layer's product not finite (_layers.pxd's note_nonfinite): X held a NaN or an infinity,
+        or it overflowed."""
+        cdef const unsigned char[::1] seen = self.input_seen
+        cdef Py_ssize_t b
+        for b in range(MAX_BLOCKS):
+            if seen[b]:
+                return True
+        return False
+
     cdef int _check_dtype(self, const floating *like) except -1:
         """Refuse arrays of another dtype than the buffers' (the pointers are untyped)."""
         cdef bint same
@@ -458,6 +470,7 @@ cdef class Trainer:
         cdef Py_ssize_t[::1] dispatch = self.dispatch
         cdef int[::1] counters = self.counters
         cdef double[::1] gather_seconds = self.gather_seconds
+        cdef unsigned char[::1] input_seen = self.input_seen
         cdef floating[::1] pre = self.pre
         cdef floating[::1] dropped = self.dropped
         cdef int[::1] argmax = self.argmax
@@ -481,6 +494,7 @@ cdef class Trainer:
         work.deltas = &deltas[0]
         work.gathered = &gathered[0] if gathered.shape[0] > 0 else NULL
         work.gather_seconds = &gather_seconds[0]
+        work.input_seen = &input_seen[0]
         work.row_loss = &row_loss[0]
         work.partial = &partial[0]
         work.grad_partial = &grad_partial[0]
@@ -561,6 +575,8 @@ cdef class Trainer:
         if norm_sums != NULL:
             for l in range(g.n_layers):
                 norm_sums[l] = 0.0
+        for l in range(MAX_BLOCKS):  # (seen_nonfinite: this epoch's)
+            work.input_seen[l] = 0
         step.finish = step.take_step = True
         step.optim = optim
         step.max_grad_norm = self.max_grad_norm
@@ -1076,6 +1092,19 @@ def few_row_split(int mode):
 # it on one 0.92, 0.99, 1.05, 1.00, 0.80, 0.95 (the same code against itself: 0.80-1.25).
 PARALLEL_CHECK_VALUES = PARALLEL_CHECK
 
+# A steady partial_fit leaves X's finiteness to its epoch where X has at least this many times
+# the values that the epoch changes (theta, the optimizer's state vectors, the running
+# statistics), which it then copies once a call to put them back if X was not finite (SteadyCall):
+# `mnist`'s X is 67 times them (float32, Adam), `wide`'s 4 (which keeps its pass: the copy would
+# cost what the pass does), a 32-row call's under 1.
+cdef enum:
+    LATE_CHECK_FACTOR = 8
+
+
+class InputNotFinite(Exception):
+    """A steady partial_fit's epoch found X not finite, and put back everything it had changed:
+    the caller runs the call's whole path, which raises scikit-learn's error."""
+
 
 def surely_finite(const floating[:, ::1] X, int n_threads=1):
     """True when every value of X is finite, False when one is not, by one vectorised pass
@@ -1175,7 +1204,11 @@ cdef class SteadyCall:
     fitted attributes must be the very objects it was made from (any parameter set since, any
     attribute replaced, refuses), X a C-ordered array of the compute dtype, the same shape and
     finite, and y a 1-D array of the kind it was made for (integer labels, all known; or finite
-    floats); it writes only its own target's rows, nothing of the estimator's. `epoch` runs
+    floats); it writes only its own target's rows, nothing of the estimator's. An X of at least
+    LATE_CHECK_FACTOR times the values the epoch changes is proven finite by the epoch instead
+    (the first layer's product, _layers.pxd's note_nonfinite); where it is not, `epoch` puts
+    back everything it changed (_save, _put_back) and raises InputNotFinite, and the
+    estimator takes the call's whole path, which raises scikit-learn's error. `epoch` runs
     the epoch as the Python path's _StochasticRun.epoch does, on the same buffers, with the
     same order and dropout seed (for an integer random_state: the seeded RandomState draws the
     same ones at every call, so they are the ones that call drew, and the held RandomState is
@@ -1194,6 +1227,11 @@ cdef class SteadyCall:
     cdef Py_ssize_t n_features, n_outputs, n_classes, batch_size, n_steps, thread_cap
     cdef int target
     cdef bint shuffle, fixed_order, draws_dropout
+    # X's finiteness left to the epoch (accepts: an X of at least LATE_CHECK_FACTOR x
+    # saved_size values), and what the epoch then puts back if X was not (`epoch`).
+    cdef bint check_later
+    cdef readonly Py_ssize_t saved_size, late_checks  # (late_checks: the calls that left it)
+    cdef object saved, saved_running
     cdef unsigned long long dropout_seed
     cdef double max_grad_norm, weight_clip
     # Pointers into the arrays above, taken once (they are kept, and never move), and into the
@@ -1273,10 +1311,12 @@ cdef class SteadyCall:
         self.grad_data = array_data(grad, itemsize, True)
         if len(grad) != len(theta):
             raise ValueError("grad must have theta's length")
+        self.saved_size = len(theta) + (len(running) if running is not None else 0)
         for i, state in enumerate(optimizer.state):
             self.state_data[i] = array_data(state, itemsize, True)
             if len(state) not in (0, len(theta)):
                 raise ValueError("an optimizer's state must have theta's length, or none")
+            self.saved_size += len(state)
         self.Y_data = array_data(self.Y, itemsize, True)
         self.order_data = <Py_ssize_t *> array_data(self.order, sizeof(Py_ssize_t), True)
         self.classes_data = (<const long long *> array_data(self.classes, 8, False)
@@ -1312,18 +1352,23 @@ cdef class SteadyCall:
         # (X's data stays where it is for as long as X is kept: self.X, until the epoch)
         if not c_ordered(X, &data, shape):
             return False
-        if self.n_samples * self.n_features >= PARALLEL_CHECK:
+        # An X many times the size of what the epoch changes is not read for its check: the
+        # epoch proves it finite as it goes (`epoch`). A pass of its own over X runs at
+        # memory's speed: 5.2 ms of `mnist`'s ~0.25 s epoch, 8.7 ms of `mnist-f64`'s (perf:
+        # 2.2 % and 3.1 % of their CPU; 2-core Intel Xeon VM, 2026-12-06). Builds in turns
+        # (benchmarks/ab_builds.py, 10-16 rounds, three runs), the epoch after / before this:
+        # `mnist` 0.996x, 0.989x, 0.996x, `mnist-f64` 0.971x, 0.970x; against a build that
+        # checks nothing, 0.984x and 1.000x (12 rounds): the check in the epoch costs nothing
+        # seen. Tried before (2026-12-03): each row checked as the epoch's gather copied it, a
+        # copy loop slower than memcpy, which cost what it saved; here the check is one load a
+        # row of the first layer's product.
+        self.check_later = (self.n_samples * self.n_features
+                            >= LATE_CHECK_FACTOR * self.saved_size)
+        if self.check_later:
+            finite = True  # (or the epoch puts everything back and says so: InputNotFinite)
+        elif self.n_samples * self.n_features >= PARALLEL_CHECK:
             # As the Python path checks a large X (fastmlp/_validation.py): on every thread
             # (60,000 x 784 float32: 8 ms against 13 on one, 2-core AMD EPYC VM).
-            # Tried instead, for a shuffled epoch: no pass of its own, each row proven finite
-            # as the epoch's gather copies it (a copy loop that tests each value, asking for
-            # the next row meanwhile), and on a NaN the epoch stopped and everything it had
-            # changed put back (weights, optimizer state and record, running statistics,
-            # RandomState; a test showed the model then trained to the bits of one that never
-            # saw the call). accepts on `mnist`'s X took 0.3 ms instead of 5.5-6.5, but the
-            # epoch 1.5-7 ms more (that loop reads X from memory slower than glibc's memcpy):
-            # whole calls, the builds alternating, 0.988-1.029 of the time, median 0.997
-            # (2026-12-03, 2-core AMD EPYC VM). Not landed: a rollback for nothing measurable.
             finite = surely_finite(X, max(1, omp_get_max_threads()))
         elif self.trainer.double_precision:
             finite = all_finite(<const double *> data, self.n_samples * self.n_features)
@@ -1424,6 +1469,13 @@ cdef class SteadyCall:
         # _runtime.threads_for_batch: OpenMP's threads (as the user limits them now), at most
         # those the batch's work pays for.
         n_threads = max(1, min(max(1, omp_get_max_threads()), self.thread_cap))
+        check_later, self.check_later = self.check_later, False
+        random_before = None
+        if check_later:
+            self.late_checks += 1
+            self._save()
+            if not self.fixed_order and (self.draws_dropout or self.shuffle):
+                random_before = self.random_state.get_state()
         if self.fixed_order:
             self.trainer.dropout_seed = self.dropout_seed
         else:
@@ -1438,6 +1490,7 @@ cdef class SteadyCall:
         self.trainer.max_grad_norm, self.trainer.weight_clip = self.max_grad_norm, self.weight_clip
         optimizer = self.optimizer
         spec = optimizer.spec()
+        spec_before = spec.copy() if check_later else None
         if self.blas_limit is None:
             hold_blas()
         else:
@@ -1453,10 +1506,50 @@ cdef class SteadyCall:
             else:
                 self.blas_limit.__exit__(None, None, None)
             optimizer.took_steps(spec)
+            # (Also after Ctrl-C, whose KeyboardInterrupt this then replaces: the call's error
+            # is X's, as it would have been before the epoch began.)
+            if (check_later and self.trainer.seen_nonfinite()
+                    and not surely_finite(X, max(1, omp_get_max_threads()))):
+                self._put_back(spec, spec_before, random_before)
+                raise InputNotFinite()
         if self.n_steps > 1:  # (x / 1 is x, bit for bit)
             for i in range(n_layers):
                 sums[i] /= self.n_steps
         return accumulated
+
+    cdef _save(self):
+        """Keep theta, the optimizer's state vectors and the running statistics as they are
+        (in `saved`, made at the first call that needs it), for _put_back."""
+        cdef Py_ssize_t at = 0, n = len(self.theta)
+        if self.saved is None:
+            self.saved = np.empty(n * sum(1 for part in (self.theta, self.state_1, self.state_2,
+                                                         self.state_3) if len(part) > 0),
+                                  dtype=self.dtype)
+            if self.running is not None:
+                self.saved_running = np.empty_like(self.running)
+        for part in (self.theta, self.state_1, self.state_2, self.state_3):
+            if len(part) > 0:
+                self.saved[at:at + n] = part
+                at += n
+        if self.running is not None:
+            self.saved_running[...] = self.running
+
+    cdef _put_back(self, spec, spec_before, random_before):
+        """Everything an epoch changed, as _save (and `epoch`) found it: theta, the state
+        vectors, the running statistics, the solver's record and scalars (its step count), the
+        held RandomState. (What else the epoch wrote is scratch that every epoch writes before
+        it reads, or the caller's row of gradient norms, which it then does not count.)"""
+        cdef Py_ssize_t at = 0, n = len(self.theta)
+        for part in (self.theta, self.state_1, self.state_2, self.state_3):
+            if len(part) > 0:
+                part[...] = self.saved[at:at + n]
+                at += n
+        if self.running is not None:
+            self.running[...] = self.saved_running
+        spec[...] = spec_before
+        self.optimizer.took_steps(spec)
+        if random_before is not None:
+            self.random_state.set_state(random_before)
 
     def weights_finite(self):
         """True when every weight is finite (after the epoch)."""
