@@ -1491,6 +1491,7 @@ cdef class SteadyCall:
         optimizer = self.optimizer
         spec = optimizer.spec()
         spec_before = spec.copy() if check_later else None
+        interrupted = False
         if self.blas_limit is None:
             hold_blas()
         else:
@@ -1500,15 +1501,19 @@ cdef class SteadyCall:
                 accumulated = self._epoch(<double *> NULL, spec, n_threads, sums)
             else:
                 accumulated = self._epoch(<float *> NULL, spec, n_threads, sums)
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
         finally:
             if self.blas_limit is None:
                 release_blas()
             else:
                 self.blas_limit.__exit__(None, None, None)
             optimizer.took_steps(spec)
-            # (Also after Ctrl-C, whose KeyboardInterrupt this then replaces: the call's error
-            # is X's, as it would have been before the epoch began.)
-            if (check_later and self.trainer.seen_nonfinite()
+            # After Ctrl-C too (the rows with a NaN may not have been reached), where this then
+            # replaces the KeyboardInterrupt: the call's error is X's, as it is where X is
+            # checked before the epoch begins.
+            if (check_later and (interrupted or self.trainer.seen_nonfinite())
                     and not surely_finite(X, max(1, omp_get_max_threads()))):
                 self._put_back(spec, spec_before, random_before)
                 raise InputNotFinite()

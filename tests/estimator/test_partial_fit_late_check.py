@@ -12,7 +12,7 @@ import sklearn.neural_network as sk
 
 from fastmlp import MLPClassifier, MLPRegressor
 
-from _helpers import assert_same_state, fitted_state
+from _helpers import assert_same_state, fitted_state, run_python
 
 RNG = np.random.RandomState(1)
 N_ROWS, N_FEATURES = 600, 12
@@ -156,3 +156,43 @@ def test_a_small_x_is_checked_before_its_epoch():
     assert call.late_checks == 0
     with pytest.raises(ValueError, match="Input X contains NaN"):
         model.partial_fit(with_bad(data, "nan in the first row"), y)
+
+
+INTERRUPTED_CALL = """
+import os, signal, threading, time, warnings
+import numpy as np
+from fastmlp import MLPClassifier
+signal.signal(signal.SIGINT, signal.default_int_handler)  # (see test_interrupts.py)
+warnings.simplefilter("ignore")
+rng = np.random.RandomState(0)
+X = rng.standard_normal((100000, 64)).astype(np.float32)
+y = rng.randint(0, 3, X.shape[0])
+model = MLPClassifier(hidden_layer_sizes=(256,), batch_size=8, shuffle=False, random_state=0)
+model.partial_fit(X, y, classes=[0, 1, 2])
+for _ in range(2):
+    model.partial_fit(X, y)
+call = model._steady_call
+start = time.perf_counter()
+model.partial_fit(X, y)
+took = time.perf_counter() - start
+before, late = model._theta.copy(), call.late_checks
+bad = X.copy()
+bad[-1, 0] = np.nan  # (in the last batch: not reached when Ctrl-C comes)
+threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+try:
+    model.partial_fit(bad, y)
+    outcome = "returned"
+except ValueError as error:
+    outcome = str(error)
+print(late, call.late_checks, took > 0.2, (model._theta == before).all(), outcome.splitlines()[0])
+"""
+
+
+def test_ctrl_c_in_a_late_checked_epoch_still_raises_xs_error():
+    # Ctrl-C 50 ms into an epoch of a few tenths of a second, before the batch with the NaN:
+    # the call raises X's error, as a call that checks X first does, and changes nothing.
+    out = run_python(INTERRUPTED_CALL).split(maxsplit=4)
+    late, after, long_enough, unchanged, first_line = out
+    assert long_enough == "True"  # (else Ctrl-C would come after the call: nothing tested)
+    assert int(after) == int(late) + 1 and unchanged == "True"
+    assert first_line.strip() == "Input X contains NaN."
