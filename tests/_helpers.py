@@ -11,6 +11,7 @@ import inspect
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -134,3 +135,56 @@ def assert_same_state(a, b):
             np.testing.assert_array_equal(value, b[name], err_msg=name, strict=True)
         else:
             assert value == b[name], name
+
+
+def seeded_model(estimator, params):
+    """estimator(**params), where random_state "a RandomState" becomes RandomState(5) (a user's
+    own) and None leaves the global RandomState, which scikit-learn then draws from, seeded
+    with 3: each call from the same params draws the same numbers."""
+    params = dict(params)
+    if isinstance(params.get("random_state"), str) and params["random_state"] == "a RandomState":
+        params["random_state"] = np.random.RandomState(5)
+    if "random_state" in params and params["random_state"] is None:
+        np.random.seed(3)
+    return estimator(**params)
+
+
+def started_model(estimator, params, X, y):
+    """seeded_model(estimator, params) after its first partial_fit on X and y (a classifier's
+    with classes=np.unique(y)), warnings ignored."""
+    model = seeded_model(estimator, params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if sklearn.base.is_classifier(model):
+            model.partial_fit(X, y, classes=np.unique(y))
+        else:
+            model.partial_fit(X, y)
+    return model
+
+
+# Options for runs of plain partial_fits: each trains the same bits on the steady path and on the
+# whole path (the steady path reads them where the whole path does:
+# tests/estimator/test_partial_fit_steady.py), and each puts back everything its epoch changed
+# when X turns out not finite (test_partial_fit_late_check.py).
+PARTIAL_FIT_OPTIONS = {
+    "defaults": {},
+    "sgd, nesterov": {"solver": "sgd"},
+    "sgd, adaptive, stopping early": {"solver": "sgd", "learning_rate": "adaptive",
+                                      "n_iter_no_change": 1, "tol": 1e9},
+    "sgd, invscaling": {"solver": "sgd", "learning_rate": "invscaling"},
+    "adam, stopping early": {"n_iter_no_change": 1, "tol": 1e9},
+    "no shuffle": {"shuffle": False},
+    "batch larger than the data": {"batch_size": 100},
+    "one batch": {"batch_size": 40},
+    "dropout": {"dropout": 0.3},
+    "clipping": {"max_grad_norm": 0.05, "weight_clip": 0.5},
+    "batch norm": {"batch_norm": True},
+    "maxout": {"activation": "maxout", "maxout_pieces": 3},
+    "tanh, two layers": {"activation": "tanh", "hidden_layer_sizes": (6, 4)},
+    "adamw": {"solver": "adamw"},
+    "rmsprop, centered": {"solver": "rmsprop", "centered": True},
+    "nadam": {"solver": "nadam"},
+    "ftrl": {"solver": "ftrl"},
+    "a user's RandomState": {"random_state": "a RandomState"},
+    "no seed": {"random_state": None},
+}

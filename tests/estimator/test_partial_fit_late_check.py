@@ -12,7 +12,9 @@ import sklearn.neural_network as sk
 
 from fastmlp import MLPClassifier, MLPRegressor
 
-from _helpers import assert_same_state, fitted_state, run_python
+from _helpers import (
+    PARTIAL_FIT_OPTIONS, assert_same_state, fitted_state, run_python, started_model,
+)
 
 RNG = np.random.RandomState(1)
 N_ROWS, N_FEATURES = 600, 12
@@ -21,23 +23,9 @@ Y = RNG.randint(0, 3, N_ROWS)
 Y_VALUES = X[:, 0] * 2 - X[:, 1]
 
 # Each case's X is at least 8 times what its epoch changes (SteadyCall's LATE_CHECK_FACTOR).
-OPTIONS = {
-    "defaults": {},
-    "sgd, adaptive": {"solver": "sgd", "learning_rate": "adaptive"},
-    "no shuffle": {"shuffle": False},
-    "dropout": {"dropout": 0.3},
-    "clipping": {"max_grad_norm": 0.05, "weight_clip": 0.5},
-    "batch norm": {"batch_norm": True},
-    "maxout": {"activation": "maxout", "maxout_pieces": 2},
-    "two layers": {"activation": "tanh", "hidden_layer_sizes": (6, 4)},
-    "nadam": {"solver": "nadam"},
-    "rmsprop, centered": {"solver": "rmsprop", "centered": True},
-    "ftrl": {"solver": "ftrl"},
-    "a user's RandomState": {"random_state": "a RandomState"},
-    "no seed": {"random_state": None},
-    "one batch of every row": {"batch_size": N_ROWS},
-    "no hidden layer": {"hidden_layer_sizes": ()},
-}
+OPTIONS = {**PARTIAL_FIT_OPTIONS,
+           "one batch of every row": {"batch_size": N_ROWS},
+           "no hidden layer": {"hidden_layer_sizes": ()}}
 
 BAD = {
     "nan in the first row": (0, 3, np.nan),
@@ -47,27 +35,11 @@ BAD = {
 }
 
 
-def model_of(estimator, options):
-    params = dict(hidden_layer_sizes=(4,), batch_size=50, random_state=0)
-    params.update(options)
-    if params["random_state"] == "a RandomState":
-        params["random_state"] = np.random.RandomState(5)
-    if params["random_state"] is None:
-        np.random.seed(3)  # the global RandomState scikit-learn draws from
-    return estimator(**params)
-
-
 def steady(estimator, options, data, y):
     """A model after its first partial_fit and three more: the compiled call is made."""
-    model = model_of(estimator, options)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if estimator is MLPClassifier:
-            model.partial_fit(data, y, classes=np.unique(y))
-        else:
-            model.partial_fit(data, y)
-        for _ in range(3):
-            model.partial_fit(data, y)
+    model = started_model(estimator, {"hidden_layer_sizes": (5,), "batch_size": 10,
+                                      "random_state": 0, **options}, data, y)
+    calls(model, data, y, 3)
     return model
 
 

@@ -14,7 +14,9 @@ import fastmlp
 from fastmlp import MLPClassifier, _runtime
 from fastmlp import _multilayer_perceptron as _mlp
 
-from _helpers import assert_same_state, digits, fitted_state
+from _helpers import (
+    PARTIAL_FIT_OPTIONS, assert_same_state, digits, fitted_state, started_model,
+)
 
 RNG = np.random.RandomState(0)
 X = RNG.standard_normal((40, 6))
@@ -348,47 +350,12 @@ def the_whole_path_only(monkeypatch, *classes):
         monkeypatch.setattr(cls, "_steady_partial_fit", lambda self, X, y: False)
 
 
-# Options for a run of plain partial_fits; each trains the same bits on the steady path and on the
-# whole path (the steady path reads them where the whole path does).
-STEADY_OPTIONS = {
-    "defaults": {},
-    "sgd, nesterov": {"solver": "sgd"},
-    "sgd, adaptive, stopping early": {"solver": "sgd", "learning_rate": "adaptive",
-                                      "n_iter_no_change": 1, "tol": 1e9},
-    "sgd, invscaling": {"solver": "sgd", "learning_rate": "invscaling"},
-    "adam, stopping early": {"n_iter_no_change": 1, "tol": 1e9},
-    "no shuffle": {"shuffle": False},
-    "batch larger than the data": {"batch_size": 100},
-    "one batch": {"batch_size": 40},
-    "dropout": {"dropout": 0.3},
-    "clipping": {"max_grad_norm": 0.05, "weight_clip": 0.5},
-    "batch norm": {"batch_norm": True},
-    "maxout": {"activation": "maxout", "maxout_pieces": 3},
-    "tanh, two layers": {"activation": "tanh", "hidden_layer_sizes": (6, 4)},
-    "adamw": {"solver": "adamw"},
-    "rmsprop, centered": {"solver": "rmsprop", "centered": True},
-    "nadam": {"solver": "nadam"},
-    "ftrl": {"solver": "ftrl"},
-    "a user's RandomState": {"random_state": "a RandomState"},
-    "no seed": {"random_state": None},
-}
-
-
 def run_of_calls(estimator, options, dtype, y, monkeypatch=None):
-    params = dict(hidden_layer_sizes=(5,), batch_size=10, random_state=0)
-    params.update(options)
-    if params["random_state"] == "a RandomState":
-        params["random_state"] = np.random.RandomState(5)
-    if params["random_state"] is None:
-        np.random.seed(3)  # the global RandomState scikit-learn draws from
-    model = estimator(**params)
     data = X.astype(dtype)
+    model = started_model(estimator, {"hidden_layer_sizes": (5,), "batch_size": 10,
+                                      "random_state": 0, **options}, data, y)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if estimator is MLPClassifier:
-            model.partial_fit(data, y, classes=np.unique(y))
-        else:
-            model.partial_fit(data, y)
         states = []
         for _ in range(6):
             model.partial_fit(data, y)
@@ -397,7 +364,7 @@ def run_of_calls(estimator, options, dtype, y, monkeypatch=None):
     return model, states
 
 
-@pytest.mark.parametrize("options", list(STEADY_OPTIONS))
+@pytest.mark.parametrize("options", list(PARTIAL_FIT_OPTIONS))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("target", ["multiclass", "binary", "regression"])
 def test_the_steady_path_trains_the_whole_paths_bits(monkeypatch, options, dtype, target):
@@ -405,7 +372,7 @@ def test_the_steady_path_trains_the_whole_paths_bits(monkeypatch, options, dtype
 
     estimator = MLPRegressor if target == "regression" else MLPClassifier
     y = {"multiclass": Y, "binary": Y % 2, "regression": X[:, 0] * 2 - X[:, 1]}[target]
-    opts = STEADY_OPTIONS[options]
+    opts = PARTIAL_FIT_OPTIONS[options]
     taken = taken_steady(estimator(), monkeypatch)
     steady_model, steady_states = run_of_calls(estimator, opts, dtype, y)
     assert taken == [True] * 6  # every call after the first
