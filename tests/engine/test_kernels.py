@@ -430,9 +430,10 @@ def test_predict_writes_nothing_past_its_output(dtype, n_threads):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rows", [1, 3, 300])  # 300 x 784: GIL-free, in blocks on 2 threads
+@pytest.mark.parametrize("cols", [784, 13])  # (13: the vector loop's tail holds the last value)
 @pytest.mark.parametrize("n_threads", [1, 2])
-def test_surely_finite_is_true_exactly_for_finite_values(dtype, rows, n_threads):
-    X = np.random.default_rng(0).standard_normal((rows, 784)).astype(dtype)
+def test_surely_finite_is_true_exactly_for_finite_values(dtype, rows, cols, n_threads):
+    X = np.random.default_rng(0).standard_normal((rows, cols)).astype(dtype)
     X[0, 0] = np.finfo(dtype).max  # finite extremes are finite (no sum that could overflow)
     X[-1, -1] = -np.finfo(dtype).max
     X[0, 1] = np.finfo(dtype).tiny / 4  # and so are subnormals
