@@ -1231,6 +1231,7 @@ cdef class SteadyCall:
     # saved_size values), and what the epoch then puts back if X was not (`epoch`).
     cdef bint check_later
     cdef readonly Py_ssize_t saved_size, late_checks  # (late_checks: the calls that left it)
+    cdef tuple changed  # theta and the optimizer's state vectors that it has (not empty)
     cdef object saved, saved_running
     cdef unsigned long long dropout_seed
     cdef double max_grad_norm, weight_clip
@@ -1311,12 +1312,13 @@ cdef class SteadyCall:
         self.grad_data = array_data(grad, itemsize, True)
         if len(grad) != len(theta):
             raise ValueError("grad must have theta's length")
-        self.saved_size = len(theta) + (len(running) if running is not None else 0)
         for i, state in enumerate(optimizer.state):
             self.state_data[i] = array_data(state, itemsize, True)
             if len(state) not in (0, len(theta)):
                 raise ValueError("an optimizer's state must have theta's length, or none")
-            self.saved_size += len(state)
+        self.changed = tuple([part for part in (theta, *optimizer.state) if len(part) > 0])
+        self.saved_size = (len(theta) * len(self.changed)
+                           + (len(running) if running is not None else 0))
         self.Y_data = array_data(self.Y, itemsize, True)
         self.order_data = <Py_ssize_t *> array_data(self.order, sizeof(Py_ssize_t), True)
         self.classes_data = (<const long long *> array_data(self.classes, 8, False)
@@ -1525,17 +1527,12 @@ cdef class SteadyCall:
     cdef _save(self):
         """Keep theta, the optimizer's state vectors and the running statistics as they are
         (in `saved`, made at the first call that needs it), for _put_back."""
-        cdef Py_ssize_t at = 0, n = len(self.theta)
         if self.saved is None:
-            self.saved = np.empty(n * sum(1 for part in (self.theta, self.state_1, self.state_2,
-                                                         self.state_3) if len(part) > 0),
-                                  dtype=self.dtype)
+            self.saved = np.empty((len(self.changed), len(self.theta)), dtype=self.dtype)
             if self.running is not None:
                 self.saved_running = np.empty_like(self.running)
-        for part in (self.theta, self.state_1, self.state_2, self.state_3):
-            if len(part) > 0:
-                self.saved[at:at + n] = part
-                at += n
+        for kept, part in zip(self.saved, self.changed):
+            kept[...] = part
         if self.running is not None:
             self.saved_running[...] = self.running
 
@@ -1544,11 +1541,8 @@ cdef class SteadyCall:
         vectors, the running statistics, the solver's record and scalars (its step count), the
         held RandomState. (What else the epoch wrote is scratch that every epoch writes before
         it reads, or the caller's row of gradient norms, which it then does not count.)"""
-        cdef Py_ssize_t at = 0, n = len(self.theta)
-        for part in (self.theta, self.state_1, self.state_2, self.state_3):
-            if len(part) > 0:
-                part[...] = self.saved[at:at + n]
-                at += n
+        for kept, part in zip(self.saved, self.changed):
+            part[...] = kept
         if self.running is not None:
             self.running[...] = self.saved_running
         spec[...] = spec_before
