@@ -490,7 +490,33 @@ FM_RP_TARGET static void rp_pack_all(float *packed, const float *W, ptrdiff_t ld
  * tile's rows too, and a weight job's strips fetching picked rows ahead, read 0.988-0.997x and
  * 0.992x: not kept. The rows of an X in order,
  * read in place as before without an index, bound what this could give: 0.957-0.995x the
- * shuffled epoch on two threads, 0.968-0.972x on one. */
+ * shuffled epoch on two threads, 0.968-0.972x on one.
+ *
+ * Dead terms of X (since 2026-12-06). Images leave most of X zero: in a shuffled batch of
+ * MNIST's digits (scaled to [0, 1]) 80 % of the values, and in a tile of 12 rows half the
+ * pixels are zero in all twelve (the border, and strokes those digits miss); 26 % of the pixels
+ * are zero in all of a batch of 512. A term at which all of a tile's values of X are zero adds
+ * fma(+-0, w, acc) to each of its chains, which leaves acc as it is (a chain from +0 reaches
+ * -0 only through a product too small for a subnormal, under 2^-150 in float32: the sign of
+ * that zero is all that could differ), unless w is an infinity or a NaN. So the products of
+ * picked rows skip those terms tile by tile, as the product by W^T skips a ReLU layer's dead
+ * deltas (rp_product512_t): the forward product (X W) finds each tile's live terms in its first
+ * group of panels (rp_live_tile512: a mask of the tile's rows, the rows packed to the left by
+ * vcompress, the panel rows' offsets) and runs every group over those; a weight job (X^T delta)
+ * takes them out of each tile's strip of X^T in place (rp_dead_terms512, rp_live_strip512),
+ * where its terms are the batch's rows and a term is dead where the tile's 12 features are all
+ * zero in that row. A tile keeps all its terms where fewer than 1/FM_RP_FEW_ZEROS are dead, a
+ * panel of W whose values are not all finite runs every tile over all its terms, and a block of
+ * deltas that is not all finite leaves every strip whole (checked once, where a strip would
+ * skip). Dense rows pay the looks only: once three more tiles of a call have kept all their
+ * terms than have skipped some, the call looks no further (RP_LOOK). Only the picked products
+ * look (their a is X; a hidden layer's activations are zero in all of a tile's rows at 0.4 %
+ * of the terms on `wide`). Bits: 32 fits on MNIST's digits and scikit-learn's (every
+ * activation, both solvers, both dtypes, batches of 32-512, a regressor, partial_fit, early
+ * stopping; a /tmp script) hash-equal to the build before on 1 and 2 threads. 2-core Xeon VM,
+ * one thread's CPU, medians of 200 calls (a /tmp script, builds in turns): X[index] W of 128 x
+ * 784 x 256 on MNIST's rows 0.71-0.74 of the time (370 -> 263-276 us), X[index]^T delta of 392
+ * x 256 over 256 rows 0.67-0.70; on Gaussian rows 1.00-1.02 and 0.99-1.01. */
 enum {
     FM_RP_MR512 = 12,
     FM_RP_NR512 = 32,
@@ -500,9 +526,10 @@ enum {
                        * 0.96-1.10 of 512's, product by product) ... */
     FM_RP_GROUP_ROWS = 64,  /* ... for products of at least this many rows */
     FM_RP_TILE_TERMS = 128,  /* blocks of at least this many terms go tile by tile over a group */
-    FM_RP_FEW_ZEROS = 16,  /* a tile of a product by W^T keeps all its terms where fewer than
-                            * 1/16 of them are zero in all its rows ... */
-    FM_RP_LIVE_TERMS = 256  /* ... and all where W^T has fewer terms (rp_product512_t) */
+    FM_RP_FEW_ZEROS = 16,  /* a tile of a product that skips dead terms (by W^T, of picked
+                            * rows) keeps all its terms where fewer than 1/16 of them are dead
+                            * ... */
+    FM_RP_LIVE_TERMS = 256  /* ... and all where W^T or W has fewer terms (rp_product512_t) */
 };
 
 #define FM_RP_TARGET512 __attribute__((target("avx512f,avx2,fma")))
@@ -847,7 +874,7 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_tile512)(REAL *out, ptrdiff_t ldo, const R
                                                int first, VMASK mask_0, VMASK mask_1,
                                                const int mr, const int masked, const int a_trans,
                                                const int nv, const ptrdiff_t *picked,
-                                               const int indexed, const REAL *const *w_at)
+                                               const int indexed, const int *w_off)
 {
     VEC acc[FM_RP_MR512][2];
     /* row r of a: a + r lda, or a + picked[r] lda (rp_product512's `picked`); a_trans: term
@@ -865,11 +892,12 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_tile512)(REAL *out, ptrdiff_t ldo, const R
                 acc[r][v] = V(loadu)(out + r * ldo + RP_LANES * v);
         }
     }
-    /* `indexed`: the tile's rows hold its live terms only (rp_live_rows512), term k's row of
-     * the panel at w_at[k] */
+    /* `indexed`: the tile's rows hold its live terms only (rp_live_rows512, rp_live_strip512),
+     * term k's row of the panel at packed + w_off[k] (offsets, not pointers: a group's panels
+     * share them) */
     for (ptrdiff_t k = 0; k < kc; k++) {
         VEC w[2];
-        const REAL *w_k = indexed ? w_at[k] : packed + k * RP_NR;
+        const REAL *w_k = packed + (indexed ? (ptrdiff_t) w_off[k] : k * RP_NR);
         for (int v = 0; v < nv; v++)
             w[v] = V(load)(w_k + RP_LANES * v);
         for (int r = 0; r < mr; r++) {
@@ -895,7 +923,7 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_rows512)(REAL *out, ptrdiff_t ldo, const R
                                                VMASK mask_1, const int masked, const int a_trans,
                                                const int nv, const REAL *strips,
                                                ptrdiff_t strip_size, const ptrdiff_t *picked,
-                                               const int indexed, const REAL *const *w_at)
+                                               const int indexed, const int *w_off)
 {
     ptrdiff_t r0 = 0;
     /* a tile's rows of A: with strips (a^T packed, rp_strips512) its own strip, else in place */
@@ -906,12 +934,12 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_rows512)(REAL *out, ptrdiff_t ldo, const R
 #define FM_RP_LDA (strips ? (ptrdiff_t) FM_RP_MR512 : lda)
     for (; rows - r0 >= FM_RP_MR512; r0 += FM_RP_MR512)
         SFX(rp_tile512)(out + r0 * ldo, ldo, FM_RP_A(r0), FM_RP_LDA, packed, kc, first, mask_0,
-                   mask_1, FM_RP_MR512, masked, a_trans, nv, FM_RP_PICKED(r0), indexed, w_at);
+                   mask_1, FM_RP_MR512, masked, a_trans, nv, FM_RP_PICKED(r0), indexed, w_off);
     switch (rows - r0) {
 #define FM_RP_TAIL(n) \
     case n: \
         SFX(rp_tile512)(out + r0 * ldo, ldo, FM_RP_A(r0), FM_RP_LDA, packed, kc, first, mask_0, \
-                   mask_1, n, masked, a_trans, nv, FM_RP_PICKED(r0), indexed, w_at); \
+                   mask_1, n, masked, a_trans, nv, FM_RP_PICKED(r0), indexed, w_off); \
         break;
     FM_RP_TAIL(1) FM_RP_TAIL(2) FM_RP_TAIL(3) FM_RP_TAIL(4) FM_RP_TAIL(5) FM_RP_TAIL(6)
     FM_RP_TAIL(7) FM_RP_TAIL(8) FM_RP_TAIL(9) FM_RP_TAIL(10) FM_RP_TAIL(11)
@@ -931,19 +959,19 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_panel512)(REAL *out, ptrdiff_t ldo, const 
                                                 ptrdiff_t kc, int first, ptrdiff_t width,
                                                 const int a_trans, const REAL *strip,
                                                 ptrdiff_t strip_size, const ptrdiff_t *picked,
-                                                const int indexed, const REAL *const *w_at)
+                                                const int indexed, const int *w_off)
 {
     if (width == RP_NR) {
         SFX(rp_rows512)(out, ldo, a, lda, p, rows, kc, first, RP_ALL, RP_ALL, 0, a_trans, 2, strip,
-                   strip_size, picked, indexed, w_at);
+                   strip_size, picked, indexed, w_off);
     } else if (width <= RP_LANES) {
         const VMASK mask = (VMASK) ((1u << width) - 1u);
         SFX(rp_rows512)(out, ldo, a, lda, p, rows, kc, first, mask, 0, 1, a_trans, 1, strip,
-                   strip_size, picked, indexed, w_at);
+                   strip_size, picked, indexed, w_off);
     } else {
         const VMASK mask = (VMASK) ((1u << (width - RP_LANES)) - 1u);
         SFX(rp_rows512)(out, ldo, a, lda, p, rows, kc, first, RP_ALL, mask, 1, a_trans, 2, strip,
-                   strip_size, picked, indexed, w_at);
+                   strip_size, picked, indexed, w_off);
     }
 }
 
@@ -1036,46 +1064,120 @@ static ptrdiff_t SFX(rp_spread512)(ptrdiff_t kc)
     return ((kc + RP_LANES - 1) / RP_LANES | 1) * RP_LANES;
 }
 
-/* A tile's live terms: of a block of kc terms, those at which any of its mr rows of a (lda
- * floats apart) is not zero (a NaN is live; -0 is zero). Their mask, a run of RP_LANES terms at
- * a time, goes to live[]; their number is returned. */
+/* A tile's live terms: of a block of kc terms, those at which any of its mr rows of a is not
+ * zero (a NaN is live; -0 is zero); row r at a + r lda, or a + pick[r] lda (rows of X picked
+ * where they lie). Their mask, a run of RP_LANES terms at a time, goes to live[]; their number
+ * is returned. */
 FM_RP_TARGET512 FM_INLINE ptrdiff_t SFX(rp_live_terms512)(VMASK *live, const REAL *a,
-                                                          ptrdiff_t lda, ptrdiff_t mr,
-                                                          ptrdiff_t kc)
+                                                          ptrdiff_t lda, const ptrdiff_t *pick,
+                                                          ptrdiff_t mr, ptrdiff_t kc)
 {
     ptrdiff_t n = 0;
     for (ptrdiff_t c = 0; c < kc; c += RP_LANES) {
         const VMASK in = (VMASK) (kc - c >= RP_LANES ? RP_ALL : (1u << (kc - c)) - 1u);
         VMASK m = 0;
         for (ptrdiff_t r = 0; r < mr; r++)
-            m |= VCMP(mask_cmp)(in, V(maskz_loadu)(in, a + r * lda + c), V(setzero)(),
-                                  _CMP_NEQ_UQ);
+            m |= VCMP(mask_cmp)(in, V(maskz_loadu)(in, a + (pick ? pick[r] : r) * lda + c),
+                                V(setzero)(), _CMP_NEQ_UQ);
         live[c / RP_LANES] = m;
         n += __builtin_popcount((unsigned) m);
     }
     return n;
 }
 
-/* The tile's mr rows of a with their live terms only (rp_live_terms512's masks), each row
- * packed to the left in dst (ld_dst floats apart, at least kc rounded up to RP_LANES: each
- * run's store is a whole register), and w_at[i] the row of `packed` (a panel, RP_NR a term)
- * of the i-th live term. */
-FM_RP_TARGET512 FM_INLINE void SFX(rp_live_rows512)(REAL *dst, ptrdiff_t ld_dst,
-                                                    const REAL **w_at, const REAL *packed,
+/* The tile's mr rows of a (as rp_live_terms512 reads them) with their live terms only (its
+ * masks), each row packed to the left in dst (ld_dst floats apart, at least kc rounded up to
+ * RP_LANES: each run's store is a whole register), and w_off[i] the offset in a panel (RP_NR a
+ * term) of the i-th live term's row. */
+FM_RP_TARGET512 FM_INLINE void SFX(rp_live_rows512)(REAL *dst, ptrdiff_t ld_dst, int *w_off,
                                                     const VMASK *live, const REAL *a,
-                                                    ptrdiff_t lda, ptrdiff_t mr, ptrdiff_t kc)
+                                                    ptrdiff_t lda, const ptrdiff_t *pick,
+                                                    ptrdiff_t mr, ptrdiff_t kc)
 {
     for (ptrdiff_t r = 0; r < mr; r++) {
         REAL *d = dst + r * ld_dst;
+        const REAL *row = a + (pick ? pick[r] : r) * lda;
         for (ptrdiff_t c = 0; c < kc; c += RP_LANES) {
             const VMASK m = live[c / RP_LANES];
-            V(storeu)(d, V(maskz_compress)(m, V(maskz_loadu)(m, a + r * lda + c)));
+            V(storeu)(d, V(maskz_compress)(m, V(maskz_loadu)(m, row + c)));
             d += __builtin_popcount((unsigned) m);
         }
     }
     for (ptrdiff_t c = 0; c < kc; c += RP_LANES)
         for (unsigned m = live[c / RP_LANES]; m; m &= m - 1)
-            *w_at++ = packed + (c + __builtin_ctz(m)) * RP_NR;
+            *w_off++ = (int) ((c + __builtin_ctz(m)) * RP_NR);
+}
+
+/* A tile's terms to skip, where enough are: the live terms' count, with its rows (live terms
+ * only) in dst and their panel offsets in w_off (rp_live_rows512), or -1 where fewer than
+ * 1/FM_RP_FEW_ZEROS of its kc terms are zero in all its mr rows (it then takes all of them). */
+FM_RP_TARGET512 FM_INLINE ptrdiff_t SFX(rp_live_tile512)(REAL *dst, int *w_off, const REAL *a,
+                                                         ptrdiff_t lda, const ptrdiff_t *pick,
+                                                         ptrdiff_t mr, ptrdiff_t kc)
+{
+    VMASK live[FM_RP_KC512 / RP_LANES];
+    const ptrdiff_t n = SFX(rp_live_terms512)(live, a, lda, pick, mr, kc);
+    if (kc - n < kc / FM_RP_FEW_ZEROS)
+        return -1;
+    SFX(rp_live_rows512)(dst, RP_LIVE_LD, w_off, live, a, lda, pick, mr, kc);
+    return n;
+}
+
+/* A weight gradient's tile strip (rp_strips512: kc terms, FM_RP_MR512 values apart, mr of them
+ * a term): the terms at which all its mr values are zero, a bit each in dead[]; their number is
+ * returned. */
+FM_RP_TARGET512 FM_INLINE ptrdiff_t SFX(rp_dead_terms512)(unsigned long long *dead,
+                                                          const REAL *strip, int mr,
+                                                          ptrdiff_t kc)
+{
+    const VMASK m0 = (VMASK) (mr >= RP_LANES ? RP_ALL : (1u << mr) - 1u);
+    const VMASK m1 = (VMASK) (mr > RP_LANES ? (1u << (mr - RP_LANES)) - 1u : 0);
+    ptrdiff_t n_dead = 0;
+    for (ptrdiff_t k = 0; k < kc; k += 64)
+        dead[k / 64] = 0;
+    for (ptrdiff_t k = 0; k < kc; k++) {
+        const REAL *v = strip + k * FM_RP_MR512;
+        VMASK any = VCMP(mask_cmp)(m0, V(maskz_loadu)(m0, v), V(setzero)(), _CMP_NEQ_UQ);
+        if (m1)
+            any |= VCMP(mask_cmp)(m1, V(maskz_loadu)(m1, v + RP_LANES), V(setzero)(),
+                                  _CMP_NEQ_UQ);
+        if (!any) {
+            dead[k / 64] |= 1ull << (k % 64);
+            n_dead++;
+        }
+    }
+    return n_dead;
+}
+
+/* The strip with its dead terms (rp_dead_terms512) taken out, in place: the live terms' count,
+ * and w_off[i] the offset in a panel (RP_NR a term) of the i-th live term's row. */
+FM_RP_TARGET512 FM_INLINE ptrdiff_t SFX(rp_live_strip512)(REAL *strip, int *w_off,
+                                                          const unsigned long long *dead,
+                                                          ptrdiff_t kc)
+{
+    ptrdiff_t n = 0;
+    for (ptrdiff_t k = 0; k < kc; k++) {
+        if (dead[k / 64] >> (k % 64) & 1)
+            continue;
+        if (n < k)
+            SFX(rp_run512)(strip + n * FM_RP_MR512, strip + k * FM_RP_MR512, FM_RP_MR512);
+        w_off[n++] = (int) (k * RP_NR);
+    }
+    return n;
+}
+
+/* Whether rows k of W (n of them, ldw apart, `cols` values each) are all finite. */
+FM_RP_TARGET512 FM_INLINE int SFX(rp_rows_finite512)(const REAL *W, ptrdiff_t ldw, ptrdiff_t n,
+                                                     ptrdiff_t cols)
+{
+    VEC sum = V(setzero)();
+    for (ptrdiff_t k = 0; k < n; k++)
+        for (ptrdiff_t c = 0; c < cols; c += RP_LANES) {
+            const VMASK in = (VMASK) (cols - c >= RP_LANES ? RP_ALL : (1u << (cols - c)) - 1u);
+            const VEC x = V(maskz_loadu)(in, W + k * ldw + c);
+            sum = V(add)(sum, V(sub)(x, x));
+        }
+    return VCMP(cmp)(sum, sum, _CMP_ORD_Q) == RP_ALL;
 }
 
 /* Whether the n values of a packed panel (n a multiple of RP_LANES) are all finite: x - x is
@@ -1139,26 +1241,47 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, cons
     const ptrdiff_t ld_copy = SFX(rp_spread512)(n_in < block ? n_in : block);
     const int crowded = !a_trans && cols > RP_NR && rows >= FM_RP_GROUP_ROWS
         && SFX(rp_crowded512)(lda);
-    /* A product by W^T skips, tile by tile, the terms at which all the tile's rows are zero
-     * (rp_product512_t says why); its tiles' rows, live terms only, in live_rows (also the
-     * copy of the tiles that keep all their terms, where their rows crowd L1's sets), then
-     * each tile's count of live terms and its pointers into the packed panel. */
+    /* Products skip, tile by tile, the terms at which all the tile's rows are zero (Design,
+     * "Dead terms"): by W^T (rp_product512_t), forward (a W: a's rows, live terms only, in
+     * live_rows, found before the panels where they are packed one at a time, else in each
+     * tile's first group), and a weight gradient (a^T W: each tile's strip without them, in
+     * place). live_rows also holds the copy of a product by W^T's tiles that keep all their
+     * terms, where their rows crowd L1's sets (a forward product whose rows crowd them keeps
+     * its copy, below, and skips nothing). Then each tile's count of live terms (-1: all) and
+     * its offsets into a panel. */
     const ptrdiff_t n_tiles = (rows + FM_RP_MR512 - 1) / FM_RP_MR512;
-    const size_t live_bytes = transposed && !picked && cols > RP_NR
-        && rows >= FM_RP_GROUP_ROWS && n_in >= FM_RP_LIVE_TERMS
-        ? RP_LINES((size_t) (rows * RP_LIVE_LD) * sizeof(REAL)
-                   + (size_t) n_tiles * (sizeof(ptrdiff_t) + RP_LIVE_LD * sizeof(REAL *)))
-        : 0;
+    const int live_t = transposed && !picked && cols > RP_NR && rows >= FM_RP_GROUP_ROWS
+        && n_in >= FM_RP_LIVE_TERMS;
+    const int live_fwd = picked && !a_trans && !crowded && cols > RP_NR
+        && n_in >= FM_RP_LIVE_TERMS;
+    const int live_at = picked && a_trans && cols > RP_NR && rows >= FM_RP_GROUP_ROWS
+        && n_in >= FM_RP_TILE_TERMS;
+    const ptrdiff_t ld_off = live_at ? FM_RP_KC_AT : RP_LIVE_LD;
+    const size_t live_bytes = live_t || live_fwd
+        ? RP_LINES((size_t) (rows * RP_LIVE_LD) * sizeof(REAL)) : 0;
+    const size_t count_bytes = live_t || live_fwd || live_at
+        ? RP_LINES((size_t) n_tiles * (sizeof(ptrdiff_t) + (size_t) ld_off * sizeof(int))) : 0;
     const size_t copy_bytes = crowded && !live_bytes
         ? RP_LINES((size_t) (rows * ld_copy) * sizeof(REAL)) : 0;
-    const size_t scratch_bytes = strips_bytes + panels_bytes + live_bytes + copy_bytes;
+    const size_t scratch_bytes = strips_bytes + panels_bytes + live_bytes + count_bytes
+        + copy_bytes;
     char *at = scratch_bytes ? (char *) fm_scratch(FM_SCRATCH_PRODUCT, scratch_bytes) : NULL;
     REAL *strips = (REAL *) rp_part(&at, strips_bytes);
     REAL *panels = (REAL *) rp_part(&at, panels_bytes);
     REAL *live_rows = (REAL *) rp_part(&at, live_bytes);
+    ptrdiff_t *live_count = (ptrdiff_t *) rp_part(&at, count_bytes);
     REAL *copy = (REAL *) rp_part(&at, copy_bytes);
-    ptrdiff_t *live_count = live_rows ? (ptrdiff_t *) (live_rows + rows * RP_LIVE_LD) : NULL;
-    const REAL **w_at = live_rows ? (const REAL **) (live_count + n_tiles) : NULL;
+    int *w_off = live_count ? (int *) (live_count + n_tiles) : NULL;
+    /* a strip's dead terms are taken out only where a group's tiles run it (and its panels
+     * are a group's copy): with strips and panels, tile by tile */
+    const int strips_live = live_count && a_trans && strips && panels;
+    /* Dense rows of X have no dead terms: once the tiles looked at that kept all their terms
+     * are more than two past those that skipped some, a product of X's rows looks no further
+     * (each look reads the tile's rows once more: 1-3 % of a dense product's time when every
+     * tile looked). A product by W^T looks at every tile, as it did before. */
+    ptrdiff_t tiles_kept = 0, tiles_skipped = 0;
+#define RP_LOOK (transposed || tiles_kept <= tiles_skipped + 2)
+#define RP_LOOKED(n) ((n) >= 0 ? tiles_skipped++ : tiles_kept++)
     for (ptrdiff_t k0 = 0; k0 < n_in; k0 += block) {
         const ptrdiff_t kc = n_in - k0 < block ? n_in - k0 : block;
         /* with `picked`, a's rows are picked[r] (terms picked[k0 + k] where a_trans) */
@@ -1166,17 +1289,15 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, cons
         const ptrdiff_t *pick = picked && a_trans ? picked + k0 : picked;
         ptrdiff_t lda_k0 = lda;
         const int first = k0 == 0 && !accumulate;
-        if (live_rows) {
+        if (live_rows && !panels && !prepacked) {  /* (else in each tile's first group) */
             for (ptrdiff_t t = 0, r0 = 0; r0 < rows; t++, r0 += FM_RP_MR512) {
                 const ptrdiff_t mr = rows - r0 < FM_RP_MR512 ? rows - r0 : FM_RP_MR512;
-                VMASK live[FM_RP_KC512 / RP_LANES];
-                const ptrdiff_t n = SFX(rp_live_terms512)(live, a_k0 + r0 * lda, lda, mr, kc);
-                live_count[t] = kc - n < kc / FM_RP_FEW_ZEROS ? -1 : n;
-                if (live_count[t] >= 0)
-                    SFX(rp_live_rows512)(live_rows + r0 * RP_LIVE_LD, RP_LIVE_LD,
-                                         w_at + t * RP_LIVE_LD, packed, live, a_k0 + r0 * lda,
-                                         lda, mr, kc);
-                else if (crowded)
+                live_count[t] = -1;
+                if (RP_LOOK)
+                    RP_LOOKED(live_count[t] = SFX(rp_live_tile512)(
+                        live_rows + r0 * RP_LIVE_LD, w_off + t * RP_LIVE_LD,
+                        pick ? a_k0 : a_k0 + r0 * lda, lda, pick ? pick + r0 : NULL, mr, kc));
+                if (live_count[t] < 0 && crowded)
                     for (ptrdiff_t r = r0; r < r0 + mr; r++)
                         memcpy(live_rows + r * RP_LIVE_LD, a_k0 + r * lda,
                                (size_t) kc * sizeof(REAL));
@@ -1191,6 +1312,28 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, cons
         }
         if (strips)
             SFX(rp_strips512)(strips, strip_size, a_k0, lda, rows, kc, pick);
+        if (strips_live) {
+            /* A term skipped must be one whose products are all +-0: the block's rows of W
+             * (the deltas) finite, checked where a strip would skip (else none does) */
+            int finite = -1;
+            for (ptrdiff_t t = 0, r0 = 0; r0 < rows; t++, r0 += FM_RP_MR512) {
+                const int mr = rows - r0 < FM_RP_MR512 ? (int) (rows - r0) : FM_RP_MR512;
+                REAL *strip = strips + t * strip_size;
+                unsigned long long dead[FM_RP_KC_AT / 64];
+                live_count[t] = -1;
+                if (kc < FM_RP_TILE_TERMS || finite == 0 || !RP_LOOK)
+                    continue;
+                if (SFX(rp_dead_terms512)(dead, strip, mr, kc) < kc / FM_RP_FEW_ZEROS) {
+                    tiles_kept++;
+                    continue;
+                }
+                if (finite < 0)
+                    finite = SFX(rp_rows_finite512)(W + k0 * ldw, ldw, kc, cols);
+                if (finite)
+                    RP_LOOKED(live_count[t] = SFX(rp_live_strip512)(
+                        strip, w_off + t * FM_RP_KC_AT, dead, kc));
+            }
+        }
         /* (a short block of terms, as a weight job's over a small batch, runs each panel over
          * all the rows: tiles of 12 rows over 32 terms, one at a time over each panel, read
          * 1.01-1.04 of the time for `tiny-batch`'s 392 x 256 over 32 rows) */
@@ -1218,12 +1361,14 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, cons
                             SFX(rp_panel512)(out + r0 * ldo + j0, ldo,
                                              live_rows + r0 * RP_LIVE_LD, RP_LIVE_LD, packed, mr,
                                              live_count[t], first, width, 0,
-                                             NULL, 0, NULL, 1, w_at + t * RP_LIVE_LD);
+                                             NULL, 0, NULL, 1, w_off + t * RP_LIVE_LD);
                         else  /* all its terms, from its copy or from a itself */
                             SFX(rp_panel512)(out + r0 * ldo + j0, ldo,
-                                             copied ? live_rows + r0 * RP_LIVE_LD : a_k0 + r0 * lda,
+                                             copied ? live_rows + r0 * RP_LIVE_LD
+                                             : pick ? a_k0 : a_k0 + r0 * lda,
                                              copied ? RP_LIVE_LD : lda, packed, mr, kc, first,
-                                             width, 0, NULL, 0, NULL, 0, NULL);
+                                             width, 0, NULL, 0,
+                                             copied || !pick ? NULL : pick + r0, 0, NULL);
                     }
                 }
                 continue;
@@ -1267,6 +1412,9 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, cons
                 : n_in - next_k0 < block ? n_in - next_k0 : block;
             const ptrdiff_t next_cols = cols - next_g0 < group ? cols - next_g0 : group;
             const ptrdiff_t tiles = (rows + tile_rows_at - 1) / tile_rows_at;
+            int finite[FM_RP_GROUP];  /* each panel's values finite: -1 not yet known */
+            for (int j = 0; j < FM_RP_GROUP; j++)
+                finite[j] = -1;
             const ptrdiff_t per_tile = panels && next_kc > 0 && fetch_ahead
                 ? (next_kc + tiles - 1) / tiles : 0;
             for (ptrdiff_t r0 = 0, fetched = 0; r0 < rows; r0 += tile_rows_at) {
@@ -1284,17 +1432,45 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, cons
                 const REAL *a_tile = a_trans ? a_k0 + r0 : pick ? a_k0 : a_k0 + r0 * lda_k0;
                 const ptrdiff_t *tile_pick = !pick || a_trans ? pick : pick + r0;
                 const REAL *strip = strips ? strips + r0 / FM_RP_MR512 * strip_size : NULL;
+                /* the tile's live terms: its strip's (above), or found in its first group */
+                const ptrdiff_t t = r0 / FM_RP_MR512;
+                ptrdiff_t n_live = -1;
+                if (live_count && tile_rows_at == FM_RP_MR512) {
+                    if (live_rows && g0 == 0) {
+                        live_count[t] = -1;
+                        if (RP_LOOK)
+                            RP_LOOKED(live_count[t] = SFX(rp_live_tile512)(
+                                live_rows + r0 * RP_LIVE_LD, w_off + t * RP_LIVE_LD, a_tile,
+                                lda_k0, tile_pick, tile_rows, kc));
+                    }
+                    n_live = live_count[t];
+                }
                 for (ptrdiff_t j0 = g0; j0 < g0 + g_cols; j0 += RP_NR) {
                     const ptrdiff_t width = cols - j0 < RP_NR ? cols - j0 : RP_NR;
                     const REAL *p = prepacked  /* fm_rows_pack's layout */
                         ? prepacked + k0 * cols_whole + j0 * kc : panels + (j0 - g0) * kc;
-                    SFX(rp_panel512)(out + r0 * ldo + j0, ldo, a_tile, lda_k0, p, tile_rows, kc,
-                                first, width, a_trans, strip, strip_size, tile_pick, 0, NULL);
+                    int *f = &finite[(j0 - g0) / RP_NR];  /* (a strip's W was checked above) */
+                    if (n_live >= 0 && !a_trans && *f < 0)
+                        *f = SFX(rp_finite512)(p, kc * RP_NR);
+                    if (n_live >= 0 && (a_trans || *f))
+                        SFX(rp_panel512)(out + r0 * ldo + j0, ldo,
+                                         a_trans ? a_tile : live_rows + r0 * RP_LIVE_LD,
+                                         a_trans ? lda_k0 : RP_LIVE_LD, p, tile_rows, n_live,
+                                         first, width, a_trans, strip, strip_size,
+                                         a_trans ? tile_pick : NULL, 1,
+                                         w_off + t * ld_off);
+                    else
+                        SFX(rp_panel512)(out + r0 * ldo + j0, ldo, a_tile, lda_k0, p, tile_rows,
+                                         kc, first, width, a_trans, strip, strip_size, tile_pick,
+                                         0, NULL);
                 }
             }
         }
     }
 }
+
+#undef RP_LOOK
+#undef RP_LOOKED
 
 FM_RP_TARGET512 static void SFX(rp_product512_n)(REAL *out, ptrdiff_t ldo, const REAL *a,
                                                  ptrdiff_t lda, const REAL *W, ptrdiff_t ldw,

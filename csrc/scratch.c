@@ -5,10 +5,10 @@
  * The project's rule (DESIGN.md, STYLE.md): the engine allocates per fit, never inside the epoch.
  * Two kernels need working memory whose size only they know, per call: csrc/rows_product.c's
  * AVX-512 product (a's rows in strips, a group of W's packed panels, a copy of crowded rows, the
- * W^T product's live rows and their pointers) and csrc/optimizers.c's streamed step (the new
- * parameters, written there before they are streamed over W). Each took it from malloc and gave
- * it back on every call: four blocks a product, several products and steps a mini-batch on every
- * thread.
+ * live rows and panel offsets of the products that skip dead terms) and csrc/optimizers.c's
+ * streamed step (the new parameters, written there before they are streamed over W). Each took
+ * it from malloc and gave it back on every call: four blocks a product, several products and
+ * steps a mini-batch on every thread.
  *
  * Passing buffers down from the engine would put every product's sizing rules (its blocks, its
  * groups, its crowding test) into the callers of ~40 entry points. Instead each thread keeps one

@@ -817,6 +817,64 @@ def test_rows_product_of_picked_rows_is_the_chain_of_the_gathered_rows(kind, sha
         assert (out_wide[:, cols + 3:] == 7.0).all()
 
 
+def image_like_rows(rng, n, n_in, dtype):
+    """Rows of X as images leave them: a border of features zero in every row, strokes that
+    are zero in most rows, some -0, a row all zero."""
+    X = rng.random_sample((n, n_in)).astype(dtype)
+    X *= rng.random_sample((n, n_in)) < rng.uniform(0.0, 0.7, size=n_in)
+    X[:, : n_in // 8] = 0.0
+    X[:, rng.random_sample(n_in) < 0.2] = -0.0
+    X[n // 2] = 0.0
+    return X
+
+
+@pytest.mark.parametrize("kind", ["a W", "a^T W", "out + a^T W"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rows_product_of_picked_rows_skips_only_terms_whose_products_are_zero(kind, dtype):
+    """The first layer's products of a shuffled batch (X[index] W, X[index]^T delta) skip, tile
+    by tile, the terms at which all of a tile's rows of X are zero (csrc/rows_product.c's Design,
+    "Dead terms"): those add +-0 to chains from +0 that are never -0, so the bits are the full
+    chains' and every zero keeps its sign. X as images leave it (zero borders, sparse strokes,
+    -0, a row all zero), with a NaN among the zeros (a live term), dense rows first and
+    image-like ones after (a product stops looking at tiles once dense ones are three more than
+    those that skipped: the later tiles then take all their terms), and W or the deltas with an
+    infinity or a NaN at a term a tile would skip (0 * inf is NaN: that panel's tiles, or that
+    block's strips, take all their terms)."""
+    if 2 not in K.rows_product_kernels(dtype):
+        pytest.skip("the AVX-512 kernel of csrc/rows_product.c does not run here")
+    rng = np.random.RandomState(14)
+    a_transposed, accumulate = "a^T" in kind, "out +" in kind
+    cases = ([(rows, n_in, cols) for rows in (256, 300, 513) for n_in in (64, 392, 784)
+              for cols in (33, 256)] if a_transposed else
+             [(rows, n_in, cols) for rows in (12, 32, 77, 128, 256) for n_in in (256, 784, 1030)
+              for cols in (33, 128, 300)])
+    for (rows, n_in, cols), layout in itertools.product(cases, ("images", "dense first", "nan")):
+        X = image_like_rows(rng, 2 * rows + 5, n_in, dtype)
+        picked = rng.permutation(X.shape[0])[:rows].astype(np.intp)
+        if layout == "dense first":  # (the first tiles of either product: rows or features)
+            if a_transposed:
+                X[:, : min(n_in, 40)] = rng.standard_normal((X.shape[0], min(n_in, 40)))
+            else:
+                X[picked[:40]] = rng.standard_normal((min(rows, 40), n_in))
+        elif layout == "nan":
+            X[picked[rows - 1], n_in // 16] = np.nan
+        gathered = np.ascontiguousarray(X[picked])
+        for bad in (None, np.inf, np.nan):
+            W = rng.standard_normal((rows if a_transposed else n_in, cols)).astype(dtype)
+            if bad is not None:  # at a term some tile skips: a feature, or a row all zero
+                W[rows // 2 if a_transposed else 0, cols // 3] = bad
+            out_rows = n_in if a_transposed else rows
+            out = rng.standard_normal((out_rows, cols)).astype(dtype)
+            expected = out.copy()
+            K.fma_chain_product(expected, gathered.T if a_transposed else gathered, W,
+                                accumulate)
+            K.kernel_rows_product_picked(out, X, picked, W, a_transposed, accumulate)
+            np.testing.assert_array_equal(out, expected,
+                                          err_msg=f"{rows, n_in, cols, layout, bad}")
+            zeros = expected == 0
+            assert (np.signbit(out[zeros]) == np.signbit(expected[zeros])).all()
+
+
 @pytest.mark.skipif(not K.ROWS_PRODUCT, reason="csrc/rows_product.c needs AVX2 and FMA")
 @pytest.mark.parametrize("shapes", [FEW_ROWS, MANY_ROWS], ids=["few rows", "many rows"])
 @pytest.mark.parametrize("dtype", DTYPES)
