@@ -11,6 +11,12 @@ call), and after/before: below 1 is faster. Workloads are those of `fastmlp benc
 (fastmlp/bench/workloads.py, read from AFTER_CHECKOUT so both builds train on the same arrays),
 timed through the public API only (partial_fit epochs, as the harness calls them; predict),
 so any two builds compare.
+
+With --mnist-dir (a folder holding MNIST's t10k IDX files, as for `fastmlp bench`'s accuracy
+workload) every workload trains on MNIST's 10,000 test images instead of Gaussian blobs, scaled
+to [0, 1], repeated to the workload's rows (784 features: the shapes of all but `small`):
+real images are mostly zeros, which blobs never are, and some costs follow the data (the
+products skip terms at which a tile of X is zero; weights that decay to subnormal numbers).
 """
 import argparse
 import json
@@ -27,12 +33,20 @@ spec = importlib.util.spec_from_file_location("workloads", sys.argv[1])
 workloads = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(workloads)
 import fastmlp
-name, epochs = sys.argv[2], int(sys.argv[3])
+name, epochs, mnist_dir = sys.argv[2], int(sys.argv[3]), sys.argv[4]
 warnings.simplefilter("ignore")
 w = workloads.FIT_WORKLOADS["mnist" if name.startswith("predict") else name]
 if name.startswith("predict"):
     w = w.scaled(0.2)
-X, y = workloads.make_blobs(w.n_samples, w.n_features, w.dtype)
+if mnist_dir:
+    images, labels = workloads.load_mnist10k(mnist_dir)
+    if images.shape[1] != w.n_features:
+        sys.exit(f"{name}: {w.n_features} features, MNIST's images {images.shape[1]}")
+    repeat = -(-w.n_samples // len(images))
+    X = np.tile(images, (repeat, 1))[:w.n_samples].astype(w.dtype)
+    y = np.tile(labels, repeat)[:w.n_samples]
+else:
+    X, y = workloads.make_blobs(w.n_samples, w.n_features, w.dtype)
 clf = fastmlp.MLPClassifier(hidden_layer_sizes=w.hidden, batch_size=w.batch_size,
                             random_state=0)
 classes = np.unique(y)
@@ -62,11 +76,11 @@ print(json.dumps({"median": times[len(times) // 2], "file": fastmlp.__file__}))
 WORKLOADS = ("small", "tiny-batch", "mnist", "mnist-f64", "wide", "predict-bulk", "predict-one")
 
 
-def measure(checkout, workloads_file, workload, epochs):
+def measure(checkout, workloads_file, workload, epochs, mnist_dir=""):
     env = dict(os.environ, PYTHONPATH=os.path.abspath(checkout))
     # (cwd: not a checkout, or `python -c` would import the fastmlp of the current folder first)
-    result = subprocess.run([sys.executable, "-c", CHILD, workloads_file, workload, str(epochs)],
-                            env=env, capture_output=True, text=True, check=True,
+    result = subprocess.run([sys.executable, "-c", CHILD, workloads_file, workload, str(epochs),
+                             mnist_dir], env=env, capture_output=True, text=True, check=True,
                             cwd=tempfile.gettempdir())
     out = json.loads(result.stdout.strip().splitlines()[-1])
     if not out["file"].startswith(os.path.abspath(checkout)):
@@ -81,7 +95,10 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs (calls) per process")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--mnist-dir", default="",
+                        help="train on MNIST's t10k images from this folder (above)")
     args = parser.parse_args(argv)
+    mnist_dir = os.path.abspath(args.mnist_dir) if args.mnist_dir else ""
     workloads_file = os.path.join(os.path.abspath(args.after), "fastmlp", "bench", "workloads.py")
     print(f"{'workload':<13} {'before':>10} {'after':>10} {'after/before':>13}   (medians of "
           f"{args.rounds} rounds; s per epoch, s per call for predict)")
@@ -91,7 +108,7 @@ def main(argv=None):
             order = ("before", "after") if r % 2 == 0 else ("after", "before")
             for which in order:
                 runs[which].append(measure(getattr(args, which), workloads_file, workload,
-                                           args.epochs))
+                                           args.epochs, mnist_dir))
         before, after = statistics.median(runs["before"]), statistics.median(runs["after"])
         print(f"{workload:<13} {before:>10.3g} {after:>10.3g} {after / before:>13.3f}",
               flush=True)
