@@ -22,10 +22,11 @@
  * the vector width do not change that chain, so the result depends on the shapes and the values
  * only: the same on every machine that runs this kernel, for any thread count and any cut of the
  * rows. (The build's -ffp-contract=off keeps the compiler from fusing the element-wise kernels'
- * a * b + c; the fused multiply-adds here are explicit.) One exception: the AVX-512 product by
- * W^T skips the terms at which all of a tile's rows are zero, the same sums but for the sign of
- * a zero reached through a product's underflow, which then depends on the tile's other rows
- * too (rp_product512_t); the engine's tiles are fixed by the shapes, whatever the threads.
+ * a * b + c; the fused multiply-adds here are explicit.) One exception: the AVX-512 products by
+ * W^T and of picked rows of X skip the terms at which all of a tile's rows are zero, the same
+ * sums but for the sign of a zero reached through a product's underflow, which then depends on
+ * the tile's other rows too (rp_product512_t; "Dead terms of X" below); the engine's tiles are
+ * fixed by the shapes, whatever the threads.
  *
  * Where: x86-64 with AVX2 and FMA (fm_rows_product_kernel() 1), and with AVX-512 its own
  * kernel (2: rp_product512, below, tiles of 12 rows by panels of 32 columns): the same chain of
