@@ -19,6 +19,7 @@ real images are mostly zeros, which blobs never are, and some costs follow the d
 products skip terms at which a tile of X is zero; weights that decay to subnormal numbers).
 """
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -102,7 +103,14 @@ def main(argv=None):
     workloads_file = os.path.join(os.path.abspath(args.after), "fastmlp", "bench", "workloads.py")
     print(f"{'workload':<13} {'before':>10} {'after':>10} {'after/before':>13}   (medians of "
           f"{args.rounds} rounds; s per epoch, s per call for predict)")
+    spec = importlib.util.spec_from_file_location("workloads", workloads_file)
+    workloads = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(workloads)
     for workload in args.workloads.split(","):
+        shape = workloads.FIT_WORKLOADS["mnist" if workload.startswith("predict") else workload]
+        if mnist_dir and shape.n_features != 784:
+            print(f"{workload:<13} skipped: {shape.n_features} features, MNIST's images 784")
+            continue
         runs = {"before": [], "after": []}
         for r in range(args.rounds):
             order = ("before", "after") if r % 2 == 0 else ("after", "before")
