@@ -93,6 +93,13 @@ enum {
  * bytes on (csrc/optimizers.c's fm_stream_copy says why and measures it). */
 enum { FM_STREAM_MIN_BYTES = 1 << 17 };
 
+/* The doubles of a block's watch over its steps' subnormal numbers (fm_finish_step's `watch`);
+ * whether this processor takes its time over them (measured once; 0 where the watch is not
+ * built: no SSE2's flags), and the verdict set (-1: measure again; for the tests). */
+enum { FM_WATCH_SIZE = 3 };
+int fm_subnormals_slow(void);
+void fm_set_subnormals_slow(int verdict);
+
 /* n bytes copied with streaming (non-temporal) stores, unfenced, and the store fence that orders
  * them before a later release store (csrc/optimizers.c). */
 void fm_stream_store(void *dst, const void *src, size_t n);
@@ -245,10 +252,12 @@ unsigned long long fm_dropout_key(unsigned long long seed, long long step);
                            double step_size, double beta_1, double beta_2, double epsilon);        \
     /* fm_finish_gradient (w = param where `penalize`, else none) and then fm_optim_step, in one \
      * pass where the solver has it (Adam, SGD, AdamW), else in the two passes. `stream`: write  \
-     * a large block's new parameters past the caches (csrc/optimizers.c says when it pays).  */ \
+     * a large block's new parameters past the caches (csrc/optimizers.c says when it pays).     \
+     * `watch`: NULL, or the block's FM_WATCH_SIZE doubles, zeros at first and kept between its \
+     * steps (csrc/optimizers.c's "Subnormal numbers"): the same bits either way.             */ \
     void fm_finish_step##SFX(const fm_optim *o, REAL *g, REAL *param, int penalize, ptrdiff_t n,   \
                              double alpha, double divisor, double *sum_w2, double *sum_g2,         \
-                             REAL *s1, REAL *s2, REAL *s3, int stream);                            \
+                             REAL *s1, REAL *s2, REAL *s3, int stream, double *watch);             \
     /* One step of any solver (o after fm_optim_begin_step) over n parameters; s1..s3 are its    \
      * state vectors (see csrc/optimizers.c for which solver uses which).                       */ \
     void fm_optim_step##SFX(const fm_optim *o, REAL *param, const REAL *grad, REAL *s1, REAL *s2, \

@@ -57,6 +57,73 @@ enum {
     FM_RULE_ADAMW  /* + 1 with amsgrad, + 2 with weight decay: four rules */
 };
 
+/* -0.0, in a variable the compiler cannot take for a constant (it has external linkage and is
+ * not const, so another file might change it): the exact route's op_mul and its siblings. */
+double fm_minus_zero = -0.0;
+
+/* The careful step's chunks, and the groups (one AVX-512 vector of floats) of a chunk that
+ * holds a tiny value; a block's watch (fm_finish_step's `watch`, FM_WATCH_SIZE doubles): its
+ * steps so far, and the time-stamp counter's ticks an element its one pass and its careful
+ * step took (0: not known), and how often it takes the way it does not prefer, to measure it again
+ * ("Subnormal numbers", at careful_step). */
+enum { FM_CAREFUL_CHUNK = 256, FM_CAREFUL_GROUP = 16, FM_WATCH_PROBE = 16 };
+enum { FM_WATCH_STEP, FM_WATCH_ONE_PASS, FM_WATCH_CAREFUL };
+#if defined(__SSE2__)
+#define FM_SUBNORMAL_FLAGS (_MM_EXCEPT_DENORM | _MM_EXCEPT_UNDERFLOW)
+
+/* Whether a multiply with a subnormal operand and result takes this processor several times as
+ * long as one with normal numbers (a microcode assist, as on Intel's cores), measured once: a
+ * chain of 2,000 dependent multiplies by 1 of each, the fastest of three runs, against 4x. A
+ * processor that takes them in stride has no use for the careful step, which costs it time. */
+static unsigned long long fm_chain_ticks(float start)
+{
+    volatile float one = 1.0f, sink;
+    float x = start, factor = one;
+    unsigned long long best = ~0ULL;
+    for (int run = 0; run < 3; run++) {
+        const unsigned long long t0 = __rdtsc();
+        for (int i = 0; i < 2000; i++)
+            x = x * factor;
+        const unsigned long long ticks = __rdtsc() - t0;
+        best = ticks < best ? ticks : best;
+    }
+    sink = x;  /* (the chain's result is used) */
+    (void)sink;
+    return best;
+}
+
+static int fm_subnormal_verdict = -1;  /* -1: not measured yet */
+
+int fm_subnormals_slow(void)
+{
+    int slow = __atomic_load_n(&fm_subnormal_verdict, __ATOMIC_RELAXED);
+    if (slow < 0) {  /* (two threads may both measure: either's verdict) */
+        const unsigned int csr = _mm_getcsr();
+        const unsigned long long normal = fm_chain_ticks(1.5f);
+        const unsigned long long subnormal = fm_chain_ticks(1e-40f);
+        _mm_setcsr(csr);  /* (the flags the subnormal chain raised) */
+        slow = subnormal > 4 * normal;
+        __atomic_store_n(&fm_subnormal_verdict, slow, __ATOMIC_RELAXED);
+    }
+    return slow;
+}
+
+void fm_set_subnormals_slow(int verdict)
+{
+    __atomic_store_n(&fm_subnormal_verdict, verdict < 0 ? -1 : verdict != 0, __ATOMIC_RELAXED);
+}
+#else
+int fm_subnormals_slow(void)
+{
+    return 0;
+}
+
+void fm_set_subnormals_slow(int verdict)
+{
+    (void)verdict;
+}
+#endif
+
 /* A weight job's new parameters, past the caches (fm_finish_step's `stream`).
  *
  * On two threads every row block reads all of W, so when a weight job's step stores its block
@@ -187,6 +254,8 @@ void fm_optim_begin_step(fm_optim *o)
 #define POW powf
 #define FREXP frexpf
 #define LANE_INT int32_t  /* an integer as wide as REAL (fm_all_finite) */
+#define LANE_UINT uint32_t
+#define EXACT_ROUTE 1     /* float32 has the careful step's exact route (see "Subnormal") */
 #include "optimizers.c"
 #undef REAL
 #undef SFX
@@ -194,6 +263,8 @@ void fm_optim_begin_step(fm_optim *o)
 #undef POW
 #undef FREXP
 #undef LANE_INT
+#undef LANE_UINT
+#undef EXACT_ROUTE
 
 #define REAL double
 #define SFX(name) name##_d
@@ -201,6 +272,8 @@ void fm_optim_begin_step(fm_optim *o)
 #define POW pow
 #define FREXP frexp
 #define LANE_INT int64_t
+#define LANE_UINT uint64_t
+#define EXACT_ROUTE 0
 #include "optimizers.c"
 
 #else
@@ -208,14 +281,19 @@ void fm_optim_begin_step(fm_optim *o)
 /* sum(x^2) in double, summed as finish_loop sums sum(W^2) and sum(g^2): the reference its sums
  * are held to, term for term (tests/engine/test_kernels.py). The engine no longer calls it:
  * finiteness is fm_all_finite's (exact, where this sum overflowed past ~1e154). */
-FASTMLP_CLONES
-double SFX(fm_sum_squares)(const REAL *x, ptrdiff_t n)
+FM_INLINE double SFX(sum_squares)(const REAL *x, ptrdiff_t n)
 {
     double total = 0.0;
     FM_SIMD_SUM(total)
     for (ptrdiff_t i = 0; i < n; i++)
         total += (double)x[i] * (double)x[i];
     return total;
+}
+
+FASTMLP_CLONES
+double SFX(fm_sum_squares)(const REAL *x, ptrdiff_t n)
+{
+    return SFX(sum_squares)(x, n);
 }
 
 /* Whether every value is finite: x - x is +0 for a finite x and NaN for an infinity or a NaN,
@@ -326,14 +404,67 @@ void SFX(fm_clamp)(REAL *w, ptrdiff_t n, double c)
         w[i] = w[i] < lo ? lo : (w[i] > hi ? hi : w[i]);
 }
 
+/* The arithmetic of the steps that have an exact route (Adam, SGD, AdamW; see "Subnormal
+ * numbers" at finish_step_loop): each operation as written, or with `exact` (a constant at each
+ * call; float32 alone) in double and rounded back to float. The two give the same bits: a
+ * product of two floats is exact in double, so rounding it to float rounds once; a sum, a
+ * quotient and a square root are rounded twice, to double's 53 bits and then to float's 24,
+ * which gives the correctly rounded float whenever 53 >= 2 x 24 + 2 (Figueroa, "When is double
+ * rounding innocuous?", 1995), and below float's normal range the grid is coarser still: a sum
+ * that lands there is exact, and a quotient of floats a/b is either on the grid of 2^-149 or at
+ * least 2^-174 / 2 |b| ... |a - m b| / |b| >= 2^-174 away from its midpoints, past double's
+ * rounding error there (<= 2^-179). Overflow rounds alike (float's largest plus half an ulp is
+ * a midpoint as well). Double meets no subnormal on the way: floats' products are above 2^-298,
+ * their quotients above 2^-277, and each result is a float again.
+ *
+ * GCC knows that theorem too: it folds (float)((double)a * (double)b) back into a float
+ * multiply (convert.c's and match.pd's narrowing: real_can_shorten_arithmetic), and
+ * (float)sqrt((double)a) into sqrtf, which would bring the assists back. Adding -0.0, which
+ * leaves every double as it is (-0.0 included, NaNs as they were), from a variable it cannot
+ * see through (fm_minus_zero) keeps the double operation in double: one more add a vector. */
+FM_INLINE REAL SFX(op_mul)(REAL a, REAL b, const int exact)
+{
+    return exact ? (REAL)((double)a * (double)b + fm_minus_zero) : a * b;
+}
+
+FM_INLINE REAL SFX(op_div)(REAL a, REAL b, const int exact)
+{
+    return exact ? (REAL)((double)a / (double)b + fm_minus_zero) : a / b;
+}
+
+FM_INLINE REAL SFX(op_add)(REAL a, REAL b, const int exact)
+{
+    return exact ? (REAL)((double)a + (double)b + fm_minus_zero) : a + b;
+}
+
+FM_INLINE REAL SFX(op_sub)(REAL a, REAL b, const int exact)
+{
+    return exact ? (REAL)((double)a - (double)b + fm_minus_zero) : a - b;
+}
+
+FM_INLINE REAL SFX(op_sqrt)(REAL a, const int exact)
+{
+    return exact ? (REAL)(sqrt((double)a) + fm_minus_zero) : SQRT(a);
+}
+
+FM_INLINE REAL SFX(op_max)(REAL a, REAL b, const int exact)  /* (a > b ? a : b), exact as well */
+{
+    return exact ? (REAL)((double)a > (double)b ? (double)a : (double)b) : (a > b ? a : b);
+}
+
+#define MUL(a, b) SFX(op_mul)(a, b, exact)
+#define DIV(a, b) SFX(op_div)(a, b, exact)
+#define ADD(a, b) SFX(op_add)(a, b, exact)
+#define SUB(a, b) SFX(op_sub)(a, b, exact)
+
 /* SGD's step on one element (scikit-learn's SGDOptimizer; `nesterov` a constant at each call),
  * written once for fm_sgd_step and finish_step_loop. */
 FM_INLINE void SFX(sgd_element)(REAL lr, REAL mu, REAL *param, REAL g, REAL *velocity,
-                                const int nesterov)
+                                const int nesterov, const int exact)
 {
-    const REAL v = mu * *velocity - lr * g;
+    const REAL v = SUB(MUL(mu, *velocity), MUL(lr, g));
     *velocity = v;
-    *param += nesterov ? mu * v - lr * g : v;
+    *param = ADD(*param, nesterov ? SUB(MUL(mu, v), MUL(lr, g)) : v);
 }
 
 FASTMLP_CLONES
@@ -344,11 +475,11 @@ void SFX(fm_sgd_step)(REAL *param, const REAL *grad, REAL *velocity, ptrdiff_t n
     if (nesterov) {
         FM_SIMD
         for (ptrdiff_t i = 0; i < n; i++)
-            SFX(sgd_element)(lr, mu, param + i, grad[i], velocity + i, 1);
+            SFX(sgd_element)(lr, mu, param + i, grad[i], velocity + i, 1, 0);
     } else {
         FM_SIMD
         for (ptrdiff_t i = 0; i < n; i++)
-            SFX(sgd_element)(lr, mu, param + i, grad[i], velocity + i, 0);
+            SFX(sgd_element)(lr, mu, param + i, grad[i], velocity + i, 0, 0);
     }
 }
 
@@ -367,13 +498,13 @@ static inline SFX(adam_scalars) SFX(adam_scalars_of)(double step_size, double be
 }
 
 FM_INLINE void SFX(adam_element)(const SFX(adam_scalars) *c, REAL *param, REAL g, REAL *m,
-                                 REAL *v)
+                                 REAL *v, const int exact)
 {
-    const REAL mi = c->b1 * *m + c->one_minus_b1 * g;
-    const REAL vi = c->b2 * *v + c->one_minus_b2 * (g * g);
+    const REAL mi = ADD(MUL(c->b1, *m), MUL(c->one_minus_b1, g));
+    const REAL vi = ADD(MUL(c->b2, *v), MUL(c->one_minus_b2, MUL(g, g)));
     *m = mi;
     *v = vi;
-    *param += (c->minus_step * mi) / (SQRT(vi) + c->eps);
+    *param = ADD(*param, DIV(MUL(c->minus_step, mi), ADD(SFX(op_sqrt)(vi, exact), c->eps)));
 }
 
 FASTMLP_CLONES
@@ -383,7 +514,7 @@ void SFX(fm_adam_step)(REAL *param, const REAL *grad, REAL *m, REAL *v, ptrdiff_
     const SFX(adam_scalars) c = SFX(adam_scalars_of)(step_size, beta_1, beta_2, epsilon);
     FM_SIMD
     for (ptrdiff_t i = 0; i < n; i++)
-        SFX(adam_element)(&c, param + i, grad[i], m + i, v + i);
+        SFX(adam_element)(&c, param + i, grad[i], m + i, v + i, 0);
 }
 
 /* grad + weight_decay * param, torch's coupled weight decay (grad.add(param, alpha=wd)). */
@@ -522,18 +653,20 @@ static inline SFX(adamw_scalars) SFX(adamw_scalars_of)(const fm_optim *o)
 
 FM_INLINE void SFX(adamw_element)(const SFX(adamw_scalars) *c, REAL *param, REAL g,
                                   REAL *exp_avg, REAL *exp_avg_sq, REAL *max_exp_avg_sq,
-                                  const int decay, const int amsgrad)
+                                  const int decay, const int amsgrad, const int exact)
 {
-    const REAL p = decay ? *param * c->decay : *param;
-    const REAL m = *exp_avg + c->one_minus_beta_1 * (g - *exp_avg);
-    REAL v = *exp_avg_sq * c->beta_2 + c->one_minus_beta_2 * (g * g);
+    const REAL p = decay ? MUL(*param, c->decay) : *param;
+    const REAL m = ADD(*exp_avg, MUL(c->one_minus_beta_1, SUB(g, *exp_avg)));
+    REAL v = ADD(MUL(*exp_avg_sq, c->beta_2), MUL(c->one_minus_beta_2, MUL(g, g)));
     *exp_avg = m;
     *exp_avg_sq = v;
     if (amsgrad) {
-        v = *max_exp_avg_sq > v ? *max_exp_avg_sq : v;
+        v = SFX(op_max)(*max_exp_avg_sq, v, exact);
         *max_exp_avg_sq = v;
     }
-    *param = p + c->neg_step_size * (m / (SQRT(v) / c->bias_correction2_sqrt + c->eps));
+    *param = ADD(p, MUL(c->neg_step_size,
+                        DIV(m, ADD(DIV(SFX(op_sqrt)(v, exact), c->bias_correction2_sqrt),
+                                   c->eps))));
 }
 
 /* `decay` (weight decay multiplies the parameters) and amsgrad are constants at each call. */
@@ -545,7 +678,7 @@ FM_INLINE void SFX(adamw_variant)(const fm_optim *o, REAL *param, const REAL *gr
     FM_SIMD
     for (ptrdiff_t i = 0; i < n; i++)
         SFX(adamw_element)(&c, param + i, grad[i], exp_avg + i, exp_avg_sq + i,
-                           amsgrad ? max_exp_avg_sq + i : NULL, decay, amsgrad);
+                           amsgrad ? max_exp_avg_sq + i : NULL, decay, amsgrad, 0);
 }
 
 FM_INLINE void SFX(adamw)(const fm_optim *o, REAL *param, const REAL *grad, REAL *exp_avg,
@@ -626,7 +759,8 @@ FM_INLINE void SFX(ftrl)(const fm_optim *o, REAL *param, const REAL *grad, REAL 
 FM_INLINE void SFX(finish_step_loop)(const fm_optim *o, REAL *g, const REAL *param, REAL *out,
                                      REAL *s1, REAL *s2, REAL *s3, ptrdiff_t n, REAL alpha,
                                      REAL divisor, double *w2_out, double *g2_out,
-                                     const int penalty, const int by_reciprocal, const int rule)
+                                     const int penalty, const int by_reciprocal, const int rule,
+                                     const int sums, const int exact)
 {
     const REAL reciprocal = (REAL)1 / divisor;
     const SFX(adam_scalars) c = SFX(adam_scalars_of)(o->c0, o->beta_1, o->beta_2, o->eps);
@@ -638,29 +772,183 @@ FM_INLINE void SFX(finish_step_loop)(const fm_optim *o, REAL *g, const REAL *par
     FM_SIMD_SUM2(w2, g2)
     for (ptrdiff_t i = 0; i < n; i++) {
         const REAL wi = param[i];
-        const REAL sum = penalty ? g[i] + alpha * wi : g[i];
-        const REAL gi = by_reciprocal ? sum * reciprocal : sum / divisor;
+        const REAL sum = penalty ? ADD(g[i], MUL(alpha, wi)) : g[i];
+        const REAL gi = by_reciprocal ? MUL(sum, reciprocal) : DIV(sum, divisor);
         REAL p = wi;
         g[i] = gi;
-        w2 += (double)wi * (double)wi;
-        g2 += (double)gi * (double)gi;
+        if (sums) {
+            w2 += (double)wi * (double)wi;
+            g2 += (double)gi * (double)gi;
+        }
         if (rule == FM_RULE_ADAM)
-            SFX(adam_element)(&c, &p, gi, s1 + i, s2 + i);
+            SFX(adam_element)(&c, &p, gi, s1 + i, s2 + i, exact);
         else if (rule >= FM_RULE_ADAMW)
             SFX(adamw_element)(&cw, &p, gi, s1 + i, s2 + i, amsgrad ? s3 + i : NULL, decay,
-                               amsgrad);
+                               amsgrad, exact);
         else
-            SFX(sgd_element)(lr, mu, &p, gi, s1 + i, rule == FM_RULE_SGD_NESTEROV);
+            SFX(sgd_element)(lr, mu, &p, gi, s1 + i, rule == FM_RULE_SGD_NESTEROV, exact);
         out[i] = p;
     }
-    *w2_out = w2;
-    *g2_out = g2;
+    if (sums) {
+        *w2_out = w2;
+        *g2_out = g2;
+    }
+}
+
+/* Subnormal numbers
+ * -----------------
+ * Pixels that are zero in (nearly) every image (MNIST's borders), and units that never fire,
+ * give their weights no gradient but L2's alpha W / n, and Adam then shrinks each such weight
+ * ~0.7x a step (its update ~ lr m / eps while |g| << eps) until g * g, the moments and W are
+ * subnormal floats. On the 2-core Intel Xeon VMs an AVX-512 multiply, division or square root
+ * with a subnormal operand or result, or an add with a subnormal result, took 37-54 ns a
+ * vector against 0.5-4 (a microcode assist; C loops), while conversions between float and
+ * double ran at full speed either way. `tiny-batch` on MNIST's images took 0.7-0.93 s an epoch
+ * against 0.31-0.34 on the blobs, fm_finish_step_f 42-45 % of the CPU, with 18 % of W1 below
+ * 2^-32 after two epochs (whole rows for dead pixels, a few weights of most other rows).
+ * Flushing subnormals to zero (as XLA does) would change results; scikit-learn's numpy steps
+ * keep them, and so do we.
+ *
+ * The careful step (careful_step) takes the sums in passes of their own (sum_squares, the
+ * order the one pass keeps) and the step chunk by chunk: a chunk without a value near the
+ * subnormal range (any_tiny: a nonzero W below 2^-40, g or first moment below 2^-56, second
+ * moment below 2^-112, read as integers) as written, and in the others each group of 16 that
+ * has one through the exact route (op_mul and its siblings in double: the same bits, and no
+ * assist). Every way gives the same bits (tests/engine/test_kernels.py); the watch only
+ * decides the speed. The exact route costs ~4 ns an element (a C harness: every operation
+ * is converted up, computed, and rounded down again), the one pass ~0.6 without assists and
+ * ~18 with them, and a careful step on a block without tiny values ~1.5x the one pass (its
+ * scans and the sums' passes), so which is cheaper depends on how many elements assist.
+ *
+ * So each weight job keeps a watch (fm_finish_step's `watch`), and times its steps: a one
+ * pass runs with the processor's sticky denormal-operand and underflow flags cleared and
+ * read after; one that raised them notes its ticks an element (the time-stamp counter's: two
+ * reads a step, ~20 ns), and the next step tries the
+ * careful step and notes its own. From then on the block takes the cheaper of the two, and
+ * the other every FM_WATCH_PROBE-th step to measure it again (each cost a running mean of two
+ * measurements); a one pass that raised no flag forgets both. A processor whose multiplies
+ * take subnormal numbers in stride (fm_subnormals_slow, measured once) never watches, and
+ * float64, with no wider type to round through, keeps the one pass. */
+/* Whether any of x[0..n) is nonzero and below `below` in magnitude, read as integers: a float
+ * comparison would itself take an assist on a subnormal. */
+FM_INLINE int SFX(any_below)(const REAL *x, ptrdiff_t n, REAL below)
+{
+    LANE_UINT limit, bad = 0;
+    memcpy(&limit, &below, sizeof limit);
+    FM_SIMD_OR(bad)
+    for (ptrdiff_t i = 0; i < n; i++) {
+        LANE_UINT bits;
+        memcpy(&bits, x + i, sizeof bits);
+        bits &= ~((LANE_UINT)1 << (8 * sizeof bits - 1));  /* |x| */
+        bad |= bits - 1 < limit - 1;                     /* (0 wraps around to the largest) */
+    }
+    return bad != 0;
+}
+
+FM_INLINE int SFX(any_tiny)(const REAL *g, const REAL *param, const REAL *s1, const REAL *s2,
+                            const REAL *s3, ptrdiff_t n, const int rule)
+{
+    const REAL weight = (REAL)0x1p-40, small = (REAL)0x1p-56, square = (REAL)0x1p-112;
+    const int second = rule == FM_RULE_ADAM || rule >= FM_RULE_ADAMW;  /* s2 (and s3): squares */
+    const int amsgrad = rule >= FM_RULE_ADAMW && ((rule - FM_RULE_ADAMW) & 1);
+    return SFX(any_below)(param, n, weight) || SFX(any_below)(g, n, small)
+           || SFX(any_below)(s1, n, small) || (second && SFX(any_below)(s2, n, square))
+           || (amsgrad && SFX(any_below)(s3, n, square));
+}
+
+/* The careful step: the sums in passes of their own, and chunk by chunk the step, through the
+ * exact route in the groups that hold a tiny value. */
+FM_INLINE void SFX(careful_step)(const fm_optim *o, REAL *g, const REAL *param, REAL *out,
+                                 REAL *s1, REAL *s2, REAL *s3, ptrdiff_t n, REAL alpha,
+                                 REAL divisor, double *w2, double *g2, const int penalty,
+                                 const int by_reciprocal, const int rule)
+{
+    *w2 = SFX(sum_squares)(param, n);  /* (before `out` may overwrite param) */
+    for (ptrdiff_t lo = 0; lo < n; lo += FM_CAREFUL_CHUNK) {
+        const ptrdiff_t m = n - lo < FM_CAREFUL_CHUNK ? n - lo : FM_CAREFUL_CHUNK;
+        /* (a whole chunk's or group's loop has a constant length: no remainder to run) */
+#define FM_CAREFUL_LOOP(at, length, exact) \
+        SFX(finish_step_loop)(o, g + (at), param + (at), out + (at), s1 + (at), \
+                              s2 ? s2 + (at) : NULL, s3 ? s3 + (at) : NULL, length, alpha, \
+                              divisor, NULL, NULL, penalty, by_reciprocal, rule, 0, exact)
+#define FM_TINY(at, length) \
+        SFX(any_tiny)(g + (at), param + (at), s1 + (at), s2 ? s2 + (at) : NULL, \
+                      s3 ? s3 + (at) : NULL, length, rule)
+        if (!FM_TINY(lo, m)) {
+            if (m == FM_CAREFUL_CHUNK)
+                FM_CAREFUL_LOOP(lo, FM_CAREFUL_CHUNK, 0);
+            else
+                FM_CAREFUL_LOOP(lo, m, 0);
+            continue;
+        }
+        for (ptrdiff_t at = lo; at < lo + m; at += FM_CAREFUL_GROUP) {
+            const ptrdiff_t k = lo + m - at < FM_CAREFUL_GROUP ? lo + m - at : FM_CAREFUL_GROUP;
+            const int tiny = FM_TINY(at, k);
+            if (k == FM_CAREFUL_GROUP && tiny)
+                FM_CAREFUL_LOOP(at, FM_CAREFUL_GROUP, 1);
+            else if (k == FM_CAREFUL_GROUP)
+                FM_CAREFUL_LOOP(at, FM_CAREFUL_GROUP, 0);
+            else if (tiny)
+                FM_CAREFUL_LOOP(at, k, 1);
+            else
+                FM_CAREFUL_LOOP(at, k, 0);
+        }
+#undef FM_TINY
+#undef FM_CAREFUL_LOOP
+    }
+    *g2 = SFX(sum_squares)(g, n);
+}
+
+/* One block's finish and step: the one pass, or (`watch`, float32, a processor that takes
+ * assists) the careful step where it has been measured to cost this block less. */
+FM_INLINE void SFX(finish_step_block)(const fm_optim *o, REAL *g, const REAL *param, REAL *out,
+                                      REAL *s1, REAL *s2, REAL *s3, ptrdiff_t n, REAL alpha,
+                                      REAL divisor, double *w2, double *g2, double *watch,
+                                      const int penalty, const int by_reciprocal,
+                                      const int rule)
+{
+#if EXACT_ROUTE && defined(FM_SUBNORMAL_FLAGS)
+    if (watch != NULL && n > 0 && fm_subnormals_slow()) {
+        const double step = watch[FM_WATCH_STEP]++;
+        const double fused = watch[FM_WATCH_ONE_PASS], careful = watch[FM_WATCH_CAREFUL];
+        const int prefer = careful > 0 && careful < fused;  /* (either unknown: 0) */
+        const int take = fused <= 0 ? 0 : careful <= 0 ? 1
+                         : (long long)step % FM_WATCH_PROBE == 0 ? !prefer : prefer;
+        const unsigned long long start = __rdtsc();  /* (the time-stamp counter's ticks) */
+        if (take) {
+            SFX(careful_step)(o, g, param, out, s1, s2, s3, n, alpha, divisor, w2, g2,
+                              penalty, by_reciprocal, rule);
+            const double ticks = (double)(__rdtsc() - start) / (double)n;
+            watch[FM_WATCH_CAREFUL] = careful > 0 ? 0.5 * (careful + ticks) : ticks;
+            return;
+        }
+        /* The flags are sticky: cleared for the pass, and put back with what it raised. */
+        const unsigned int csr = _mm_getcsr();
+        _mm_setcsr(csr & ~FM_SUBNORMAL_FLAGS);
+        SFX(finish_step_loop)(o, g, param, out, s1, s2, s3, n, alpha, divisor, w2, g2, penalty,
+                              by_reciprocal, rule, 1, 0);
+        const unsigned int raised = _mm_getcsr() & FM_SUBNORMAL_FLAGS;
+        const double ticks = (double)(__rdtsc() - start) / (double)n;
+        _mm_setcsr(csr | raised);
+        if (raised) {
+            watch[FM_WATCH_ONE_PASS] = fused > 0 ? 0.5 * (fused + ticks) : ticks;
+        } else {  /* no subnormal met: nothing to weigh */
+            watch[FM_WATCH_ONE_PASS] = 0.0;
+            watch[FM_WATCH_CAREFUL] = 0.0;
+        }
+        return;
+    }
+#else
+    (void)watch;
+#endif
+    SFX(finish_step_loop)(o, g, param, out, s1, s2, s3, n, alpha, divisor, w2, g2, penalty,
+                          by_reciprocal, rule, 1, 0);
 }
 
 FASTMLP_CLONES
 void SFX(fm_finish_step)(const fm_optim *o, REAL *g, REAL *param, int penalize, ptrdiff_t n,
                          double alpha, double divisor, double *sum_w2, double *sum_g2, REAL *s1,
-                         REAL *s2, REAL *s3, int stream)
+                         REAL *s2, REAL *s3, int stream, double *watch)
 {
     const size_t bytes = (size_t)n * sizeof(REAL);
     void *block = NULL;
@@ -688,8 +976,8 @@ void SFX(fm_finish_step)(const fm_optim *o, REAL *g, REAL *param, int penalize, 
     switch (rule * 4 + penalty * 2 + by_reciprocal) {
 #define FM_FINISH_STEP(rule, p, r) \
     case (rule) * 4 + p * 2 + r: \
-        SFX(finish_step_loop)(o, g, param, out, s1, s2, s3, n, alpha_r, divisor_r, &w2, &g2, \
-                              p, r, rule); \
+        SFX(finish_step_block)(o, g, param, out, s1, s2, s3, n, alpha_r, divisor_r, &w2, &g2, \
+                               watch, p, r, rule); \
         break;
 #define FM_FINISH_RULE(rule) FM_FINISH_STEP(rule, 0, 0) FM_FINISH_STEP(rule, 0, 1) \
     FM_FINISH_STEP(rule, 1, 0) FM_FINISH_STEP(rule, 1, 1)
@@ -706,6 +994,11 @@ void SFX(fm_finish_step)(const fm_optim *o, REAL *g, REAL *param, int penalize, 
     if (sum_g2 != NULL)
         *sum_g2 = g2;
 }
+
+#undef MUL
+#undef DIV
+#undef ADD
+#undef SUB
 
 FASTMLP_CLONES
 void SFX(fm_optim_step)(const fm_optim *o, REAL *param, const REAL *grad, REAL *s1, REAL *s2,

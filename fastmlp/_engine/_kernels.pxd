@@ -72,8 +72,11 @@ cdef extern from "fastmlp_kernels.h" nogil:
         FM_SOLVER_FTRL
     enum:
         FM_STREAM_MIN_BYTES
+        FM_WATCH_SIZE
     void fm_stream_store(void *dst, const void *src, size_t n)
     void fm_store_fence()
+    int fm_subnormals_slow()
+    void fm_set_subnormals_slow(int verdict)
     long long fm_scratch_allocations()
     long long fm_scratch_threads()
     int fm_scratch_kept()
@@ -144,8 +147,8 @@ cdef extern from "fastmlp_kernels.h" nogil:
     void fm_scale_d(double *g, Py_ssize_t n, double scale)
     void fm_clamp_f(float *w, Py_ssize_t n, double c)
     void fm_clamp_d(double *w, Py_ssize_t n, double c)
-    void fm_finish_step_f(const fm_optim *o, float *g, float *param, int penalize, Py_ssize_t n, double alpha, double divisor, double *sum_w2, double *sum_g2, float *s1, float *s2, float *s3, int stream)
-    void fm_finish_step_d(const fm_optim *o, double *g, double *param, int penalize, Py_ssize_t n, double alpha, double divisor, double *sum_w2, double *sum_g2, double *s1, double *s2, double *s3, int stream)
+    void fm_finish_step_f(const fm_optim *o, float *g, float *param, int penalize, Py_ssize_t n, double alpha, double divisor, double *sum_w2, double *sum_g2, float *s1, float *s2, float *s3, int stream, double *watch)
+    void fm_finish_step_d(const fm_optim *o, double *g, double *param, int penalize, Py_ssize_t n, double alpha, double divisor, double *sum_w2, double *sum_g2, double *s1, double *s2, double *s3, int stream, double *watch)
     void fm_optim_step_f(const fm_optim *o, float *param, const float *grad, float *s1, float *s2, float *s3, Py_ssize_t n)
     void fm_optim_step_d(const fm_optim *o, double *param, const double *grad, double *s1, double *s2, double *s3, Py_ssize_t n)
     void fm_exp_array_f(float *out, const float *x, Py_ssize_t n)
@@ -337,16 +340,18 @@ cdef inline void optim_step(const fm_optim *o, floating *param, const floating *
 cdef inline void finish_step(const fm_optim *o, floating *g, floating *param, bint penalize,
                              Py_ssize_t n, double alpha, double divisor, double *sum_w2,
                              double *sum_g2, floating *s1, floating *s2, floating *s3,
-                             bint stream) noexcept nogil:
+                             bint stream, double *watch) noexcept nogil:
     """finish_gradient (param's penalty where `penalize`) and then optim_step: in one pass
     where the solver has one, the same bits; `stream`: a large block's new parameters written
-    past the caches (csrc/optimizers.c's fm_stream_copy says when it pays), the same bits."""
+    past the caches (csrc/optimizers.c's fm_stream_copy says when it pays), the same bits;
+    `watch` (NULL: none): the block's FM_WATCH_SIZE doubles that choose its way around
+    subnormal numbers (csrc/optimizers.c's "Subnormal numbers"), the same bits."""
     if floating is float:
         fm_finish_step_f(o, g, param, penalize, n, alpha, divisor, sum_w2, sum_g2, s1, s2, s3,
-                         stream)
+                         stream, watch)
     else:
         fm_finish_step_d(o, g, param, penalize, n, alpha, divisor, sum_w2, sum_g2, s1, s2, s3,
-                         stream)
+                         stream, watch)
 
 
 cdef inline void small_product(floating *out, const floating *a, Py_ssize_t lda,

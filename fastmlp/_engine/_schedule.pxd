@@ -84,8 +84,8 @@ from libc.math cimport sqrt
 from fastmlp._engine._geometry cimport Geometry, act_at, delta_at, is_maxout
 from fastmlp._engine._interrupt cimport Interrupt, interrupted
 from fastmlp._engine._kernels cimport (
-    clamp, finish_gradient, finish_step, fm_optim, fm_rows_product_kernel, optim_step,
-    output_delta, scale,
+    FM_WATCH_SIZE, clamp, finish_gradient, finish_step, fm_optim, fm_rows_product_kernel,
+    optim_step, output_delta, scale,
 )
 from fastmlp._engine._layer_batchnorm cimport (
     MIN_NORM_UNITS, BatchNorm, batchnorm_layer_backward, batchnorm_layer_forward,
@@ -173,6 +173,8 @@ cdef struct Work:
     double *row_loss  # capacity
     double *partial   # one sum(W^2) per weight job
     double *grad_partial          # one sum(g^2) per weight job (max_grad_norm)
+    double *watch                 # per weight job, FM_WATCH_SIZE doubles: its step's way
+                                  # around subnormal numbers (csrc/optimizers.c); NULL: none
     const Py_ssize_t *job_layer   # weight job j: layer, and W's rows lo..hi (hi -1: the bias,
                                   # NORM_JOB: gamma and beta)
     const Py_ssize_t *job_lo
@@ -606,7 +608,8 @@ cdef inline void finish_job(const Geometry *g, Py_ssize_t job, floating *theta, 
         finish_step(step.optim, grad + offset, theta + offset, weights, count, g.alpha,
                     step.divisor, &sum_w2, &sum_g2, state_1 + offset,
                     state_2 + offset if state_2 != NULL else NULL,
-                    state_3 + offset if state_3 != NULL else NULL, step.stream)
+                    state_3 + offset if state_3 != NULL else NULL, step.stream,
+                    work.watch + job * FM_WATCH_SIZE if work.watch != NULL else NULL)
         work.partial[job] = sum_w2
         work.grad_partial[job] = sum_g2
         if step.weight_clip > 0:

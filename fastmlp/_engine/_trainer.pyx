@@ -36,8 +36,8 @@ from fastmlp._engine._interrupt cimport (
     Interrupt, interrupt_init, interrupted, reraise_interrupt,
 )
 from fastmlp._engine._kernels cimport (
-    FM_MAXOUT, all_finite, fm_optim, fm_optim_begin_step, fm_rows_pack_d, fm_rows_pack_f,
-    fm_rows_packed_size, fm_rows_packed_size_d, fm_rows_product_kernel,
+    FM_MAXOUT, FM_WATCH_SIZE, all_finite, fm_optim, fm_optim_begin_step, fm_rows_pack_d,
+    fm_rows_pack_f, fm_rows_packed_size, fm_rows_packed_size_d, fm_rows_product_kernel,
     fm_rows_product_kernel_d, fm_rows_product_packed_d, fm_rows_product_packed_f,
     fm_rows_product_set_fetch, fm_scratch_allocations, fm_scratch_kept, fm_scratch_set_poison,
     fm_scratch_threads, fm_small_pack_columns_d, fm_small_pack_columns_f, small_pack,
@@ -355,7 +355,7 @@ cdef class Trainer:
     cdef Network network
     cdef readonly object acts, deltas, gathered, row_loss, partial, jobs, dispatch, counters
     cdef readonly object gather_seconds, input_seen
-    cdef readonly object pre, dropped, argmax, grad_partial
+    cdef readonly object pre, dropped, argmax, grad_partial, watch
     cdef readonly object xhat, bn_stats, row_w, bn_batch
     cdef readonly Py_ssize_t capacity
     # The schedule class (_schedule.pxd's Design: Block sizes): the blocks are cut for a machine
@@ -409,6 +409,7 @@ cdef class Trainer:
         self.input_seen = np.zeros(MAX_BLOCKS, dtype=np.uint8)
         self.partial = np.zeros(len(jobs), dtype=np.float64)
         self.grad_partial = np.zeros(len(jobs), dtype=np.float64)
+        self.watch = np.zeros(len(jobs) * FM_WATCH_SIZE, dtype=np.float64)
         hidden = capacity * g.n_hidden
         self.pre = np.empty(hidden if g.keep_z else 0, dtype=dtype)
         self.dropped = np.empty(hidden if g.dropout > 0 else 0, dtype=dtype)
@@ -466,6 +467,7 @@ cdef class Trainer:
         cdef double[::1] row_loss = self.row_loss
         cdef double[::1] partial = self.partial
         cdef double[::1] grad_partial = self.grad_partial
+        cdef double[::1] watch = self.watch
         cdef Py_ssize_t[:, ::1] jobs = self.jobs
         cdef Py_ssize_t[::1] dispatch = self.dispatch
         cdef int[::1] counters = self.counters
@@ -498,6 +500,7 @@ cdef class Trainer:
         work.row_loss = &row_loss[0]
         work.partial = &partial[0]
         work.grad_partial = &grad_partial[0]
+        work.watch = &watch[0]
         work.job_layer = &jobs[0, 0]
         work.job_lo = &jobs[1, 0]
         work.job_hi = &jobs[2, 0]

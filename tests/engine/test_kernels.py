@@ -610,6 +610,139 @@ def test_streamed_step_is_the_step_in_place_bit_for_bit(dtype):
                     np.testing.assert_array_equal(ours, theirs)
 
 
+@pytest.fixture
+def assists_assumed():
+    """The engine told that this processor takes its time over subnormal numbers, so that the
+    careful step runs on any machine (csrc/optimizers.c's "Subnormal numbers"), and told to
+    measure again afterwards. Skips where the watch is not built (no SSE2 flags)."""
+    if not K.subnormals_slow(True):
+        pytest.skip("the watch over subnormal numbers needs SSE2's flags")
+    yield
+    K.subnormals_slow(-1)
+
+
+def near_subnormal(rng, n, dtype, scale=1.0):
+    """Vectors as a block's step meets them on real images: runs of normal numbers, runs of
+    values from just under 2^-40 down through float32's subnormals to its smallest, zeros of
+    both signs, and runs that mix them one element in three (the careful step's chunks of 256
+    and groups of 16 all kinds)."""
+    tiny = np.exp2(rng.uniform(-149, -40, n)) * rng.choice([-1, 1], n)
+    normal = scale * rng.standard_normal(n)
+    zero = rng.choice([0.0, -0.0], n)
+    kind = np.repeat(rng.randint(0, 4, n // 40 + 1), 40)[:n]
+    mixed = rng.randint(0, 3, n)
+    kind = np.where(kind == 3, mixed, kind)
+    return np.choose(kind, [normal, tiny, zero]).astype(dtype)
+
+
+def bits(x):
+    return x.view(np.uint32 if x.dtype == np.float32 else np.uint64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bias", [False, True])
+def test_careful_step_is_the_one_pass_bit_for_bit(dtype, bias, assists_assumed):
+    """The careful step (float32: the groups near the subnormal range through double, rounded
+    back to float at each operation; the sums in passes of their own) leaves g, the
+    parameters, the state and both sums bit for bit as the one pass does, zeros' signs
+    included, for Adam, SGD and AdamW, divisors with and without an exact reciprocal, lengths
+    around its chunks and groups; float64 keeps the one pass and leaves the watch as it was."""
+    from fastmlp._stochastic_optimizers import AdamOptimizer, SGDOptimizer, TorchOptimizer
+    solvers = [lambda n: AdamOptimizer(n, dtype, 0.01, 0.9, 0.999, 1e-8),
+               lambda n: SGDOptimizer(n, dtype, 0.05, momentum=0.8, nesterov=True),
+               lambda n: SGDOptimizer(n, dtype, 0.05, momentum=0.7, nesterov=False),
+               lambda n: TorchOptimizer("adamw", n, dtype, 0.01, beta_2=0.9),
+               lambda n: TorchOptimizer("adamw", n, dtype, 0.01, amsgrad=True),
+               lambda n: TorchOptimizer("adamw", n, dtype, 0.01, amsgrad=True,
+                                        weight_decay=0.0)]
+    rng = np.random.RandomState(12)
+    for n in (1, 15, 16, 17, 255, 256, 257, 700, 4099):
+        for offset in (0, 3):
+            g, w = near_subnormal(rng, n + offset, dtype), near_subnormal(rng, n + offset, dtype)
+            s1 = near_subnormal(rng, n + offset, dtype, 0.1)
+            s2, s3 = (np.abs(near_subnormal(rng, n + offset, dtype, 0.01)) for _ in range(2))
+            g, w, s1, s2, s3 = (x[offset:] for x in (g, w, s1, s2, s3))
+            for make, divisor in itertools.product(solvers, (37.0, 32.0)):
+                opt = make(n)
+                opt.t = 3
+                spec = opt.spec()
+                state = [s1, s2[:0] if opt.state[1].size == 0 else s2,
+                         s3 if spec["amsgrad"][0] else s3[:0]]
+                results = []
+                for watch in (None, np.array([1.0, 1.0, 1e-30])):  # (careful: the cheaper)
+                    got = [g.copy(), w.copy()] + [x.copy() for x in state]
+                    sums = K.kernel_finish_step(spec.copy(), got[0], got[1], not bias, 1e-3,
+                                                divisor, *got[2:], True, True, watch=watch)
+                    results.append((sums, got, watch))
+                (sums, one_pass, _), (careful_sums, careful, watch) = results
+                if dtype == np.float32:
+                    assert watch[0] == 2 and 0 < watch[2] != 1e-30  # (it took the careful step)
+                else:
+                    assert watch.tolist() == [1.0, 1.0, 1e-30]
+                assert careful_sums == sums
+                for ours, theirs in zip(careful, one_pass):
+                    np.testing.assert_array_equal(bits(ours), bits(theirs),
+                                                  err_msg=f"{n} {offset} {spec['solver']}")
+
+
+def test_watch_weighs_the_one_pass_against_the_careful_step(assists_assumed):
+    """A block's watch: a one pass that met a subnormal number notes its cost and the next
+    step tries the careful step; from then on the cheaper of the two, the other again every
+    16th step; a one pass that met none forgets both. Forty steps with the watch give the bits
+    of forty without it."""
+    from fastmlp._stochastic_optimizers import AdamOptimizer
+    rng = np.random.RandomState(13)
+    n = 4096
+    g = near_subnormal(rng, n, np.float32)
+    w, m = near_subnormal(rng, n, np.float32), near_subnormal(rng, n, np.float32, 0.1)
+    v = np.abs(near_subnormal(rng, n, np.float32, 0.01))
+    runs = []
+    for watch in (None, np.zeros(K.WATCH_SIZE)):
+        opt = AdamOptimizer(n, np.float32, 1e-3, 0.9, 0.999, 1e-8)
+        spec = opt.spec()
+        state = [w.copy(), m.copy(), v.copy()]
+        for step in range(40):
+            grad = g.copy()
+            K.kernel_finish_step(spec, grad, state[0], True, 1e-4, 32.0, state[1], state[2],
+                                 v[:0], True, True, watch=watch)
+            if watch is not None and step == 0:
+                assert watch[0] == 1 and watch[1] > 0 and watch[2] == 0  # (flags: its cost)
+            if watch is not None and step == 1:
+                assert watch[0] == 2 and watch[2] > 0  # (the careful step tried)
+        runs.append(state + [grad])
+    for ours, theirs in zip(*runs):
+        np.testing.assert_array_equal(bits(ours), bits(theirs))
+    # normal numbers only: the one pass, watched, meets no subnormal and forgets the costs
+    opt = AdamOptimizer(n, np.float32, 1e-3, 0.9, 0.999, 1e-8)
+    spec = opt.spec()
+    watch = np.array([5.0, 1e-9, 2e-9])  # (the one pass preferred)
+    K.kernel_finish_step(spec, rng.standard_normal(n).astype(np.float32),
+                         rng.standard_normal(n).astype(np.float32), True, 1e-4, 32.0,
+                         np.zeros(n, np.float32), np.zeros(n, np.float32), v[:0], True, True,
+                         watch=watch)
+    assert watch.tolist() == [6.0, 0.0, 0.0]
+
+
+def test_a_processor_without_assists_takes_the_one_pass():
+    """With subnormal numbers as cheap as others (the verdict False), a watched block takes the
+    one pass and leaves its watch untouched."""
+    from fastmlp._stochastic_optimizers import AdamOptimizer
+    was = K.subnormals_slow()
+    K.subnormals_slow(False)
+    try:
+        rng = np.random.RandomState(14)
+        n = 512
+        watch = np.array([1.0, 1.0, 1e-30])
+        opt = AdamOptimizer(n, np.float32, 1e-3, 0.9, 0.999, 1e-8)
+        K.kernel_finish_step(opt.spec(), near_subnormal(rng, n, np.float32),
+                             near_subnormal(rng, n, np.float32), True, 1e-4, 32.0,
+                             np.zeros(n, np.float32), np.zeros(n, np.float32),
+                             np.zeros(0, np.float32), True, True, watch=watch)
+        assert watch.tolist() == [1.0, 1.0, 1e-30]
+    finally:
+        K.subnormals_slow(was)
+
+
 @pytest.mark.skipif(not K.ROWS_PRODUCT, reason="csrc/rows_product.c needs AVX2 and FMA")
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_rows_product_refuses_a_kernel_this_machine_does_not_run(dtype):
