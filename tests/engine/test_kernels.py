@@ -512,6 +512,16 @@ def test_finish_gradient_is_finalize_and_sum_squares_in_one_pass(dtype, alpha, b
                     assert sum_g2 == (K.kernel_sum_squares(expected) if want_g2 else None)
 
 
+def solver_at_step_3(make, n, s1, s2, s3):
+    """The spec of solver make(n) at its 4th step, and its state vectors among s1..s3 (an
+    empty one where it has none)."""
+    opt = make(n)
+    opt.t = 3
+    spec = opt.spec()
+    return spec, [s1, s2[:0] if opt.state[1].size == 0 else s2,
+                  s3 if spec["amsgrad"][0] else s3[:0]]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("alpha", [0.0, 1e-3])
 @pytest.mark.parametrize("bias", [False, True])
@@ -542,11 +552,7 @@ def test_finish_step_is_the_finish_then_the_step_bit_for_bit(dtype, alpha, bias)
             for make, (want_w2, want_g2) in itertools.product(
                     solvers, [(True, True), (False, True), (True, False)]):
                 for divisor in (37.0, 32.0):
-                    opt = make(n)
-                    opt.t = 3
-                    spec = opt.spec()
-                    state = [s1, s2[:0] if opt.state[1].size == 0 else s2,
-                             s3 if spec["amsgrad"][0] else s3[:0]]
+                    spec, state = solver_at_step_3(make, n, s1, s2, s3)
                     expected = [g.copy(), w.copy()] + [x.copy() for x in state]
                     sums = K.kernel_finish_gradient(expected[0], None if bias else expected[1],
                                                     alpha, divisor, want_w2, want_g2)
@@ -592,11 +598,7 @@ def test_streamed_step_is_the_step_in_place_bit_for_bit(dtype):
             g, w, s1 = vector(), vector(), vector(0.1)
             s2, s3 = np.abs(vector(0.01)), np.abs(vector(0.01))
             for make in solvers:
-                opt = make(n)
-                opt.t = 3
-                spec = opt.spec()
-                state = [s1, s2[:0] if opt.state[1].size == 0 else s2,
-                         s3 if spec["amsgrad"][0] else s3[:0]]
+                spec, state = solver_at_step_3(make, n, s1, s2, s3)
                 results = []
                 for stream in (False, True):
                     got = [g.copy(), w.copy()] + [x.copy() for x in state]
@@ -663,11 +665,7 @@ def test_careful_step_is_the_one_pass_bit_for_bit(dtype, bias, assists_assumed):
             s2, s3 = (np.abs(near_subnormal(rng, n + offset, dtype, 0.01)) for _ in range(2))
             g, w, s1, s2, s3 = (x[offset:] for x in (g, w, s1, s2, s3))
             for make, divisor in itertools.product(solvers, (37.0, 32.0)):
-                opt = make(n)
-                opt.t = 3
-                spec = opt.spec()
-                state = [s1, s2[:0] if opt.state[1].size == 0 else s2,
-                         s3 if spec["amsgrad"][0] else s3[:0]]
+                spec, state = solver_at_step_3(make, n, s1, s2, s3)
                 results = []
                 for watch in (None, np.array([1.0, 1.0, 1e-30])):  # (careful: the cheaper)
                     got = [g.copy(), w.copy()] + [x.copy() for x in state]
