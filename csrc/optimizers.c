@@ -64,8 +64,8 @@ double fm_minus_zero = -0.0;
 /* The careful step's chunks, and the groups (one AVX-512 vector of floats) of a chunk that
  * holds a tiny value; a block's watch (fm_finish_step's `watch`, FM_WATCH_SIZE doubles): its
  * steps so far, and the time-stamp counter's ticks an element its one pass and its careful
- * step took (0: not known), and how often it takes the way it does not prefer, to measure it again
- * ("Subnormal numbers", at careful_step). */
+ * step took (0: not known); and how often it takes the way it does not prefer, to measure that
+ * again ("Subnormal numbers", above careful_step). */
 enum { FM_CAREFUL_CHUNK = 256, FM_CAREFUL_GROUP = 16, FM_WATCH_PROBE = 16 };
 enum { FM_WATCH_STEP, FM_WATCH_ONE_PASS, FM_WATCH_CAREFUL };
 #if defined(__SSE2__)
@@ -405,16 +405,17 @@ void SFX(fm_clamp)(REAL *w, ptrdiff_t n, double c)
 }
 
 /* The arithmetic of the steps that have an exact route (Adam, SGD, AdamW; see "Subnormal
- * numbers" at finish_step_loop): each operation as written, or with `exact` (a constant at each
+ * numbers", above careful_step): each operation as written, or with `exact` (a constant at each
  * call; float32 alone) in double and rounded back to float. The two give the same bits: a
  * product of two floats is exact in double, so rounding it to float rounds once; a sum, a
  * quotient and a square root are rounded twice, to double's 53 bits and then to float's 24,
  * which gives the correctly rounded float whenever 53 >= 2 x 24 + 2 (Figueroa, "When is double
- * rounding innocuous?", 1995), and below float's normal range the grid is coarser still: a sum
- * that lands there is exact, and a quotient of floats a/b is either on the grid of 2^-149 or at
- * least 2^-174 / 2 |b| ... |a - m b| / |b| >= 2^-174 away from its midpoints, past double's
- * rounding error there (<= 2^-179). Overflow rounds alike (float's largest plus half an ulp is
- * a midpoint as well). Double meets no subnormal on the way: floats' products are above 2^-298,
+ * rounding innocuous?", 1995). Below float's normal range, on its grid of 2^-149 (where a square
+ * root never lands: its least is 2^-74.5): a sum that lands there is exact, and a quotient
+ * a / b of floats is a midpoint m of the grid or more than 2^-174 from every one (a - m b is a
+ * nonzero multiple of 2^-173 times b's exponent's power of two), farther than double's rounding
+ * error there (under 2^-179). Overflow rounds alike (float's largest plus half an ulp is a
+ * midpoint as well). Double meets no subnormal on the way: floats' products are above 2^-298,
  * their quotients above 2^-277, and each result is a float again.
  *
  * GCC knows that theorem too: it folds (float)((double)a * (double)b) back into a float
@@ -823,8 +824,8 @@ FM_INLINE void SFX(finish_step_loop)(const fm_optim *o, REAL *g, const REAL *par
  * So each weight job keeps a watch (fm_finish_step's `watch`), and times its steps: a one
  * pass runs with the processor's sticky denormal-operand and underflow flags cleared and
  * read after; one that raised them notes its ticks an element (the time-stamp counter's: two
- * reads a step, ~20 ns), and the next step tries the
- * careful step and notes its own. From then on the block takes the cheaper of the two, and
+ * reads a step), and the next step tries the careful step and notes its own. From then on the
+ * block takes the cheaper of the two, and
  * the other every FM_WATCH_PROBE-th step to measure it again (each cost a running mean of two
  * measurements); a one pass that raised no flag forgets both. A processor whose multiplies
  * take subnormal numbers in stride (fm_subnormals_slow, measured once) never watches, and
