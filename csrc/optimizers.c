@@ -867,7 +867,9 @@ FM_INLINE void SFX(careful_step)(const fm_optim *o, REAL *g, const REAL *param, 
     *w2 = SFX(sum_squares)(param, n);  /* (before `out` may overwrite param) */
     for (ptrdiff_t lo = 0; lo < n; lo += FM_CAREFUL_CHUNK) {
         const ptrdiff_t m = n - lo < FM_CAREFUL_CHUNK ? n - lo : FM_CAREFUL_CHUNK;
-        /* (a whole chunk's or group's loop has a constant length: no remainder to run) */
+        /* (loops of a constant length for a whole chunk or group ran no faster: C harness
+         * of Adam's step over 51,200 floats, 2-core Xeon VM, 0.75-0.96 ns an element on
+         * normal numbers, 4.0-5.5 on subnormal ones, either way) */
 #define FM_CAREFUL_LOOP(at, length, exact) \
         SFX(finish_step_loop)(o, g + (at), param + (at), out + (at), s1 + (at), \
                               s2 ? s2 + (at) : NULL, s3 ? s3 + (at) : NULL, length, alpha, \
@@ -876,20 +878,12 @@ FM_INLINE void SFX(careful_step)(const fm_optim *o, REAL *g, const REAL *param, 
         SFX(any_tiny)(g + (at), param + (at), s1 + (at), s2 ? s2 + (at) : NULL, \
                       s3 ? s3 + (at) : NULL, length, rule)
         if (!FM_TINY(lo, m)) {
-            if (m == FM_CAREFUL_CHUNK)
-                FM_CAREFUL_LOOP(lo, FM_CAREFUL_CHUNK, 0);
-            else
-                FM_CAREFUL_LOOP(lo, m, 0);
+            FM_CAREFUL_LOOP(lo, m, 0);
             continue;
         }
         for (ptrdiff_t at = lo; at < lo + m; at += FM_CAREFUL_GROUP) {
             const ptrdiff_t k = lo + m - at < FM_CAREFUL_GROUP ? lo + m - at : FM_CAREFUL_GROUP;
-            const int tiny = FM_TINY(at, k);
-            if (k == FM_CAREFUL_GROUP && tiny)
-                FM_CAREFUL_LOOP(at, FM_CAREFUL_GROUP, 1);
-            else if (k == FM_CAREFUL_GROUP)
-                FM_CAREFUL_LOOP(at, FM_CAREFUL_GROUP, 0);
-            else if (tiny)
+            if (FM_TINY(at, k))
                 FM_CAREFUL_LOOP(at, k, 1);
             else
                 FM_CAREFUL_LOOP(at, k, 0);
