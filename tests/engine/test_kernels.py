@@ -517,9 +517,7 @@ def solver_at_step_3(make, n, s1, s2, s3):
     empty one where it has none)."""
     opt = make(n)
     opt.t = 3
-    spec = opt.spec()
-    return spec, [s1, s2[:0] if opt.state[1].size == 0 else s2,
-                  s3 if spec["amsgrad"][0] else s3[:0]]
+    return opt.spec(), [s if used.size else s[:0] for s, used in zip((s1, s2, s3), opt.state)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -646,25 +644,44 @@ def bits(x):
 def test_careful_step_is_the_one_pass_bit_for_bit(dtype, bias, assists_assumed):
     """The careful step (float32: the groups near the subnormal range through double, rounded
     back to float at each operation; the sums in passes of their own) leaves g, the
-    parameters, the state and both sums bit for bit as the one pass does, zeros' signs
-    included, for Adam, SGD and AdamW, divisors with and without an exact reciprocal, lengths
-    around its chunks and groups; float64 keeps the one pass and leaves the watch as it was."""
-    from fastmlp._stochastic_optimizers import AdamOptimizer, SGDOptimizer, TorchOptimizer
-    solvers = [lambda n: AdamOptimizer(n, dtype, 0.01, 0.9, 0.999, 1e-8),
-               lambda n: SGDOptimizer(n, dtype, 0.05, momentum=0.8, nesterov=True),
-               lambda n: SGDOptimizer(n, dtype, 0.05, momentum=0.7, nesterov=False),
-               lambda n: TorchOptimizer("adamw", n, dtype, 0.01, beta_2=0.9),
-               lambda n: TorchOptimizer("adamw", n, dtype, 0.01, amsgrad=True),
-               lambda n: TorchOptimizer("adamw", n, dtype, 0.01, amsgrad=True,
-                                        weight_decay=0.0)]
+    parameters, the state and both sums bit for bit as the one pass (or the two passes) does,
+    zeros' signs included, for every solver and its options that change its loop, divisors
+    with and without an exact reciprocal, lengths around its chunks and groups; float64 keeps
+    the one pass and leaves the watch as it was."""
+    from fastmlp._stochastic_optimizers import (
+        AdamOptimizer, FtrlOptimizer, SGDOptimizer, TorchOptimizer,
+    )
+
+    def torch(name, **options):
+        return lambda n: TorchOptimizer(name, n, dtype, 0.01, **options)
+
+    # (each with the state vectors that hold squares, or magnitudes, non-negative)
+    solvers = [(lambda n: AdamOptimizer(n, dtype, 0.01, 0.9, 0.999, 1e-8), (1,)),
+               (lambda n: SGDOptimizer(n, dtype, 0.05, momentum=0.8, nesterov=True), ()),
+               (lambda n: SGDOptimizer(n, dtype, 0.05, momentum=0.7, nesterov=False), ()),
+               (torch("adamw", beta_2=0.9), (1,)), (torch("adamw", amsgrad=True), (1, 2)),
+               (torch("adamw", amsgrad=True, weight_decay=0.0), (1, 2)),
+               (torch("adagrad", weight_decay=0.01), (0,)), (torch("adagrad"), (0,)),
+               (torch("rmsprop"), (0,)), (torch("rmsprop", momentum=0.9), (0,)),
+               (torch("rmsprop", centered=True, weight_decay=0.01), (0,)),
+               (torch("rmsprop", centered=True, momentum=0.9), (0,)),
+               (torch("adadelta"), (0, 1)), (torch("adadelta", weight_decay=0.01), (0, 1)),
+               (torch("adamax"), (1,)), (torch("adamax", weight_decay=0.01), (1,)),
+               (torch("nadam"), (1,)), (torch("nadam", weight_decay=0.01), (1,)),
+               (torch("nadam", weight_decay=0.01, decoupled_weight_decay=True), (1,)),
+               (lambda n: FtrlOptimizer(n, dtype, 0.01), (0,)),
+               (lambda n: FtrlOptimizer(n, dtype, 0.01, learning_rate_power=-0.7,
+                                        l1_regularization_strength=1e-3,
+                                        l2_shrinkage_regularization_strength=1e-2), (0,))]
     rng = np.random.RandomState(12)
     for n in (1, 15, 16, 17, 255, 256, 257, 700, 4099):
         for offset in (0, 3):
             g, w = near_subnormal(rng, n + offset, dtype), near_subnormal(rng, n + offset, dtype)
-            s1 = near_subnormal(rng, n + offset, dtype, 0.1)
-            s2, s3 = (np.abs(near_subnormal(rng, n + offset, dtype, 0.01)) for _ in range(2))
-            g, w, s1, s2, s3 = (x[offset:] for x in (g, w, s1, s2, s3))
-            for make, divisor in itertools.product(solvers, (37.0, 32.0)):
+            signed = [near_subnormal(rng, n + offset, dtype, scale)[offset:]
+                      for scale in (0.1, 0.01, 0.01)]
+            g, w = g[offset:], w[offset:]
+            for (make, positive), divisor in itertools.product(solvers, (37.0, 32.0)):
+                s1, s2, s3 = (np.abs(x) if i in positive else x for i, x in enumerate(signed))
                 spec, state = solver_at_step_3(make, n, s1, s2, s3)
                 results = []
                 for watch in (None, np.array([1.0, 1.0, 1e-30])):  # (careful: the cheaper)
