@@ -99,6 +99,10 @@ enum { FM_STREAM_MIN_BYTES = 1 << 17 };
 enum { FM_WATCH_SIZE = 3 };
 int fm_subnormals_slow(void);
 void fm_set_subnormals_slow(int verdict);
+/* The processor's flush-to-zero (1) and denormals-are-zero (2) modes, as a library built with
+ * -ffast-math may leave them: set to `modes`, returning those that were set (x86; elsewhere
+ * none, and nothing is set). For the tests of the careful step. */
+int fm_flush_modes(int modes);
 
 /* n bytes copied with streaming (non-temporal) stores, unfenced, and the store fence that orders
  * them before a later release store (csrc/optimizers.c). */

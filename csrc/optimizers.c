@@ -145,6 +145,14 @@ void fm_set_subnormals_slow(int verdict)
     __atomic_store_n(&fm_subnormal_verdict, verdict < 0 ? -1 : verdict != 0, __ATOMIC_RELAXED);
 }
 
+int fm_flush_modes(int modes)
+{
+    const unsigned int csr = _mm_getcsr();
+    const unsigned int ftz = _MM_FLUSH_ZERO_ON, daz = _MM_DENORMALS_ZERO_ON;
+    _mm_setcsr((csr & ~(ftz | daz)) | (modes & 1 ? ftz : 0) | (modes & 2 ? daz : 0));
+    return (csr & ftz ? 1 : 0) | (csr & daz ? 2 : 0);
+}
+
 /* A block's watch over one step ("Subnormal numbers", above careful_step): fm_watch_begin
  * chooses the way (1: the careful step, 0: the one pass, whose sticky flags it clears) and
  * starts the clock; fm_watch_end notes the ticks an element the way cost, and for a one pass
@@ -193,6 +201,12 @@ int fm_subnormals_slow(void)
 void fm_set_subnormals_slow(int verdict)
 {
     (void)verdict;
+}
+
+int fm_flush_modes(int modes)
+{
+    (void)modes;
+    return 0;
 }
 #endif
 
@@ -926,11 +940,12 @@ FM_INLINE void SFX(finish_step_loop)(const fm_optim *o, REAL *g, const REAL *par
  * subnormal range (any_tiny: a nonzero W below 2^-40, g or a state vector of first moments
  * below 2^-56, one of squares below 2^-112, read as integers; fm_state_kinds says which the
  * solver reads) as written, and in the others each group of 16 that has one through the exact
- * route (op_mul and its siblings in double: the same bits, and no assist). Every way gives the same bits (tests/engine/test_kernels.py); the watch only
- * decides the speed. The exact route costs ~4 ns an element (a C harness: every operation
- * is converted up, computed, and rounded down again), the one pass ~0.6 without assists and
- * ~18 with them, and a careful step on a block without tiny values ~1.5x the one pass (its
- * scans and the sums' passes), so which is cheaper depends on how many elements assist.
+ * route (op_mul and its siblings in double: the same bits, and no assist). Every way gives
+ * the same bits (tests/engine/test_kernels.py); the watch only decides the speed. The exact
+ * route costs ~4 ns an element (a C harness: every operation is converted up, computed, and
+ * rounded down again), the one pass ~0.6 without assists and ~18 with them, and a careful
+ * step on a block without tiny values ~1.5x the one pass (its scans and the sums' passes), so
+ * which is cheaper depends on how many elements assist.
  *
  * So each weight job keeps a watch (fm_finish_step's `watch`), and times its steps: a one
  * pass runs with the processor's sticky denormal-operand and underflow flags cleared and
@@ -940,7 +955,11 @@ FM_INLINE void SFX(finish_step_loop)(const fm_optim *o, REAL *g, const REAL *par
  * the other every FM_WATCH_PROBE-th step to measure it again (each cost a running mean of two
  * measurements); a one pass that raised no flag forgets both. A processor whose multiplies
  * take subnormal numbers in stride (fm_subnormals_slow, measured once) never watches, and
- * float64, with no wider type to round through, keeps the one pass.
+ * float64, with no wider type to round through, keeps the one pass. A process whose
+ * flush-to-zero or denormals-are-zero mode another library has set (-ffast-math's start-up
+ * code does) still raises the underflow flag, and the careful step then runs under those
+ * modes: its conversions flush as the float operations do, and both ways keep giving the same
+ * bits (the test above runs every solver under each mode, fm_flush_modes).
  *
  * The solvers that keep two passes (the torch solvers but AdamW, and FTRL) meet the same numbers
  * wherever they divide by a root of their squares plus eps (nadam, rmsprop, adagrad, adamax's

@@ -77,6 +77,7 @@ cdef extern from "fastmlp_kernels.h" nogil:
     void fm_store_fence()
     int fm_subnormals_slow()
     void fm_set_subnormals_slow(int verdict)
+    int fm_flush_modes(int modes)
     long long fm_scratch_allocations()
     long long fm_scratch_threads()
     int fm_scratch_kept()

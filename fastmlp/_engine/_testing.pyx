@@ -10,7 +10,7 @@ from libc.math cimport fma, fmaf
 
 from fastmlp._engine._kernels cimport (
     FM_WATCH_SIZE, activation_backward, adam_step, bias_activation_forward, bias_gradient, clamp,
-    fm_set_subnormals_slow, fm_subnormals_slow,
+    fm_flush_modes, fm_set_subnormals_slow, fm_subnormals_slow,
     dropout_backward, dropout_forward, finish_gradient, finish_step,
     fm_activation_needs_preactivation,
     fm_small_pack_columns_d, fm_small_pack_columns_f,
@@ -206,24 +206,28 @@ def kernel_optim_step(fm_optim[::1] spec, floating[::1] param, const floating[::
 def kernel_finish_step(fm_optim[::1] spec, floating[::1] g, floating[::1] param, bint penalize,
                        double alpha, double divisor, floating[::1] s1, floating[::1] s2,
                        floating[::1] s3, bint want_w2, bint want_g2, bint stream=False,
-                       double[::1] watch=None):
+                       double[::1] watch=None, int flush=0):
     """finish_gradient and the step of `spec`'s solver (its t advanced), as a weight job takes
     them (in one pass where the solver has one): returns (sum(w^2), sum(g^2)) as
     kernel_finish_gradient returns them. An empty s2 or s3 stands for none; `stream` as a job
     of a two-thread batch takes it; `watch` (FM_WATCH_SIZE doubles, updated; None: none) the
     block's watch over subnormal numbers, as a weight job keeps it (csrc/optimizers.c's
-    "Subnormal numbers")."""
+    "Subnormal numbers"); `flush` the processor's flush-to-zero (1) and denormals-are-zero (2)
+    modes during the call (fm_flush_modes)."""
     cdef double sum_w2 = 0.0, sum_g2 = 0.0
+    cdef int modes
     if (spec.shape[0] != 1 or not g.shape[0] == param.shape[0] == s1.shape[0]
             or s2.shape[0] not in (0, g.shape[0]) or s3.shape[0] not in (0, g.shape[0])):
         raise ValueError("one OPTIM_SPEC record, and g, param and the state of one length")
     if watch is not None and watch.shape[0] != FM_WATCH_SIZE:
         raise ValueError(f"watch holds {FM_WATCH_SIZE} doubles")
     fm_optim_begin_step(&spec[0])
+    modes = fm_flush_modes(flush)
     finish_step(&spec[0], &g[0], &param[0], penalize, g.shape[0], alpha, divisor,
                 &sum_w2 if want_w2 else NULL, &sum_g2 if want_g2 else NULL, &s1[0],
                 &s2[0] if s2.shape[0] > 0 else NULL, &s3[0] if s3.shape[0] > 0 else NULL,
                 stream, &watch[0] if watch is not None else NULL)
+    fm_flush_modes(modes)
     return (sum_w2 if want_w2 and penalize else None), (sum_g2 if want_g2 else None)
 
 

@@ -641,13 +641,16 @@ def bits(x):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("bias", [False, True])
-def test_careful_step_is_the_one_pass_bit_for_bit(dtype, bias, assists_assumed):
+@pytest.mark.parametrize("flush", [0, 1, 2, 3])
+def test_careful_step_is_the_one_pass_bit_for_bit(dtype, bias, flush, assists_assumed):
     """The careful step (float32: the groups near the subnormal range through double, rounded
     back to float at each operation; the sums in passes of their own) leaves g, the
     parameters, the state and both sums bit for bit as the one pass (or the two passes) does,
     zeros' signs included, for every solver and its options that change its loop, divisors
-    with and without an exact reciprocal, lengths around its chunks and groups; float64 keeps
-    the one pass and leaves the watch as it was."""
+    with and without an exact reciprocal, lengths around its chunks and groups; and so under
+    the processor's flush-to-zero and denormals-are-zero modes (`flush`: 1, 2, both), which a
+    library may leave set, and in which the conversions flush as the float operations do.
+    float64 keeps the one pass and leaves the watch as it was."""
     from fastmlp._stochastic_optimizers import (
         AdamOptimizer, FtrlOptimizer, SGDOptimizer, TorchOptimizer,
     )
@@ -674,6 +677,7 @@ def test_careful_step_is_the_one_pass_bit_for_bit(dtype, bias, assists_assumed):
                                         l1_regularization_strength=1e-3,
                                         l2_shrinkage_regularization_strength=1e-2), (0,))]
     rng = np.random.RandomState(12)
+    modes_mattered = False
     for n in (1, 15, 16, 17, 255, 256, 257, 700, 4099):
         for offset in (0, 3):
             g, w = near_subnormal(rng, n + offset, dtype), near_subnormal(rng, n + offset, dtype)
@@ -684,12 +688,16 @@ def test_careful_step_is_the_one_pass_bit_for_bit(dtype, bias, assists_assumed):
                 s1, s2, s3 = (np.abs(x) if i in positive else x for i, x in enumerate(signed))
                 spec, state = solver_at_step_3(make, n, s1, s2, s3)
                 results = []
-                for watch in (None, np.array([1.0, 1.0, 1e-30])):  # (careful: the cheaper)
+                for watch, modes in ((None, flush), (np.array([1.0, 1.0, 1e-30]), flush),
+                                     (None, 0)):  # (careful: the cheaper; and no modes)
                     got = [g.copy(), w.copy()] + [x.copy() for x in state]
                     sums = K.kernel_finish_step(spec.copy(), got[0], got[1], not bias, 1e-3,
-                                                divisor, *got[2:], True, True, watch=watch)
+                                                divisor, *got[2:], True, True, watch=watch,
+                                                flush=modes)
                     results.append((sums, got, watch))
-                (sums, one_pass, _), (careful_sums, careful, watch) = results
+                (sums, one_pass, _), (careful_sums, careful, watch), (_, plain, _) = results
+                if not np.array_equal(bits(plain[1]), bits(one_pass[1])):
+                    modes_mattered = True
                 if dtype == np.float32:
                     assert watch[0] == 2 and 0 < watch[2] != 1e-30  # (it took the careful step)
                 else:
@@ -698,6 +706,8 @@ def test_careful_step_is_the_one_pass_bit_for_bit(dtype, bias, assists_assumed):
                 for ours, theirs in zip(careful, one_pass):
                     np.testing.assert_array_equal(bits(ours), bits(theirs),
                                                   err_msg=f"{n} {offset} {spec['solver']}")
+    # (the modes were in force: some float32 step flushed what the plain one kept)
+    assert modes_mattered == (flush != 0 and dtype == np.float32)
 
 
 def test_watch_weighs_the_one_pass_against_the_careful_step(assists_assumed):
