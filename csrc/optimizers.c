@@ -959,7 +959,7 @@ FM_INLINE void SFX(finish_step_loop)(const fm_optim *o, REAL *g, const REAL *par
  * flush-to-zero or denormals-are-zero mode another library has set (-ffast-math's start-up
  * code does) still raises the underflow flag, and the careful step then runs under those
  * modes: its conversions flush as the float operations do, and both ways keep giving the same
- * bits (the test above runs every solver under each mode, fm_flush_modes).
+ * bits (tests/engine/test_kernels.py runs every solver under each mode: fm_flush_modes).
  *
  * The solvers that keep two passes (the torch solvers but AdamW, and FTRL) meet the same numbers
  * wherever they divide by a root of their squares plus eps (nadam, rmsprop, adagrad, adamax's
