@@ -17,6 +17,10 @@ workload) every workload trains on MNIST's 10,000 test images instead of Gaussia
 to [0, 1], repeated to the workload's rows (784 features: the shapes of all but `small`):
 real images are mostly zeros, which blobs never are, and some costs follow the data (the
 products skip terms at which a tile of X is zero; weights that decay to subnormal numbers).
+
+With --solver NAME every training workload fits with that solver (the estimators' `solver`,
+its other options at their defaults; learning_rate_init stays 1e-3) instead of Adam: a change
+to one solver's step is timed on that step.
 """
 import argparse
 import importlib.util
@@ -34,7 +38,7 @@ spec = importlib.util.spec_from_file_location("workloads", sys.argv[1])
 workloads = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(workloads)
 import fastmlp
-name, epochs, mnist_dir = sys.argv[2], int(sys.argv[3]), sys.argv[4]
+name, epochs, mnist_dir, solver = sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 warnings.simplefilter("ignore")
 w = workloads.FIT_WORKLOADS["mnist" if name.startswith("predict") else name]
 if name.startswith("predict"):
@@ -49,7 +53,7 @@ if mnist_dir:
 else:
     X, y = workloads.make_blobs(w.n_samples, w.n_features, w.dtype)
 clf = fastmlp.MLPClassifier(hidden_layer_sizes=w.hidden, batch_size=w.batch_size,
-                            random_state=0)
+                            random_state=0, **({"solver": solver} if solver else {}))
 classes = np.unique(y)
 times = []
 if name.startswith("predict"):
@@ -77,12 +81,12 @@ print(json.dumps({"median": times[len(times) // 2], "file": fastmlp.__file__}))
 WORKLOADS = ("small", "tiny-batch", "mnist", "mnist-f64", "wide", "predict-bulk", "predict-one")
 
 
-def measure(checkout, workloads_file, workload, epochs, mnist_dir=""):
+def measure(checkout, workloads_file, workload, epochs, mnist_dir="", solver=""):
     env = dict(os.environ, PYTHONPATH=os.path.abspath(checkout))
     # (cwd: not a checkout, or `python -c` would import the fastmlp of the current folder first)
     result = subprocess.run([sys.executable, "-c", CHILD, workloads_file, workload, str(epochs),
-                             mnist_dir], env=env, capture_output=True, text=True, check=True,
-                            cwd=tempfile.gettempdir())
+                             mnist_dir, solver], env=env, capture_output=True, text=True,
+                            check=True, cwd=tempfile.gettempdir())
     out = json.loads(result.stdout.strip().splitlines()[-1])
     if not out["file"].startswith(os.path.abspath(checkout)):
         sys.exit(f"{checkout}: fastmlp came from {out['file']} (build it in place first)")
@@ -98,6 +102,7 @@ def main(argv=None):
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--mnist-dir", default="",
                         help="train on MNIST's t10k images from this folder (above)")
+    parser.add_argument("--solver", default="", help="fit with this solver instead of Adam")
     args = parser.parse_args(argv)
     mnist_dir = os.path.abspath(args.mnist_dir) if args.mnist_dir else ""
     workloads_file = os.path.join(os.path.abspath(args.after), "fastmlp", "bench", "workloads.py")
@@ -116,7 +121,7 @@ def main(argv=None):
             order = ("before", "after") if r % 2 == 0 else ("after", "before")
             for which in order:
                 runs[which].append(measure(getattr(args, which), workloads_file, workload,
-                                           args.epochs, mnist_dir))
+                                           args.epochs, mnist_dir, args.solver))
         before, after = statistics.median(runs["before"]), statistics.median(runs["after"])
         print(f"{workload:<13} {before:>10.3g} {after:>10.3g} {after / before:>13.3f}",
               flush=True)

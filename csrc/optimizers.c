@@ -965,10 +965,10 @@ FM_INLINE void SFX(finish_step_loop)(const fm_optim *o, REAL *g, const REAL *par
  * wherever they divide by a root of their squares plus eps (nadam, rmsprop, adagrad, adamax's
  * |g| + eps), and their blocks are watched the same way (two_pass_block): the careful step
  * there (careful_two_pass) takes sum(w^2) first and then, chunk by chunk, the finish and the
- * step. `tiny-batch` on MNIST's images (20,000 rows, float32, lr 1e-3; epochs 2-4, two runs
- * each, the builds in turns, 2-core Xeon VM): nadam 0.49-0.51 s an epoch before, 0.35-0.39
- * after; adamax 0.28-0.33 against 0.24-0.32; adagrad, adadelta and FTRL, whose weights meet
- * fewer subnormal numbers, as before (within the host's noise).
+ * step. `tiny-batch` on MNIST's images, the builds in turns (benchmarks/ab_builds.py
+ * --mnist-dir ... --solver S, 4 rounds, 2-core Xeon VM): nadam 0.723x the epoch before,
+ * adamax 0.833x; adagrad 1.024x and rmsprop 1.004x (adagrad's weights meet fewer subnormal
+ * numbers; rmsprop's epochs go to its products: below).
  *
  * What the careful step does not reach: the products. A multiply-add with a subnormal operand
  * takes the same assist (a C loop of AVX-512 FMAs, 2-core Xeon VM: 10.9 ticks a vector
