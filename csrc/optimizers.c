@@ -429,17 +429,16 @@ int SFX(fm_all_finite)(const REAL *x, ptrdiff_t n)
 /* The arithmetic of the gradient's finish and of the steps (every solver's; FTRL's pow stays
  * powf either way), the careful step's exact route ("Subnormal numbers", above careful_step):
  * each operation as written, or with `exact` (a constant at each call; float32 alone) in double
- * and rounded back to float. The two give the same bits: a
- * product of two floats is exact in double, so rounding it to float rounds once; a sum, a
- * quotient and a square root are rounded twice, to double's 53 bits and then to float's 24,
- * which gives the correctly rounded float whenever 53 >= 2 x 24 + 2 (Figueroa, "When is double
- * rounding innocuous?", 1995). Below float's normal range, on its grid of 2^-149 (where a square
- * root never lands: its least is 2^-74.5): a sum that lands there is exact, and a quotient
- * a / b of floats is a midpoint m of the grid or more than 2^-174 from every one (a - m b is a
- * nonzero multiple of 2^-173 times b's exponent's power of two), farther than double's rounding
- * error there (under 2^-179). Overflow rounds alike (float's largest plus half an ulp is a
- * midpoint as well). Double meets no subnormal on the way: floats' products are above 2^-298,
- * their quotients above 2^-277, and each result is a float again.
+ * and rounded back to float. The two give the same bits: a product of two floats is exact in
+ * double, so rounding it to float rounds once; a sum, a quotient and a square root are rounded
+ * twice, to double's 53 bits and then to float's 24, which gives the correctly rounded float
+ * whenever 53 >= 2 x 24 + 2 (Figueroa, "When is double rounding innocuous?", 1995). Below float's
+ * normal range, on its grid of 2^-149 (where a square root never lands: its least is 2^-74.5): a
+ * sum that lands there is exact, and a quotient a / b of floats is a midpoint m of the grid or more
+ * than 2^-174 from every one (a - m b is a nonzero multiple of 2^-173 times b's exponent's power of
+ * two), farther than double's rounding error there (under 2^-179). Overflow rounds alike (float's
+ * largest plus half an ulp is a midpoint as well). Double meets no subnormal on the way: floats'
+ * products are above 2^-298, their quotients above 2^-277, and each result is a float again.
  *
  * GCC knows that theorem too: it folds (float)((double)a * (double)b) back into a float
  * multiply (convert.c's and match.pd's narrowing: real_can_shorten_arithmetic), and
