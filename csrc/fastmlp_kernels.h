@@ -285,6 +285,10 @@ int fm_rows_product_kernel(void);
  * (fastmlp/_engine/_stores.pxd's fetch choice) before each batch, read by every product of the
  * process (two fits running at once share it: only their speed can differ). */
 void fm_rows_product_set_fetch(int fetch);
+/* The count of AVX-512 float32 products left that look for subnormal weights as they pack W
+ * (csrc/rows_product.c, "Subnormal weights"): set to `looks` where it is not negative; the
+ * count before is returned. A hint that changes no bit (the tests' hook). */
+int fm_rows_product_looks(int looks);
 void fm_rows_product_f(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda, const float *W,
                        ptrdiff_t ldw, ptrdiff_t rows, ptrdiff_t n_in, ptrdiff_t cols);
 /* The same with W^T for W: out = a W^T, W (cols x n_in, ldw apart): a layer's delta times its

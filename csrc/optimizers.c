@@ -994,13 +994,11 @@ FM_INLINE void SFX(finish_step_loop)(const fm_optim *o, REAL *g, const REAL *par
  * adamax 0.833x; adagrad 1.024x and rmsprop 1.004x (adagrad's weights meet fewer subnormal
  * numbers; rmsprop's epochs go to its products: below).
  *
- * What the careful step does not reach: the products. A multiply-add with a subnormal operand
- * takes the same assist (a C loop of AVX-512 FMAs, 2-core Xeon VM: 10.9 ticks a vector
- * against 0.36), and once whole columns of W (units that never fire) are subnormal, every
- * product over their panel of W takes it: rmsprop on the blobs of `tiny-batch` runs 0.17 s an
- * epoch until 1.2 % of W1 (three dead units) is subnormal, then 1.5 s; predict_proba of the
- * same model 0.90 s against 0.024 with those weights set to zero. Flushing them would change
- * results; an exact route inside the products' register tiles is not built. */
+ * The products meet the same weights: a multiply-add with a subnormal operand takes the same
+ * assist, and once whole columns of W (units that never fire) are subnormal, every product
+ * over their panel takes it. The AVX-512 float32 products put zeros in their places and
+ * compute the lanes they change again through double (csrc/rows_product.c, "Subnormal
+ * weights"): the same bits. */
 /* Whether any of x[0..n) is nonzero and below `below` in magnitude, read as integers: a float
  * comparison would itself take an assist on a subnormal. */
 FM_INLINE int SFX(any_below)(const REAL *x, ptrdiff_t n, REAL below)

@@ -198,6 +198,18 @@ void fm_rows_product_set_fetch(int fetch)
     __atomic_store_n(&rp_fetch, fetch ? 1 : 0, __ATOMIC_RELAXED);
 }
 
+/* The AVX-512 float32 products that are left to look for subnormal weights (rp_watch_begin;
+ * every thread's, relaxed: a hint that changes no bit), and the tests' hook on it. */
+static int rp_looks;
+
+int fm_rows_product_looks(int looks)
+{
+    const int was = __atomic_load_n(&rp_looks, __ATOMIC_RELAXED);
+    if (looks >= 0)
+        __atomic_store_n(&rp_looks, looks, __ATOMIC_RELAXED);
+    return was;
+}
+
 static inline int rp_fetch_ahead(void)
 {
     return __atomic_load_n(&rp_fetch, __ATOMIC_RELAXED);
@@ -517,7 +529,36 @@ FM_RP_TARGET static void rp_pack_all(float *packed, const float *W, ptrdiff_t ld
  * stopping; a /tmp script) hash-equal to the build before on 1 and 2 threads. 2-core Xeon VM,
  * one thread's CPU, medians of 200 calls (a /tmp script, builds in turns): X[index] W of 128 x
  * 784 x 256 on MNIST's rows 0.71-0.74 of the time (370 -> 263-276 us), X[index]^T delta of 392
- * x 256 over 256 rows 0.67-0.70; on Gaussian rows 1.00-1.02 and 0.99-1.01. */
+ * x 256 over 256 rows 0.67-0.70; on Gaussian rows 1.00-1.02 and 0.99-1.01.
+ *
+ * Subnormal weights (since 2026-12-06). A unit that never fires gives its weights no gradient
+ * but L2's, and the solvers shrink them until they are subnormal floats (csrc/optimizers.c,
+ * "Subnormal numbers"): its column of W (incoming) and its row of the next layer's W. On
+ * Intel's cores a multiply-add with a subnormal operand takes a microcode assist (a C loop of
+ * AVX-512 FMAs: 10.9 ticks a vector against 0.36), and every vector of a panel that holds one
+ * takes it, for every row: rmsprop on `tiny-batch`'s blobs ran 0.18-0.27 s an epoch until
+ * three of its 256 first-layer units died, then 1.8-2.9 s. So the float32 products but the
+ * weight gradients' look at each panel as they pack it (rp_subnormals512: integer compares)
+ * and put zeros of the same sign in its subnormal values' places (rp_zero_lanes512). Where a
+ * tile's rows of a are all +-0 at such a term (a dead unit's outgoing weights meet its zero
+ * activations so), the zero adds what w added: +-0 times w is a zero of sign(a) sign(w),
+ * whatever w's magnitude. A lane where some row meets one with a value that is not zero is
+ * computed again after the tile (rp_exact_lanes512): its chain over the terms the tile ran
+ * (its live ones where it skipped some), from the tile's sums before it, each fused
+ * multiply-add in double and rounded to odd (rp_fma_f: the same bits, no assist). Every
+ * element is the chain it was: tests/engine/test_kernels.py compares each product with the
+ * scalar fmaf chain bit for bit on such weights, with chains that pass through -0 and through
+ * float32's subnormal range and sums that rounding twice would get wrong (mutations of each
+ * part failed it); tools/fingerprint.py 303 of 303 and fits whose weights go subnormal (rmsprop
+ * on the blobs, nadam on MNIST's digits: 0.8 and 4 % of the weights) hash-equal to the build
+ * before, on 1 and 2 threads. Looking costs a product of few rows ~5 % (perf, `tiny-batch`), so
+ * the products look only while some are about (rp_watch_begin: the processor's
+ * denormal-operand flag, read around each product that does not look); `tiny-batch`'s forward
+ * products, perf's samples after / before: 1104-1182 / 1251-1287. The rmsprop run above
+ * (2-core Xeon VM, a /tmp script, the builds in turns, two runs each): its epochs with three
+ * dead units 0.40-0.53 s against 1.8-2.9 (rp_exact_lanes512 11 % of the CPU); predict_proba of
+ * its 20,000 rows 0.083-0.085 s against 1.008-1.015 (0.03-0.045 with those weights zero).
+ * Float64's subnormal range lies ~900 binades below its weights': not looked for. */
 enum {
     FM_RP_MR512 = 12,
     FM_RP_NR512 = 32,
@@ -1193,6 +1234,240 @@ FM_RP_TARGET512 FM_INLINE int SFX(rp_finite512)(const REAL *p, ptrdiff_t n)
     return VCMP(cmp)(sum, sum, _CMP_ORD_Q) == RP_ALL;
 }
 
+/* Subnormal weights (Design, "Subnormal weights"): a panel's subnormal values found as it is
+ * packed, replaced by zeros of their sign, and the chains they would have changed computed
+ * again exactly. Float32 alone (float64's subnormal range is far below its weights'); the
+ * double kernel's versions find none. */
+#if RP_LANES == 16
+/* Whether products look for them at all: a processor whose multiplies take an assist on a
+ * subnormal operand (fm_subnormals_slow), with neither flush-to-zero nor denormals-are-zero
+ * set (under either, the multiply-adds round as rp_fma_f does not, and take no assist). Then
+ * they look only while some are about (the look costs a forward product of few rows ~5 %): a
+ * product that does not look runs with the processor's sticky denormal-operand flag cleared
+ * and reads it after; where it was raised (an operand of its multiply-adds was subnormal), the
+ * next RP_LOOKS products of any thread look, and a look that finds some renews that count.
+ * rp_watch_begin returns 1 (look), 0 (watch the flag: rp_watch_end) or -1 (neither). */
+enum { RP_LOOKS = 64 };
+
+static int rp_watch_begin(unsigned int *csr)
+{
+    if (!fm_subnormals_slow())
+        return -1;
+    *csr = _mm_getcsr();
+    if (*csr & (_MM_FLUSH_ZERO_ON | _MM_DENORMALS_ZERO_ON))
+        return -1;
+    const int left = __atomic_load_n(&rp_looks, __ATOMIC_RELAXED);
+    if (left > 0) {
+        __atomic_store_n(&rp_looks, left - 1, __ATOMIC_RELAXED);
+        return 1;
+    }
+    _mm_setcsr(*csr & ~_MM_EXCEPT_DENORM);
+    return 0;
+}
+
+/* The product's end: `found` (a look found some), or the flag raised, renews the looks; the
+ * flag is put back as it was before, or raised. */
+static void rp_watch_end(int way, unsigned int csr, int found)
+{
+    if (way == 0) {
+        const unsigned int now = _mm_getcsr();
+        found = (now & _MM_EXCEPT_DENORM) != 0;
+        _mm_setcsr(now | (csr & _MM_EXCEPT_DENORM));
+    }
+    if (way >= 0 && found)
+        __atomic_store_n(&rp_looks, RP_LOOKS, __ATOMIC_RELAXED);
+}
+
+/* A packed panel's terms (kc of them, RP_NR floats each) that hold subnormal values: each
+ * one's index in sub_k[] and its lanes in sub_m[]; their count is returned. Read as integers
+ * (|x| - 1 below 2^23 - 1, unsigned, is 0 < |x| < 2^-126): a float comparison would itself
+ * take the assist. */
+FM_RP_TARGET512 static ptrdiff_t rp_subnormals512_f(const float *p, ptrdiff_t kc, int *sub_k,
+                                                    unsigned *sub_m)
+{
+    const __m512i magnitude = _mm512_set1_epi32(0x7fffffff), one = _mm512_set1_epi32(1);
+    const __m512i below = _mm512_set1_epi32(0x007fffff);
+    ptrdiff_t n = 0;
+    for (ptrdiff_t k = 0; k < kc; k++) {
+        const __m512i x0 = _mm512_load_si512(p + k * RP_NR);
+        const __m512i x1 = _mm512_load_si512(p + k * RP_NR + RP_LANES);
+        const unsigned m0 = _mm512_cmplt_epu32_mask(
+            _mm512_sub_epi32(_mm512_and_si512(x0, magnitude), one), below);
+        const unsigned m1 = _mm512_cmplt_epu32_mask(
+            _mm512_sub_epi32(_mm512_and_si512(x1, magnitude), one), below);
+        if (m0 | m1) {
+            sub_k[n] = (int) k;
+            sub_m[n++] = m0 | m1 << RP_LANES;
+        }
+    }
+    return n;
+}
+
+/* Those values (sub_k, sub_m) of a packed panel replaced by zeros of their sign. */
+FM_RP_TARGET512 static void rp_zero_lanes512_f(float *p, const int *sub_k, const unsigned *sub_m,
+                                               ptrdiff_t n_sub)
+{
+    const __m512i sign = _mm512_set1_epi32((int) 0x80000000u);
+    for (ptrdiff_t i = 0; i < n_sub; i++) {
+        float *row = p + sub_k[i] * RP_NR;
+        const __m512i x0 = _mm512_load_si512(row), x1 = _mm512_load_si512(row + RP_LANES);
+        _mm512_mask_store_epi32(row, (__mmask16) sub_m[i], _mm512_and_si512(x0, sign));
+        _mm512_mask_store_epi32(row + RP_LANES, (__mmask16) (sub_m[i] >> RP_LANES),
+                                _mm512_and_si512(x1, sign));
+    }
+}
+
+/* The lanes of those values that meet a value of a not +-0 in the tile's mr rows (row r at
+ * a + r lda, or a + pick[r] lda; a NaN counts): only there does a w differ from the +-0 that
+ * the panel's zero of w's sign gives, a +-0 of the same sign. */
+static unsigned rp_subnormal_lanes512_f(const float *a, ptrdiff_t lda, const ptrdiff_t *pick,
+                                        ptrdiff_t mr, const int *sub_k, const unsigned *sub_m,
+                                        ptrdiff_t n_sub)
+{
+    unsigned lanes = 0;
+    for (ptrdiff_t i = 0; i < n_sub; i++) {
+        if ((lanes | sub_m[i]) == lanes)
+            continue;
+        for (ptrdiff_t r = 0; r < mr; r++) {
+            unsigned bits;
+            memcpy(&bits, a + (pick ? pick[r] : r) * lda + sub_k[i], sizeof bits);
+            if (bits & 0x7fffffffu) {
+                lanes |= sub_m[i];
+                break;
+            }
+        }
+    }
+    return lanes;
+}
+
+/* One step of the register kernel's chain, acc = fma(a, w, acc) on floats, in double without
+ * an assist (the floats come in as doubles): the product is exact in double (48 bits, above
+ * 2^-298), the sum exact as s + e (TwoSum), s rounded to odd where e is not zero (of the two
+ * doubles around s + e, the one whose last bit is 1: s's neighbour toward e where s's last bit
+ * is 0), and that rounded to float. Rounding to odd at 53 bits and then to nearest at p <= 24
+ * rounds the exact sum once, as the fused multiply-add does (53 >= p + 2: Boldo and Melquiond,
+ * "Emulation of FMA and correctly rounded sums: proved algorithms using rounding to odd", IEEE
+ * Trans. Computers 57(4), 2008), in float's subnormal range too (p < 24 there). Zeros: s + e is
+ * zero only where s is, with IEEE's sign for the sum, and a tiny sum keeps its sign in s. An
+ * infinity leaves e a NaN, which rounds nothing. (NaNs: each operation returns a NaN operand's
+ * payload, as the fused multiply-add does; where two meet, which one is the hardware's.) */
+static inline double rp_fma_f(double a, double w, double acc)
+{
+    const double p = a * w, s = acc + p;
+    const double bp = s - acc, e = (acc - (s - bp)) + (p - bp);
+    unsigned long long sb, eb;
+    memcpy(&sb, &s, sizeof sb);
+    memcpy(&eb, &e, sizeof eb);
+    const unsigned long long away = (sb ^ eb) >> 63 ? ~0ULL : 1ULL;  /* +1: away from zero */
+    const unsigned long long odd_up = (e < 0 || e > 0) && !(sb & 1) ? ~0ULL : 0;
+    sb += odd_up & away;
+    double odd;
+    memcpy(&odd, &sb, sizeof odd);
+    return (double) (float) odd;
+}
+
+/* For the tile's mr rows (at most FM_RP_MR512) and the panel's lanes c in `lanes`: out[r, c]
+ * the chain over the n terms the tile ran (term i's value of a at a_row[r][i], row r at
+ * a + r lda or a + pick[r] lda; its row of the panel w_off[i] / RP_NR, or i where w_off is
+ * NULL) from start[r][c] (+0 where start is NULL), each step rp_fma_f, with the panel's
+ * values as they were: term k's lane c at w[k ldk + c ldc]. */
+FM_RP_TARGET512 static void rp_exact_lanes512_f(float *out, ptrdiff_t ldo, const float *a,
+                                                ptrdiff_t lda, const ptrdiff_t *pick,
+                                                ptrdiff_t mr, ptrdiff_t n, const int *w_off,
+                                                const float *w, ptrdiff_t ldk, ptrdiff_t ldc,
+                                                unsigned lanes, const float (*start)[RP_NR])
+{
+    double acc[RP_NR][RP_LANES], a_i[RP_LANES];  /* rows in lanes (FM_RP_MR512 <= RP_LANES) */
+    const float *a_row[FM_RP_MR512];
+    int lane[RP_NR], n_lanes = 0;
+    for (unsigned m = lanes; m; m &= m - 1)
+        lane[n_lanes++] = __builtin_ctz(m);
+    for (ptrdiff_t r = 0; r < mr; r++)
+        a_row[r] = a + (pick ? pick[r] : r) * lda;
+    for (int l = 0; l < n_lanes; l++)
+        for (int r = 0; r < RP_LANES; r++)
+            acc[l][r] = start && r < mr ? (double) start[r][lane[l]] : 0.0;
+    for (int r = 0; r < RP_LANES; r++)
+        a_i[r] = 0.0;
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const ptrdiff_t k = w_off ? w_off[i] / RP_NR : i;
+        for (ptrdiff_t r = 0; r < mr; r++)
+            a_i[r] = (double) a_row[r][i];
+        for (int l = 0; l < n_lanes; l++) {
+            const double w_k = (double) w[k * ldk + lane[l] * ldc];
+            for (int r = 0; r < RP_LANES; r++)
+                acc[l][r] = rp_fma_f(a_i[r], w_k, acc[l][r]);
+        }
+    }
+    for (int l = 0; l < n_lanes; l++)
+        for (ptrdiff_t r = 0; r < mr; r++)
+            out[r * ldo + lane[l]] = (float) acc[l][r];
+}
+
+/* rp_panel512 of a forward product or one by W^T over a panel whose subnormal values
+ * (rp_subnormals512: sub_k, sub_m, n_sub) are zeros of their sign, tile by tile: a tile
+ * whose rows meet some (rp_subnormal_lanes512, on its rows of a in place: a_in, lda_in,
+ * pick_in) has those lanes computed again (rp_exact_lanes512) from the panel's values as they
+ * were (w, ldk, ldc), from its sums before it (where it is not `first`). Either way each
+ * out[r, j] is the chain it was. `indexed`: one tile, over its live terms. */
+FM_RP_TARGET512 static void rp_panel_careful512_f(float *out, ptrdiff_t ldo, const float *a,
+                                                  ptrdiff_t lda, const float *p, ptrdiff_t rows,
+                                                  ptrdiff_t kc, int first, ptrdiff_t width,
+                                                  const ptrdiff_t *picked, const int indexed,
+                                                  const int *w_off, const float *a_in,
+                                                  ptrdiff_t lda_in, const ptrdiff_t *pick_in,
+                                                  const int *sub_k, const unsigned *sub_m,
+                                                  ptrdiff_t n_sub, const float *w, ptrdiff_t ldk,
+                                                  ptrdiff_t ldc)
+{
+    for (ptrdiff_t r0 = 0; r0 < rows; r0 += FM_RP_MR512) {
+        const ptrdiff_t mr = rows - r0 < FM_RP_MR512 ? rows - r0 : FM_RP_MR512;
+        float *o = out + r0 * ldo;
+        const float *a_t = picked ? a : a + r0 * lda;
+        const ptrdiff_t *pick_t = picked ? picked + r0 : NULL;
+        const unsigned lanes = rp_subnormal_lanes512_f(
+            pick_in ? a_in : a_in + r0 * lda_in, lda_in, pick_in ? pick_in + r0 : NULL, mr,
+            sub_k, sub_m, n_sub);
+        float start[FM_RP_MR512][RP_NR];
+        for (unsigned m = first ? 0 : lanes; m; m &= m - 1)
+            for (ptrdiff_t r = 0; r < mr; r++)
+                start[r][__builtin_ctz(m)] = o[r * ldo + __builtin_ctz(m)];
+        rp_panel512_f(o, ldo, a_t, lda, p, mr, kc, first, width, 0, NULL, 0, pick_t, indexed,
+                      w_off);
+        if (lanes)
+            rp_exact_lanes512_f(o, ldo, a_t, lda, pick_t, mr, kc, indexed ? w_off : NULL, w,
+                                ldk, ldc, lanes, first ? NULL : (const float (*)[RP_NR]) start);
+    }
+}
+#else
+
+static ptrdiff_t SFX(rp_subnormals512)(const REAL *p, ptrdiff_t kc, int *sub_k, unsigned *sub_m)
+{
+    (void) p, (void) kc, (void) sub_k, (void) sub_m;
+    return 0;
+}
+
+static void SFX(rp_zero_lanes512)(REAL *p, const int *sub_k, const unsigned *sub_m,
+                                  ptrdiff_t n_sub)
+{
+    (void) p, (void) sub_k, (void) sub_m, (void) n_sub;
+}
+
+static void SFX(rp_panel_careful512)(REAL *out, ptrdiff_t ldo, const REAL *a, ptrdiff_t lda,
+                                     const REAL *p, ptrdiff_t rows, ptrdiff_t kc, int first,
+                                     ptrdiff_t width, const ptrdiff_t *picked, const int indexed,
+                                     const int *w_off, const REAL *a_in, ptrdiff_t lda_in,
+                                     const ptrdiff_t *pick_in, const int *sub_k,
+                                     const unsigned *sub_m, ptrdiff_t n_sub, const REAL *w,
+                                     ptrdiff_t ldk, ptrdiff_t ldc)
+{
+    (void) out, (void) ldo, (void) a, (void) lda, (void) p, (void) rows, (void) kc, (void) first,
+        (void) width, (void) picked, (void) indexed, (void) w_off, (void) a_in, (void) lda_in,
+        (void) pick_in, (void) sub_k, (void) sub_m, (void) n_sub, (void) w, (void) ldk,
+        (void) ldc;
+}
+#endif
+
 /* rp_product's loops with the AVX-512 tiles and panels. Where a's rows crowd L1's sets
  * (rp_crowded512) and many panels read them, each block of terms of a is first copied into rows
  * an odd number of lines apart (rp_spread512): the tiles read the same values, no bit changes.
@@ -1264,14 +1539,28 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, cons
         ? RP_LINES((size_t) n_tiles * (sizeof(ptrdiff_t) + (size_t) ld_off * sizeof(int))) : 0;
     const size_t copy_bytes = crowded && !live_bytes
         ? RP_LINES((size_t) (rows * ld_copy) * sizeof(REAL)) : 0;
+    /* Subnormal weights (rp_watch_begin): each panel's terms that hold some (a group's panels a
+     * block's worth apart), and a prepacked W's panels that held some, copied clean */
+    unsigned int csr = 0;
+    const int watch = !a_trans && RP_LANES == 16 ? rp_watch_begin(&csr) : -1;
+    const int careful = watch == 1;
+    int found = 0;  /* (a panel with subnormal values) */
+    const ptrdiff_t group_panels = group / RP_NR;
+    const size_t subs_bytes = careful
+        ? RP_LINES((size_t) (group_panels * block) * (sizeof(int) + sizeof(unsigned))) : 0;
+    const size_t cleaned_bytes = careful && prepacked
+        ? RP_LINES((size_t) block * group * sizeof(REAL)) : 0;
     const size_t scratch_bytes = strips_bytes + panels_bytes + live_bytes + count_bytes
-        + copy_bytes;
+        + copy_bytes + subs_bytes + cleaned_bytes;
     char *at = scratch_bytes ? (char *) fm_scratch(FM_SCRATCH_PRODUCT, scratch_bytes) : NULL;
     REAL *strips = (REAL *) rp_part(&at, strips_bytes);
     REAL *panels = (REAL *) rp_part(&at, panels_bytes);
     REAL *live_rows = (REAL *) rp_part(&at, live_bytes);
     ptrdiff_t *live_count = (ptrdiff_t *) rp_part(&at, count_bytes);
     REAL *copy = (REAL *) rp_part(&at, copy_bytes);
+    int *sub_k = (int *) rp_part(&at, subs_bytes);
+    unsigned *sub_m = sub_k ? (unsigned *) (sub_k + group_panels * block) : NULL;
+    REAL *cleaned = (REAL *) rp_part(&at, cleaned_bytes);
     int *w_off = live_count ? (int *) (live_count + n_tiles) : NULL;
     /* a strip's dead terms are taken out only where a group's tiles run it (and its panels
      * are a group's copy): with strips and panels, tile by tile */
@@ -1345,6 +1634,21 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, cons
                 for (ptrdiff_t j0 = g0; j0 < g0 + g_cols; j0 += RP_NR) {
                     const ptrdiff_t width = cols - j0 < RP_NR ? cols - j0 : RP_NR;
                     SFX(rp_pack)(packed, W, ldw, j0, width, k0, kc, transposed, RP_NR);
+                    /* its subnormal values (rp_watch_begin), zeros in the panel; W's values,
+                     * term k's lane c at w_k[k ldk + c ldc] */
+                    const ptrdiff_t n_sub = sub_k
+                        ? SFX(rp_subnormals512)(packed, kc, sub_k, sub_m) : 0;
+                    const REAL *w_k = transposed ? W + j0 * ldw + k0 : W + k0 * ldw + j0;
+                    const ptrdiff_t ldk = transposed ? 1 : ldw, ldc = transposed ? ldw : 1;
+                    if (n_sub)
+                        SFX(rp_zero_lanes512)(packed, sub_k, sub_m, n_sub);
+                    found |= n_sub > 0;
+                    if (!live_rows && n_sub) {
+                        SFX(rp_panel_careful512)(out + j0, ldo, a_k0, lda_k0, packed, rows, kc,
+                                                 first, width, pick, 0, NULL, a_k0, lda_k0,
+                                                 pick, sub_k, sub_m, n_sub, w_k, ldk, ldc);
+                        continue;
+                    }
                     if (!live_rows) {
                         SFX(rp_panel512)(out + j0, ldo, a_k0, lda_k0, packed, rows, kc, first,
                                          width, a_trans, strips, strip_size, pick, 0, NULL);
@@ -1356,13 +1660,27 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, cons
                     for (ptrdiff_t t = 0, r0 = 0; r0 < rows; t++, r0 += FM_RP_MR512) {
                         const ptrdiff_t mr = rows - r0 < FM_RP_MR512 ? rows - r0 : FM_RP_MR512;
                         const int skips = live_count[t] >= 0, copied = !skips && crowded;
+                        const REAL *a_in = pick ? a_k0 : a_k0 + r0 * lda;
+                        const ptrdiff_t *pick_in = pick ? pick + r0 : NULL;
                         if (skips && finite < 0)
                             finite = SFX(rp_finite512)(packed, kc * RP_NR);
-                        if (skips && finite)
+                        if (skips && finite && n_sub)
+                            SFX(rp_panel_careful512)(out + r0 * ldo + j0, ldo,
+                                                     live_rows + r0 * RP_LIVE_LD, RP_LIVE_LD,
+                                                     packed, mr, live_count[t], first, width,
+                                                     NULL, 1, w_off + t * RP_LIVE_LD, a_in, lda,
+                                                     pick_in, sub_k, sub_m, n_sub, w_k, ldk,
+                                                     ldc);
+                        else if (skips && finite)
                             SFX(rp_panel512)(out + r0 * ldo + j0, ldo,
                                              live_rows + r0 * RP_LIVE_LD, RP_LIVE_LD, packed, mr,
                                              live_count[t], first, width, 0,
                                              NULL, 0, NULL, 1, w_off + t * RP_LIVE_LD);
+                        else if (n_sub)  /* all its terms, from a itself (the same values) */
+                            SFX(rp_panel_careful512)(out + r0 * ldo + j0, ldo, a_in, lda, packed,
+                                                     mr, kc, first, width, pick_in, 0, NULL,
+                                                     a_in, lda, pick_in, sub_k, sub_m, n_sub,
+                                                     w_k, ldk, ldc);
                         else  /* all its terms, from its copy or from a itself */
                             SFX(rp_panel512)(out + r0 * ldo + j0, ldo,
                                              copied ? live_rows + r0 * RP_LIVE_LD
@@ -1386,6 +1704,24 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, cons
              * order above (by W^T from a group copy, tile by tile, read 1.02-1.04). */
             if (panels)
                 SFX(rp_pack_group)(panels, W, ldw, g0, g_cols, k0, kc);
+            /* each panel's subnormal values (rp_watch_begin), zeros in the group's copy (a
+             * prepacked W's panel that holds some is copied to `cleaned` first) */
+            ptrdiff_t n_subs[FM_RP_GROUP];
+            for (ptrdiff_t q = 0; q * RP_NR < g_cols; q++) {
+                const REAL *src = prepacked ? prepacked + k0 * cols_whole + (g0 + q * RP_NR) * kc
+                    : panels + q * RP_NR * kc;
+                n_subs[q] = sub_k ? SFX(rp_subnormals512)(src, kc, sub_k + q * block,
+                                                          sub_m + q * block) : 0;
+                found |= n_subs[q] > 0;
+                if (n_subs[q] && prepacked && !cleaned)
+                    n_subs[q] = 0;  /* (no scratch: the panel as it is) */
+                if (n_subs[q] && prepacked)
+                    memcpy(cleaned + q * RP_NR * kc, src, (size_t) (kc * RP_NR) * sizeof(REAL));
+                if (n_subs[q])
+                    SFX(rp_zero_lanes512)(prepacked ? cleaned + q * RP_NR * kc
+                                          : panels + q * RP_NR * kc,
+                                          sub_k + q * block, sub_m + q * block, n_subs[q]);
+            }
             /* The next group's rows of W (or the next block's first group) are fetched into
              * L2 a slice per tile while the tiles run, so that rp_pack_group reads them from
              * L2 rather than memory: from a copy of W packed once, a forward product took
@@ -1448,12 +1784,28 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, cons
                 }
                 for (ptrdiff_t j0 = g0; j0 < g0 + g_cols; j0 += RP_NR) {
                     const ptrdiff_t width = cols - j0 < RP_NR ? cols - j0 : RP_NR;
-                    const REAL *p = prepacked  /* fm_rows_pack's layout */
-                        ? prepacked + k0 * cols_whole + j0 * kc : panels + (j0 - g0) * kc;
-                    int *f = &finite[(j0 - g0) / RP_NR];  /* (a strip's W was checked above) */
+                    const ptrdiff_t q = (j0 - g0) / RP_NR;
+                    const REAL *w_k = prepacked  /* fm_rows_pack's layout */
+                        ? prepacked + k0 * cols_whole + j0 * kc : W + k0 * ldw + j0;
+                    const REAL *p = prepacked && !n_subs[q] ? w_k
+                        : prepacked ? cleaned + q * RP_NR * kc : panels + q * RP_NR * kc;
+                    const ptrdiff_t ldk = prepacked ? RP_NR : ldw;
+                    int *f = &finite[q];  /* (a strip's W was checked above) */
                     if (n_live >= 0 && !a_trans && *f < 0)
                         *f = SFX(rp_finite512)(p, kc * RP_NR);
-                    if (n_live >= 0 && (a_trans || *f))
+                    if (n_subs[q] && n_live >= 0 && *f)
+                        SFX(rp_panel_careful512)(out + r0 * ldo + j0, ldo,
+                                                 live_rows + r0 * RP_LIVE_LD, RP_LIVE_LD, p,
+                                                 tile_rows, n_live, first, width, NULL, 1,
+                                                 w_off + t * ld_off, a_tile, lda_k0, tile_pick,
+                                                 sub_k + q * block, sub_m + q * block,
+                                                 n_subs[q], w_k, ldk, 1);
+                    else if (n_subs[q])
+                        SFX(rp_panel_careful512)(out + r0 * ldo + j0, ldo, a_tile, lda_k0, p,
+                                                 tile_rows, kc, first, width, tile_pick, 0, NULL,
+                                                 a_tile, lda_k0, tile_pick, sub_k + q * block,
+                                                 sub_m + q * block, n_subs[q], w_k, ldk, 1);
+                    else if (n_live >= 0 && (a_trans || *f))
                         SFX(rp_panel512)(out + r0 * ldo + j0, ldo,
                                          a_trans ? a_tile : live_rows + r0 * RP_LIVE_LD,
                                          a_trans ? lda_k0 : RP_LIVE_LD, p, tile_rows, n_live,
@@ -1468,6 +1820,8 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, cons
             }
         }
     }
+    if (watch >= 0)
+        rp_watch_end(watch, csr, found);
 }
 
 #undef RP_LOOK

@@ -20,6 +20,7 @@ cdef extern from "fastmlp_kernels.h" nogil:
     int fm_rows_product_available()
     int fm_rows_product_kernel()
     void fm_rows_product_set_fetch(int fetch)
+    int fm_rows_product_looks(int looks)
     void fm_rows_product_f(float *out, Py_ssize_t ldo, const float *a, Py_ssize_t lda, const float *W, Py_ssize_t ldw, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t cols)
     void fm_rows_product_t_f(float *out, Py_ssize_t ldo, const float *a, Py_ssize_t lda, const float *W, Py_ssize_t ldw, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t cols)
     void fm_rows_product_at_f(float *out, Py_ssize_t ldo, const float *a, Py_ssize_t lda, const float *W, Py_ssize_t ldw, Py_ssize_t rows, Py_ssize_t n_in, Py_ssize_t cols, int accumulate)

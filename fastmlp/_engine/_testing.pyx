@@ -10,7 +10,7 @@ from libc.math cimport fma, fmaf
 
 from fastmlp._engine._kernels cimport (
     FM_WATCH_SIZE, activation_backward, adam_step, bias_activation_forward, bias_gradient, clamp,
-    fm_flush_modes, fm_set_subnormals_slow, fm_subnormals_slow,
+    fm_flush_modes, fm_rows_product_looks, fm_set_subnormals_slow, fm_subnormals_slow,
     dropout_backward, dropout_forward, finish_gradient, finish_step,
     fm_activation_needs_preactivation,
     fm_small_pack_columns_d, fm_small_pack_columns_f,
@@ -238,6 +238,13 @@ def subnormals_slow(verdict=None):
     if verdict is not None:
         fm_set_subnormals_slow(-1 if verdict == -1 else int(bool(verdict)))
     return bool(fm_subnormals_slow())
+
+
+def rows_product_looks(looks=-1):
+    """The count of AVX-512 float32 products left that look for subnormal weights as they pack
+    W (csrc/rows_product.c's fm_rows_product_looks), set to `looks` where it is not negative;
+    the count before is returned."""
+    return fm_rows_product_looks(looks)
 
 
 # From this many bytes on, a block's streamed step (kernel_finish_step's `stream`) writes through

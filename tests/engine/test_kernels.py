@@ -1063,6 +1063,152 @@ def test_rows_product_from_w_packed_once_is_the_same_chain(shapes, dtype):
                     assert (out_wide[:, cols + 3:] == 7.0).all()
 
 
+def with_subnormal_weights(rng, B, a):
+    """B (terms x columns, as the product reads it) with weights as units that never fire
+    leave them, subnormal floats of either sign: columns all subnormal (a dead unit's
+    incoming weights), terms all subnormal (its outgoing ones) whose values of a are zero in
+    every row (the unit off) or in some, a subnormal here and there; and a whose rows hold
+    values small enough that a product with a subnormal weight rounds to +-0 or to a subnormal
+    (the chains then pass through -0 and through float32's subnormal range)."""
+    n_in, cols = B.shape
+    tiny = lambda *shape: (np.exp2(rng.uniform(-149, -126, shape))
+                           * rng.choice([-1, 1], shape)).astype(np.float32)
+    dead_columns = rng.choice(cols, size=min(cols, 3), replace=False)
+    for j in dead_columns:
+        B[:, j] = tiny(n_in)
+    # (the least subnormal, which times a's first row rounds to +-0 at every term: the chain
+    # goes from zero to zero, its sign the last product's)
+    B[:, dead_columns[0]] = np.float32(2.0 ** -149) * rng.choice([-1, 1], n_in)
+    a[0] = 1e-3 * rng.choice([-1, 1], a.shape[1])
+    dead = rng.choice(n_in, size=min(n_in, 4), replace=False)
+    B[dead] = tiny(len(dead), cols)
+    B[rng.random_sample(B.shape) < 0.01] = tiny(1)[0]
+    a *= np.where(rng.random_sample(a.shape) < 0.2, 1e-3, 1.0).astype(np.float32)
+    a[:, dead[: len(dead) // 2]] = 0.0         # units off in every row
+    a[::3, dead[len(dead) // 2:]] = -0.0        # and in some
+    # A sum that rounding twice gets wrong: row 1 times column 1 is the chain over 2^-116 and
+    # 6700417 2^-23 x 641 2^-149 = 2^-117 + 2^-149 (6700417 x 641 = 2^32 + 1): 2^-116 + 2^-139
+    # rounded once, but 2^-116 rounded to double (an even float's midpoint) and then to float.
+    a[1] = 0.0
+    a[1, :2] = 1.0, 6700417 * 2.0 ** -23
+    B[:2, 1] = 2.0 ** -116, 641 * 2.0 ** -149
+    # A chain that is -0 when it meets a subnormal weight at a term where a is zero in every
+    # row (no lane recomputed): row 2 times column 2 goes to -0 at its first term (1e-30 x
+    # -1e-20 rounds to -0) and stays there (+0 times a negative weight is -0) only if the
+    # panel's zero in place of -2^-140 is -0.
+    B[:, 2] = -np.abs(rng.standard_normal(n_in)) - 1.0
+    B[0, 2], B[dead[:2], 2] = -1e-20, -2.0 ** -140
+    a[2] = 0.0
+    a[2, 0] = 1e-30
+    # Rounding the other way: row 3 times column 3 is 2^-109 (1 + 2^-23), an odd float, and
+    # 65537 2^-16 x 65535 2^-149 = 2^-133 - 2^-165 (just under half its ulp): the float itself
+    # rounded once, but the float after it rounded twice (ties to even from the midpoint).
+    a[3] = 0.0
+    a[3, :2] = 1.0, 65537 * 2.0 ** -16
+    B[:2, 3] = 2.0 ** -109 * (1 + 2.0 ** -23), 65535 * 2.0 ** -149
+    # A lane that only a tile's first row makes the product compute again: column 4's one
+    # weight, subnormal, at a term where row 0 alone is not zero.
+    term = next(k for k in range(4, n_in) if k not in dead)
+    B[:, 4] = 0.0
+    B[term, 4] = 2.0 ** -130
+    a[:, term] = 0.0
+    a[0, term] = 1.0
+    return B, a
+
+
+@pytest.mark.skipif(2 not in K.rows_product_kernels(np.float32),
+                    reason="the AVX-512 kernel of csrc/rows_product.c does not run here")
+@pytest.mark.parametrize("kind", ["a W", "a W^T", "X[index] W", "a W packed once"])
+@pytest.mark.parametrize("slow", [True, False])
+def test_rows_product_with_subnormal_weights_is_the_fma_chain(kind, slow):
+    """Where multiplies take an assist on a subnormal operand (the verdict forced True), the
+    AVX-512 float32 products find W's subnormal values as they pack its panels, multiply with
+    zeros of their sign in their place, and compute again, exactly in double, the chains of
+    the lanes whose rows meet one with a value of a not zero (csrc/rows_product.c's Design,
+    "Subnormal weights"): every element's bits, zeros' signs included, are the fused chain's,
+    for the forward product, the one by W^T, the picked rows' (images' zeros: tiles that skip
+    terms) and from W packed once, over one block of terms and several (the chain carried
+    from block to block), tiles and groups, a first layer's row block and a few rows. With the
+    verdict False the products multiply the subnormal values themselves: the same bits."""
+    rng = np.random.RandomState(15)
+    was = K.subnormals_slow()
+    K.subnormals_slow(slow)
+    met = {"subnormal": 0, "-0": 0}  # (results the test must meet: it is not vacuous)
+    try:
+        for rows, n_in, cols in [(5, 100, 33), (12, 513, 100), (32, 784, 256), (77, 300, 100),
+                                 (128, 1030, 65), (256, 784, 300)]:
+            a = rng.standard_normal((rows, n_in)).astype(np.float32)
+            if kind == "X[index] W":
+                a = image_like_rows(rng, rows, n_in, np.float32)
+            B, a = with_subnormal_weights(
+                rng, rng.standard_normal((n_in, cols)).astype(np.float32), a)
+            expected = np.zeros((rows, cols), np.float32)
+            K.fma_chain_product(expected, a, B)
+            out = np.full((rows, cols), 7.0, np.float32)
+            K.rows_product_looks(1000)  # (this product looks, as one after a flag raised)
+            if kind == "a W^T":
+                K.kernel_rows_product(out, a, np.ascontiguousarray(B.T), True, False, False, 2)
+            elif kind == "X[index] W":
+                X = np.zeros((2 * rows + 3, n_in), np.float32)
+                picked = rng.permutation(X.shape[0])[:rows].astype(np.intp)
+                X[picked] = a
+                K.kernel_rows_product_picked(out, X, picked, B)
+            elif kind == "a W packed once":
+                K.kernel_rows_product_packed(out, a, B, 2)
+            else:
+                K.kernel_rows_product(out, a, B, False, False, False, 2)
+            np.testing.assert_array_equal(out.view(np.uint32), expected.view(np.uint32),
+                                          err_msg=f"{rows, n_in, cols}")
+            assert expected[1, 1] == np.float32(2.0 ** -116 + 2.0 ** -139)
+            assert expected[2, 2] == 0 and np.signbit(expected[2, 2])
+            assert expected[3, 3] == np.float32(2.0 ** -109 * (1 + 2.0 ** -23))
+            met["subnormal"] += ((expected != 0)
+                                 & (np.abs(expected) < np.finfo(np.float32).tiny)).sum()
+            met["-0"] += (np.signbit(expected) & (expected == 0)).sum()
+        assert met["subnormal"] > 0 and met["-0"] > 0, met
+    finally:
+        K.subnormals_slow(was)
+        K.rows_product_looks(0)
+
+
+@pytest.mark.skipif(2 not in K.rows_product_kernels(np.float32),
+                    reason="the AVX-512 kernel of csrc/rows_product.c does not run here")
+def test_products_look_for_subnormal_weights_only_while_some_are_about():
+    """Where multiplies take an assist on a subnormal operand, a product that does not look
+    for subnormal weights watches the processor's denormal-operand flag: one over W with a
+    subnormal value sets the products that look next, one over normal numbers none; each
+    product that looks and finds none counts one down, one that finds some sets the count
+    again. Either way the bits are the chain's."""
+    rng = np.random.RandomState(16)
+    was = K.subnormals_slow()
+    K.subnormals_slow(True)
+    K.rows_product_looks(0)
+    try:
+        a = rng.standard_normal((32, 300)).astype(np.float32)
+        normal = rng.standard_normal((300, 100)).astype(np.float32)
+        tiny, _ = with_subnormal_weights(rng, normal.copy(), a.copy())
+        for B, looks_after in [(normal, 0), (tiny, "set"), (normal, "one less"), (tiny, "set")]:
+            before = K.rows_product_looks()
+            out, expected = np.zeros((32, 100), np.float32), np.zeros((32, 100), np.float32)
+            K.fma_chain_product(expected, a, B)
+            K.kernel_rows_product(out, a, B, False, False, False, 2)
+            np.testing.assert_array_equal(out.view(np.uint32), expected.view(np.uint32))
+            after = K.rows_product_looks()
+            if looks_after == "set":
+                assert after > 1 and after >= before
+            elif looks_after == "one less":
+                assert after == before - 1
+            else:
+                assert after == looks_after
+        K.subnormals_slow(False)  # (a processor without assists never looks)
+        K.rows_product_looks(0)
+        K.kernel_rows_product(out, a, tiny, False, False, False, 2)
+        assert K.rows_product_looks() == 0
+    finally:
+        K.subnormals_slow(was)
+        K.rows_product_looks(0)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n_in", [37, 1100])  # 1100: two pieces of terms
 @pytest.mark.parametrize("zeros", [False, True])
