@@ -558,6 +558,8 @@ FM_RP_TARGET static void rp_pack_all(float *packed, const float *W, ptrdiff_t ld
  * (2-core Xeon VM, a /tmp script, the builds in turns, two runs each): its epochs with three
  * dead units 0.40-0.53 s against 1.8-2.9 (rp_exact_lanes512 11 % of the CPU); predict_proba of
  * its 20,000 rows 0.083-0.085 s against 1.008-1.015 (0.03-0.045 with those weights zero).
+ * benchmarks/ab_builds.py --solver rmsprop --workloads tiny-batch --epochs 6, 3 rounds: 0.191x
+ * the epoch of the build before (2.34 -> 0.446 s).
  * Float64's subnormal range lies ~900 binades below its weights': not looked for. */
 enum {
     FM_RP_MR512 = 12,
