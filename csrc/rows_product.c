@@ -1715,9 +1715,7 @@ FM_RP_TARGET512 FM_INLINE void SFX(rp_product512)(REAL *out, ptrdiff_t ldo, cons
                 n_subs[q] = sub_k ? SFX(rp_subnormals512)(src, kc, sub_k + q * block,
                                                           sub_m + q * block) : 0;
                 found |= n_subs[q] > 0;
-                if (n_subs[q] && prepacked && !cleaned)
-                    n_subs[q] = 0;  /* (no scratch: the panel as it is) */
-                if (n_subs[q] && prepacked)
+                if (n_subs[q] && prepacked)  /* (cleaned: the same scratch as sub_k) */
                     memcpy(cleaned + q * RP_NR * kc, src, (size_t) (kc * RP_NR) * sizeof(REAL));
                 if (n_subs[q])
                     SFX(rp_zero_lanes512)(prepacked ? cleaned + q * RP_NR * kc
