@@ -166,6 +166,11 @@ unsigned long long fm_dropout_key(unsigned long long seed, long long step);
     /* How many of n_out columns a packed copy holds on this processor (0: none would help;     \
      * AVX-512: a row's length in the copy, n_out rounded up to whole cache lines).              */ \
     ptrdiff_t fm_small_pack_columns##SFX(ptrdiff_t n_out);                                         \
+    /* The elements of fm_small_pack's copy of an n_in x n_out W, and of the record of W's    \
+     * subnormal values that a float copy points to on the AVX-512 path (0: none), which the   \
+     * caller places after all its copies (csrc/small_product.c, "Subnormal weights").        */ \
+    ptrdiff_t fm_small_pack_size##SFX(ptrdiff_t n_in, ptrdiff_t n_out);                            \
+    ptrdiff_t fm_small_pack_record##SFX(const REAL *W, ptrdiff_t n_in, ptrdiff_t n_out);           \
     /* Columns c0..c1 of fm_small_product_packed's product (of fm_small_product's where copy is  \
      * NULL), the same bits; c0 and c1 from fm_small_split (0, the split, n_out).               */ \
     void fm_small_product_part##SFX(REAL *out, const REAL *a, ptrdiff_t lda, const REAL *W,        \
@@ -173,9 +178,11 @@ unsigned long long fm_dropout_key(unsigned long long seed, long long step);
                                     ptrdiff_t n_out, ptrdiff_t c0, ptrdiff_t c1);                  \
     /* The column where two threads split a few rows' product with an n_in x n_out W, or 0.     */ \
     ptrdiff_t fm_small_split##SFX(ptrdiff_t n_in, ptrdiff_t n_out);                                \
-    /* copy (n_in x fm_small_pack_columns(n_out) elements) = W's first columns, block by block   \
-     * (AVX-512: W's rows, each padded to whole lines).                                          */ \
-    void fm_small_pack##SFX(REAL *copy, const REAL *W, ptrdiff_t n_in, ptrdiff_t n_out);           \
+    /* copy (fm_small_pack_size elements) = W's first columns, block by block (AVX-512: W's    \
+     * rows, each padded to whole lines; a float copy's subnormal values zeroed and recorded at \
+     * `record`, fm_small_pack_record's record_size elements, where that is not 0).            */ \
+    void fm_small_pack##SFX(REAL *copy, const REAL *W, ptrdiff_t n_in, ptrdiff_t n_out,          \
+                            REAL *record, ptrdiff_t record_size);                                  \
     /* a[r, :] = act(a[r, :] + b) for every row r of the row-major rows x cols block a; z (when    \
      * not NULL, same shape) receives the pre-activation a + b. params may be NULL for the         \
      * activations without parameters.                                                           */ \

@@ -134,10 +134,39 @@
  * three runs each: split 7.38-7.75 us against 7.75-8.35.
  * benchmarks/RESULTS.md has the harness's runs.
  *
+ * Subnormal weights (2026-12-06). A unit that never fires leaves its incoming weights (a column
+ * of W) and its outgoing ones (a row of the next W) to L2 until they are subnormal floats
+ * (csrc/rows_product.c's "Subnormal weights"), and on Intel's cores every vector multiply with
+ * one takes a microcode assist: one row through rmsprop's `tiny-batch` model with three of 256
+ * first-layer units dead took 94 us against 8 with those weights zeroed (a /tmp script, 2-core
+ * Xeon VM). So where multiplies are slow on them (fm_subnormals_slow), the AVX-512 path's
+ * float32 copy holds zeros of their sign in their places, and a record of them at the end of
+ * the engine's array of copies, which a slot after the copy's rows points to (fm_careful_pack):
+ * W's dead rows (subnormal values and zeros alone: a dead unit's outgoing weights) and the
+ * careful columns (a subnormal value outside the dead rows: a dead unit's incoming weights, or
+ * a few scattered), with those columns' values of W, 8 columns side by side a term. A row
+ * whose values at the dead rows are all +-0 (a dead unit's outputs are) is multiplied by the
+ * copy, where each of those terms is the +-0 that W gave, which changes no sum; then its
+ * careful columns are computed again from the record (fm_careful_columns: the same chain in
+ * double lanes, each product and each sum rounded to float as the loop rounds them). Any other
+ * row is multiplied by W itself, as is every row under flush-to-zero or denormals-are-zero. A W
+ * with more than a quarter of its columns careful gets no record (its values would cost more
+ * than a quarter of W again). The bits are the loop's: tests/engine/test_kernels.py compares
+ * the ordered sums, with chains that only rounding each product and each sum to float gets
+ * right; in a C harness of this file over 252 such products, a product or a sum kept in
+ * double, no column computed again, every row taken as fitting the copy, or a part writing
+ * outside its columns, each failed. One row through 784 x 256 with three such columns, W in L2
+ * (that harness): 8.9 us against 90 from W, 4.9 with those weights zeroed: the chain of 784
+ * dependent steps (an add and two conversions, ~5.5 ns) is what is left. Gathering the
+ * columns' values from W each time took 9-10 us more (W is cold where the copy serves). The
+ * first few-row prediction (no copy yet), the generic path, float64 and subnormal inputs are
+ * left as they were.
+ *
  * This file includes itself once per dtype (see activations.c).
  */
 #ifndef REAL
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fastmlp_kernels.h"
@@ -171,6 +200,173 @@ static int fm_product_avx512(void)
     return 0;
 #endif
 }
+
+/* -- subnormal weights in the AVX-512 path's float copy (Design, "Subnormal weights") ---------- */
+
+/* A float copy's rows are followed by one int32 slot: 0, or how many floats after it its
+ * record of W's subnormal values starts (at the end of the engine's array of copies). The
+ * record, in 4-byte words: [0] n_d, the dead rows (rows whose values are all subnormal or
+ * +-0, some subnormal: a dead unit's outgoing weights); [1, 1 + n_d) those rows; [1 + n_d] n_c,
+ * the careful columns (those with a subnormal value outside the dead rows); [2 + n_d, 2 + n_d
+ * + n_c) those columns in order; then, for each group of 8 of them, n_in x 8 floats: term k's
+ * 8 values of W in the group's columns (0 in the dead rows and in lanes past n_c). The copy
+ * holds zeros of their sign in place of all of W's subnormal values. No record where W holds
+ * none, or where more than a quarter of its columns are careful (the values would cost more
+ * than a quarter of W again). */
+enum { FM_CAREFUL_GROUP = 8, FM_CAREFUL_MOST = 4 };  /* at most n_out / FM_CAREFUL_MOST columns */
+
+/* 0 < |x| < 2^-126, read as an integer (a float comparison would itself take the assist). */
+static inline int fm_subnormal_bits(uint32_t bits)
+{
+    return (bits & 0x7fffffffu) - 1u < 0x007fffffu;
+}
+
+/* W's dead rows (dead[k] = 1) and careful columns (careful[j] = 1), both zero before; returns
+ * the record's length in words, or 0 where W gets none. */
+static ptrdiff_t fm_careful_scan(const float *W, ptrdiff_t n_in, ptrdiff_t n_out, int *dead,
+                                 int *careful)
+{
+    ptrdiff_t n_d = 0, n_c = 0;
+    for (ptrdiff_t k = 0; k < n_in; k++) {
+        const uint32_t *row = (const uint32_t *) (const void *) (W + k * n_out);
+        ptrdiff_t sub = 0, other = 0;
+        for (ptrdiff_t j = 0; j < n_out; j++) {
+            sub += fm_subnormal_bits(row[j]);
+            other += (row[j] & 0x7fffffffu) > 0x007fffffu;
+        }
+        dead[k] = sub > 0 && other == 0;
+        n_d += dead[k];
+        if (sub > 0 && other > 0)
+            for (ptrdiff_t j = 0; j < n_out; j++)
+                careful[j] |= fm_subnormal_bits(row[j]);
+    }
+    for (ptrdiff_t j = 0; j < n_out; j++)
+        n_c += careful[j];
+    if ((n_d == 0 && n_c == 0) || n_c * FM_CAREFUL_MOST > n_out)
+        return 0;
+    const ptrdiff_t groups = (n_c + FM_CAREFUL_GROUP - 1) / FM_CAREFUL_GROUP;
+    return 2 + n_d + n_c + groups * FM_CAREFUL_GROUP * n_in;
+}
+
+/* The record's length for an n_in x n_out float W: 0 where processors take subnormal numbers
+ * in stride (fm_subnormals_slow), where W gets none, or where memory is short. */
+static ptrdiff_t fm_careful_size(const float *W, ptrdiff_t n_in, ptrdiff_t n_out)
+{
+    if (!fm_subnormals_slow() || n_in <= 0 || n_out <= 0)
+        return 0;
+    int *flags = calloc((size_t) (n_in + n_out), sizeof(int));
+    const ptrdiff_t size = flags != NULL ? fm_careful_scan(W, n_in, n_out, flags, flags + n_in)
+                                         : 0;
+    free(flags);
+    return size;
+}
+
+/* The copy's slot (after its n_in rows of ld floats, W's values) and its record at `record`
+ * (fm_careful_size's `size` words: none where 0), the copy's subnormal values replaced by
+ * zeros of their sign. The slot stays 0 where the scan does not find what fm_careful_size did
+ * (the verdict changed in between: only the tests change it). */
+static void fm_careful_pack(float *copy, ptrdiff_t ld, const float *W, ptrdiff_t n_in,
+                            ptrdiff_t n_out, float *record, ptrdiff_t size)
+{
+    int32_t *slot = (int32_t *) (void *) (copy + n_in * ld);
+    *slot = 0;
+    if (record == NULL || size == 0 || n_in <= 0 || n_out <= 0)
+        return;
+    int *flags = calloc((size_t) (n_in + n_out), sizeof(int));
+    int *dead = flags, *careful = flags + n_in;
+    if (flags == NULL || fm_careful_scan(W, n_in, n_out, dead, careful) != size) {
+        free(flags);
+        return;
+    }
+    int32_t *words = (int32_t *) (void *) record, n_d = 0, n_c = 0;
+    for (ptrdiff_t k = 0; k < n_in; k++)
+        if (dead[k])
+            words[1 + n_d++] = (int32_t) k;
+    words[0] = n_d;
+    int32_t *cols = words + 2 + n_d;
+    for (ptrdiff_t j = 0; j < n_out; j++)
+        if (careful[j])
+            cols[n_c++] = (int32_t) j;
+    words[1 + n_d] = n_c;
+    float *values = record + 2 + n_d + n_c;
+    memset(values, 0, (size_t) (size - (2 + n_d + n_c)) * sizeof(float));
+    for (int32_t i = 0; i < n_c; i++) {
+        float *group = values + i / FM_CAREFUL_GROUP * FM_CAREFUL_GROUP * n_in;
+        for (ptrdiff_t k = 0; k < n_in; k++)
+            if (!dead[k])
+                memcpy(group + k * FM_CAREFUL_GROUP + i % FM_CAREFUL_GROUP,
+                       W + k * n_out + cols[i], sizeof(float));
+    }
+    for (ptrdiff_t k = 0; k < n_in; k++)
+        for (ptrdiff_t j = 0; j < n_out; j++) {
+            uint32_t bits;
+            memcpy(&bits, copy + k * ld + j, sizeof bits);
+            if (fm_subnormal_bits(bits)) {
+                bits &= 0x80000000u;
+                memcpy(copy + k * ld + j, &bits, sizeof bits);
+            }
+        }
+    *slot = (int32_t) (record - (float *) (void *) slot);
+    free(flags);
+}
+
+/* Whether one row a (n_in values) may be multiplied by the copy of a W with this record: its
+ * values in W's dead rows are all +-0 (a NaN is not), so that the copy's zeros there give the
+ * +-0 terms that W's values gave. */
+static int fm_careful_row_fits(const float *a, const int32_t *record)
+{
+    for (int32_t i = 0; i < record[0]; i++) {
+        uint32_t bits;
+        memcpy(&bits, a + record[1 + i], sizeof bits);
+        if (bits & 0x7fffffffu)
+            return 0;
+    }
+    return 1;
+}
+
+#if defined(FM_PRODUCT_AVX512)
+/* After one row's product from the copy (fm_careful_row_fits): its careful columns in [c0, c1)
+ * computed again from the record's values of W, 8 columns at a time, each the chain over k =
+ * 0, 1, ... (only the k whose a_k is not +-0 where `skip`), each step z + a_k W[k, c] with the
+ * product rounded to float and then the sum, as the vector loop rounds them: here in double
+ * lanes (a float and a subnormal float are normal doubles: no assist), the product exact in
+ * double and rounded once to float, the sum of two floats rounded to double and then to
+ * float, which is the float sum's rounding (53 >= 2 x 24 + 2: S. A. Figueroa, "When is double
+ * rounding innocuous?", SIGNUM Newsletter 30(3), 1995), in float's subnormal range too. The
+ * vector conversions take no assist (a C loop of them: the same time on float-subnormal values
+ * as on others; a scalar one does). Zeros: the sum starts at +0 as the loop's, and a dead row's
+ * 0 meets an a_k of +-0; NaNs and infinities pass as the loop passes them (the same operations
+ * in the same order, a NaN's payload kept through the conversions). */
+FM_AVX512 static void fm_careful_columns(float *z, const float *a, ptrdiff_t n_in,
+                                         const int32_t *record, ptrdiff_t c0, ptrdiff_t c1,
+                                         int skip)
+{
+    const int32_t n_d = record[0], n_c = record[1 + n_d], *cols = record + 2 + n_d;
+    const float *values = (const float *) (const void *) (cols + n_c);
+    for (int32_t g = 0; g < n_c; g += FM_CAREFUL_GROUP) {
+        const int32_t n = n_c - g < FM_CAREFUL_GROUP ? n_c - g : FM_CAREFUL_GROUP;
+        if (cols[g] >= c1 || cols[g + n - 1] < c0)
+            continue;
+        const float *w_k = values + g * n_in;
+        __m512d acc = _mm512_setzero_pd();
+        for (ptrdiff_t k = 0; k < n_in; k++, w_k += FM_CAREFUL_GROUP) {
+            uint32_t bits;
+            memcpy(&bits, a + k, sizeof bits);
+            if (skip && (bits & 0x7fffffffu) == 0)
+                continue;
+            const __m512d w = _mm512_cvtps_pd(_mm256_loadu_ps(w_k));
+            const __m512d ak = _mm512_cvtps_pd(_mm256_set1_ps(a[k]));
+            const __m512d p = _mm512_cvtps_pd(_mm512_cvtpd_ps(_mm512_mul_pd(ak, w)));
+            acc = _mm512_cvtps_pd(_mm512_cvtpd_ps(_mm512_add_pd(acc, p)));
+        }
+        float sums[FM_CAREFUL_GROUP];
+        _mm256_storeu_ps(sums, _mm512_cvtpd_ps(acc));
+        for (int32_t i = 0; i < n; i++)
+            if (cols[g + i] >= c0 && cols[g + i] < c1)
+                z[cols[g + i]] = sums[i];
+    }
+}
+#endif
 
 /* How many 32-byte vectors a block of the generic code keeps in registers: 8 (half of AVX2's 16
  * ymm), or 4 (8 of 16 xmm). */
@@ -441,8 +637,20 @@ FM_INLINE void SFX(small_product)(REAL *out, const REAL *a, ptrdiff_t lda, const
     const int avx512 = fm_product_avx512(), most = fm_product_vectors();
     const ptrdiff_t copy_ld = packed;  /* AVX-512: a row of the copy */
     ptrdiff_t index[FM_PRODUCT_TERMS];
+    const int32_t *record = NULL;  /* a float copy's subnormal weights (fm_careful_pack) */
     if (!avx512 && most < 8)
         packed = 0;  /* (fm_small_pack_columns gave 0: no copy is made for this path) */
+#if defined(FM_PRODUCT_AVX512)
+    if (sizeof(REAL) == 4 && avx512 && packed > 0) {
+        const int32_t *slot = (const int32_t *) (const void *) (copy + n_in * copy_ld);
+        if (*slot == 0)
+            record = NULL;
+        else if (_mm_getcsr() & (_MM_FLUSH_ZERO_ON | _MM_DENORMALS_ZERO_ON))
+            packed = 0;  /* W itself: the copy's zeros would not flush as W's */
+        else
+            record = slot + *slot;
+    }
+#endif
     if (avx512 && packed > 0) {
         copy += c0;
     } else if (packed > 0) {  /* the generic path's blocks of the part's columns */
@@ -454,6 +662,10 @@ FM_INLINE void SFX(small_product)(REAL *out, const REAL *a, ptrdiff_t lda, const
     for (ptrdiff_t r = 0; r < rows; r++) {
         REAL *z = out + r * n_out + c0;
         SFX(fm_terms) p = {a + r * lda, W + c0, c1 - c0, n_out, NULL, 0, 0, 1};
+        /* (a row that meets a dead row of W with a value not +-0 reads W itself) */
+        const int careful = record != NULL
+                            && fm_careful_row_fits((const float *) (const void *) p.a, record);
+        const ptrdiff_t row_packed = record != NULL && !careful ? 0 : packed;
         ptrdiff_t zeros = 0;
         FM_SIMD_SUM(zeros)
         for (ptrdiff_t k = 0; k < n_in; k++)
@@ -475,8 +687,13 @@ FM_INLINE void SFX(small_product)(REAL *out, const REAL *a, ptrdiff_t lda, const
                     p.terms += p.a[k] != 0;
                 }
             }
-            SFX(product_piece)(z, p, avx512, most, copy, packed, copy_ld, n_in);
+            SFX(product_piece)(z, p, avx512, most, copy, row_packed, copy_ld, n_in);
         }
+#if defined(FM_PRODUCT_AVX512)
+        if (careful)
+            fm_careful_columns((float *) (void *) (out + r * n_out),
+                               (const float *) (const void *) p.a, n_in, record, c0, c1, skip);
+#endif
     }
 }
 
@@ -532,7 +749,25 @@ ptrdiff_t SFX(fm_small_pack_columns)(ptrdiff_t n_out)
     return n_out / FM_PACK_BLOCK * FM_PACK_BLOCK;
 }
 
-void SFX(fm_small_pack)(REAL *copy, const REAL *W, ptrdiff_t n_in, ptrdiff_t n_out)
+/* The copy's length: n_in x fm_small_pack_columns(n_out), and on the AVX-512 path a float
+ * copy's slot (fm_careful_pack). */
+ptrdiff_t SFX(fm_small_pack_size)(ptrdiff_t n_in, ptrdiff_t n_out)
+{
+    const ptrdiff_t packed = SFX(fm_small_pack_columns)(n_out);
+    return n_in * packed + (sizeof(REAL) == 4 && fm_product_avx512() && packed > 0);
+}
+
+/* The length of the record of W's subnormal values that its copy's slot points to (0: none;
+ * fm_careful_size), in REALs. */
+ptrdiff_t SFX(fm_small_pack_record)(const REAL *W, ptrdiff_t n_in, ptrdiff_t n_out)
+{
+    if (sizeof(REAL) == 4 && fm_product_avx512() && SFX(fm_small_pack_columns)(n_out) > 0)
+        return fm_careful_size((const float *) (const void *) W, n_in, n_out);
+    return 0;
+}
+
+void SFX(fm_small_pack)(REAL *copy, const REAL *W, ptrdiff_t n_in, ptrdiff_t n_out, REAL *record,
+                        ptrdiff_t record_size)
 {
     const ptrdiff_t packed = SFX(fm_small_pack_columns)(n_out);
     if (fm_product_avx512()) {  /* row by row, the padding zeroed (never read: masked) */
@@ -540,6 +775,9 @@ void SFX(fm_small_pack)(REAL *copy, const REAL *W, ptrdiff_t n_in, ptrdiff_t n_o
             memcpy(copy + k * packed, W + k * n_out, n_out * sizeof(REAL));
             memset(copy + k * packed + n_out, 0, (packed - n_out) * sizeof(REAL));
         }
+        if (sizeof(REAL) == 4 && packed > 0)
+            fm_careful_pack((float *) (void *) copy, packed, (const float *) (const void *) W,
+                            n_in, n_out, (float *) (void *) record, record_size);
         return;
     }
     for (ptrdiff_t c0 = 0; c0 < packed; c0 += FM_PACK_BLOCK)

@@ -12,7 +12,8 @@ by the same loop, the same terms in the same order: the same bits in 0.72 of the
 (benchmarks/one_row_layout.py; benchmarks/RESULTS.md has the engine's and predict_proba's
 figures). On processors that take its AVX-512 path, which reads whole rows of W, the copy is W
 with each row on cache lines of its own (numpy places theta 16 or 48 bytes past one): 0.87-0.91 of
-the engine's time. The copy costs one more W per model (O(parameters)), made at the second
+the engine's time. The copy costs one more W per model (O(parameters); up to a quarter of W more
+where W holds subnormal weights: csrc/small_product.c's "Subnormal weights"), made at the second
 few-row prediction of a model so that a single prediction never pays for it.
 
 The copy must never be stale, and `coefs_` are numpy views into the flat weights `_theta` that a

@@ -15,8 +15,12 @@ cdef extern from "fastmlp_kernels.h" nogil:
     Py_ssize_t fm_small_split_d(Py_ssize_t n_in, Py_ssize_t n_out)
     Py_ssize_t fm_small_pack_columns_f(Py_ssize_t n_out)
     Py_ssize_t fm_small_pack_columns_d(Py_ssize_t n_out)
-    void fm_small_pack_f(float *copy, const float *W, Py_ssize_t n_in, Py_ssize_t n_out)
-    void fm_small_pack_d(double *copy, const double *W, Py_ssize_t n_in, Py_ssize_t n_out)
+    Py_ssize_t fm_small_pack_size_f(Py_ssize_t n_in, Py_ssize_t n_out)
+    Py_ssize_t fm_small_pack_size_d(Py_ssize_t n_in, Py_ssize_t n_out)
+    Py_ssize_t fm_small_pack_record_f(const float *W, Py_ssize_t n_in, Py_ssize_t n_out)
+    Py_ssize_t fm_small_pack_record_d(const double *W, Py_ssize_t n_in, Py_ssize_t n_out)
+    void fm_small_pack_f(float *copy, const float *W, Py_ssize_t n_in, Py_ssize_t n_out, float *record, Py_ssize_t record_size)
+    void fm_small_pack_d(double *copy, const double *W, Py_ssize_t n_in, Py_ssize_t n_out, double *record, Py_ssize_t record_size)
     int fm_rows_product_available()
     int fm_rows_product_kernel()
     void fm_rows_product_set_fetch(int fetch)
@@ -393,9 +397,27 @@ cdef inline Py_ssize_t small_split(const floating *W, Py_ssize_t n_in,
         return fm_small_split_d(n_in, n_out)
 
 
-cdef inline void small_pack(floating *copy, const floating *W, Py_ssize_t n_in,
-                            Py_ssize_t n_out) noexcept nogil:
+cdef inline Py_ssize_t small_pack_size(const floating *W, Py_ssize_t n_in,
+                                       Py_ssize_t n_out) noexcept nogil:
+    # (W only picks the dtype)
     if floating is float:
-        fm_small_pack_f(copy, W, n_in, n_out)
+        return fm_small_pack_size_f(n_in, n_out)
     else:
-        fm_small_pack_d(copy, W, n_in, n_out)
+        return fm_small_pack_size_d(n_in, n_out)
+
+
+cdef inline Py_ssize_t small_pack_record(const floating *W, Py_ssize_t n_in,
+                                         Py_ssize_t n_out) noexcept nogil:
+    if floating is float:
+        return fm_small_pack_record_f(W, n_in, n_out)
+    else:
+        return fm_small_pack_record_d(W, n_in, n_out)
+
+
+cdef inline void small_pack(floating *copy, const floating *W, Py_ssize_t n_in,
+                            Py_ssize_t n_out, floating *record,
+                            Py_ssize_t record_size) noexcept nogil:
+    if floating is float:
+        fm_small_pack_f(copy, W, n_in, n_out, record, record_size)
+    else:
+        fm_small_pack_d(copy, W, n_in, n_out, record, record_size)

@@ -13,7 +13,6 @@ from fastmlp._engine._kernels cimport (
     fm_flush_modes, fm_rows_product_looks, fm_set_subnormals_slow, fm_subnormals_slow,
     dropout_backward, dropout_forward, finish_gradient, finish_step,
     fm_activation_needs_preactivation,
-    fm_small_pack_columns_d, fm_small_pack_columns_f,
     fm_activation_params, fm_rows_product_at_d, fm_rows_product_at_f, fm_rows_product_available,
     fm_rows_product_by, fm_rows_product_by_d, fm_rows_pack_d, fm_rows_pack_f,
     fm_rows_packed_size, fm_rows_packed_size_d, fm_rows_product_d, fm_rows_product_f,
@@ -25,6 +24,7 @@ from fastmlp._engine._kernels cimport (
     fm_expm1_array_d, fm_expm1_array_f,
     fm_log1p_unit_array_d, fm_log1p_unit_array_f, fm_optim, fm_optim_begin_step,
     maxout_backward, maxout_forward, optim_step, output_delta, scale, sgd_step, small_pack,
+    small_pack_record, small_pack_size,
     small_product, small_product_part, small_split, sum_squares,
 )
 from fastmlp._engine._network cimport Network
@@ -285,19 +285,19 @@ def kernel_small_product(floating[:, ::1] out, const floating[:, ::1] a,
 
 def kernel_small_pack(const floating[:, ::1] W):
     """W's packed copy for few-row products (csrc/small_product.c's fm_small_pack), on a cache
-    line as the engine places it, or None where this processor's loop makes none."""
-    cdef Py_ssize_t n_in = W.shape[0], n_out = W.shape[1], size
+    line as the engine places it, followed by its record of W's subnormal values where it has
+    one (a float32 copy on AVX-512, where they are slow), or None where this processor's loop
+    makes none."""
+    cdef Py_ssize_t n_in = W.shape[0], n_out = W.shape[1], size, record
     dtype = np.float32 if floating is float else np.float64
-    if floating is float:
-        size = n_in * fm_small_pack_columns_f(n_out)
-    else:
-        size = n_in * fm_small_pack_columns_d(n_out)
+    size = small_pack_size(&W[0, 0], n_in, n_out)
     if size == 0:
         return None
-    buffer = np.empty(size + 64 // sizeof(floating), dtype)
+    record = small_pack_record(&W[0, 0], n_in, n_out)
+    buffer = np.empty(size + record + 64 // sizeof(floating), dtype)
     start = (-buffer.ctypes.data % 64) // sizeof(floating)
-    cdef floating[::1] copy = buffer[start:start + size]
-    small_pack(&copy[0], &W[0, 0], n_in, n_out)
+    cdef floating[::1] copy = buffer[start:start + size + record]
+    small_pack(&copy[0], &W[0, 0], n_in, n_out, &copy[0] + size, record)
     return np.asarray(copy)
 
 

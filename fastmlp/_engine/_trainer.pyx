@@ -40,7 +40,7 @@ from fastmlp._engine._kernels cimport (
     fm_rows_pack_f, fm_rows_packed_size, fm_rows_packed_size_d, fm_rows_product_kernel,
     fm_rows_product_kernel_d, fm_rows_product_packed_d, fm_rows_product_packed_f,
     fm_rows_product_set_fetch, fm_scratch_allocations, fm_scratch_kept, fm_scratch_set_poison,
-    fm_scratch_threads, fm_small_pack_columns_d, fm_small_pack_columns_f, small_pack,
+    fm_scratch_threads, small_pack, small_pack_record, small_pack_size,
     small_product_packed, small_product_part, small_split,
 )
 from fastmlp._engine._layer_dense cimport (
@@ -893,31 +893,41 @@ def small_pack_copies(Network network, const floating[::1] theta):
     as they are now: `predict(..., copies=...)` must be given it only while theta is unchanged
     (fastmlp/_serving.py's copy_for keeps that promise)."""
     cdef Geometry *g = &network.g
-    cdef Py_ssize_t l
+    cdef Py_ssize_t l, records = 0
     cdef floating[::1] copy
     cdef const floating **at
+    cdef floating *record
     if theta.shape[0] != network.n_params:
         raise ValueError("theta must hold Network.n_params values")
     cdef Py_ssize_t size = copy_layout(g, &theta[0], NULL)
     if size == 0:
         return None
+    # After the copies, each layer's record of its W's subnormal values (float32 copies on
+    # AVX-512; csrc/small_product.c's "Subnormal weights"), as long as W's contents ask.
+    with nogil:
+        for l in range(g.n_layers):
+            records += small_pack_record(&theta[g.coef_offset[l]], g.units[l], g.cols[l])
     # On a cache line (numpy places a large array 16 bytes past one), so that a block's
     # 256-byte row spans 4 lines, not 5: benchmarks/one_row_layout.c's 0.72 is of a copy on a
     # line, and a first build without this read 0.82 in the engine (perf of 300,000 one-row
     # calls, its run against the plain product's).
     itemsize = np.asarray(theta).itemsize
-    array = np.empty(size + 64 // itemsize, dtype=np.asarray(theta).dtype)
+    array = np.empty(size + records + 64 // itemsize, dtype=np.asarray(theta).dtype)
     start = (-array.ctypes.data % 64) // itemsize
-    array = array[start:start + size]
+    array = array[start:start + size + records]
     copy = array
     at = <const floating **> malloc(g.n_layers * sizeof(floating *))
     if at == NULL:
         raise MemoryError()
     with nogil:
         copy_layout(g, &copy[0], at)
+        record = &copy[0] + size
         for l in range(g.n_layers):
             if at[l] != NULL:
-                small_pack(<floating *> at[l], &theta[g.coef_offset[l]], g.units[l], g.cols[l])
+                records = small_pack_record(&theta[g.coef_offset[l]], g.units[l], g.cols[l])
+                small_pack(<floating *> at[l], &theta[g.coef_offset[l]], g.units[l], g.cols[l],
+                           record, records)
+                record += records
     free(at)
     return array
 
@@ -925,19 +935,17 @@ def small_pack_copies(Network network, const floating[::1] theta):
 cdef Py_ssize_t copy_layout(const Geometry *g, const floating *base,
                             const floating **at) noexcept nogil:
     """The packed copies' layout, written here only: every layer's copy in turn, each of
-    units x fm_small_pack_columns(cols) elements (none on processors whose loop would not gain).
-    Returns the elements of the whole array; with `at` (n_layers pointers), sets at[l] to where
-    layer l's copy starts in the array at `base`, or NULL where the layer has none. (`base`
-    picks the dtype even when it is only theta, for the size.)"""
-    cdef Py_ssize_t l, columns, size = 0
+    fm_small_pack_size(units, cols) elements (none on processors whose loop would not gain).
+    Returns the elements of the copies; the array may hold more after them (the records of
+    small_pack_copies). With `at` (n_layers pointers), sets at[l] to where layer l's copy
+    starts in the array at `base`, or NULL where the layer has none. (`base` picks the dtype
+    even when it is only theta, for the size.)"""
+    cdef Py_ssize_t l, length, size = 0
     for l in range(g.n_layers):
-        if floating is float:
-            columns = fm_small_pack_columns_f(g.cols[l])
-        else:
-            columns = fm_small_pack_columns_d(g.cols[l])
+        length = small_pack_size(base, g.units[l], g.cols[l])
         if at != NULL:
-            at[l] = base + size if columns > 0 else NULL
-        size += g.units[l] * columns
+            at[l] = base + size if length > 0 else NULL
+        size += length
     return size
 
 
@@ -1007,7 +1015,7 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
     try:
         if copies is not None and n < SMALL_ROWS:
             copy = copies
-            if copy.shape[0] != copy_layout(g, &theta[0], NULL):
+            if copy.shape[0] < copy_layout(g, &theta[0], NULL):
                 raise ValueError("copies must be small_pack_copies(network, theta)")
             copy_ptrs = <const floating **> malloc(g.n_layers * sizeof(floating *))
             if copy_ptrs == NULL:
@@ -1712,7 +1720,7 @@ cdef class SteadyPrediction:
             raise MemoryError()
         try:
             if copy is not None:
-                if len(copy) != self.n_copy:
+                if len(copy) < self.n_copy:
                     raise ValueError("copies() must give small_pack_copies(network, theta)")
                 copy_ptrs = <const floating **> (scratch + scratch_bytes)
                 copy_layout(g, <const floating *> array_data(copy, sizeof(floating), False),

@@ -393,6 +393,138 @@ def test_predict_with_the_packed_copy_gives_the_same_bits(dtype, options, n_feat
         E.predict(network, theta, X, out, 1, fold, False, copies[:-1])
 
 
+def _small_copy_avx512():
+    """Whether the few-row product takes its AVX-512 path here: only that path copies a W one
+    line wide (the generic path copies blocks of 64 columns)."""
+    return K.kernel_small_pack(np.zeros((1, 16), np.float32)) is not None
+
+
+def _small_subnormal_weights(rng, n_in, n_out):
+    """A float32 W for the few-row product with subnormal values where a unit's death leaves
+    them (two columns all subnormal, of both signs; two dead rows, a dead unit's outgoing
+    weights) and a few scattered in column 7, with chains that only rounding each product and
+    each sum to float gets right (columns 0 and 1, with inputs 1, 0.5, 1 first); and the dead
+    rows' indices."""
+    W = rng.standard_normal((n_in, n_out)).astype(np.float32)
+    sub = lambda shape: (rng.uniform(1, 2 ** 23, shape) * 2.0 ** -149
+                         * rng.choice([-1, 1], shape)).astype(np.float32)
+    W[:, [5, n_out - 3]] = sub((n_in, 2))
+    dead = [n_in // 3, n_in - 2]
+    W[dead] = sub((2, n_out))
+    W[dead[1], ::3] = 0.0  # (a dead row may hold zeros too)
+    W[rng.choice(np.setdiff1d(np.arange(n_in), dead), 3, replace=False), 7] = 2.0 ** -140
+    # Column 0: 2^-149 then 2^-150 (0.5 x 2^-149): the product rounds to 0 (ties to even)
+    # before the sum, which is then 2^-149; a sum of the exact product would round to 2^-148.
+    W[:, 0] = 0.0
+    W[:2, 0] = 2.0 ** -149
+    # Column 1: 1 + 2^-140 - 1 is 0 in float's sums, 2^-140 in double's.
+    W[:, 1] = 0.0
+    W[:3, 1] = 1.0, 2.0 ** -140, -1.0
+    return W, dead
+
+
+def _careful_columns(W):
+    """How many columns of W hold a subnormal value outside its dead rows (rows of subnormal
+    values and zeros alone): csrc/small_product.c's careful columns."""
+    sub = (W != 0) & (np.abs(W) < np.finfo(np.float32).tiny)
+    dead = sub.any(1) & (sub | (W == 0)).all(1)
+    return sub[~dead].any(0).sum()
+
+
+@pytest.mark.parametrize("slow", [True, False])
+@pytest.mark.parametrize("n_in", [40, 1100])  # 1100: two pieces of terms
+@pytest.mark.parametrize("zeros", [False, True])
+def test_small_product_with_subnormal_weights_gives_the_ordered_sums(slow, n_in, zeros):
+    """Where multiplies take an assist on a subnormal operand (the verdict forced True), the
+    AVX-512 path's float32 copy holds zeros of their sign in place of W's subnormal values and
+    a record of them, and the few-row product computes again, in double, the columns that hold
+    some outside W's dead rows, from the record's values, and multiplies a row that meets a
+    dead row with a value not +-0 by W itself (csrc/small_product.c's "Subnormal weights"):
+    every bit of the ordered sums, whole and in two threads' column parts (each writing its
+    own columns alone), one row and three, dense inputs and inputs with zeros (listed terms).
+    With the verdict False, or more than a quarter of W's columns to compute again (16
+    columns), the copy is W itself: the same bits."""
+    rng = np.random.default_rng(n_in)
+    was = K.subnormals_slow()
+    K.subnormals_slow(slow)
+    try:
+        for n_out in (16, 100, 256):
+            W, dead = _small_subnormal_weights(rng, n_in, n_out)
+            copy = K.kernel_small_pack(W)
+            if copy is None:
+                pytest.skip("no packed copy on this processor (csrc/small_product.c)")
+            a = rng.standard_normal((3, n_in)).astype(np.float32)
+            if zeros:
+                a[a < 0] = -0.0
+            a[:, :3] = 1.0, 0.5, 1.0
+            a[:, dead] = 0.0, -0.0  # (dead units' outputs)
+            a[1, dead[0]] = 1.5  # row 1 meets a dead row with a value not 0
+            expected = _ordered_product(a, W)
+            assert expected[0, 0] == np.float32(2.0 ** -149) and expected[0, 1] == 0
+            packed_length = W.shape[0] * -(-n_out // 16) * 16 + 1  # (AVX-512: rows, a slot)
+            cleaned = len(copy) > packed_length
+            assert cleaned == (slow and _small_copy_avx512()
+                               and _careful_columns(W) * 4 <= n_out), (len(copy), n_out)
+            if cleaned:  # the copy's rows hold no subnormal value
+                rows = copy[:packed_length - 1].reshape(n_in, -1)[:, :n_out]
+                assert not ((rows != 0) & (np.abs(rows) < np.finfo(np.float32).tiny)).any()
+            for rows in (1, 3):
+                out = np.full((rows, n_out), np.nan, np.float32)
+                K.kernel_small_product_part(out, a[:rows], W, copy, 0, n_out)
+                assert out.tobytes() == expected[:rows].tobytes(), (n_out, rows)
+                cut = n_out // 2 // 16 * 16
+                if cut:
+                    out[...] = np.nan
+                    K.kernel_small_product_part(out, a[:rows], W, copy, 0, cut)
+                    assert np.isnan(out[:, cut:]).all(), (n_out, rows, cut)
+                    K.kernel_small_product_part(out, a[:rows], W, copy, cut, n_out)
+                    assert out.tobytes() == expected[:rows].tobytes(), (n_out, rows, cut)
+    finally:
+        K.subnormals_slow(was)
+
+
+def test_predict_with_subnormal_weights_in_the_packed_copy_gives_the_same_bits():
+    """A model whose units died (subnormal weights in, and out of, some units) predicts a few
+    rows from its packed copies, each layer's record of them after all the copies, with the
+    bits of W itself, where multiplies take an assist on them (the verdict forced True)."""
+    import warnings
+
+    from fastmlp import MLPClassifier
+
+    rng = np.random.default_rng(3)
+    was = K.subnormals_slow()
+    K.subnormals_slow(True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clf = MLPClassifier((64, 48), max_iter=2, random_state=0).fit(
+                rng.standard_normal((120, 300)).astype(np.float32), np.arange(120) % 5)
+        W1, W2, W3 = clf.coefs_
+        for W in (W1, W2):
+            W[:, 7] = 2.0 ** -140 * rng.choice([-1, 1], W.shape[0])  # a unit that died
+        clf.intercepts_[0][7] = -1.0
+        W2[7] = -(2.0 ** -141)  # its outgoing weights (meeting its zeros)
+        W3[3, :] = 2.0 ** -145  # (a W narrower than a line: no copy)
+        W1[rng.choice(300, 5, replace=False), 11] = 2.0 ** -135  # (scattered)
+        theta, network = clf._packed_parameters(), clf._network()
+        copies = E.small_pack_copies(network, theta)
+        if copies is None:
+            pytest.skip("no layer has a packed copy on this processor (csrc/small_product.c)")
+        plain = E.small_pack_copies(network, np.where(
+            np.abs(theta) < np.finfo(np.float32).tiny, 0, theta).astype(np.float32))
+        for rows in (1, 3):
+            X = rng.standard_normal((rows, 300)).astype(np.float32)
+            X[:, ::3] = 0.0
+            out, packed = (np.full((rows, 5), np.nan, np.float32) for _ in range(2))
+            E.predict(network, theta, X, out, 1)
+            E.predict(network, theta, X, packed, 1, None, False, copies)
+            assert packed.tobytes() == out.tobytes()
+        if _small_copy_avx512():  # (the records are there: W1's and W2's groups of values)
+            assert len(copies) - len(plain) >= 8 * (300 + 64)
+    finally:
+        K.subnormals_slow(was)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_predict_writes_nothing_past_its_output(dtype, n_threads):
