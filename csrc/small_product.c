@@ -270,7 +270,8 @@ static void fm_careful_pack(float *copy, ptrdiff_t ld, const float *W, ptrdiff_t
 {
     int32_t *slot = (int32_t *) (void *) (copy + n_in * ld);
     *slot = 0;
-    if (record == NULL || size == 0 || n_in <= 0 || n_out <= 0)
+    if (record == NULL || size == 0 || n_in <= 0 || n_out <= 0
+        || record - (float *) (void *) slot > INT32_MAX)  /* (copies of more than 8 GB) */
         return;
     int *flags = calloc((size_t) (n_in + n_out), sizeof(int));
     int *dead = flags, *careful = flags + n_in;
