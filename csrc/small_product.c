@@ -644,11 +644,9 @@ FM_INLINE void SFX(small_product)(REAL *out, const REAL *a, ptrdiff_t lda, const
 #if defined(FM_PRODUCT_AVX512)
     if (sizeof(REAL) == 4 && avx512 && packed > 0) {
         const int32_t *slot = (const int32_t *) (const void *) (copy + n_in * copy_ld);
-        if (*slot == 0)
-            record = NULL;
-        else if (_mm_getcsr() & (_MM_FLUSH_ZERO_ON | _MM_DENORMALS_ZERO_ON))
+        if (*slot != 0 && (_mm_getcsr() & (_MM_FLUSH_ZERO_ON | _MM_DENORMALS_ZERO_ON)))
             packed = 0;  /* W itself: the copy's zeros would not flush as W's */
-        else
+        else if (*slot != 0)
             record = slot + *slot;
     }
 #endif
