@@ -149,9 +149,13 @@
  * copy, where each of those terms is the +-0 that W gave, which changes no sum; then its
  * careful columns are computed again from the record (fm_careful_columns: the same chain in
  * double lanes, each product and each sum rounded to float as the loop rounds them). Any other
- * row is multiplied by W itself, as is every row under flush-to-zero or denormals-are-zero. A W
- * with more than a quarter of its columns careful gets no record (its values would cost more
- * than a quarter of W again). The bits are the loop's: tests/engine/test_kernels.py compares
+ * row is multiplied by W itself. Under a caller's flush-to-zero or denormals-are-zero modes
+ * (a library built with -ffast-math sets them for the process) the copy gives W's bits as well:
+ * denormals-are-zero reads W's subnormal values as the zeros of their sign that the copy holds,
+ * and flush-to-zero flushes the careful columns' roundings to float (conversions from double)
+ * as it flushes the loop's products and sums (tests/engine/test_kernels.py, each mode; until
+ * 2026-12-06 such rows read W itself). A W with more than a quarter of its columns careful
+ * gets no record (its values would cost more than a quarter of W again). The bits are the loop's: tests/engine/test_kernels.py compares
  * the ordered sums, with chains that only rounding each product and each sum to float gets
  * right; in a C harness of this file over 252 such products, a product or a sum kept in
  * double, no column computed again, every row taken as fitting the copy, or a part writing
@@ -644,9 +648,7 @@ FM_INLINE void SFX(small_product)(REAL *out, const REAL *a, ptrdiff_t lda, const
 #if defined(FM_PRODUCT_AVX512)
     if (sizeof(REAL) == 4 && avx512 && packed > 0) {
         const int32_t *slot = (const int32_t *) (const void *) (copy + n_in * copy_ld);
-        if (*slot != 0 && (_mm_getcsr() & (_MM_FLUSH_ZERO_ON | _MM_DENORMALS_ZERO_ON)))
-            packed = 0;  /* W itself: the copy's zeros would not flush as W's */
-        else if (*slot != 0)
+        if (*slot != 0)
             record = slot + *slot;
     }
 #endif

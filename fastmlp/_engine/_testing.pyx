@@ -302,16 +302,21 @@ def kernel_small_pack(const floating[:, ::1] W):
 
 
 def kernel_small_product_part(floating[:, ::1] out, const floating[:, ::1] a,
-                              const floating[:, ::1] W, copy, Py_ssize_t c0, Py_ssize_t c1):
+                              const floating[:, ::1] W, copy, Py_ssize_t c0, Py_ssize_t c1,
+                              int flush=0):
     """out[:, c0:c1] = (a @ W)[:, c0:c1] by the few-rows loop (fm_small_product_part), reading
-    kernel_small_pack's copy of W where copy is not None; other columns untouched."""
+    kernel_small_pack's copy of W where copy is not None; other columns untouched. `flush`:
+    the processor's flush-to-zero (1) and denormals-are-zero (2) modes during the call."""
     cdef const floating[::1] packed
     cdef const floating *copy_ptr = NULL
+    cdef int modes
     if copy is not None:
         packed = copy
         copy_ptr = &packed[0]
+    modes = fm_flush_modes(flush)
     small_product_part(&out[0, 0], &a[0, 0], a.shape[1], &W[0, 0], copy_ptr, a.shape[0],
                        a.shape[1], W.shape[1], c0, c1)
+    fm_flush_modes(modes)
 
 
 def kernel_small_split(Py_ssize_t n_in, Py_ssize_t n_out, dtype):

@@ -483,6 +483,45 @@ def test_small_product_with_subnormal_weights_gives_the_ordered_sums(slow, n_in,
         K.subnormals_slow(was)
 
 
+@pytest.mark.parametrize("flush", [1, 2, 3])  # flush-to-zero, denormals-are-zero, both
+def test_small_product_from_the_cleaned_copy_under_flush_modes_gives_the_bits_of_W(flush):
+    """Under a caller's flush-to-zero or denormals-are-zero modes (a library built with
+    -ffast-math sets them for the whole process), the few-row product of a copy that holds
+    zeros in place of W's subnormal values (csrc/small_product.c's "Subnormal weights") gives
+    the bits of the same product read from W under the same modes, which differ from the
+    ordered sums without them: rows that fit the copy (their inputs at the dead rows +-0)
+    and one that meets a dead row, with inputs that bring the careful columns' products
+    above and below float's least normal value, and subnormal inputs."""
+    rng = np.random.default_rng(flush)
+    was = K.subnormals_slow()
+    K.subnormals_slow(True)
+    try:
+        n_in, n_out = 100, 64
+        W, dead = _small_subnormal_weights(rng, n_in, n_out)
+        copy = K.kernel_small_pack(W)
+        if copy is None or not _small_copy_avx512():
+            pytest.skip("no copy with a record of subnormal weights on this processor")
+        assert len(copy) > n_in * n_out + 1  # (the record is there)
+        a = rng.standard_normal((3, n_in)).astype(np.float32)
+        a[:, :3] = 1.0, 0.5, 1.0
+        a[:, 3:12] *= 2.0 ** 30  # (subnormal weights times these: normal products)
+        a[:, 12:15] = 2.0 ** -140  # (subnormal inputs: zeros under denormals-are-zero)
+        a[:, dead] = 0.0, -0.0
+        a[2, dead[0]] = 1.5  # (this row is multiplied by W itself)
+        plain = _ordered_product(a, W)
+        for rows in (1, 3):
+            from_W, from_copy = (np.full((rows, n_out), np.nan, np.float32) for _ in range(2))
+            K.kernel_small_product_part(from_W, a[:rows], W, None, 0, n_out, flush=flush)
+            K.kernel_small_product_part(from_copy, a[:rows], W, copy, 0, n_out, flush=flush)
+            assert from_copy.tobytes() == from_W.tobytes(), rows
+            assert from_W.tobytes() != plain[:rows].tobytes()  # (the modes were on)
+        out = np.full((3, n_out), np.nan, np.float32)  # (and off again after the call)
+        K.kernel_small_product_part(out, a, W, copy, 0, n_out)
+        assert out.tobytes() == plain.tobytes()
+    finally:
+        K.subnormals_slow(was)
+
+
 def test_predict_with_subnormal_weights_in_the_packed_copy_gives_the_same_bits():
     """A model whose units died (subnormal weights in, and out of, some units) predicts a few
     rows from its packed copies, each layer's record of them after all the copies, with the
