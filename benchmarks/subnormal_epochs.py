@@ -47,8 +47,8 @@ def main(argv=None):
     X, y = X[:args.samples] * np.float32(args.input_scale), y[:args.samples]
     clf = MLPClassifier((256, 128), batch_size=32, random_state=0)
     verdict = _testing.subnormals_slow()
-    print(f"{X.shape[0]} images, pixels in [0, {args.input_scale:g}]; the processor's verdict: subnormal operands "
-          f"{'slow' if verdict else 'not slow'}")
+    print(f"{X.shape[0]} images, pixels in [0, {args.input_scale:g}]; the processor's verdict: "
+          f"subnormal operands {'slow' if verdict else 'not slow'}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # (partial_fit's convergence warnings)
         for epoch in range(1, args.epochs + 1):

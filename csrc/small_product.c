@@ -149,22 +149,22 @@
  * copy, where each of those terms is the +-0 that W gave, which changes no sum; then its
  * careful columns are computed again from the record (fm_careful_columns: the same chain in
  * double lanes, each product and each sum rounded to float as the loop rounds them). Any other
- * row is multiplied by W itself. Under a caller's flush-to-zero or denormals-are-zero modes
- * (a library built with -ffast-math sets them for the process) the copy gives W's bits as well:
- * denormals-are-zero reads W's subnormal values as the zeros of their sign that the copy holds,
- * and flush-to-zero flushes the careful columns' roundings to float (conversions from double)
- * as it flushes the loop's products and sums (tests/engine/test_kernels.py, each mode; until
- * 2026-12-06 such rows read W itself). A W with more than a quarter of its columns careful
- * gets no record (its values would cost more than a quarter of W again). The bits are the loop's: tests/engine/test_kernels.py compares
- * the ordered sums, with chains that only rounding each product and each sum to float gets
- * right; in a C harness of this file over 252 such products, a product or a sum kept in
- * double, no column computed again, every row taken as fitting the copy, or a part writing
- * outside its columns, each failed. One row through 784 x 256 with three such columns, W in L2
- * (that harness): 8.9 us against 90 from W, 4.9 with those weights zeroed: the chain of 784
- * dependent steps (an add and two conversions, ~5.5 ns) is what is left. Gathering the
- * columns' values from W each time took 9-10 us more (W is cold where the copy serves). The
- * first few-row prediction (no copy yet), the generic path, float64 and subnormal inputs are
- * left as they were.
+ * row is multiplied by W itself. Under a caller's flush-to-zero or denormals-are-zero modes (a
+ * library built with -ffast-math sets them for the process) the copy gives W's bits as well:
+ * denormals-are-zero reads W's subnormal values as the zeros of their sign that the copy holds, and
+ * flush-to-zero flushes the careful columns' roundings to float (conversions from double) as it
+ * flushes the loop's products and sums (tests/engine/test_kernels.py, each mode; until 2026-12-06
+ * such rows read W itself). A W with more than a quarter of its columns careful gets no record (its
+ * values would cost more than a quarter of W again). The bits are the loop's:
+ * tests/engine/test_kernels.py compares the ordered sums, with chains that only rounding each
+ * product and each sum to float gets right; in a C harness of this file over 252 such products, a
+ * product or a sum kept in double, no column computed again, every row taken as fitting the copy,
+ * or a part writing outside its columns, each failed. One row through 784 x 256 with three such
+ * columns, W in L2 (that harness): 8.9 us against 90 from W, 4.9 with those weights zeroed: the
+ * chain of 784 dependent steps (an add and two conversions, ~5.5 ns) is what is left. Gathering the
+ * columns' values from W each time took 9-10 us more (W is cold where the copy serves). The first
+ * few-row prediction (no copy yet), the generic path, float64 and subnormal inputs are left as they
+ * were.
  *
  * This file includes itself once per dtype (see activations.c).
  */
