@@ -1284,6 +1284,9 @@ def with_subnormal_weights(rng, B, a):
     B[term, 4] = 2.0 ** -130
     a[:, term] = 0.0
     a[0, term] = 1.0
+    # An infinity where row 4 meets the dead columns (lanes computed again) at the last term:
+    # their chains end +-inf, and NaN where a weight is zero (column 4), as fmaf's do.
+    a[4, n_in - 1] = np.inf
     return B, a
 
 
@@ -1304,7 +1307,7 @@ def test_rows_product_with_subnormal_weights_is_the_fma_chain(kind, slow):
     rng = np.random.RandomState(15)
     was = K.subnormals_slow()
     K.subnormals_slow(slow)
-    met = {"subnormal": 0, "-0": 0}  # (results the test must meet: it is not vacuous)
+    met = {"subnormal": 0, "-0": 0, "inf": 0}  # (results the test must meet: not vacuous)
     try:
         for rows, n_in, cols in [(5, 100, 33), (12, 513, 100), (32, 784, 256), (77, 300, 100),
                                  (128, 1030, 65), (256, 784, 300)]:
@@ -1336,7 +1339,8 @@ def test_rows_product_with_subnormal_weights_is_the_fma_chain(kind, slow):
             met["subnormal"] += ((expected != 0)
                                  & (np.abs(expected) < np.finfo(np.float32).tiny)).sum()
             met["-0"] += (np.signbit(expected) & (expected == 0)).sum()
-        assert met["subnormal"] > 0 and met["-0"] > 0, met
+            met["inf"] += np.isinf(expected[4]).sum()
+        assert met["subnormal"] > 0 and met["-0"] > 0 and met["inf"] > 0, met
     finally:
         K.subnormals_slow(was)
         K.rows_product_looks(0)
