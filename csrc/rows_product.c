@@ -559,7 +559,17 @@ FM_RP_TARGET static void rp_pack_all(float *packed, const float *W, ptrdiff_t ld
  * dead units 0.40-0.53 s against 1.8-2.9 (rp_exact_lanes512 11 % of the CPU); predict_proba of
  * its 20,000 rows 0.083-0.085 s against 1.008-1.015 (0.03-0.045 with those weights zero).
  * benchmarks/ab_builds.py --solver rmsprop --workloads tiny-batch --epochs 6, 3 rounds: 0.191x
- * the epoch of the build before (2.34 -> 0.446 s).
+ * the epoch of the build before (2.34 -> 0.446 s). rp_exact_lanes512 stepped one element at a
+ * time until 2026-12-06 (a TwoSum and its rounding to odd, ~15 scalar operations); eight rows
+ * a vector with AVX-512's embedded rounding (rp_fma_f8), the product over dead units' columns
+ * against the same with them zeroed (python benchmarks/dead_unit_products.py, 2-core Xeon VM,
+ * the builds in turns, three runs each): 1.5-1.7x the time against 1.6-2.4x with 3 dead columns
+ * of 256, 3.5-4.0x against 6.1-6.3x with 20, 3.7-4.0x against 6.6-7.9x with 8 of 128; the
+ * rmsprop epochs above 0.777x and 0.867x (ab_builds.py, 6 and 4 rounds). A step costs 3.3-3.8
+ * ns a vector of eight there, ~0.45 ns an element: no less than a vector multiply-add's assist
+ * (10.9 ticks of 2.3 GHz a vector of 16, ~0.3 ns an element), so computing exactly pays where
+ * it replaces a few lanes' assists for a whole panel's, not where the sums themselves go
+ * subnormal in every lane (MNIST's pixels 255 times smaller: benchmarks/RESULTS.md).
  * Float64's subnormal range lies ~900 binades below its weights': not looked for. */
 enum {
     FM_RP_MR512 = 12,
