@@ -1363,9 +1363,10 @@ static unsigned rp_subnormal_lanes512_f(const float *a, ptrdiff_t lda, const ptr
  * algorithms using rounding to odd", IEEE Trans. Computers 57(4), 2008), in float's subnormal
  * range too (p < 24 there). Zeros: an exact zero sum rounds toward zero as to nearest (+0 but
  * for -0 + -0), and a tiny sum is never below double's least value (a multiple of 2^-298). An
- * infinity stays one (up and down agree); a NaN's low bit, set, is not among the bits a float
- * keeps. Conversions between float and double take no assist, subnormal floats included
- * (2-core Xeon VM, a C loop: 3.0 ticks a vector of eight either way). */
+ * infinity stays one (up and down agree), and a NaN compares unordered, so no bit is set in it
+ * (a NaN operand's payload passes as through the fused multiply-add; where two meet, which one
+ * is the hardware's). Conversions between float and double take no assist, subnormal floats
+ * included (2-core Xeon VM, a C loop: 3.0 ticks a vector of eight either way). */
 FM_RP_TARGET512 static inline __m512d rp_fma_f8(__m512d a, __m512d w, __m512d acc)
 {
     const __m512d toward_zero = _mm512_fmadd_round_pd(
