@@ -82,6 +82,46 @@ static inline int fm_count(const int *count)
 #define FM_PAUSE() ((void)0)
 #endif
 
+/* The caller's floating-point modes, taken by every thread that runs a job of its call. A
+ * thread keeps the modes it had when it was created, and OpenMP's workers (and the split's
+ * helper, csrc/placement.c) are created once, at the first parallel region: a caller that sets
+ * flush-to-zero or denormals-are-zero later (torch.set_flush_denormal(True), a library built
+ * with -ffast-math loaded after the first fit) ran its own jobs under those modes and left the
+ * workers' under IEEE's, so a result's bits hung on which thread took which job (a fit of
+ * inputs near the subnormal range on two threads differed from one thread's, and from run to
+ * run: tests/engine/test_determinism.py). So the caller reads its modes (fm_fp_modes) where it
+ * reads its CPU for fm_leave_cpu, and a worker takes them for the jobs it runs (fm_fp_take)
+ * and puts its own back after (fm_fp_give_back); where they are the same already, which is
+ * always but under such a caller, that is one read of a register (stmxcsr). The modes are
+ * MXCSR's controls: flush-to-zero, denormals-are-zero, the rounding and the exception masks,
+ * not its sticky flags (each thread's own, as the subnormal watches of csrc/optimizers.c and
+ * csrc/rows_product.c read them). Elsewhere than x86 (no MXCSR) the workers keep their own. */
+#if defined(__SSE2__) || defined(__x86_64__) || defined(_M_X64)
+#include <xmmintrin.h>
+#define FM_FP_CONTROLS 0xffc0u
+static inline unsigned int fm_fp_modes(void) { return _mm_getcsr() & FM_FP_CONTROLS; }
+static inline unsigned int fm_fp_take(unsigned int modes)
+{
+    const unsigned int csr = _mm_getcsr();
+    if ((csr & FM_FP_CONTROLS) != modes)
+        _mm_setcsr((csr & ~FM_FP_CONTROLS) | modes);
+    return csr & FM_FP_CONTROLS;
+}
+static inline void fm_fp_give_back(unsigned int own, unsigned int modes)
+{
+    if (own != modes)
+        _mm_setcsr((_mm_getcsr() & ~FM_FP_CONTROLS) | own);
+}
+#else
+static inline unsigned int fm_fp_modes(void) { return 0; }
+static inline unsigned int fm_fp_take(unsigned int modes) { return modes; }
+static inline void fm_fp_give_back(unsigned int own, unsigned int modes)
+{
+    (void)own;
+    (void)modes;
+}
+#endif
+
 /* Spin until *count reaches target, or *stop (if given) is set; returns whether it was reached.
  * It spins ~20 us, then yields the CPU between looks for a while (~50 us where no other thread
  * wants this CPU), then sleeps between looks (fm_nap). The sleep is what matters beside a busy

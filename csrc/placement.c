@@ -279,6 +279,7 @@ static struct {
     int called, sleepers;     /* the generation the helper was called to (a futex word) */
     int done, waiting;        /* the part done (the caller may sleep on it) */
     int caller_cpu;           /* (the helper moves off it: fm_leave_cpu) */
+    unsigned int fp_modes;    /* the caller's floating-point modes (the helper takes them) */
     fm_split_part_fn fn;
     void *part;
 } split_helper;
@@ -319,7 +320,9 @@ static void *split_helper_main(void *unused)
         /* (fm_claim acquires what the caller wrote before publishing the word) */
         if (!fm_load_flag(&split_helper_stalls)
             && fm_claim(&split_helper.word, (unsigned int)seen) >= 0) {
-            split_helper.fn(split_helper.part);
+            const unsigned int modes = split_helper.fp_modes, own = fm_fp_take(modes);
+            split_helper.fn(split_helper.part);  /* under the caller's modes: fm_openmp.h */
+            fm_fp_give_back(own, modes);
             fm_done(&split_helper.done, &split_helper.waiting);
         }
     }
@@ -401,6 +404,7 @@ double fm_split_run(fm_split_part_fn fn, void *mine, void *theirs)
         split_helper.fn = fn;
         split_helper.part = theirs;
         split_helper.caller_cpu = fm_current_cpu();
+        split_helper.fp_modes = fm_fp_modes();
         split_helper.done = 0;
         fm_publish_jobs(&split_helper.word, generation, 1);  /* (release: all of the above) */
         fm_call(&split_helper.called, (int)generation, &split_helper.sleepers);

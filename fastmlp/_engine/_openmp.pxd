@@ -1,5 +1,6 @@
 # Threading helpers from csrc/fm_openmp.h: OpenMP's queries (stubs in a serial build), the flag
-# the threads share to abandon a batch, and the worker placement of csrc/placement.c.
+# the threads share to abandon a batch, the caller's floating-point modes that a worker takes
+# for its jobs, and the worker placement of csrc/placement.c.
 cdef extern from "fm_openmp.h" nogil:
     int omp_get_max_threads()
     double omp_get_wtime()
@@ -7,6 +8,9 @@ cdef extern from "fm_openmp.h" nogil:
     void fm_store_flag(int *flag, int value)
     int fm_current_cpu()
     void fm_leave_cpu(int cpu)
+    unsigned int fm_fp_modes()
+    unsigned int fm_fp_take(unsigned int modes)
+    void fm_fp_give_back(unsigned int own, unsigned int modes)
     double fm_spare_seconds()
     int fm_take_next(int *counter)
     void fm_count_done(int *count)

@@ -103,9 +103,9 @@ from fastmlp._engine._layers cimport (
     note_nonfinite,
 )
 from fastmlp._engine._openmp cimport (
-    FM_POOL_MAX_JOBS, fm_call, fm_claim, fm_count_done, fm_current_cpu, fm_done, fm_leave_cpu,
-    fm_load_flag, fm_publish_jobs, fm_store_flag, fm_take_next, fm_wait_call, fm_wait_count,
-    fm_wait_done,
+    FM_POOL_MAX_JOBS, fm_call, fm_claim, fm_count_done, fm_current_cpu, fm_done, fm_fp_give_back,
+    fm_fp_modes, fm_fp_take, fm_leave_cpu, fm_load_flag, fm_publish_jobs, fm_store_flag,
+    fm_take_next, fm_wait_call, fm_wait_count, fm_wait_done,
 )
 from fastmlp._engine._rows cimport Rows, dense_input, gather_rows, gathers, source_row
 from fastmlp._engine._threads cimport seconds_now
@@ -200,6 +200,7 @@ cdef struct Pool:
     int waiting             # the caller may sleep on `done` (fm_wait_done)
     int closed              # the epoch is over: helpers leave
     int caller_cpu          # where the caller runs (a helper moves off it: fm_leave_cpu)
+    unsigned int fp_modes   # the caller's floating-point modes (a helper takes them: fm_fp_take)
     Py_ssize_t tiles        # the batch's first-layer tiles and row blocks (batch_jobs)
     Py_ssize_t row_blocks
 
@@ -490,10 +491,13 @@ cdef inline void normalized_forward_rows(const Geometry *g, Py_ssize_t l, Py_ssi
 
 cdef inline bint normalized_row_passes(const Geometry *g, const floating *theta, floating *grad,
                                        bint accumulate, const Rows *rows, const Work *work,
-                                       int n_threads, int caller_cpu) noexcept nogil:
+                                       int n_threads, int caller_cpu,
+                                       unsigned int modes) noexcept nogil:
     """What rows_job does, for a batch-normalised network: forward and backward in passes over
-    row blocks and over feature blocks in turn. False if Ctrl-C stopped it."""
+    row blocks and over feature blocks in turn, each job under the caller's floating-point
+    `modes` (csrc/fm_openmp.h's fm_fp_take). False if Ctrl-C stopped it."""
     cdef Py_ssize_t job, l, blocks, r_blocks = n_blocks(rows.n, MIN_ROWS, work.cpus, MIN_SPLIT)
+    cdef unsigned int own
     cdef Py_ssize_t L = g.n_layers
     cdef Interrupt *it = work.interrupt
     cdef const BatchNorm *bn = &work.kept.bn
@@ -503,8 +507,10 @@ cdef inline bint normalized_row_passes(const Geometry *g, const floating *theta,
         for job in prange(r_blocks, schedule='dynamic', num_threads=n_threads):
             if l == 0 and threadid() != 0:
                 fm_leave_cpu(caller_cpu)  # csrc/placement.c: why
+            own = fm_fp_take(modes)
             if not interrupted(it, threadid() == 0):
                 normalized_forward_rows(g, l, job, r_blocks, theta, rows, work)
+            fm_fp_give_back(own, modes)
         if it != NULL and it.raised:
             return False
         if l == L - 1:
@@ -513,29 +519,35 @@ cdef inline bint normalized_row_passes(const Geometry *g, const floating *theta,
         # most MAX_BLOCKS), so the class passed changes nothing; 2 is the rule before classes.
         blocks = n_blocks(g.units[l + 1], MIN_NORM_UNITS, 2, MIN_SPLIT)
         for job in prange(blocks, schedule='dynamic', num_threads=n_threads):
+            own = fm_fp_take(modes)
             if not interrupted(it, threadid() == 0):
                 batchnorm_layer_forward(g, l, block_start(g.units[l + 1], blocks, job),
                                         block_start(g.units[l + 1], blocks, job + 1),
                                         normalized_z(g, l, acts, deltas, rows.n, 0), bn,
                                         rows.n, theta)
+            fm_fp_give_back(own, modes)
         if it != NULL and it.raised:
             return False
     for l in range(L - 2, -1, -1):
         blocks = n_blocks(g.units[l + 1], MIN_NORM_UNITS, 2, MIN_SPLIT)  # (as above)
         for job in prange(blocks, schedule='dynamic', num_threads=n_threads):
+            own = fm_fp_take(modes)
             if not interrupted(it, threadid() == 0):
                 batchnorm_layer_backward(g, l, block_start(g.units[l + 1], blocks, job),
                                          block_start(g.units[l + 1], blocks, job + 1),
                                          deltas + delta_at(g, rows.n, l, 0), grad, accumulate,
                                          bn, rows.n, theta)
+            fm_fp_give_back(own, modes)
         if it != NULL and it.raised:
             return False
         if l == 0:
             break
         for job in prange(r_blocks, schedule='dynamic', num_threads=n_threads):
+            own = fm_fp_take(modes)
             if not interrupted(it, threadid() == 0):
                 backward_rows(g, l, block_start(rows.n, r_blocks, job),
                               block_start(rows.n, r_blocks, job + 1), theta, rows, work)
+            fm_fp_give_back(own, modes)
         if it != NULL and it.raised:
             return False
     return True
@@ -689,7 +701,8 @@ cdef inline void batch_job(const Geometry *g, Py_ssize_t taken, Py_ssize_t tiles
 cdef inline void batch_jobs(const Geometry *g, floating *theta, floating *grad,
                             floating *state_1, floating *state_2, floating *state_3,
                             const Step *step, bint accumulate, const Rows *rows,
-                            const Work *work, int n_threads, int caller_cpu) noexcept nogil:
+                            const Work *work, int n_threads, int caller_cpu,
+                            unsigned int modes) noexcept nogil:
     """Both passes of a batch (no batch normalization) in one parallel region: the row blocks,
     then the weight jobs, handed out in that order from one counter as threads come free. A
     weight job waits for the row blocks it needs (weights_job), so a thread that is done with
@@ -701,7 +714,9 @@ cdef inline void batch_jobs(const Geometry *g, floating *theta, floating *grad,
     jobs that other threads have begun and that wait for nothing it waits for: no deadlock.
     With work.pool (an epoch's region: Trainer._epoch), the caller claims the jobs from the
     pool's word instead, after calling the helpers to them when n_threads > 1, and waits only
-    for the jobs they claimed (pool_batch)."""
+    for the jobs they claimed (pool_batch). Every thread runs its jobs under the caller's
+    floating-point `modes` (csrc/fm_openmp.h's fm_fp_take)."""
+    cdef unsigned int own
     cdef Py_ssize_t l, taken, r_blocks = n_blocks(rows.n, MIN_ROWS, work.cpus, MIN_SPLIT)
     cdef Py_ssize_t tiles = first_tiles(g, rows.n, rows.sparse, work.cpus)
     cdef Py_ssize_t n_total = tiles + r_blocks + work.n_jobs
@@ -713,17 +728,19 @@ cdef inline void batch_jobs(const Geometry *g, floating *theta, floating *grad,
         gather_rows(<floating *> work.gathered, 0, rows, 0, rows.n, g.units[0])
     if work.pool != NULL and n_total <= FM_POOL_MAX_JOBS:
         pool_batch(g, theta, grad, state_1, state_2, state_3, step, accumulate, rows, work,
-                   tiles, r_blocks, n_total, n_threads > 1, caller_cpu)
+                   tiles, r_blocks, n_total, n_threads > 1, caller_cpu, modes)
         return
-    taken = 0  # (each thread's own in the region: Cython copies it in)
+    taken = own = 0  # (each thread's own in the region: Cython copies them in)
     with parallel(num_threads=n_threads):
         if threadid() != 0:
             fm_leave_cpu(caller_cpu)  # csrc/placement.c: why
+        own = fm_fp_take(modes)
         taken = fm_take_next(counters)
         while taken < n_total:
             batch_job(g, taken, tiles, r_blocks, theta, grad, state_1, state_2, state_3, step,
                       accumulate, rows, work, threadid() == 0)
             taken = fm_take_next(counters)
+        fm_fp_give_back(own, modes)
 
 
 # The pool. A region per batch (batch_jobs without a pool) ends in OpenMP's barrier, which waits
@@ -757,6 +774,7 @@ cdef inline void pool_init(Pool *pool) noexcept nogil:
     pool.waiting = 0
     pool.closed = 0
     pool.caller_cpu = -1
+    pool.fp_modes = 0
     pool.tiles = 0
     pool.row_blocks = 0
 
@@ -773,23 +791,30 @@ cdef inline void pool_claim_jobs(const Geometry *g, floating *theta, floating *g
                                  const Work *work, unsigned int generation,
                                  bint calling) noexcept nogil:
     """Run and count the jobs of `generation` this thread can claim (the caller's, `calling`,
-    or a helper's, which first moves off the caller's CPU if it shares it)."""
+    or a helper's, which first moves off the caller's CPU if it shares it), under the caller's
+    floating-point modes (csrc/fm_openmp.h's fm_fp_take)."""
     cdef Pool *pool = work.pool
     cdef int taken = fm_claim(&pool.word, generation)
-    if taken >= 0 and not calling:
+    cdef unsigned int own
+    if taken < 0:
+        return
+    if not calling:
         fm_leave_cpu(pool.caller_cpu)  # csrc/placement.c: why
+    own = fm_fp_take(pool.fp_modes)
     while taken >= 0:
         batch_job(g, taken, pool.tiles, pool.row_blocks, theta, grad, state_1, state_2,
                   state_3, step, accumulate, rows, work, calling)
         fm_done(&pool.done, &pool.waiting)
         taken = fm_claim(&pool.word, generation)
+    fm_fp_give_back(own, pool.fp_modes)
 
 
 cdef inline void pool_batch(const Geometry *g, floating *theta, floating *grad,
                             floating *state_1, floating *state_2, floating *state_3,
                             const Step *step, bint accumulate, const Rows *rows,
                             const Work *work, Py_ssize_t tiles, Py_ssize_t r_blocks,
-                            Py_ssize_t n_total, bint call, int caller_cpu) noexcept nogil:
+                            Py_ssize_t n_total, bint call, int caller_cpu,
+                            unsigned int modes) noexcept nogil:
     """batch_jobs's jobs in the pool: a new generation of the word (with `call`, the helpers
     are called to it; else it is the caller's alone), every job the caller can claim, then a
     wait for those the helpers claimed."""
@@ -799,6 +824,7 @@ cdef inline void pool_batch(const Geometry *g, floating *theta, floating *grad,
     pool.tiles = tiles
     pool.row_blocks = r_blocks
     pool.caller_cpu = caller_cpu
+    pool.fp_modes = modes
     fm_publish_jobs(&pool.word, pool.generation, <int> n_total)  # (release: all of the above)
     if call:
         fm_call(&pool.called, <int> pool.generation, &pool.sleepers)
@@ -856,12 +882,14 @@ cdef inline double batch_step(const Geometry *g, floating *theta, floating *grad
     with max_grad_norm a third pass steps, once the gradient's norm is known. Returns
     sum_rows w_r loss_r; step.divisor is set to sum_rows w_r when step.finish, else left as
     given. Once work.interrupt is raised, the remaining jobs are skipped, and a job waiting for
-    others gives up (the caller must check it)."""
+    others gives up (the caller must check it). Every job runs under the caller's
+    floating-point modes, whichever thread takes it (csrc/fm_openmp.h's fm_fp_take)."""
     cdef Py_ssize_t job, r
     cdef double total = 0.0, divisor = 0.0, norm
     cdef const floating *w = <const floating *> rows.w
     cdef Interrupt *it = work.interrupt
     cdef int caller_cpu = fm_current_cpu() if n_threads > 1 else -1
+    cdef unsigned int modes = fm_fp_modes(), own
     # The batch's weight (what the weight jobs divide by) is known before any job runs.
     if w != NULL:
         for r in range(rows.n):
@@ -879,15 +907,17 @@ cdef inline double batch_step(const Geometry *g, floating *theta, floating *grad
     if g.batch_norm:
         batch_weights(w, rows, work)
         if not normalized_row_passes(g, theta, grad, accumulate, rows, work, n_threads,
-                                     caller_cpu):
+                                     caller_cpu, modes):
             return 0.0
         for job in prange(work.n_jobs, schedule='dynamic', num_threads=n_threads):
+            own = fm_fp_take(modes)
             if not interrupted(it, threadid() == 0):
                 weights_job(g, job, theta, grad, state_1, state_2, state_3, step, accumulate,
                             rows, work, 0)
+            fm_fp_give_back(own, modes)
     else:
         batch_jobs(g, theta, grad, state_1, state_2, state_3, step, accumulate, rows, work,
-                   n_threads, caller_cpu)
+                   n_threads, caller_cpu, modes)
     if it != NULL and it.raised:
         return 0.0
     for r in range(rows.n):
@@ -901,8 +931,10 @@ cdef inline double batch_step(const Geometry *g, floating *theta, floating *grad
         if step.max_grad_norm / (norm + 1e-6) < 1.0:
             step.grad_scale = step.max_grad_norm / (norm + 1e-6)
         for job in prange(work.n_jobs, schedule='dynamic', num_threads=n_threads):
+            own = fm_fp_take(modes)
             if not interrupted(it, threadid() == 0):
                 step_job(g, job, theta, grad, state_1, state_2, state_3, step, work)
+            fm_fp_give_back(own, modes)
         if it != NULL and it.raised:
             return total
     if g.batch_norm:  # the step is taken: the running statistics may move
@@ -912,9 +944,13 @@ cdef inline double batch_step(const Geometry *g, floating *theta, floating *grad
 
 cdef inline double finish_all(const Geometry *g, floating *theta, floating *grad,
                               const Step *step, const Work *work, int n_threads) noexcept nogil:
-    """Finish an accumulated gradient without stepping (L-BFGS); returns sum(W^2)."""
+    """Finish an accumulated gradient without stepping (L-BFGS), each job under the caller's
+    floating-point modes (fm_fp_take); returns sum(W^2)."""
     cdef Py_ssize_t job
+    cdef unsigned int modes = fm_fp_modes(), own
     for job in prange(work.n_jobs, schedule='dynamic', num_threads=n_threads):
+        own = fm_fp_take(modes)
         finish_job(g, job, theta, grad, <floating *> NULL, <floating *> NULL, <floating *> NULL,
                    step, work)
+        fm_fp_give_back(own, modes)
     return sum_partials(work.partial, work.n_jobs)

@@ -240,6 +240,21 @@ def subnormals_slow(verdict=None):
     return bool(fm_subnormals_slow())
 
 
+def flush_modes(int modes):
+    """Set the calling thread's flush-to-zero (1) and denormals-are-zero (2) modes to `modes`,
+    as torch.set_flush_denormal does (x86; elsewhere nothing is set); returns those that were
+    set, to put back. For the tests of csrc/fm_openmp.h's fm_fp_take."""
+    return fm_flush_modes(modes)
+
+
+def _flush_modes_set():
+    cdef int before = fm_flush_modes(3)
+    return fm_flush_modes(before) == 3
+
+
+FLUSH_MODES = _flush_modes_set()  # flush_modes sets them on this machine
+
+
 def rows_product_looks(looks=-1):
     """The count of AVX-512 float32 products left that look for subnormal weights as they pack
     W (csrc/rows_product.c's fm_rows_product_looks), set to `looks` where it is not negative;

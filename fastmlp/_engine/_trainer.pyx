@@ -52,8 +52,9 @@ from fastmlp._engine._layers cimport (
 )
 from fastmlp._engine._network cimport Network
 from fastmlp._engine._openmp cimport (
-    FASTMLP_HAVE_OPENMP, fm_current_cpu, fm_leave_cpu, fm_spare_seconds, fm_split_begin,
-    fm_split_end, fm_split_mode, fm_split_run, omp_get_max_threads,
+    FASTMLP_HAVE_OPENMP, fm_current_cpu, fm_fp_give_back, fm_fp_modes, fm_fp_take, fm_leave_cpu,
+    fm_spare_seconds, fm_split_begin, fm_split_end, fm_split_mode, fm_split_run,
+    omp_get_max_threads,
 )
 from fastmlp._engine._rows cimport Rows, gather_rows
 from fastmlp._engine._schedule cimport (
@@ -969,6 +970,7 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
     cdef Py_ssize_t blocks = (n + block_rows - 1) // block_rows
     cdef Py_ssize_t cap = min(n, block_rows), scratch_size
     cdef int caller_cpu
+    cdef unsigned int modes, own
     cdef bint check = check_finite, finite = True
     cdef const floating[::1] folded
     cdef const floating *fold_ptr = NULL
@@ -1039,13 +1041,16 @@ def predict(Network network, const floating[::1] theta, X, floating[:, ::1] out,
                         &out[0, 0], scratch, cap, fold_ptr, check, copy_ptrs, packs, split_at)
         else:
             caller_cpu = fm_current_cpu()
+            modes = fm_fp_modes()  # each block under the caller's (csrc/fm_openmp.h says why)
             for b in prange(blocks, nogil=True, schedule='dynamic', num_threads=n_threads):
                 if threadid() != 0:
                     fm_leave_cpu(caller_cpu)  # as in batch_step (csrc/placement.c)
+                own = fm_fp_take(modes)
                 block_finite[b] = predict_block(
                     g, &theta[0], &rows, b * block_rows, min(n, (b + 1) * block_rows),
                     &out[0, 0], scratch + threadid() * scratch_size, cap, fold_ptr, check,
                     copy_ptrs, packs, NULL)
+                fm_fp_give_back(own, modes)
         if not check:
             return None
         for b in range(blocks):

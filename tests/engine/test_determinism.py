@@ -428,3 +428,67 @@ def test_a_bulk_prediction_gives_each_block_the_bits_it_gets_alone():
                 np.testing.assert_array_equal(whole[r0:r0 + 256],
                                               clf.predict_proba(data[r0:r0 + 256]),
                                               err_msg=f"{params}, rows {r0}")
+
+
+# A caller that sets flush-to-zero and denormals-are-zero once OpenMP's workers exist, as
+# torch.set_flush_denormal(True) after a first fit does: every job runs under the caller's
+# modes, whichever thread takes it (csrc/fm_openmp.h's fm_fp_take). Digits' pixels times 1e-36
+# make the first layer's gradients subnormal (flushed under the modes, kept without), and
+# epsilon=1e-36 carries Adam's moments of them into W. Batches held on all threads: the pool's
+# (Adam) and the clipped gradient's third pass; and a regressor without intercepts, whose
+# outputs go subnormal: a bulk prediction, and three rows whose products are split over two
+# threads (forced: csrc/placement.c's helper; one thread never splits). On the build before fm_fp_take, two threads gave
+# other bits than one under the modes, and other bits from run to run. (Batch normalization's
+# passes and L-BFGS's finish take the modes the same way; no fit was found whose bits the modes
+# change there.)
+FLUSHED = """
+import sys, warnings
+import numpy as np
+from sklearn.datasets import load_digits
+from fastmlp import MLPClassifier, MLPRegressor
+from fastmlp import _engine as E
+from fastmlp._engine._testing import flush_modes, hold_all_threads
+from fastmlp._runtime import effective_n_threads
+warnings.simplefilter("ignore")
+X, y = load_digits(return_X_y=True)
+X = np.hstack([X / 16.0] * 4).astype(np.float32)
+MLPClassifier((32,), max_iter=1, random_state=0).fit(X, y)  # OpenMP's workers exist now
+tiny = X * np.float32(1e-36)
+out = [str(effective_n_threads())]
+for modes in (0, 3):
+    before = flush_modes(modes)
+    try:
+        for params in (dict(), dict(max_grad_norm=1.0)):
+            clf = MLPClassifier((256, 64), batch_size=512, random_state=0, alpha=0.0,
+                                epsilon=1e-36, **params)
+            clf.partial_fit(tiny, y, classes=np.arange(10))
+            hold_all_threads(clf._network(), effective_n_threads())
+            for _ in range(4):
+                clf.partial_fit(tiny, y)
+            out.append(clf._theta.tobytes().hex())
+        reg = MLPRegressor(hidden_layer_sizes=(256,), max_iter=1, random_state=0).fit(X, X)
+        for b in reg.intercepts_:
+            b[...] = 0
+        out.append(reg.predict(X * np.float32(1e-37)).tobytes().hex())
+        split, few, seen = E.few_row_split(1), np.empty((3, 256), np.float32), set()
+        for _ in range(200):  # back to back: the helper takes its part once it is awake
+            E.predict(reg._network(), reg._packed_parameters(), X[:3] * np.float32(1e-37), few,
+                      effective_n_threads())
+            seen.add(few.tobytes().hex())
+        E.few_row_split(split)
+        out.append("|".join(sorted(seen)))
+    finally:
+        flush_modes(before)
+print(" ".join(out))
+"""
+
+
+def test_jobs_take_the_callers_flush_modes_whichever_thread_runs_them():
+    if not K.FLUSH_MODES:
+        pytest.skip("no flush modes to set here (not x86)")
+    one, two = (run_python(FLUSHED, omp_threads=n).split() for n in (1, 2))
+    assert one[0] == "1" and two[0] == "2"
+    ieee, flushed = slice(1, 5), slice(5, 9)
+    assert two[ieee] == one[ieee]
+    assert two[flushed] == one[flushed]
+    assert all(a != b for a, b in zip(one[ieee], one[flushed]))  # the modes change every result
