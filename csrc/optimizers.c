@@ -147,7 +147,10 @@ static int fm_state_kinds(const fm_optim *o)
 /* Whether a multiply with a subnormal operand and result takes this processor several times as
  * long as one with normal numbers (a microcode assist, as on Intel's cores), measured once: a
  * chain of 2,000 dependent multiplies by 1 of each, the fastest of three runs, against 4x. A
- * processor that takes them in stride has no use for the careful step, which costs it time. */
+ * processor that takes them in stride has no use for the careful step, which costs it time.
+ * The chains run with flush-to-zero and denormals-are-zero off, whatever the calling thread's
+ * modes: under them the subnormal chain takes no assist, and a first fit under a caller's
+ * flush modes would have judged the processor for the rest of the process. */
 static unsigned long long fm_chain_ticks(float start)
 {
     volatile float one = 1.0f, sink;
@@ -172,9 +175,10 @@ int fm_subnormals_slow(void)
     int slow = __atomic_load_n(&fm_subnormal_verdict, __ATOMIC_RELAXED);
     if (slow < 0) {  /* (two threads may both measure: either's verdict) */
         const unsigned int csr = _mm_getcsr();
+        _mm_setcsr(csr & ~(_MM_FLUSH_ZERO_ON | _MM_DENORMALS_ZERO_ON));
         const unsigned long long normal = fm_chain_ticks(1.5f);
         const unsigned long long subnormal = fm_chain_ticks(1e-40f);
-        _mm_setcsr(csr);  /* (the flags the subnormal chain raised) */
+        _mm_setcsr(csr);  /* (the modes, and the flags the subnormal chain raised) */
         slow = subnormal > 4 * normal;
         __atomic_store_n(&fm_subnormal_verdict, slow, __ATOMIC_RELAXED);
     }

@@ -431,6 +431,25 @@ def _careful_columns(W):
     return sub[~dead].any(0).sum()
 
 
+def test_the_subnormal_verdict_judges_the_processor_under_any_flush_modes():
+    """csrc/optimizers.c's fm_subnormals_slow measures with flush-to-zero and
+    denormals-are-zero off: under a caller's flush modes its subnormal chain took no assist,
+    and a first fit there judged the processor fast for the rest of the process."""
+    if not K.FLUSH_MODES:
+        pytest.skip("no flush modes to set here (not x86)")
+    was = K.subnormals_slow()
+    try:
+        ieee = K.subnormals_slow(-1)
+        modes = K.flush_modes(3)
+        try:
+            flushed = K.subnormals_slow(-1)
+        finally:
+            K.flush_modes(modes)
+        assert flushed == ieee
+    finally:
+        K.subnormals_slow(was)
+
+
 @pytest.mark.parametrize("slow", [True, False])
 @pytest.mark.parametrize("n_in", [40, 1100])  # 1100: two pieces of terms
 @pytest.mark.parametrize("zeros", [False, True])
