@@ -437,10 +437,10 @@ def test_a_bulk_prediction_gives_each_block_the_bits_it_gets_alone():
 # epsilon=1e-36 carries Adam's moments of them into W. Batches held on all threads: the pool's
 # (Adam) and the clipped gradient's third pass; and a regressor without intercepts, whose
 # outputs go subnormal: a bulk prediction, and three rows whose products are split over two
-# threads (forced: csrc/placement.c's helper; one thread never splits). On the build before fm_fp_take, two threads gave
-# other bits than one under the modes, and other bits from run to run. (Batch normalization's
-# passes and L-BFGS's finish take the modes the same way; no fit was found whose bits the modes
-# change there.)
+# threads (forced: csrc/placement.c's helper; one thread never splits). On the build before
+# fm_fp_take, two threads gave other bits than one under the modes, and other bits from run to
+# run. (Batch normalization's passes and L-BFGS's finish take the modes the same way; no fit
+# was found whose bits the modes change there.)
 FLUSHED = """
 import sys, warnings
 import numpy as np
