@@ -77,6 +77,23 @@
 # class gives its bits (tests/engine/test_schedule_classes.py runs class 16 on 1, 2 and 16
 # threads). Class 1 (want = 1) is one block per pass: batches that threads_for_batch never
 # gives two threads, on any machine (fastmlp/_runtime.py's batch_schedule).
+#
+# Tried and not built: each layer's delta packed once for all its weight jobs. A weight job's
+# product (a^T delta, csrc/rows_product.c) packs all of the layer's delta into panels, whatever
+# its block of W's rows, so a layer of J jobs packs it J times (`wide`'s W2: 4 times 512 x 1024
+# floats a batch in class 2, 16 times in class 16; ~0.1 ms each on one core, against ~1.4 ms
+# of a class-2 job's multiply-adds). A trial build had each row block pack its rows of the
+# delta into one shared copy right after computing them, before counting the delta done, and
+# the jobs read that copy: the same panels, the same bits (tools/fingerprint.py 303 of 303 on 1
+# and 2 threads; a kernel test and an engine test of it passed, and failed with the pack moved
+# before the delta was complete). Epochs with the copy switched on and off in turns in one
+# process (2-core Intel Xeon VM, 2026-12-07, medians of 12-20 epochs each way, `wide` at a
+# fifth to a third of its rows), copy / each job packing: class 2 1.007 and 1.012 on one
+# thread, 0.996-1.017 on two; class 4 1.035-1.041 and 0.980-1.009; class 16 0.906-1.014 and
+# 0.920-0.983; `mnist` 0.91-0.99 (its jobs' deltas are 256 x 256). Every job still streams the
+# whole delta from the caches, the copy adds a write and a read of it per batch, and the
+# packing saved is ~0.2 ns a float: nothing the noise let one see on 2 cores, a few percent at
+# most in class 16, for a second delta-sized buffer and a path of its own in the kernel.
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport sqrt
