@@ -644,11 +644,12 @@ def spare_seconds():
 
 
 def thread_choice_trace(most, costs, idle=None, Py_ssize_t rows=32, double unit=1e-5,
-                        double switch=1.0):
+                        switch=1.0):
     """The thread counts _threads.pxd's choice gives batch after batch, when a batch costs
     costs[i][0] seconds per row on one thread and costs[i][1] on `most` (batch i). `most` may
     also be a list, one thread limit per batch (choice_for at each, as each epoch does). A batch
-    on another thread count than the batch before costs `switch` times its cost.
+    on another thread count than the batch before costs `switch` times its cost; `switch` may
+    also be a sequence: the factors of the first batches after a change, one each.
 
     With `idle` (one value a batch: how many CPUs stood idle during it), the trainer's gate
     runs too, on a clock and a count of spare seconds that this helper keeps (idle CPUs plus
@@ -656,9 +657,12 @@ def thread_choice_trace(most, costs, idle=None, Py_ssize_t rows=32, double unit=
     batches."""
     cdef ThreadChoice c, kept
     cdef int which, threads, before = 0
+    cdef Py_ssize_t since = 0  # batches since the thread count changed
     cdef double cost
     cdef double now = 1.0, spare = 0.0, scale = 1.0 if idle is None else unit, seconds
     mosts = most if isinstance(most, list) else [most] * len(costs)
+    factors = [float(f) for f in switch] if hasattr(switch, "__len__") else [float(switch)]
+    since = len(factors)  # (no change before the first batch)
     choice_init(&c, 0)
     choice_init(&kept, 0)
     trace = []
@@ -669,7 +673,10 @@ def thread_choice_trace(most, costs, idle=None, Py_ssize_t rows=32, double unit=
         trace.append(threads)
         cost = (many if which == 1 else one) * scale
         if before and threads != before:
-            cost *= switch
+            since = 0
+        if since < len(factors):
+            cost *= factors[since]
+        since += 1
         before = threads
         choice_record(&c, which, cost)
         if idle is not None:
