@@ -657,7 +657,7 @@ def thread_choice_trace(most, costs, idle=None, Py_ssize_t rows=32, double unit=
     batches."""
     cdef ThreadChoice c, kept
     cdef int which, threads, before = 0
-    cdef Py_ssize_t since = 0  # batches since the thread count changed
+    cdef Py_ssize_t since  # batches since the thread count changed
     cdef double cost
     cdef double now = 1.0, spare = 0.0, scale = 1.0 if idle is None else unit, seconds
     mosts = most if isinstance(most, list) else [most] * len(costs)

@@ -22,11 +22,11 @@
 #
 # The probes of one thread cost the most where threads pay: each of their batches is a whole
 # batch of lost parallelism. Two rules keep them cheap on a machine that is only noisy:
-# - Such a probe ends after PROBE_EARLY batches when they are all over 1.25x the threads'
-#   estimate (their mean but their slowest: below). One thread's batches wait for no other
-#   thread, so they have no long tail for a short look to miss (the threads' batches do:
-#   below), but for the change's stall. On a quiet machine, where one thread costs ~1.8x
-#   (mnist, wide), a probe is 3 batches instead of 9 (with its first, below).
+# - Such a probe ends after PROBE_EARLY batches when both are over 1.25x the threads'
+#   estimate (the mean of its batches but the slowest: below). One thread's batches wait for
+#   no other thread, so they have no long tail for a short look to miss (the threads' batches
+#   do: below), but for a stall after the change. On a quiet machine, where one thread costs
+#   ~1.8x (mnist, wide), a probe is 3 batches instead of 9 (with its first, below).
 # - One thread that beats the threads' estimate does not take over at once: that estimate may
 #   be a burst of the machine's that has passed (a burst is what starts a probe at once). The
 #   threads' next PROBE_BATCHES batches are measured, and one thread takes over only if its
@@ -90,13 +90,16 @@
 # beside a spinning process (`mnist`, 2-core Intel Xeon VM, 2026-12-07: a trial build kept each
 # batch's choice and cost), one thread's batches cost ~1.9 ms (1.8-2.3), the threads' ~1.8-2.0,
 # but the second one-thread batch after threaded ones took 6.1 ms twice (the first 1.9-2.0): a
-# time slice of the OS's, the caller left on the busy CPU a while after its helper slept. The
-# probe's mean of two, (6.1 + 2.3) / 2, was "clearly slower" and put one thread's estimate at
-# 4.2 ms: the threads then kept 512 and 1,024 batches, with the process getting 0.89-1.00 CPU a
-# wall second, and 2 threads over 1 read 1.10-1.18 in such runs. Beside a busy core that stall
-# comes once a probe, after the change; it is left out wherever it falls, so the early end
-# takes both batches over 1.25x (the lesser of the two), and a full probe the mean of its
-# other 7. The threads' probes and confirmations keep every batch: their long tail is theirs.
+# stall of ~4 ms, about a time slice of the OS's, whose cause was not traced (one-thread calls
+# right after threaded ones, each its own partial_fit outside an epoch's helpers, waited on no
+# runqueue and ran 2.9 ms, then ~2.5). The probe's mean of two, (6.1 + 2.3) / 2, was "clearly
+# slower" and put one thread's estimate at 4.2 ms: the threads then kept 512 and 1,024
+# batches, with the process getting 0.89-1.00 CPU a wall second, and 2 threads over 1 read
+# 1.10-1.18 in such runs. Such a stall comes once a probe, after the change; it is left out
+# wherever it falls, so the early end takes both batches over 1.25x (the lesser of the two),
+# and a full probe the mean of its other 7. The threads' probes and confirmations keep every
+# batch: their long tail is theirs.
+#
 # The gate. Where a batch is short (`tiny-batch`: ~0.6 ms on one thread), a probe of the threads
 # beside a busy core is all loss: their batches' median beat one thread's there (0.37-0.53 ms
 # against 0.62-0.68), but a thread that the OS takes away for its time slice (milliseconds)
@@ -348,7 +351,7 @@ cdef inline void choice_record(ThreadChoice *c, int which, double seconds_per_ro
         c.probe_max = seconds_per_row
     mean = c.probe_sum / c.probed
     if which == 0 and c.probed > 1:
-        # One thread's batches but their slowest: the change's stall (the Design block).
+        # One thread's batches but their slowest: a stall after the change (the Design block).
         mean = (c.probe_sum - c.probe_max) / (c.probed - 1)
     if which == 0 and c.probed == PROBE_EARLY and mean > 1.25 * c.per_row[c.current]:
         # Clearly slower: no more of it, and the next look four times as far (PROBE_GROWTH).

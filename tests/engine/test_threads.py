@@ -328,10 +328,10 @@ def test_the_batch_after_a_change_of_thread_count_is_not_counted():
 
 def test_a_stall_after_the_change_neither_ends_nor_sways_a_probe_of_one_thread():
     # mnist beside a busy core, traced batch by batch (2-core Intel Xeon VM): one thread's
-    # batches cost ~1.9 ms, but the second after threaded ones took 6.1 (the OS left the caller
-    # a time slice on the busy CPU); the probe ended early ("clearly slower": (6.1 + 2.3) / 2 >
-    # 1.25 x the threads' 2.6) and the threads kept 1,536 batches. A probe of one thread leaves
-    # its slowest batch out: where one thread is 8 % cheaper, it takes the batches.
+    # batches cost ~1.9 ms, but the second after threaded ones took 6.1 (a stall of ~4 ms); the
+    # probe ended early ("clearly slower": (6.1 + 2.3) / 2 > 1.25 x the threads' 2.6) and the
+    # threads kept 1,536 batches. A probe of one thread leaves its slowest batch out: where one
+    # thread is 8 % cheaper, it takes the batches, wherever the stall falls.
     costs = [(1.0, 1.08)] * 3000
     assert _trace(2, costs, switch=(1.0, 3.0))[100:].count(1) > 0.9 * 2900
     assert _trace(2, costs, switch=(1.0, 1.0, 3.0))[100:].count(1) > 0.9 * 2900
@@ -339,6 +339,7 @@ def test_a_stall_after_the_change_neither_ends_nor_sways_a_probe_of_one_thread()
     probes = _runs(_trace(2, [(1.5, 1.0)] * 3000, switch=(1.0, 3.0)), 1)
     assert probes and all(length == PROBE_EARLY_RUN for _, length in probes)
     assert _trace(2, [(1.5, 1.0)] * 3000, switch=(1.0, 3.0))[100:].count(2) > 0.97 * 2900
+
 
 def test_where_the_two_cost_about_the_same_one_thread_has_the_batches():
     # mnist-f64 beside a busy core: one thread 5 % cheaper than the threads. With a margin of
