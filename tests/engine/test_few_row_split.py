@@ -177,8 +177,14 @@ def _on_helper(trace):
 
 
 def test_the_helper_runs_the_other_part_while_the_caller_runs_its_own():
-    trace = K.split_run_trace(60, mine_busy=50e-6)
-    assert _ran_once_each(trace)
+    # Up to three traces: on a loaded host the OS may leave the helper without a CPU for a whole
+    # trace of 60 calls (a fresh clone's CI, 2026-12-07: every part taken back by the caller, as
+    # it should be then). A helper that never runs its part fails all three.
+    for _ in range(3):
+        trace = K.split_run_trace(60, mine_busy=50e-6)
+        assert _ran_once_each(trace)
+        if _on_helper(trace):
+            break
     assert _on_helper(trace), trace
     for _, _, elsewhere, waited in trace:
         assert waited >= 0.0
