@@ -192,11 +192,21 @@ void fm_done(int *done, int *sleepers)
  * FM_SPLIT_GAP ago (calls back to back, as a serving loop makes them; the first of a run pays
  * the wake once). A helper that the OS starts late (beside a busy process it may wait a time
  * slice, milliseconds) shows as the caller's wait after its own part: a wait over
- * FM_SPLIT_LATE where the helper should have been spinning (a split region ended under
- * FM_SPLIT_GAP before), or over FM_SPLIT_WAKE where it had to wake, puts the next
- * FM_SPLIT_BACKOFF_MIN calls on one thread, doubled at each late split up to
- * FM_SPLIT_BACKOFF_MAX and halved at each timely one with a spinning helper, so that a busy
- * machine costs at most one late call every few thousand. A model's compiled call (the
+ * FM_SPLIT_LATE where the helper should have been spinning, or over FM_SPLIT_WAKE where it
+ * had to wake, puts the next FM_SPLIT_BACKOFF_MIN calls on one thread, doubled at each late
+ * split up to FM_SPLIT_BACKOFF_MAX and halved at each timely one with a spinning helper, so
+ * that a busy machine costs at most one late call every few thousand. It had to wake where no
+ * split region ended under FM_SPLIT_GAP before, and it should be spinning only FM_SPLIT_WAKE
+ * after that wake: the calls right after the wake's, back to back, find it still on its way
+ * and take its part back (FM_SPLIT_TAKEN) as the wake's did. Judged as a spinning helper's,
+ * the second split after every wake was late, its back-off put the next calls on one thread
+ * while the helper fell asleep again, and back-to-back calls split once in hundreds: traced
+ * call by call on the 2-core Xeon VM (2026-12-07), `mnist`'s one-row predict_proba split ~1
+ * call in 250 and took 1.08-1.22x the time of a forced split (_engine.few_row_split(1), in
+ * the same process, in turns); with the window, most calls split and the rule took 1.00-1.11x
+ * (benchmarks/ab_builds.py --workloads predict-one, 8 rounds: 0.880x the time). Beside a
+ * spinning process the helper never ran a part in time; each back-off's window then takes
+ * ~20 more parts back (~1 us each), 5-7 % of the calls. A model's compiled call (the
  * engine's SteadyPrediction) asks this rule only where its own choice between one thread and
  * two, by what each has cost its calls, says two. fm_split_mode: 0 this rule, 1 always split,
  * -1 never (tests and benchmarks: the engine's few_row_split). */
@@ -204,6 +214,7 @@ void fm_done(int *done, int *sleepers)
 #define FM_SPLIT_GATE 1  /* (elsewhere a few-row prediction stays on one thread) */
 static __thread double split_call_end = -1e30;    /* this thread's last few-row prediction's end */
 static __thread double split_region_end = -1e30;  /* its last split region's end */
+static __thread double split_woken = -1e30;       /* the start of its last split that woke */
 static __thread int split_skip, split_backoff;
 #endif
 int fm_split_mode;
@@ -228,8 +239,11 @@ void fm_split_end(double began, double now, double wait)
 {
 #if defined(FM_SPLIT_GATE)
     if (wait >= 0.0) {  /* it split */
-        /* whether the helper should have been spinning (else it had to wake) */
-        const int spinning = began - split_region_end < FM_SPLIT_GAP;
+        int spinning;
+        if (began - split_region_end >= FM_SPLIT_GAP)
+            split_woken = began;  /* the helper had to wake */
+        /* whether the helper should have been spinning: since its wake it had FM_SPLIT_WAKE */
+        spinning = began - split_woken >= FM_SPLIT_WAKE;
         if (wait > (spinning ? FM_SPLIT_LATE : FM_SPLIT_WAKE)) {
             split_backoff = split_backoff == 0 ? FM_SPLIT_BACKOFF_MIN
                             : split_backoff < FM_SPLIT_BACKOFF_MAX ? 2 * split_backoff

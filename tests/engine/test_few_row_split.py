@@ -1,6 +1,7 @@
 """A few-row prediction shares a large W's product with a second thread (the engine's
 split_product; csrc/small_product.c's Design says why): when it does (csrc/placement.c's rule),
 and that its results keep every bit."""
+import math
 import multiprocessing
 import os
 import threading
@@ -94,6 +95,35 @@ def test_a_helper_that_had_to_wake_is_judged_by_the_longer_bound():
     assert _in_a_fresh_thread(lambda: run(WAKE / 2)) == [False, True] * 3 + [True]
     assert _in_a_fresh_thread(lambda: run(2 * WAKE)) == [False, True] + [False, False] * 2 + [
         False]
+
+
+def test_a_helper_still_waking_is_not_judged_late():
+    # A split that wakes the helper is taken back by a caller done before the helper runs (a
+    # wait of TAKEN: csrc/fm_openmp.h's FM_SPLIT_TAKEN), and so may the next ones, back to
+    # back, while the helper is still on its way (~30-60 us on a virtual machine). Those are
+    # judged by the wake's bound for WAKE after the wake, not as a spinning helper's: judged
+    # late, each wake put the next calls on one thread, where the helper fell asleep again, so
+    # that back-to-back calls split once in hundreds.
+    taken, step = 20e-6, 9e-6  # (calls 9 us apart: no call begins on the bound itself)
+
+    def run(waits):
+        t, answers = 0.0, []
+        for wait in waits:
+            split = K.split_gate([("begin", t)])[0]
+            answers.append(split)
+            K.split_gate([("end", t, t + 7e-6, wait if split else -1.0)])
+            t += step
+        return answers
+    # one call on one thread, then splits: the first three taken back (the helper waking),
+    # then every one on time
+    waits = [-1.0, taken, taken, taken] + [1e-6] * 30
+    assert _in_a_fresh_thread(lambda: run(waits)) == [False] + [True] * 33
+    # a helper that never comes: taken back for WAKE after its wake (call 1), then late
+    waits = [-1.0] + [taken] * 60
+    answers = _in_a_fresh_thread(lambda: run(waits))
+    late = math.ceil(WAKE / step) + 1  # the first split judged as a spinning helper's
+    assert answers[:late + 1] == [False] + [True] * late
+    assert answers[late + 1:late + 1 + BACKOFF_MIN] == [False] * BACKOFF_MIN
 
 
 def _fitted(dtype, **options):
