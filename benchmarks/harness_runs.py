@@ -9,7 +9,9 @@ what the table times:
 
 - steadiness: five back-to-back runs of `tiny-batch` and `small` (each a fresh model, a warm-up
   epoch and `repeats` timed epochs, as `bench_fit` does); the figure is max/min of the five
-  medians, which a noisy neighbour or an unlucky schedule moves.
+  medians, which a noisy neighbour or an unlucky schedule moves. Right after, the same runs of
+  a fixed one-thread sgemm loop in units as long as the epochs (host_control): what the host
+  alone moves in that minute, reported beside fastmlp's figure (the target judges fastmlp's).
 - busy core: a second process spins on one core (a `while True` loop, not pinned) while every
   training workload runs with 1 and with 2 threads, interleaved (`bench_threads`): two threads
   must never be slower than one. Each thread count gets epochs until they add up to
@@ -61,7 +63,8 @@ PER_CALL_ROWS, PER_CALL_HIDDEN, PER_CALL_FEATURES = 32, (100,), 64
 
 def steadiness(threads, repeats, budget, scale, log, runs=STEADY_RUNS,
                names=STEADY_WORKLOADS):
-    """{workload: {"medians": [s, ...], "max_over_min": ratio}} of fastmlp's epoch medians."""
+    """{workload: {"medians": [s, ...], "max_over_min": ratio, "host": {the same of
+    host_control's runs}}} of fastmlp's epoch medians."""
     results = {}
     with threadpool_limits(threads):
         for name in names:
@@ -72,8 +75,41 @@ def steadiness(threads, repeats, budget, scale, log, runs=STEADY_RUNS,
                 fit, _, _ = bench_fit(workload, ["fastmlp"], threads, repeats, budget,
                                       lambda message: None)
                 medians.append(fit["fastmlp"]["median_s"])
-            results[name] = {"medians": medians, "max_over_min": max(medians) / min(medians)}
+            log(f"steadiness: {name}, the host's control")
+            results[name] = {"medians": medians, "max_over_min": max(medians) / min(medians),
+                             "host": host_control(statistics.median(medians), runs,
+                                                  fit["fastmlp"]["n"])}
     return results
+
+
+def host_control(seconds, runs, repeats):
+    """The steadiness run's protocol on a fixed one-thread sgemm loop instead of fastmlp:
+    `runs` back-to-back runs of a warm-up and `repeats` timed units of about `seconds` each;
+    {"medians": [...], "max_over_min": ratio}. Whatever moves it is the host's (its other
+    tenants, its clock), not fastmlp's: on the 2-core Intel Xeon VM (2026-12-07) the loop's
+    max/min read 1.00-1.46 over sixteen groups of five runs, half of them over 1.25."""
+    a = np.ones((200, 256), dtype=np.float32)
+    b = np.ones((256, 256), dtype=np.float32)
+    with threadpool_limits(1):
+        start = time.perf_counter()
+        a @ b
+        once = max(time.perf_counter() - start, 1e-6)
+        calls = max(1, min(100_000, int(seconds / once)))
+        for _ in range(3):  # (the first calls pay for the threads' and caches' warm-up)
+            start = time.perf_counter()
+            for _ in range(calls):
+                a @ b
+            calls = max(1, min(100_000, int(calls * seconds / (time.perf_counter() - start))))
+        medians = []
+        for _ in range(runs):
+            units = []
+            for _ in range(repeats + 1):
+                start = time.perf_counter()
+                for _ in range(calls):
+                    a @ b
+                units.append(time.perf_counter() - start)
+            medians.append(statistics.median(units[1:]))
+    return {"medians": medians, "max_over_min": max(medians) / min(medians)}
 
 
 def busy_core(repeats, budget, scale, log, names=None):
@@ -177,7 +213,12 @@ def format_harness(results):
         lines += ["", f"Steadiness: fastmlp's median s/epoch in {STEADY_RUNS} back-to-back runs:"]
         lines += [f"  {name:11s} " + ", ".join(f"{m:.4f}" for m in r["medians"])
                   + f"; max/min {r['max_over_min']:.2f}"
+                  + (f" (the host's control right after: max/min "
+                     f"{r['host']['max_over_min']:.2f})" if "host" in r else "")
                   for name, r in results["steadiness"].items()]
+        if any("host" in r for r in results["steadiness"].values()):
+            lines += ["  (the control: the same runs of a fixed one-thread sgemm loop, units as "
+                      "long as the epochs: what the host alone moves)"]
     if "busy-core" in results:
         lines += ["", "Beside a process spinning on one core: fastmlp's median s/epoch, "
                       "1 vs 2 threads:"]

@@ -131,8 +131,11 @@
  * 7.7-8.6); beside a spinning process 0.998-1.013, where before the take-back the helper's
  * read 1.02-1.08 (the caller ran the taken part from the other core's L2, so a taken part now
  * counts as a late helper: FM_SPLIT_TAKEN). benchmarks/one_row_threads.py, builds in turns,
- * three runs each: split 7.38-7.75 us against 7.75-8.35.
- * benchmarks/RESULTS.md has the harness's runs.
+ * three runs each: split 7.38-7.75 us against 7.75-8.35. But the parts taken back from a
+ * helper still waking, right after a wake, then read as late, and back-to-back calls split
+ * about once in 250 until 2026-12-07 (csrc/placement.c's rule, which now waits FM_SPLIT_WAKE
+ * after a wake before it judges a helper as spinning: benchmarks/ab_builds.py --workloads
+ * predict-one 0.880x the time). benchmarks/RESULTS.md has the harness's runs.
  *
  * Subnormal weights (2026-12-06). A unit that never fires leaves its incoming weights (a column
  * of W) and its outgoing ones (a row of the next W) to L2 until they are subnormal floats

@@ -17,6 +17,18 @@ def test_steadiness_reports_each_runs_median_and_their_spread():
     for r in result.values():
         assert len(r["medians"]) == 2 and min(r["medians"]) > 0
         assert r["max_over_min"] == max(r["medians"]) / min(r["medians"])
+        host = r["host"]  # the same runs of a fixed sgemm loop, as long as the epochs
+        assert len(host["medians"]) == 2 and min(host["medians"]) > 0
+        assert host["max_over_min"] == max(host["medians"]) / min(host["medians"])
+    text = harness_runs.format_harness({"steadiness": result})
+    assert text.count("(the host's control right after: max/min ") == 2
+
+
+def test_the_host_control_times_units_about_as_long_as_asked():
+    result = harness_runs.host_control(0.02, runs=3, repeats=3)
+    assert len(result["medians"]) == 3
+    # a host that moves a loop's speed by a third within minutes: only the order of magnitude
+    assert all(0.004 < m < 0.1 for m in result["medians"]), result
 
 
 def test_busy_core_times_one_and_two_threads_per_workload(monkeypatch):
