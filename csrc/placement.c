@@ -204,9 +204,11 @@ void fm_done(int *done, int *sleepers)
  * call by call on the 2-core Xeon VM (2026-12-07), `mnist`'s one-row predict_proba split ~1
  * call in 250 and took 1.08-1.22x the time of a forced split (_engine.few_row_split(1), in
  * the same process, in turns); with the window, most calls split and the rule took 1.00-1.11x
- * (benchmarks/ab_builds.py --workloads predict-one, 8 rounds: 0.880x the time). Beside a
- * spinning process the helper never ran a part in time; each back-off's window then takes
- * ~20 more parts back (~1 us each), 5-7 % of the calls. A model's compiled call (the
+ * (benchmarks/ab_builds.py --workloads predict-one, 8 rounds: 0.880x the time). The
+ * harness's predict-one (its `mnist` model after one partial_fit epoch, 200 different rows),
+ * rounds of the two builds paired in two long-lived processes (a /tmp script): 0.978x and
+ * 1.000x, where the split itself paid less (forced, 1.0-1.1x one thread's time in that
+ * hour); beside a spinning process 0.969x and 0.972x. A model's compiled call (the
  * engine's SteadyPrediction) asks this rule only where its own choice between one thread and
  * two, by what each has cost its calls, says two. fm_split_mode: 0 this rule, 1 always split,
  * -1 never (tests and benchmarks: the engine's few_row_split). */
