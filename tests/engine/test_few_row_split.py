@@ -207,18 +207,24 @@ def _on_helper(trace):
     return sum(on_helper) >= len(on_helper) // 2
 
 
-def test_the_helper_runs_the_other_part_while_the_caller_runs_its_own():
-    # Up to three traces, 50 ms apart: the OS may leave the new helper on the caller's CPU, or
-    # without a CPU, for a whole trace of 60 calls (~3 ms of a caller that never sleeps; a
-    # fresh clone's CI, 2026-12-07: every part taken back by the caller, as it should be then),
-    # and the caller's sleep lets it run and move off. A helper that never runs its part fails
-    # all three.
-    for attempt in range(3):
-        time.sleep(0.05 * attempt)
-        trace = K.split_run_trace(60, mine_busy=50e-6)
+def _until(passes, take, attempts=3, pause=0.05):
+    """take() a trace up to `attempts` times, `pause` seconds more apart each time, until one
+    passes(trace); each must have run every part once. Returns the last. The OS may leave a
+    new helper on the caller's CPU, or without a CPU, for a whole trace (~3 ms of a caller
+    that never sleeps; a fresh clone's CI, 2026-12-07: every part taken back by the caller, as
+    it should be then), and the caller's sleep lets it run and move off. A helper that never
+    runs its part fails every attempt."""
+    for attempt in range(attempts):
+        time.sleep(pause * attempt)
+        trace = take()
         assert _ran_once_each(trace)
-        if _on_helper(trace):
+        if passes(trace):
             break
+    return trace
+
+
+def test_the_helper_runs_the_other_part_while_the_caller_runs_its_own():
+    trace = _until(_on_helper, lambda: K.split_run_trace(60, mine_busy=50e-6))
     assert _on_helper(trace), trace
     for _, _, elsewhere, waited in trace:
         assert waited >= 0.0
@@ -262,16 +268,17 @@ def test_a_forked_child_splits_with_a_helper_of_its_own():
     # on the caller
     assert _ran_once_each(K.split_run_trace(3, mine_busy=50e-6))
     context = multiprocessing.get_context("fork")
-    for _ in range(3):  # (the child's helper, too, may get no CPU in a trace: as above)
+
+    def child_trace():  # (a fresh child each time: its helper, too, may get no CPU)
         ours, theirs = context.Pipe()
         child = context.Process(target=_child_trace, args=(theirs,))
         child.start()
         trace = ours.recv()
         child.join()
         assert child.exitcode == 0
-        assert _ran_once_each(trace)
-        if any(elsewhere for _, _, elsewhere, _ in trace):
-            break
+        return trace
+
+    trace = _until(lambda t: any(elsewhere for _, _, elsewhere, _ in t), child_trace)
     # Without a helper of its own the child's parts never run elsewhere, however many calls;
     # with one, some do. (That most do, the test above holds in the parent: in a full suite run
     # on the 2-core VM the child's last 40 of 200 calls ran mostly on the caller twice, its
