@@ -12,7 +12,7 @@ one takes a microcode assist on Intel's cores. This trains `tiny-batch`'s networ
 seconds beside how many parameters are subnormal and how many are below 2^-40 (the careful
 step's bound for a weight). --in-turns N then runs N more epochs each way in turns: with the
 engine's careful ways around subnormal numbers (the processor's verdict as measured) and
-without them (_testing.subnormals_slow(False): every operation takes its assist), the same
+without them (_engine.subnormals_slow(False): every operation takes its assist), the same
 bits either way. --input-scale multiplies the pixels (1/255 = 0.00392: images divided by 255
 once more than they should be, a user's slip that leaves W1's gradients 255 times smaller).
 """
@@ -23,7 +23,8 @@ import warnings
 import numpy as np
 
 from fastmlp import MLPClassifier
-from fastmlp._engine import _testing
+from fastmlp import _engine  # (its verdict, not _testing's: each compiled module has its own,
+                             # and only the engine's reaches partial_fit)
 from fastmlp.bench.workloads import load_mnist10k
 
 
@@ -46,7 +47,7 @@ def main(argv=None):
     X, y = load_mnist10k(args.mnist_dir)  # (pixels in [0, 1], float32)
     X, y = X[:args.samples] * np.float32(args.input_scale), y[:args.samples]
     clf = MLPClassifier((256, 128), batch_size=32, random_state=0)
-    verdict = _testing.subnormals_slow()
+    verdict = _engine.subnormals_slow()
     print(f"{X.shape[0]} images, pixels in [0, {args.input_scale:g}]; the processor's verdict: "
           f"subnormal operands {'slow' if verdict else 'not slow'}")
     with warnings.catch_warnings():
@@ -64,13 +65,13 @@ def main(argv=None):
         try:
             for _ in range(args.in_turns):
                 for careful in (verdict, False):
-                    _testing.subnormals_slow(careful)
+                    _engine.subnormals_slow(careful)
                     start = time.perf_counter()
                     clf.partial_fit(X, y)
                     print(f"{'careful' if careful else 'assists'}: "
                           f"{time.perf_counter() - start:.3f} s", flush=True)
         finally:
-            _testing.subnormals_slow(verdict)
+            _engine.subnormals_slow(verdict)
 
 
 if __name__ == "__main__":

@@ -40,8 +40,8 @@ from fastmlp._engine._kernels cimport (
     fm_rows_pack_f, fm_rows_packed_size, fm_rows_packed_size_d, fm_rows_product_kernel,
     fm_rows_product_kernel_d, fm_rows_product_packed_d, fm_rows_product_packed_f,
     fm_rows_product_set_fetch, fm_scratch_allocations, fm_scratch_kept, fm_scratch_set_poison,
-    fm_scratch_threads, small_pack, small_pack_record, small_pack_size,
-    small_product_packed, small_product_part, small_split,
+    fm_scratch_threads, fm_set_subnormals_slow, fm_subnormals_slow, small_pack,
+    small_pack_record, small_pack_size, small_product_packed, small_product_part, small_split,
 )
 from fastmlp._engine._layer_dense cimport (
     OWN_PRODUCT_ROWS, SMALL_ROWS, own_rows_product, own_rows_product_d,
@@ -1094,6 +1094,19 @@ def few_row_split(int mode):
     cdef int before = fm_split_mode
     fm_split_mode = mode
     return before
+
+
+def subnormals_slow(verdict=None):
+    """Whether this processor takes its time over subnormal numbers, as training and prediction
+    see it (csrc/optimizers.c's fm_subnormals_slow: measured once); with `verdict` (True,
+    False, or -1: measure again), set first; for tests. (Here as well as in _testing, as
+    few_row_split is: each compiled module links its own copy of csrc/, so _testing's setting
+    does not reach the estimators' fits and predictions. On an AMD Zen 4 host, which takes
+    subnormal numbers in stride, a test that forced only _testing's verdict found no record of
+    subnormal weights in the estimator's packed copies.)"""
+    if verdict is not None:
+        fm_set_subnormals_slow(-1 if verdict == -1 else int(bool(verdict)))
+    return bool(fm_subnormals_slow())
 
 
 # X's finiteness is proven on every thread from this many values on (a fit's X by

@@ -550,8 +550,9 @@ def test_predict_with_subnormal_weights_in_the_packed_copy_gives_the_same_bits()
     from fastmlp import MLPClassifier
 
     rng = np.random.default_rng(3)
-    was = K.subnormals_slow()
+    was = K.subnormals_slow(), E.subnormals_slow()
     K.subnormals_slow(True)
+    E.subnormals_slow(True)  # (the estimator's module: its own copy of the verdict)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -580,7 +581,8 @@ def test_predict_with_subnormal_weights_in_the_packed_copy_gives_the_same_bits()
         if _small_copy_avx512():  # (the records are there: W1's and W2's groups of values)
             assert len(copies) - len(plain) >= 8 * (300 + 64)
     finally:
-        K.subnormals_slow(was)
+        K.subnormals_slow(was[0])
+        E.subnormals_slow(was[1])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
