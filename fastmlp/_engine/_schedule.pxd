@@ -25,9 +25,10 @@
 # batch at run time (_threads.pxd); no block depends on it.
 #
 # Both passes run in one parallel region (batch_jobs): the row blocks, then the weight jobs, are
-# handed out from one counter as threads come free. No job belongs to a thread, so a worker that
-# the OS wakes late, or runs on a core it shares with another process, holds back only a job it
-# has started; the caller takes the rest, and a batch is never slower than the caller alone.
+# handed out as threads come free (in an epoch's pool, each weight job first to a thread of its
+# own, its home: pool_next). No job is bound to a thread, so a worker that the OS wakes late,
+# or runs on a core it shares with another process, holds back only a job it has started; the
+# caller takes the rest, and a batch is never slower than the caller alone.
 # (With the row pass 'static', the caller waited for its worker's block however late the worker
 # started: beside a busy process, up to a time slice of the OS, milliseconds, against ~0.1 ms
 # for a `tiny-batch` block.) Instead of a barrier between the passes, each row block counts each
@@ -134,6 +135,8 @@ cdef enum:
     MIN_SPLIT = 16
     WEIGHT_SPLIT = 64
     MAX_BLOCKS = 16
+    POOL_HOMES = 16   # the most homes of weight jobs (pool_next); thread t's is t % homes
+    POOL_STRIDE = 8   # 64 bytes between two homes' words: no line shared by two claimers
     # A two-thread batch streams its steps' W past the caches (Step.stream, csrc/optimizers.c's
     # fm_stream_copy) from this many rows on. The next batch then reads W from memory: a cost
     # per batch that W's size sets, against arithmetic that the rows multiply. On the 2-core
@@ -209,7 +212,10 @@ cdef struct Work:
 cdef struct Pool:
     # An epoch's threads, kept in one parallel region (Trainer._epoch): the caller runs the
     # batches, the helpers (pool_help) take jobs of those it calls them to (batch_jobs).
-    long long word          # the batch's jobs: fm_claim's (generation, jobs, next)
+    long long word          # the batch's tiles and row blocks: fm_claim's (generation, jobs,
+                            # next)
+    long long queues[POOL_HOMES * POOL_STRIDE]  # each home's weight jobs, as `word` (pool_next)
+    int homes               # the homes: the epoch's threads, at most POOL_HOMES
     unsigned int generation # the caller's batch count (the word's generation)
     int called              # the generation the helpers were last called to (a futex word)
     int sleepers            # helpers that may sleep on `called`
@@ -730,8 +736,8 @@ cdef inline void batch_jobs(const Geometry *g, floating *theta, floating *grad,
     before the row blocks, which wait for them. Jobs are taken in order, so a job waits only for
     jobs that other threads have begun and that wait for nothing it waits for: no deadlock.
     With work.pool (an epoch's region: Trainer._epoch), the caller claims the jobs from the
-    pool's word instead, after calling the helpers to them when n_threads > 1, and waits only
-    for the jobs they claimed (pool_batch). Every thread runs its jobs under the caller's
+    pool's words instead (the weight jobs from their homes first: pool_next), after calling the
+    helpers to them when n_threads > 1, and waits only for the jobs they claimed (pool_batch). Every thread runs its jobs under the caller's
     floating-point `modes` (csrc/fm_openmp.h's fm_fp_take)."""
     cdef unsigned int own
     cdef Py_ssize_t l, taken, r_blocks = n_blocks(rows.n, MIN_ROWS, work.cpus, MIN_SPLIT)
@@ -782,8 +788,12 @@ cdef inline void batch_jobs(const Geometry *g, floating *theta, floating *grad,
 # naps: the pool with naps there took 1.008-1.057x the epoch of `wide`
 # (three ab_builds.py runs of 5-7 rounds), with the futex 0.973x (10 rounds; `mnist` 1.005x).
 
-cdef inline void pool_init(Pool *pool) noexcept nogil:
+cdef inline void pool_init(Pool *pool, int n_threads) noexcept nogil:
+    cdef int q
     pool.word = 0
+    for q in range(POOL_HOMES * POOL_STRIDE):
+        pool.queues[q] = 0
+    pool.homes = n_threads if n_threads < POOL_HOMES else POOL_HOMES
     pool.generation = 0
     pool.called = 0
     pool.sleepers = 0
@@ -802,27 +812,79 @@ cdef inline void pool_close(Pool *pool) noexcept nogil:
     fm_call(&pool.called, <int> (pool.generation + 1), &pool.sleepers)
 
 
+# Homes. The pool handed every job out from one counter, so which thread ran a weight job
+# changed from batch to batch with the threads' timing, and a job's rows of W, its gradient and
+# its optimizer's state (Adam: three more arrays of W's size) moved to the other core's caches
+# as often. Now the tiles and row blocks still go out from one counter (whoever is free takes
+# the next), but each weight job has a home, the thread of its place in the dispatch order
+# modulo the homes (pool_batch deals them out: `wide`'s and `mnist`'s layers alternate their
+# blocks, so each thread gets about half of each layer), and a thread takes its own weight
+# jobs first, in order, then the others' (stealing, in order, from the next home on): a late
+# or busy thread still holds back only a job it has begun. A weight job waits only for row
+# blocks (which wait only for tiles), all of them claimed before any weight job is
+# (pool_next): no deadlock, and the caller alone takes every job. Which thread runs a job
+# changes no bit (tools/fingerprint.py: 303 of 303 equal to the single counter, on 1 and 2
+# threads). Measured on the 2-core AMD EPYC VM (Zen 4, 2026-12-07), the builds before and after
+# side by side: epochs of two long-lived processes in turns, 80 pairs (a /tmp script),
+# `tiny-batch` 0.915x the time (quartiles 0.883-0.975), `mnist` 1.000x, `mnist-f64` 0.988x,
+# `wide` 1.007x (quartiles 0.91-1.09: noise); `python benchmarks/ab_builds.py BEFORE AFTER
+# --rounds 6`: `tiny-batch` 0.970x, `mnist` 0.975x, `wide` 0.981x, `mnist-f64` 0.995x.
+# `tiny-batch`'s batch (32 rows, ~0.3 ms on two threads) is short against its layers' state
+# (W1, its gradient and Adam's two moments: 3.2 MB), so what crossed cores weighs more in its
+# time than in the larger batches' (the likely reason it gains and they do not; not measured
+# apart). This host also comes and goes, for seconds at
+# a time, into a state where a cache line takes ~6x as long to cross (a two-thread ping-pong
+# 150-420 ns a round trip against 50-70): there two threads lose in both builds and the run-
+# time choice (_threads.pxd) moves the batches to one thread.
+cdef inline void pool_deal(Pool *pool, int shared, int weights) noexcept nogil:
+    """Publish a batch's jobs for pool.generation: `shared` tiles and row blocks on the word,
+    and weight job p (0 to weights - 1, in dispatch order) on home p % pool.homes's queue; the
+    word last, with release, so that a thread that sees its generation sees the queues'."""
+    cdef int q
+    for q in range(pool.homes):
+        fm_publish_jobs(&pool.queues[q * POOL_STRIDE], pool.generation,
+                        (weights - q + pool.homes - 1) // pool.homes if q < weights else 0)
+    fm_publish_jobs(&pool.word, pool.generation, shared)
+
+
+cdef inline int pool_next(Pool *pool, unsigned int generation, int me,
+                          Py_ssize_t shared) noexcept nogil:
+    """The next job of `generation` for thread `me` in batch_jobs's numbering (`shared` tiles
+    and row blocks first), or -1: a tile or row block while any is left, then a weight job of
+    its home's (me % pool.homes), then of the other homes' in turn."""
+    cdef int taken = fm_claim(&pool.word, generation), k, q, i
+    if taken >= 0:
+        return taken
+    for k in range(pool.homes):
+        q = (me + k) % pool.homes
+        i = fm_claim(&pool.queues[q * POOL_STRIDE], generation)
+        if i >= 0:
+            return <int> shared + q + i * pool.homes
+    return -1
+
+
 cdef inline void pool_claim_jobs(const Geometry *g, floating *theta, floating *grad,
                                  floating *state_1, floating *state_2, floating *state_3,
                                  const Step *step, bint accumulate, const Rows *rows,
                                  const Work *work, unsigned int generation,
-                                 bint calling) noexcept nogil:
-    """Run and count the jobs of `generation` this thread can claim (the caller's, `calling`,
-    or a helper's, which first moves off the caller's CPU if it shares it), under the caller's
+                                 int me) noexcept nogil:
+    """Run and count the jobs of `generation` thread `me` can claim (the caller's, 0, or a
+    helper's, which first moves off the caller's CPU if it shares it), under the caller's
     floating-point modes (csrc/fm_openmp.h's fm_fp_take)."""
     cdef Pool *pool = work.pool
-    cdef int taken = fm_claim(&pool.word, generation)
+    cdef Py_ssize_t shared = pool.tiles + pool.row_blocks
+    cdef int taken = pool_next(pool, generation, me, shared)
     cdef unsigned int own
     if taken < 0:
         return
-    if not calling:
+    if me != 0:
         fm_leave_cpu(pool.caller_cpu)  # csrc/placement.c: why
     own = fm_fp_take(pool.fp_modes)
     while taken >= 0:
         batch_job(g, taken, pool.tiles, pool.row_blocks, theta, grad, state_1, state_2,
-                  state_3, step, accumulate, rows, work, calling)
+                  state_3, step, accumulate, rows, work, me == 0)
         fm_done(&pool.done, &pool.waiting)
-        taken = fm_claim(&pool.word, generation)
+        taken = pool_next(pool, generation, me, shared)
     fm_fp_give_back(own, pool.fp_modes)
 
 
@@ -836,17 +898,18 @@ cdef inline void pool_batch(const Geometry *g, floating *theta, floating *grad,
     are called to it; else it is the caller's alone), every job the caller can claim, then a
     wait for those the helpers claimed."""
     cdef Pool *pool = work.pool
+    cdef int shared = <int> (tiles + r_blocks), weights = <int> (n_total - tiles - r_blocks)
     pool.generation += 1
     pool.done = 0
     pool.tiles = tiles
     pool.row_blocks = r_blocks
     pool.caller_cpu = caller_cpu
     pool.fp_modes = modes
-    fm_publish_jobs(&pool.word, pool.generation, <int> n_total)  # (release: all of the above)
+    pool_deal(pool, shared, weights)  # (release: all of the above)
     if call:
         fm_call(&pool.called, <int> pool.generation, &pool.sleepers)
     pool_claim_jobs(g, theta, grad, state_1, state_2, state_3, step, accumulate, rows, work,
-                    pool.generation, True)
+                    pool.generation, 0)
     fm_wait_done(&pool.done, <int> n_total, &pool.waiting)  # claimed jobs end, abandoned or not
 
 
@@ -863,7 +926,7 @@ cdef inline void pool_help(const Geometry *g, floating *theta, floating *grad,
         if fm_load_flag(&pool.closed):
             return
         pool_claim_jobs(g, theta, grad, state_1, state_2, state_3, step, False, rows, work,
-                        <unsigned int> seen, False)
+                        <unsigned int> seen, threadid())
 
 
 cdef inline double sum_partials(const double *partial, Py_ssize_t n_jobs) noexcept nogil:

@@ -34,6 +34,7 @@ from fastmlp._engine._openmp cimport (
     fm_store_flag, fm_wait_call, fm_wait_count, fm_wait_done,
 )
 from fastmlp._engine._schedule cimport first_tiles as schedule_first_tiles
+from fastmlp._engine._schedule cimport Pool, pool_deal, pool_init, pool_next
 from fastmlp._engine._stores cimport STORE_PROBE_BATCHES as _STORE_PROBE_BATCHES
 from fastmlp._engine._stores cimport STORE_PROBE_GAP as _STORE_PROBE_GAP
 from fastmlp._engine._stores cimport STEP_PROBE_BATCHES as _STEP_PROBE_BATCHES
@@ -609,6 +610,18 @@ def claim_all(long long[::1] word, unsigned int generation, int[::1] out):
             n += 1
             taken = fm_claim(&word[0], generation)
     return n
+
+
+def pool_claims(int threads, int shared, int weights, claimers, unsigned int generation=1):
+    """The jobs of one batch of the pool (_schedule.pxd's pool_deal: `shared` tiles and row
+    blocks, `weights` weight jobs, an epoch of `threads` threads), claimed one at a time by the
+    threads of `claimers` in turn (pool_next, for `generation`: another one claims nothing):
+    the list of the jobs they got, -1 where none was left."""
+    cdef Pool pool
+    pool_init(&pool, threads)
+    pool.generation = 1
+    pool_deal(&pool, shared, weights)
+    return [pool_next(&pool, generation, me, shared) for me in claimers]
 
 
 def wait_call(int[::1] value, int seen, int[::1] sleepers):

@@ -593,7 +593,7 @@ cdef class Trainer:
         choice_for(&self.network.choice, &self.network.kept_choice, n_threads)
         with nogil:
             if pooled:
-                pool_init(&pool)
+                pool_init(&pool, n_threads)
                 work.pool = &pool
                 with parallel(num_threads=n_threads):
                     if threadid() == 0:

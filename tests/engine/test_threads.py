@@ -574,6 +574,40 @@ def test_a_helper_late_for_a_batch_takes_no_job_of_the_next():
     assert claim_all(word, 8, out) == 5 and list(out[:5]) == [0, 1, 2, 3, 4]
 
 
+def test_tiles_and_row_blocks_go_first_then_each_thread_takes_its_homes_weight_jobs():
+    # 2 tiles and 2 row blocks (jobs 0-3), then 9 weight jobs (4-12) dealt to two homes: thread
+    # 0 gets weight jobs 0, 2, 4, ... of the dispatch order, thread 1 the others, batch after
+    # batch, whoever is the first to ask (_schedule.pxd's pool_next)
+    from fastmlp._engine._testing import pool_claims
+    assert pool_claims(2, 4, 9, [1, 0, 0, 1]) == [0, 1, 2, 3]
+    turns = pool_claims(2, 4, 9, [1, 0, 0, 1] + [1, 0, 1, 0, 0, 1, 0, 1, 0])
+    assert turns[4:] == [5, 4, 7, 6, 8, 9, 10, 11, 12]
+    assert pool_claims(2, 4, 9, [0] * 4 + [1] * 9)[4:] == [5, 7, 9, 11, 4, 6, 8, 10, 12]
+
+
+def test_a_thread_done_with_its_home_takes_the_others_jobs_and_every_job_goes_once():
+    from fastmlp._engine._testing import pool_claims
+    # the caller alone (its helper left out or late) takes every job, its own home's first
+    alone = pool_claims(2, 4, 9, [0] * 14)
+    assert alone == [0, 1, 2, 3, 4, 6, 8, 10, 12, 5, 7, 9, 11, -1]
+    # four homes, thread 2 first done: it steals from home 3, then 0, then 1
+    four = pool_claims(4, 2, 10, [2] * 13)
+    assert four == [0, 1, 4, 8, 5, 9, 2, 6, 10, 3, 7, 11, -1]
+    # more threads than homes (POOL_HOMES, 16): thread t's home is t % 16
+    many = pool_claims(20, 1, 40, [17, 1, 17])
+    assert many == [0, 2, 18]
+    for threads, shared, weights in ((2, 4, 9), (3, 2, 7), (16, 16, 45), (20, 3, 17)):
+        order = np.random.default_rng(weights).integers(0, threads, 4 * (shared + weights))
+        taken = [t for t in pool_claims(threads, shared, weights, list(order)) if t >= 0]
+        assert sorted(taken) == list(range(shared + weights))
+        assert taken[:shared] == list(range(shared))  # no weight job before every row block
+
+
+def test_a_late_helper_claims_no_weight_job_of_the_next_batch():
+    from fastmlp._engine._testing import pool_claims
+    assert pool_claims(2, 2, 4, [1, 1, 1], generation=2) == [-1, -1, -1]
+
+
 def _call_waiter(value, seen, sleepers):
     from fastmlp._engine._testing import wait_call
     return _in_a_thread(lambda: wait_call(value, seen, sleepers))
