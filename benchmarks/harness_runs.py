@@ -64,21 +64,28 @@ PER_CALL_ROWS, PER_CALL_HIDDEN, PER_CALL_FEATURES = 32, (100,), 64
 def steadiness(threads, repeats, budget, scale, log, runs=STEADY_RUNS,
                names=STEADY_WORKLOADS):
     """{workload: {"medians": [s, ...], "max_over_min": ratio, "host": {the same of
-    host_control's runs}}} of fastmlp's epoch medians."""
+    host_control's runs}}} of fastmlp's epoch medians; with 2 threads or more, also each run's
+    full batches ("batches") and how many of them took more than one thread ("batches_on_2"):
+    a slow run whose batches went to one thread is the thread choice's answer to the host (on
+    the 2-core AMD EPYC VM, `tiny-batch` takes ~0.29 s an epoch on one thread, ~0.20 on two)."""
     results = {}
     with threadpool_limits(threads):
         for name in names:
             workload = FIT_WORKLOADS[name].scaled(scale)
-            medians = []
+            medians, batches = [], []
             for run in range(runs):
                 log(f"steadiness: {name}, run {run + 1} of {runs}")
-                fit, _, _ = bench_fit(workload, ["fastmlp"], threads, repeats, budget,
-                                      lambda message: None)
+                fit, runners, _ = bench_fit(workload, ["fastmlp"], threads, repeats, budget,
+                                            lambda message: None)
                 medians.append(fit["fastmlp"]["median_s"])
+                batches.append(runners["fastmlp"].thread_batches())
             log(f"steadiness: {name}, the host's control")
             results[name] = {"medians": medians, "max_over_min": max(medians) / min(medians),
                              "host": host_control(statistics.median(medians), runs,
                                                   fit["fastmlp"]["n"])}
+            if threads >= 2 and None not in batches:
+                results[name]["batches_on_2"] = [more for _, more in batches]
+                results[name]["batches"] = [one + more for one, more in batches]
     return results
 
 
@@ -216,6 +223,10 @@ def format_harness(results):
                   + (f" (the host's control right after: max/min "
                      f"{r['host']['max_over_min']:.2f})" if "host" in r else "")
                   for name, r in results["steadiness"].items()]
+        lines += [f"  {name:11s} batches on 2 threads, each run's warm-up epoch included: "
+                  + ", ".join(f"{more:,} of {n:,}" for more, n in zip(r["batches_on_2"],
+                                                                      r["batches"]))
+                  for name, r in results["steadiness"].items() if "batches_on_2" in r]
         if any("host" in r for r in results["steadiness"].values()):
             lines += ["  (the control: the same runs of a fixed one-thread sgemm loop, units as "
                       "long as the epochs: what the host alone moves)"]

@@ -24,6 +24,18 @@ def test_steadiness_reports_each_runs_median_and_their_spread():
     assert text.count("(the host's control right after: max/min ") == 2
 
 
+def test_steadiness_with_two_threads_counts_each_runs_threaded_batches():
+    result = harness_runs.steadiness(2, repeats=1, budget=1.0, scale=0.01, log=quiet, runs=2,
+                                     names=("tiny-batch",))["tiny-batch"]
+    # 200 rows (20,000 x 0.01) in batches of 32: 6 full batches an epoch; a run is a warm-up
+    # epoch and one timed epoch
+    assert result["batches"] == [12, 12]
+    assert all(0 <= more <= 12 for more in result["batches_on_2"])
+    text = harness_runs.format_harness({"steadiness": {"tiny-batch": result}})
+    assert "batches on 2 threads, each run's warm-up epoch included: " in text
+    assert f"{result['batches_on_2'][1]} of 12" in text
+
+
 def test_the_host_control_times_units_about_as_long_as_asked():
     result = harness_runs.host_control(0.02, runs=3, repeats=3)
     assert len(result["medians"]) == 3
