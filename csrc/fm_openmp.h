@@ -188,6 +188,20 @@ static inline int fm_claim(long long *word, unsigned int generation)
             return next;
     }
 }
+/* The last job of `generation` not yet claimed, from the other end (a thief's: the word's
+ * jobs count down, its next counts up), or -1 as fm_claim. */
+static inline int fm_claim_last(long long *word, unsigned int generation)
+{
+    long long w = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+    for (;;) {
+        int next = (int)(w & 0xffff), jobs = (int)((w >> 16) & 0xffff);
+        if ((unsigned int)((unsigned long long)w >> 32) != generation || next >= jobs)
+            return -1;
+        if (__atomic_compare_exchange_n(word, &w, w - (1LL << 16), 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE))
+            return jobs - 1;
+    }
+}
 #else
 static inline void fm_publish_jobs(long long *word, unsigned int generation, int jobs)
 {
@@ -208,6 +222,22 @@ static inline int fm_claim(long long *word, unsigned int generation)
             && (int)(w & 0xffff) < (int)((w >> 16) & 0xffff)) {
             taken = (int)(w & 0xffff);
             *word = w + 1;
+        }
+    }
+    return taken;
+}
+static inline int fm_claim_last(long long *word, unsigned int generation)
+{
+    int taken = -1;
+#ifdef _OPENMP
+#pragma omp critical(fm_pool_word)
+#endif
+    {
+        long long w = *word;
+        if ((unsigned int)((unsigned long long)w >> 32) == generation
+            && (int)(w & 0xffff) < (int)((w >> 16) & 0xffff)) {
+            taken = (int)((w >> 16) & 0xffff) - 1;
+            *word = w - (1LL << 16);
         }
     }
     return taken;

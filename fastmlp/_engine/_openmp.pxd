@@ -19,6 +19,7 @@ cdef extern from "fm_openmp.h" nogil:
     int FM_POOL_MAX_JOBS
     void fm_publish_jobs(long long *word, unsigned int generation, int jobs)
     int fm_claim(long long *word, unsigned int generation)
+    int fm_claim_last(long long *word, unsigned int generation)
     int fm_wait_call(int *value, int seen, int *sleepers)
     void fm_call(int *value, int set, int *sleepers)
     void fm_wait_done(int *done, int target, int *sleepers)

@@ -121,7 +121,7 @@ from fastmlp._engine._layers cimport (
     note_nonfinite,
 )
 from fastmlp._engine._openmp cimport (
-    FM_POOL_MAX_JOBS, fm_call, fm_claim, fm_count_done, fm_current_cpu, fm_done, fm_fp_give_back,
+    FM_POOL_MAX_JOBS, fm_call, fm_claim, fm_claim_last, fm_count_done, fm_current_cpu, fm_done, fm_fp_give_back,
     fm_fp_modes, fm_fp_take, fm_leave_cpu, fm_load_flag, fm_publish_jobs, fm_store_flag,
     fm_take_next, fm_wait_call, fm_wait_count, fm_wait_done,
 )
@@ -136,6 +136,7 @@ cdef enum:
     WEIGHT_SPLIT = 64
     MAX_BLOCKS = 16
     POOL_HOMES = 16   # the most homes of weight jobs (pool_next); thread t's is t % homes
+    HOME_ROWS = 64    # batches of fewer rows give their weight jobs homes (pool_deal)
     POOL_STRIDE = 8   # 64 bytes between two homes' words: no line shared by two claimers
     # A two-thread batch streams its steps' W past the caches (Step.stream, csrc/optimizers.c's
     # fm_stream_copy) from this many rows on. The next batch then reads W from memory: a cost
@@ -215,7 +216,8 @@ cdef struct Pool:
     long long word          # the batch's tiles and row blocks: fm_claim's (generation, jobs,
                             # next)
     long long queues[POOL_HOMES * POOL_STRIDE]  # each home's weight jobs, as `word` (pool_next)
-    int homes               # the homes: the epoch's threads, at most POOL_HOMES
+    int threads             # the epoch's threads
+    int homes               # the batch's homes of weight jobs (pool_deal): 1, or the threads
     unsigned int generation # the caller's batch count (the word's generation)
     int called              # the generation the helpers were last called to (a futex word)
     int sleepers            # helpers that may sleep on `called`
@@ -736,7 +738,8 @@ cdef inline void batch_jobs(const Geometry *g, floating *theta, floating *grad,
     before the row blocks, which wait for them. Jobs are taken in order, so a job waits only for
     jobs that other threads have begun and that wait for nothing it waits for: no deadlock.
     With work.pool (an epoch's region: Trainer._epoch), the caller claims the jobs from the
-    pool's words instead (the weight jobs from their homes first: pool_next), after calling the
+    pool's words instead (in a short batch, the weight jobs from their homes first: pool_next),
+    after calling the
     helpers to them when n_threads > 1, and waits only for the jobs they claimed (pool_batch). Every thread runs its jobs under the caller's
     floating-point `modes` (csrc/fm_openmp.h's fm_fp_take)."""
     cdef unsigned int own
@@ -793,7 +796,8 @@ cdef inline void pool_init(Pool *pool, int n_threads) noexcept nogil:
     pool.word = 0
     for q in range(POOL_HOMES * POOL_STRIDE):
         pool.queues[q] = 0
-    pool.homes = n_threads if n_threads < POOL_HOMES else POOL_HOMES
+    pool.threads = n_threads
+    pool.homes = 1
     pool.generation = 0
     pool.called = 0
     pool.sleepers = 0
@@ -812,35 +816,46 @@ cdef inline void pool_close(Pool *pool) noexcept nogil:
     fm_call(&pool.called, <int> (pool.generation + 1), &pool.sleepers)
 
 
-# Homes. The pool handed every job out from one counter, so which thread ran a weight job
-# changed from batch to batch with the threads' timing, and a job's rows of W, its gradient and
-# its optimizer's state (Adam: three more arrays of W's size) moved to the other core's caches
-# as often. Now the tiles and row blocks still go out from one counter (whoever is free takes
-# the next), but each weight job has a home, the thread of its place in the dispatch order
-# modulo the homes (pool_batch deals them out: `wide`'s and `mnist`'s layers alternate their
-# blocks, so each thread gets about half of each layer), and a thread takes its own weight
-# jobs first, in order, then the others' (stealing, in order, from the next home on): a late
-# or busy thread still holds back only a job it has begun. A weight job waits only for row
-# blocks (which wait only for tiles), all of them claimed before any weight job is
-# (pool_next): no deadlock, and the caller alone takes every job. Which thread runs a job
-# changes no bit (tools/fingerprint.py: 303 of 303 equal to the single counter, on 1 and 2
-# threads). Measured on the 2-core AMD EPYC VM (Zen 4, 2026-12-07), the builds before and after
-# side by side: epochs of two long-lived processes in turns, 80 pairs (a /tmp script),
-# `tiny-batch` 0.915x the time (quartiles 0.883-0.975), `mnist` 1.000x, `mnist-f64` 0.988x,
-# `wide` 1.007x (quartiles 0.91-1.09: noise); `python benchmarks/ab_builds.py BEFORE AFTER
-# --rounds 6`: `tiny-batch` 0.970x, `mnist` 0.975x, `wide` 0.981x, `mnist-f64` 0.995x.
-# `tiny-batch`'s batch (32 rows, ~0.3 ms on two threads) is short against its layers' state
-# (W1, its gradient and Adam's two moments: 3.2 MB), so what crossed cores weighs more in its
-# time than in the larger batches' (the likely reason it gains and they do not; not measured
-# apart). This host also comes and goes, for seconds at
-# a time, into a state where a cache line takes ~6x as long to cross (a two-thread ping-pong
-# 150-420 ns a round trip against 50-70): there two threads lose in both builds and the run-
-# time choice (_threads.pxd) moves the batches to one thread.
-cdef inline void pool_deal(Pool *pool, int shared, int weights) noexcept nogil:
+# Homes. The pool hands every job out from one counter, so which thread runs a weight job
+# follows the threads' timing, and a job's rows of W, its gradient and its optimizer's state
+# (Adam: three more arrays of W's size) move between the cores' caches as often. In a batch
+# of fewer than HOME_ROWS rows each weight job has a home instead, the thread of its place in
+# the dispatch order modulo the threads (pool_deal: the layers' blocks alternate, so each
+# thread gets about half of each layer), and a thread takes its own home's jobs first, in
+# order, then the others', each home's from its end (stealing, from the next home on): a late
+# or busy thread still holds back only a job it has begun, and the caller alone takes every
+# job. (From the end, because the dispatch order puts the lowest layers' jobs, the largest,
+# last: a late owner is left the small ones.) The tiles and row blocks go out from the one
+# counter either way, and a weight job waits only for row blocks (which wait only for tiles),
+# all of them claimed before any weight job is (pool_next): no deadlock. Which thread runs a
+# job changes no bit (tools/fingerprint.py: 303 of 303 equal to the single counter, on 1 and
+# 2 threads).
+#
+# Measured on the 2-core AMD EPYC VM (Zen 4, 2026-12-07), homes in every batch against the one
+# counter, builds side by side: `tiny-batch` (32 rows, ~0.3 ms a batch on two threads, against
+# its layers' 3.2 MB of W1, gradient and moments) 0.915x and 0.980x the epoch (epochs of two
+# long-lived processes in turns, 80 pairs each, a /tmp script; quartiles 0.88-0.98 and
+# 0.82-1.01), 0.970x by `python benchmarks/ab_builds.py BEFORE AFTER --rounds 6`; `mnist`,
+# `mnist-f64` and `wide` (256-512 rows, whose arithmetic hides what crosses) 0.98-1.01x. But
+# beside a spinning process, `mnist`'s 2 threads over 1 (`python benchmarks/harness_runs.py
+# --runs busy-core --workloads mnist --scale 0.5 --repeats 5`, builds in turns, 8 runs each)
+# read 0.95-1.01, median 0.995, with homes against 0.88-1.07, median 0.935, with the one
+# counter, fewer of its batches on two threads, and the process's CPU a wall second 1.00-1.14
+# against 1.01-1.23 (6 runs with the thief taking in order: median 0.96 against 0.915). With
+# the counter the caller, on a CPU of its own, takes most weight jobs there, the same ones
+# each batch; homes hand half of them to a thread present half the time. So homes are for
+# the short batches only (below HOME_ROWS), which beside a busy core the thread choice's gate
+# keeps on one thread anyway (_threads.pxd). This host also comes and goes, for seconds at a
+# time, into a state where a cache line takes ~6x as long to cross (a two-thread ping-pong
+# 150-420 ns a round trip against 50-70): there two threads lose on `tiny-batch` with or
+# without homes, and the run-time choice moves its batches to one thread.
+cdef inline void pool_deal(Pool *pool, int shared, int weights, bint homes) noexcept nogil:
     """Publish a batch's jobs for pool.generation: `shared` tiles and row blocks on the word,
-    and weight job p (0 to weights - 1, in dispatch order) on home p % pool.homes's queue; the
+    and weight job p (0 to weights - 1, in dispatch order) on home p % pool.homes's queue, with
+    `homes` one home a thread (at most POOL_HOMES), else one for all (the one counter); the
     word last, with release, so that a thread that sees its generation sees the queues'."""
     cdef int q
+    pool.homes = 1 if not homes else pool.threads if pool.threads < POOL_HOMES else POOL_HOMES
     for q in range(pool.homes):
         fm_publish_jobs(&pool.queues[q * POOL_STRIDE], pool.generation,
                         (weights - q + pool.homes - 1) // pool.homes if q < weights else 0)
@@ -851,13 +866,14 @@ cdef inline int pool_next(Pool *pool, unsigned int generation, int me,
                           Py_ssize_t shared) noexcept nogil:
     """The next job of `generation` for thread `me` in batch_jobs's numbering (`shared` tiles
     and row blocks first), or -1: a tile or row block while any is left, then a weight job of
-    its home's (me % pool.homes), then of the other homes' in turn."""
+    its home's (me % pool.homes) in order, then the last one left of another home's, from the
+    next home on."""
     cdef int taken = fm_claim(&pool.word, generation), k, q, i
     if taken >= 0:
         return taken
     for k in range(pool.homes):
         q = (me + k) % pool.homes
-        i = fm_claim(&pool.queues[q * POOL_STRIDE], generation)
+        i = (fm_claim if k == 0 else fm_claim_last)(&pool.queues[q * POOL_STRIDE], generation)
         if i >= 0:
             return <int> shared + q + i * pool.homes
     return -1
@@ -905,7 +921,7 @@ cdef inline void pool_batch(const Geometry *g, floating *theta, floating *grad,
     pool.row_blocks = r_blocks
     pool.caller_cpu = caller_cpu
     pool.fp_modes = modes
-    pool_deal(pool, shared, weights)  # (release: all of the above)
+    pool_deal(pool, shared, weights, rows.n < HOME_ROWS)  # (release: all of the above)
     if call:
         fm_call(&pool.called, <int> pool.generation, &pool.sleepers)
     pool_claim_jobs(g, theta, grad, state_1, state_2, state_3, step, accumulate, rows, work,

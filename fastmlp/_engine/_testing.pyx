@@ -612,15 +612,16 @@ def claim_all(long long[::1] word, unsigned int generation, int[::1] out):
     return n
 
 
-def pool_claims(int threads, int shared, int weights, claimers, unsigned int generation=1):
+def pool_claims(int threads, int shared, int weights, claimers, unsigned int generation=1,
+                bint homes=True):
     """The jobs of one batch of the pool (_schedule.pxd's pool_deal: `shared` tiles and row
-    blocks, `weights` weight jobs, an epoch of `threads` threads), claimed one at a time by the
-    threads of `claimers` in turn (pool_next, for `generation`: another one claims nothing):
-    the list of the jobs they got, -1 where none was left."""
+    blocks, `weights` weight jobs, an epoch of `threads` threads, with homes or not), claimed
+    one at a time by the threads of `claimers` in turn (pool_next, for `generation`: another
+    one claims nothing): the list of the jobs they got, -1 where none was left."""
     cdef Pool pool
     pool_init(&pool, threads)
     pool.generation = 1
-    pool_deal(&pool, shared, weights)
+    pool_deal(&pool, shared, weights, homes)
     return [pool_next(&pool, generation, me, shared) for me in claimers]
 
 

@@ -582,17 +582,20 @@ def test_tiles_and_row_blocks_go_first_then_each_thread_takes_its_homes_weight_j
     assert pool_claims(2, 4, 9, [1, 0, 0, 1]) == [0, 1, 2, 3]
     turns = pool_claims(2, 4, 9, [1, 0, 0, 1] + [1, 0, 1, 0, 0, 1, 0, 1, 0])
     assert turns[4:] == [5, 4, 7, 6, 8, 9, 10, 11, 12]
-    assert pool_claims(2, 4, 9, [0] * 4 + [1] * 9)[4:] == [5, 7, 9, 11, 4, 6, 8, 10, 12]
+    assert pool_claims(2, 4, 9, [0] * 4 + [1] * 9)[4:] == [5, 7, 9, 11, 12, 10, 8, 6, 4]
 
 
 def test_a_thread_done_with_its_home_takes_the_others_jobs_and_every_job_goes_once():
     from fastmlp._engine._testing import pool_claims
-    # the caller alone (its helper left out or late) takes every job, its own home's first
+    # the caller alone (its helper left out or late) takes every job, its own home's first,
+    # then the other's from its end (the lowest layer's, the largest, first)
     alone = pool_claims(2, 4, 9, [0] * 14)
-    assert alone == [0, 1, 2, 3, 4, 6, 8, 10, 12, 5, 7, 9, 11, -1]
-    # four homes, thread 2 first done: it steals from home 3, then 0, then 1
+    assert alone == [0, 1, 2, 3, 4, 6, 8, 10, 12, 11, 9, 7, 5, -1]
+    # four homes, thread 2 first done: it steals from home 3, then 0, then 1, each from its end
     four = pool_claims(4, 2, 10, [2] * 13)
-    assert four == [0, 1, 4, 8, 5, 9, 2, 6, 10, 3, 7, 11, -1]
+    assert four == [0, 1, 4, 8, 9, 5, 10, 6, 2, 11, 7, 3, -1]
+    # an owner and a thief meet in the middle: each job once
+    assert pool_claims(2, 0, 8, [1, 0, 0, 0, 0, 0, 1, 1]) == [1, 0, 2, 4, 6, 7, 3, 5]
     # more threads than homes (POOL_HOMES, 16): thread t's home is t % 16
     many = pool_claims(20, 1, 40, [17, 1, 17])
     assert many == [0, 2, 18]
@@ -601,6 +604,13 @@ def test_a_thread_done_with_its_home_takes_the_others_jobs_and_every_job_goes_on
         taken = [t for t in pool_claims(threads, shared, weights, list(order)) if t >= 0]
         assert sorted(taken) == list(range(shared + weights))
         assert taken[:shared] == list(range(shared))  # no weight job before every row block
+
+
+def test_without_homes_the_weight_jobs_go_in_order_to_whoever_asks():
+    # batches of HOME_ROWS rows or more: the one counter, as for the tiles and row blocks
+    from fastmlp._engine._testing import pool_claims
+    assert pool_claims(2, 4, 9, [0] * 4 + [1, 0, 0, 1, 1, 1, 0, 0, 1, 0],
+                       homes=False) == list(range(13)) + [-1]
 
 
 def test_a_late_helper_claims_no_weight_job_of_the_next_batch():
