@@ -176,30 +176,19 @@ static inline void fm_publish_jobs(long long *word, unsigned int generation, int
     __atomic_store_n(word, (long long)(((unsigned long long)generation << 32)
                                        | ((unsigned long long)jobs << 16)), __ATOMIC_RELEASE);
 }
-/* The next job of `generation`, or -1 when it has none left or the word is another's. */
-static inline int fm_claim(long long *word, unsigned int generation)
+/* A job of `generation` from one end of the word's jobs not yet claimed (`last`: the last one,
+ * as a thief takes it, the word's jobs counting down; else the next, its next counting up), or
+ * -1 when it has none left or the word is another's: fm_claim and fm_claim_last, below. */
+static inline int fm_claim_end(long long *word, unsigned int generation, int last)
 {
     long long w = __atomic_load_n(word, __ATOMIC_ACQUIRE);
     for (;;) {
         int next = (int)(w & 0xffff), jobs = (int)((w >> 16) & 0xffff);
         if ((unsigned int)((unsigned long long)w >> 32) != generation || next >= jobs)
             return -1;
-        if (__atomic_compare_exchange_n(word, &w, w + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-            return next;
-    }
-}
-/* The last job of `generation` not yet claimed, from the other end (a thief's: the word's
- * jobs count down, its next counts up), or -1 as fm_claim. */
-static inline int fm_claim_last(long long *word, unsigned int generation)
-{
-    long long w = __atomic_load_n(word, __ATOMIC_ACQUIRE);
-    for (;;) {
-        int next = (int)(w & 0xffff), jobs = (int)((w >> 16) & 0xffff);
-        if ((unsigned int)((unsigned long long)w >> 32) != generation || next >= jobs)
-            return -1;
-        if (__atomic_compare_exchange_n(word, &w, w - (1LL << 16), 0, __ATOMIC_ACQ_REL,
-                                        __ATOMIC_ACQUIRE))
-            return jobs - 1;
+        if (__atomic_compare_exchange_n(word, &w, last ? w - (1LL << 16) : w + 1, 0,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            return last ? jobs - 1 : next;
     }
 }
 #else
@@ -210,39 +199,33 @@ static inline void fm_publish_jobs(long long *word, unsigned int generation, int
 #endif
     *word = (long long)(((unsigned long long)generation << 32) | ((unsigned long long)jobs << 16));
 }
+static inline int fm_claim_end(long long *word, unsigned int generation, int last)
+{
+    int taken = -1;
+#ifdef _OPENMP
+#pragma omp critical(fm_pool_word)
+#endif
+    {
+        long long w = *word;
+        const int next = (int)(w & 0xffff), jobs = (int)((w >> 16) & 0xffff);
+        if ((unsigned int)((unsigned long long)w >> 32) == generation && next < jobs) {
+            taken = last ? jobs - 1 : next;
+            *word = last ? w - (1LL << 16) : w + 1;
+        }
+    }
+    return taken;
+}
+#endif
+/* The next job of `generation`, or -1 when it has none left or the word is another's. */
 static inline int fm_claim(long long *word, unsigned int generation)
 {
-    int taken = -1;
-#ifdef _OPENMP
-#pragma omp critical(fm_pool_word)
-#endif
-    {
-        long long w = *word;
-        if ((unsigned int)((unsigned long long)w >> 32) == generation
-            && (int)(w & 0xffff) < (int)((w >> 16) & 0xffff)) {
-            taken = (int)(w & 0xffff);
-            *word = w + 1;
-        }
-    }
-    return taken;
+    return fm_claim_end(word, generation, 0);
 }
+/* The last job of `generation` not yet claimed (a thief's), or -1 as fm_claim. */
 static inline int fm_claim_last(long long *word, unsigned int generation)
 {
-    int taken = -1;
-#ifdef _OPENMP
-#pragma omp critical(fm_pool_word)
-#endif
-    {
-        long long w = *word;
-        if ((unsigned int)((unsigned long long)w >> 32) == generation
-            && (int)(w & 0xffff) < (int)((w >> 16) & 0xffff)) {
-            taken = (int)((w >> 16) & 0xffff) - 1;
-            *word = w - (1LL << 16);
-        }
-    }
-    return taken;
+    return fm_claim_end(word, generation, 1);
 }
-#endif
 
 /* csrc/placement.c: whether this thread's few-row prediction splits its products over two
  * threads (fm_split_begin; `now` CLOCK_MONOTONIC's seconds at its start, the engine's
