@@ -121,9 +121,9 @@ from fastmlp._engine._layers cimport (
     note_nonfinite,
 )
 from fastmlp._engine._openmp cimport (
-    FM_POOL_MAX_JOBS, fm_call, fm_claim, fm_claim_last, fm_count_done, fm_current_cpu, fm_done, fm_fp_give_back,
-    fm_fp_modes, fm_fp_take, fm_leave_cpu, fm_load_flag, fm_publish_jobs, fm_store_flag,
-    fm_take_next, fm_wait_call, fm_wait_count, fm_wait_done,
+    FM_POOL_MAX_JOBS, fm_call, fm_claim, fm_claim_last, fm_count_done, fm_current_cpu, fm_done,
+    fm_fp_give_back, fm_fp_modes, fm_fp_take, fm_leave_cpu, fm_load_flag, fm_publish_jobs,
+    fm_store_flag, fm_take_next, fm_wait_call, fm_wait_count, fm_wait_done,
 )
 from fastmlp._engine._rows cimport Rows, dense_input, gather_rows, gathers, source_row
 from fastmlp._engine._threads cimport seconds_now
@@ -739,9 +739,9 @@ cdef inline void batch_jobs(const Geometry *g, floating *theta, floating *grad,
     jobs that other threads have begun and that wait for nothing it waits for: no deadlock.
     With work.pool (an epoch's region: Trainer._epoch), the caller claims the jobs from the
     pool's words instead (in a short batch, the weight jobs from their homes first: pool_next),
-    after calling the
-    helpers to them when n_threads > 1, and waits only for the jobs they claimed (pool_batch). Every thread runs its jobs under the caller's
-    floating-point `modes` (csrc/fm_openmp.h's fm_fp_take)."""
+    after calling the helpers to them when n_threads > 1, and waits only for the jobs they
+    claimed (pool_batch). Every thread runs its jobs under the caller's floating-point `modes`
+    (csrc/fm_openmp.h's fm_fp_take)."""
     cdef unsigned int own
     cdef Py_ssize_t l, taken, r_blocks = n_blocks(rows.n, MIN_ROWS, work.cpus, MIN_SPLIT)
     cdef Py_ssize_t tiles = first_tiles(g, rows.n, rows.sparse, work.cpus)
