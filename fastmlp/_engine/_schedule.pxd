@@ -148,8 +148,17 @@ cdef enum:
     # mnist 0.62-0.90x the epoch, mnist-f64 0.67-0.72x, wide 0.84-0.95x; in the other 0.98-1.01x,
     # 1.00-1.01x, 1.00-1.01x. `tiny-batch` (32 rows) streamed read 1.16-1.21x in the other state,
     # where its batches take two threads (in the costly one they take one: nothing streams).
-    # `small`'s W is under FM_STREAM_MIN_BYTES. Where batches may stream, whether they do is
-    # chosen at run time (_stores.pxd's step choice: on a 2-core Intel Xeon VM, streaming cost).
+    # Nor would streaming win them back there: each way held for whole epochs in turns, in one
+    # process (2-core AMD EPYC VM, 2026-12-07, a /tmp script; the state read by a two-thread
+    # ping-pong before and after each three), in the costly state two threads cached took
+    # 0.41-0.60 s (median 0.53), streamed 0.30-0.38 (0.34), one thread 0.29-0.41 (0.33); in the
+    # cheap one 0.20, 0.23 and 0.33. A trial build that let every two-thread batch stream where
+    # the step's choice said so (probes of it falling due while one thread held the batches)
+    # ran its epochs 0.986x the committed build's in the cheap state and 1.01x in the costly
+    # one (two long-lived processes, epochs in turns, 200 pairs): the bound stays. (Why the
+    # costly state costs so: the homes' note, below.) `small`'s W is under FM_STREAM_MIN_BYTES.
+    # Where batches may stream, whether they do is chosen at run time (_stores.pxd's step
+    # choice: on a 2-core Intel Xeon VM, streaming cost).
     STREAM_MIN_ROWS = 128
 
 
@@ -848,7 +857,15 @@ cdef inline void pool_close(Pool *pool) noexcept nogil:
 # keeps on one thread anyway (_threads.pxd). This host also comes and goes, for seconds at a
 # time, into a state where a cache line takes ~6x as long to cross (a two-thread ping-pong
 # 150-420 ns a round trip against 50-70): there two threads lose on `tiny-batch` with or
-# without homes, and the run-time choice moves its batches to one thread.
+# without homes, and the run-time choice moves its batches to one thread. Timed job by job
+# there (a trial build that summed each claimed job's time, two threads forced on every
+# batch; 2026-12-07), the first layer's tiles took ~1.2x their time in the cheap state, the
+# row blocks ~1.5x, and the weight jobs of the first two layers 3-4x (the first layer's:
+# 104-143 us a job cheap, 312-516 costly), the batch ~2.8x: each tile reads W1's columns in
+# every row, and each weight job steps W1's rows in every column, so half the lines a job
+# steps were just read by the other core's tile, whatever the homes. Homes of a column cut
+# would keep W1 on one core, but a column cut of the first layer's step adds its sum(W^2)
+# (the loss's penalty) in another order: other bits.
 cdef inline void pool_deal(Pool *pool, int shared, int weights, bint homes) noexcept nogil:
     """Publish a batch's jobs for pool.generation: `shared` tiles and row blocks on the word,
     and weight job p (0 to weights - 1, in dispatch order) on home p % pool.homes's queue, with
