@@ -184,6 +184,32 @@
 # of the epoch), so the median was a probe's epoch. Now at 3, ~134, ~650: one timed epoch of
 # the first five holds a probe. A machine that changes still starts a probe at once (the third
 # rule above), whatever the gap.
+#
+# Tried and not built (2-core AMD EPYC VM, Zen 4, 2026-12-07, from 10:33 UTC). Beside a
+# spinning process `mnist` and `mnist-f64` live in two regimes that last minutes, in any
+# build: the batches on the threads at 0.85-0.92x the one-thread epoch (now and then
+# 1.06-1.16x, once 1.47: the host's costly state, _schedule.pxd's homes' note), or on one
+# thread at ~1.00x, each probe of the threads (9 batches an epoch) losing. Two rules aimed
+# at them, each timed by a /tmp script that trains one model beside a `while True` process,
+# 1- and 2-thread epochs in turns, the builds in turns run by run (12-20 pairs a run, 3-5
+# rounds):
+# - probe the other choice as soon as the current one's smoothed estimate passes the other's
+#   last measured cost by the other's margin (at once, or after 8 batches behind). In the
+#   simulator (thread_choice_trace: the threads from 0.9x to 1.12x one thread's cost after
+#   1,500-3,750 batches, then one thread's from 1.0 to 1.25) the batches moved to one thread
+#   25-32 batches after the change instead of 50-870 (wherever the next probe fell), back
+#   10-17 instead of 111-927. On the host, at once: `mnist` 2/1 median 0.938 against 0.976
+#   (100 pairs), but `mnist-f64` 0.986 against 0.907 (36 pairs: a noisy confirmation took the
+#   batches to one thread, and they stayed); after 8 batches behind: `mnist` 0.981 against
+#   0.938, `mnist-f64` 0.922 against 0.892 (70 pairs each).
+# - the threads' probes, too, leave their slowest batch out. In the simulator (costs drawn
+#   lognormal, sigma 0.3) it frees the batches where the threads cost 0.9x but their second
+#   batch after a change 3x (one thread held 1,243 of 20,000 instead of 13,383) and keeps
+#   them on the threads where those cost 1.1x (1.031x the best choice's cost against
+#   1.004x). On the host `mnist` 0.922 against
+#   0.971 (70 pairs), then 1.019 against 0.948 with the builds' order swapped (60 pairs);
+#   `mnist-f64` 0.931 against 0.951, then 0.895 against 0.904; `tiny-batch` 1.009 against 0.999.
+# Which regime a run fell in moved the ratio more than either rule: neither is built.
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 cdef enum:
