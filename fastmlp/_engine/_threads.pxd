@@ -210,6 +210,21 @@
 #   0.971 (70 pairs), then 1.019 against 0.948 with the builds' order swapped (60 pairs);
 #   `mnist-f64` 0.931 against 0.951, then 0.895 against 0.904; `tiny-batch` 1.009 against 0.999.
 # Which regime a run fell in moved the ratio more than either rule: neither is built.
+# Traced batch by batch (a /tmp build printing each batch's choice and cost, 40 pairs of
+# epochs as above; microseconds a row of `mnist`'s 256-row batches): in the regime on the
+# threads their batches cost 6-7 where both threads ran (2,258 of 6,512), 12-15 where one
+# waited for the other, 20-34 where one lost a time slice, on average 9-12.5 against one
+# thread's 10.5-13.5. In the epoch where the host turned, the fast ones all but went (14 of
+# 195), the threads' average rose ~25 % to 15.4 against one thread's 13.5 (2/1 = 1.12 that
+# epoch), and only ~190 batches in had their smoothed cost grown by the third that starts a
+# probe at once, which then moved the batches to one thread. In the other
+# regime the threads' probes cost 13-16 against one thread's 11-13: one thread is right there,
+# and the ratio ~1.00 is the best there is. After a change to one thread its second batch took
+# ~28 against ~12 in 7 of 36 probes (the first in 2, the third in 2): a stall of ~4 ms, a time
+# slice of the OS's; once the second and third both, which ended that probe early as clearly
+# slower. (A faster answer to a rise of ~25 % is what the harness's 1.08 would need; it would
+# have to be weighed on such traces replayed through the choice's simulator, both choices'
+# costs recorded in turns, not on the host's run-to-run medians.)
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 cdef enum:
