@@ -188,11 +188,11 @@
 # Tried and not built (2-core AMD EPYC VM, Zen 4, 2026-12-07, from 10:33 UTC). Beside a
 # spinning process `mnist` and `mnist-f64` live in two regimes that last minutes, in any
 # build: the batches on the threads at 0.85-0.92x the one-thread epoch (now and then
-# 1.06-1.16x, once 1.47: the host's costly state, _schedule.pxd's homes' note), or on one
-# thread at ~1.00x, each probe of the threads (9 batches an epoch) losing. Two rules aimed
-# at them, each timed by a /tmp script that trains one model beside a `while True` process,
-# 1- and 2-thread epochs in turns, the builds in turns run by run (12-20 pairs a run, 3-5
-# rounds):
+# 1.06-1.16x, once 1.47, as in the host's costly state: _schedule.pxd's homes' note), or on
+# one thread at ~1.00x, each probe of the threads (9 batches an epoch) losing. Two rules
+# aimed at them, each timed by a /tmp script that trains one model beside a `while True`
+# process, 1- and 2-thread epochs in turns, the builds in turns run by run (12-20 pairs a
+# run, 3-5 rounds):
 # - probe the other choice as soon as the current one's smoothed estimate passes the other's
 #   last measured cost by the other's margin (at once, or after 8 batches behind). In the
 #   simulator (thread_choice_trace: the threads from 0.9x to 1.12x one thread's cost after
@@ -206,9 +206,9 @@
 #   lognormal, sigma 0.3) it frees the batches where the threads cost 0.9x but their second
 #   batch after a change 3x (one thread held 1,243 of 20,000 instead of 13,383) and keeps
 #   them on the threads where those cost 1.1x (1.031x the best choice's cost against
-#   1.004x). On the host `mnist` 0.922 against
-#   0.971 (70 pairs), then 1.019 against 0.948 with the builds' order swapped (60 pairs);
-#   `mnist-f64` 0.931 against 0.951, then 0.895 against 0.904; `tiny-batch` 1.009 against 0.999.
+#   1.004x). On the host `mnist` 0.922 against 0.971 (70 pairs), then 1.019 against 0.948
+#   with the builds' order swapped (60 pairs); `mnist-f64` 0.931 against 0.951, then 0.895
+#   against 0.904; `tiny-batch` 1.009 against 0.999.
 # Which regime a run fell in moved the ratio more than either rule: neither is built.
 # Traced batch by batch (a /tmp build printing each batch's choice and cost, 40 pairs of
 # epochs as above; microseconds a row of `mnist`'s 256-row batches): in the regime on the
@@ -217,10 +217,10 @@
 # thread's 10.5-13.5. In the epoch where the host turned, the fast ones all but went (14 of
 # 195), the threads' average rose ~25 % to 15.4 against one thread's 13.5 (2/1 = 1.12 that
 # epoch), and only ~190 batches in had their smoothed cost grown by the third that starts a
-# probe at once, which then moved the batches to one thread. In the other
-# regime the threads' probes cost 13-16 against one thread's 11-13: one thread is right there,
-# and the ratio ~1.00 is the best there is. After a change to one thread its second batch took
-# ~28 against ~12 in 7 of 36 probes (the first in 2, the third in 2): a stall of ~4 ms, a time
+# probe at once, which then moved the batches to one thread. In the other regime the
+# threads' probes cost 13-16 against one thread's 11-13: one thread is right there, and the
+# ratio ~1.00 is the best there is. After a change to one thread its second batch took ~28
+# against ~12 in 7 of 36 probes (the first in 2, the third in 2): a stall of ~4 ms, a time
 # slice of the OS's; once the second and third both, which ended that probe early as clearly
 # slower. (A faster answer to a rise of ~25 % is what the harness's 1.08 would need; it would
 # have to be weighed on such traces replayed through the choice's simulator, both choices'
