@@ -10,6 +10,7 @@ cdef class Network:
     # machine lately, kept across the trainers of a model (partial_fit makes one per call).
     cdef ThreadChoice choice
     cdef ThreadChoice kept_choice  # the choice for the thread count before (_threads.choice_for)
+    cdef object turn_threads, turn_seconds  # the buffers of record_thread_turns (numpy arrays)
     # How a two-thread batch stores its gathered rows, and its optimizer step's W, and whether
     # its products fetch the next rows of W (_stores.pxd), kept the same way.
     cdef StoreChoice store

@@ -4,6 +4,8 @@
 The estimator builds one per fitted model (cached) and hands it to the trainer and to predict;
 `views` makes coefs_ and intercepts_ as numpy views into the flat parameter vector theta.
 """
+import operator
+
 import numpy as np
 
 from fastmlp._engine._blas cimport BLAS_INT_MAX
@@ -11,7 +13,9 @@ from fastmlp._engine._kernels cimport FM_MAXOUT, fm_activation_needs_preactivati
 from fastmlp._engine._stores cimport (
     StoreChoice, fetch_init, step_store_init, store_init, store_next,
 )
-from fastmlp._engine._threads cimport ThreadChoice, choice_init, choice_next, choice_threads
+from fastmlp._engine._threads cimport (
+    ThreadChoice, choice_init, choice_next, choice_threads, choice_turns,
+)
 
 from fastmlp._engine.vocabulary import HIDDEN_ACTIVATIONS, OTHER_LOSSES, OUTPUT_LOSSES
 
@@ -128,6 +132,38 @@ cdef class Network:
         if c.most > 0:
             counts[c.most] = (c.batches[0], c.batches[1])
         return counts
+
+    def record_thread_turns(self, turns, Py_ssize_t capacity=1_000_000):
+        """Run the coming batches in turns, `turns` on all the caller's threads, then `turns` on
+        one, and so on, whatever each costs, and record each full batch's thread count and
+        seconds per row (the first `capacity` of them: thread_turn_costs); `turns` 0 ends the
+        turns, and the run-time choice goes on from what it had learned before them. For
+        benchmarks (benchmarks/choice_replay.py): both choices' costs side by side, batch by
+        batch, on the machine as it is, to replay through _threads.pxd's choice offline. The
+        bits are the same either way; the turns hold across changes of thread count. Call it
+        between fits, never while one runs: it replaces the buffers the batches write to."""
+        cdef int[::1] threads
+        cdef double[::1] seconds
+        cdef int *threads_at = NULL
+        cdef double *seconds_at = NULL
+        turns = operator.index(turns)
+        if turns < 0 or capacity < 0:
+            raise ValueError(f"turns and capacity must be >= 0, got {turns} and {capacity}")
+        self.turn_threads = threads = np.zeros(capacity if turns else 0, dtype=np.intc)
+        self.turn_seconds = seconds = np.zeros(capacity if turns else 0, dtype=np.float64)
+        if turns and capacity:
+            threads_at, seconds_at = &threads[0], &seconds[0]
+        choice_turns(&self.choice, turns, capacity, threads_at, seconds_at)
+        choice_turns(&self.kept_choice, turns, capacity, threads_at, seconds_at)
+
+    @property
+    def thread_turn_costs(self):
+        """(thread counts, seconds per row): a copy of each full batch's, in order, recorded
+        since record_thread_turns started its turns (empty arrays where none ran)."""
+        cdef Py_ssize_t n = self.choice.turn_n
+        if self.turn_threads is None:
+            return np.zeros(0, dtype=np.intc), np.zeros(0, dtype=np.float64)
+        return self.turn_threads[:n].copy(), self.turn_seconds[:n].copy()
 
     @property
     def store_choice(self):

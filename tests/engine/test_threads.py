@@ -416,6 +416,42 @@ def test_the_network_counts_the_full_batches_each_thread_count_ran():
     assert clf._network().thread_batches == {threads: (0, 6), 1: (11, 0)}
 
 
+def test_turns_alternate_the_thread_counts_record_each_batch_and_change_no_bit():
+    # Network.record_thread_turns, which benchmarks/choice_replay.py records with: 2 full
+    # batches on all threads, 2 on one, whatever they cost, each batch's count and seconds
+    # per row kept; the weights as the run-time choice's.
+    from threadpoolctl import threadpool_limits
+
+    from fastmlp._runtime import threads_for_batch
+    X, y = digits(1600, np.float32)  # 6 full batches of 256 and a short one (not recorded)
+    fits = []
+    for turns in (None, 2):
+        clf = MLPClassifier((256, 128), batch_size=256, random_state=0)
+        clf.partial_fit(X, y, classes=np.unique(y))
+        threads = threads_for_batch(256, clf._network().n_params)
+        if threads < 2:
+            pytest.skip("these batches get one thread here")
+        if turns:
+            clf._network().record_thread_turns(turns, capacity=10)
+            before = clf._network().thread_batches[threads]
+        with threadpool_limits(threads):
+            clf.partial_fit(X, y)
+            clf.partial_fit(X, y)
+        fits.append(clf)
+    network = fits[1]._network()
+    counts, seconds = network.thread_turn_costs
+    assert counts.tolist() == [threads, threads, 1, 1] * 2 + [threads, threads]  # (capacity)
+    assert np.all(seconds > 0) and seconds.dtype == np.float64
+    after = network.thread_batches[threads]
+    assert (after[0] - before[0], after[1] - before[1]) == (6, 6)
+    for a, b in zip(fits[0].coefs_ + fits[0].intercepts_, fits[1].coefs_ + fits[1].intercepts_):
+        np.testing.assert_array_equal(a, b)
+    network.record_thread_turns(0)  # the end: the run-time choice again, nothing recorded
+    assert [len(a) for a in network.thread_turn_costs] == [0, 0]
+    with pytest.raises(ValueError, match="turns and capacity must be >= 0"):
+        network.record_thread_turns(-1)
+
+
 # -- the gate: no probe of all threads where no CPU stands free (_threads.pxd) -----------------
 
 def _gated(most, costs, idle, unit=1e-5):
