@@ -153,14 +153,14 @@ cdef class Network:
         self.turn_seconds = seconds = np.zeros(capacity if turns else 0, dtype=np.float64)
         if turns and capacity:
             threads_at, seconds_at = &threads[0], &seconds[0]
+        # (the kept choice's turns are never read: choice_for carries the current one's)
         choice_turns(&self.choice, turns, capacity, threads_at, seconds_at)
-        choice_turns(&self.kept_choice, turns, capacity, threads_at, seconds_at)
 
     @property
     def thread_turn_costs(self):
         """(thread counts, seconds per row): a copy of each full batch's, in order, recorded
         since record_thread_turns started its turns (empty arrays where none ran)."""
-        cdef Py_ssize_t n = self.choice.turn_n
+        cdef Py_ssize_t n = min(self.choice.turns.at, self.choice.turns.cap)
         if self.turn_threads is None:
             return np.zeros(0, dtype=np.intc), np.zeros(0, dtype=np.float64)
         return self.turn_threads[:n].copy(), self.turn_seconds[:n].copy()

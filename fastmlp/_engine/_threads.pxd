@@ -270,6 +270,20 @@ cdef inline double choice_margin(int which) noexcept nogil:
     return 0.97 if which == 0 else 0.95
 
 
+cdef struct Turns:
+    # Network.record_thread_turns (tests and benchmarks): `every` > 0 runs the batches `every`
+    # on all threads, then `every` on one, and so on, whatever they cost, and writes each full
+    # batch's thread count and seconds per row to threads[at] and seconds[at] (buffers the
+    # Network owns) while at < cap: both choices' costs side by side, batch by batch, to replay
+    # through the choice offline (benchmarks/choice_replay.py). choice_for carries them across
+    # changes of thread count.
+    int every
+    long long at             # full batches since the turns started
+    long long cap
+    int *threads
+    double *seconds
+
+
 cdef struct ThreadChoice:
     int most                 # the caller's thread count
     double per_row[2]        # smoothed seconds per row: [0] one thread, [1] `most` (0: unknown)
@@ -287,19 +301,9 @@ cdef struct ThreadChoice:
                              # until the threads' next PROBE_BATCHES batches confirm it (0: none)
     double spare_mark        # the gate's window: fm_spare_seconds at its start
     double spare_since       # and when it started (0: none yet)
+    Turns turns              # (none: turns.every 0)
     long long batches[2]     # full batches recorded: [0] on one thread, [1] on `most` (for
                              # benchmarks: a busy-core run says whether its threads ran at all)
-    # Turns (Network.record_thread_turns; tests and benchmarks): `turns` > 0 runs the batches
-    # `turns` on all threads, then `turns` on one, and so on, whatever they cost, and writes
-    # each full batch's thread count and seconds per row to turn_threads and turn_seconds
-    # (buffers the Network owns) while turn_n < turn_cap: both choices' costs side by side,
-    # batch by batch, to replay through the choice offline (benchmarks/choice_replay.py).
-    # They hold across choice_for's changes of thread count.
-    int turns
-    long long turn_at        # full batches since the turns started
-    long long turn_n, turn_cap
-    int *turn_threads
-    double *turn_seconds
 
 
 cdef inline void choice_probe_clear(ThreadChoice *c) noexcept nogil:
@@ -308,6 +312,17 @@ cdef inline void choice_probe_clear(ThreadChoice *c) noexcept nogil:
     c.switched = False
     c.probe_sum = 0.0
     c.probe_max = 0.0
+
+
+cdef inline void choice_turns(ThreadChoice *c, int turns, long long cap, int *threads,
+                              double *seconds) noexcept nogil:
+    """Start the turns (Turns' note), recording into threads[:cap] and seconds[:cap], or end
+    them (turns 0)."""
+    c.turns.every = turns
+    c.turns.at = 0
+    c.turns.cap = cap if turns > 0 else 0
+    c.turns.threads = threads if c.turns.cap > 0 else NULL
+    c.turns.seconds = seconds if c.turns.cap > 0 else NULL
 
 
 cdef inline void choice_init(ThreadChoice *c, int most) noexcept nogil:
@@ -323,10 +338,7 @@ cdef inline void choice_init(ThreadChoice *c, int most) noexcept nogil:
     c.spare_mark = 0.0
     c.spare_since = 0.0
     c.batches[0] = c.batches[1] = 0
-    c.turns = 0
-    c.turn_at = c.turn_n = c.turn_cap = 0
-    c.turn_threads = NULL
-    c.turn_seconds = NULL
+    choice_turns(c, 0, 0, NULL, NULL)
 
 
 cdef inline void choice_for(ThreadChoice *c, ThreadChoice *kept, int most) noexcept nogil:
@@ -347,28 +359,15 @@ cdef inline void choice_for(ThreadChoice *c, ThreadChoice *kept, int most) noexc
     else:
         choice_init(c, most)
     kept[0] = previous
-    c.turns, c.turn_at, c.turn_n, c.turn_cap = (previous.turns, previous.turn_at,
-                                                previous.turn_n, previous.turn_cap)
-    c.turn_threads, c.turn_seconds = previous.turn_threads, previous.turn_seconds
-
-
-cdef inline void choice_turns(ThreadChoice *c, int turns, long long cap, int *threads,
-                              double *seconds) noexcept nogil:
-    """Start the turns (the struct's note), recording into threads[:cap] and seconds[:cap], or
-    end them (turns 0)."""
-    c.turns = turns
-    c.turn_at = c.turn_n = 0
-    c.turn_cap = cap if turns > 0 else 0
-    c.turn_threads = threads if c.turn_cap > 0 else NULL
-    c.turn_seconds = seconds if c.turn_cap > 0 else NULL
+    c.turns = previous.turns
 
 
 cdef inline int choice_next(const ThreadChoice *c) noexcept nogil:
     """Which choice the coming batch takes: 1 (all threads) or 0 (one)."""
     if c.most <= 1:
         return 0
-    if c.turns > 0:
-        return 1 - (c.turn_at // c.turns) % 2
+    if c.turns.every > 0:
+        return 1 - (c.turns.at // c.turns.every) % 2
     if c.until_probe <= 0:
         return 1 - c.current
     return c.current
@@ -412,12 +411,11 @@ cdef inline void choice_record(ThreadChoice *c, int which, double seconds_per_ro
     c.batches[which] += 1
     if c.most <= 1:
         return
-    if c.turns > 0:  # (nothing learned: the turns are the recording's)
-        if c.turn_n < c.turn_cap:
-            c.turn_threads[c.turn_n] = choice_threads(c, which)
-            c.turn_seconds[c.turn_n] = seconds_per_row
-            c.turn_n += 1
-        c.turn_at += 1
+    if c.turns.every > 0:  # (nothing learned: the turns are the recording's)
+        if c.turns.at < c.turns.cap:
+            c.turns.threads[c.turns.at] = choice_threads(c, which)
+            c.turns.seconds[c.turns.at] = seconds_per_row
+        c.turns.at += 1
         return
     if not c.warm:
         c.warm = True
@@ -479,7 +477,7 @@ cdef inline bint choice_wants_gate(const ThreadChoice *c, Py_ssize_t rows) noexc
     """Whether the coming batch would start a probe of all threads while one thread has the
     batches and a one-thread batch of `rows` rows is short: then the caller reads the CPUs'
     spare seconds and asks choice_gate first (a reading costs ~20 us, so only then)."""
-    return (c.most > 1 and c.turns == 0 and c.current == 0 and c.until_probe <= 0 and c.probed == 0
+    return (c.most > 1 and c.turns.every == 0 and c.current == 0 and c.until_probe <= 0 and c.probed == 0
             and not c.switched and c.per_row[0] > 0 and c.per_row[0] * rows < 1e-6 * SHORT_BATCH_US)
 
 
