@@ -865,7 +865,17 @@ cdef inline void pool_close(Pool *pool) noexcept nogil:
 # every row, and each weight job steps W1's rows in every column, so half the lines a job
 # steps were just read by the other core's tile, whatever the homes. Homes of a column cut
 # would keep W1 on one core, but a column cut of the first layer's step adds its sum(W^2)
-# (the loss's penalty) in another order: other bits.
+# (the loss's penalty) in another order: other bits. Nor is it faster: a trial build
+# (2026-12-07) cut W1's weight jobs by the tiles' columns (its gradient over all of W's rows
+# into a strided block, its step row by row in one call), gave the tiles homes matching
+# theirs, and put theta, the gradient and Adam's moments on 64-byte boundaries (so that no
+# line holds both halves); two threads held on every batch in three long-lived processes in
+# turns, 40 rounds, the host in its cheap state (ping-pong 50-100 ns): the committed schedule
+# 0.171 s an epoch, the tile homes and alignment alone 0.173, the column cut 0.228 (1.33x;
+# on one thread 1.05x: the strided step). A likely reason, not measured apart: each core
+# then owns W1, its gradient and its moments in 512-byte halves of every 1 KB row, where a row
+# cut owns one run of 400 KB, and what a core's prefetchers fetch past its half is the
+# other core's.
 cdef inline void pool_deal(Pool *pool, int shared, int weights, bint homes) noexcept nogil:
     """Publish a batch's jobs for pool.generation: `shared` tiles and row blocks on the word,
     and weight job p (0 to weights - 1, in dispatch order) on home p % pool.homes's queue, with
