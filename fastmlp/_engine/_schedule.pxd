@@ -870,9 +870,9 @@ cdef inline void pool_close(Pool *pool) noexcept nogil:
 # into a strided block, its step row by row in one call), gave the tiles homes matching
 # theirs, and put theta, the gradient and Adam's moments on 64-byte boundaries (so that no
 # line holds both halves); two threads held on every batch in three long-lived processes in
-# turns, 40 rounds, the host in its cheap state (ping-pong 50-100 ns): the committed schedule
-# 0.171 s an epoch, the tile homes and alignment alone 0.173, the column cut 0.228 (1.33x;
-# on one thread 1.05x: the strided step). A likely reason, not measured apart: each core
+# turns, 40 rounds (the host in its cheap state in 39: ping-pong 50-100 ns), the committed
+# schedule 0.171 s an epoch, the tile homes and alignment alone 0.173, the column cut 0.228
+# (1.33x; on one thread 1.05x: the strided step). A likely reason, not measured apart: each core
 # then owns W1, its gradient and its moments in 512-byte halves of every 1 KB row, where a row
 # cut owns one run of 400 KB, and what a core's prefetchers fetch past its half is the
 # other core's.
