@@ -10,7 +10,6 @@ machine comes to a quiet one; the median is what a busy one gives.
 """
 import argparse
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -19,6 +18,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from fastmlp import MLPClassifier, _runtime
+from harness_runs import spinning_core
 
 CASES = [  # (n_features, hidden layers, batch rows)
     (64, (100,), 32), (64, (100,), 200), (64, (100,), 1024), (256, (256,), 64),
@@ -56,9 +56,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     _runtime.MIN_MULTIPLY_ADDS_PER_THREAD = 1  # every batch on the threads allowed
     warnings.simplefilter("ignore")
-    spinner = (subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy
-               else None)
-    try:
+    with spinning_core(args.busy):
         rng = np.random.default_rng(0)
         for n_features, hidden, batch in CASES:
             widths, multiply_adds, t = per_batch_us(n_features, hidden, batch, args.reps, rng)
@@ -67,10 +65,6 @@ def main(argv=None):
             print(f"{str(widths):20s} x {batch:4d} rows {multiply_adds / 1e6:6.2f} M: best "
                   f"{best[1]:7.0f} vs {best[2]:7.0f} us (2/1 {best[2] / best[1]:.2f}), median "
                   f"2/1 {median[2] / median[1]:.2f}", flush=True)
-    finally:
-        if spinner is not None:
-            spinner.kill()
-            spinner.wait()
     return 0
 
 

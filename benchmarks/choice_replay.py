@@ -35,8 +35,6 @@ measured ~16 batches apart.
 """
 import argparse
 import os
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -45,6 +43,7 @@ from threadpoolctl import threadpool_limits
 from fastmlp._engine import _testing
 from fastmlp.bench.timing import make_system
 from fastmlp.bench.workloads import FIT_WORKLOADS, make_blobs
+from harness_runs import spinning_core
 
 SKIP = 3  # the first batches of a turn, which pay for the change of thread count
 HARNESS_PAIRS = 7  # harness_runs.py's busy-core run: 7 epochs a thread count (mnist, 3 s)
@@ -55,26 +54,18 @@ def record(workload, seconds, turns=16, threads=2, busy=True, log=print):
     `seconds` in turns of `turns` batches, all `threads` and one by turns; beside a spinning
     process with `busy`."""
     X, y = make_blobs(workload.n_samples, workload.n_features, workload.dtype)
-    spinner = (subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy
-               else None)
-    try:
-        time.sleep(0.5 if busy else 0.0)  # let the scheduler see it busy
+    with spinning_core(busy, settle=0.5), threadpool_limits(threads):
         system = make_system("fastmlp", workload, threads)
-        with threadpool_limits(threads):
-            system.fit_epoch(X, y)  # (classes, buffers, threads started)
-            network = system.model._network()
-            batches = max(1, int(seconds * 4000))  # (room for 250 us batches)
-            network.record_thread_turns(turns, batches)
-            end, epochs = time.perf_counter() + seconds, 0
-            while time.perf_counter() < end:
-                system.fit_epoch(X, y)
-                epochs += 1
-            recorded = network.thread_turn_costs
-            network.record_thread_turns(0)
-    finally:
-        if spinner is not None:
-            spinner.kill()
-            spinner.wait()
+        system.fit_epoch(X, y)  # (classes, buffers, threads started)
+        network = system.model._network()
+        batches = max(1, int(seconds * 4000))  # (room for 250 us batches)
+        network.record_thread_turns(turns, batches)
+        end, epochs = time.perf_counter() + seconds, 0
+        while time.perf_counter() < end:
+            system.fit_epoch(X, y)
+            epochs += 1
+        recorded = network.thread_turn_costs
+        network.record_thread_turns(0)
     log(f"{workload.name}: {epochs} epochs, {len(recorded[0])} batches recorded")
     return recorded
 

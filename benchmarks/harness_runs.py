@@ -41,6 +41,7 @@ and one workload's busy-core run, longer (how _threads.pxd's gate was measured):
         --repeats 7
 """
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -59,6 +60,23 @@ STEADY_WORKLOADS = ("tiny-batch", "small")
 STEADY_RUNS = 5
 BUSY_SECONDS, BUSY_EPOCHS = 3.0, 25  # a full run's busy-core epochs per thread count (above)
 PER_CALL_ROWS, PER_CALL_HIDDEN, PER_CALL_FEATURES = 32, (100,), 64
+
+
+@contextlib.contextmanager
+def spinning_core(busy=True, settle=0.0):
+    """While the block runs, with `busy`, another process keeps one core busy (a `while True`
+    loop, not pinned), started `settle` seconds before the block (to let the scheduler see it
+    busy) and killed after it: the busy-core run's neighbour, shared by the benchmarks that
+    run beside one (choice_replay.py, batch_threads.py, pauses.py)."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+    try:
+        if busy and settle > 0:
+            time.sleep(settle)
+        yield
+    finally:
+        if spinner is not None:
+            spinner.kill()
+            spinner.wait()
 
 
 def steadiness(threads, repeats, budget, scale, log, runs=STEADY_RUNS,
@@ -124,27 +142,21 @@ def busy_core(repeats, budget, scale, log, names=None):
     2 threads while another process keeps one core busy (`repeats` epochs each, or fewer, but
     at least 3, once they add up to `budget` seconds: BUSY_EPOCHS and BUSY_SECONDS in a full
     run, which keeps `wide` at 3 epochs, ~20 s a thread count)."""
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     results = {}
-    try:
-        time.sleep(0.5)  # let the scheduler see it busy
-        with threadpool_limits(2):
-            for name in (tuple(FIT_WORKLOADS) if names is None else names):
-                log(f"busy core: {name} with 1 and 2 threads")
-                workload = FIT_WORKLOADS[name].scaled(scale)
-                run = bench_threads(workload, ["fastmlp"], 2, repeats, budget,
-                                    lambda message: None)["fastmlp"]
-                r = run["by_threads"]
-                results[name] = {"1": r["1"]["median_s"], "2": r["2"]["median_s"],
-                                 "two_over_one": r["2"]["median_s"] / r["1"]["median_s"]}
-                if "batches" in run:  # (the 2-thread epochs' batches, by the threads they got)
-                    results[name]["batches_on_2"] = run["batches"]["more"]
-                    results[name]["batches"] = run["batches"]["one"] + run["batches"]["more"]
-                if all("cpu_per_wall" in r[n] for n in ("1", "2")):
-                    results[name]["cpu_per_wall"] = {n: r[n]["cpu_per_wall"] for n in ("1", "2")}
-    finally:
-        spinner.kill()
-        spinner.wait()
+    with spinning_core(settle=0.5), threadpool_limits(2):
+        for name in (tuple(FIT_WORKLOADS) if names is None else names):
+            log(f"busy core: {name} with 1 and 2 threads")
+            workload = FIT_WORKLOADS[name].scaled(scale)
+            run = bench_threads(workload, ["fastmlp"], 2, repeats, budget,
+                                lambda message: None)["fastmlp"]
+            r = run["by_threads"]
+            results[name] = {"1": r["1"]["median_s"], "2": r["2"]["median_s"],
+                             "two_over_one": r["2"]["median_s"] / r["1"]["median_s"]}
+            if "batches" in run:  # (the 2-thread epochs' batches, by the threads they got)
+                results[name]["batches_on_2"] = run["batches"]["more"]
+                results[name]["batches"] = run["batches"]["one"] + run["batches"]["more"]
+            if all("cpu_per_wall" in r[n] for n in ("1", "2")):
+                results[name]["cpu_per_wall"] = {n: r[n]["cpu_per_wall"] for n in ("1", "2")}
     return results
 
 

@@ -14,6 +14,8 @@ import statistics
 import subprocess
 import sys
 
+from harness_runs import spinning_core
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 CHILD = r"""
@@ -45,14 +47,9 @@ def run(workload, epochs, pause, spread, busy):
         env["FASTMLP_NO_SPREAD"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.dirname(HERE),
                                                       env.get("PYTHONPATH")]))
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
-    try:
+    with spinning_core(busy):
         out = subprocess.run([sys.executable, "-c", CHILD, workload, str(epochs), str(pause)],
                              env=env, capture_output=True, text=True, check=True).stdout
-    finally:
-        if spinner is not None:
-            spinner.kill()
-            spinner.wait()
     import json
     return json.loads(out.strip().splitlines()[-1])
 

@@ -477,8 +477,9 @@ cdef inline bint choice_wants_gate(const ThreadChoice *c, Py_ssize_t rows) noexc
     """Whether the coming batch would start a probe of all threads while one thread has the
     batches and a one-thread batch of `rows` rows is short: then the caller reads the CPUs'
     spare seconds and asks choice_gate first (a reading costs ~20 us, so only then)."""
-    return (c.most > 1 and c.turns.every == 0 and c.current == 0 and c.until_probe <= 0 and c.probed == 0
-            and not c.switched and c.per_row[0] > 0 and c.per_row[0] * rows < 1e-6 * SHORT_BATCH_US)
+    return (c.most > 1 and c.turns.every == 0 and c.current == 0 and c.until_probe <= 0
+            and c.probed == 0 and not c.switched and c.per_row[0] > 0
+            and c.per_row[0] * rows < 1e-6 * SHORT_BATCH_US)
 
 
 cdef inline void choice_gate(ThreadChoice *c, Py_ssize_t rows, double spare,
