@@ -112,10 +112,18 @@ void fm_yield_cpu(void)
 static int fm_arrived(int now, int ref, int reach) { return reach ? now >= ref : now != ref; }
 
 /* Both waits: spins, yields, then sleeps on the word (the futex call returns at once if the
- * word changed after the look); returns the word's value that ended it. */
-static int fm_wait_word(int *word, int ref, int reach, int *sleepers)
+ * word changed after the look); returns the word's value that ended it. With `away`, where
+ * the waker runs (a CPU, read as the sleep begins): the sleeper leaves that CPU out of its
+ * mask while it sleeps and puts the mask back as it wakes (the split's helper: its note). */
+static int fm_wait_word(int *word, int ref, int reach, int *sleepers, const int *away)
 {
     int looks, now;
+#if defined(__linux__)
+    cpu_set_t allowed, others;
+    int narrowed = 0;
+#else
+    (void)away;
+#endif
     for (looks = 0; looks < FM_WAIT_SPINS + FM_WAIT_YIELDS; looks++) {
         now = FM_LOAD_SC(word);
         if (fm_arrived(now, ref, reach))
@@ -129,6 +137,11 @@ static int fm_wait_word(int *word, int ref, int reach, int *sleepers)
         FM_ADD_SC(sleepers, 1);
         now = FM_LOAD_SC(word);
         if (!fm_arrived(now, ref, reach)) {
+#if defined(__linux__)
+            if (away != NULL && !narrowed)
+                narrowed = fm_cpus_but(fm_load_flag(away), &allowed, &others)
+                           && sched_setaffinity(0, sizeof others, &others) == 0;
+#endif
 #if defined(__linux__) && defined(SYS_futex)
             syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, now, NULL, NULL, 0);
 #else
@@ -137,8 +150,13 @@ static int fm_wait_word(int *word, int ref, int reach, int *sleepers)
             now = FM_LOAD_SC(word);
         }
         FM_ADD_SC(sleepers, -1);
-        if (fm_arrived(now, ref, reach))
+        if (fm_arrived(now, ref, reach)) {
+#if defined(__linux__)
+            if (narrowed)
+                sched_setaffinity(0, sizeof allowed, &allowed);
+#endif
             return now;
+        }
     }
 }
 
@@ -154,9 +172,9 @@ static void fm_wake_sleepers(int *word, int *sleepers)
 #endif
 }
 
-int fm_wait_call(int *value, int seen, int *sleepers)
+int fm_wait_call(int *value, int seen, int *sleepers, const int *away)
 {
-    return fm_wait_word(value, seen, 0, sleepers);
+    return fm_wait_word(value, seen, 0, sleepers, away);
 }
 
 void fm_call(int *value, int set, int *sleepers)
@@ -171,7 +189,7 @@ void fm_call(int *value, int set, int *sleepers)
  * futex wakes the caller as the count arrives. */
 void fm_wait_done(int *done, int target, int *sleepers)
 {
-    fm_wait_word(done, target, 1, sleepers);
+    fm_wait_word(done, target, 1, sleepers, NULL);
 }
 
 void fm_done(int *done, int *sleepers)
@@ -316,7 +334,19 @@ static void split_helper_forget(void)
  * is put on its creator's CPU (as a woken one often is: see the top of this file) and runs
  * only when the OS next preempts the creator, ~1 ms later in a loop of 50 us splits (the
  * creator's spinning parts; tests/engine/test_few_row_split.py): so it is created with the
- * creator's CPU taken out of its mask (split_helper_narrow), and puts its mask back first. */
+ * creator's CPU taken out of its mask (split_helper_narrow), and puts its mask back first.
+ * So is a sleeping helper woken: onto the caller's CPU it runs only when the OS next preempts
+ * the caller or balances the idle CPU, 1-4 ms later (HZ 250), every part taken back meanwhile
+ * and judged late after FM_SPLIT_WAKE, and the back-off's calls on one thread let it fall
+ * asleep again, to be woken onto the caller's CPU again. Traced on the 2-core AMD EPYC VM
+ * (2026-12-07, a /tmp build without the back-off; `mnist`'s one-row predict_proba in bursts
+ * of 200 calls 0.2 s apart): 16 of 23 wakes took 1-4 ms, 989 of 2,527 splits were taken back;
+ * with the back-off, whole bursts went to one thread. So a sleeping helper leaves the caller's last CPU out of its
+ * mask while it sleeps, and puts the mask back as it wakes (fm_wait_word's `away`): nothing
+ * stays pinned while it runs, and a caller that moved meanwhile finds it as before. The same
+ * bursts, builds in turns (a /tmp script, six pairs): the median call 8.2-11.6 us against
+ * 12.8-14.9 before, nearly every call split; tools/fingerprint.py 303 of 303 equal. (The
+ * epoch's pool helpers keep their wait: _schedule.pxd's pool_help says why.) */
 #if defined(__linux__)
 static cpu_set_t split_helper_mask;  /* the CPUs it may run on (its creator's) */
 static int split_helper_narrowed;    /* it was created with its creator's CPU taken out */
@@ -331,7 +361,8 @@ static void *split_helper_main(void *unused)
         sched_setaffinity(0, sizeof split_helper_mask, &split_helper_mask);
 #endif
     for (;;) {
-        seen = fm_wait_call(&split_helper.called, seen, &split_helper.sleepers);
+        seen = fm_wait_call(&split_helper.called, seen, &split_helper.sleepers,
+                            &split_helper.caller_cpu);
         fm_leave_cpu(split_helper.caller_cpu);
         /* (fm_claim acquires what the caller wrote before publishing the word) */
         if (!fm_load_flag(&split_helper_stalls)
@@ -419,7 +450,7 @@ double fm_split_run(fm_split_part_fn fn, void *mine, void *theirs)
         const unsigned int generation = ++split_helper.generation;
         split_helper.fn = fn;
         split_helper.part = theirs;
-        split_helper.caller_cpu = fm_current_cpu();
+        fm_store_flag(&split_helper.caller_cpu, fm_current_cpu());  /* (a sleeping helper reads) */
         split_helper.fp_modes = fm_fp_modes();
         split_helper.done = 0;
         fm_publish_jobs(&split_helper.word, generation, 1);  /* (release: all of the above) */

@@ -244,6 +244,42 @@ def test_a_part_the_helper_has_not_taken_runs_on_the_caller_and_counts_as_late()
     assert all(TAKEN <= waited < TAKEN + 0.1 for _, _, _, waited in quick)
 
 
+def _narrowed_threads():
+    """This process's threads whose CPU mask lacks exactly one of the main thread's CPUs."""
+    allowed, narrowed = os.sched_getaffinity(0), set()
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            mask = os.sched_getaffinity(int(tid))
+        except OSError:  # (a thread that has just ended)
+            continue
+        if mask < allowed and len(allowed - mask) == 1:
+            narrowed.add(int(tid))
+    return narrowed
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task") or not hasattr(os, "sched_getaffinity")
+                    or len(os.sched_getaffinity(0)) < 2 or "FASTMLP_NO_SPREAD" in os.environ,
+                    reason="Linux, two CPUs or more, the spread on")
+def test_a_sleeping_helper_leaves_the_callers_cpu_out_of_its_mask_until_it_wakes():
+    # Woken onto the caller's CPU, a helper would run only when the OS next preempts the
+    # caller or balances the other CPU (1-4 ms on the 2-core AMD EPYC VM), every part taken
+    # back meanwhile: asleep, it leaves that CPU out of its mask, and puts the mask back as it
+    # wakes (csrc/placement.c's fm_wait_word).
+    K.split_run_trace(3)  # (its helper up)
+    time.sleep(0.1)  # it spins ~80 us, yields, then sleeps
+    asleep = _narrowed_threads()
+    assert asleep  # (this module's helper; the engine's too if a test started it)
+    # the next split wakes it, and both parts keep their threads busy 0.3 s
+    caller = threading.Thread(target=K.split_run_trace, args=(1, 0.3, 0.3))
+    caller.start()
+    try:
+        time.sleep(0.1)
+        awake = _narrowed_threads()
+    finally:
+        caller.join()
+    assert len(awake) == len(asleep) - 1 and awake < asleep
+
+
 def test_a_second_caller_runs_both_parts_itself_while_another_holds_the_helper():
     holder = threading.Thread(target=K.split_run_trace, args=(1, 5e-3, 0.3))
     holder.start()
