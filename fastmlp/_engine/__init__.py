@@ -54,7 +54,8 @@ from fastmlp._engine._trainer import (
     OPENMP_ENABLED, OPTIM_SPEC, PARALLEL_CHECK_VALUES, SMALL_PREDICT_ROWS, InputNotFinite,
     SteadyCall,
     SteadyPrediction, Trainer, blas_limit_enter, blas_limit_exit, blas_thread_calls,
-    few_row_split, max_threads, predict, small_pack_copies, subnormals_slow, surely_finite,
+    few_row_split, helper_slices, helper_yields, max_threads, predict, small_pack_copies,
+    subnormals_slow, surely_finite,
 )
 from fastmlp._engine.vocabulary import (
     ACTIVATION_CODES, HIDDEN_ACTIVATIONS, LOSS_CODES, OTHER_LOSSES, OUTPUT_LOSSES, SOLVERS,
@@ -65,5 +66,5 @@ __all__ = ["ACTIVATION_CODES", "HIDDEN_ACTIVATIONS", "InputNotFinite", "LOSS_COD
            "OPTIM_SPEC", "OTHER_LOSSES", "OUTPUT_LOSSES", "PARALLEL_CHECK_VALUES",
            "SMALL_PREDICT_ROWS", "SOLVERS",
            "SteadyCall", "SteadyPrediction", "Trainer", "blas_limit_enter", "blas_limit_exit", "blas_thread_calls",
-           "few_row_split", "max_threads", "predict", "small_pack_copies", "subnormals_slow",
-           "surely_finite"]
+           "few_row_split", "helper_slices", "helper_yields", "max_threads", "predict",
+           "small_pack_copies", "subnormals_slow", "surely_finite"]

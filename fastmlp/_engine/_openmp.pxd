@@ -24,6 +24,12 @@ cdef extern from "fm_openmp.h" nogil:
     void fm_call(int *value, int set, int *sleepers)
     void fm_wait_done(int *done, int target, int *sleepers)
     void fm_done(int *done, int *sleepers)
+    ctypedef struct fm_slice:
+        double wall, cpu, start, job, tick
+    double FM_SLICE_GAP, FM_SLICE_END, FM_SLICE_LONG
+    int fm_helper_slices, fm_helper_yields
+    int fm_slice_look(fm_slice *s, double wall, double cpu, int ran)
+    void fm_helper_slice(int ran)
     int fm_split_mode
     int fm_split_begin(double now)
     void fm_split_end(double began, double now, double wait)

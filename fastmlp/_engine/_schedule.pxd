@@ -123,7 +123,7 @@ from fastmlp._engine._layers cimport (
 from fastmlp._engine._openmp cimport (
     FM_POOL_MAX_JOBS, fm_call, fm_claim, fm_claim_last, fm_count_done, fm_current_cpu, fm_done,
     fm_fp_give_back, fm_fp_modes, fm_fp_take, fm_leave_cpu, fm_load_flag, fm_publish_jobs,
-    fm_store_flag, fm_take_next, fm_wait_call, fm_wait_count, fm_wait_done,
+    fm_helper_slice, fm_store_flag, fm_take_next, fm_wait_call, fm_wait_count, fm_wait_done,
 )
 from fastmlp._engine._rows cimport Rows, dense_input, gather_rows, gathers, source_row
 from fastmlp._engine._threads cimport seconds_now
@@ -912,12 +912,16 @@ cdef inline void pool_claim_jobs(const Geometry *g, floating *theta, floating *g
                                  const Work *work, unsigned int generation,
                                  int me) noexcept nogil:
     """Run and count the jobs of `generation` thread `me` can claim (the caller's, 0, or a
-    helper's, which first moves off the caller's CPU if it shares it), under the caller's
+    helper's, which first moves off the caller's CPU if it shares it, and keeps each job
+    within its time slice: csrc/placement.c's fm_helper_slice), under the caller's
     floating-point modes (csrc/fm_openmp.h's fm_fp_take)."""
     cdef Pool *pool = work.pool
     cdef Py_ssize_t shared = pool.tiles + pool.row_blocks
-    cdef int taken = pool_next(pool, generation, me, shared)
+    cdef int taken
     cdef unsigned int own
+    if me != 0:
+        fm_helper_slice(0)
+    taken = pool_next(pool, generation, me, shared)
     if taken < 0:
         return
     if me != 0:
@@ -927,6 +931,8 @@ cdef inline void pool_claim_jobs(const Geometry *g, floating *theta, floating *g
         batch_job(g, taken, pool.tiles, pool.row_blocks, theta, grad, state_1, state_2,
                   state_3, step, accumulate, rows, work, me == 0)
         fm_done(&pool.done, &pool.waiting)
+        if me != 0:
+            fm_helper_slice(1)
         taken = pool_next(pool, generation, me, shared)
     fm_fp_give_back(own, pool.fp_modes)
 

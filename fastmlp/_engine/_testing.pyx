@@ -29,7 +29,8 @@ from fastmlp._engine._kernels cimport (
 )
 from fastmlp._engine._network cimport Network
 from fastmlp._engine._openmp cimport (
-    fm_call, fm_claim, fm_count_done, fm_current_cpu, fm_done, fm_leave_cpu, fm_publish_jobs,
+    FM_SLICE_END, FM_SLICE_GAP, FM_SLICE_LONG, fm_call, fm_claim, fm_count_done,
+    fm_current_cpu, fm_done, fm_leave_cpu, fm_publish_jobs, fm_slice, fm_slice_look,
     fm_spare_seconds, fm_split_begin, fm_split_end, fm_split_helper_stall, fm_split_run,
     fm_store_flag, fm_wait_call, fm_wait_count, fm_wait_done,
 )
@@ -356,6 +357,24 @@ def split_gate(events):
         else:
             fm_split_end(event[1], event[2], event[3])
     return answers
+
+
+# (FM_SLICE_GAP, FM_SLICE_END, FM_SLICE_LONG: seconds off the CPU that start a slice, and the
+# fractions of a tick that a job must end within and that it may last)
+SLICE_RULE = (FM_SLICE_GAP, FM_SLICE_END, FM_SLICE_LONG)
+
+
+def slice_rule(readings, double tick=4e-3):
+    """A pool helper's time-slice rule (csrc/placement.c's fm_slice_look) over `readings`, each
+    (wall, cpu, ran) in seconds of its wall clock and of its CPU time, with ran 1 after a job of
+    its own, 0 before its first claim of a batch, -1 right after a yield (the rule reads no
+    clock): a list of (whether it yields, the slice's start, the job time it expects)."""
+    cdef fm_slice s
+    s.wall, s.cpu, s.start, s.job, s.tick = -1.0, 0.0, 0.0, 0.0, tick
+    out = []
+    for wall, cpu, ran in readings:
+        out.append((bool(fm_slice_look(&s, wall, cpu, ran)), s.start, s.job))
+    return out
 
 
 cdef extern from "<pthread.h>" nogil:

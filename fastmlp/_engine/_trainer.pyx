@@ -54,7 +54,7 @@ from fastmlp._engine._network cimport Network
 from fastmlp._engine._openmp cimport (
     FASTMLP_HAVE_OPENMP, fm_current_cpu, fm_fp_give_back, fm_fp_modes, fm_fp_take, fm_leave_cpu,
     fm_spare_seconds, fm_split_begin, fm_split_end, fm_split_mode, fm_split_run,
-    omp_get_max_threads,
+    fm_helper_slices, fm_helper_yields, omp_get_max_threads,
 )
 from fastmlp._engine._rows cimport Rows, gather_rows
 from fastmlp._engine._schedule cimport (
@@ -1094,6 +1094,25 @@ def few_row_split(int mode):
     cdef int before = fm_split_mode
     fm_split_mode = mode
     return before
+
+
+def helper_slices(bint on):
+    """Whether the epoch's pool helpers keep to their time slices (csrc/placement.c's
+    fm_helper_slice: a helper yields before a job that its slice would end inside, and spins
+    instead of yielding while it waits for a call); on by default; for tests and benchmarks.
+    Returns the setting before. (Here, as few_row_split: each compiled module links its own
+    copy of csrc/.)"""
+    global fm_helper_slices
+    cdef bint before = fm_helper_slices
+    fm_helper_slices = on
+    return before
+
+
+def helper_yields():
+    """How many times this process's pool helpers have yielded before a job that their time
+    slice would have ended inside (csrc/placement.c's fm_helper_slice); for tests and
+    benchmarks."""
+    return fm_helper_yields
 
 
 def subnormals_slow(verdict=None):

@@ -118,3 +118,57 @@ def test_fastmlp_no_spread_turns_the_move_off(no_spread, stays):
     if no_spread is not None:
         env["FASTMLP_NO_SPREAD"] = no_spread
     assert run_python(STAYS_WHEN_TOLD, env=env).split() == [str(stays), "True"]
+
+
+# -- a pool helper's time slices (csrc/placement.c's fm_slice_look) ------------------------------
+# Readings are (wall, cpu, ran) in seconds; a tick of 4 ms: a job must end within 3.6 ms of its
+# slice's start, and one of 1 ms or more is never held back.
+
+def _slice(readings, tick=4e-3):
+    return K.slice_rule(readings, tick)
+
+
+def test_the_slice_rule_constants_are_as_documented():
+    assert K.SLICE_RULE == (200e-6, 0.9, 0.25)
+
+
+def test_a_helper_yields_before_a_job_that_its_time_slice_would_end_inside():
+    # jobs of 0.5 ms from the slice's start at 0: the eighth would end at 4.0 ms, past 3.6
+    readings = [(0.0, 0.0, 0)] + [(k * 5e-4, k * 5e-4, 1) for k in range(1, 8)]
+    looks = _slice(readings)
+    assert [yields for yields, _, _ in looks] == [False] * 7 + [True]
+    assert [start for _, start, _ in looks] == [0.0] * 8
+    assert looks[-1][2] == pytest.approx(5e-4)
+    # with a longer tick the same jobs fit
+    assert not any(yields for yields, _, _ in _slice(readings, tick=10e-3))
+
+
+def test_a_yield_that_nothing_took_starts_a_slice_of_the_helpers_own():
+    readings = [(0.0, 0.0, 0)] + [(k * 5e-4, k * 5e-4, 1) for k in range(1, 8)]
+    looks = _slice(readings + [(3.5005e-3, 3.5005e-3, -1), (4.0005e-3, 4.0005e-3, 1)])
+    assert looks[-2] == (False, 3.5005e-3, pytest.approx(5e-4))  # (a look after a yield
+    assert looks[-1][0] is False                                  #  never yields again)
+
+
+def test_time_off_the_cpu_starts_a_slice_at_the_earliest_time_the_clocks_allow():
+    looks = _slice([(10.0, 2.0, 0),                   # the first reading starts a slice
+                    (10.0004, 2.0004, 1),             # a job of 0.4 ms
+                    (10.005, 2.0007, 1),              # 4.6 ms of wall, 0.3 of CPU: preempted
+                    (10.0055, 2.0011, 1)])            # 0.1 ms off: not a new slice
+    assert looks[0][1] == 10.0
+    assert looks[1] == (False, 10.0, pytest.approx(4e-4))
+    start, job = looks[2][1:]
+    assert start == pytest.approx(10.0047)  # back at the latest 0.3 ms of CPU before the look
+    assert job == pytest.approx(4e-4)       # the preempted job's time is not a job's
+    assert looks[3][1:] == (start, pytest.approx(5e-4))
+
+
+def test_the_expected_job_is_the_longest_of_the_last_ones_decaying():
+    looks = _slice([(0.0, 0.0, 0), (8e-4, 8e-4, 1), (1e-3, 1e-3, 1), (1.2e-3, 1.2e-3, 1)])
+    assert [job for _, _, job in looks] == pytest.approx([0.0, 8e-4, 6e-4, 4.5e-4])
+
+
+def test_jobs_of_a_quarter_tick_or_more_are_never_held_back():
+    # a slice holds too few of them: each goes, even past the slice's end
+    looks = _slice([(0.0, 0.0, 0)] + [(k * 1e-3, k * 1e-3, 1) for k in range(1, 7)])
+    assert not any(yields for yields, _, _ in looks)
