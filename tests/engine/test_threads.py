@@ -393,20 +393,26 @@ def test_one_thread_allowed_is_one_thread():
     assert set(_trace(1, [(1.0, 0.5)] * 50)) == {1}
 
 
-def test_the_network_counts_the_full_batches_each_thread_count_ran():
-    # Network.thread_batches, which benchmarks read to tell a busy-core run whose threads ran
-    # from one whose 2-thread epochs all went to one thread: {limit: (on one, on all)}.
-    from threadpoolctl import threadpool_limits
-
+def _held_on_all_threads(X, y):
+    """A (256, 128) classifier after its first partial_fit of X, y, every coming batch held on
+    all the threads its 256-row batches may have, and that count (skips where it is one)."""
     from fastmlp._engine._testing import hold_all_threads
     from fastmlp._runtime import threads_for_batch
-    X, y = digits(1536, np.float32)  # 6 full batches of 256
     clf = MLPClassifier((256, 128), batch_size=256, random_state=0)
     clf.partial_fit(X, y, classes=np.unique(y))
     threads = threads_for_batch(256, clf._network().n_params)
     if threads < 2:
         pytest.skip("these batches get one thread here")
     hold_all_threads(clf._network(), threads)
+    return clf, threads
+
+
+def test_the_network_counts_the_full_batches_each_thread_count_ran():
+    # Network.thread_batches, which benchmarks read to tell a busy-core run whose threads ran
+    # from one whose 2-thread epochs all went to one thread: {limit: (on one, on all)}.
+    from threadpoolctl import threadpool_limits
+    X, y = digits(1536, np.float32)  # 6 full batches of 256
+    clf, threads = _held_on_all_threads(X, y)
     with threadpool_limits(threads):
         clf.partial_fit(X, y)
     assert clf._network().thread_batches[threads] == (0, 6)
@@ -703,20 +709,13 @@ def test_pool_helpers_keep_to_their_time_slices_and_the_bits_stay():
     from threadpoolctl import threadpool_limits
 
     from fastmlp import _engine
-    from fastmlp._engine._testing import hold_all_threads
-    from fastmlp._runtime import threads_for_batch
     X, y = digits(1536, np.float32)
     fits, yields = [], []
     before = _engine.helper_slices(True)
     try:
         for on in (True, False):
             _engine.helper_slices(on)
-            clf = MLPClassifier((256, 128), batch_size=256, random_state=0)
-            clf.partial_fit(X, y, classes=np.unique(y))
-            threads = threads_for_batch(256, clf._network().n_params)
-            if threads < 2:
-                pytest.skip("these batches get one thread here")
-            hold_all_threads(clf._network(), threads)
+            clf, threads = _held_on_all_threads(X, y)
             count = _engine.helper_yields()
             with threadpool_limits(threads):
                 for _ in range(60):  # ~0.5 s of batches
