@@ -389,8 +389,8 @@ void fm_split_end(double began, double now, double wait)
  * every signal blocked, so that Python's handlers stay on its own threads), and forgotten in a
  * forked child (pthread_atfork: the child has no such thread; its first split starts one). It
  * waits for a call as the epoch's pool helpers do (fm_wait_call: spins FM_WAIT_SPINS pauses,
- * ~40-80 us, as libgomp's workers after a region with GOMP_SPINCOUNT 2,000, yields, then sleeps
- * on a futex), so that fm_split_begin's rule (split only within FM_SPLIT_GAP of the call before)
+ * ~40-80 us, as libgomp's workers after a region with GOMP_SPINCOUNT 2,000, then as many looks
+ * as it once yielded (fm_helper_slice's note), then sleeps on a futex), so that fm_split_begin's rule (split only within FM_SPLIT_GAP of the call before)
  * still finds it spinning. The part is claimed from a word (fm_claim), so a caller done with
  * its own part before the helper took the other takes it back and runs it itself: it never
  * waits for a helper that the OS has queued behind another process, only for one that is
