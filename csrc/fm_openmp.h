@@ -260,24 +260,25 @@ void fm_split_helper_stall(int stall);
 /* csrc/placement.c: a helper's wait for the caller to call it to another batch (*value to
  * change from `seen`; spins, then sleeps on a futex where Linux has one, else naps;
  * asleep, it leaves the CPU *away out of its mask, where `away` is given: the caller's, onto
- * which a wake would put it), and the caller's call (stores `value`, wakes the sleepers). */
-int fm_wait_call(int *value, int seen, int *sleepers, const int *away);
+ * which a wake would put it; with `keep`, a pool helper's, it spins where it would yield: below),
+ * and the caller's call (stores `value`, wakes the sleepers). */
+int fm_wait_call(int *value, int seen, int *sleepers, const int *away, int keep);
 void fm_call(int *value, int set, int *sleepers);
 /* and the caller's wait for the jobs claimed (*done to reach target), and a job's count */
 void fm_wait_done(int *done, int target, int *sleepers);
 void fm_done(int *done, int *sleepers);
-/* A pool helper, before each job it claims (`ran`: after a job of its own), yields first where
- * its time slice would end inside the job (csrc/placement.c says why); fm_helper_slices 0
- * turns that off, and a call's waiter's spin in place of yields (tests and benchmarks). Its
- * rule, on a helper's readings of its two clocks (seconds: the wall's, CPU time's): returns
- * whether to yield; `ran` -1 after a yield. */
+/* A pool helper, before each job it claims (`ran`: after a job of its own), yields first where its
+ * time slice would end inside the job (csrc/placement.c says why); fm_helper_slices 0 turns that
+ * off, and its spin in place of yields while it waits for a call (fm_wait_call's `keep`; tests and
+ * benchmarks). Its rule, on a helper's readings of its two clocks (seconds: the wall's, CPU
+ * time's): returns whether to yield; `ran` -1 after a yield. */
 typedef struct {
     double wall, cpu;  /* the last readings (wall < 0: none yet) */
     double start;      /* where the current slice began (wall clock) */
     double job;        /* a job's time: the decaying maximum of the last ones */
     double tick;       /* the OS's tick */
 } fm_slice;
-enum { FM_YIELD_PAUSES = 20 };  /* a call's waiter's look in place of a yield (~0.5 us) */
+enum { FM_YIELD_PAUSES = 20 };  /* a pool helper's look in place of a yield (~0.5 us) */
 #define FM_SLICE_GAP 200e-6  /* off the CPU this long between two readings: a new slice */
 #define FM_SLICE_END 0.9     /* a job must end within this much of a tick from its slice's start */
 #define FM_SLICE_LONG 0.25   /* a job this much of a tick or longer is never held back */

@@ -12,9 +12,10 @@
  *
  * Instead, a worker that finds itself on the caller's CPU at the start of a mini-batch (or of a
  * block of rows to predict) moves off it: it narrows its own affinity to the CPUs it may use
- * minus that one (the kernel migrates it at once) and puts the mask back as it was. Nothing stays pinned; the scheduler
- * may move the thread again later. Measured: 10-14 ms with the pauses, 16-17 ms beside the
- * busy process; unchanged back to back on a quiet machine. FASTMLP_NO_SPREAD=1 turns it off. */
+ * minus that one (the kernel migrates it at once) and puts the mask back as it was. Nothing stays
+ * pinned; the scheduler may move the thread again later. Measured: 10-14 ms with the pauses, 16-17
+ * ms beside the busy process; unchanged back to back on a quiet machine. FASTMLP_NO_SPREAD=1 turns
+ * it off. */
 #define _GNU_SOURCE
 #include <sched.h>
 #include <stdlib.h>
@@ -27,6 +28,17 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#endif
+
+#if defined(__linux__) || defined(__APPLE__)
+/* A clock's reading in seconds: the monotonic wall clock's (the split's timing, a helper's
+ * slice) or the thread's CPU time (a helper's slice). */
+static double fm_clock(clockid_t clock)
+{
+    struct timespec t;
+    clock_gettime(clock, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 #endif
 
 int fm_current_cpu(void)
@@ -119,12 +131,13 @@ static void fm_pauses(int count)
         FM_PAUSE();
 }
 
-/* Both waits: spins, yields (a call's waiter spins on instead: fm_helper_slice's note), then
- * sleeps on the word (the futex call returns at once if the word changed after the look);
- * returns the word's value that ended it. With `away`, where the waker runs (a CPU, read as
- * the sleep begins): the sleeper leaves that CPU out of its mask while it sleeps and puts the
- * mask back as it wakes (the split's helper: its note). */
-static int fm_wait_word(int *word, int ref, int reach, int *sleepers, const int *away)
+/* Both waits: spins, yields (with `keep`, a pool helper's wait for a call, it spins on instead:
+ * fm_helper_slice's note), then sleeps on the word (the futex call returns at once if the word
+ * changed after the look); returns the word's value that ended it. With `away`, where the waker
+ * runs (a CPU, read as the sleep begins): the sleeper leaves that CPU out of its mask while it
+ * sleeps and puts the mask back as it wakes (the split's helper: its note). */
+static int fm_wait_word(int *word, int ref, int reach, int *sleepers, const int *away,
+                        int keep)
 {
     int looks, now;
 #if defined(__linux__)
@@ -139,7 +152,7 @@ static int fm_wait_word(int *word, int ref, int reach, int *sleepers, const int 
             return now;
         if (looks < FM_WAIT_SPINS)
             FM_PAUSE();
-        else if (!reach && fm_helper_slices)
+        else if (keep && fm_helper_slices)
             fm_pauses(FM_YIELD_PAUSES);  /* a helper keeps its CPU: fm_helper_slice's note */
         else
             fm_yield_cpu();
@@ -183,9 +196,9 @@ static void fm_wake_sleepers(int *word, int *sleepers)
 #endif
 }
 
-int fm_wait_call(int *value, int seen, int *sleepers, const int *away)
+int fm_wait_call(int *value, int seen, int *sleepers, const int *away, int keep)
 {
-    return fm_wait_word(value, seen, 0, sleepers, away);
+    return fm_wait_word(value, seen, 0, sleepers, away, keep);
 }
 
 void fm_call(int *value, int set, int *sleepers)
@@ -200,7 +213,7 @@ void fm_call(int *value, int set, int *sleepers)
  * futex wakes the caller as the count arrives. */
 void fm_wait_done(int *done, int target, int *sleepers)
 {
-    fm_wait_word(done, target, 1, sleepers, NULL);
+    fm_wait_word(done, target, 1, sleepers, NULL, 0);
 }
 
 void fm_done(int *done, int *sleepers)
@@ -255,13 +268,6 @@ int fm_slice_look(fm_slice *s, double wall, double cpu, int ran)
 }
 
 #if defined(__linux__)
-static double fm_clock(clockid_t clock)
-{
-    struct timespec t;
-    clock_gettime(clock, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 /* The OS's tick (the coarse clock's resolution), 4 ms where it cannot say or says nonsense */
 static double fm_tick(void)
 {
@@ -389,9 +395,10 @@ void fm_split_end(double began, double now, double wait)
  * every signal blocked, so that Python's handlers stay on its own threads), and forgotten in a
  * forked child (pthread_atfork: the child has no such thread; its first split starts one). It
  * waits for a call as the epoch's pool helpers do (fm_wait_call: spins FM_WAIT_SPINS pauses,
- * ~40-80 us, as libgomp's workers after a region with GOMP_SPINCOUNT 2,000, then as many looks
- * as it once yielded (fm_helper_slice's note), then sleeps on a futex), so that fm_split_begin's rule (split only within FM_SPLIT_GAP of the call before)
- * still finds it spinning. The part is claimed from a word (fm_claim), so a caller done with
+ * ~40-80 us, as libgomp's workers after a region with GOMP_SPINCOUNT 2,000, yields, then sleeps
+ * on a futex), so that fm_split_begin's rule (split only within FM_SPLIT_GAP of the call before)
+ * still finds it spinning; it yields where a pool helper spins on (fm_helper_slice's note:
+ * measured for the pool only). The part is claimed from a word (fm_claim), so a caller done with
  * its own part before the helper took the other takes it back and runs it itself: it never
  * waits for a helper that the OS has queued behind another process, only for one that is
  * running the part. One caller at a time holds it; another thread's split meanwhile runs both
@@ -435,12 +442,12 @@ static void split_helper_forget(void)
  * asleep again, to be woken onto the caller's CPU again. Traced on the 2-core AMD EPYC VM
  * (2026-12-07, a /tmp build without the back-off; `mnist`'s one-row predict_proba in bursts
  * of 200 calls 0.2 s apart): 16 of 23 wakes took 1-4 ms, 989 of 2,527 splits were taken back;
- * with the back-off, whole bursts went to one thread. So a sleeping helper leaves the caller's last CPU out of its
- * mask while it sleeps, and puts the mask back as it wakes (fm_wait_word's `away`): nothing
- * stays pinned while it runs, and a caller that moved meanwhile finds it as before. The same
- * bursts, builds in turns (a /tmp script, six pairs): the median call 8.2-11.6 us against
- * 12.8-14.9 before, nearly every call split; tools/fingerprint.py 303 of 303 equal. (The
- * epoch's pool helpers keep their wait: _schedule.pxd's pool_help says why.) */
+ * with the back-off, whole bursts went to one thread. So a sleeping helper leaves the caller's last
+ * CPU out of its mask while it sleeps, and puts the mask back as it wakes (fm_wait_word's `away`):
+ * nothing stays pinned while it runs, and a caller that moved meanwhile finds it as before. The
+ * same bursts, builds in turns (a /tmp script, six pairs): the median call 8.2-11.6 us against
+ * 12.8-14.9 before, nearly every call split; tools/fingerprint.py 303 of 303 equal. (The epoch's
+ * pool helpers keep their wait: _schedule.pxd's pool_help says why.) */
 #if defined(__linux__)
 static cpu_set_t split_helper_mask;  /* the CPUs it may run on (its creator's) */
 static int split_helper_narrowed;    /* it was created with its creator's CPU taken out */
@@ -456,7 +463,7 @@ static void *split_helper_main(void *unused)
 #endif
     for (;;) {
         seen = fm_wait_call(&split_helper.called, seen, &split_helper.sleepers,
-                            &split_helper.caller_cpu);
+                            &split_helper.caller_cpu, 0);
         fm_leave_cpu(split_helper.caller_cpu);
         /* (fm_claim acquires what the caller wrote before publishing the word) */
         if (!fm_load_flag(&split_helper_stalls)
@@ -524,15 +531,6 @@ void fm_split_helper_stall(int stall)
 #endif
 }
 
-#if defined(FM_SPLIT_HELPER)
-static double fm_seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-#endif
-
 double fm_split_run(fm_split_part_fn fn, void *mine, void *theirs)
 {
 #if defined(FM_SPLIT_HELPER)
@@ -550,14 +548,14 @@ double fm_split_run(fm_split_part_fn fn, void *mine, void *theirs)
         fm_publish_jobs(&split_helper.word, generation, 1);  /* (release: all of the above) */
         fm_call(&split_helper.called, (int)generation, &split_helper.sleepers);
         fn(mine);
-        own_end = fm_seconds();
+        own_end = fm_clock(CLOCK_MONOTONIC);
         taken_back = fm_claim(&split_helper.word, generation) >= 0;
         if (taken_back)
             fn(theirs);  /* the helper had not started it */
         else
             fm_wait_done(&split_helper.done, 1, &split_helper.waiting);
         __atomic_store_n(&split_helper_held, 0, __ATOMIC_RELEASE);
-        after = fm_seconds() - own_end;
+        after = fm_clock(CLOCK_MONOTONIC) - own_end;
         return taken_back && after < FM_SPLIT_TAKEN ? FM_SPLIT_TAKEN : after;
     }
 #endif

@@ -20,7 +20,7 @@ cdef extern from "fm_openmp.h" nogil:
     void fm_publish_jobs(long long *word, unsigned int generation, int jobs)
     int fm_claim(long long *word, unsigned int generation)
     int fm_claim_last(long long *word, unsigned int generation)
-    int fm_wait_call(int *value, int seen, int *sleepers, const int *away)
+    int fm_wait_call(int *value, int seen, int *sleepers, const int *away, int keep)
     void fm_call(int *value, int set, int *sleepers)
     void fm_wait_done(int *done, int target, int *sleepers)
     void fm_done(int *done, int *sleepers)

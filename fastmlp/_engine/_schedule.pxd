@@ -976,7 +976,7 @@ cdef inline void pool_help(const Geometry *g, floating *theta, floating *grad,
         # and 1/1.053 the epoch by benchmarks/ab_builds.py in both orders, within what A/A
         # moves; beside a busy core `mnist` 2/1 0.96, 0.97, 1.02 against 0.91, 0.87, 0.98, three
         # pairs, in the regimes that move it by more: not shown to help, so not taken.)
-        seen = fm_wait_call(&pool.called, seen, &pool.sleepers, NULL)
+        seen = fm_wait_call(&pool.called, seen, &pool.sleepers, NULL, 1)
         if fm_load_flag(&pool.closed):
             return
         pool_claim_jobs(g, theta, grad, state_1, state_2, state_3, step, False, rows, work,

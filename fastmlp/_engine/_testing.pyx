@@ -649,7 +649,7 @@ def wait_call(int[::1] value, int seen, int[::1] sleepers):
     the GIL: value[0] once it differs from `seen`."""
     cdef int now
     with nogil:
-        now = fm_wait_call(&value[0], seen, &sleepers[0], NULL)
+        now = fm_wait_call(&value[0], seen, &sleepers[0], NULL, 1)
     return now
 
 

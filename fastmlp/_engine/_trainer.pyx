@@ -1099,8 +1099,8 @@ def few_row_split(int mode):
 def helper_slices(bint on):
     """Whether the epoch's pool helpers keep to their time slices (csrc/placement.c's
     fm_helper_slice: a helper yields before a job that its slice would end inside, and spins
-    instead of yielding while it waits for a call, as the one-row split's helper then does
-    too); on by default; for tests and benchmarks. Returns the setting before. (Here, as few_row_split: each compiled module links its own
+    instead of yielding while it waits for a call); on by default; for tests and benchmarks.
+    Returns the setting before. (Here, as few_row_split: each compiled module links its own
     copy of csrc/.)"""
     global fm_helper_slices
     cdef bint before = fm_helper_slices
