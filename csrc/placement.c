@@ -248,7 +248,20 @@ void fm_done(int *done, int *sleepers)
  * with the spinning wait alone, 0.857 with both, against 0.915. Without the busy process
  * `wide` 0.515 against 0.510 (not one yield), and in the trial `mnist` 0.557 against 0.559,
  * `tiny-batch` 0.596 against 0.592. fm_helper_slices 0 turns both off (tests and benchmarks:
- * the engine's helper_slices). */
+ * the engine's helper_slices).
+ *
+ * Tried and not built (2-core AMD EPYC VM, Zen 4, 2026-12-08): the caller in its helper's
+ * place. Where the caller is the thread that shares the busy CPU, off it no batch starts and
+ * the helper has nothing to do; a trial build had the caller of a two-thread batch move off
+ * its CPU (fm_leave_cpu) at the batch's start where getrusage's count of involuntary context
+ * switches had grown since the batch before, so that the helper, which moves off the caller's
+ * CPU as it claims a job, would share the busy one instead. Two threads forced on every
+ * `mnist` batch beside a spinning process, epochs in turns with the move on, off and on one
+ * thread (a /tmp script, 60 s, half scale): 1.35x the one-thread epoch on against 1.09 off
+ * (57 moves an epoch of 117 batches: the caller and the helper, both on the CPU it moved to,
+ * preempted each other until the helper moved, and the caller moved back); with the batch
+ * after a move left out, 1.08 against 0.89 (35 moves an epoch). The count cannot tell the
+ * busy process from the helper: not built. */
 int fm_helper_slices = 1;
 int fm_helper_yields;  /* how many times a helper yielded before a job (tests, benchmarks) */
 

@@ -48,6 +48,18 @@
  * (fastmlp/_engine/_layer_dense.pxd's dense_backward_weights). Elsewhere the engine
  * multiplies with BLAS.
  *
+ * Where `wide`'s products stand (2-core AMD EPYC VM, Zen 4, 2026-12-08). Its epoch is 94 %
+ * these products (benchmarks/profile_breakdown.py: 49.2 ms of CPU a batch of 52.2), at 99 GFLOP
+ * a CPU-second; 12 chains of 512-bit fused multiply-adds run at 113-117 a core, alone or with
+ * the other core busy. The tile's inner loop alone, over a panel in L2, ran at 96-101 % of that
+ * in the same runs, and tiles of 8 x 48 at 97-102 % (python benchmarks/tile_peak.py, 1024 and
+ * 256 terms): no tile would give `wide` more than a percent or two. A product alone, one
+ * thread, W warm (a /tmp script, medians of 31 calls): 256 x 784 x 1024 4,338 us, 256 x 1024 x
+ * 1024 5,969, its W^T 5,596; fitted over 12-252 rows, a fixed 146, 338 and 307 us a call (the
+ * packing of W, read from L3 or memory: 3-6 %) and 99-106 GFLOP/s in the rows. So what is left
+ * is outside the tile: the packing (each thread's row block packs all of W), the reads of a and
+ * out past L2, and in the epoch the other core's lines.
+ *
  * Float64: the AVX-512 kernel alone (fm_rows_product_kernel_d() 2; elsewhere doubles go to
  * BLAS). It is compiled once per dtype from the body at the end of this file: panels of 16
  * doubles (two registers of 8) where float32's are of 32 floats, the same tiles of 12 rows,
