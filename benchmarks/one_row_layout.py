@@ -22,17 +22,25 @@ CSRC = os.path.join(os.path.dirname(HERE), "csrc")
 FLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", "-std=gnu99"]
 
 
+def c_compiler(cpu_flag, why):
+    """The C compiler ($CC, else gcc) for a harness built on the spot, which needs the processor
+    flag `cpu_flag` (as /proc/cpuinfo names it; `why`: what for); exits saying which is
+    missing (also benchmarks/tile_peak.py's)."""
+    with open("/proc/cpuinfo") as f:
+        if f" {cpu_flag}" not in f.read():
+            raise SystemExit(f"needs a processor with {cpu_flag.upper()} ({why})")
+    cc = os.environ.get("CC", "gcc")
+    if shutil.which(cc) is None:
+        raise SystemExit(f"no C compiler ({cc})")
+    return cc
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--other-kb", type=int, default=64,
                         help="KB written between calls (the interpreter's work between them)")
     args = parser.parse_args()
-    with open("/proc/cpuinfo") as f:
-        if " avx2" not in f.read():
-            raise SystemExit("needs a processor with AVX2 (the path it times)")
-    cc = os.environ.get("CC", "gcc")
-    if shutil.which(cc) is None:
-        raise SystemExit(f"no C compiler ({cc})")
+    cc = c_compiler("avx2", "the path it times")
     with tempfile.TemporaryDirectory() as tmp:
         exe = os.path.join(tmp, "one_row_layout")
         # The harness's own loop for AVX2 (as the library's clone for it); the library's file

@@ -11,10 +11,11 @@ a processor with AVX-512. One thread; run it on a quiet machine.
 """
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
+
+from one_row_layout import c_compiler
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -27,12 +28,7 @@ def main():
     args = parser.parse_args()
     if args.terms < 4 or args.terms % 4:
         raise SystemExit("--terms: a multiple of 4")
-    with open("/proc/cpuinfo") as f:
-        if " avx512f" not in f.read():
-            raise SystemExit("needs a processor with AVX-512 (the tiles it times)")
-    cc = os.environ.get("CC", "gcc")
-    if shutil.which(cc) is None:
-        raise SystemExit(f"no C compiler ({cc})")
+    cc = c_compiler("avx512f", "the tiles it times")
     with tempfile.TemporaryDirectory() as tmp:
         exe = os.path.join(tmp, "tile_peak")
         subprocess.run([cc, "-O3", "-mavx512f", "-mfma", "-std=gnu11",
