@@ -258,9 +258,9 @@ double fm_split_run(fm_split_part_fn fn, void *mine, void *theirs);
 void fm_split_helper_stall(int stall);
 
 /* csrc/placement.c: a helper's wait for the caller to call it to another batch (*value to
- * change from `seen`; spins, then sleeps on a futex where Linux has one, else naps;
- * asleep, it leaves the CPU *away out of its mask, where `away` is given: the caller's, onto
- * which a wake would put it; with `keep`, a pool helper's, it spins where it would yield: below),
+ * change from `seen`; spins, yields (with `keep`, a pool helper's wait, spins on instead:
+ * below), then sleeps on a futex where Linux has one, else naps; asleep, it leaves the CPU
+ * *away out of its mask, where `away` is given: the caller's, onto which a wake would put it),
  * and the caller's call (stores `value`, wakes the sleepers). */
 int fm_wait_call(int *value, int seen, int *sleepers, const int *away, int keep);
 void fm_call(int *value, int set, int *sleepers);
